@@ -1,0 +1,55 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+let optimizedHot: [SwiftSetting] = strict + [
+    .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
+]
+
+let package = Package(
+    name: "Flywheel",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "flywheel", targets: ["flywheel"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+    ],
+    targets: [
+        // C system libraries (module maps only).
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+
+        // Sockets, epoll event loops, HTTP/1.1 parsing and writing, SSE framing. Knows nothing of OpenAI.
+        .target(name: "FlywheelHTTP", swiftSettings: strict),
+        // libcurl multi client: pooled connections, streaming, timeouts, retries, fallbacks.
+        .target(name: "FlywheelUpstream", dependencies: ["CCurl"], swiftSettings: strict),
+        // The SQLite log: schema, migrations, background batch writer, queries.
+        .target(name: "FlywheelStore", dependencies: ["CSQLite"], swiftSettings: strict),
+        // A small, fast JSON value type with parser and writer.
+        .target(name: "FlywheelJSON", swiftSettings: strict),
+        // OpenAI wire format, routing, handlers, feedback, metrics, configuration.
+        .target(
+            name: "FlywheelGateway",
+            dependencies: ["FlywheelHTTP", "FlywheelUpstream", "FlywheelStore", "FlywheelJSON", "COpenSSL",
+                           .product(name: "Yams", package: "Yams")],
+            swiftSettings: strict),
+        // The command line: one file per subcommand, no logic.
+        .executableTarget(
+            name: "flywheel",
+            dependencies: ["FlywheelGateway", "FlywheelStore", "FlywheelJSON",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict),
+
+        .testTarget(name: "FlywheelHTTPTests", dependencies: ["FlywheelHTTP"], swiftSettings: strict),
+        .testTarget(name: "FlywheelUpstreamTests", dependencies: ["FlywheelUpstream"], swiftSettings: strict),
+        .testTarget(name: "FlywheelStoreTests", dependencies: ["FlywheelStore"], swiftSettings: strict),
+        .testTarget(name: "FlywheelJSONTests", dependencies: ["FlywheelJSON"], swiftSettings: strict),
+        .testTarget(name: "FlywheelGatewayTests", dependencies: ["FlywheelGateway"], swiftSettings: strict),
+    ],
+    swiftLanguageModes: [.v6]
+)
