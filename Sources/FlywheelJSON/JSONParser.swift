@@ -1,0 +1,230 @@
+/// Why a JSON text was rejected, and at which byte.
+public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var message: String
+    public var offset: Int
+    public var description: String { "\(message) at byte \(offset)" }
+}
+
+/// A strict RFC 8259 parser over UTF-8 bytes, with a nesting limit so hostile input cannot exhaust the stack.
+public struct JSONParser {
+    /// Deeper nesting than this is rejected rather than recursed into.
+    public static let maxDepth = 256
+
+    public static func parse(_ bytes: [UInt8]) throws(JSONParseError) -> JSON {
+        try bytes.withUnsafeBufferPointer { buffer throws(JSONParseError) in
+            var parser = Cursor(buffer: buffer)
+            parser.skipWhitespace()
+            let value = try parser.parseValue(depth: 0)
+            parser.skipWhitespace()
+            if parser.index != buffer.count { throw parser.error("unexpected data after the JSON value") }
+            return value
+        }
+    }
+
+    public static func parse(_ text: String) throws(JSONParseError) -> JSON {
+        try parse(Array(text.utf8))
+    }
+
+    private struct Cursor {
+        let buffer: UnsafeBufferPointer<UInt8>
+        var index = 0
+
+        init(buffer: UnsafeBufferPointer<UInt8>) { self.buffer = buffer }
+
+        func error(_ message: String) -> JSONParseError { JSONParseError(message: message, offset: index) }
+
+        mutating func skipWhitespace() {
+            while index < buffer.count {
+                switch buffer[index] {
+                case 0x20, 0x09, 0x0A, 0x0D: index += 1
+                default: return
+                }
+            }
+        }
+
+        mutating func parseValue(depth: Int) throws(JSONParseError) -> JSON {
+            guard index < buffer.count else { throw error("unexpected end of input") }
+            switch buffer[index] {
+            case UInt8(ascii: "{"): return try parseObject(depth: depth + 1)
+            case UInt8(ascii: "["): return try parseArray(depth: depth + 1)
+            case UInt8(ascii: "\""): return .string(try parseString())
+            case UInt8(ascii: "t"): try expectLiteral("true"); return .bool(true)
+            case UInt8(ascii: "f"): try expectLiteral("false"); return .bool(false)
+            case UInt8(ascii: "n"): try expectLiteral("null"); return .null
+            case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try parseNumber()
+            default: throw error("unexpected character '\(Character(Unicode.Scalar(buffer[index])))'")
+            }
+        }
+
+        mutating func expectLiteral(_ word: StaticString) throws(JSONParseError) {
+            let n = word.utf8CodeUnitCount
+            guard index + n <= buffer.count else { throw error("invalid literal") }
+            let w = word.utf8Start
+            for i in 0..<n where buffer[index + i] != w[i] { throw error("invalid literal") }
+            index += n
+        }
+
+        mutating func parseObject(depth: Int) throws(JSONParseError) -> JSON {
+            if depth > JSONParser.maxDepth { throw error("nesting deeper than \(JSONParser.maxDepth)") }
+            index += 1
+            var object = JSONObject()
+            var entries: [(String, JSON)] = []
+            skipWhitespace()
+            if index < buffer.count, buffer[index] == UInt8(ascii: "}") { index += 1; return .object(object) }
+            while true {
+                skipWhitespace()
+                guard index < buffer.count, buffer[index] == UInt8(ascii: "\"") else { throw error("expected a string key") }
+                let key = try parseString()
+                skipWhitespace()
+                guard index < buffer.count, buffer[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
+                index += 1
+                skipWhitespace()
+                let value = try parseValue(depth: depth)
+                entries.append((key, value))
+                skipWhitespace()
+                guard index < buffer.count else { throw error("unterminated object") }
+                if buffer[index] == UInt8(ascii: ",") { index += 1; continue }
+                if buffer[index] == UInt8(ascii: "}") { index += 1; break }
+                throw error("expected ',' or '}'")
+            }
+            // Duplicate keys: the last one wins, as in most parsers.
+            for (k, v) in entries { object[k] = v }
+            return .object(object)
+        }
+
+        mutating func parseArray(depth: Int) throws(JSONParseError) -> JSON {
+            if depth > JSONParser.maxDepth { throw error("nesting deeper than \(JSONParser.maxDepth)") }
+            index += 1
+            var items: [JSON] = []
+            skipWhitespace()
+            if index < buffer.count, buffer[index] == UInt8(ascii: "]") { index += 1; return .array(items) }
+            while true {
+                skipWhitespace()
+                items.append(try parseValue(depth: depth))
+                skipWhitespace()
+                guard index < buffer.count else { throw error("unterminated array") }
+                if buffer[index] == UInt8(ascii: ",") { index += 1; continue }
+                if buffer[index] == UInt8(ascii: "]") { index += 1; break }
+                throw error("expected ',' or ']'")
+            }
+            return .array(items)
+        }
+
+        mutating func parseNumber() throws(JSONParseError) -> JSON {
+            let start = index
+            var isInteger = true
+            if buffer[index] == UInt8(ascii: "-") { index += 1 }
+            guard index < buffer.count, isDigit(buffer[index]) else { throw error("invalid number") }
+            if buffer[index] == UInt8(ascii: "0") {
+                index += 1
+            } else {
+                while index < buffer.count, isDigit(buffer[index]) { index += 1 }
+            }
+            if index < buffer.count, buffer[index] == UInt8(ascii: ".") {
+                isInteger = false
+                index += 1
+                guard index < buffer.count, isDigit(buffer[index]) else { throw error("invalid number") }
+                while index < buffer.count, isDigit(buffer[index]) { index += 1 }
+            }
+            if index < buffer.count, buffer[index] == UInt8(ascii: "e") || buffer[index] == UInt8(ascii: "E") {
+                isInteger = false
+                index += 1
+                if index < buffer.count, buffer[index] == UInt8(ascii: "+") || buffer[index] == UInt8(ascii: "-") { index += 1 }
+                guard index < buffer.count, isDigit(buffer[index]) else { throw error("invalid number") }
+                while index < buffer.count, isDigit(buffer[index]) { index += 1 }
+            }
+            let text = String(decoding: UnsafeBufferPointer(rebasing: buffer[start..<index]), as: UTF8.self)
+            if isInteger, let i = Int64(text) { return .int(i) }
+            guard let d = Double(text) else { throw JSONParseError(message: "invalid number", offset: start) }
+            return .double(d)
+        }
+
+        func isDigit(_ c: UInt8) -> Bool { c >= 0x30 && c <= 0x39 }
+
+        mutating func parseString() throws(JSONParseError) -> String {
+            index += 1  // opening quote
+            let start = index
+            // Fast path: no escapes.
+            while index < buffer.count {
+                let c = buffer[index]
+                if c == UInt8(ascii: "\"") {
+                    let s = try validUTF8(start, index)
+                    index += 1
+                    return s
+                }
+                if c == UInt8(ascii: "\\") { break }
+                if c < 0x20 { throw error("control character in string") }
+                index += 1
+            }
+            var bytes = Array(UnsafeBufferPointer(rebasing: buffer[start..<index]))
+            while index < buffer.count {
+                let c = buffer[index]
+                if c == UInt8(ascii: "\"") {
+                    index += 1
+                    guard let s = String(validating: bytes, as: UTF8.self) else { throw error("invalid UTF-8 in string") }
+                    return s
+                }
+                if c < 0x20 { throw error("control character in string") }
+                if c != UInt8(ascii: "\\") { bytes.append(c); index += 1; continue }
+                index += 1
+                guard index < buffer.count else { break }
+                let e = buffer[index]
+                index += 1
+                switch e {
+                case UInt8(ascii: "\""): bytes.append(0x22)
+                case UInt8(ascii: "\\"): bytes.append(0x5C)
+                case UInt8(ascii: "/"): bytes.append(0x2F)
+                case UInt8(ascii: "b"): bytes.append(0x08)
+                case UInt8(ascii: "f"): bytes.append(0x0C)
+                case UInt8(ascii: "n"): bytes.append(0x0A)
+                case UInt8(ascii: "r"): bytes.append(0x0D)
+                case UInt8(ascii: "t"): bytes.append(0x09)
+                case UInt8(ascii: "u"):
+                    var scalar = try hex4()
+                    if (0xD800...0xDBFF).contains(scalar) {
+                        // A high surrogate must be followed by an escaped low surrogate.
+                        guard index + 1 < buffer.count, buffer[index] == UInt8(ascii: "\\"), buffer[index + 1] == UInt8(ascii: "u")
+                        else { throw error("unpaired surrogate") }
+                        index += 2
+                        let low = try hex4()
+                        guard (0xDC00...0xDFFF).contains(low) else { throw error("unpaired surrogate") }
+                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                    } else if (0xDC00...0xDFFF).contains(scalar) {
+                        throw error("unpaired surrogate")
+                    }
+                    guard let u = Unicode.Scalar(scalar) else { throw error("invalid unicode escape") }
+                    bytes.append(contentsOf: Array(String(Character(u)).utf8))
+                default:
+                    throw error("invalid escape")
+                }
+            }
+            throw error("unterminated string")
+        }
+
+        mutating func hex4() throws(JSONParseError) -> UInt32 {
+            guard index + 4 <= buffer.count else { throw error("invalid unicode escape") }
+            var v: UInt32 = 0
+            for _ in 0..<4 {
+                let c = buffer[index]
+                let d: UInt32
+                switch c {
+                case 0x30...0x39: d = UInt32(c - 0x30)
+                case 0x41...0x46: d = UInt32(c - 0x41 + 10)
+                case 0x61...0x66: d = UInt32(c - 0x61 + 10)
+                default: throw error("invalid unicode escape")
+                }
+                v = v << 4 | d
+                index += 1
+            }
+            return v
+        }
+
+        func validUTF8(_ from: Int, _ to: Int) throws(JSONParseError) -> String {
+            let slice = UnsafeBufferPointer(rebasing: buffer[from..<to])
+            guard let s = String(validating: slice, as: UTF8.self) else {
+                throw JSONParseError(message: "invalid UTF-8 in string", offset: from)
+            }
+            return s
+        }
+    }
+}
