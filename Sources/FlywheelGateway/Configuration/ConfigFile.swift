@@ -1,0 +1,135 @@
+/// The YAML file's shape, decoded as is and then resolved into a `GatewayConfiguration`.
+/// Kept apart so the runtime configuration never carries `*_env` indirections.
+struct ConfigFile: Decodable {
+    var server: ServerSection?
+    var auth: AuthSection?
+    var log: LogSection?
+    var feedback: FeedbackSection?
+    var upstreams: [UpstreamSection]?
+    var routes: [RouteSection]?
+    var prices: [String: PriceSection]?
+
+    struct ServerSection: Decodable {
+        var listen: String?
+        var event_loops: Int?
+        var max_body_bytes: Int?
+        var max_header_bytes: Int?
+        var max_connections: Int?
+        var request_timeout: Double?
+        var idle_timeout: Double?
+        var write_timeout: Double?
+        var shutdown_grace: Double?
+        var max_response_bytes: Int?
+    }
+    struct AuthSection: Decodable { var keys: [KeySection]? }
+    struct KeySection: Decodable { var id: String; var key: String?; var key_env: String? }
+    struct LogSection: Decodable {
+        var path: String?
+        var queue_capacity: Int?
+        var batch_size: Int?
+        var flush_interval: Double?
+    }
+    struct FeedbackSection: Decodable {
+        var webhook_secret: String?
+        var webhook_secret_env: String?
+        var max_body_bytes: Int?
+    }
+    struct TimeoutsSection: Decodable { var connect: Double?; var first_byte: Double?; var total: Double? }
+    struct RetriesSection: Decodable { var max: Int?; var initial_backoff: Double?; var max_backoff: Double? }
+    struct UpstreamSection: Decodable {
+        var name: String
+        var base_url: String
+        var api_key: String?
+        var api_key_env: String?
+        var headers: [String: String]?
+        var timeouts: TimeoutsSection?
+        var retries: RetriesSection?
+    }
+    struct RouteSection: Decodable {
+        var model: String
+        var upstreams: [String]?
+        var upstream: String?
+        var upstream_model: String?
+        var name: String?
+    }
+    struct PriceSection: Decodable { var input: Double; var output: Double }
+
+    func resolve(environment: [String: String], source: String) throws -> GatewayConfiguration {
+        var c = GatewayConfiguration()
+        if let s = server {
+            c.server.listen = s.listen ?? c.server.listen
+            c.server.eventLoops = s.event_loops
+            c.server.maxBodyBytes = s.max_body_bytes ?? c.server.maxBodyBytes
+            c.server.maxHeaderBytes = s.max_header_bytes ?? c.server.maxHeaderBytes
+            c.server.maxConnections = s.max_connections ?? c.server.maxConnections
+            c.server.requestTimeout = s.request_timeout ?? c.server.requestTimeout
+            c.server.idleTimeout = s.idle_timeout ?? c.server.idleTimeout
+            c.server.writeTimeout = s.write_timeout ?? c.server.writeTimeout
+            c.server.shutdownGrace = s.shutdown_grace ?? c.server.shutdownGrace
+            c.server.maxResponseBytes = s.max_response_bytes ?? c.server.maxResponseBytes
+        }
+        for k in auth?.keys ?? [] {
+            let key = try Self.secret(literal: k.key, env: k.key_env, environment: environment, what: "auth.keys.\(k.id)")
+            guard let key else { throw ConfigurationError("\(source): auth.keys.\(k.id) needs key or key_env") }
+            c.auth.keys.append(.init(id: k.id, key: key))
+        }
+        if let l = log {
+            c.log.path = l.path ?? c.log.path
+            c.log.queueCapacity = l.queue_capacity ?? c.log.queueCapacity
+            c.log.batchSize = l.batch_size ?? c.log.batchSize
+            c.log.flushInterval = l.flush_interval ?? c.log.flushInterval
+        }
+        if let f = feedback {
+            c.feedback.webhookSecret = try Self.secret(literal: f.webhook_secret, env: f.webhook_secret_env,
+                                                       environment: environment, what: "feedback.webhook_secret")
+            c.feedback.maxBodyBytes = f.max_body_bytes ?? c.feedback.maxBodyBytes
+        }
+        for u in upstreams ?? [] {
+            var up = GatewayConfiguration.Upstream(name: u.name, baseURL: u.base_url)
+            // With neither key given, the upstream uses OPENAI_API_KEY, as the SDKs do.
+            up.apiKey = try Self.secret(literal: u.api_key, env: u.api_key_env, environment: environment, what: "upstreams.\(u.name).api_key")
+                ?? (u.api_key_env == nil ? environment["OPENAI_API_KEY"] : nil)
+            up.headers = u.headers ?? [:]
+            up.connectTimeout = u.timeouts?.connect ?? up.connectTimeout
+            up.firstByteTimeout = u.timeouts?.first_byte ?? up.firstByteTimeout
+            up.totalTimeout = u.timeouts?.total ?? up.totalTimeout
+            up.maxRetries = u.retries?.max ?? up.maxRetries
+            up.initialBackoff = u.retries?.initial_backoff ?? up.initialBackoff
+            up.maxBackoff = u.retries?.max_backoff ?? up.maxBackoff
+            c.upstreams.append(up)
+        }
+        for (i, r) in (routes ?? []).enumerated() {
+            let names = r.upstreams ?? r.upstream.map { [$0] } ?? []
+            guard !names.isEmpty else { throw ConfigurationError("\(source): routes[\(i)] (\(r.model)) needs upstreams") }
+            c.routes.append(.init(model: r.model, upstreams: names, upstreamModel: r.upstream_model, name: r.name))
+        }
+        for (model, p) in prices ?? [:] {
+            c.prices[model] = .init(input: p.input, output: p.output)
+        }
+        return c
+    }
+
+    /// A literal value, or the named environment variable, which must then be set.
+    static func secret(literal: String?, env: String?, environment: [String: String], what: String) throws -> String? {
+        if let literal { return literal }
+        guard let env else { return nil }
+        guard let value = environment[env], !value.isEmpty else {
+            throw ConfigurationError("\(what): environment variable \(env) is not set")
+        }
+        return value
+    }
+
+    /// A decoding error as one line naming the YAML path.
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ keys: [any CodingKey]) -> String {
+            keys.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined().trimmingPrefix(".").description
+        }
+        switch error {
+        case .keyNotFound(let key, let ctx): return "missing key '\(key.stringValue)' at \(path(ctx.codingPath).isEmpty ? "top level" : path(ctx.codingPath))"
+        case .typeMismatch(_, let ctx): return "wrong type at \(path(ctx.codingPath)): \(ctx.debugDescription)"
+        case .valueNotFound(_, let ctx): return "missing value at \(path(ctx.codingPath))"
+        case .dataCorrupted(let ctx): return "invalid YAML at \(path(ctx.codingPath)): \(ctx.debugDescription)"
+        @unknown default: return "\(error)"
+        }
+    }
+}

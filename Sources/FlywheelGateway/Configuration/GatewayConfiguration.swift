@@ -1,0 +1,183 @@
+import Foundation
+import Yams
+
+/// Everything the daemon needs to run, loaded from a YAML file and then overridden by command-line flags.
+/// Field names mirror the YAML keys (snake_case there); see `config/flywheel.example.yaml`.
+public struct GatewayConfiguration: Sendable, Equatable {
+    public var server = Server()
+    public var auth = Auth()
+    public var log = Log()
+    public var feedback = Feedback()
+    public var upstreams: [Upstream] = []
+    public var routes: [Route] = []
+    /// USD per one million tokens, by model name (requested or served).
+    public var prices: [String: Price] = [:]
+
+    public init() {}
+
+    public struct Server: Sendable, Equatable {
+        public var listen = "127.0.0.1:8080"
+        public var eventLoops: Int? = nil
+        public var maxBodyBytes = 16 << 20
+        public var maxHeaderBytes = 16 << 10
+        public var maxConnections = 4096
+        public var requestTimeout = 30.0
+        public var idleTimeout = 60.0
+        public var writeTimeout = 60.0
+        public var shutdownGrace = 30.0
+        /// A buffered (non-stream) upstream response larger than this is refused with 502.
+        public var maxResponseBytes = 64 << 20
+    }
+
+    public struct Auth: Sendable, Equatable {
+        /// When non-empty, clients must present one of these as `Authorization: Bearer <key>`.
+        public var keys: [APIKey] = []
+    }
+
+    public struct APIKey: Sendable, Equatable {
+        public var id: String
+        public var key: String
+    }
+
+    public struct Log: Sendable, Equatable {
+        public var path = "flywheel.db"
+        public var queueCapacity = 10_000
+        public var batchSize = 1_000
+        public var flushInterval = 0.05
+    }
+
+    public struct Feedback: Sendable, Equatable {
+        /// When set, `POST /v1/feedback` requires `x-flywheel-signature: sha256=<hex HMAC of the body>`.
+        public var webhookSecret: String? = nil
+        public var maxBodyBytes = 1 << 20
+    }
+
+    public struct Upstream: Sendable, Equatable {
+        public var name: String
+        public var baseURL: String
+        public var apiKey: String?
+        public var headers: [String: String] = [:]
+        public var connectTimeout = 10.0
+        public var firstByteTimeout = 120.0
+        public var totalTimeout = 600.0
+        public var maxRetries = 2
+        public var initialBackoff = 0.2
+        public var maxBackoff = 5.0
+    }
+
+    public struct Route: Sendable, Equatable {
+        /// An exact model name or a glob (`*` any run, `?` one character).
+        public var model: String
+        /// Upstream names in order: the first is primary, the rest are fallbacks.
+        public var upstreams: [String]
+        /// The model name sent upstream, when it differs from the requested one.
+        public var upstreamModel: String?
+        /// Name recorded in the log's `route` column; defaults to "upstream".
+        public var name: String?
+    }
+
+    public struct Price: Sendable, Equatable {
+        public var input: Double
+        public var output: Double
+    }
+}
+
+/// A configuration problem, with the place it was found.
+public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+extension GatewayConfiguration {
+    /// Reads and validates a YAML configuration file. Environment references (`*_env` keys) are resolved
+    /// against `environment`.
+    public static func load(path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> GatewayConfiguration {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigurationError("cannot read config file \(path): \(error.localizedDescription)")
+        }
+        return try parse(yaml: text, source: path, environment: environment)
+    }
+
+    /// Parses YAML text; `source` names it in error messages.
+    public static func parse(yaml: String, source: String = "config", environment: [String: String] = [:]) throws -> GatewayConfiguration {
+        let file: ConfigFile
+        do {
+            file = try YAMLDecoder().decode(ConfigFile.self, from: yaml)
+        } catch let error as DecodingError {
+            throw ConfigurationError("\(source): \(ConfigFile.describe(error))")
+        } catch {
+            throw ConfigurationError("\(source): \(error)")
+        }
+        var config = try file.resolve(environment: environment, source: source)
+        try config.validate()
+        return config
+    }
+
+    /// Checks cross-references and ranges; throws the first problem found.
+    public func validate() throws {
+        var names = Set<String>()
+        for u in upstreams {
+            guard !u.name.isEmpty else { throw ConfigurationError("upstreams: an upstream has an empty name") }
+            guard names.insert(u.name).inserted else { throw ConfigurationError("upstreams: duplicate name '\(u.name)'") }
+            guard u.baseURL.hasPrefix("http://") || u.baseURL.hasPrefix("https://") else {
+                throw ConfigurationError("upstreams.\(u.name).base_url must start with http:// or https://, got '\(u.baseURL)'")
+            }
+            guard u.maxRetries >= 0, u.maxRetries <= 10 else { throw ConfigurationError("upstreams.\(u.name).retries.max must be 0...10") }
+            for (label, t) in [("connect", u.connectTimeout), ("first_byte", u.firstByteTimeout), ("total", u.totalTimeout)] where !(t > 0) {
+                throw ConfigurationError("upstreams.\(u.name).timeouts.\(label) must be > 0")
+            }
+        }
+        for (i, r) in routes.enumerated() {
+            guard !r.model.isEmpty else { throw ConfigurationError("routes[\(i)]: model is empty") }
+            guard !r.upstreams.isEmpty else { throw ConfigurationError("routes[\(i)] (\(r.model)): needs at least one upstream") }
+            for name in r.upstreams where !names.contains(name) {
+                throw ConfigurationError("routes[\(i)] (\(r.model)): unknown upstream '\(name)'")
+            }
+        }
+        guard server.maxBodyBytes > 0, server.maxHeaderBytes >= 1024, server.maxConnections > 0 else {
+            throw ConfigurationError("server: max_body_bytes, max_header_bytes (>= 1024) and max_connections must be positive")
+        }
+        guard server.requestTimeout > 0, server.idleTimeout > 0, server.shutdownGrace >= 0 else {
+            throw ConfigurationError("server: timeouts must be positive")
+        }
+        guard log.queueCapacity > 0, log.batchSize > 0, log.flushInterval > 0 else {
+            throw ConfigurationError("log: queue_capacity, batch_size and flush_interval must be positive")
+        }
+        var keyIDs = Set<String>()
+        for k in auth.keys {
+            guard !k.key.isEmpty else { throw ConfigurationError("auth.keys.\(k.id): key is empty") }
+            guard keyIDs.insert(k.id).inserted else { throw ConfigurationError("auth.keys: duplicate id '\(k.id)'") }
+        }
+        _ = try ListenAddress(parsing: server.listen)
+    }
+}
+
+/// `HOST:PORT`, `[v6]:PORT` or `:PORT`.
+public struct ListenAddress: Sendable, Equatable {
+    public var host: String
+    public var port: UInt16
+
+    public init(parsing text: String) throws {
+        var hostPart: Substring
+        let portPart: Substring
+        if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
+            hostPart = text[text.index(after: text.startIndex)..<close]
+            let rest = text[text.index(after: close)...]
+            guard rest.hasPrefix(":") else { throw ConfigurationError("listen address '\(text)': expected [host]:port") }
+            portPart = rest.dropFirst()
+        } else if let colon = text.lastIndex(of: ":") {
+            hostPart = text[..<colon]
+            portPart = text[text.index(after: colon)...]
+        } else {
+            throw ConfigurationError("listen address '\(text)': expected HOST:PORT")
+        }
+        guard let port = UInt16(portPart) else { throw ConfigurationError("listen address '\(text)': bad port '\(portPart)'") }
+        if hostPart.isEmpty { hostPart = "0.0.0.0" }
+        self.host = String(hostPart)
+        self.port = port
+    }
+}

@@ -1,0 +1,76 @@
+import FlywheelHTTP
+import FlywheelStore
+import FlywheelUpstream
+
+/// The daemon assembled: the log writer, the upstream client, the gateway and the HTTP server, started and
+/// stopped in the order that loses nothing (stop accepting, drain requests, stop upstreams, flush the log).
+public final class GatewayServer: Sendable {
+    public let configuration: GatewayConfiguration
+    public let gateway: Gateway
+    private let http: HTTPServer
+    private let upstream: UpstreamClient
+    private let log: LogWriter
+
+    public init(configuration: GatewayConfiguration) throws {
+        try configuration.validate()
+        self.configuration = configuration
+        let address = try ListenAddress(parsing: configuration.server.listen)
+        let log: LogWriter
+        do {
+            log = try LogWriter(path: configuration.log.path, capacity: configuration.log.queueCapacity,
+                                maxBatch: configuration.log.batchSize, flushInterval: configuration.log.flushInterval)
+        } catch {
+            throw ConfigurationError("cannot open the log database \(configuration.log.path): \(error)")
+        }
+        let upstream: UpstreamClient
+        do {
+            upstream = try UpstreamClient()
+        } catch {
+            log.close()
+            throw error
+        }
+        let gateway = Gateway(configuration: configuration, upstream: upstream, log: log)
+        var http = HTTPServerConfiguration(host: address.host, port: address.port)
+        if let loops = configuration.server.eventLoops { http.eventLoopCount = max(1, loops) }
+        http.maxBodyBytes = configuration.server.maxBodyBytes
+        http.maxHeaderBytes = configuration.server.maxHeaderBytes
+        http.maxConnections = configuration.server.maxConnections
+        http.requestTimeout = configuration.server.requestTimeout
+        http.idleTimeout = configuration.server.idleTimeout
+        http.writeTimeout = configuration.server.writeTimeout
+        http.errorRenderer = { status, message in
+            OpenAIError.forHTTPStatus(status, message: message).response(requestID: RequestID.newUUIDv7())
+        }
+        let server = HTTPServer(configuration: http, responder: gateway)
+        gateway.setConnectionCounter { [weak server] in server?.openConnectionCount ?? 0 }
+        self.gateway = gateway
+        self.http = server
+        self.upstream = upstream
+        self.log = log
+    }
+
+    /// Starts accepting; returns the URL clients should use.
+    @discardableResult
+    public func start() throws -> String {
+        do {
+            try http.start()
+        } catch {
+            upstream.shutdown()
+            log.close()
+            throw error
+        }
+        let address = try ListenAddress(parsing: configuration.server.listen)
+        let host = address.host.contains(":") ? "[\(address.host)]" : address.host
+        return "http://\(host):\(http.port)"
+    }
+
+    public var port: UInt16 { http.port }
+
+    /// Graceful stop: no new connections, in-flight requests and streams get `server.shutdown_grace` seconds,
+    /// then the upstream client stops and the log is flushed and closed. Blocks until all of that is done.
+    public func shutdown() {
+        http.shutdown(gracePeriod: configuration.server.shutdownGrace)
+        upstream.shutdown()
+        log.close()
+    }
+}

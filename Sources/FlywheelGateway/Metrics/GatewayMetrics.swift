@@ -1,0 +1,115 @@
+import Synchronization
+
+/// The gateway's own counters, rendered in Prometheus text format at `GET /metrics`. Thread-safe.
+public final class GatewayMetrics: Sendable {
+    /// Label sets beyond this many collapse into `model="other"`: model names come from clients, and an
+    /// unbounded label set would grow memory and scrape size without limit.
+    static let maxSeries = 2_000
+
+    struct RequestKey: Hashable { var endpoint: String; var model: String; var route: String; var status: Int }
+    struct UpstreamErrorKey: Hashable { var upstream: String; var kind: String }
+
+    private let requests = Mutex<[RequestKey: UInt64]>([:])
+    private let upstreamErrors = Mutex<[UpstreamErrorKey: UInt64]>([:])
+    private let durations = Mutex<[String: Histogram]>([:])
+    public let overhead = Histogram(bounds: [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1])
+    public let timeToFirstByte = Histogram(bounds: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30])
+    private let inFlight = Atomic<Int>(0)
+    private static let durationBounds = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]
+
+    public init() {}
+
+    public func requestStarted() { inFlight.add(1, ordering: .relaxed) }
+
+    /// Records one finished request. `overheadSeconds` is total time minus time waiting on the upstream.
+    public func requestFinished(endpoint: String, model: String?, route: String?, status: Int,
+                                seconds: Double, overheadSeconds: Double?, firstByteSeconds: Double?) {
+        inFlight.subtract(1, ordering: .relaxed)
+        requests.withLock { table in
+            var key = RequestKey(endpoint: endpoint, model: model ?? "", route: route ?? "", status: status)
+            if table[key] == nil, table.count >= Self.maxSeries { key.model = "other" }
+            table[key, default: 0] += 1
+        }
+        let histogram = durations.withLock { table in
+            if let h = table[endpoint] { return h }
+            let h = Histogram(bounds: Self.durationBounds)
+            table[endpoint] = h
+            return h
+        }
+        histogram.observe(seconds)
+        if let overheadSeconds { overhead.observe(max(0, overheadSeconds)) }
+        if let firstByteSeconds { timeToFirstByte.observe(firstByteSeconds) }
+    }
+
+    /// Counts an upstream failure by kind: connect, timeout, transfer, status_5xx, status_429...
+    public func upstreamError(upstream: String, kind: String) {
+        upstreamErrors.withLock { $0[UpstreamErrorKey(upstream: upstream, kind: kind), default: 0] += 1 }
+    }
+
+    /// Figures owned by other components, sampled at scrape time.
+    public struct Gauges: Sendable {
+        public var logQueueDepth: Int
+        public var logDropped: Int
+        public var logWritten: Int
+        public var logWriteErrors: Int
+        public var openConnections: Int
+        public init(logQueueDepth: Int, logDropped: Int, logWritten: Int, logWriteErrors: Int, openConnections: Int) {
+            self.logQueueDepth = logQueueDepth
+            self.logDropped = logDropped
+            self.logWritten = logWritten
+            self.logWriteErrors = logWriteErrors
+            self.openConnections = openConnections
+        }
+    }
+
+    /// The whole exposition, Prometheus text format 0.0.4.
+    public func render(_ gauges: Gauges) -> String {
+        var out = ""
+        out += "# HELP flywheel_requests_total Requests answered, by endpoint, model, route and status.\n"
+        out += "# TYPE flywheel_requests_total counter\n"
+        let reqs = requests.withLock { $0 }.sorted { ($0.key.endpoint, $0.key.model, $0.key.status) < ($1.key.endpoint, $1.key.model, $1.key.status) }
+        for (k, v) in reqs {
+            out += "flywheel_requests_total{endpoint=\"\(escape(k.endpoint))\",model=\"\(escape(k.model))\",route=\"\(escape(k.route))\",status=\"\(k.status)\"} \(v)\n"
+        }
+        out += "# HELP flywheel_request_duration_seconds Time from a request's first byte to the end of its response.\n"
+        out += "# TYPE flywheel_request_duration_seconds histogram\n"
+        for (endpoint, h) in durations.withLock({ $0 }).sorted(by: { $0.key < $1.key }) {
+            h.render(name: "flywheel_request_duration_seconds", labels: "endpoint=\"\(escape(endpoint))\"", into: &out)
+        }
+        out += "# HELP flywheel_gateway_overhead_seconds Time spent in the gateway itself: total minus time waiting on the upstream.\n"
+        out += "# TYPE flywheel_gateway_overhead_seconds histogram\n"
+        overhead.render(name: "flywheel_gateway_overhead_seconds", labels: "", into: &out)
+        out += "# HELP flywheel_time_to_first_byte_seconds Time from a request's arrival to the upstream's first response byte.\n"
+        out += "# TYPE flywheel_time_to_first_byte_seconds histogram\n"
+        timeToFirstByte.render(name: "flywheel_time_to_first_byte_seconds", labels: "", into: &out)
+        out += "# HELP flywheel_upstream_errors_total Failed upstream attempts, by upstream and kind.\n"
+        out += "# TYPE flywheel_upstream_errors_total counter\n"
+        for (k, v) in upstreamErrors.withLock({ $0 }).sorted(by: { ($0.key.upstream, $0.key.kind) < ($1.key.upstream, $1.key.kind) }) {
+            out += "flywheel_upstream_errors_total{upstream=\"\(escape(k.upstream))\",kind=\"\(escape(k.kind))\"} \(v)\n"
+        }
+        out += "# HELP flywheel_in_flight_requests Requests being handled now.\n# TYPE flywheel_in_flight_requests gauge\n"
+        out += "flywheel_in_flight_requests \(inFlight.load(ordering: .relaxed))\n"
+        out += "# HELP flywheel_open_connections Client connections open now.\n# TYPE flywheel_open_connections gauge\n"
+        out += "flywheel_open_connections \(gauges.openConnections)\n"
+        out += "# HELP flywheel_log_queue_depth Log rows waiting for the background writer.\n# TYPE flywheel_log_queue_depth gauge\n"
+        out += "flywheel_log_queue_depth \(gauges.logQueueDepth)\n"
+        out += "# HELP flywheel_log_dropped_total Log rows dropped because the queue was full.\n# TYPE flywheel_log_dropped_total counter\n"
+        out += "flywheel_log_dropped_total \(gauges.logDropped)\n"
+        out += "# HELP flywheel_log_written_total Log rows committed.\n# TYPE flywheel_log_written_total counter\n"
+        out += "flywheel_log_written_total \(gauges.logWritten)\n"
+        out += "# HELP flywheel_log_write_errors_total Log rows that failed to insert.\n# TYPE flywheel_log_write_errors_total counter\n"
+        out += "flywheel_log_write_errors_total \(gauges.logWriteErrors)\n"
+        return out
+    }
+
+    private func escape(_ s: String) -> String {
+        guard s.contains(where: { $0 == "\\" || $0 == "\"" || $0 == "\n" }) else { return s }
+        return s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n")
+    }
+}
+
+private extension String {
+    func replacingOccurrences(of target: String, with replacement: String) -> String {
+        split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
+    }
+}

@@ -1,0 +1,79 @@
+import FlywheelHTTP
+import FlywheelJSON
+
+/// An error as OpenAI's API reports it: `{"error":{"message","type","param","code"}}` with a matching status,
+/// so the official SDKs raise their proper exception classes. This is the only error shape a client ever sees.
+public struct OpenAIError: Error, Sendable, Equatable {
+    public var status: Int
+    public var message: String
+    public var type: String
+    public var param: String?
+    public var code: String?
+
+    public init(status: Int, message: String, type: String, param: String? = nil, code: String? = nil) {
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+    }
+
+    public var json: JSON {
+        ["error": ["message": .string(message), "type": .string(type), "param": .optional(param), "code": .optional(code)]]
+    }
+
+    /// The error as a JSON HTTP response carrying `requestID`.
+    public func response(requestID: String) -> HTTPResponse {
+        var headers = HTTPHeaders()
+        headers.add("Content-Type", "application/json")
+        headers.add("x-request-id", requestID)
+        return HTTPResponse(status: status, headers: headers, body: json.serialized())
+    }
+}
+
+extension OpenAIError {
+    public static func invalidRequest(_ message: String, param: String? = nil, code: String? = nil) -> OpenAIError {
+        OpenAIError(status: 400, message: message, type: "invalid_request_error", param: param, code: code)
+    }
+    public static func modelNotFound(_ model: String) -> OpenAIError {
+        OpenAIError(status: 404, message: "The model '\(model)' does not exist or is not routed by this gateway.",
+                    type: "invalid_request_error", param: "model", code: "model_not_found")
+    }
+    public static func invalidAPIKey() -> OpenAIError {
+        OpenAIError(status: 401, message: "Incorrect or missing API key. Send it as 'Authorization: Bearer <key>'.",
+                    type: "invalid_request_error", code: "invalid_api_key")
+    }
+    public static func notFound(path: String) -> OpenAIError {
+        OpenAIError(status: 404, message: "Unknown path: \(path)", type: "invalid_request_error", code: "unknown_url")
+    }
+    public static func methodNotAllowed(_ method: String, path: String) -> OpenAIError {
+        OpenAIError(status: 405, message: "Method \(method) is not allowed on \(path)", type: "invalid_request_error", code: "method_not_allowed")
+    }
+    public static func upstreamUnavailable(_ message: String) -> OpenAIError {
+        OpenAIError(status: 502, message: message, type: "upstream_error", code: "upstream_unavailable")
+    }
+    public static func upstreamTimeout(_ message: String) -> OpenAIError {
+        OpenAIError(status: 504, message: message, type: "upstream_error", code: "upstream_timeout")
+    }
+    public static func serverError(_ message: String = "The gateway failed to handle the request.") -> OpenAIError {
+        OpenAIError(status: 500, message: message, type: "server_error", code: "internal_error")
+    }
+    public static func overloaded(_ message: String) -> OpenAIError {
+        OpenAIError(status: 503, message: message, type: "server_error", code: "overloaded")
+    }
+
+    /// The error for a protocol-level failure the HTTP layer detected itself (malformed request, limits).
+    public static func forHTTPStatus(_ status: Int, message: String) -> OpenAIError {
+        let code: String? = switch status {
+        case 400: "bad_request"
+        case 408: "request_timeout"
+        case 413: "request_too_large"
+        case 431: "headers_too_large"
+        case 503: "overloaded"
+        case 505: "http_version_not_supported"
+        default: nil
+        }
+        let type = status >= 500 ? "server_error" : "invalid_request_error"
+        return OpenAIError(status: status, message: message, type: type, code: code)
+    }
+}
