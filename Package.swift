@@ -38,10 +38,12 @@ let package = Package(
             dependencies: ["FlywheelHTTP", "FlywheelUpstream", "FlywheelStore", "FlywheelJSON", "COpenSSL",
                            .product(name: "Yams", package: "Yams")],
             swiftSettings: strict),
+        // Reading the log for operators: `tail` and `show` formatting and follow mode.
+        .target(name: "FlywheelInspect", dependencies: ["FlywheelStore", "FlywheelJSON"], swiftSettings: strict),
         // The command line: one file per subcommand, no logic.
         .executableTarget(
             name: "flywheel",
-            dependencies: ["FlywheelGateway", "FlywheelStore", "FlywheelJSON",
+            dependencies: ["FlywheelGateway", "FlywheelInspect", "FlywheelStore", "FlywheelJSON",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
 
@@ -49,6 +51,7 @@ let package = Package(
         .testTarget(name: "FlywheelUpstreamTests", dependencies: ["FlywheelUpstream"], swiftSettings: strict),
         .testTarget(name: "FlywheelStoreTests", dependencies: ["FlywheelStore"], swiftSettings: strict),
         .testTarget(name: "FlywheelJSONTests", dependencies: ["FlywheelJSON"], swiftSettings: strict),
+        .testTarget(name: "FlywheelInspectTests", dependencies: ["FlywheelInspect"], swiftSettings: strict),
         .testTarget(name: "FlywheelGatewayTests", dependencies: ["FlywheelGateway"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,11 @@
+import ArgumentParser
+
+@main
+struct Flywheel: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "flywheel",
+        abstract: "An OpenAI-compatible gateway that logs your traffic so you can own your model.",
+        version: "0.1.0",
+        subcommands: [ServeCommand.self, TailCommand.self, ShowCommand.self]
+    )
+}

@@ -1,0 +1,51 @@
+import ArgumentParser
+import Foundation
+import FlywheelGateway
+
+struct ServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the gateway daemon.",
+        discussion: "Flags override the config file, so the daemon also runs with no config file at all.")
+
+    @Option(name: .long, help: "YAML configuration file (see config/flywheel.example.yaml).")
+    var config: String?
+
+    @Option(name: .long, help: "Address to listen on, HOST:PORT (port 0 picks a free one). Default 127.0.0.1:8080.")
+    var listen: String?
+
+    @Option(name: .long, help: "SQLite log file. Default flywheel.db.")
+    var db: String?
+
+    @Option(name: .long, help: "Send every model to this OpenAI-compatible base URL (e.g. https://api.openai.com/v1).")
+    var upstreamURL: String?
+
+    @Option(name: .long, help: "Environment variable holding the --upstream-url key. Default OPENAI_API_KEY.")
+    var upstreamKeyEnv: String = "OPENAI_API_KEY"
+
+    func run() throws {
+        let environment = ProcessInfo.processInfo.environment
+        var settings = try config.map { try GatewayConfiguration.load(path: $0, environment: environment) } ?? GatewayConfiguration()
+        settings.applyOverrides(listen: listen, database: db, upstreamURL: upstreamURL,
+                                upstreamKey: environment[upstreamKeyEnv])
+        if settings.routes.isEmpty {
+            throw ValidationError("Nothing to route to: pass --upstream-url URL, or give upstreams and routes in --config.")
+        }
+        // Block the termination signals before any thread exists, so only our waiter ever receives them.
+        TerminationSignals.block()
+        let server: GatewayServer
+        do {
+            server = try GatewayServer(configuration: settings)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        let url = try server.start()
+        Console.error("flywheel: listening on \(url)")
+        Console.error("flywheel: logging to \(settings.log.path); routes: \(settings.routes.map(\.model).joined(separator: ", "))")
+        let signal = TerminationSignals.wait()
+        Console.error("flywheel: received \(signal == SIGINT ? "SIGINT" : "SIGTERM"), draining (up to \(settings.server.shutdownGrace) s)")
+        TerminationSignals.unblock()
+        server.shutdown()
+        Console.error("flywheel: stopped")
+    }
+}

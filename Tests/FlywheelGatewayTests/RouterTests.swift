@@ -1,0 +1,57 @@
+import XCTest
+@testable import FlywheelGateway
+
+final class RouterTests: XCTestCase {
+    func configuration() throws -> GatewayConfiguration {
+        try GatewayConfiguration.parse(yaml: """
+        upstreams:
+          - {name: a, base_url: "http://127.0.0.1:1/v1", api_key: ka}
+          - {name: b, base_url: "http://127.0.0.1:2/v1"}
+        routes:
+          - {model: gpt-4o-mini, upstreams: [a, b], upstream_model: gpt-4o-mini-2024-07-18}
+          - {model: "claude-?-*", upstreams: [b], name: anthropic}
+          - {model: "llama*", upstreams: [b]}
+        """)
+    }
+
+    func testExactRouteKeepsFallbackOrderAndRename() throws {
+        let router = Router(configuration: try configuration())
+        let route = try XCTUnwrap(router.route(forModel: "gpt-4o-mini"))
+        XCTAssertEqual(route.endpoints.map(\.name), ["a", "b"])
+        XCTAssertEqual(route.endpoints.first?.apiKey, "ka")
+        XCTAssertEqual(route.upstreamModel, "gpt-4o-mini-2024-07-18")
+        XCTAssertEqual(route.name, "upstream")
+    }
+
+    func testGlobRoutesMatchAndUnknownModelHasNoRoute() throws {
+        let router = Router(configuration: try configuration())
+        XCTAssertEqual(router.route(forModel: "claude-3-haiku")?.name, "anthropic")
+        XCTAssertNil(router.route(forModel: "claude-haiku"))
+        XCTAssertNotNil(router.route(forModel: "llama"))
+        XCTAssertNotNil(router.route(forModel: "llama-3.1-8b"))
+        XCTAssertNil(router.route(forModel: "gpt-4o"))
+        XCTAssertNil(router.route(forModel: ""))
+        XCTAssertEqual(router.exactModelNames, ["gpt-4o-mini"])
+    }
+
+    func testGlobMatcherHandlesBacktracking() {
+        XCTAssertTrue(ModelPattern("*a*b*c").matches("xxaxxbxxbxc"))
+        XCTAssertFalse(ModelPattern("*a*b*c").matches("xxaxxbxxbx"))
+        XCTAssertTrue(ModelPattern("*").matches(""))
+        XCTAssertTrue(ModelPattern("a?c").matches("abc"))
+        XCTAssertFalse(ModelPattern("a?c").matches("ac"))
+        // Pathological pattern stays fast (no exponential recursion).
+        let long = String(repeating: "a", count: 5_000)
+        XCTAssertFalse(ModelPattern(String(repeating: "*a", count: 20) + "b").matches(long))
+    }
+
+    func testUpstreamURLOverrideRoutesEverything() {
+        var c = GatewayConfiguration()
+        c.applyOverrides(listen: "127.0.0.1:0", database: "/tmp/x.db", upstreamURL: "http://127.0.0.1:9/v1/", upstreamKey: "k")
+        XCTAssertEqual(c.upstreams.first?.baseURL, "http://127.0.0.1:9/v1")
+        XCTAssertEqual(c.log.path, "/tmp/x.db")
+        let router = Router(configuration: c)
+        XCTAssertEqual(router.route(forModel: "anything")?.endpoints.first?.apiKey, "k")
+        XCTAssertNotNil(router.catchAll)
+    }
+}
