@@ -1,0 +1,32 @@
+/// Feedback on one logged request. A plain value; submit it with `LogWriter.submitFeedback(_:completion:)`.
+public struct FeedbackRecord: Sendable, Equatable {
+    /// Assigned by the store (0 before insert; ignored on submit).
+    public var id: Int64
+    /// The `RequestRecord.id` this is about. Must already be in the log (or enqueued before the submit).
+    public var requestID: String
+    /// Unix milliseconds.
+    public var createdAtMillis: Int64
+    public var signal: FeedbackSignal
+    public var value: Double?
+    /// Corrected assistant answer.
+    public var correction: String?
+    public var comment: String?
+    public var source: String?
+    public var weight: Double?
+    /// Resubmitting with the same key (same request and signal) returns the first row instead of adding one.
+    public var idempotencyKey: String?
+
+    /// Everything not given is nil; `id` is 0.
+    public init(requestID: String, createdAtMillis: Int64, signal: FeedbackSignal) {
+        self.id = 0
+        self.requestID = requestID
+        self.createdAtMillis = createdAtMillis
+        self.signal = signal
+        self.value = nil
+        self.correction = nil
+        self.comment = nil
+        self.source = nil
+        self.weight = nil
+        self.idempotencyKey = nil
+    }
+}

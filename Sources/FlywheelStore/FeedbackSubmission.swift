@@ -1,0 +1,12 @@
+/// The outcome of a successful feedback submit.
+public struct FeedbackSubmission: Sendable, Equatable {
+    /// The row id of the feedback (the original row's id when `duplicate`).
+    public var feedbackID: Int64
+    /// True when the idempotency key was seen before for the same request and signal; nothing was inserted.
+    public var duplicate: Bool
+
+    public init(feedbackID: Int64, duplicate: Bool) {
+        self.feedbackID = feedbackID
+        self.duplicate = duplicate
+    }
+}

@@ -1,0 +1,90 @@
+/// The log's schema history and the code that applies it.
+///
+/// The version lives in `PRAGMA user_version`. `migrations` is ordered; migration `n` (1-based) takes the
+/// database from version `n - 1` to `n`, in its own transaction. Adding v2 later is one more entry.
+public enum LogSchema {
+    /// The newest schema version this build reads and writes.
+    public static let currentVersion: Int = migrations.count
+
+    static let migrations: [Migration] = [
+        Migration(version: 1, summary: "requests and feedback tables", sql: """
+            CREATE TABLE requests (
+                row_id            INTEGER PRIMARY KEY,
+                id                TEXT    NOT NULL UNIQUE,
+                created_at        INTEGER NOT NULL,          -- unix milliseconds
+                method            TEXT    NOT NULL,
+                endpoint          TEXT    NOT NULL,
+                client_key_id     TEXT,
+                tags              TEXT    NOT NULL DEFAULT '[]', -- JSON array of strings
+                user              TEXT,
+                metadata          TEXT,                      -- JSON object text
+                model_requested   TEXT,
+                model_served      TEXT,
+                route             TEXT,
+                upstream          TEXT,
+                stream            INTEGER NOT NULL DEFAULT 0,
+                status            INTEGER NOT NULL,
+                error_type        TEXT,
+                error_message     TEXT,
+                request_json      TEXT    NOT NULL,
+                response_json     TEXT,
+                latency_ms        REAL    NOT NULL,
+                ttft_ms           REAL,
+                upstream_ms       REAL,
+                prompt_tokens     INTEGER,
+                completion_tokens INTEGER,
+                total_tokens      INTEGER,
+                cost_usd          REAL,
+                attempts          INTEGER NOT NULL DEFAULT 0
+            );
+            CREATE INDEX requests_created_at      ON requests(created_at);
+            CREATE INDEX requests_model_requested ON requests(model_requested);
+            CREATE INDEX requests_model_served    ON requests(model_served);
+            CREATE INDEX requests_route           ON requests(route);
+            CREATE INDEX requests_status          ON requests(status);
+
+            CREATE TABLE feedback (
+                row_id          INTEGER PRIMARY KEY,
+                request_id      TEXT    NOT NULL REFERENCES requests(id) ON DELETE CASCADE,
+                created_at      INTEGER NOT NULL,            -- unix milliseconds
+                signal          TEXT    NOT NULL,            -- accepted|rejected|edited|score|comment
+                value           REAL,
+                correction      TEXT,
+                comment         TEXT,
+                source          TEXT,
+                weight          REAL,
+                idempotency_key TEXT UNIQUE
+            );
+            CREATE INDEX feedback_request_id ON feedback(request_id);
+            """),
+    ]
+
+    /// Brings a read-write connection up to `currentVersion`. Each pending migration runs in its own
+    /// `BEGIN IMMEDIATE` transaction (the version is re-read under the lock, so two processes opening
+    /// the same file at once do not both migrate). Throws `schemaTooNew` for a newer database.
+    static func migrate(_ connection: SQLiteConnection) throws(StoreError) {
+        let found = try connection.userVersion()
+        try checkNotTooNew(found)
+        guard found < currentVersion else { return }
+        for migration in migrations {
+            try connection.execute("BEGIN IMMEDIATE")
+            do {
+                let version = try connection.userVersion()
+                try checkNotTooNew(version)
+                if version < migration.version {
+                    precondition(version == migration.version - 1, "migrations must be contiguous")
+                    try connection.execute(migration.sql)
+                    try connection.execute("PRAGMA user_version = \(migration.version)")
+                }
+                try connection.execute("COMMIT")
+            } catch {
+                try? connection.execute("ROLLBACK")
+                throw error
+            }
+        }
+    }
+
+    static func checkNotTooNew(_ found: Int) throws(StoreError) {
+        if found > currentVersion { throw StoreError.schemaTooNew(found: found, supported: currentVersion) }
+    }
+}

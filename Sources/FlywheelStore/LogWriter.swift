@@ -1,0 +1,133 @@
+import Dispatch
+import Foundation
+import Synchronization
+
+/// The request log's writer. Owns one read-write connection on its own background thread; the request
+/// path only appends to an in-memory bounded queue and never waits on disk.
+///
+/// The thread wakes when work is submitted to an idle writer (and every `flushInterval` regardless),
+/// takes up to `maxBatch` requests plus the feedback submitted behind them, and writes requests then
+/// feedback in one transaction. Feedback completions run after that commit.
+///
+/// Thread rules: every method may be called from any thread. Do not call `flush()` or `close()` from a
+/// feedback completion (completions run on the writer thread; it would wait on itself).
+///
+/// Durability: a graceful `close()` loses nothing. After a `kill -9` (or power loss) committed rows survive
+/// (WAL; with `synchronous=NORMAL` a power loss may roll back the last few commits, never corrupt), but the
+/// in-memory queue is gone: at most `capacity` requests not yet committed — normally only what arrived
+/// in the last batch interval (well under `flushInterval` of traffic) — plus feedback still pending,
+/// whose callers were not yet answered.
+public final class LogWriter: Sendable {
+    private let core: WriterCore
+
+    /// Pending feedback submissions allowed before `submitFeedback` answers `.overloaded`.
+    public static let feedbackCapacity = 10_000
+
+    /// Opens (creating the file, not its directory — a missing directory is a clear `.sqlite` error) the
+    /// database at `path`, switches it to WAL, migrates it and starts the writer thread.
+    /// - Parameters:
+    ///   - capacity: requests held in memory before `enqueue` starts dropping.
+    ///   - maxBatch: most requests written per transaction.
+    ///   - flushInterval: seconds an idle writer sleeps before checking the queue on its own.
+    /// - Throws: `StoreError` (`.sqlite`, `.schemaTooNew`).
+    public init(path: String, capacity: Int = 10_000, maxBatch: Int = 1_000, flushInterval: Double = 0.05) throws {
+        precondition(capacity > 0 && maxBatch > 0 && flushInterval > 0, "LogWriter limits must be positive")
+        let connection = try StoreDatabase.openForWriting(path: path)
+        let core = WriterCore(capacity: capacity, maxBatch: maxBatch, flushInterval: flushInterval,
+                              feedbackCapacity: Self.feedbackCapacity)
+        let engine = try WriterEngine(connection: connection, core: core)
+        self.core = core
+        let thread = Thread { engine.run() }
+        thread.name = "flywheel-log-writer"
+        thread.start()
+    }
+
+    deinit { close() }
+
+    /// Queues a request row. Never blocks on disk: takes the lock, appends, and wakes an idle writer.
+    /// Returns false (and counts a drop) when the queue is full or the writer is closed.
+    @discardableResult
+    public func enqueue(_ record: RequestRecord) -> Bool {
+        let (accepted, wake) = core.state.withLock { s -> (Bool, Bool) in
+            guard !s.closing, s.queue.append(record) else { return (false, false) }
+            s.enqueuedTotal &+= 1
+            let wake = s.writerIdle
+            s.writerIdle = false
+            return (true, wake)
+        }
+        if wake { core.wakeup.signal() }
+        if !accepted { core.dropped.wrappingAdd(1, ordering: .relaxed) }
+        return accepted
+    }
+
+    /// Commits the feedback row, then calls `completion` on the writer thread with its id (or, for a
+    /// repeated idempotency key, the original row's id and `duplicate: true`).
+    ///
+    /// Requests enqueued before this call are written first, so feedback for a just-finished request finds it.
+    /// Failures: `.unknownRequest`, `.idempotencyConflict`, `.sqlite`; `.overloaded` and `.closed` are
+    /// reported immediately, on the calling thread. `feedback.id` is ignored.
+    public func submitFeedback(_ feedback: FeedbackRecord,
+                               completion: @escaping @Sendable (Result<FeedbackSubmission, StoreError>) -> Void) {
+        let capacity = core.feedbackCapacity
+        let (rejection, wake) = core.state.withLock { s -> (StoreError?, Bool) in
+            if s.closing { return (.closed, false) }
+            if s.pendingFeedback >= capacity { return (.overloaded, false) }
+            s.controls.append(.feedback(feedback, after: s.enqueuedTotal, completion: completion))
+            s.pendingFeedback += 1
+            let wake = s.writerIdle
+            s.writerIdle = false
+            return (nil, wake)
+        }
+        if wake { core.wakeup.signal() }
+        if let rejection { completion(.failure(rejection)) }
+    }
+
+    /// Requests waiting in memory (not yet taken by the writer).
+    public var queueDepth: Int { core.state.withLock { $0.queue.count } }
+
+    /// Feedback submitted but not yet taken by the writer thread (internal; tests use it).
+    var pendingFeedbackCount: Int { core.state.withLock { $0.pendingFeedback } }
+
+    /// Requests refused by `enqueue` (queue full or closed) since start.
+    public var droppedCount: Int { core.dropped.load(ordering: .relaxed) }
+
+    /// Request rows committed since start.
+    public var writtenCount: Int { core.written.load(ordering: .relaxed) }
+
+    /// Request rows that could not be written even on their own (see `lastWriteError`).
+    public var writeErrorCount: Int { core.writeErrors.load(ordering: .relaxed) }
+
+    /// The most recent error behind `writeErrorCount`, for logs. (Addition to the planned API.)
+    public var lastWriteError: StoreError? { core.lastError.withLock { $0 } }
+
+    /// Blocks until everything enqueued or submitted before the call is committed (or has failed and been
+    /// counted). Returns at once after `close()`.
+    public func flush() {
+        let semaphore = DispatchSemaphore(value: 0)
+        let (waiting, wake) = core.state.withLock { s -> (Bool, Bool) in
+            if s.finished { return (false, false) }
+            s.controls.append(.barrier(after: s.enqueuedTotal, semaphore))
+            let wake = s.writerIdle
+            s.writerIdle = false
+            return (true, wake)
+        }
+        if wake { core.wakeup.signal() }
+        if waiting { semaphore.wait() }
+    }
+
+    /// Stops accepting work, drains and commits everything queued, checkpoints the WAL, stops the thread
+    /// and closes the database; returns when all that is done. Idempotent and safe to call concurrently.
+    /// Later `enqueue`s return false; later feedback fails with `.closed`.
+    public func close() {
+        let semaphore = DispatchSemaphore(value: 0)
+        let waiting = core.state.withLock { s -> Bool in
+            if s.finished { return false }
+            s.closing = true
+            s.closeWaiters.append(semaphore)
+            return true
+        }
+        guard waiting else { return }
+        core.wakeup.signal()
+        semaphore.wait()
+    }
+}

@@ -1,0 +1,48 @@
+import CSQLite
+import Foundation
+
+/// Opens connections to the log with the settings both sides rely on.
+enum StoreDatabase {
+    /// How long a connection waits for another one's lock before failing with `SQLITE_BUSY`.
+    static let busyTimeoutMillis = 5_000
+
+    /// Read-write: WAL, `synchronous=NORMAL`, foreign keys on, migrated to `LogSchema.currentVersion`.
+    /// The file is created if missing; its directory must already exist.
+    static func openForWriting(path: String) throws(StoreError) -> SQLiteConnection {
+        let directory = (path as NSString).deletingLastPathComponent
+        var isDirectory: ObjCBool = false
+        if !directory.isEmpty,
+           !FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) || !isDirectory.boolValue {
+            throw StoreError.sqlite(code: SQLITE_CANTOPEN,
+                                    message: "directory '\(directory)' does not exist; create it before starting the log",
+                                    sql: nil)
+        }
+        let connection = try SQLiteConnection(path: path, readOnly: false)
+        try connection.execute("PRAGMA busy_timeout = \(busyTimeoutMillis)")
+        let mode = try connection.withStatement("PRAGMA journal_mode = WAL") { s throws(StoreError) in
+            try s.step() ? s.string(0) : ""
+        }
+        if mode.lowercased() != "wal" && path != ":memory:" {
+            throw StoreError.sqlite(code: SQLITE_ERROR, message: "could not switch to WAL (journal_mode is '\(mode)')",
+                                    sql: "PRAGMA journal_mode = WAL")
+        }
+        try connection.execute("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON")
+        try LogSchema.migrate(connection)
+        return connection
+    }
+
+    /// Read-only, for the CLI. Never creates or migrates anything.
+    static func openForReading(path: String) throws(StoreError) -> SQLiteConnection {
+        guard FileManager.default.fileExists(atPath: path) else { throw StoreError.databaseMissing(path) }
+        let connection = try SQLiteConnection(path: path, readOnly: true)
+        try connection.execute("PRAGMA busy_timeout = \(busyTimeoutMillis)")
+        let version = try connection.userVersion()
+        try LogSchema.checkNotTooNew(version)
+        if version < LogSchema.currentVersion {
+            throw StoreError.sqlite(code: SQLITE_ERROR,
+                                    message: "database schema version \(version) is older than \(LogSchema.currentVersion); start the daemon once to migrate it",
+                                    sql: "PRAGMA user_version")
+        }
+        return connection
+    }
+}

@@ -1,0 +1,35 @@
+import Dispatch
+import Synchronization
+
+/// The part of a `LogWriter` shared between callers and the writer thread. Sendable by construction:
+/// mutable state sits behind `Mutex`, counters are `Atomic`, the semaphore is thread-safe.
+final class WriterCore: Sendable {
+    let state: Mutex<WriterState>
+    /// Signalled to wake an idle writer.
+    let wakeup = DispatchSemaphore(value: 0)
+    let dropped = Atomic<Int>(0)
+    let written = Atomic<Int>(0)
+    let writeErrors = Atomic<Int>(0)
+    let lastError = Mutex<StoreError?>(nil)
+
+    let capacity: Int
+    let maxBatch: Int
+    let flushInterval: Double
+    let feedbackCapacity: Int
+
+    init(capacity: Int, maxBatch: Int, flushInterval: Double, feedbackCapacity: Int) {
+        self.capacity = capacity
+        self.maxBatch = maxBatch
+        self.flushInterval = flushInterval
+        self.feedbackCapacity = feedbackCapacity
+        self.state = Mutex(WriterState(queue: RingBuffer(capacity: capacity)))
+    }
+
+    var isClosing: Bool { state.withLock { $0.closing } }
+
+    func recordWriteErrors(_ count: Int, last: StoreError?) {
+        guard count > 0 else { return }
+        writeErrors.wrappingAdd(count, ordering: .relaxed)
+        if let last { lastError.withLock { $0 = last } }
+    }
+}

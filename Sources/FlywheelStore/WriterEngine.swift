@@ -1,0 +1,233 @@
+import Dispatch
+
+/// The writer thread's side of a `LogWriter`: owns the read-write connection and its prepared
+/// statements, takes work from `WriterCore`, writes it in batches.
+///
+/// `@unchecked Sendable` is safe because ownership moves exactly once: `LogWriter.init` creates the
+/// engine, hands it to the thread it starts and never touches it again; from then on only that thread
+/// calls into it (and so into the non-thread-safe `SQLiteConnection`).
+final class WriterEngine: @unchecked Sendable {
+    private let connection: SQLiteConnection
+    private let core: WriterCore
+
+    private static let beginSQL = "BEGIN IMMEDIATE"
+    private static let commitSQL = "COMMIT"
+    private static let rollbackSQL = "ROLLBACK"
+    private static let requestExistsSQL = "SELECT 1 FROM requests WHERE id = ?"
+    private static let feedbackByKeySQL = "SELECT row_id, request_id, signal FROM feedback WHERE idempotency_key = ?"
+    /// How many `id#n` suffixes to try for a resent request id before giving up on the row.
+    private static let maxDuplicateSuffix = 1_000
+
+    init(connection: SQLiteConnection, core: WriterCore) throws(StoreError) {
+        self.connection = connection
+        self.core = core
+        // Prepare everything up front so a broken statement fails `LogWriter.init`, not the first batch.
+        for sql in [Self.beginSQL, Self.commitSQL, Self.rollbackSQL, Self.requestExistsSQL, Self.feedbackByKeySQL,
+                    RequestColumns.insertSQL, FeedbackColumns.insertSQL] {
+            _ = try connection.statement(sql)
+        }
+    }
+
+    private enum Step { case work, sleep, exit }
+
+    /// The writer thread's body: loop until `close()` and the queue is drained, then checkpoint and close.
+    func run() {
+        var batch: [RequestRecord] = []
+        batch.reserveCapacity(core.maxBatch)
+        var controls: [WriterControl] = []
+        let maxBatch = core.maxBatch
+        while true {
+            let step = core.state.withLock { s -> Step in
+                s.writerIdle = false
+                s.queue.drain(into: &batch, max: maxBatch)
+                s.dequeuedTotal += UInt64(batch.count)
+                var taken = 0
+                while taken < s.controls.count, s.controls[taken].after <= s.dequeuedTotal { taken += 1 }
+                if taken > 0 {
+                    for control in s.controls[0..<taken] {
+                        if control.isFeedback { s.pendingFeedback -= 1 }
+                        controls.append(control)
+                    }
+                    s.controls.removeFirst(taken)
+                }
+                if batch.isEmpty && controls.isEmpty {
+                    if s.closing { return .exit }
+                    s.writerIdle = true
+                    return .sleep
+                }
+                return .work
+            }
+            switch step {
+            case .sleep:
+                _ = core.wakeup.wait(timeout: .now() + core.flushInterval)
+            case .exit:
+                shutDown()
+                return
+            case .work:
+                process(batch, controls)
+                batch.removeAll(keepingCapacity: true)
+                controls.removeAll(keepingCapacity: true)
+            }
+        }
+    }
+
+    private func process(_ batch: [RequestRecord], _ controls: [WriterControl]) {
+        var feedback: [FeedbackRecord] = []
+        for case let .feedback(record, _, _) in controls { feedback.append(record) }
+        let outcome = write(batch, feedback)
+        if outcome.written > 0 { core.written.wrappingAdd(outcome.written, ordering: .relaxed) }
+        core.recordWriteErrors(outcome.failed, last: outcome.lastError)
+        var results = outcome.feedbackResults.makeIterator()
+        for control in controls {
+            switch control {
+            case let .feedback(_, _, completion):
+                completion(results.next() ?? .failure(.closed))
+            case let .barrier(_, semaphore):
+                semaphore.signal()
+            }
+        }
+    }
+
+    private struct Outcome {
+        var written = 0
+        var failed = 0
+        var lastError: StoreError?
+        var feedbackResults: [Result<FeedbackSubmission, StoreError>] = []
+    }
+
+    /// Requests first, then feedback, in one transaction. If anything fails with a SQLite error the
+    /// transaction is rolled back and every row is retried on its own, so one bad row costs only itself.
+    private func write(_ batch: [RequestRecord], _ feedback: [FeedbackRecord]) -> Outcome {
+        if batch.isEmpty && feedback.isEmpty { return Outcome() }
+        do throws(StoreError) {
+            try begin()
+            for record in batch { try insert(record) }
+            var results: [Result<FeedbackSubmission, StoreError>] = []
+            results.reserveCapacity(feedback.count)
+            for item in feedback { results.append(try apply(item)) }
+            try run(Self.commitSQL)
+            return Outcome(written: batch.count, feedbackResults: results)
+        } catch {
+            rollbackIfOpen()
+            return writeOneByOne(batch, feedback, batchError: error)
+        }
+    }
+
+    private func writeOneByOne(_ batch: [RequestRecord], _ feedback: [FeedbackRecord], batchError: StoreError) -> Outcome {
+        var outcome = Outcome()
+        // A lock held elsewhere past the busy timeout (only given up on while closing) would make every
+        // row wait the full timeout again; fail the rest at once instead.
+        var giveUp: StoreError? = batchError.isBusy ? batchError : nil
+        for record in batch {
+            if let giveUp {
+                outcome.failed += 1
+                outcome.lastError = giveUp
+                continue
+            }
+            do throws(StoreError) {
+                try insert(record)
+                outcome.written += 1
+            } catch {
+                outcome.failed += 1
+                outcome.lastError = error
+                if error.isBusy { giveUp = error }
+            }
+        }
+        for item in feedback {
+            if let giveUp {
+                outcome.feedbackResults.append(.failure(giveUp))
+                continue
+            }
+            do throws(StoreError) {
+                try begin()
+                let result = try apply(item)
+                try run(Self.commitSQL)
+                outcome.feedbackResults.append(result)
+            } catch {
+                rollbackIfOpen()
+                outcome.feedbackResults.append(.failure(error))
+            }
+        }
+        return outcome
+    }
+
+    /// `BEGIN IMMEDIATE`, waiting out other writers: each attempt waits the busy timeout, and a busy
+    /// database is retried until `close()` is called (meanwhile the bounded queue fills and drops).
+    private func begin() throws(StoreError) {
+        while true {
+            do throws(StoreError) {
+                try run(Self.beginSQL)
+                return
+            } catch where error.isBusy && !core.isClosing {
+                continue
+            }
+        }
+    }
+
+    private func run(_ sql: String) throws(StoreError) {
+        try connection.withStatement(sql) { s throws(StoreError) in _ = try s.step() }
+    }
+
+    private func rollbackIfOpen() {
+        if !connection.isAutocommit { try? run(Self.rollbackSQL) }
+    }
+
+    /// Inserts one request. A resent id (UNIQUE violation) is stored as `id#2`, `id#3`, ... so no row is lost;
+    /// the first row keeps the plain id, which is what feedback refers to.
+    private func insert(_ record: RequestRecord) throws(StoreError) {
+        var candidate = record.id
+        var suffix = 1
+        while true {
+            do throws(StoreError) {
+                try connection.withStatement(RequestColumns.insertSQL) { s throws(StoreError) in
+                    try RequestColumns.bind(record, id: candidate, to: s)
+                    _ = try s.step()
+                }
+                return
+            } catch where error.isUniqueViolation && suffix < Self.maxDuplicateSuffix {
+                suffix += 1
+                candidate = "\(record.id)#\(suffix)"
+            }
+        }
+    }
+
+    /// Applies one feedback row inside the current transaction. Domain outcomes (unknown request,
+    /// idempotency conflict) are returned; SQLite failures are thrown.
+    private func apply(_ feedback: FeedbackRecord) throws(StoreError) -> Result<FeedbackSubmission, StoreError> {
+        if let key = feedback.idempotencyKey {
+            let existing = try connection.withStatement(Self.feedbackByKeySQL) { s throws(StoreError) -> (Int64, String, String)? in
+                try s.bind(key, at: 1)
+                return try s.step() ? (s.int64(0), s.string(1), s.string(2)) : nil
+            }
+            if let (rowID, requestID, signal) = existing {
+                if requestID == feedback.requestID && signal == feedback.signal.rawValue {
+                    return .success(FeedbackSubmission(feedbackID: rowID, duplicate: true))
+                }
+                return .failure(.idempotencyConflict(key))
+            }
+        }
+        let known = try connection.withStatement(Self.requestExistsSQL) { s throws(StoreError) in
+            try s.bind(feedback.requestID, at: 1)
+            return try s.step()
+        }
+        guard known else { return .failure(.unknownRequest(feedback.requestID)) }
+        try connection.withStatement(FeedbackColumns.insertSQL) { s throws(StoreError) in
+            try FeedbackColumns.bind(feedback, to: s)
+            _ = try s.step()
+        }
+        return .success(FeedbackSubmission(feedbackID: connection.lastInsertRowID, duplicate: false))
+    }
+
+    /// Everything is committed: fold the WAL back into the main file, close, and release `close()` callers.
+    private func shutDown() {
+        try? connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        connection.close()
+        let waiters = core.state.withLock { s -> [DispatchSemaphore] in
+            s.finished = true
+            let waiters = s.closeWaiters
+            s.closeWaiters = []
+            return waiters
+        }
+        for waiter in waiters { waiter.signal() }
+    }
+}

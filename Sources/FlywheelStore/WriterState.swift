@@ -1,0 +1,23 @@
+import Dispatch
+
+/// Everything the request path and the writer thread share. Only touched inside `WriterCore.state`'s lock.
+struct WriterState: Sendable {
+    /// Request rows waiting for the writer.
+    var queue: RingBuffer<RequestRecord>
+    /// Feedback and flush barriers, in submission order.
+    var controls: [WriterControl] = []
+    /// How many of `controls` are feedback (bounded by `WriterCore.feedbackCapacity`).
+    var pendingFeedback = 0
+    /// Requests accepted by `enqueue` since start.
+    var enqueuedTotal: UInt64 = 0
+    /// Requests taken from `queue` by the writer since start.
+    var dequeuedTotal: UInt64 = 0
+    /// The writer is (about to be) waiting on `WriterCore.wakeup`; the next submitter signals it.
+    var writerIdle = false
+    /// `close()` was called: no new work is accepted; the writer drains and stops.
+    var closing = false
+    /// The writer thread has committed everything, closed the database and exited.
+    var finished = false
+    /// Callers of `close()` waiting for `finished`.
+    var closeWaiters: [DispatchSemaphore] = []
+}

@@ -1,0 +1,97 @@
+import Foundation
+import XCTest
+@testable import FlywheelStore
+
+final class SchemaTests: XCTestCase {
+    func testMigratesAnEmptyFile() throws {
+        let path = try StoreTestSupport.databasePath(self)
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data()))
+        let writer = try LogWriter(path: path)
+        writer.close()
+
+        let raw = try SQLiteConnection(path: path, readOnly: true)
+        XCTAssertEqual(try raw.userVersion(), LogSchema.currentVersion)
+        XCTAssertEqual(try raw.scalarInt64("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('requests', 'feedback')"), 2)
+        XCTAssertEqual(try raw.scalarInt64("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'requests_%'"), 5)
+        XCTAssertEqual(try raw.scalarInt64("SELECT count(*) FROM sqlite_master WHERE name = 'feedback_request_id'"), 1)
+    }
+
+    func testReopeningIsIdempotent() throws {
+        let path = try StoreTestSupport.databasePath(self)
+        let first = try LogWriter(path: path)
+        first.enqueue(StoreTestSupport.record("a"))
+        first.close()
+        for _ in 0..<2 {
+            let again = try LogWriter(path: path)
+            again.close()
+        }
+        let reader = try LogReader(path: path)
+        XCTAssertEqual(try reader.requestCount(), 1)
+        let raw = try SQLiteConnection(path: path, readOnly: true)
+        XCTAssertEqual(try raw.userVersion(), LogSchema.currentVersion)
+    }
+
+    func testWriterUsesWAL() throws {
+        let path = try StoreTestSupport.databasePath(self)
+        let writer = try LogWriter(path: path)
+        defer { writer.close() }
+        let raw = try SQLiteConnection(path: path, readOnly: false)
+        let mode = try raw.withStatement("PRAGMA journal_mode") { s throws(StoreError) in try s.step() ? s.string(0) : "" }
+        XCTAssertEqual(mode, "wal")
+    }
+
+    func testSchemaTooNewFailsForWriterAndReader() throws {
+        let path = try StoreTestSupport.databasePath(self)
+        do {
+            let raw = try SQLiteConnection(path: path, readOnly: false)
+            try raw.execute("PRAGMA user_version = \(LogSchema.currentVersion + 1)")
+            raw.close()
+        }
+        XCTAssertThrowsError(try LogWriter(path: path)) { error in
+            guard case let StoreError.schemaTooNew(found, supported) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(found, LogSchema.currentVersion + 1)
+            XCTAssertEqual(supported, LogSchema.currentVersion)
+        }
+        XCTAssertThrowsError(try LogReader(path: path)) { error in
+            guard case StoreError.schemaTooNew = error else { return XCTFail("\(error)") }
+        }
+    }
+
+    func testReaderOnMissingFile() throws {
+        let path = try StoreTestSupport.makeTempDirectory(self).appendingPathComponent("nope.sqlite").path
+        XCTAssertThrowsError(try LogReader(path: path)) { error in
+            guard case let StoreError.databaseMissing(missing) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(missing, path)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path), "the reader must not create the file")
+    }
+
+    func testWriterNeedsAnExistingDirectory() throws {
+        let path = try StoreTestSupport.makeTempDirectory(self).appendingPathComponent("missing/log.sqlite").path
+        XCTAssertThrowsError(try LogWriter(path: path)) { error in
+            guard case let StoreError.sqlite(_, message, _) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(message.contains("does not exist"), message)
+        }
+    }
+
+    func testReaderRejectsAnUnmigratedDatabase() throws {
+        let path = try StoreTestSupport.databasePath(self)
+        try SQLiteConnection(path: path, readOnly: false).execute("CREATE TABLE unrelated (x)")
+        XCTAssertThrowsError(try LogReader(path: path)) { error in
+            guard case let StoreError.sqlite(_, message, _) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(message.contains("older"), message)
+        }
+    }
+
+    func testSQLiteErrorsCarryMessageAndSQL() throws {
+        let path = try StoreTestSupport.databasePath(self)
+        let raw = try SQLiteConnection(path: path, readOnly: false)
+        XCTAssertThrowsError(try raw.statement("SELECT nonsense FROM nowhere")) { error in
+            guard case let StoreError.sqlite(code, message, sql) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(code & 0xFF, 1)
+            XCTAssertTrue(message.contains("nowhere"), message)
+            XCTAssertEqual(sql, "SELECT nonsense FROM nowhere")
+            XCTAssertTrue("\(error)".contains("SELECT nonsense"))
+        }
+    }
+}
