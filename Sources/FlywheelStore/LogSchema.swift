@@ -59,20 +59,24 @@ public enum LogSchema {
             """),
     ]
 
-    /// Brings a read-write connection up to `currentVersion`. Each pending migration runs in its own
-    /// `BEGIN IMMEDIATE` transaction (the version is re-read under the lock, so two processes opening
-    /// the same file at once do not both migrate). Throws `schemaTooNew` for a newer database.
-    static func migrate(_ connection: SQLiteConnection) throws(StoreError) {
+    /// Brings a read-write connection up to the last of `migrations` (by default this build's list; tests
+    /// pass a longer one to exercise an upgrade). Each pending migration runs in its own `BEGIN IMMEDIATE`
+    /// transaction and the version is re-read under the lock, so two processes opening the same file at
+    /// once do not both migrate. Throws `schemaTooNew` for a newer database.
+    static func migrate(_ connection: SQLiteConnection, migrations: [Migration] = migrations) throws(StoreError) {
+        let supported = migrations.count
+        for (index, migration) in migrations.enumerated() {
+            precondition(migration.version == index + 1, "migrations must be numbered 1, 2, 3, ... in order")
+        }
         let found = try connection.userVersion()
-        try checkNotTooNew(found)
-        guard found < currentVersion else { return }
-        for migration in migrations {
+        try checkNotTooNew(found, supported: supported)
+        guard found < supported else { return }
+        for migration in migrations where migration.version > found {
             try connection.execute("BEGIN IMMEDIATE")
-            do {
+            do throws(StoreError) {
                 let version = try connection.userVersion()
-                try checkNotTooNew(version)
+                try checkNotTooNew(version, supported: supported)
                 if version < migration.version {
-                    precondition(version == migration.version - 1, "migrations must be contiguous")
                     try connection.execute(migration.sql)
                     try connection.execute("PRAGMA user_version = \(migration.version)")
                 }
@@ -84,7 +88,7 @@ public enum LogSchema {
         }
     }
 
-    static func checkNotTooNew(_ found: Int) throws(StoreError) {
-        if found > currentVersion { throw StoreError.schemaTooNew(found: found, supported: currentVersion) }
+    static func checkNotTooNew(_ found: Int, supported: Int = currentVersion) throws(StoreError) {
+        if found > supported { throw StoreError.schemaTooNew(found: found, supported: supported) }
     }
 }

@@ -9,8 +9,9 @@ import Synchronization
 /// takes up to `maxBatch` requests plus the feedback submitted behind them, and writes requests then
 /// feedback in one transaction. Feedback completions run after that commit.
 ///
-/// Thread rules: every method may be called from any thread. Do not call `flush()` or `close()` from a
-/// feedback completion (completions run on the writer thread; it would wait on itself).
+/// Thread rules: every method may be called from any thread. Feedback completions run on the writer
+/// thread and should be short (the next batch waits for them). Called from a completion, `flush()` returns
+/// at once and `close()` only starts the shutdown (waiting there would be the writer waiting on itself).
 ///
 /// Durability: a graceful `close()` loses nothing. After a `kill -9` (or power loss) committed rows survive
 /// (WAL; with `synchronous=NORMAL` a power loss may roll back the last few commits, never corrupt), but the
@@ -103,6 +104,7 @@ public final class LogWriter: Sendable {
     /// Blocks until everything enqueued or submitted before the call is committed (or has failed and been
     /// counted). Returns at once after `close()`.
     public func flush() {
+        if core.isOnWriterThread { return }
         let semaphore = DispatchSemaphore(value: 0)
         let (waiting, wake) = core.state.withLock { s -> (Bool, Bool) in
             if s.finished { return (false, false) }
@@ -117,17 +119,19 @@ public final class LogWriter: Sendable {
 
     /// Stops accepting work, drains and commits everything queued, checkpoints the WAL, stops the thread
     /// and closes the database; returns when all that is done. Idempotent and safe to call concurrently.
-    /// Later `enqueue`s return false; later feedback fails with `.closed`.
+    /// Later `enqueue`s return false; later feedback fails with `.closed`. From a feedback completion it
+    /// only starts the shutdown and returns.
     public func close() {
+        let onWriterThread = core.isOnWriterThread
         let semaphore = DispatchSemaphore(value: 0)
         let waiting = core.state.withLock { s -> Bool in
             if s.finished { return false }
             s.closing = true
+            if onWriterThread { return false }
             s.closeWaiters.append(semaphore)
             return true
         }
-        guard waiting else { return }
         core.wakeup.signal()
-        semaphore.wait()
+        if waiting { semaphore.wait() }
     }
 }

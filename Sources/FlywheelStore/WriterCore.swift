@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import Synchronization
 
 /// The part of a `LogWriter` shared between callers and the writer thread. Sendable by construction:
@@ -26,6 +27,19 @@ final class WriterCore: Sendable {
     }
 
     var isClosing: Bool { state.withLock { $0.closing } }
+
+    private static let threadKey = "FlywheelStore.WriterCore"
+
+    /// Called once by the writer thread so `isOnWriterThread` can recognise it.
+    func markCurrentThreadAsWriter() {
+        Thread.current.threadDictionary[Self.threadKey] = ObjectIdentifier(self).hashValue
+    }
+
+    /// True on this core's writer thread (e.g. inside a feedback completion), where waiting for the
+    /// writer would deadlock.
+    var isOnWriterThread: Bool {
+        (Thread.current.threadDictionary[Self.threadKey] as? Int) == ObjectIdentifier(self).hashValue
+    }
 
     func recordWriteErrors(_ count: Int, last: StoreError?) {
         guard count > 0 else { return }

@@ -32,6 +32,7 @@ final class WriterEngine: @unchecked Sendable {
 
     /// The writer thread's body: loop until `close()` and the queue is drained, then checkpoint and close.
     func run() {
+        core.markCurrentThreadAsWriter()
         var batch: [RequestRecord] = []
         batch.reserveCapacity(core.maxBatch)
         var controls: [WriterControl] = []

@@ -297,4 +297,24 @@ final class LogWriterTests: XCTestCase {
         XCTAssertEqual(writer.writtenCount, 2_000)
         XCTAssertEqual(try LogReader(path: path).requestCount(), 2_000)
     }
+
+    func testFlushAndCloseFromACompletionDoNotDeadlock() throws {
+        let path = try Support.databasePath(self)
+        var writer: LogWriter? = try LogWriter(path: path)
+        writer!.enqueue(Support.record("r"))
+        let done = DispatchSemaphore(value: 0)
+        let captured = writer!
+        writer!.submitFeedback(FeedbackRecord(requestID: "r", createdAtMillis: 0, signal: .accepted)) { result in
+            captured.flush()
+            captured.close()
+            XCTAssertFalse(captured.enqueue(StoreTestSupport.record("after")))
+            if case .failure = result { XCTFail("feedback failed") }
+            done.signal()
+        }
+        XCTAssertEqual(done.wait(timeout: .now() + 10), .success)
+        writer!.close() // waits for the shutdown the completion started
+        XCTAssertEqual(writer!.writtenCount, 1)
+        writer = nil
+        XCTAssertEqual(try LogReader(path: path).feedback(forRequest: "r").count, 1)
+    }
 }

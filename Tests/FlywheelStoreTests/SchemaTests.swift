@@ -94,4 +94,35 @@ final class SchemaTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("SELECT nonsense"))
         }
     }
+
+    /// The upgrade path a future v2 takes: one more entry in the list, applied once, on top of v1 data.
+    func testAddingAMigrationUpgradesExistingDataOnce() throws {
+        let path = try StoreTestSupport.databasePath(self)
+        let writer = try LogWriter(path: path)
+        writer.enqueue(StoreTestSupport.record("before-v2"))
+        writer.close()
+
+        let v2 = LogSchema.migrations + [Migration(version: LogSchema.currentVersion + 1, summary: "test column",
+                                                   sql: "ALTER TABLE requests ADD COLUMN test_extra TEXT DEFAULT 'x'")]
+        let raw = try SQLiteConnection(path: path, readOnly: false)
+        try LogSchema.migrate(raw, migrations: v2)
+        try LogSchema.migrate(raw, migrations: v2) // idempotent: ALTER would fail if run twice
+        XCTAssertEqual(try raw.userVersion(), LogSchema.currentVersion + 1)
+        XCTAssertEqual(try raw.scalarInt64("SELECT count(*) FROM requests WHERE test_extra = 'x'"), 1)
+        // And this build now refuses the file.
+        XCTAssertThrowsError(try LogSchema.migrate(raw)) { error in
+            XCTAssertEqual(error as? StoreError, .schemaTooNew(found: LogSchema.currentVersion + 1, supported: LogSchema.currentVersion))
+        }
+    }
+
+    func testAFailingMigrationLeavesTheVersionUntouched() throws {
+        let path = try StoreTestSupport.databasePath(self)
+        try LogWriter(path: path).close()
+        let broken = LogSchema.migrations + [Migration(version: LogSchema.currentVersion + 1, summary: "broken",
+                                                       sql: "CREATE TABLE half (x); SELECT * FROM missing_table")]
+        let raw = try SQLiteConnection(path: path, readOnly: false)
+        XCTAssertThrowsError(try LogSchema.migrate(raw, migrations: broken))
+        XCTAssertEqual(try raw.userVersion(), LogSchema.currentVersion)
+        XCTAssertEqual(try raw.scalarInt64("SELECT count(*) FROM sqlite_master WHERE name = 'half'"), 0, "rolled back")
+    }
 }
