@@ -65,7 +65,9 @@ def test_metrics_exposes_all_metric_names_and_counts_requests(gw):
     assert r.headers["content-type"].startswith("text/plain")
     text = r.text
     for name in METRIC_NAMES:
-        assert re.search(rf"^{name}(_bucket|_sum|_count)?({{| )", text, re.M), f"{name} missing from /metrics"
+        # a sample line, or at least its # TYPE line (labelled counters may have no samples yet)
+        assert re.search(rf"^({name}(_bucket|_sum|_count)?({{| )|# TYPE {name} )", text, re.M), \
+            f"{name} missing from /metrics"
     for suffix in ("_bucket", "_sum", "_count"):
         assert f"flywheel_request_duration_seconds{suffix}" in text
     lines = [l for l in text.splitlines() if l.startswith("flywheel_requests_total{")]

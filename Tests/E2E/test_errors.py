@@ -264,3 +264,54 @@ def test_client_disconnect_mid_stream_does_not_break_gateway(gw):
     assert r.choices[0].message.content == "echo: still alive"
 
 
+
+
+# ---------------------------------------------------------------- client authentication
+
+@pytest.fixture
+def authgw(start_flywheel, fake, fake_backup):
+    cfg = base_config(fake.url, fake_backup.url)
+    cfg["auth"] = {"keys": [{"id": "team-a", "key": "sk-flywheel-team-a"},
+                            {"id": "team-b", "key_env": "FLYWHEEL_TEST_KEY_B"}]}
+    fw = start_flywheel(cfg, env={"FLYWHEEL_TEST_KEY_B": "sk-flywheel-team-b"})
+    return fw, fake
+
+
+def test_wrong_flywheel_key_raises_authentication_error(authgw):
+    fw, fake = authgw
+    with pytest.raises(openai.AuthenticationError) as ei:
+        fw.client(api_key="sk-wrong").chat.completions.create(model="gpt-4o-mini", messages=user_msg("x"))
+    assert ei.value.status_code == 401
+    assert ei.value.code == "invalid_api_key"
+    assert ei.value.request_id
+    assert fake.requests == []
+
+
+def test_missing_authorization_is_401(authgw):
+    fw, fake = authgw
+    with fw.http() as c:
+        r = c.post("/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": user_msg("x")})
+        assert_openai_error(r.status_code, r.headers, r.content, expect_status=401, code="invalid_api_key")
+        r = c.post("/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": user_msg("x")},
+                   headers={"authorization": "Basic c2stZmx5d2hlZWwtdGVhbS1h"})
+        assert_openai_error(r.status_code, r.headers, r.content, expect_status=401, code="invalid_api_key")
+    assert fake.requests == []
+
+
+def test_valid_keys_literal_and_env_are_accepted_and_not_forwarded(authgw):
+    from conftest import UPSTREAM_KEY
+    fw, fake = authgw
+    for key, key_id in (("sk-flywheel-team-a", "team-a"), ("sk-flywheel-team-b", "team-b")):
+        raw = fw.client(api_key=key).chat.completions.with_raw_response.create(model="gpt-4o-mini",
+                                                                            messages=user_msg(key_id))
+        assert raw.parse().choices[0].message.content == "echo: " + key_id
+        rec = fake.requests_to("/chat/completions")[-1]
+        assert rec.headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
+        assert all(key not in v for _, v in rec.raw_headers)
+        assert fw.wait_logged(raw.headers["x-request-id"])["client_key_id"] == key_id
+
+
+def test_healthz_needs_no_key(authgw):
+    fw, _ = authgw
+    with fw.http() as c:
+        assert c.get("/healthz").status_code == 200
