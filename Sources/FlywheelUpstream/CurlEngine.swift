@@ -23,6 +23,8 @@ final class CurlEngine: @unchecked Sendable {
     /// pthread_self() of the curl thread once it runs, 0 before.
     private let loopThread = Atomic<UInt>(0)
     private let joinState = Mutex(JoinState())
+    /// Set once the curl thread owns `multi` (and will clean it up); otherwise deinit does.
+    private let launched = Atomic<Bool>(false)
 
     private struct JoinState {
         var thread: pthread_t?
@@ -77,10 +79,14 @@ final class CurlEngine: @unchecked Sendable {
         }, context)
         if rc != 0 {
             Unmanaged<CurlEngine>.fromOpaque(context).release()
-            curl_multi_cleanup(multi)
             throw UpstreamSetupError(call: "pthread_create", message: String(cString: strerror(rc)))
         }
+        launched.store(true, ordering: .releasing)
         joinState.withLock { $0.thread = thread }
+    }
+
+    deinit {
+        if !launched.load(ordering: .acquiring) { curl_multi_cleanup(multi) }
     }
 
     // MARK: any thread
@@ -179,8 +185,7 @@ final class CurlEngine: @unchecked Sendable {
             }
             _ = curl_multi_poll(multi, nil, 0, timeoutMs, nil)
         }
-        for easy in pool { _ = easy }
-        pool.removeAll()
+        pool.removeAll()  // CurlEasy.deinit runs curl_easy_cleanup
         curl_multi_cleanup(multi)
     }
 
@@ -237,6 +242,7 @@ final class CurlEngine: @unchecked Sendable {
         easy.errorBuffer[0] = 0
         _ = prepared.url.withCString { fw_easy_setopt_str(h, CURLOPT_URL, $0) }
         _ = fw_easy_setopt_long(h, CURLOPT_NOSIGNAL, 1)
+        _ = fw_easy_setopt_long(h, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1)  // a proxy's CONNECT reply is no head
         _ = fw_easy_setopt_ptr(h, CURLOPT_PRIVATE, userdata)
         _ = fw_easy_setopt_ptr(h, CURLOPT_ERRORBUFFER, easy.errorBuffer)
         _ = fw_easy_setopt_datafn(h, CURLOPT_WRITEFUNCTION, Self.writeCallback)

@@ -92,22 +92,21 @@ final class TransferJob: @unchecked Sendable {
 
         var reason: String?
         var lines: [String] = []
-        lines.reserveCapacity(request.headers.count)
+        lines.reserveCapacity(request.headers.count + 1)
         var hasAuthorization = false
+        var hasContentType = false
         for (name, value) in request.headers {
             guard Self.isToken(name), Self.isSafeValue(value) else {
                 reason = "request header \(name.debugDescription) has an invalid name or a line break in its value"
                 break
             }
-            switch name.lowercased() {
-            case "host", "content-length", "transfer-encoding", "connection", "keep-alive", "expect":
-                continue
-            case "authorization":
-                hasAuthorization = true
-            default:
-                break
-            }
+            if Self.isDropped(name) { continue }
+            if Self.equalsIgnoringCase(name, "authorization") { hasAuthorization = true }
+            if Self.equalsIgnoringCase(name, "content-type") { hasContentType = true }
             lines.append(Self.headerLine(name, value))
+        }
+        if !hasContentType && count > 0 {
+            lines.append("Content-Type:")  // stops curl from inventing application/x-www-form-urlencoded
         }
         if reason == nil {
             reason = Self.validate(request)
@@ -155,8 +154,7 @@ final class TransferJob: @unchecked Sendable {
             list = curl_slist_append(list, "Authorization: Bearer " + key)
         }
         for line in requestHeaderLines {
-            if ownKey, requestHasAuthorization, line.utf8.count >= 14,
-               line.prefix(14).lowercased() == "authorization:" {
+            if ownKey, requestHasAuthorization, Self.hasPrefixIgnoringCase(line, "authorization:") {
                 continue
             }
             list = curl_slist_append(list, line)
@@ -235,7 +233,7 @@ final class TransferJob: @unchecked Sendable {
         var valueEnd = end
         while valueEnd > valueStart, line[valueEnd - 1] == 0x20 || line[valueEnd - 1] == 0x09 { valueEnd -= 1 }
         let value = String(decoding: UnsafeRawBufferPointer(rebasing: line[valueStart..<valueEnd]), as: UTF8.self)
-        if colon == 11, name.lowercased() == "retry-after" {
+        if colon == 11, Self.equalsIgnoringCase(name, "retry-after") {
             retryAfter = Double(value)
         }
         responseHeaders.append((name, value))
@@ -272,6 +270,38 @@ final class TransferJob: @unchecked Sendable {
         value.isEmpty ? name + ";" : name + ": " + value
     }
 
+    /// Hop-by-hop and framing headers that curl writes itself.
+    static func isDropped(_ name: String) -> Bool {
+        switch name.utf8.count {
+        case 4: return equalsIgnoringCase(name, "host")
+        case 6: return equalsIgnoringCase(name, "expect")
+        case 10: return equalsIgnoringCase(name, "connection") || equalsIgnoringCase(name, "keep-alive")
+        case 14: return equalsIgnoringCase(name, "content-length")
+        case 17: return equalsIgnoringCase(name, "transfer-encoding")
+        default: return false
+        }
+    }
+
+    /// ASCII case-insensitive comparison against a lowercase literal, without allocating.
+    static func equalsIgnoringCase(_ text: String, _ lowercase: StaticString) -> Bool {
+        text.utf8.count == lowercase.utf8CodeUnitCount && hasPrefixIgnoringCase(text, lowercase)
+    }
+
+    static func hasPrefixIgnoringCase(_ text: String, _ lowercase: StaticString) -> Bool {
+        let count = lowercase.utf8CodeUnitCount
+        guard text.utf8.count >= count else { return false }
+        return lowercase.withUTF8Buffer { expected in
+            var index = 0
+            for byte in text.utf8 {
+                if index == count { break }
+                let lower = byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
+                if lower != expected[index] { return false }
+                index += 1
+            }
+            return true
+        }
+    }
+
     static func isToken(_ name: String) -> Bool {
         guard !name.isEmpty else { return false }
         for byte in name.utf8 where byte <= 0x20 || byte >= 0x7F || byte == UInt8(ascii: ":") {
@@ -301,8 +331,9 @@ final class TransferJob: @unchecked Sendable {
             return "invalid path \(request.path.debugDescription)"
         }
         for endpoint in request.endpoints {
-            let url = endpoint.baseURL.lowercased()
-            guard url.hasPrefix("http://") || url.hasPrefix("https://"), isSafeValue(endpoint.baseURL) else {
+            let url = endpoint.baseURL
+            guard hasPrefixIgnoringCase(url, "http://") || hasPrefixIgnoringCase(url, "https://"),
+                  isSafeValue(url), !url.utf8.contains(UInt8(ascii: " ")) else {
                 return "endpoint \(endpoint.name): base URL must start with http:// or https://"
             }
         }

@@ -84,10 +84,16 @@ final class UpstreamClientTests: XCTestCase {
     }
 
     func testRequestAuthorizationPassesThroughWithoutEndpointKey() throws {
-        let request = UpstreamRequest(path: "/echo", headers: [("Authorization", "Bearer client-key")],
-                                      endpoints: [endpoint(key: nil)])
+        let request = UpstreamRequest(path: "/echo", headers: [("authorization", "Bearer client-key")],
+                                      body: Array("x=1".utf8), endpoints: [endpoint(key: nil)])
         let handler = run(request)
         XCTAssertTrue(handler.bodyText.contains("Bearer client-key"))
+        XCTAssertFalse(handler.bodyText.lowercased().contains("content-type"), "curl must not add a form type")
+        // With an endpoint key, the request's own Authorization is replaced.
+        let replaced = run(UpstreamRequest(path: "/echo", headers: [("AUTHORIZATION", "Bearer client-key")],
+                                           endpoints: [endpoint()]))
+        XCTAssertFalse(replaced.bodyText.contains("client-key"))
+        XCTAssertTrue(replaced.bodyText.contains("Bearer \(Self.secret)"))
     }
 
     func testStreamingChunksArriveSeparatelyBeforeTheEnd() throws {
