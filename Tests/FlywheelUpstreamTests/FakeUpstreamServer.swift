@@ -8,6 +8,7 @@ import Glibc
 ///   /v1/flaky?key=K&fail=N&status=C[&retry_after=R]  first N hits per key answer C (JSON error), then 200
 ///   /v1/status?code=C&key=K       answers C with a JSON body (counts hits per key)
 ///   /v1/hits?key=K                200 with the hit count of K as the body
+///   /v1/early                     a 103 interim block, then 201 JSON with `X-Final: yes`
 ///   /v1/hang                      reads the request and never answers
 final class FakeUpstreamServer: @unchecked Sendable {  // immutable after init; Process used only in init
     static let shared: FakeUpstreamServer = {
@@ -121,6 +122,11 @@ class Handler(BaseHTTPRequestHandler):
             with lock:
                 n = counts.get(q["key"], 0)
             self.send_json(200, {"hits": n})
+        elif route.endswith("/early"):
+            self.wfile.write(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+            self.wfile.flush()
+            time.sleep(0.05)
+            self.send_json(201, {"created": True}, [("X-Final", "yes")])
         elif route.endswith("/hang"):
             time.sleep(120)
         else:

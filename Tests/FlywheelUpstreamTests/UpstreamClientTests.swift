@@ -341,4 +341,79 @@ final class UpstreamClientTests: XCTestCase {
                               handler: RecordingHandler(), engine: try! CurlEngine(configuration: .init()))
         XCTAssertEqual(job.redacted("oops \(Self.secret)!"), "oops <redacted>!")
     }
+
+    func testInterimResponsesAreIgnored() throws {
+        let handler = run(UpstreamRequest(method: "GET", path: "/early", endpoints: [endpoint()]))
+        let head = try XCTUnwrap(handler.head)
+        XCTAssertEqual(head.status, 201)
+        XCTAssertEqual(head.value(for: "x-final"), "yes")
+        XCTAssertNil(head.value(for: "link"), "headers of the 103 block must not leak into the final head")
+        XCTAssertEqual(handler.bodyText, #"{"created": true}"#)
+    }
+
+    func testCancelFromInsideTheHeadCallback() throws {
+        final class CancelOnHead: UpstreamResponseHandler {
+            let transfer = Mutex<UpstreamTransfer?>(nil)
+            let recorder = RecordingHandler()
+            func upstreamDidReceiveHead(_ head: UpstreamResponseHead) {
+                recorder.upstreamDidReceiveHead(head)
+                transfer.withLock { $0 }?.cancel()
+            }
+            func upstreamDidReceiveBody(_ chunk: [UInt8]) { recorder.upstreamDidReceiveBody(chunk) }
+            func upstreamDidComplete(_ result: Result<UpstreamTiming, UpstreamError>, timing: UpstreamTiming) {
+                recorder.upstreamDidComplete(result, timing: timing)
+            }
+        }
+        let handler = CancelOnHead()
+        let transfer = client.start(UpstreamRequest(method: "GET", path: "/sse?n=20&delay=0.2", endpoints: [endpoint()]),
+                                    handler: handler)
+        handler.transfer.withLock { $0 = transfer }
+        XCTAssertTrue(handler.recorder.wait(seconds: 3))
+        XCTAssertEqual(handler.recorder.error, .cancelled)
+        XCTAssertLessThanOrEqual(handler.recorder.chunkCount, 1)
+    }
+
+    func testStartFromInsideACompletionCallback() throws {
+        final class Chain: UpstreamResponseHandler {
+            let client: UpstreamClient
+            let request: UpstreamRequest
+            let left = Atomic<Int>(5)
+            let done = DispatchSemaphore(value: 0)
+            init(client: UpstreamClient, request: UpstreamRequest) { self.client = client; self.request = request }
+            func upstreamDidReceiveHead(_ head: UpstreamResponseHead) {}
+            func upstreamDidReceiveBody(_ chunk: [UInt8]) {}
+            func upstreamDidComplete(_ result: Result<UpstreamTiming, UpstreamError>, timing: UpstreamTiming) {
+                if case .success = result, left.subtract(1, ordering: .relaxed).newValue > 0 {
+                    client.start(request, handler: self)
+                } else {
+                    done.signal()
+                }
+            }
+        }
+        let chain = Chain(client: client, request: UpstreamRequest(path: "/echo", endpoints: [endpoint()]))
+        client.start(chain.request, handler: chain)
+        XCTAssertEqual(chain.done.wait(timeout: .now() + 5), .success)
+        XCTAssertEqual(chain.left.load(ordering: .relaxed), 0)
+    }
+
+    func testHelpers() {
+        XCTAssertEqual(TransferJob.joinURL("http://h/v1", "/chat"), "http://h/v1/chat")
+        XCTAssertEqual(TransferJob.joinURL("http://h/v1/", "/chat"), "http://h/v1/chat")
+        XCTAssertEqual(TransferJob.joinURL("http://h/v1/", "chat"), "http://h/v1/chat")
+        XCTAssertEqual(TransferJob.joinURL("http://h/v1", "chat"), "http://h/v1/chat")
+        let status = Array("HTTP/2 429 \r\n".utf8).withUnsafeBytes { TransferJob.parseStatus($0, end: $0.count) }
+        XCTAssertEqual(status, 429)
+        XCTAssertTrue(TransferJob.equalsIgnoringCase("Retry-After", "retry-after"))
+        XCTAssertFalse(TransferJob.equalsIgnoringCase("Retry-Afte", "retry-after"))
+        XCTAssertTrue(TransferJob.isDropped("Content-Length"))
+        XCTAssertFalse(TransferJob.isDropped("Content-Type"))
+        let policy = RetryPolicy(initialBackoff: 0.2, maxBackoff: 1)
+        for retry in 1...6 {
+            let nanos = policy.backoffNanos(retry: retry, retryAfter: nil)
+            let base = min(0.2 * Double(1 << (retry - 1)), 1) * 1e9
+            XCTAssertGreaterThanOrEqual(Double(nanos), base / 2 - 1)
+            XCTAssertLessThanOrEqual(Double(nanos), base + 1)
+        }
+        XCTAssertEqual(policy.backoffNanos(retry: 1, retryAfter: 30), 1_000_000_000)
+    }
 }
