@@ -1,0 +1,342 @@
+import CCurl
+import Glibc
+import Synchronization
+
+/// Everything about one `UpstreamClient.start` call.
+///
+/// Thread ownership (why `@unchecked Sendable` is safe):
+/// - The `let` properties are set in `init` on the caller's thread and never change.
+/// - `cancelRequested` and `completed` are atomics, read and written from any thread.
+/// - Every `var` is touched only by the engine's curl thread. The job reaches that thread through the engine's
+///   inbox Mutex (a happens-before edge); other threads only hold it to call `requestCancel()`, which touches atomics
+///   and the inbox only.
+/// - `deinit` may run on any thread, after the curl thread dropped its references; it frees plain C memory only.
+final class TransferJob: @unchecked Sendable {
+    enum State { case queued, running, backoff, done }
+
+    /// Where the next attempt goes and how long to wait before it.
+    struct Plan {
+        var endpointIndex: Int
+        var delayNanos: UInt64
+    }
+
+    /// Request head bits for one endpoint, built once and reused for every attempt on it.
+    struct PreparedEndpoint {
+        var url: String
+        var headerList: UnsafeMutablePointer<curl_slist>?
+    }
+
+    let request: UpstreamRequest
+    let handler: any UpstreamResponseHandler
+    let engine: CurlEngine
+    let startedNanos: UInt64
+    let totalDeadline: UInt64
+    /// Non-nil when the request cannot be sent; the curl thread completes it with `.invalidRequest`.
+    let invalidReason: String?
+    /// Copy of the body that outlives every attempt (CURLOPT_POSTFIELDS does not copy). Never nil.
+    let bodyBytes: UnsafeMutableRawPointer
+    let bodyCount: Int
+    /// The request's own headers as "Name: value" lines, filtered and validated.
+    private let requestHeaderLines: [String]
+    /// Drop the request's Authorization header for endpoints that bring their own key.
+    private let requestHasAuthorization: Bool
+
+    let cancelRequested = Atomic<Bool>(false)
+    let completed = Atomic<Bool>(false)
+
+    // MARK: curl-thread state
+
+    var state: State = .queued
+    var endpointIndex = 0
+    var triesOnEndpoint = 0
+    var attempts = 0
+    var easy: CurlEasy?
+    var attemptStartedNanos: UInt64 = 0
+    var prepared: [PreparedEndpoint?]
+
+    // Response of the current attempt.
+    var status = 0
+    var responseHeaders: [(String, String)] = []
+    var retryAfter: Double?
+    /// The head was handed to the handler: from now on bytes are delivered and nothing is retried.
+    var committed = false
+    /// This attempt's response will be retried: its body is read and dropped.
+    var swallowing = false
+    var swallowedBytes = 0
+    var plannedNext: Plan?
+    var firstByteNanos: UInt64?
+
+    // TimerHeap bookkeeping.
+    var heapIndex = -1
+    var dueNanos: UInt64 = 0
+
+    /// Caller's thread: validates and pre-builds what every attempt needs.
+    init(request: UpstreamRequest, handler: any UpstreamResponseHandler, engine: CurlEngine) {
+        self.request = request
+        self.handler = handler
+        self.engine = engine
+        let now = MonotonicClock.now()
+        startedNanos = now
+        totalDeadline = now &+ RetryPolicy.nanos(request.timeouts.total)
+        prepared = Array(repeating: nil, count: request.endpoints.count)
+
+        let count = request.body.count
+        let bytes = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: 1)
+        request.body.withUnsafeBytes { source in
+            if let base = source.baseAddress, count > 0 {
+                bytes.copyMemory(from: base, byteCount: count)
+            }
+        }
+        bodyCount = count
+        bodyBytes = bytes
+
+        var reason: String?
+        var lines: [String] = []
+        lines.reserveCapacity(request.headers.count + 1)
+        var hasAuthorization = false
+        var hasContentType = false
+        for (name, value) in request.headers {
+            guard Self.isToken(name), Self.isSafeValue(value) else {
+                reason = "request header \(name.debugDescription) has an invalid name or a line break in its value"
+                break
+            }
+            if Self.isDropped(name) { continue }
+            if Self.equalsIgnoringCase(name, "authorization") { hasAuthorization = true }
+            if Self.equalsIgnoringCase(name, "content-type") { hasContentType = true }
+            lines.append(Self.headerLine(name, value))
+        }
+        if !hasContentType && count > 0 {
+            lines.append("Content-Type:")  // stops curl from inventing application/x-www-form-urlencoded
+        }
+        if reason == nil {
+            reason = Self.validate(request)
+        }
+        requestHeaderLines = lines
+        requestHasAuthorization = hasAuthorization
+        invalidReason = reason
+        if reason == nil {
+            prepared[0] = prepare(endpointIndex: 0)
+        }
+    }
+
+    deinit {
+        bodyBytes.deallocate()
+        for entry in prepared {
+            if let list = entry?.headerList { curl_slist_free_all(list) }
+        }
+    }
+
+    var endpoint: UpstreamEndpoint { request.endpoints[endpointIndex] }
+
+    /// Any thread: asks the curl thread to stop this transfer.
+    func requestCancel() {
+        if completed.load(ordering: .acquiring) { return }
+        if cancelRequested.exchange(true, ordering: .acquiringAndReleasing) { return }
+        engine.submit(.cancel(self))
+    }
+
+    /// Curl thread: the prepared URL and header list for the current endpoint (built on first use).
+    func preparedCurrent() -> PreparedEndpoint {
+        if let ready = prepared[endpointIndex] { return ready }
+        let built = prepare(endpointIndex: endpointIndex)
+        prepared[endpointIndex] = built
+        return built
+    }
+
+    private func prepare(endpointIndex index: Int) -> PreparedEndpoint {
+        let endpoint = request.endpoints[index]
+        var list: UnsafeMutablePointer<curl_slist>? = curl_slist_append(nil, "Expect:")
+        for (name, value) in endpoint.headers where Self.isToken(name) && Self.isSafeValue(value) {
+            list = curl_slist_append(list, Self.headerLine(name, value))
+        }
+        let ownKey = endpoint.apiKey.map { !$0.isEmpty && Self.isSafeValue($0) } ?? false
+        if ownKey, let key = endpoint.apiKey {
+            list = curl_slist_append(list, "Authorization: Bearer " + key)
+        }
+        for line in requestHeaderLines {
+            if ownKey, requestHasAuthorization, Self.hasPrefixIgnoringCase(line, "authorization:") {
+                continue
+            }
+            list = curl_slist_append(list, line)
+        }
+        return PreparedEndpoint(url: Self.joinURL(endpoint.baseURL, request.path), headerList: list)
+    }
+
+    /// Curl thread: forget the previous attempt's response.
+    func resetResponse() {
+        status = 0
+        responseHeaders.removeAll(keepingCapacity: true)
+        retryAfter = nil
+        committed = false
+        swallowing = false
+        swallowedBytes = 0
+        plannedNext = nil
+    }
+
+    /// Curl thread: where the next attempt would go, or nil when retries and fallbacks are exhausted or would
+    /// start past the total deadline.
+    func nextPlan(now: UInt64, retryAfter: Double?) -> Plan? {
+        guard now < totalDeadline else { return nil }
+        let retriesDone = triesOnEndpoint - 1
+        if retriesDone < request.retry.maxRetries {
+            let delay = request.retry.backoffNanos(retry: retriesDone + 1, retryAfter: retryAfter)
+            if now &+ delay < totalDeadline {
+                return Plan(endpointIndex: endpointIndex, delayNanos: delay)
+            }
+        }
+        if endpointIndex + 1 < request.endpoints.count {
+            return Plan(endpointIndex: endpointIndex + 1, delayNanos: 0)
+        }
+        return nil
+    }
+
+    /// Replaces the endpoint's API key in `message` (defence in depth: curl messages should never contain it).
+    func redacted(_ message: String) -> String {
+        var text = message
+        for endpoint in request.endpoints {
+            if let key = endpoint.apiKey, key.utf8.count >= 4, text.contains(key) {
+                text = text.replacing(key, with: "<redacted>")
+            }
+        }
+        return text
+    }
+
+    // MARK: header parsing (curl thread, from the header callback)
+
+    /// One raw header line including its CR LF. Returns false to abort the transfer.
+    func receiveHeaderLine(_ line: UnsafeRawBufferPointer) -> Bool {
+        if committed || swallowing { return true }  // trailers after the head; nothing to do
+        var end = line.count
+        while end > 0, line[end - 1] == 0x0A || line[end - 1] == 0x0D { end -= 1 }
+        if end == 0 {
+            return engine.headerBlockEnded(self)
+        }
+        if end >= 5, line[0] == 0x48, line[1] == 0x54, line[2] == 0x54, line[3] == 0x50, line[4] == 0x2F {  // "HTTP/"
+            status = Self.parseStatus(line, end: end)
+            responseHeaders.removeAll(keepingCapacity: true)
+            retryAfter = nil
+            return true
+        }
+        if line[0] == 0x20 || line[0] == 0x09 {  // obsolete line folding: continue the previous value
+            if let last = responseHeaders.popLast() {
+                let more = String(decoding: UnsafeRawBufferPointer(rebasing: line[0..<end]), as: UTF8.self)
+                responseHeaders.append((last.0, last.1 + " " + Self.trimmed(more)))
+            }
+            return true
+        }
+        var colon = 0
+        while colon < end, line[colon] != 0x3A { colon += 1 }
+        guard colon < end else { return true }
+        let name = String(decoding: UnsafeRawBufferPointer(rebasing: line[0..<colon]), as: UTF8.self)
+        var valueStart = colon + 1
+        while valueStart < end, line[valueStart] == 0x20 || line[valueStart] == 0x09 { valueStart += 1 }
+        var valueEnd = end
+        while valueEnd > valueStart, line[valueEnd - 1] == 0x20 || line[valueEnd - 1] == 0x09 { valueEnd -= 1 }
+        let value = String(decoding: UnsafeRawBufferPointer(rebasing: line[valueStart..<valueEnd]), as: UTF8.self)
+        if colon == 11, Self.equalsIgnoringCase(name, "retry-after") {
+            retryAfter = Double(value)
+        }
+        responseHeaders.append((name, value))
+        return true
+    }
+
+    // MARK: helpers
+
+    static func parseStatus(_ line: UnsafeRawBufferPointer, end: Int) -> Int {
+        var i = 0
+        while i < end, line[i] != 0x20 { i += 1 }
+        while i < end, line[i] == 0x20 { i += 1 }
+        var status = 0
+        var digits = 0
+        while i < end, digits < 3, line[i] >= 0x30, line[i] <= 0x39 {
+            status = status * 10 + Int(line[i] - 0x30)
+            i += 1
+            digits += 1
+        }
+        return status
+    }
+
+    static func joinURL(_ base: String, _ path: String) -> String {
+        let baseSlash = base.utf8.last == UInt8(ascii: "/")
+        let pathSlash = path.utf8.first == UInt8(ascii: "/")
+        if path.isEmpty { return base }
+        if baseSlash && pathSlash { return base + path.dropFirst() }
+        if baseSlash || pathSlash { return base + path }
+        return base + "/" + path
+    }
+
+    /// curl sends "Name;" for an empty value ("Name:" would delete the header).
+    static func headerLine(_ name: String, _ value: String) -> String {
+        value.isEmpty ? name + ";" : name + ": " + value
+    }
+
+    /// Hop-by-hop and framing headers that curl writes itself.
+    static func isDropped(_ name: String) -> Bool {
+        switch name.utf8.count {
+        case 4: return equalsIgnoringCase(name, "host")
+        case 6: return equalsIgnoringCase(name, "expect")
+        case 10: return equalsIgnoringCase(name, "connection") || equalsIgnoringCase(name, "keep-alive")
+        case 14: return equalsIgnoringCase(name, "content-length")
+        case 17: return equalsIgnoringCase(name, "transfer-encoding")
+        default: return false
+        }
+    }
+
+    /// ASCII case-insensitive comparison against a lowercase literal, without allocating.
+    static func equalsIgnoringCase(_ text: String, _ lowercase: StaticString) -> Bool {
+        text.utf8.count == lowercase.utf8CodeUnitCount && hasPrefixIgnoringCase(text, lowercase)
+    }
+
+    static func hasPrefixIgnoringCase(_ text: String, _ lowercase: StaticString) -> Bool {
+        let count = lowercase.utf8CodeUnitCount
+        guard text.utf8.count >= count else { return false }
+        return lowercase.withUTF8Buffer { expected in
+            var index = 0
+            for byte in text.utf8 {
+                if index == count { break }
+                let lower = byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
+                if lower != expected[index] { return false }
+                index += 1
+            }
+            return true
+        }
+    }
+
+    static func isToken(_ name: String) -> Bool {
+        guard !name.isEmpty else { return false }
+        for byte in name.utf8 where byte <= 0x20 || byte >= 0x7F || byte == UInt8(ascii: ":") {
+            return false
+        }
+        return true
+    }
+
+    static func isSafeValue(_ value: String) -> Bool {
+        for byte in value.utf8 where byte == 0x0A || byte == 0x0D || byte == 0 {
+            return false
+        }
+        return true
+    }
+
+    static func trimmed(_ text: String) -> String {
+        var s = Substring(text)
+        while let c = s.first, c == " " || c == "\t" { s = s.dropFirst() }
+        while let c = s.last, c == " " || c == "\t" { s = s.dropLast() }
+        return String(s)
+    }
+
+    static func validate(_ request: UpstreamRequest) -> String? {
+        if request.endpoints.isEmpty { return "no endpoints given" }
+        if !isToken(request.method) { return "invalid method \(request.method.debugDescription)" }
+        if !isSafeValue(request.path) || request.path.utf8.contains(UInt8(ascii: " ")) {
+            return "invalid path \(request.path.debugDescription)"
+        }
+        for endpoint in request.endpoints {
+            let url = endpoint.baseURL
+            guard hasPrefixIgnoringCase(url, "http://") || hasPrefixIgnoringCase(url, "https://"),
+                  isSafeValue(url), !url.utf8.contains(UInt8(ascii: " ")) else {
+                return "endpoint \(endpoint.name): base URL must start with http:// or https://"
+            }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,8 @@
+/// Thrown by `UpstreamClient.init` when libcurl or the curl thread cannot be set up.
+public struct UpstreamSetupError: Error, Sendable, CustomStringConvertible {
+    /// The call that failed, e.g. "curl_global_init" or "pthread_create".
+    public var call: String
+    public var message: String
+
+    public var description: String { "upstream client setup: \(call) failed: \(message)" }
+}

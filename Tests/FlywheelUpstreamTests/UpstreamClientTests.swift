@@ -1,0 +1,419 @@
+import Dispatch
+import Foundation
+import Synchronization
+import XCTest
+@testable import FlywheelUpstream
+
+final class UpstreamClientTests: XCTestCase {
+    static let secret = "sk-test-VERY-SECRET-0123456789"
+    var server: FakeUpstreamServer { .shared }
+    var client: UpstreamClient!
+
+    override func setUpWithError() throws {
+        _ = server
+        client = try UpstreamClient()
+    }
+
+    override func tearDown() {
+        client.shutdown()
+        client = nil
+    }
+
+    private func endpoint(_ name: String = "fake", url: String? = nil, key: String? = secret,
+                          headers: [(String, String)] = []) -> UpstreamEndpoint {
+        UpstreamEndpoint(name: name, baseURL: url ?? server.baseURL, apiKey: key, headers: headers)
+    }
+
+    private func fastRetry(_ maxRetries: Int = 2) -> RetryPolicy {
+        RetryPolicy(maxRetries: maxRetries, initialBackoff: 0.01, maxBackoff: 5)
+    }
+
+    private func run(_ request: UpstreamRequest, seconds: Double = 10) -> RecordingHandler {
+        let handler = RecordingHandler()
+        client.start(request, handler: handler)
+        XCTAssertTrue(handler.wait(seconds: seconds), "transfer did not complete in \(seconds)s")
+        return handler
+    }
+
+    private func elapsed(_ from: UInt64, _ to: UInt64) -> Double { Double(to &- from) / 1e9 }
+
+    private func uniqueKey() -> String { UUID().uuidString }
+
+    // MARK: tests
+
+    func testPostRoundTripSendsKeyAndHeaders() throws {
+        let ep = endpoint(headers: [("OpenAI-Organization", "org-42")])
+        let request = UpstreamRequest(
+            path: "/echo",
+            headers: [("Content-Type", "application/json"), ("X-Trace", "abc"), ("Content-Length", "999")],
+            body: Array(#"{"model":"m","messages":[]}"#.utf8),
+            endpoints: [ep])
+        let handler = run(request)
+        guard case .success(let timing)? = handler.result else { return XCTFail("\(String(describing: handler.result))") }
+        let head = try XCTUnwrap(handler.head)
+        XCTAssertEqual(head.status, 200)
+        XCTAssertEqual(head.endpoint, "fake")
+        XCTAssertEqual(head.attempts, 1)
+        XCTAssertEqual(head.value(for: "content-type"), "application/json")
+        XCTAssertNotNil(timing.firstByteNanos)
+        XCTAssertGreaterThanOrEqual(timing.finishedNanos, timing.startedNanos)
+
+        let json = try JSONSerialization.jsonObject(with: Data(handler.bodyText.utf8)) as! [String: Any]
+        XCTAssertEqual(json["method"] as? String, "POST")
+        XCTAssertEqual(json["path"] as? String, "/v1/echo")
+        XCTAssertEqual(json["body"] as? String, #"{"model":"m","messages":[]}"#)
+        var received: [String: String] = [:]
+        for pair in json["headers"] as! [[String]] { received[pair[0].lowercased()] = pair[1] }
+        XCTAssertEqual(received["authorization"], "Bearer \(Self.secret)")
+        XCTAssertEqual(received["openai-organization"], "org-42")
+        XCTAssertEqual(received["x-trace"], "abc")
+        XCTAssertEqual(received["content-type"], "application/json")
+        XCTAssertEqual(received["content-length"], "27")
+        XCTAssertEqual(received["user-agent"], "flywheel")
+        XCTAssertNil(received["expect"])
+        XCTAssertTrue(handler.state.withLock { $0.orderViolations.isEmpty && $0.completions == 1 })
+    }
+
+    func testGetAndTrailingSlashBaseURL() throws {
+        let request = UpstreamRequest(method: "GET", path: "echo",
+                                      endpoints: [endpoint(url: server.baseURL + "/")])
+        let handler = run(request)
+        XCTAssertEqual(handler.head?.status, 200)
+        XCTAssertTrue(handler.bodyText.contains(#""method": "GET""#), handler.bodyText)
+        XCTAssertTrue(handler.bodyText.contains(#""path": "/v1/echo""#), handler.bodyText)
+    }
+
+    func testRequestAuthorizationPassesThroughWithoutEndpointKey() throws {
+        let request = UpstreamRequest(path: "/echo", headers: [("authorization", "Bearer client-key")],
+                                      body: Array("x=1".utf8), endpoints: [endpoint(key: nil)])
+        let handler = run(request)
+        XCTAssertTrue(handler.bodyText.contains("Bearer client-key"))
+        XCTAssertFalse(handler.bodyText.lowercased().contains("content-type"), "curl must not add a form type")
+        // With an endpoint key, the request's own Authorization is replaced.
+        let replaced = run(UpstreamRequest(path: "/echo", headers: [("AUTHORIZATION", "Bearer client-key")],
+                                           endpoints: [endpoint()]))
+        XCTAssertFalse(replaced.bodyText.contains("client-key"))
+        XCTAssertTrue(replaced.bodyText.contains("Bearer \(Self.secret)"))
+    }
+
+    func testStreamingChunksArriveSeparatelyBeforeTheEnd() throws {
+        let request = UpstreamRequest(method: "GET", path: "/sse?n=5&delay=0.15", endpoints: [endpoint()])
+        let handler = run(request)
+        guard case .success? = handler.result else { return XCTFail("\(String(describing: handler.result))") }
+        XCTAssertEqual(handler.head?.value(for: "Content-Type"), "text/event-stream")
+        let (chunks, completedAt) = handler.state.withLock { ($0.chunks, $0.completedAt) }
+        XCTAssertEqual(chunks.count, 5, "each event should arrive as its own chunk")
+        XCTAssertEqual(handler.bodyText, "data: 0\n\ndata: 1\n\ndata: 2\n\ndata: 3\n\ndata: 4\n\n")
+        XCTAssertGreaterThan(elapsed(chunks[0].at, completedAt), 0.5, "first event must arrive well before the end")
+        for i in 1..<chunks.count {
+            XCTAssertGreaterThan(elapsed(chunks[i - 1].at, chunks[i].at), 0.08)
+        }
+    }
+
+    func testRetryOn503ThenSuccess() throws {
+        let request = UpstreamRequest(method: "GET", path: "/flaky?key=\(uniqueKey())&fail=1&status=503",
+                                      endpoints: [endpoint()], retry: fastRetry())
+        let handler = run(request)
+        XCTAssertEqual(handler.head?.status, 200)
+        XCTAssertEqual(handler.head?.attempts, 2)
+        XCTAssertTrue(handler.bodyText.contains(#""hit": 2"#), "the 503 body must be swallowed: \(handler.bodyText)")
+    }
+
+    func testRetryAfterIsHonoured() throws {
+        let request = UpstreamRequest(method: "GET",
+                                      path: "/flaky?key=\(uniqueKey())&fail=1&status=429&retry_after=1",
+                                      endpoints: [endpoint()], retry: fastRetry())
+        let started = RecordingHandler.now()
+        let handler = run(request)
+        XCTAssertEqual(handler.head?.status, 200)
+        XCTAssertEqual(handler.head?.attempts, 2)
+        let took = elapsed(started, handler.state.withLock { $0.completedAt })
+        XCTAssertGreaterThanOrEqual(took, 0.95)
+        XCTAssertLessThan(took, 3)
+    }
+
+    func testRetryAfterIsCappedAtMaxBackoff() throws {
+        let request = UpstreamRequest(method: "GET",
+                                      path: "/flaky?key=\(uniqueKey())&fail=1&status=503&retry_after=30",
+                                      endpoints: [endpoint()],
+                                      retry: RetryPolicy(maxRetries: 1, initialBackoff: 0.01, maxBackoff: 0.2))
+        let started = RecordingHandler.now()
+        let handler = run(request)
+        XCTAssertEqual(handler.head?.status, 200)
+        XCTAssertLessThan(elapsed(started, handler.state.withLock { $0.completedAt }), 2)
+    }
+
+    func test400IsNotRetried() throws {
+        let key = uniqueKey()
+        let request = UpstreamRequest(method: "GET", path: "/status?code=400&key=\(key)",
+                                      endpoints: [endpoint(), endpoint("second")], retry: fastRetry())
+        let handler = run(request)
+        XCTAssertEqual(handler.head?.status, 400)
+        XCTAssertEqual(handler.head?.attempts, 1)
+        XCTAssertEqual(handler.head?.endpoint, "fake")
+        XCTAssertTrue(handler.bodyText.contains("code 400"))
+        guard case .success? = handler.result else { return XCTFail("a 400 is a complete response") }
+        let hits = run(UpstreamRequest(method: "GET", path: "/hits?key=status:\(key)", endpoints: [endpoint()]))
+        XCTAssertTrue(hits.bodyText.contains(#""hits": 1"#), hits.bodyText)
+    }
+
+    func testExhaustedRetriesDeliverTheLast429() throws {
+        let request = UpstreamRequest(method: "GET", path: "/flaky?key=\(uniqueKey())&fail=99&status=429",
+                                      endpoints: [endpoint()], retry: fastRetry(2))
+        let handler = run(request)
+        XCTAssertEqual(handler.head?.status, 429)
+        XCTAssertEqual(handler.head?.attempts, 3)
+        XCTAssertTrue(handler.bodyText.contains("status 429 on hit 3"), handler.bodyText)
+        guard case .success? = handler.result else { return XCTFail("\(String(describing: handler.result))") }
+    }
+
+    func testFallbackToSecondEndpointWhenFirstRefuses() throws {
+        let request = UpstreamRequest(path: "/echo",
+                                      endpoints: [endpoint("dead", url: server.deadURL), endpoint("alive")],
+                                      retry: fastRetry(1))
+        let handler = run(request)
+        XCTAssertEqual(handler.head?.status, 200)
+        XCTAssertEqual(handler.head?.endpoint, "alive")
+        XCTAssertEqual(handler.head?.attempts, 3)
+    }
+
+    func testFallbackAfterRetryableStatusesOnFirstEndpoint() throws {
+        let key = uniqueKey()
+        // The first endpoint answers 503 twice (both attempts on it); the fallback then sees hit 3 → 200.
+        let request = UpstreamRequest(method: "GET", path: "/flaky?key=\(key)&fail=2&status=503",
+                                      endpoints: [endpoint("a"), endpoint("b")], retry: fastRetry(1))
+        let handler = run(request)
+        XCTAssertEqual(handler.head?.status, 200)
+        XCTAssertEqual(handler.head?.endpoint, "b")
+        XCTAssertEqual(handler.head?.attempts, 3)
+    }
+
+    func testConnectFailureExhaustedReportsErrorWithoutKey() throws {
+        let request = UpstreamRequest(path: "/echo", endpoints: [endpoint("dead", url: server.deadURL)],
+                                      retry: fastRetry(1))
+        let handler = run(request)
+        XCTAssertNil(handler.head)
+        guard case .connectFailed(let name, let message)? = handler.error else {
+            return XCTFail("expected connectFailed, got \(String(describing: handler.result))")
+        }
+        XCTAssertEqual(name, "dead")
+        XCTAssertFalse(message.isEmpty)
+        let description = handler.error!.description
+        XCTAssertTrue(description.contains("dead"), description)
+        XCTAssertFalse(description.contains(Self.secret))
+        XCTAssertFalse(String(describing: request.endpoints[0]).contains(Self.secret))
+    }
+
+    func testFirstByteTimeout() throws {
+        let request = UpstreamRequest(path: "/hang", endpoints: [endpoint()],
+                                      timeouts: UpstreamTimeouts(connect: 2, firstByte: 0.3, total: 10),
+                                      retry: fastRetry(0))
+        let started = RecordingHandler.now()
+        let handler = run(request)
+        XCTAssertEqual(handler.error, .timedOut(endpoint: "fake", phase: "first byte", seconds: 0.3))
+        let took = elapsed(started, handler.state.withLock { $0.completedAt })
+        XCTAssertGreaterThanOrEqual(took, 0.29)
+        XCTAssertLessThan(took, 1.5)
+    }
+
+    func testFirstByteTimeoutIsRetriedThenFallsBack() throws {
+        let request = UpstreamRequest(path: "/echo",
+                                      endpoints: [endpoint("hangs", url: server.baseURL + "/hang?x="), endpoint("ok")],
+                                      timeouts: UpstreamTimeouts(connect: 2, firstByte: 0.2, total: 10),
+                                      retry: fastRetry(1))
+        let handler = run(request)
+        XCTAssertEqual(handler.head?.endpoint, "ok")
+        XCTAssertEqual(handler.head?.attempts, 3)
+    }
+
+    func testTotalTimeoutWhileStreaming() throws {
+        let request = UpstreamRequest(method: "GET", path: "/sse?n=100&delay=0.1", endpoints: [endpoint()],
+                                      timeouts: UpstreamTimeouts(connect: 2, firstByte: 5, total: 0.6))
+        let started = RecordingHandler.now()
+        let handler = run(request)
+        XCTAssertEqual(handler.head?.status, 200)
+        XCTAssertGreaterThan(handler.chunkCount, 1)
+        XCTAssertEqual(handler.error, .timedOut(endpoint: "fake", phase: "total", seconds: 0.6))
+        let took = elapsed(started, handler.state.withLock { $0.completedAt })
+        XCTAssertGreaterThanOrEqual(took, 0.55)
+        XCTAssertLessThan(took, 2)
+    }
+
+    func testCancelMidStreamCompletesQuickly() throws {
+        let cancelledAt = Atomic<UInt64>(0)
+        let transferBox = Mutex<UpstreamTransfer?>(nil)
+        let handler = RecordingHandler(onChunk: { count in
+            guard count == 2 else { return }
+            // Cancel from another thread, as a disconnecting client would.
+            DispatchQueue.global().async {
+                cancelledAt.store(RecordingHandler.now(), ordering: .relaxed)
+                transferBox.withLock { $0 }?.cancel()
+            }
+        })
+        let request = UpstreamRequest(method: "GET", path: "/sse?n=100&delay=0.3", endpoints: [endpoint()])
+        let transfer = client.start(request, handler: handler)
+        transferBox.withLock { $0 = transfer }
+        XCTAssertTrue(handler.wait(seconds: 10))
+        XCTAssertEqual(handler.error, .cancelled)
+        let took = elapsed(cancelledAt.load(ordering: .relaxed), handler.state.withLock { $0.completedAt })
+        XCTAssertLessThan(took, 0.15, "cancel must not wait for the next event")
+        XCTAssertTrue(transfer.isCompleted)
+        transfer.cancel()  // idempotent after completion
+        XCTAssertEqual(handler.state.withLock { $0.completions }, 1)
+        XCTAssertEqual(client.activeTransfers, 0)
+    }
+
+    func testCancelDuringBackoff() throws {
+        let request = UpstreamRequest(method: "GET", path: "/flaky?key=\(uniqueKey())&fail=99&status=503",
+                                      endpoints: [endpoint()],
+                                      retry: RetryPolicy(maxRetries: 3, initialBackoff: 4, maxBackoff: 5))
+        let handler = RecordingHandler()
+        let transfer = client.start(request, handler: handler)
+        Thread.sleep(forTimeInterval: 0.3)
+        let cancelledAt = RecordingHandler.now()
+        transfer.cancel()
+        XCTAssertTrue(handler.wait(seconds: 5))
+        XCTAssertEqual(handler.error, .cancelled)
+        XCTAssertNil(handler.head, "the swallowed 503 must not reach the handler")
+        XCTAssertLessThan(elapsed(cancelledAt, handler.state.withLock { $0.completedAt }), 0.2)
+    }
+
+    func testManyConcurrentRequestsAllComplete() throws {
+        let count = 200
+        let handlers = (0..<count).map { _ in RecordingHandler() }
+        let client = self.client!
+        let ep = endpoint()
+        DispatchQueue.concurrentPerform(iterations: 4) { part in
+            for i in stride(from: part, to: count, by: 4) {
+                let request = UpstreamRequest(path: "/echo", body: Array("request \(i)".utf8), endpoints: [ep])
+                client.start(request, handler: handlers[i])
+            }
+        }
+        for (i, handler) in handlers.enumerated() {
+            XCTAssertTrue(handler.wait(seconds: 20), "request \(i) did not complete")
+            XCTAssertEqual(handler.head?.status, 200)
+            XCTAssertTrue(handler.bodyText.contains("request \(i)\""), "request \(i) got another body")
+        }
+        XCTAssertEqual(client.activeTransfers, 0)
+    }
+
+    func testShutdownCompletesPendingTransfers() throws {
+        let handlers = (0..<3).map { _ in RecordingHandler() }
+        for handler in handlers {
+            client.start(UpstreamRequest(path: "/hang", endpoints: [endpoint()]), handler: handler)
+        }
+        let backoff = RecordingHandler()
+        client.start(UpstreamRequest(method: "GET", path: "/flaky?key=\(uniqueKey())&fail=99",
+                                     endpoints: [endpoint()], retry: RetryPolicy(initialBackoff: 5)),
+                     handler: backoff)
+        Thread.sleep(forTimeInterval: 0.3)
+        XCTAssertEqual(client.activeTransfers, 4)
+        client.shutdown()
+        for handler in handlers + [backoff] {
+            XCTAssertTrue(handler.wait(seconds: 1))
+            XCTAssertEqual(handler.error, .shutdown)
+        }
+        client.shutdown()  // idempotent
+        let late = RecordingHandler()
+        client.start(UpstreamRequest(path: "/echo", endpoints: [endpoint()]), handler: late)
+        XCTAssertTrue(late.wait(seconds: 1))
+        XCTAssertEqual(late.error, .shutdown)
+        XCTAssertEqual(client.activeTransfers, 0)
+    }
+
+    func testInvalidRequests() throws {
+        let none = run(UpstreamRequest(path: "/echo", endpoints: []))
+        guard case .invalidRequest? = none.error else { return XCTFail("\(String(describing: none.result))") }
+        let badURL = run(UpstreamRequest(path: "/echo", endpoints: [endpoint(url: "ftp://x")]))
+        guard case .invalidRequest? = badURL.error else { return XCTFail("\(String(describing: badURL.result))") }
+        let injected = run(UpstreamRequest(path: "/echo", headers: [("X-A", "1\r\nX-B: 2")], endpoints: [endpoint()]))
+        guard case .invalidRequest? = injected.error else { return XCTFail("\(String(describing: injected.result))") }
+    }
+
+    func testErrorDescriptionsNeverContainTheKey() {
+        let errors: [UpstreamError] = [
+            .connectFailed(endpoint: "e", message: "m"), .timedOut(endpoint: "e", phase: "total", seconds: 1),
+            .transferFailed(endpoint: "e", message: "m"), .cancelled, .invalidRequest("x"), .shutdown,
+        ]
+        for error in errors { XCTAssertFalse(error.description.contains(Self.secret)) }
+        // Messages built from curl output are scrubbed even if the key shows up in them.
+        let job = TransferJob(request: UpstreamRequest(path: "/x", endpoints: [endpoint()]),
+                              handler: RecordingHandler(), engine: try! CurlEngine(configuration: .init()))
+        XCTAssertEqual(job.redacted("oops \(Self.secret)!"), "oops <redacted>!")
+    }
+
+    func testInterimResponsesAreIgnored() throws {
+        let handler = run(UpstreamRequest(method: "GET", path: "/early", endpoints: [endpoint()]))
+        let head = try XCTUnwrap(handler.head)
+        XCTAssertEqual(head.status, 201)
+        XCTAssertEqual(head.value(for: "x-final"), "yes")
+        XCTAssertNil(head.value(for: "link"), "headers of the 103 block must not leak into the final head")
+        XCTAssertEqual(handler.bodyText, #"{"created": true}"#)
+    }
+
+    func testCancelFromInsideTheHeadCallback() throws {
+        final class CancelOnHead: UpstreamResponseHandler {
+            let transfer = Mutex<UpstreamTransfer?>(nil)
+            let recorder = RecordingHandler()
+            func upstreamDidReceiveHead(_ head: UpstreamResponseHead) {
+                recorder.upstreamDidReceiveHead(head)
+                transfer.withLock { $0 }?.cancel()
+            }
+            func upstreamDidReceiveBody(_ chunk: [UInt8]) { recorder.upstreamDidReceiveBody(chunk) }
+            func upstreamDidComplete(_ result: Result<UpstreamTiming, UpstreamError>, timing: UpstreamTiming) {
+                recorder.upstreamDidComplete(result, timing: timing)
+            }
+        }
+        let handler = CancelOnHead()
+        let transfer = client.start(UpstreamRequest(method: "GET", path: "/sse?n=20&delay=0.2", endpoints: [endpoint()]),
+                                    handler: handler)
+        handler.transfer.withLock { $0 = transfer }
+        XCTAssertTrue(handler.recorder.wait(seconds: 3))
+        XCTAssertEqual(handler.recorder.error, .cancelled)
+        XCTAssertLessThanOrEqual(handler.recorder.chunkCount, 1)
+    }
+
+    func testStartFromInsideACompletionCallback() throws {
+        final class Chain: UpstreamResponseHandler {
+            let client: UpstreamClient
+            let request: UpstreamRequest
+            let left = Atomic<Int>(5)
+            let done = DispatchSemaphore(value: 0)
+            init(client: UpstreamClient, request: UpstreamRequest) { self.client = client; self.request = request }
+            func upstreamDidReceiveHead(_ head: UpstreamResponseHead) {}
+            func upstreamDidReceiveBody(_ chunk: [UInt8]) {}
+            func upstreamDidComplete(_ result: Result<UpstreamTiming, UpstreamError>, timing: UpstreamTiming) {
+                if case .success = result, left.subtract(1, ordering: .relaxed).newValue > 0 {
+                    client.start(request, handler: self)
+                } else {
+                    done.signal()
+                }
+            }
+        }
+        let chain = Chain(client: client, request: UpstreamRequest(path: "/echo", endpoints: [endpoint()]))
+        client.start(chain.request, handler: chain)
+        XCTAssertEqual(chain.done.wait(timeout: .now() + 5), .success)
+        XCTAssertEqual(chain.left.load(ordering: .relaxed), 0)
+    }
+
+    func testHelpers() {
+        XCTAssertEqual(TransferJob.joinURL("http://h/v1", "/chat"), "http://h/v1/chat")
+        XCTAssertEqual(TransferJob.joinURL("http://h/v1/", "/chat"), "http://h/v1/chat")
+        XCTAssertEqual(TransferJob.joinURL("http://h/v1/", "chat"), "http://h/v1/chat")
+        XCTAssertEqual(TransferJob.joinURL("http://h/v1", "chat"), "http://h/v1/chat")
+        let status = Array("HTTP/2 429 \r\n".utf8).withUnsafeBytes { TransferJob.parseStatus($0, end: $0.count) }
+        XCTAssertEqual(status, 429)
+        XCTAssertTrue(TransferJob.equalsIgnoringCase("Retry-After", "retry-after"))
+        XCTAssertFalse(TransferJob.equalsIgnoringCase("Retry-Afte", "retry-after"))
+        XCTAssertTrue(TransferJob.isDropped("Content-Length"))
+        XCTAssertFalse(TransferJob.isDropped("Content-Type"))
+        let policy = RetryPolicy(initialBackoff: 0.2, maxBackoff: 1)
+        for retry in 1...6 {
+            let nanos = policy.backoffNanos(retry: retry, retryAfter: nil)
+            let base = min(0.2 * Double(1 << (retry - 1)), 1) * 1e9
+            XCTAssertGreaterThanOrEqual(Double(nanos), base / 2 - 1)
+            XCTAssertLessThanOrEqual(Double(nanos), base + 1)
+        }
+        XCTAssertEqual(policy.backoffNanos(retry: 1, retryAfter: 30), 1_000_000_000)
+    }
+}
