@@ -1,0 +1,486 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One accepted client connection speaking HTTP/1.1. Owned by its event loop: every method runs on that
+/// loop's thread (writers from other threads hop there first).
+///
+/// Requests are handled one at a time, in order: the next pipelined request is parsed only after the current
+/// response ends. Reading continues while a response is in progress (to notice a client leaving) until
+/// `pauseReadingThreshold` bytes are buffered.
+final class Connection: EventLoopHandler {
+    private enum Phase {
+        /// Waiting for (the rest of) a request.
+        case reading
+        /// A request is with the responder, or an error response is being sent.
+        case responding
+        /// Final response sent and our side shut down; discarding input until the client closes.
+        case lingering
+        case closed
+    }
+
+    private static let pauseReadingThreshold = 256 * 1024
+    private static let lingerNanos: UInt64 = 2_000_000_000
+    private static let continueResponse: [UInt8] = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
+    private static let crlf: [UInt8] = [13, 10]
+    private static let lastChunk: [UInt8] = Array("0\r\n\r\n".utf8)
+
+    private let socket: Socket
+    private let context: HTTPLoopContext
+    private let remoteAddress: String
+    private var parser: HTTPParser
+    private var phase = Phase.reading
+    private var output = OutputBuffer()
+    private var interest: EpollEvents = []
+    private var readPaused = false
+    private var isProcessingInput = false
+    private var closeWhenFlushed = false
+
+    // The exchange in progress.
+    private var writer: HTTPResponseWriter?
+    private var closeCallbacks: [@Sendable () -> Void] = []
+    private var keepAlive = true
+    private var isHeadRequest = false
+    private var isHTTP10 = false
+    private var responseStarted = false
+    private var isStreaming = false
+    private var isChunked = false
+
+    // Timers (CLOCK_MONOTONIC ns; 0 = not running).
+    private var requestStartedNanos: UInt64 = 0
+    private var lastReadNanos: UInt64 = 0
+    private var lastActivityNanos: UInt64
+    private var lastWriteProgressNanos: UInt64 = 0
+    private var lingerDeadlineNanos: UInt64 = 0
+
+    private var server: HTTPServerState { context.server }
+    private var loop: EventLoop { context.loop }
+
+    private init(socket: Socket, context: HTTPLoopContext, remoteAddress: String) {
+        self.socket = socket
+        self.context = context
+        self.remoteAddress = remoteAddress
+        let configuration = context.server.configuration
+        parser = HTTPParser(maxHeaderBytes: configuration.maxHeaderBytes, maxBodyBytes: configuration.maxBodyBytes)
+        lastActivityNanos = MonotonicClock.now()
+    }
+
+    /// Takes ownership of an accepted socket (already counted in `openConnections`) on the current loop.
+    /// With `rejectStatus` the connection only answers that error and closes (used for 503 over the limit).
+    static func open(socket: Socket, context: HTTPLoopContext, remoteAddress: String, rejectStatus: Int? = nil) {
+        let connection = Connection(socket: socket, context: context, remoteAddress: remoteAddress)
+        do {
+            try socket.setNoDelay()
+            try context.loop.register(connection, descriptor: socket.descriptor, events: [.input, .readHangup])
+            connection.interest = [.input, .readHangup]
+        } catch {
+            socket.close()
+            context.server.openConnections.subtract(1, ordering: .relaxed)
+            connection.phase = .closed
+            return
+        }
+        if let status = rejectStatus {
+            connection.sendProtocolError(status: status, message: "the server is at its connection limit")
+        }
+    }
+
+    // MARK: EventLoopHandler
+
+    func handleEvents(_ events: EpollEvents) {
+        if events.contains(.error) || events.contains(.hangup) {
+            close()
+            return
+        }
+        if events.contains(.output) {
+            flushOutput()
+            if phase == .closed { return }
+        }
+        if events.contains(.input) {
+            readInput()
+        } else if events.contains(.readHangup) {
+            // Reading is paused and the client shut its side: it is gone.
+            close()
+        }
+    }
+
+    func tick(nowNanos now: UInt64) {
+        if server.isForceClosing.load(ordering: .relaxed) {
+            close()
+            return
+        }
+        switch phase {
+        case .reading:
+            if requestStartedNanos != 0 {
+                if server.requestTimeoutNanos > 0 && now &- requestStartedNanos > server.requestTimeoutNanos {
+                    sendProtocolError(status: 408, message: "request not received within \(server.configuration.requestTimeout) s")
+                    return
+                }
+            } else if output.isEmpty {
+                if server.isDraining.load(ordering: .relaxed)
+                    || (server.idleTimeoutNanos > 0 && now &- lastActivityNanos > server.idleTimeoutNanos) {
+                    close()
+                    return
+                }
+            } else if server.isDraining.load(ordering: .relaxed) {
+                closeWhenFlushed = true
+            }
+        case .responding:
+            break
+        case .lingering:
+            if now >= lingerDeadlineNanos { close() }
+            return
+        case .closed:
+            return
+        }
+        if !output.isEmpty && server.writeTimeoutNanos > 0 && now &- lastWriteProgressNanos > server.writeTimeoutNanos {
+            close()
+        }
+    }
+
+    func loopWillStop() {
+        close()
+    }
+
+    // MARK: Reading
+
+    private func readInput() {
+        let buffer = loop.readBuffer
+        while true {
+            let result: IOResult<Int>
+            do {
+                result = try socket.receive(into: buffer)
+            } catch {
+                close()
+                return
+            }
+            guard case .processed(let count) = result else { break }
+            if count == 0 {
+                // End of stream. A client that half-closes is treated as gone (as most servers do).
+                close()
+                return
+            }
+            if phase == .lingering {
+                if count < buffer.count { return }
+                continue
+            }
+            let now = MonotonicClock.now()
+            if requestStartedNanos == 0 && phase == .reading && !parser.hasPartialRequest {
+                requestStartedNanos = now
+            }
+            lastReadNanos = now
+            parser.append(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+            if count < buffer.count { break }
+            if phase == .responding && parser.bufferedByteCount > Self.pauseReadingThreshold { break }
+        }
+        switch phase {
+        case .reading:
+            processInput()
+        case .responding where parser.bufferedByteCount > Self.pauseReadingThreshold:
+            readPaused = true
+            updateInterest()
+        default:
+            break
+        }
+    }
+
+    /// Parses and dispatches buffered requests while no response is in progress.
+    private func processInput() {
+        guard !isProcessingInput else { return }
+        isProcessingInput = true
+        defer { isProcessingInput = false }
+        while phase == .reading {
+            let event: HTTPParser.Event
+            do {
+                event = try parser.next()
+            } catch {
+                sendProtocolError(status: error.status, message: error.message)
+                return
+            }
+            switch event {
+            case .needMore:
+                if !parser.hasPartialRequest { requestStartedNanos = 0 }
+                return
+            case .continueExpected:
+                emit(Self.continueResponse)
+            case .request(let request):
+                dispatch(request)
+            }
+        }
+    }
+
+    private func dispatch(_ request: HTTPRequest) {
+        var request = request
+        request.remoteAddress = remoteAddress
+        request.receivedAtNanos = requestStartedNanos != 0 ? requestStartedNanos : MonotonicClock.now()
+        requestStartedNanos = 0
+        phase = .responding
+        keepAlive = request.wantsKeepAlive && !server.isDraining.load(ordering: .relaxed)
+        isHeadRequest = request.method == "HEAD"
+        isHTTP10 = request.version == .http1_0
+        responseStarted = false
+        isStreaming = false
+        let writer = HTTPResponseWriter(connection: LoopBound(self, loop: loop))
+        self.writer = writer
+        server.inFlight.add(1, ordering: .relaxed)
+        server.responder.respond(to: request, writer: writer)
+    }
+
+    // MARK: Responding (called by HTTPResponseWriter on this loop)
+
+    func send(_ response: HTTPResponse, from sender: HTTPResponseWriter) {
+        guard phase == .responding, writer === sender, !responseStarted else { return }
+        responseStarted = true
+        noteResponseConnectionHeader(response.headers)
+        let bodyAllowed = HTTPResponseHead.allowsBody(response.status)
+        var head = takeHeadBuffer()
+        HTTPResponseHead.write(
+            status: response.status, headers: response.headers,
+            framing: bodyAllowed ? .contentLength(response.body.count) : .none,
+            connection: connectionHeader(), dateLine: context.dateCache.headerLine(), into: &head)
+        emit(head, bodyAllowed && !isHeadRequest ? response.body : [])
+        giveBackHeadBuffer(head)
+        finishResponse()
+    }
+
+    func startStream(status: Int, headers: HTTPHeaders, from sender: HTTPResponseWriter) {
+        guard phase == .responding, writer === sender, !responseStarted else { return }
+        responseStarted = true
+        isStreaming = true
+        noteResponseConnectionHeader(headers)
+        let bodyAllowed = HTTPResponseHead.allowsBody(status)
+        isChunked = bodyAllowed && !isHTTP10
+        if !isChunked && bodyAllowed { keepAlive = false } // close-delimited body
+        var head = takeHeadBuffer()
+        HTTPResponseHead.write(
+            status: status, headers: headers, framing: isChunked ? .chunked : .none,
+            connection: connectionHeader(), dateLine: context.dateCache.headerLine(), into: &head)
+        emit(head)
+        giveBackHeadBuffer(head)
+    }
+
+    func writeChunk(_ bytes: [UInt8], from sender: HTTPResponseWriter) {
+        guard phase == .responding, writer === sender, isStreaming, !bytes.isEmpty, !isHeadRequest else { return }
+        if isChunked {
+            var prefix = context.chunkPrefixBuffer
+            context.chunkPrefixBuffer = []
+            prefix.removeAll(keepingCapacity: true)
+            prefix.appendHex(bytes.count)
+            prefix.append(contentsOf: Self.crlf)
+            emit(prefix, bytes, Self.crlf)
+            context.chunkPrefixBuffer = prefix
+        } else {
+            emit(bytes)
+        }
+    }
+
+    func endStream(from sender: HTTPResponseWriter) {
+        guard phase == .responding, writer === sender, isStreaming else { return }
+        if isChunked && !isHeadRequest { emit(Self.lastChunk) }
+        finishResponse()
+    }
+
+    func addCloseCallback(_ callback: @escaping @Sendable () -> Void, from sender: HTTPResponseWriter) {
+        if writer === sender {
+            closeCallbacks.append(callback)
+        } else if sender.isClientGone {
+            callback()
+        }
+    }
+
+    private func noteResponseConnectionHeader(_ headers: HTTPHeaders) {
+        if headers.containsToken("close", in: "Connection") || server.isDraining.load(ordering: .relaxed) {
+            keepAlive = false
+        }
+    }
+
+    private func connectionHeader() -> HTTPResponseHead.ConnectionHeader {
+        if !keepAlive { return .close }
+        return isHTTP10 ? .keepAlive : .omitted
+    }
+
+    private func takeHeadBuffer() -> [UInt8] {
+        var head = context.headBuffer
+        context.headBuffer = []
+        head.removeAll(keepingCapacity: true)
+        return head
+    }
+
+    private func giveBackHeadBuffer(_ head: [UInt8]) {
+        context.headBuffer = head
+    }
+
+    /// The response ended normally: release the writer, then continue with the next request or close.
+    private func finishResponse() {
+        guard phase == .responding, let finished = writer else { return }
+        writer = nil
+        isStreaming = false
+        closeCallbacks.removeAll()
+        finished.markFinished()
+        server.inFlight.subtract(1, ordering: .relaxed)
+        if keepAlive && !server.isDraining.load(ordering: .relaxed) {
+            phase = .reading
+            let now = MonotonicClock.now()
+            lastActivityNanos = now
+            requestStartedNanos = parser.hasPartialRequest ? max(lastReadNanos, 1) : 0
+            if readPaused {
+                readPaused = false
+                updateInterest()
+            }
+            processInput()
+        } else {
+            closeAfterFlush()
+        }
+    }
+
+    /// Answers a protocol error through the configured renderer and closes afterwards.
+    private func sendProtocolError(status: Int, message: String) {
+        guard phase == .reading || phase == .responding else { return }
+        phase = .responding
+        keepAlive = false
+        let response = server.configuration.errorRenderer(status, message)
+        var head = takeHeadBuffer()
+        HTTPResponseHead.write(
+            status: status, headers: response.headers, framing: .contentLength(response.body.count),
+            connection: .close, dateLine: context.dateCache.headerLine(), into: &head)
+        emit(head, response.body)
+        giveBackHeadBuffer(head)
+        closeAfterFlush()
+    }
+
+    // MARK: Writing
+
+    /// Writes `first + second + third` now with one `sendmsg` if nothing is queued, queueing what the kernel
+    /// does not take; otherwise appends to the queue. Enforces `maxPendingOutputBytes`.
+    private func emit(_ first: [UInt8], _ second: [UInt8] = [], _ third: [UInt8] = []) {
+        guard phase == .reading || phase == .responding else { return }
+        let total = first.count + second.count + third.count
+        guard total > 0 else { return }
+        var written = 0
+        if output.isEmpty {
+            let result: IOResult<Int>
+            do {
+                result = try first.withUnsafeBytes { a in
+                    try second.withUnsafeBytes { b in
+                        try third.withUnsafeBytes { c in
+                            try withUnsafeTemporaryAllocation(of: iovec.self, capacity: 3) { vectors in
+                                var count = 0
+                                for part in [a, b, c] where !part.isEmpty {
+                                    vectors[count] = iovec(iov_base: UnsafeMutableRawPointer(mutating: part.baseAddress),
+                                                           iov_len: part.count)
+                                    count += 1
+                                }
+                                return try socket.send(UnsafeMutableBufferPointer(rebasing: vectors[0..<count]))
+                            }
+                        }
+                    }
+                }
+            } catch {
+                close()
+                return
+            }
+            if case .processed(let count) = result { written = count }
+            if written == total { return }
+            lastWriteProgressNanos = MonotonicClock.now()
+        }
+        var skip = written
+        for part in [first, second, third] {
+            if skip >= part.count {
+                skip -= part.count
+                continue
+            }
+            if skip == 0 {
+                output.append(part)
+            } else {
+                part.withUnsafeBytes { output.append(UnsafeRawBufferPointer(rebasing: $0[skip...])) }
+                skip = 0
+            }
+        }
+        if output.count > server.configuration.maxPendingOutputBytes {
+            close()
+            return
+        }
+        updateInterest()
+    }
+
+    private func flushOutput() {
+        while !output.isEmpty {
+            let result: IOResult<Int>
+            do {
+                result = try output.withUnsentBytes { bytes in
+                    var vector = iovec(iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count)
+                    return try withUnsafeMutablePointer(to: &vector) { pointer in
+                        try socket.send(UnsafeMutableBufferPointer(start: pointer, count: 1))
+                    }
+                }
+            } catch {
+                close()
+                return
+            }
+            guard case .processed(let count) = result else { break }
+            output.consume(count)
+            lastWriteProgressNanos = MonotonicClock.now()
+        }
+        if output.isEmpty && closeWhenFlushed {
+            beginLingeringClose()
+            return
+        }
+        updateInterest()
+    }
+
+    private func closeAfterFlush() {
+        closeWhenFlushed = true
+        if output.isEmpty { beginLingeringClose() }
+    }
+
+    /// Sends FIN and keeps reading (discarding) for a while, so that unread request bytes do not make the
+    /// kernel reset the connection before the client has read our final response.
+    private func beginLingeringClose() {
+        guard phase == .reading || phase == .responding else { return }
+        if let finished = writer {
+            // An error response replaced an exchange the responder still owned; the client will not see it.
+            writer = nil
+            server.inFlight.subtract(1, ordering: .relaxed)
+            finished.markFinished()
+        }
+        socket.shutdownWrite()
+        phase = .lingering
+        server.lingeringConnections.add(1, ordering: .relaxed)
+        lingerDeadlineNanos = MonotonicClock.now() &+ Self.lingerNanos
+        readPaused = false
+        updateInterest()
+    }
+
+    private func updateInterest() {
+        guard phase != .closed else { return }
+        var wanted: EpollEvents = [.readHangup]
+        if !readPaused || phase == .lingering { wanted.insert(.input) }
+        if !output.isEmpty && phase != .lingering { wanted.insert(.output) }
+        guard wanted != interest else { return }
+        do {
+            try loop.modify(descriptor: socket.descriptor, events: wanted)
+            interest = wanted
+        } catch {
+            close()
+        }
+    }
+
+    /// Closes now. If a response was in progress the client is treated as gone: its writer is marked closed
+    /// and the `onClose` callbacks run.
+    private func close() {
+        guard phase != .closed else { return }
+        if phase == .lingering { server.lingeringConnections.subtract(1, ordering: .relaxed) }
+        phase = .closed
+        loop.deregister(descriptor: socket.descriptor)
+        socket.close()
+        output.removeAll()
+        server.openConnections.subtract(1, ordering: .relaxed)
+        if let abandoned = writer {
+            writer = nil
+            server.inFlight.subtract(1, ordering: .relaxed)
+            abandoned.markClientGone()
+            let callbacks = closeCallbacks
+            closeCallbacks = []
+            for callback in callbacks { callback() }
+        }
+    }
+}

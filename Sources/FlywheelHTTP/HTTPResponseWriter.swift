@@ -1,0 +1,101 @@
+import Synchronization
+
+/// The way a responder answers one request. Thread-safe: every method may be called from any thread.
+/// Calls made on the connection's own event loop act at once; calls from other threads are queued to that
+/// loop in order. After the response ended or the client left, every call is a no-op.
+public final class HTTPResponseWriter: Sendable {
+    private enum Status: UInt8 {
+        case open = 0
+        case finished = 1
+        case clientGone = 2
+    }
+
+    private let connection: LoopBound<Connection>
+    private let status = Atomic<UInt8>(Status.open.rawValue)
+
+    init(connection: LoopBound<Connection>) {
+        self.connection = connection
+    }
+
+    /// Sends a complete response with `Content-Length`.
+    public func send(_ response: HTTPResponse) {
+        guard !isClosed else { return }
+        let loop = connection.loop
+        if loop.inEventLoop {
+            connection.value.send(response, from: self)
+        } else {
+            let connection = self.connection
+            loop.execute { connection.value.send(response, from: self) }
+        }
+    }
+
+    /// Starts a streamed response: chunked on HTTP/1.1, close-delimited on HTTP/1.0.
+    public func startStream(status: Int, headers: HTTPHeaders) {
+        guard !isClosed else { return }
+        let loop = connection.loop
+        if loop.inEventLoop {
+            connection.value.startStream(status: status, headers: headers, from: self)
+        } else {
+            let connection = self.connection
+            loop.execute { connection.value.startStream(status: status, headers: headers, from: self) }
+        }
+    }
+
+    /// Sends `bytes` as one chunk, immediately (no buffering delay). Empty writes are ignored.
+    public func write(_ bytes: [UInt8]) {
+        guard !isClosed, !bytes.isEmpty else { return }
+        let loop = connection.loop
+        if loop.inEventLoop {
+            connection.value.writeChunk(bytes, from: self)
+        } else {
+            let connection = self.connection
+            loop.execute { connection.value.writeChunk(bytes, from: self) }
+        }
+    }
+
+    /// Ends a streamed response.
+    public func endStream() {
+        guard !isClosed else { return }
+        let loop = connection.loop
+        if loop.inEventLoop {
+            connection.value.endStream(from: self)
+        } else {
+            let connection = self.connection
+            loop.execute { connection.value.endStream(from: self) }
+        }
+    }
+
+    /// True once the client went away or the response finished.
+    public var isClosed: Bool {
+        status.load(ordering: .acquiring) != Status.open.rawValue
+    }
+
+    /// Runs once, on the event loop, if the client disconnects before the response ends; at once (on the
+    /// calling thread) if it is already gone; never if the response finished normally.
+    public func onClose(_ callback: @escaping @Sendable () -> Void) {
+        switch Status(rawValue: status.load(ordering: .acquiring)) {
+        case .clientGone: callback(); return
+        case .finished: return
+        default: break
+        }
+        let loop = connection.loop
+        if loop.inEventLoop {
+            connection.value.addCloseCallback(callback, from: self)
+        } else {
+            let connection = self.connection
+            loop.execute { connection.value.addCloseCallback(callback, from: self) }
+        }
+    }
+
+    // MARK: Connection side (its loop thread)
+
+    var isClientGone: Bool { status.load(ordering: .acquiring) == Status.clientGone.rawValue }
+
+    func markFinished() {
+        status.store(Status.finished.rawValue, ordering: .releasing)
+    }
+
+    func markClientGone() {
+        status.store(Status.clientGone.rawValue, ordering: .releasing)
+    }
+}

@@ -1,0 +1,150 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+import Synchronization
+
+/// An HTTP/1.1 server on a fixed set of epoll event-loop threads.
+///
+/// Thread-safe: every method may be called from any thread, except that `shutdown` must not be called on one
+/// of the server's own event-loop threads (it joins them). Loop 0 owns the listening socket and hands accepted
+/// connections round-robin to all loops; a connection then lives on its loop until it closes.
+public final class HTTPServer: Sendable {
+    private enum Phase {
+        case idle
+        case running(loops: [EventLoop], acceptor: LoopBound<Acceptor>)
+        case stopping
+        case stopped
+    }
+
+    private let state: HTTPServerState
+    private let phase = Mutex<Phase>(.idle)
+    private let boundPort = Atomic<UInt16>(0)
+
+    public init(configuration: HTTPServerConfiguration, responder: any HTTPResponder) {
+        state = HTTPServerState(configuration: configuration, responder: responder)
+    }
+
+    /// Binds and listens (SO_REUSEADDR), starts the event-loop threads, returns once accepting.
+    /// Throws SocketError naming the failed call (e.g. bind: address in use). Call once.
+    public func start() throws {
+        try phase.withLock { phase throws in
+            guard case .idle = phase else { preconditionFailure("HTTPServer.start() called twice") }
+            let configuration = state.configuration
+            let listener = try Self.listen(host: configuration.host, port: configuration.port)
+            do {
+                boundPort.store(try listener.localAddress().port, ordering: .releasing)
+                var loops: [EventLoop] = []
+                do {
+                    for index in 0..<max(1, configuration.eventLoopCount) {
+                        loops.append(try EventLoop(index: index, tickNanos: state.tickNanos))
+                    }
+                } catch {
+                    for loop in loops { loop.join() }
+                    throw error
+                }
+                let contexts = loops.map { LoopBound(HTTPLoopContext(loop: $0, server: state), loop: $0) }
+                let acceptorLoop = loops[0]
+                let server = state
+                let acceptorBox = Mutex<LoopBound<Acceptor>?>(nil)
+                let ready = DispatchSemaphore(value: 0)
+                for loop in loops { loop.start() }
+                acceptorLoop.execute {
+                    var next = 0
+                    let acceptor = Acceptor(listener: listener, loop: acceptorLoop) { socket, address in
+                        Self.distribute(socket, address: address, server: server, contexts: contexts, next: &next)
+                    }
+                    try? acceptor.start()
+                    acceptorBox.withLock { $0 = LoopBound(acceptor, loop: acceptorLoop) }
+                    ready.signal()
+                }
+                ready.wait()
+                guard let acceptor = acceptorBox.withLock({ $0 }) else { preconditionFailure("acceptor not created") }
+                phase = .running(loops: loops, acceptor: acceptor)
+            } catch {
+                listener.close()
+                throw error
+            }
+        }
+    }
+
+    /// The bound port (useful with port 0). 0 before `start`.
+    public var port: UInt16 { boundPort.load(ordering: .acquiring) }
+
+    /// Open client connections (including ones being refused or closing).
+    public var openConnectionCount: Int { state.openConnections.load(ordering: .relaxed) }
+
+    /// Requests handed to the responder whose response has not ended.
+    public var inFlightCount: Int { state.inFlight.load(ordering: .relaxed) }
+
+    /// Graceful stop: stop accepting, close idle connections, let in-flight responses (and streams) finish up to
+    /// `gracePeriod` seconds, then close everything and join the threads. Blocks until done. Idempotent.
+    public func shutdown(gracePeriod: Double) {
+        let running: ([EventLoop], LoopBound<Acceptor>)? = phase.withLock { phase in
+            guard case .running(let loops, let acceptor) = phase else { return nil }
+            phase = .stopping
+            return (loops, acceptor)
+        }
+        guard let (loops, acceptor) = running else { return }
+        precondition(!loops.contains { $0.inEventLoop }, "HTTPServer.shutdown must not run on an event-loop thread")
+
+        state.isDraining.store(true, ordering: .sequentiallyConsistent)
+        let listenerClosed = DispatchSemaphore(value: 0)
+        acceptor.loop.execute {
+            acceptor.value.close()
+            listenerClosed.signal()
+        }
+        listenerClosed.wait()
+        for loop in loops {
+            loop.execute { loop.runTicks() }
+        }
+
+        let deadline = MonotonicClock.now() &+ MonotonicClock.nanoseconds(gracePeriod)
+        while state.openConnections.load(ordering: .relaxed) > state.lingeringConnections.load(ordering: .relaxed)
+                && MonotonicClock.now() < deadline {
+            usleep(2_000)
+        }
+        state.isForceClosing.store(true, ordering: .sequentiallyConsistent)
+        for loop in loops { loop.stop() }
+        for loop in loops { loop.join() }
+        phase.withLock { $0 = .stopped }
+    }
+
+    // MARK: Private
+
+    private static func listen(host: String, port: UInt16) throws -> Socket {
+        let addresses = try SocketAddress.resolve(host: host, port: port)
+        var lastError = SocketError(call: "getaddrinfo", errno: EAI_NONAME)
+        for address in addresses {
+            do {
+                return try Socket.makeListener(address: address, backlog: 1024)
+            } catch {
+                lastError = error
+            }
+        }
+        throw lastError
+    }
+
+    /// Runs on the accepting loop: refuse over the limit, otherwise hand the socket to the next loop.
+    private static func distribute(
+        _ socket: Socket, address: SocketAddress, server: HTTPServerState,
+        contexts: [LoopBound<HTTPLoopContext>], next: inout Int
+    ) {
+        let remote = address.description
+        let open = server.openConnections.add(1, ordering: .relaxed).newValue
+        let here = contexts[0]
+        if open > server.configuration.maxConnections {
+            Connection.open(socket: socket, context: here.value, remoteAddress: remote, rejectStatus: 503)
+            return
+        }
+        let target = contexts[next]
+        next = (next + 1) % contexts.count
+        if target.loop === here.loop {
+            Connection.open(socket: socket, context: target.value, remoteAddress: remote)
+        } else {
+            target.loop.execute {
+                Connection.open(socket: socket, context: target.value, remoteAddress: remote)
+            }
+        }
+    }
+}

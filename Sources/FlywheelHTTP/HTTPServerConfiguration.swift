@@ -1,0 +1,49 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Everything an `HTTPServer` can be tuned with. Value type; any thread.
+public struct HTTPServerConfiguration: Sendable {
+    /// "127.0.0.1", "0.0.0.0", "::", "localhost", ...
+    public var host: String
+    /// 0 picks a free port (read it back from `HTTPServer.port`).
+    public var port: UInt16
+    /// Event-loop threads; default: the number of active CPUs.
+    public var eventLoopCount: Int
+    /// Largest request line + header section; beyond it the answer is 431.
+    public var maxHeaderBytes: Int
+    /// Largest request body (Content-Length up front, or de-chunked); beyond it the answer is 413.
+    public var maxBodyBytes: Int
+    /// Connections beyond this are accepted, answered 503 and closed.
+    public var maxConnections: Int
+    /// Seconds a request may take to arrive whole, from its first byte; then 408 and close.
+    public var requestTimeout: Double
+    /// Seconds a keep-alive connection may sit without a request in progress; then it is closed silently.
+    public var idleTimeout: Double
+    /// Seconds a client may read none of our pending output before it is dropped.
+    public var writeTimeout: Double
+    /// Per-connection cap on output waiting for the client; beyond it the connection is dropped.
+    public var maxPendingOutputBytes: Int
+    /// Renders protocol-level errors this module produces itself (400, 408, 413, 431, 503, 505...). Default: text/plain.
+    public var errorRenderer: @Sendable (_ status: Int, _ message: String) -> HTTPResponse
+
+    public init(host: String = "127.0.0.1", port: UInt16 = 8080) {
+        self.host = host
+        self.port = port
+        eventLoopCount = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        maxHeaderBytes = 16 * 1024
+        maxBodyBytes = 16 * 1024 * 1024
+        maxConnections = 4096
+        requestTimeout = 30
+        idleTimeout = 60
+        writeTimeout = 60
+        maxPendingOutputBytes = 8 * 1024 * 1024
+        errorRenderer = HTTPServerConfiguration.plainTextError
+    }
+
+    /// The default error renderer: `text/plain`, the message on one line.
+    public static let plainTextError: @Sendable (Int, String) -> HTTPResponse = { status, message in
+        HTTPResponse(status: status, headers: ["Content-Type": "text/plain; charset=utf-8"],
+                     body: Array((message + "\n").utf8))
+    }
+}

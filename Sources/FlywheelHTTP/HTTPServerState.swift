@@ -1,0 +1,37 @@
+import Synchronization
+
+/// State shared by all loops of one server: configuration, responder, counters, shutdown flags.
+/// Thread-safe: immutable lets and atomics only.
+final class HTTPServerState: Sendable {
+    let configuration: HTTPServerConfiguration
+    let responder: any HTTPResponder
+    let requestTimeoutNanos: UInt64
+    let idleTimeoutNanos: UInt64
+    let writeTimeoutNanos: UInt64
+
+    /// Accepted sockets not yet closed (including ones answering 503 or lingering before close).
+    let openConnections = Atomic<Int>(0)
+    /// Connections in their final lingering phase (response sent, waiting for the client to close).
+    let lingeringConnections = Atomic<Int>(0)
+    /// Requests handed to the responder whose response has not ended.
+    let inFlight = Atomic<Int>(0)
+    /// Set at the start of a graceful shutdown: no new keep-alive, idle connections close.
+    let isDraining = Atomic<Bool>(false)
+    /// Set when the shutdown grace period is over: every connection closes now.
+    let isForceClosing = Atomic<Bool>(false)
+
+    init(configuration: HTTPServerConfiguration, responder: any HTTPResponder) {
+        self.configuration = configuration
+        self.responder = responder
+        requestTimeoutNanos = MonotonicClock.nanoseconds(configuration.requestTimeout)
+        idleTimeoutNanos = MonotonicClock.nanoseconds(configuration.idleTimeout)
+        writeTimeoutNanos = MonotonicClock.nanoseconds(configuration.writeTimeout)
+    }
+
+    /// The loop tick: often enough to enforce the shortest timeout within a quarter of it, at most 250 ms.
+    var tickNanos: UInt64 {
+        let positive = [requestTimeoutNanos, idleTimeoutNanos, writeTimeoutNanos].filter { $0 > 0 }
+        let shortest: UInt64 = positive.min() ?? 1_000_000_000
+        return min(250_000_000, max(10_000_000, shortest / 4))
+    }
+}
