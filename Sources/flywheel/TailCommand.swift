@@ -12,7 +12,7 @@ struct TailCommand: ParsableCommand {
     @Option(name: .long, help: "SQLite log file.")
     var db: String = "flywheel.db"
 
-    @Option(name: .shortAndLong, help: "How many of the newest rows to print first.")
+    @Option(name: [.customShort("n"), .long], help: "How many of the newest rows to print first.")
     var lines: Int = 20
 
     @Flag(name: [.customShort("f"), .long], help: "Keep printing new rows until interrupted.")

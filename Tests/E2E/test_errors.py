@@ -211,7 +211,7 @@ def test_upstream_down_stream_request_is_502(edge):
     assert ei.value.status_code == 502
 
 
-def test_upstream_first_byte_timeout_is_502(edge):
+def test_upstream_first_byte_timeout_is_504_gateway_timeout(edge):
     edge.slow.hang(seconds=20)
     t0 = time.monotonic()
     try:
@@ -219,8 +219,9 @@ def test_upstream_first_byte_timeout_is_502(edge):
             edge.fw.client().chat.completions.create(model="slow-model", messages=user_msg("x"))
     finally:
         edge.slow.reset()
-    assert ei.value.status_code == 502
+    assert ei.value.status_code == 504
     assert ei.value.type == "upstream_error"
+    assert ei.value.code == "upstream_timeout"
     assert time.monotonic() - t0 < 6, "first_byte timeout (1 s) not applied"
 
 
@@ -247,7 +248,7 @@ def test_gateway_502_is_logged_with_error(edge):
         edge.fw.client().chat.completions.create(model="dead-model", messages=user_msg("log me"))
     row = edge.fw.wait_logged(ei.value.request_id)
     assert row["status"] == 502
-    assert row["error"] and row["error"]["type"] == "upstream_error" and row["error"]["message"]
+    assert row["error"] and row["error"]["type"] == "upstream_unavailable" and row["error"]["message"]
     assert row["response"] is None or "error" in row["response"]
 
 

@@ -112,7 +112,7 @@ extension GatewayConfiguration {
         } catch {
             throw ConfigurationError("\(source): \(error)")
         }
-        var config = try file.resolve(environment: environment, source: source)
+        let config = try file.resolve(environment: environment, source: source)
         try config.validate()
         return config
     }

@@ -9,7 +9,7 @@ extension Gateway {
 
     /// `POST /v1/feedback`: validates, then answers only once the row is committed.
     func submitFeedback(_ request: HTTPRequest, requestID: String, writer: HTTPResponseWriter) {
-        let respondError = { (error: OpenAIError) in writer.send(error.response(requestID: requestID)) }
+        let respondError: @Sendable (OpenAIError) -> Void = { error in writer.send(error.response(requestID: requestID)) }
         guard request.body.count <= configuration.feedback.maxBodyBytes else {
             return respondError(OpenAIError(status: 413, message: "Feedback bodies are limited to \(configuration.feedback.maxBodyBytes) bytes.",
                                             type: "invalid_request_error", code: "request_too_large"))
@@ -81,16 +81,14 @@ extension Gateway {
             guard let d = v.doubleValue, d.isFinite else { return .failure(.invalidRequest("'\(key)' must be a number.", param: key)) }
             return .success(d)
         }
-        do {
+        do throws(OpenAIError) {
             record.value = try optionalNumber("value").get()
             record.weight = try optionalNumber("weight").get()
             record.correction = try optionalString("correction", limit: 4 << 20).get()
             record.comment = try optionalString("comment", limit: maxCommentBytes).get()
             record.source = try optionalString("source", limit: maxSourceLength).get()
-        } catch let error as OpenAIError {
-            return .failure(error)
         } catch {
-            return .failure(.invalidRequest("\(error)"))
+            return .failure(error)
         }
         if let w = record.weight, w < 0 { return .failure(.invalidRequest("'weight' must not be negative.", param: "weight")) }
         switch signal {

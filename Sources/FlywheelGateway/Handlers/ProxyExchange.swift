@@ -144,11 +144,11 @@ final class ProxyExchange: UpstreamResponseHandler {
             let contentType = head.headers.first { $0.0.lowercased() == "content-type" }?.1 ?? "application/json"
             headers.set("Content-Type", contentType)
             writer.send(HTTPResponse(status: head.status, headers: headers, body: s.body))
+            // The log keeps the upstream's bytes as sent; the parsed copy only feeds usage, model and errors.
+            if !s.body.isEmpty { responseText = String(decoding: s.body, as: UTF8.self) }
             if contentType.lowercased().contains("json"), let parsed = try? JSONParser.parse(s.body) {
                 responseJSON = parsed
                 if head.status >= 400 { upstreamErrorBody = parsed }
-            } else if !s.body.isEmpty {
-                responseText = String(decoding: s.body, as: UTF8.self)
             }
         } else {
             let e = OpenAIError.upstreamUnavailable("The upstream closed without a response.")
@@ -175,7 +175,7 @@ final class ProxyExchange: UpstreamResponseHandler {
         r.upstreamMillis = upstreamSeconds * 1000
         let firstByteSeconds = timing.firstByteNanos.map { Double($0 &- context.receivedAtNanos) / 1e9 }
         r.timeToFirstTokenMillis = firstByteSeconds.map { $0 * 1000 }
-        r.responseJSON = responseJSON?.serializedString() ?? responseText
+        r.responseJSON = responseText ?? responseJSON?.serializedString()
         r.modelServed = responseJSON?["model"]?.stringValue ?? servedModel
         if let usage = responseJSON?["usage"] {
             r.promptTokens = usage["prompt_tokens"]?.intValue
