@@ -46,7 +46,7 @@ public final class HTTPServer: Sendable {
                 let contexts = loops.map { LoopBound(HTTPLoopContext(loop: $0, server: state), loop: $0) }
                 let acceptorLoop = loops[0]
                 let server = state
-                let acceptorBox = Mutex<LoopBound<Acceptor>?>(nil)
+                let acceptorBox = Mutex<Result<LoopBound<Acceptor>, SocketError>?>(nil)
                 let ready = DispatchSemaphore(value: 0)
                 for loop in loops { loop.start() }
                 acceptorLoop.execute {
@@ -54,13 +54,27 @@ public final class HTTPServer: Sendable {
                     let acceptor = Acceptor(listener: listener, loop: acceptorLoop) { socket, address in
                         Self.distribute(socket, address: address, server: server, contexts: contexts, next: &next)
                     }
-                    try? acceptor.start()
-                    acceptorBox.withLock { $0 = LoopBound(acceptor, loop: acceptorLoop) }
+                    let outcome: Result<LoopBound<Acceptor>, SocketError>
+                    do throws(SocketError) {
+                        try acceptor.start()
+                        outcome = .success(LoopBound(acceptor, loop: acceptorLoop))
+                    } catch {
+                        outcome = .failure(error)
+                    }
+                    acceptorBox.withLock { $0 = outcome }
                     ready.signal()
                 }
                 ready.wait()
-                guard let acceptor = acceptorBox.withLock({ $0 }) else { preconditionFailure("acceptor not created") }
-                phase = .running(loops: loops, acceptor: acceptor)
+                switch acceptorBox.withLock({ $0 }) {
+                case .success(let acceptor):
+                    phase = .running(loops: loops, acceptor: acceptor)
+                case .failure(let error):
+                    for loop in loops { loop.stop() }
+                    for loop in loops { loop.join() }
+                    throw error
+                case nil:
+                    preconditionFailure("acceptor task did not run")
+                }
             } catch {
                 listener.close()
                 throw error
