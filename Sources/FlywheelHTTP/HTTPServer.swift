@@ -6,6 +6,12 @@ import Synchronization
 
 /// An HTTP/1.1 server on a fixed set of epoll event-loop threads.
 ///
+/// Design: `eventLoopCount` threads each run a level-triggered epoll loop (`EventLoop`) with a reused event
+/// array and read buffer, an eventfd for cross-thread wakeups and a tick (≤ 250 ms) for timeouts. Loop 0 owns
+/// the one listening socket and deals accepted sockets round-robin (one task hop per connection, none per
+/// request). A `Connection` lives on one loop; responders are called there, and writer calls made on that
+/// thread write directly (head + body in one `sendmsg`), while calls from other threads are queued to the loop.
+///
 /// Thread-safe: every method may be called from any thread, except that `shutdown` must not be called on one
 /// of the server's own event-loop threads (it joins them). Loop 0 owns the listening socket and hands accepted
 /// connections round-robin to all loops; a connection then lives on its loop until it closes.
