@@ -116,13 +116,12 @@ final class Connection: EventLoopHandler {
                     return
                 }
             } else if output.isEmpty {
+                // Idle (no request in progress, nothing left to send). Pending output is the write timeout's job.
                 if server.isDraining.load(ordering: .relaxed)
                     || (server.idleTimeoutNanos > 0 && now &- lastActivityNanos > server.idleTimeoutNanos) {
                     close()
                     return
                 }
-            } else if server.isDraining.load(ordering: .relaxed) {
-                closeWhenFlushed = true
             }
         case .responding:
             break
@@ -321,7 +320,8 @@ final class Connection: EventLoopHandler {
             phase = .reading
             let now = MonotonicClock.now()
             lastActivityNanos = now
-            requestStartedNanos = parser.hasPartialRequest ? max(lastReadNanos, 1) : 0
+            // A pipelined request's time starts now: it could not be read while the previous one was answered.
+            requestStartedNanos = parser.hasPartialRequest ? now : 0
             if readPaused {
                 readPaused = false
                 updateInterest()
@@ -356,7 +356,8 @@ final class Connection: EventLoopHandler {
         let total = first.count + second.count + third.count
         guard total > 0 else { return }
         var written = 0
-        if output.isEmpty {
+        let wasBacklogged = !output.isEmpty
+        if !wasBacklogged {
             let result: IOResult<Int>
             do {
                 result = try first.withUnsafeBytes { a in
@@ -364,11 +365,15 @@ final class Connection: EventLoopHandler {
                         try third.withUnsafeBytes { c in
                             try withUnsafeTemporaryAllocation(of: iovec.self, capacity: 3) { vectors in
                                 var count = 0
-                                for part in [a, b, c] where !part.isEmpty {
+                                func add(_ part: UnsafeRawBufferPointer) {
+                                    guard !part.isEmpty else { return }
                                     vectors[count] = iovec(iov_base: UnsafeMutableRawPointer(mutating: part.baseAddress),
                                                            iov_len: part.count)
                                     count += 1
                                 }
+                                add(a)
+                                add(b)
+                                add(c)
                                 return try socket.send(UnsafeMutableBufferPointer(rebasing: vectors[0..<count]))
                             }
                         }
@@ -395,7 +400,8 @@ final class Connection: EventLoopHandler {
                 skip = 0
             }
         }
-        if output.count > server.configuration.maxPendingOutputBytes {
+        // The cap is for clients that do not keep up: one large response into an empty queue is fine.
+        if wasBacklogged && output.count > server.configuration.maxPendingOutputBytes {
             close()
             return
         }

@@ -27,7 +27,13 @@ final class EventLoop: @unchecked Sendable {
 
     private let epoll: Epoll
     private let wakeup: EventFD
-    private let pendingTasks = Mutex<[@Sendable () -> Void]>([])
+    private struct TaskQueue {
+        var tasks: [@Sendable () -> Void] = []
+        /// Set by `join` before the eventfd is closed; later tasks are dropped.
+        var isClosed = false
+    }
+
+    private let pendingTasks = Mutex(TaskQueue())
     private let wakeupPending = Atomic<Bool>(false)
     private let stopRequested = Atomic<Bool>(false)
     private let threadID = Atomic<UInt>(0)
@@ -67,10 +73,15 @@ final class EventLoop: @unchecked Sendable {
     }
 
     /// Runs `task` on the loop thread, after the events of the current iteration. FIFO per loop.
+    /// After the loop has been joined the task is dropped (the loop's handlers are all closed by then).
     func execute(_ task: @escaping @Sendable () -> Void) {
-        pendingTasks.withLock { $0.append(task) }
-        if !wakeupPending.exchange(true, ordering: .sequentiallyConsistent) {
-            wakeup.signal()
+        pendingTasks.withLock { queue in
+            guard !queue.isClosed else { return }
+            queue.tasks.append(task)
+            // Signalled under the lock so that `join` cannot close the eventfd in between.
+            if !wakeupPending.exchange(true, ordering: .sequentiallyConsistent) {
+                wakeup.signal()
+            }
         }
     }
 
@@ -90,7 +101,9 @@ final class EventLoop: @unchecked Sendable {
     /// Asks the loop to finish its iteration, tell every handler `loopWillStop`, and exit.
     func stop() {
         stopRequested.store(true, ordering: .sequentiallyConsistent)
-        wakeup.signal()
+        pendingTasks.withLock { queue in
+            if !queue.isClosed { wakeup.signal() }
+        }
     }
 
     /// Waits for the thread to exit (after `stop`) and releases the epoll and eventfd descriptors.
@@ -100,6 +113,10 @@ final class EventLoop: @unchecked Sendable {
             return
         }
         pthread_join(handle, nil)
+        pendingTasks.withLock { queue in
+            queue.isClosed = true
+            queue.tasks.removeAll()
+        }
         wakeup.close()
         epoll.close()
     }
@@ -185,12 +202,12 @@ final class EventLoop: @unchecked Sendable {
             slot += 1
         }
         handlers.removeAll()
-        pendingTasks.withLock { $0.removeAll() }
+        pendingTasks.withLock { $0.tasks.removeAll() }
     }
 
     private func runPendingTasks() {
         wakeupPending.store(false, ordering: .sequentiallyConsistent)
-        pendingTasks.withLock { swap(&$0, &runningTasks) }
+        pendingTasks.withLock { swap(&$0.tasks, &runningTasks) }
         guard !runningTasks.isEmpty else { return }
         for task in runningTasks { task() }
         runningTasks.removeAll(keepingCapacity: true)

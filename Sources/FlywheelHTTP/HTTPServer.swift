@@ -6,6 +6,12 @@ import Synchronization
 
 /// An HTTP/1.1 server on a fixed set of epoll event-loop threads.
 ///
+/// Design: `eventLoopCount` threads each run a level-triggered epoll loop (`EventLoop`) with a reused event
+/// array and read buffer, an eventfd for cross-thread wakeups and a tick (≤ 250 ms) for timeouts. Loop 0 owns
+/// the one listening socket and deals accepted sockets round-robin (one task hop per connection, none per
+/// request). A `Connection` lives on one loop; responders are called there, and writer calls made on that
+/// thread write directly (head + body in one `sendmsg`), while calls from other threads are queued to the loop.
+///
 /// Thread-safe: every method may be called from any thread, except that `shutdown` must not be called on one
 /// of the server's own event-loop threads (it joins them). Loop 0 owns the listening socket and hands accepted
 /// connections round-robin to all loops; a connection then lives on its loop until it closes.
@@ -46,7 +52,7 @@ public final class HTTPServer: Sendable {
                 let contexts = loops.map { LoopBound(HTTPLoopContext(loop: $0, server: state), loop: $0) }
                 let acceptorLoop = loops[0]
                 let server = state
-                let acceptorBox = Mutex<LoopBound<Acceptor>?>(nil)
+                let acceptorBox = Mutex<Result<LoopBound<Acceptor>, SocketError>?>(nil)
                 let ready = DispatchSemaphore(value: 0)
                 for loop in loops { loop.start() }
                 acceptorLoop.execute {
@@ -54,13 +60,27 @@ public final class HTTPServer: Sendable {
                     let acceptor = Acceptor(listener: listener, loop: acceptorLoop) { socket, address in
                         Self.distribute(socket, address: address, server: server, contexts: contexts, next: &next)
                     }
-                    try? acceptor.start()
-                    acceptorBox.withLock { $0 = LoopBound(acceptor, loop: acceptorLoop) }
+                    let outcome: Result<LoopBound<Acceptor>, SocketError>
+                    do throws(SocketError) {
+                        try acceptor.start()
+                        outcome = .success(LoopBound(acceptor, loop: acceptorLoop))
+                    } catch {
+                        outcome = .failure(error)
+                    }
+                    acceptorBox.withLock { $0 = outcome }
                     ready.signal()
                 }
                 ready.wait()
-                guard let acceptor = acceptorBox.withLock({ $0 }) else { preconditionFailure("acceptor not created") }
-                phase = .running(loops: loops, acceptor: acceptor)
+                switch acceptorBox.withLock({ $0 }) {
+                case .success(let acceptor):
+                    phase = .running(loops: loops, acceptor: acceptor)
+                case .failure(let error):
+                    for loop in loops { loop.stop() }
+                    for loop in loops { loop.join() }
+                    throw error
+                case nil:
+                    preconditionFailure("acceptor task did not run")
+                }
             } catch {
                 listener.close()
                 throw error

@@ -54,6 +54,11 @@ final class TestClient {
     }
 
     func send(_ bytes: [UInt8]) throws {
+        try Self.send(bytes, to: fd)
+    }
+
+    /// Blocking send of everything on a raw descriptor (usable from another thread).
+    static func send(_ bytes: [UInt8], to fd: Int32) throws {
         var offset = 0
         while offset < bytes.count {
             let sent = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
