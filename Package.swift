@@ -23,6 +23,7 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CLinux"),
 
         // Sockets, epoll event loops, HTTP/1.1 parsing and writing, SSE framing. Knows nothing of OpenAI.
         .target(name: "FlywheelHTTP", swiftSettings: strict),
@@ -43,7 +44,7 @@ let package = Package(
         // The command line: one file per subcommand, no logic.
         .executableTarget(
             name: "flywheel",
-            dependencies: ["FlywheelGateway", "FlywheelInspect", "FlywheelStore", "FlywheelJSON",
+            dependencies: ["FlywheelGateway", "FlywheelInspect", "FlywheelStore", "FlywheelJSON", "CLinux",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
 

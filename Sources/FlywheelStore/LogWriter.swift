@@ -52,8 +52,10 @@ public final class LogWriter: Sendable {
         let (accepted, wake) = core.state.withLock { s -> (Bool, Bool) in
             guard !s.closing, s.queue.append(record) else { return (false, false) }
             s.enqueuedTotal &+= 1
-            let wake = s.writerIdle
-            s.writerIdle = false
+            // Rows alone wake the writer only once a whole batch is waiting; otherwise it comes by itself
+            // within `flushInterval` (group commit, and no wake-up system call per request).
+            let wake = s.writerIdle && s.queue.count >= core.maxBatch
+            if wake { s.writerIdle = false }
             return (true, wake)
         }
         if wake { core.wakeup.signal() }

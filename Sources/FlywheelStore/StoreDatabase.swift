@@ -27,6 +27,9 @@ enum StoreDatabase {
                                     sql: "PRAGMA journal_mode = WAL")
         }
         try connection.execute("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON")
+        // A larger page cache and checkpoint interval: each page is then copied from the WAL to the database
+        // once per ~16 MiB of log instead of once per ~4 MiB, which roughly halves the writer's disk writes.
+        try connection.execute("PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 4000; PRAGMA journal_size_limit = 67108864")
         try LogSchema.migrate(connection)
         return connection
     }

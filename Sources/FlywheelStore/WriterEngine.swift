@@ -28,7 +28,7 @@ final class WriterEngine: @unchecked Sendable {
         }
     }
 
-    private enum Step { case work, sleep, exit }
+    private enum Step { case work, sleep, wait(UInt64), exit }
 
     /// The writer thread's body: loop until `close()` and the queue is drained, then checkpoint and close.
     func run() {
@@ -37,8 +37,18 @@ final class WriterEngine: @unchecked Sendable {
         batch.reserveCapacity(core.maxBatch)
         var controls: [WriterControl] = []
         let maxBatch = core.maxBatch
+        let intervalNanos = UInt64(core.flushInterval * 1e9)
+        var lastDrain: UInt64 = 0
         while true {
+            let now = DispatchTime.now().uptimeNanoseconds
             let step = core.state.withLock { s -> Step in
+                // Group commit: request rows wait for the interval (or a full batch) so that one transaction
+                // carries many of them; feedback, flush and close are served at once.
+                let elapsed = now &- lastDrain
+                if elapsed < intervalNanos, s.controls.isEmpty, !s.closing, s.queue.count < maxBatch {
+                    s.writerIdle = true
+                    return .wait(intervalNanos - elapsed)
+                }
                 s.writerIdle = false
                 s.queue.drain(into: &batch, max: maxBatch)
                 s.dequeuedTotal += UInt64(batch.count)
@@ -61,10 +71,13 @@ final class WriterEngine: @unchecked Sendable {
             switch step {
             case .sleep:
                 _ = core.wakeup.wait(timeout: .now() + core.flushInterval)
+            case .wait(let nanos):
+                _ = core.wakeup.wait(timeout: .now() + .nanoseconds(Int(nanos)))
             case .exit:
                 shutDown()
                 return
             case .work:
+                lastDrain = now
                 process(batch, controls)
                 batch.removeAll(keepingCapacity: true)
                 controls.removeAll(keepingCapacity: true)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import CLinux
 import FlywheelGateway
 
 struct ServeCommand: ParsableCommand {
@@ -33,6 +34,9 @@ struct ServeCommand: ParsableCommand {
         }
         // Block the termination signals before any thread exists, so only our waiter ever receives them.
         TerminationSignals.block()
+        // Keep freed memory in glibc's per-thread arenas instead of returning it to the kernel after every
+        // burst: without this, each request's allocations grow and shrink a heap with mprotect calls.
+        fw_tune_malloc(64 << 20, 16 << 20)
         let server: GatewayServer
         do {
             server = try GatewayServer(configuration: settings)

@@ -1,4 +1,5 @@
 import Foundation
+import COpenSSL
 
 /// Request ids: the key for the log and for feedback.
 public enum RequestID {
@@ -15,9 +16,7 @@ public enum RequestID {
 
     /// A new RFC 9562 UUIDv7: 48 bits of Unix milliseconds, then random bits, so ids sort by time.
     public static func newUUIDv7(nowMillis: UInt64 = UInt64(Date().timeIntervalSince1970 * 1000)) -> String {
-        var rng = SystemRandomNumberGenerator()
-        let randA = UInt16.random(in: 0...0x0FFF, using: &rng)
-        let randB = UInt64.random(in: 0...UInt64.max, using: &rng)
+        let (randA, randB) = RandomBits.next()
         var b = [UInt8](repeating: 0, count: 16)
         for i in 0..<6 { b[i] = UInt8(truncatingIfNeeded: nowMillis >> (8 * (5 - i))) }
         b[6] = 0x70 | UInt8(randA >> 8)
@@ -39,5 +38,20 @@ public enum RequestID {
     public static func resolve(clientValue: String?) -> String {
         if let v = clientValue, isSane(v) { return v }
         return newUUIDv7()
+    }
+}
+
+/// Random bits for request ids from OpenSSL's CSPRNG, which is seeded from the kernel and then runs in user
+/// space: no system call per id (the stdlib generator makes one per 8 bytes).
+enum RandomBits {
+    /// 12 random bits and 64 random bits.
+    static func next() -> (UInt16, UInt64) {
+        var bytes: (UInt64, UInt16) = (0, 0)
+        let ok = withUnsafeMutableBytes(of: &bytes) { RAND_bytes($0.baseAddress!.assumingMemoryBound(to: UInt8.self), 10) }
+        if ok != 1 {
+            var rng = SystemRandomNumberGenerator()
+            bytes = (rng.next(), UInt16.random(in: 0...UInt16.max, using: &rng))
+        }
+        return (bytes.1 & 0x0FFF, bytes.0)
     }
 }
