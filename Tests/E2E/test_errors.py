@@ -7,7 +7,7 @@ import time
 import openai
 import pytest
 
-from conftest import Launcher, base_config, upstream_cfg
+from conftest import Launcher, base_config, uid, upstream_cfg
 from fake_upstream import FakeUpstream, down_url
 from helpers import assert_openai_error, is_uuid7, raw_http, user_msg
 
@@ -263,6 +263,33 @@ def test_client_disconnect_mid_stream_does_not_break_gateway(gw):
     gw.primary.reset()
     r, _ = gw.chat("still alive")
     assert r.choices[0].message.content == "echo: still alive"
+
+
+def test_client_disconnect_cancels_the_upstream_transfer(gw):
+    # The fake's stream never ends, so the request can only finish (and be logged) if the gateway cancels the
+    # upstream transfer when the client goes away.
+    gw.primary.slow_stream(delay=0.05)
+    rid = uid("disc")
+    with gw.fw.http() as c, c.stream("POST", "/v1/chat/completions", headers={"x-request-id": rid},
+                                     json={"model": "gpt-4o-mini", "stream": True,
+                                           "messages": user_msg("cancel me")}) as resp:
+        for i, _ in enumerate(resp.iter_lines()):
+            if i > 2:
+                break
+    row = gw.fw.wait_logged(rid)
+    assert row["status"] == 499
+    assert row["stream"] is True
+    gw.primary.reset()
+
+
+def test_secrets_never_reach_the_log(gw):
+    from conftest import UPSTREAM_KEY, CLIENT_KEY
+    raw = gw.fw.client().chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=user_msg("s"))
+    gw.fw.wait_logged(raw.headers["x-request-id"])
+    data = b"".join(p.read_bytes() for p in gw.fw.db.parent.glob(gw.fw.db.name + "*"))
+    assert UPSTREAM_KEY.encode() not in data
+    assert CLIENT_KEY.encode() not in data
+    assert UPSTREAM_KEY not in gw.fw.stderr()
 
 
 

@@ -52,4 +52,22 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertEqual(try ListenAddress(parsing: ":9000").host, "0.0.0.0")
         XCTAssertThrowsError(try ListenAddress(parsing: "127.0.0.1:99999"))
     }
+
+    func testUnknownKeysAreRejectedWithTheirPath() {
+        XCTAssertThrowsError(try GatewayConfiguration.parse(yaml: "server: {shutdown_grase: 5}")) { error in
+            XCTAssertTrue("\(error)".contains("unknown key 'shutdown_grase' in server"), "\(error)")
+        }
+        XCTAssertThrowsError(try GatewayConfiguration.parse(yaml: """
+        upstreams: [{name: u, base_url: "http://x/v1", timeouts: {conect: 1}}]
+        """)) { error in
+            XCTAssertTrue("\(error)".contains("upstreams[0].timeouts"), "\(error)")
+        }
+        XCTAssertThrowsError(try GatewayConfiguration.parse(yaml: "routs: []")) { error in
+            XCTAssertTrue("\(error)".contains("at the top level"), "\(error)")
+        }
+        XCTAssertNoThrow(try GatewayConfiguration.parse(yaml: """
+        upstreams: [{name: u, base_url: "http://x/v1", headers: {OpenAI-Organization: org-1}}]
+        prices: {some-model: {input: 1, output: 2}}
+        """))
+    }
 }

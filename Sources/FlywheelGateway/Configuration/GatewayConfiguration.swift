@@ -106,7 +106,10 @@ extension GatewayConfiguration {
     public static func parse(yaml: String, source: String = "config", environment: [String: String] = [:]) throws -> GatewayConfiguration {
         let file: ConfigFile
         do {
+            try ConfigKeyChecker.check(yaml: yaml, source: source)
             file = try YAMLDecoder().decode(ConfigFile.self, from: yaml)
+        } catch let error as ConfigurationError {
+            throw error
         } catch let error as DecodingError {
             throw ConfigurationError("\(source): \(ConfigFile.describe(error))")
         } catch {

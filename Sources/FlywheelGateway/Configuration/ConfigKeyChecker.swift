@@ -1,0 +1,64 @@
+import Yams
+
+/// Rejects keys the configuration does not know, so a typo (`shutdown_grase`) is a start-up error naming the
+/// key and its place instead of a setting silently left at its default.
+enum ConfigKeyChecker {
+    /// The accepted shape: a mapping of known keys, a list of one shape, or anything (free-form values).
+    indirect enum Shape: Sendable {
+        case mapping([String: Shape])
+        case list(Shape)
+        case mapOf(Shape)  // any key, each value of one shape
+        case any
+    }
+
+    static let schema: Shape = .mapping([
+        "server": .mapping(Dictionary(uniqueKeysWithValues: [
+            "listen", "event_loops", "max_body_bytes", "max_header_bytes", "max_connections", "request_timeout",
+            "idle_timeout", "write_timeout", "shutdown_grace", "max_response_bytes",
+        ].map { ($0, Shape.any) })),
+        "auth": .mapping(["keys": .list(.mapping(["id": .any, "key": .any, "key_env": .any]))]),
+        "log": .mapping(["path": .any, "queue_capacity": .any, "batch_size": .any, "flush_interval": .any]),
+        "feedback": .mapping(["webhook_secret": .any, "webhook_secret_env": .any, "max_body_bytes": .any]),
+        "upstreams": .list(.mapping([
+            "name": .any, "base_url": .any, "api_key": .any, "api_key_env": .any, "headers": .mapOf(.any),
+            "timeouts": .mapping(["connect": .any, "first_byte": .any, "total": .any]),
+            "retries": .mapping(["max": .any, "initial_backoff": .any, "max_backoff": .any]),
+        ])),
+        "routes": .list(.mapping(["model": .any, "upstreams": .any, "upstream": .any, "upstream_model": .any, "name": .any])),
+        "prices": .mapOf(.mapping(["input": .any, "output": .any])),
+    ])
+
+    /// Throws for the first unknown key found, naming its path.
+    static func check(yaml: String, source: String) throws {
+        guard let node = try Yams.compose(yaml: yaml) else { return }
+        try check(node, against: schema, path: "", source: source)
+    }
+
+    private static func check(_ node: Node, against shape: Shape, path: String, source: String) throws {
+        switch (shape, node) {
+        case (.any, _):
+            return
+        case (.mapping(let known), .mapping(let mapping)):
+            for (keyNode, value) in mapping {
+                let key = keyNode.string ?? "\(keyNode)"
+                let here = path.isEmpty ? key : "\(path).\(key)"
+                guard let inner = known[key] else {
+                    let where_ = path.isEmpty ? "at the top level" : "in \(path)"
+                    throw ConfigurationError("\(source): unknown key '\(key)' \(where_) (known: \(known.keys.sorted().joined(separator: ", ")))")
+                }
+                try check(value, against: inner, path: here, source: source)
+            }
+        case (.mapOf(let inner), .mapping(let mapping)):
+            for (keyNode, value) in mapping {
+                let key = keyNode.string ?? "\(keyNode)"
+                try check(value, against: inner, path: path.isEmpty ? key : "\(path).\(key)", source: source)
+            }
+        case (.list(let inner), .sequence(let items)):
+            for (i, item) in items.enumerated() {
+                try check(item, against: inner, path: "\(path)[\(i)]", source: source)
+            }
+        default:
+            return  // wrong kinds are reported by the decoder with their path
+        }
+    }
+}
