@@ -64,6 +64,10 @@ final class CurlEngine: @unchecked Sendable {
     /// The driver's loop is gone (a hop was dropped): do not call the driver any more.
     private var driverGone = false
     private var curlTimer: (any UpstreamDriverTimer)?
+    /// When the armed `curlTimer` fires.
+    private var curlTimerDue: UInt64 = 0
+    /// When curl wants its timeout action (nil: never). The armed timer may fire earlier; it then re-arms.
+    private var curlWantsTimeoutAt: UInt64?
     private var jobTimer: (any UpstreamDriverTimer)?
     private var jobTimerDue: UInt64 = 0
     private var watched: Set<Int32> = []
@@ -329,14 +333,10 @@ final class CurlEngine: @unchecked Sendable {
 
     private func rearmJobTimer() {
         guard let driver, !driverClosed, !driverGone else { return }
-        guard let due = timers.nextDue else {
-            if let timer = jobTimer {
-                driver.cancel(timer)
-                jobTimer = nil
-            }
-            return
-        }
-        if jobTimer != nil, jobTimerDue == due { return }
+        guard let due = timers.nextDue else { return }  // an armed timer just fires once for nothing
+        // An armed timer that fires no later is kept (it re-arms when it finds nothing due): no churn when later
+        // deadlines are added, as every new request's first-byte deadline is.
+        if jobTimer != nil, jobTimerDue <= due { return }
         if let timer = jobTimer { driver.cancel(timer) }
         let now = MonotonicClock.now()
         let milliseconds = due > now ? Int((due - now + 999_999) / 1_000_000) : 0
@@ -426,20 +426,42 @@ final class CurlEngine: @unchecked Sendable {
         settle()
     }
 
+    /// curl's timer callback. curl calls it only when its next timeout changes, so the wanted time is always
+    /// recorded; to avoid a cancel + schedule per call, an armed driver timer that fires no later is kept and,
+    /// if it fires before curl's time, simply re-arms for it.
     private func curlTimerChanged(_ timeoutMs: Int) {
-        guard let driver, !driverGone, !driverClosed else { return }
-        if let timer = curlTimer {
-            driver.cancel(timer)
-            curlTimer = nil
+        guard !driverGone, !driverClosed else { return }
+        if timeoutMs < 0 {
+            curlWantsTimeoutAt = nil
+            return
         }
-        if timeoutMs < 0 { return }
         if timeoutMs == 0 && depth > 0 {
+            curlWantsTimeoutAt = nil
             kickNeeded = true  // settle() runs it right after the current operation: no loop iteration lost
             return
         }
-        curlTimer = driver.schedule(afterMilliseconds: timeoutMs) { [self] in
+        let due = MonotonicClock.now() &+ UInt64(timeoutMs) &* 1_000_000
+        curlWantsTimeoutAt = due
+        armCurlTimer(due)
+    }
+
+    private func armCurlTimer(_ due: UInt64) {
+        guard let driver else { return }
+        if curlTimer != nil {
+            if curlTimerDue <= due { return }
+            driver.cancel(curlTimer!)
+        }
+        let now = MonotonicClock.now()
+        curlTimerDue = due
+        curlTimer = driver.schedule(afterMilliseconds: due > now ? Int((due - now + 999_999) / 1_000_000) : 0) {
+            [self] in
             curlTimer = nil
-            guard !driverClosed else { return }
+            guard !driverClosed, let wanted = curlWantsTimeoutAt else { return }
+            if wanted > MonotonicClock.now() &+ 500_000 {
+                armCurlTimer(wanted)
+                return
+            }
+            curlWantsTimeoutAt = nil
             socketAction(fw_curl_socket_timeout(), 0)
             settle()
         }

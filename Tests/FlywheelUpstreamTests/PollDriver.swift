@@ -114,6 +114,7 @@ final class PollDriver: UpstreamEventDriver, @unchecked Sendable {
         threadID.store(pthread_self(), ordering: .releasing)
         var fds: [pollfd] = []
         var generations: [Int] = []
+        var tasks: [@Sendable () -> Void] = []
         while !stopRequested.load(ordering: .acquiring) {
             fds.removeAll(keepingCapacity: true)
             generations.removeAll(keepingCapacity: true)
@@ -125,8 +126,10 @@ final class PollDriver: UpstreamEventDriver, @unchecked Sendable {
             }
             var timeout: Int32 = 1000
             let now = MonotonicClock.now()
-            if let due = timers.map(\.due).min() {
-                timeout = due <= now ? 0 : Int32(min(1000, (due - now + 999_999) / 1_000_000))
+            var earliest = UInt64.max
+            for timer in timers where timer.due < earliest { earliest = timer.due }
+            if earliest != .max {
+                timeout = earliest <= now ? 0 : Int32(min(1000, (earliest - now + 999_999) / 1_000_000))
             }
             let count = poll(&fds, nfds_t(fds.count), timeout)
             if count > 0 {
@@ -142,10 +145,11 @@ final class PollDriver: UpstreamEventDriver, @unchecked Sendable {
                                    revents & Int32(POLLERR | POLLHUP | POLLNVAL) != 0)
                 }
             }
-            var tasks: [@Sendable () -> Void] = []
             queue.withLock { swap(&tasks, &$0.tasks) }
             for task in tasks { task() }
+            tasks.removeAll(keepingCapacity: true)
             let fireNow = MonotonicClock.now()
+            guard timers.contains(where: { $0.due <= fireNow }) else { continue }
             let due = timers.filter { $0.due <= fireNow }.sorted { $0.due < $1.due }
             timers.removeAll { $0.due <= fireNow }
             for timer in due {
