@@ -56,6 +56,22 @@ struct Epoll {
         }
     }
 
+    /// For descriptors owned by other components (`HTTPEventLoop.watch`): returns 0 or the errno, never traps
+    /// (a foreign descriptor may have been closed behind our back). Operations: 1 ADD, 2 DEL, 3 MOD.
+    func foreignControl(_ operation: Int32, _ fd: Int32, _ interest: EpollEvents, _ token: UInt64) -> Int32 {
+        var record: (UInt64, UInt64) = (0, 0)
+        let ctl = LinuxFunctions.shared.epollControl
+        return withUnsafeMutableBytes(of: &record) { raw in
+            raw.storeBytes(of: interest.rawValue, toByteOffset: 0, as: UInt32.self)
+            raw.storeBytes(of: token, toByteOffset: Self.dataOffset, as: UInt64.self)
+            while true {
+                if ctl(descriptor, operation, fd, raw.baseAddress) >= 0 { return 0 }
+                let code = errno
+                if code != EINTR { return code }
+            }
+        }
+    }
+
     /// Waits up to `timeoutMilliseconds` and returns how many events are ready (read them with `event(at:)`).
     func wait(timeoutMilliseconds: Int32) throws(SocketError) -> Int {
         let wait = LinuxFunctions.shared.epollWait

@@ -3,12 +3,27 @@ import Glibc
 #endif
 import Synchronization
 
-/// One thread running a level-triggered epoll loop over its registered handlers, plus a task queue that other
-/// threads feed through `execute` (woken with an eventfd) and a periodic tick for timeouts.
+/// Internal name of the server's loop type.
+typealias EventLoop = HTTPEventLoop
+
+/// One event-loop thread of the server, for components that want to run on it (e.g. an upstream client).
 ///
-/// Thread rules: `execute`, `stop`, `inEventLoop` may be called from any thread; `register`, `modify`,
-/// `deregister`, `runTicks` and `readBuffer` only on the loop thread; `start`/`join` once each, from outside.
-final class EventLoop: @unchecked Sendable {
+/// Each loop is one thread running a level-triggered epoll loop over its registered handlers, a task queue that
+/// other threads feed through `execute` (woken with an eventfd), millisecond one-shot timers (`schedule`), and a
+/// periodic tick for the server's own timeouts. The epoll wait is bounded by min(next timer due, next tick).
+///
+/// Thread rules for outside components:
+/// - `index`, `inEventLoop` and `execute` may be called from any thread.
+/// - `watch`, `unwatch`, `schedule` and `cancel` only on the loop thread (trap otherwise), e.g. from inside an
+///   `execute` task or one of their own callbacks. Every callback runs on the loop thread, never concurrently,
+///   and may call any of these methods (including unwatching its own descriptor or cancelling other timers).
+/// - Callbacks must not block: they run between the server's own socket events.
+/// - Once the server stopped the loop (after `HTTPServer.shutdown`), `execute` drops its task (releasing the
+///   closure without running it), and watched descriptors and timers are forgotten without their callbacks.
+///
+/// Internal rules: `stop` may be called from any thread; `register`, `modify`, `deregister`, `runTicks` and
+/// `readBuffer` only on the loop thread; `start`/`join` once each, from outside.
+public final class HTTPEventLoop: @unchecked Sendable {
     // Safety: the mutable stored properties (`handlers`, `generation`, `runningTasks`) are only touched on the
     // loop thread — inside `run`, or in methods that begin with `preconditionInEventLoop()`. `epoll`,
     // `wakeup` and `readBuffer` are immutable handles; the memory behind `readBuffer` and the epoll event array
@@ -20,7 +35,7 @@ final class EventLoop: @unchecked Sendable {
 
     private static let wakeupToken = UInt64.max
 
-    let index: Int
+    private let indexValue: Int
     let tickNanos: UInt64
     /// Scratch buffer for socket reads, reused by every handler of this loop (loop thread only).
     let readBuffer: UnsafeMutableRawBufferPointer
@@ -42,9 +57,11 @@ final class EventLoop: @unchecked Sendable {
     private var handlers: [Registration?] = []
     private var generation: UInt32 = 0
     private var runningTasks: [@Sendable () -> Void] = []
+    private var timers = LoopTimerHeap()
+    private let resourcesReleased = Atomic<Bool>(false)
 
     init(index: Int, tickNanos: UInt64, readBufferSize: Int = 64 * 1024) throws(SocketError) {
-        self.index = index
+        indexValue = index
         self.tickNanos = max(tickNanos, 1_000_000)
         epoll = try Epoll()
         do {
@@ -58,12 +75,24 @@ final class EventLoop: @unchecked Sendable {
     }
 
     deinit {
+        releaseResources()
         readBuffer.deallocate()
+    }
+
+    /// Closes the eventfd and epoll descriptors once (after the thread ended, or if it never started).
+    private func releaseResources() {
+        if resourcesReleased.exchange(true, ordering: .acquiringAndReleasing) { return }
+        wakeup.close()
+        epoll.close()
     }
 
     // MARK: Any thread
 
-    var inEventLoop: Bool {
+    /// Position of this loop in `HTTPServer.eventLoops` (0 owns the listening socket).
+    public var index: Int { indexValue }
+
+    /// True when called on this loop's thread.
+    public var inEventLoop: Bool {
         threadID.load(ordering: .acquiring) == pthread_self()
     }
 
@@ -72,9 +101,10 @@ final class EventLoop: @unchecked Sendable {
         precondition(inEventLoop, "must be called on event loop \(index)'s thread")
     }
 
-    /// Runs `task` on the loop thread, after the events of the current iteration. FIFO per loop.
-    /// After the loop has been joined the task is dropped (the loop's handlers are all closed by then).
-    func execute(_ task: @escaping @Sendable () -> Void) {
+    /// Any thread (including the loop's own). Runs `task` on the loop thread, after the events of the current
+    /// iteration (never inline). FIFO per loop. Tasks queued before `start` run once the loop starts. After the
+    /// loop has stopped the task is dropped: released without running.
+    public func execute(_ task: @escaping @Sendable () -> Void) {
         pendingTasks.withLock { queue in
             guard !queue.isClosed else { return }
             queue.tasks.append(task)
@@ -109,16 +139,17 @@ final class EventLoop: @unchecked Sendable {
     /// Waits for the thread to exit (after `stop`) and releases the epoll and eventfd descriptors.
     func join() {
         precondition(!inEventLoop, "an event loop cannot join itself")
-        guard let handle = thread.withLock({ handle -> pthread_t? in defer { handle = nil }; return handle }) else {
-            return
+        if let handle = thread.withLock({ handle -> pthread_t? in defer { handle = nil }; return handle }) {
+            pthread_join(handle, nil)
         }
-        pthread_join(handle, nil)
-        pendingTasks.withLock { queue in
+        let dropped = pendingTasks.withLock { queue -> [@Sendable () -> Void] in
             queue.isClosed = true
-            queue.tasks.removeAll()
+            var taken: [@Sendable () -> Void] = []
+            swap(&taken, &queue.tasks)
+            return taken
         }
-        wakeup.close()
-        epoll.close()
+        _ = dropped  // released outside the lock: a closure's deinit may call `execute`
+        releaseResources()
     }
 
     // MARK: Loop thread only
@@ -159,6 +190,79 @@ final class EventLoop: @unchecked Sendable {
         }
     }
 
+    // MARK: Foreign descriptors and timers (public, loop thread only)
+
+    /// Loop thread only. Watches a descriptor owned by someone else: `callback` runs on the loop (level-triggered)
+    /// while it is readable or writable as asked, or errored / hung up (always reported). Calling `watch` again for
+    /// a watched descriptor replaces its interest and callback (one `epoll_ctl MOD`). Both flags false keeps the
+    /// registration but only errors are reported. The descriptor must stay open until `unwatch`; if it is closed
+    /// first, the kernel drops it from the epoll set and `unwatch` is still required (it then just forgets it).
+    /// Throws `SocketError` (e.g. `EEXIST` when the descriptor is one of the server's own sockets).
+    public func watch(
+        descriptor: Int32, readable: Bool, writable: Bool,
+        _ callback: @escaping (_ readable: Bool, _ writable: Bool, _ error: Bool) -> Void
+    ) throws {
+        preconditionInEventLoop()
+        var events: EpollEvents = []
+        if readable { events.insert(.input) }
+        if writable { events.insert(.output) }
+        let slot = Int(descriptor)
+        guard slot >= 0 else { throw SocketError(call: "watch", errno: EBADF) }
+        let watcher: ForeignWatcher
+        if slot < handlers.count, let existing = handlers[slot] {
+            guard let foreign = existing.handler as? ForeignWatcher else {
+                throw SocketError(call: "watch", errno: EEXIST)
+            }
+            foreign.callback = callback
+            let code = epoll.foreignControl(3, descriptor, events, Self.token(descriptor, existing.generation))
+            if code == 0 { return }
+            guard code == ENOENT else { throw SocketError(call: "epoll_ctl EPOLL_CTL_MOD", errno: code) }
+            // Closed and reopened behind our back: register the new descriptor afresh (new generation).
+            handlers[slot] = nil
+            watcher = foreign
+        } else {
+            watcher = ForeignWatcher(callback)
+        }
+        if slot >= handlers.count {
+            handlers.append(contentsOf: repeatElement(nil, count: slot - handlers.count + 1))
+        }
+        generation &+= 1
+        let code = epoll.foreignControl(1, descriptor, events, Self.token(descriptor, generation))
+        guard code == 0 else { throw SocketError(call: "epoll_ctl EPOLL_CTL_ADD", errno: code) }
+        handlers[slot] = Registration(handler: watcher, generation: generation)
+    }
+
+    /// Loop thread only. Stops watching `descriptor` (a no-op if it is not watched through `watch`). Does not close
+    /// it. Safe from inside any callback, including the descriptor's own: a report already fetched for it in the
+    /// current batch is discarded.
+    public func unwatch(descriptor: Int32) {
+        preconditionInEventLoop()
+        let slot = Int(descriptor)
+        guard slot >= 0, slot < handlers.count, let existing = handlers[slot],
+              existing.handler is ForeignWatcher else { return }
+        handlers[slot] = nil
+        _ = epoll.foreignControl(2, descriptor, [], 0)  // ENOENT/EBADF when it was closed already: fine
+    }
+
+    /// Loop thread only. Runs `callback` once on the loop after at least `afterMilliseconds` (0 or negative:
+    /// at the end of the current iteration). Precision is the epoll timeout's (about 1 ms), independent of the
+    /// server's tick. Returns a token for `cancel`.
+    @discardableResult
+    public func schedule(afterMilliseconds: Int, _ callback: @escaping () -> Void) -> HTTPEventLoopTimer {
+        preconditionInEventLoop()
+        let delay = UInt64(max(0, min(afterMilliseconds, 100_000_000))) &* 1_000_000
+        let timer = HTTPEventLoopTimer(due: MonotonicClock.now() &+ delay, callback: callback)
+        timers.insert(timer)
+        return timer
+    }
+
+    /// Loop thread only. The timer will not fire (no-op if it fired or was cancelled already).
+    public func cancel(_ timer: HTTPEventLoopTimer) {
+        preconditionInEventLoop()
+        timers.remove(timer)
+        timer.callback = nil
+    }
+
     private static func token(_ descriptor: Int32, _ generation: UInt32) -> UInt64 {
         UInt64(UInt32(bitPattern: descriptor)) | UInt64(generation) << 32
     }
@@ -168,7 +272,9 @@ final class EventLoop: @unchecked Sendable {
         var now = MonotonicClock.now()
         var nextTick = now &+ tickNanos
         while !stopRequested.load(ordering: .acquiring) {
-            let timeout = nextTick > now ? Int32(min((nextTick - now + 999_999) / 1_000_000, 1000)) : 0
+            var wakeAt = nextTick
+            if let due = timers.nextDue, due < wakeAt { wakeAt = due }
+            let timeout = wakeAt > now ? Int32(min((wakeAt - now + 999_999) / 1_000_000, 1000)) : 0
             let count: Int
             do {
                 count = try epoll.wait(timeoutMilliseconds: timeout)
@@ -189,6 +295,10 @@ final class EventLoop: @unchecked Sendable {
             }
             runPendingTasks()
             now = MonotonicClock.now()
+            if let due = timers.nextDue, due <= now {
+                fireTimers(now: now)
+                now = MonotonicClock.now()
+            }
             if now >= nextTick {
                 runTicks()
                 nextTick = now &+ tickNanos
@@ -202,7 +312,22 @@ final class EventLoop: @unchecked Sendable {
             slot += 1
         }
         handlers.removeAll()
-        pendingTasks.withLock { $0.tasks.removeAll() }
+        timers.removeAll()
+        let dropped = pendingTasks.withLock { queue -> [@Sendable () -> Void] in
+            var taken: [@Sendable () -> Void] = []
+            swap(&taken, &queue.tasks)
+            return taken
+        }
+        _ = dropped
+    }
+
+    /// Runs the timers due at `now` (not ones scheduled by these callbacks for later).
+    private func fireTimers(now: UInt64) {
+        while let timer = timers.popDue(now: now) {
+            let callback = timer.callback
+            timer.callback = nil
+            callback?()
+        }
     }
 
     private func runPendingTasks() {

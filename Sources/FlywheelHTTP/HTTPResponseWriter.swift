@@ -65,6 +65,10 @@ public final class HTTPResponseWriter: Sendable {
         }
     }
 
+    /// The event loop that owns the connection (responders are called on it; calls made there act at once).
+    /// Any thread.
+    public var eventLoop: HTTPEventLoop { connection.loop }
+
     /// True once the client went away or the response finished.
     public var isClosed: Bool {
         status.load(ordering: .acquiring) != Status.open.rawValue

@@ -26,9 +26,28 @@ public final class HTTPServer: Sendable {
     private let state: HTTPServerState
     private let phase = Mutex<Phase>(.idle)
     private let boundPort = Atomic<UInt16>(0)
+    /// Created in `init` (threads start in `start`), so other components can attach to them early.
+    private let loops: Result<[EventLoop], SocketError>
 
     public init(configuration: HTTPServerConfiguration, responder: any HTTPResponder) {
         state = HTTPServerState(configuration: configuration, responder: responder)
+        var created: [EventLoop] = []
+        do throws(SocketError) {
+            for index in 0..<max(1, configuration.eventLoopCount) {
+                created.append(try EventLoop(index: index, tickNanos: state.tickNanos))
+            }
+            loops = .success(created)
+        } catch {
+            for loop in created { loop.join() }
+            loops = .failure(error)
+        }
+    }
+
+    /// The server's event loops, one per thread, available right after `init` (their threads run from `start`
+    /// until `shutdown`). Empty only if creating them failed (out of descriptors); `start` then throws that error.
+    /// Tasks given to a loop's `execute` before `start` run once it starts.
+    public var eventLoops: [HTTPEventLoop] {
+        (try? loops.get()) ?? []
     }
 
     /// Binds and listens (SO_REUSEADDR), starts the event-loop threads, returns once accepting.
@@ -37,18 +56,17 @@ public final class HTTPServer: Sendable {
         try phase.withLock { phase throws in
             guard case .idle = phase else { preconditionFailure("HTTPServer.start() called twice") }
             let configuration = state.configuration
-            let listener = try Self.listen(host: configuration.host, port: configuration.port)
+            let loops = try self.loops.get()
+            let listener: Socket
+            do {
+                listener = try Self.listen(host: configuration.host, port: configuration.port)
+            } catch {
+                phase = .stopped
+                for loop in loops { loop.join() }
+                throw error
+            }
             do {
                 boundPort.store(try listener.localAddress().port, ordering: .releasing)
-                var loops: [EventLoop] = []
-                do {
-                    for index in 0..<max(1, configuration.eventLoopCount) {
-                        loops.append(try EventLoop(index: index, tickNanos: state.tickNanos))
-                    }
-                } catch {
-                    for loop in loops { loop.join() }
-                    throw error
-                }
                 let contexts = loops.map { LoopBound(HTTPLoopContext(loop: $0, server: state), loop: $0) }
                 let acceptorLoop = loops[0]
                 let server = state
@@ -75,6 +93,7 @@ public final class HTTPServer: Sendable {
                 case .success(let acceptor):
                     phase = .running(loops: loops, acceptor: acceptor)
                 case .failure(let error):
+                    phase = .stopped
                     for loop in loops { loop.stop() }
                     for loop in loops { loop.join() }
                     throw error

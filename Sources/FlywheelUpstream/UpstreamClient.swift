@@ -9,6 +9,27 @@ public final class UpstreamClient: Sendable {
         try engine.launch()
     }
 
+    /// Any thread. Driver mode (curl_multi_socket_action): no curl thread; the client runs on `driver`'s loop.
+    ///
+    /// - `start`, `UpstreamTransfer.cancel` and `shutdown` called on the driver thread act directly (the easy
+    ///   handle is added and curl kicked before `start` returns, unless called from inside a handler callback, in
+    ///   which case it happens as soon as that callback's engine operation ends); from other threads they hop to
+    ///   the driver with `execute`. Handler callbacks always come on the driver thread.
+    /// - `shutdown()` from another thread hops to the driver, completes every transfer with `.shutdown`, releases
+    ///   the sockets and timers it registered with the driver, cleans up curl, and blocks until that is done.
+    ///   Call it while the driver's loop still runs (e.g. before stopping the HTTP server); if the loop is
+    ///   already gone for good (the driver dropped the task), the same cleanup runs on the calling thread
+    ///   without touching the driver. From the driver thread it closes at once (inside a handler: as soon as
+    ///   that callback returns into the engine) and does not block.
+    /// - A client that was shut down completes new `start`s at once with `.shutdown` on the calling thread.
+    public convenience init(configuration: UpstreamClientConfiguration = .init(), driver: any UpstreamEventDriver) throws {
+        self.init(engine: try CurlEngine(configuration: configuration, driver: driver))
+    }
+
+    private init(engine: CurlEngine) {
+        self.engine = engine
+    }
+
     deinit { engine.shutdown() }
 
     /// Any thread. Queues the request for the curl thread and returns at once; the handler's calls then come on

@@ -2,7 +2,7 @@ import Dispatch
 import Foundation
 import Synchronization
 import XCTest
-import FlywheelUpstream
+@testable import FlywheelUpstream
 
 /// Opt-in (FLYWHEEL_UPSTREAM_BENCH=1): requests/s with 64 in flight and sequential latency against MiniHTTPServer.
 final class ThroughputBenchmarkTests: XCTestCase {
@@ -37,12 +37,30 @@ final class ThroughputBenchmarkTests: XCTestCase {
         defer { server.stop() }
         let client = try UpstreamClient()
         defer { client.shutdown() }
+        try measure(client: client, port: server.port, label: "thread mode")
+    }
+
+    /// The same with the client in curl_multi_socket_action mode on a `PollDriver` (the test's own poll loop).
+    func testThroughputDriverMode() throws {
+        guard ProcessInfo.processInfo.environment["FLYWHEEL_UPSTREAM_BENCH"] == "1" else {
+            throw XCTSkip("set FLYWHEEL_UPSTREAM_BENCH=1 to run")
+        }
+        let server = try MiniHTTPServer()
+        defer { server.stop() }
+        let driver = PollDriver()
+        defer { driver.stop() }
+        let client = try UpstreamClient(driver: driver)
+        defer { client.shutdown() }
+        try measure(client: client, port: server.port, label: "driver mode")
+    }
+
+    private func measure(client: UpstreamClient, port: Int, label: String) throws {
         let request = UpstreamRequest(
             path: "/chat/completions", headers: [("Content-Type", "application/json")],
             body: Array(#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#.utf8),
-            endpoints: [UpstreamEndpoint(name: "mini", baseURL: "http://127.0.0.1:\(server.port)/v1", apiKey: "k")])
+            endpoints: [UpstreamEndpoint(name: "mini", baseURL: "http://127.0.0.1:\(port)/v1", apiKey: "k")])
 
-        // Sequential latency.
+        // Sequential latency, started from the test thread (a hop in, a semaphore out).
         var latencies: [Double] = []
         for _ in 0..<2000 {
             let loop = Loop(client: client, request: request, total: 0)
@@ -57,10 +75,10 @@ final class ThroughputBenchmarkTests: XCTestCase {
             latencies.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1000)
         }
         latencies.sort()
-        print("sequential round trip p50 \(latencies[1000]) µs, p99 \(latencies[1980]) µs")
+        print("[\(label)] sequential round trip p50 \(latencies[1000]) µs, p99 \(latencies[1980]) µs")
 
-        // Throughput with 64 in flight.
-        for inFlight in [16, 64] {
+        // "1 in flight" is sequential too, chained from the completion callback: no thread hop in driver mode.
+        for inFlight in [1, 16, 64] {
             let total = 40_000
             let loops = (0..<inFlight).map { _ in Loop(client: client, request: request, total: total / inFlight) }
             let t0 = DispatchTime.now().uptimeNanoseconds
@@ -68,7 +86,7 @@ final class ThroughputBenchmarkTests: XCTestCase {
             for loop in loops { loop.done.wait() }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
             let failures = loops.reduce(0) { $0 + $1.failures.load(ordering: .relaxed) }
-            print("\(inFlight) in flight: \(Int(Double(total + inFlight) / seconds)) requests/s, failures \(failures)")
+            print("[\(label)] \(inFlight) in flight: \(Int(Double(total + inFlight) / seconds)) requests/s, failures \(failures)")
             XCTAssertEqual(failures, 0)
         }
     }

@@ -4,19 +4,26 @@ import Synchronization
 import XCTest
 @testable import FlywheelUpstream
 
-final class UpstreamClientTests: XCTestCase {
+class UpstreamClientTests: XCTestCase {
     static let secret = "sk-test-VERY-SECRET-0123456789"
     var server: FakeUpstreamServer { .shared }
     var client: UpstreamClient!
 
+    /// Driver mode (curl_multi_socket_action on a `PollDriver`) in the subclass.
+    var driver: PollDriver?
+
+    func makeClient() throws -> UpstreamClient { try UpstreamClient() }
+
     override func setUpWithError() throws {
         _ = server
-        client = try UpstreamClient()
+        client = try makeClient()
     }
 
     override func tearDown() {
         client.shutdown()
         client = nil
+        driver?.stop()
+        driver = nil
     }
 
     private func endpoint(_ name: String = "fake", url: String? = nil, key: String? = secret,
@@ -415,5 +422,77 @@ final class UpstreamClientTests: XCTestCase {
             XCTAssertLessThanOrEqual(Double(nanos), base + 1)
         }
         XCTAssertEqual(policy.backoffNanos(retry: 1, retryAfter: 30), 1_000_000_000)
+    }
+}
+
+/// Every scenario above again, with the client running on a test event loop in curl_multi_socket_action mode.
+final class DriverModeUpstreamClientTests: UpstreamClientTests {
+    override func makeClient() throws -> UpstreamClient {
+        let driver = PollDriver()
+        self.driver = driver
+        return try UpstreamClient(driver: driver)
+    }
+
+    func testShutdownFromTheDriverThreadAndReleasesEverything() throws {
+        let driver = try XCTUnwrap(self.driver)
+        let handler = RecordingHandler()
+        client.start(UpstreamRequest(path: "/hang", endpoints: [UpstreamEndpoint(name: "fake", baseURL: server.baseURL)]),
+                     handler: handler)
+        Thread.sleep(forTimeInterval: 0.2)
+        let client = self.client!
+        let done = DispatchSemaphore(value: 0)
+        driver.execute {
+            client.shutdown()  // on the driver thread: closes at once
+            XCTAssertEqual(client.activeTransfers, 0)
+            XCTAssertEqual(driver.watchCount, 0)
+            done.signal()
+        }
+        XCTAssertEqual(done.wait(timeout: .now() + 2), .success)
+        XCTAssertTrue(handler.wait(seconds: 1))
+        XCTAssertEqual(handler.error, .shutdown)
+    }
+
+    func testShutdownAfterTheDriverStoppedDoesNotHang() throws {
+        let handler = RecordingHandler()
+        client.start(UpstreamRequest(path: "/hang", endpoints: [UpstreamEndpoint(name: "fake", baseURL: server.baseURL)]),
+                     handler: handler)
+        Thread.sleep(forTimeInterval: 0.2)
+        driver?.stop()
+        driver = nil
+        client.shutdown()  // the hop is dropped: cleanup runs here
+        XCTAssertTrue(handler.wait(seconds: 1))
+        XCTAssertEqual(handler.error, .shutdown)
+        let late = RecordingHandler()
+        client.start(UpstreamRequest(path: "/echo", endpoints: [UpstreamEndpoint(name: "fake", baseURL: server.baseURL)]),
+                     handler: late)
+        XCTAssertEqual(late.error, .shutdown)
+    }
+
+    func testCallbacksComeOnTheDriverThread() throws {
+        final class ThreadCheck: UpstreamResponseHandler {
+            let driver: PollDriver
+            let recorder = RecordingHandler()
+            let offThread = Atomic<Int>(0)
+            init(driver: PollDriver) { self.driver = driver }
+            func upstreamDidReceiveHead(_ head: UpstreamResponseHead) {
+                if !driver.inDriverThread { offThread.add(1, ordering: .relaxed) }
+                recorder.upstreamDidReceiveHead(head)
+            }
+            func upstreamDidReceiveBody(_ chunk: [UInt8]) {
+                if !driver.inDriverThread { offThread.add(1, ordering: .relaxed) }
+                recorder.upstreamDidReceiveBody(chunk)
+            }
+            func upstreamDidComplete(_ result: Result<UpstreamTiming, UpstreamError>, timing: UpstreamTiming) {
+                if !driver.inDriverThread { offThread.add(1, ordering: .relaxed) }
+                recorder.upstreamDidComplete(result, timing: timing)
+            }
+        }
+        let handler = ThreadCheck(driver: try XCTUnwrap(driver))
+        client.start(UpstreamRequest(method: "GET", path: "/sse?n=3&delay=0.01",
+                                     endpoints: [UpstreamEndpoint(name: "fake", baseURL: server.baseURL)]),
+                     handler: handler)
+        XCTAssertTrue(handler.recorder.wait(seconds: 5))
+        XCTAssertNil(handler.recorder.error)
+        XCTAssertEqual(handler.offThread.load(ordering: .relaxed), 0)
     }
 }
