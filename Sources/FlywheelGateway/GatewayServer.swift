@@ -8,7 +8,7 @@ public final class GatewayServer: Sendable {
     public let configuration: GatewayConfiguration
     public let gateway: Gateway
     private let http: HTTPServer
-    private let upstream: UpstreamClient
+    private let upstreams: UpstreamPool
     private let log: LogWriter
 
     public init(configuration: GatewayConfiguration) throws {
@@ -22,14 +22,8 @@ public final class GatewayServer: Sendable {
         } catch {
             throw ConfigurationError("cannot open the log database \(configuration.log.path): \(error)")
         }
-        let upstream: UpstreamClient
-        do {
-            upstream = try UpstreamClient()
-        } catch {
-            log.close()
-            throw error
-        }
-        let gateway = Gateway(configuration: configuration, upstream: upstream, log: log)
+        let upstreams = UpstreamPool()
+        let gateway = Gateway(configuration: configuration, upstreams: upstreams, log: log)
         var http = HTTPServerConfiguration(host: address.host, port: address.port)
         if let loops = configuration.server.eventLoops { http.eventLoopCount = max(1, loops) }
         http.maxBodyBytes = configuration.server.maxBodyBytes
@@ -42,10 +36,17 @@ public final class GatewayServer: Sendable {
             OpenAIError.forHTTPStatus(status, message: message).response(requestID: RequestID.newUUIDv7())
         }
         let server = HTTPServer(configuration: http, responder: gateway)
+        do {
+            // Each event loop drives its own curl multi handle: no thread hop on the request path.
+            try upstreams.attach(to: server.eventLoops)
+        } catch {
+            log.close()
+            throw error
+        }
         gateway.setConnectionCounter { [weak server] in server?.openConnectionCount ?? 0 }
         self.gateway = gateway
         self.http = server
-        self.upstream = upstream
+        self.upstreams = upstreams
         self.log = log
     }
 
@@ -55,7 +56,7 @@ public final class GatewayServer: Sendable {
         do {
             try http.start()
         } catch {
-            upstream.shutdown()
+            upstreams.shutdown()
             log.close()
             throw error
         }
@@ -70,7 +71,7 @@ public final class GatewayServer: Sendable {
     /// then the upstream client stops and the log is flushed and closed. Blocks until all of that is done.
     public func shutdown() {
         http.shutdown(gracePeriod: configuration.server.shutdownGrace)
-        upstream.shutdown()
+        upstreams.shutdown()
         log.close()
     }
 }

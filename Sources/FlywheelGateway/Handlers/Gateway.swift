@@ -10,7 +10,7 @@ import Synchronization
 public final class Gateway: HTTPResponder {
     let configuration: GatewayConfiguration
     let router: Router
-    let upstream: UpstreamClient
+    let upstreams: UpstreamPool
     let log: LogWriter
     public let metrics: GatewayMetrics
     let authenticator: APIKeyAuthenticator
@@ -19,10 +19,10 @@ public final class Gateway: HTTPResponder {
     /// Reads the HTTP server's open-connection count for `/metrics`; set once the server exists.
     let connectionCounter = Mutex<(@Sendable () -> Int)?>(nil)
 
-    public init(configuration: GatewayConfiguration, upstream: UpstreamClient, log: LogWriter, metrics: GatewayMetrics = GatewayMetrics()) {
+    public init(configuration: GatewayConfiguration, upstreams: UpstreamPool, log: LogWriter, metrics: GatewayMetrics = GatewayMetrics()) {
         self.configuration = configuration
         self.router = Router(configuration: configuration)
-        self.upstream = upstream
+        self.upstreams = upstreams
         self.log = log
         self.metrics = metrics
         self.authenticator = APIKeyAuthenticator(keys: configuration.auth.keys)

@@ -37,7 +37,10 @@ final class ProxyExchange: UpstreamResponseHandler {
     }
 
     func start(_ request: UpstreamRequest) {
-        let transfer = gateway.upstream.start(request, handler: self)
+        guard let client = gateway.upstreams.client(for: writer.eventLoop) else {
+            return upstreamDidComplete(.failure(.shutdown), timing: UpstreamTiming(startedNanos: 0, firstByteNanos: nil, finishedNanos: 0))
+        }
+        let transfer = client.start(request, handler: self)
         state.withLock { $0.transfer = transfer }
         // A client that goes away cancels the upstream transfer: no tokens are paid for that nobody reads.
         writer.onClose { [weak self] in self?.clientDisconnected() }
