@@ -15,6 +15,10 @@ import Synchronization
 /// Thread-safe: every method may be called from any thread, except that `shutdown` must not be called on one
 /// of the server's own event-loop threads (it joins them). Loop 0 owns the listening socket and hands accepted
 /// connections round-robin to all loops; a connection then lives on its loop until it closes.
+///
+/// Other components can run on the loops too (`eventLoops`, `HTTPResponseWriter.eventLoop`): an upstream client
+/// per loop can then receive, proxy and answer a request on one thread. Such components must be shut down while
+/// the loops still run, i.e. before `shutdown` here (or at least before its grace period ends).
 public final class HTTPServer: Sendable {
     private enum Phase {
         case idle
@@ -57,14 +61,8 @@ public final class HTTPServer: Sendable {
             guard case .idle = phase else { preconditionFailure("HTTPServer.start() called twice") }
             let configuration = state.configuration
             let loops = try self.loops.get()
-            let listener: Socket
-            do {
-                listener = try Self.listen(host: configuration.host, port: configuration.port)
-            } catch {
-                phase = .stopped
-                for loop in loops { loop.join() }
-                throw error
-            }
+            // A bind failure leaves the server idle with its (not yet started) loops intact: start may be retried.
+            let listener = try Self.listen(host: configuration.host, port: configuration.port)
             do {
                 boundPort.store(try listener.localAddress().port, ordering: .releasing)
                 let contexts = loops.map { LoopBound(HTTPLoopContext(loop: $0, server: state), loop: $0) }

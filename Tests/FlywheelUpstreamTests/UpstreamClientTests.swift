@@ -468,6 +468,32 @@ final class DriverModeUpstreamClientTests: UpstreamClientTests {
         XCTAssertEqual(late.error, .shutdown)
     }
 
+    func testStartAndCancelOnTheDriverThreadActDirectly() throws {
+        let driver = try XCTUnwrap(self.driver)
+        let client = self.client!
+        let ep = UpstreamEndpoint(name: "fake", baseURL: server.baseURL)
+        let handlers = (0..<20).map { _ in RecordingHandler() }
+        let hanging = RecordingHandler()
+        let started = DispatchSemaphore(value: 0)
+        driver.execute {
+            for (i, handler) in handlers.enumerated() {
+                client.start(UpstreamRequest(path: "/echo", body: Array("n\(i)".utf8), endpoints: [ep]), handler: handler)
+            }
+            let transfer = client.start(UpstreamRequest(path: "/hang", endpoints: [ep]), handler: hanging)
+            XCTAssertEqual(client.activeTransfers, 21)
+            transfer.cancel()  // acts at once on the driver thread
+            XCTAssertTrue(transfer.isCompleted)
+            started.signal()
+        }
+        XCTAssertEqual(started.wait(timeout: .now() + 2), .success)
+        XCTAssertEqual(hanging.error, .cancelled)
+        for handler in handlers {
+            XCTAssertTrue(handler.wait(seconds: 5))
+            XCTAssertEqual(handler.head?.status, 200)
+        }
+        XCTAssertEqual(client.activeTransfers, 0)
+    }
+
     func testCallbacksComeOnTheDriverThread() throws {
         final class ThreadCheck: UpstreamResponseHandler {
             let driver: PollDriver
