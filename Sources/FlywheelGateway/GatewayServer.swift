@@ -56,6 +56,7 @@ public final class GatewayServer: Sendable {
         do {
             try http.start()
         } catch {
+            http.shutdown(gracePeriod: 0)  // releases the never-started loops first, so the clients can close
             upstreams.shutdown()
             log.close()
             throw error

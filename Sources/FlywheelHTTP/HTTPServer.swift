@@ -117,10 +117,24 @@ public final class HTTPServer: Sendable {
     /// Graceful stop: stop accepting, close idle connections, let in-flight responses (and streams) finish up to
     /// `gracePeriod` seconds, then close everything and join the threads. Blocks until done. Idempotent.
     public func shutdown(gracePeriod: Double) {
-        let running: ([EventLoop], LoopBound<Acceptor>)? = phase.withLock { phase in
-            guard case .running(let loops, let acceptor) = phase else { return nil }
-            phase = .stopping
-            return (loops, acceptor)
+        let (running, neverStarted): (([EventLoop], LoopBound<Acceptor>)?, Bool) = phase.withLock { phase in
+            switch phase {
+            case .running(let loops, let acceptor):
+                phase = .stopping
+                return ((loops, acceptor), false)
+            case .idle:
+                phase = .stopped
+                return (nil, true)
+            case .stopping, .stopped:
+                return (nil, false)
+            }
+        }
+        if neverStarted {
+            // Never started (or `start` failed, e.g. the port was taken): the loops have no threads, but tasks
+            // may have been queued on them (an upstream client's shutdown hop). Joining closes their queues, so
+            // such tasks are dropped and their owners clean up on their own thread instead of waiting forever.
+            for loop in (try? loops.get()) ?? [] { loop.join() }
+            return
         }
         guard let (loops, acceptor) = running else { return }
         precondition(!loops.contains { $0.inEventLoop }, "HTTPServer.shutdown must not run on an event-loop thread")

@@ -1,4 +1,5 @@
 import Dispatch
+import CLinux
 
 /// The writer thread's side of a `LogWriter`: owns the read-write connection and its prepared
 /// statements, takes work from `WriterCore`, writes it in batches.
@@ -33,6 +34,9 @@ final class WriterEngine: @unchecked Sendable {
     /// The writer thread's body: loop until `close()` and the queue is drained, then checkpoint and close.
     func run() {
         core.markCurrentThreadAsWriter()
+        // The log is background work: on a busy machine the request threads should win the CPU, and a batch
+        // commit should never be what delays a response. On Linux, nice values apply per thread.
+        _ = fw_set_current_thread_nice(10)
         var batch: [RequestRecord] = []
         batch.reserveCapacity(core.maxBatch)
         var controls: [WriterControl] = []

@@ -106,3 +106,32 @@ def test_grace_deadline_cuts_endless_stream_and_exits_0(start_flywheel, fake, fa
     assert 1.5 <= elapsed < 8, f"exited {elapsed:.1f}s after SIGTERM with shutdown_grace 2"
     t.join(5)
     fw.show(result["id"])  # the cut request is still logged
+
+
+def run_serve(flywheel_bin, tmp_path, *args: str, timeout: float = 15):
+    import subprocess
+    return subprocess.run([str(flywheel_bin), "serve", "--db", str(tmp_path / "x.db"), *args],
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def test_port_in_use_fails_fast_with_a_clear_error(flywheel_bin, tmp_path, fake):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        t0 = time.monotonic()
+        r = run_serve(flywheel_bin, tmp_path, "--listen", f"127.0.0.1:{port}", "--upstream-url", fake.url)
+    assert r.returncode != 0
+    assert "bind" in r.stderr and "in use" in r.stderr
+    assert time.monotonic() - t0 < 10
+
+
+def test_bad_configuration_is_reported_not_crashed(flywheel_bin, tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("server:\n  shutdown_grase: 5\n")
+    r = run_serve(flywheel_bin, tmp_path, "--config", str(cfg))
+    assert r.returncode != 0 and "unknown key 'shutdown_grase'" in r.stderr
+    r = run_serve(flywheel_bin, tmp_path, "--listen", "127.0.0.1:0")
+    assert r.returncode != 0 and "--upstream-url" in r.stderr
+    r = run_serve(flywheel_bin, tmp_path / "missing-dir", "--listen", "127.0.0.1:0", "--upstream-url", "http://127.0.0.1:9/v1")
+    assert r.returncode != 0 and "does not exist" in r.stderr
