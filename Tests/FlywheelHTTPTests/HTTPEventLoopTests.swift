@@ -123,7 +123,7 @@ final class HTTPEventLoopTests: XCTestCase {
         XCTAssertEqual(values.count, 3)
         for value in values {
             XCTAssertGreaterThanOrEqual(value, -0.01)
-            XCTAssertLessThan(value, 15, "timer fired \(value) ms late")
+            XCTAssertLessThan(value, 100, "timer fired \(value) ms late (the loop tick is 250 ms)")
         }
     }
 

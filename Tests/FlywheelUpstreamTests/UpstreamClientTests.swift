@@ -113,7 +113,7 @@ class UpstreamClientTests: XCTestCase {
         XCTAssertEqual(handler.bodyText, "data: 0\n\ndata: 1\n\ndata: 2\n\ndata: 3\n\ndata: 4\n\n")
         XCTAssertGreaterThan(elapsed(chunks[0].at, completedAt), 0.5, "first event must arrive well before the end")
         for i in 1..<chunks.count {
-            XCTAssertGreaterThan(elapsed(chunks[i - 1].at, chunks[i].at), 0.08)
+            XCTAssertGreaterThan(elapsed(chunks[i - 1].at, chunks[i].at), 0.03)
         }
     }
 
@@ -263,7 +263,7 @@ class UpstreamClientTests: XCTestCase {
         XCTAssertTrue(handler.wait(seconds: 10))
         XCTAssertEqual(handler.error, .cancelled)
         let took = elapsed(cancelledAt.load(ordering: .relaxed), handler.state.withLock { $0.completedAt })
-        XCTAssertLessThan(took, 0.15, "cancel must not wait for the next event")
+        XCTAssertLessThan(took, 0.25, "cancel must not wait for the next event (0.3 s away)")
         XCTAssertTrue(transfer.isCompleted)
         transfer.cancel()  // idempotent after completion
         XCTAssertEqual(handler.state.withLock { $0.completions }, 1)
@@ -282,7 +282,7 @@ class UpstreamClientTests: XCTestCase {
         XCTAssertTrue(handler.wait(seconds: 5))
         XCTAssertEqual(handler.error, .cancelled)
         XCTAssertNil(handler.head, "the swallowed 503 must not reach the handler")
-        XCTAssertLessThan(elapsed(cancelledAt, handler.state.withLock { $0.completedAt }), 0.2)
+        XCTAssertLessThan(elapsed(cancelledAt, handler.state.withLock { $0.completedAt }), 2.0, "cancel must not wait out the 4 s backoff")
     }
 
     func testManyConcurrentRequestsAllComplete() throws {
