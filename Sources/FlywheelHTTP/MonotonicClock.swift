@@ -2,10 +2,10 @@
 import Glibc
 #endif
 
-/// CLOCK_MONOTONIC in nanoseconds. Stateless; any thread.
-enum MonotonicClock {
+/// CLOCK_MONOTONIC in nanoseconds, the clock of `HTTPRequest.receivedAtNanos`. Stateless; any thread.
+public enum MonotonicClock {
     @inline(__always)
-    static func now() -> UInt64 {
+    public static func now() -> UInt64 {
         var spec = timespec()
         clock_gettime(CLOCK_MONOTONIC, &spec)
         return UInt64(spec.tv_sec) &* 1_000_000_000 &+ UInt64(spec.tv_nsec)

@@ -17,9 +17,12 @@ public struct UpstreamResponseHead: Sendable {
 
     /// First header value whose name matches `name` case-insensitively.
     public func value(for name: String) -> String? {
-        for (key, value) in headers where key.utf8.count == name.utf8.count && key.lowercased() == name.lowercased() {
+        for (key, value) in headers where key.utf8.count == name.utf8.count
+            && zip(key.utf8, name.utf8).allSatisfy({ Self.asciiLower($0) == Self.asciiLower($1) }) {
             return value
         }
         return nil
     }
+
+    private static func asciiLower(_ c: UInt8) -> UInt8 { c >= 0x41 && c <= 0x5A ? c | 0x20 : c }
 }

@@ -68,7 +68,7 @@ extension Gateway {
         guard let signal = FeedbackSignal(rawValue: signalText) else {
             return .failure(.invalidRequest("'signal' must be one of \(allowed); got '\(signalText)'.", param: "signal"))
         }
-        var record = FeedbackRecord(requestID: requestID, createdAtMillis: MonotonicClock.unixMillis(), signal: signal)
+        var record = FeedbackRecord(requestID: requestID, createdAtMillis: WallClock.unixMillis(), signal: signal)
 
         func optionalString(_ key: String, limit: Int) -> Result<String?, OpenAIError> {
             guard let v = o[key], v != .null else { return .success(nil) }

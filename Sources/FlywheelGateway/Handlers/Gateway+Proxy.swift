@@ -36,13 +36,7 @@ struct RequestContext: Sendable {
     }
 }
 
-enum MonotonicClock {
-    static func nowNanos() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-    }
-
+enum WallClock {
     static func unixMillis() -> Int64 {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
@@ -59,8 +53,8 @@ extension Gateway {
         metrics.requestStarted()
         var context = RequestContext(
             requestID: requestID, endpoint: endpoint.rawValue, method: request.method,
-            receivedAtNanos: request.receivedAtNanos == 0 ? MonotonicClock.nowNanos() : request.receivedAtNanos,
-            createdAtMillis: MonotonicClock.unixMillis(),
+            receivedAtNanos: request.receivedAtNanos == 0 ? MonotonicClock.now() : request.receivedAtNanos,
+            createdAtMillis: WallClock.unixMillis(),
             requestText: String(decoding: request.body, as: UTF8.self))
         context.tags = Self.parseTags(request.headers["x-flywheel-tags"])
 
@@ -157,7 +151,7 @@ extension Gateway {
     /// Answers a request that never reached an upstream, and logs it with its error.
     func fail(_ context: RequestContext, _ error: OpenAIError, writer: HTTPResponseWriter) {
         writer.send(error.response(requestID: context.requestID))
-        let seconds = Double(MonotonicClock.nowNanos() &- context.receivedAtNanos) / 1e9
+        let seconds = Double(MonotonicClock.now() &- context.receivedAtNanos) / 1e9
         var record = context.record(status: error.status, latencyMillis: seconds * 1000)
         record.errorType = error.code ?? error.type
         record.errorMessage = error.message

@@ -57,7 +57,7 @@ final class ProxyExchange: UpstreamResponseHandler {
     // MARK: UpstreamResponseHandler (upstream client thread)
 
     func upstreamDidReceiveHead(_ head: UpstreamResponseHead) {
-        let isEventStream = head.headers.contains { $0.0.lowercased() == "content-type" && $0.1.lowercased().hasPrefix("text/event-stream") }
+        let isEventStream = head.value(for: "content-type")?.hasPrefixIgnoringASCIICase("text/event-stream") ?? false
         let startStream = wantsStream && head.status == 200 && isEventStream
         state.withLock {
             $0.head = head
@@ -144,7 +144,7 @@ final class ProxyExchange: UpstreamResponseHandler {
         } else if let head = s.head {
             status = head.status
             var headers = responseHeaders(from: head)
-            let contentType = head.headers.first { $0.0.lowercased() == "content-type" }?.1 ?? "application/json"
+            let contentType = head.value(for: "content-type") ?? "application/json"
             headers.set("Content-Type", contentType)
             writer.send(HTTPResponse(status: head.status, headers: headers, body: s.body))
             // The log keeps the upstream's bytes as sent; the parsed copy only feeds usage, model and errors.
@@ -169,7 +169,7 @@ final class ProxyExchange: UpstreamResponseHandler {
 
     private func record(context: RequestContext, status: Int, head: UpstreamResponseHead?, timing: UpstreamTiming,
                         responseJSON: JSON?, responseText: String?, error: OpenAIError?, upstreamErrorBody: JSON?, servedModel: String?) {
-        let now = MonotonicClock.nowNanos()
+        let now = MonotonicClock.now()
         let totalSeconds = Double(now &- context.receivedAtNanos) / 1e9
         let upstreamSeconds = Double(timing.finishedNanos &- timing.startedNanos) / 1e9
         var r = context.record(status: status, latencyMillis: totalSeconds * 1000)
@@ -207,10 +207,10 @@ final class ProxyExchange: UpstreamResponseHandler {
         var headers = HTTPHeaders()
         headers.add("x-request-id", requestID)
         for (name, value) in head.headers {
-            let lower = name.lowercased()
-            if lower.hasPrefix("x-ratelimit-") || lower.hasPrefix("openai-") || lower == "retry-after" {
+            if name.hasPrefixIgnoringASCIICase("x-ratelimit-") || name.hasPrefixIgnoringASCIICase("openai-")
+                || name.equalsIgnoringASCIICase("retry-after") {
                 headers.add(name, value)
-            } else if lower == "x-request-id" {
+            } else if name.equalsIgnoringASCIICase("x-request-id") {
                 headers.add("x-upstream-request-id", value)
             }
         }
