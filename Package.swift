@@ -30,7 +30,7 @@ let package = Package(
         // libcurl multi client: pooled connections, streaming, timeouts, retries, fallbacks.
         .target(name: "FlywheelUpstream", dependencies: ["CCurl"], swiftSettings: strict),
         // The SQLite log: schema, migrations, background batch writer, queries.
-        .target(name: "FlywheelStore", dependencies: ["CSQLite", "CLinux"], swiftSettings: strict),
+        .target(name: "FlywheelStore", dependencies: ["CSQLite"], swiftSettings: strict),
         // A small, fast JSON value type with parser and writer.
         .target(name: "FlywheelJSON", swiftSettings: strict),
         // OpenAI wire format, routing, handlers, feedback, metrics, configuration.

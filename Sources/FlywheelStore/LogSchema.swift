@@ -37,11 +37,11 @@ public enum LogSchema {
                 cost_usd          REAL,
                 attempts          INTEGER NOT NULL DEFAULT 0
             );
+            -- Few indexes: each one is written for every logged request. Operator queries walk row_id
+            -- (newest first) and stop early; exports select by time and model.
             CREATE INDEX requests_created_at      ON requests(created_at);
             CREATE INDEX requests_model_requested ON requests(model_requested);
-            CREATE INDEX requests_model_served    ON requests(model_served);
             CREATE INDEX requests_route           ON requests(route);
-            CREATE INDEX requests_status          ON requests(status);
 
             CREATE TABLE feedback (
                 row_id          INTEGER PRIMARY KEY,

@@ -1,5 +1,7 @@
 import Dispatch
-import CLinux
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The writer thread's side of a `LogWriter`: owns the read-write connection and its prepared
 /// statements, takes work from `WriterCore`, writes it in batches.
@@ -34,9 +36,6 @@ final class WriterEngine: @unchecked Sendable {
     /// The writer thread's body: loop until `close()` and the queue is drained, then checkpoint and close.
     func run() {
         core.markCurrentThreadAsWriter()
-        // The log is background work: on a busy machine the request threads should win the CPU, and a batch
-        // commit should never be what delays a response. On Linux, nice values apply per thread.
-        _ = fw_set_current_thread_nice(10)
         var batch: [RequestRecord] = []
         batch.reserveCapacity(core.maxBatch)
         var controls: [WriterControl] = []
@@ -119,7 +118,13 @@ final class WriterEngine: @unchecked Sendable {
         if batch.isEmpty && feedback.isEmpty { return Outcome() }
         do throws(StoreError) {
             try begin()
-            for record in batch { try insert(record) }
+            for (i, record) in batch.enumerated() {
+                try insert(record)
+                // Give the CPU back between slices of a big batch: on a machine with few cores a long insert
+                // burst would otherwise hold a core for a whole scheduler slice (milliseconds) while request
+                // threads wait for it, which shows up directly in tail latency.
+                if i & 31 == 31 { sched_yield() }
+            }
             var results: [Result<FeedbackSubmission, StoreError>] = []
             results.reserveCapacity(feedback.count)
             for item in feedback { results.append(try apply(item)) }
