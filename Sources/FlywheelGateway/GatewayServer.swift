@@ -38,7 +38,10 @@ public final class GatewayServer: Sendable {
         let server = HTTPServer(configuration: http, responder: gateway)
         do {
             // Each event loop drives its own curl multi handle: no thread hop on the request path.
-            try upstreams.attach(to: server.eventLoops)
+            var client = UpstreamClientConfiguration()
+            client.verifyTLS = configuration.upstreamTLS.verify
+            client.caBundlePath = configuration.upstreamTLS.caBundle
+            try upstreams.attach(to: server.eventLoops, configuration: client)
         } catch {
             log.close()
             throw error

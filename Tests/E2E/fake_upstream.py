@@ -416,7 +416,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class FakeUpstream:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, chunk_delay: float = 0.0):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, chunk_delay: float = 0.0,
+                 tls: "tuple[str, str] | None" = None):
+        """tls: (certificate file, key file) to serve HTTPS instead of HTTP."""
         self.chunk_delay = chunk_delay
         self.requests: list[Recorded] = []
         self._faults: list[dict] = []
@@ -427,13 +429,20 @@ class FakeUpstream:
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self._server.block_on_close = False
+        self.scheme = "http"
+        if tls:
+            import ssl
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self.host, self.port = self._server.server_address[:2]
         self._thread: threading.Thread | None = None
 
     # --- lifecycle
     @property
     def base(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def url(self) -> str:

@@ -6,6 +6,7 @@ struct ConfigFile: Decodable {
     var log: LogSection?
     var feedback: FeedbackSection?
     var upstreams: [UpstreamSection]?
+    var upstream_tls: UpstreamTLSSection?
     var routes: [RouteSection]?
     var prices: [String: PriceSection]?
 
@@ -45,6 +46,7 @@ struct ConfigFile: Decodable {
         var timeouts: TimeoutsSection?
         var retries: RetriesSection?
     }
+    struct UpstreamTLSSection: Decodable { var ca_bundle: String?; var verify: Bool? }
     struct RouteSection: Decodable {
         var model: String
         var upstreams: [String]?
@@ -98,6 +100,8 @@ struct ConfigFile: Decodable {
             up.maxBackoff = u.retries?.max_backoff ?? up.maxBackoff
             c.upstreams.append(up)
         }
+        c.upstreamTLS.caBundle = upstream_tls?.ca_bundle
+        c.upstreamTLS.verify = upstream_tls?.verify ?? true
         for (i, r) in (routes ?? []).enumerated() {
             let names = r.upstreams ?? r.upstream.map { [$0] } ?? []
             guard !names.isEmpty else { throw ConfigurationError("\(source): routes[\(i)] (\(r.model)) needs upstreams") }

@@ -24,6 +24,7 @@ enum ConfigKeyChecker {
             "timeouts": .mapping(["connect": .any, "first_byte": .any, "total": .any]),
             "retries": .mapping(["max": .any, "initial_backoff": .any, "max_backoff": .any]),
         ])),
+        "upstream_tls": .mapping(["ca_bundle": .any, "verify": .any]),
         "routes": .list(.mapping(["model": .any, "upstreams": .any, "upstream": .any, "upstream_model": .any, "name": .any])),
         "prices": .mapOf(.mapping(["input": .any, "output": .any])),
     ])

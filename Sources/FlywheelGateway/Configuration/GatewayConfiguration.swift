@@ -9,6 +9,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var log = Log()
     public var feedback = Feedback()
     public var upstreams: [Upstream] = []
+    public var upstreamTLS = UpstreamTLS()
     public var routes: [Route] = []
     /// USD per one million tokens, by model name (requested or served).
     public var prices: [String: Price] = [:]
@@ -63,6 +64,14 @@ public struct GatewayConfiguration: Sendable, Equatable {
         public var maxRetries = 2
         public var initialBackoff = 0.2
         public var maxBackoff = 5.0
+    }
+
+    /// How upstream TLS certificates are checked (for every upstream).
+    public struct UpstreamTLS: Sendable, Equatable {
+        /// PEM bundle of CAs to trust instead of the system's (e.g. an internal CA).
+        public var caBundle: String? = nil
+        /// Never turn off outside a test: without verification anyone on the path can read the traffic.
+        public var verify = true
     }
 
     public struct Route: Sendable, Equatable {
@@ -133,6 +142,9 @@ extension GatewayConfiguration {
             for (label, t) in [("connect", u.connectTimeout), ("first_byte", u.firstByteTimeout), ("total", u.totalTimeout)] where !(t > 0) {
                 throw ConfigurationError("upstreams.\(u.name).timeouts.\(label) must be > 0")
             }
+        }
+        if let bundle = upstreamTLS.caBundle, !FileManager.default.isReadableFile(atPath: bundle) {
+            throw ConfigurationError("upstream_tls.ca_bundle: cannot read \(bundle)")
         }
         for (i, r) in routes.enumerated() {
             guard !r.model.isEmpty else { throw ConfigurationError("routes[\(i)]: model is empty") }
