@@ -25,10 +25,12 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CLinux"),
 
+        // Deadline bookkeeping shared by the event loops and the upstream client.
+        .target(name: "FlywheelTimers", swiftSettings: strict),
         // Sockets, epoll event loops, HTTP/1.1 parsing and writing, SSE framing. Knows nothing of OpenAI.
-        .target(name: "FlywheelHTTP", swiftSettings: strict),
+        .target(name: "FlywheelHTTP", dependencies: ["FlywheelTimers"], swiftSettings: strict),
         // libcurl multi client: pooled connections, streaming, timeouts, retries, fallbacks.
-        .target(name: "FlywheelUpstream", dependencies: ["CCurl"], swiftSettings: strict),
+        .target(name: "FlywheelUpstream", dependencies: ["CCurl", "FlywheelTimers"], swiftSettings: strict),
         // The SQLite log: schema, migrations, background batch writer, queries.
         .target(name: "FlywheelStore", dependencies: ["CSQLite"], swiftSettings: strict),
         // A small, fast JSON value type with parser and writer.
@@ -48,6 +50,7 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
 
+        .testTarget(name: "FlywheelTimersTests", dependencies: ["FlywheelTimers"], swiftSettings: strict),
         .testTarget(name: "FlywheelHTTPTests", dependencies: ["FlywheelHTTP"], swiftSettings: strict),
         .testTarget(name: "FlywheelUpstreamTests", dependencies: ["FlywheelUpstream"], swiftSettings: strict),
         .testTarget(name: "FlywheelStoreTests", dependencies: ["FlywheelStore"], swiftSettings: strict),

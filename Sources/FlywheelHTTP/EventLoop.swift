@@ -1,3 +1,4 @@
+internal import FlywheelTimers
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -251,16 +252,16 @@ public final class HTTPEventLoop: @unchecked Sendable {
     public func schedule(afterMilliseconds: Int, _ callback: @escaping () -> Void) -> HTTPEventLoopTimer {
         preconditionInEventLoop()
         let delay = UInt64(max(0, min(afterMilliseconds, 100_000_000))) &* 1_000_000
-        let timer = HTTPEventLoopTimer(due: MonotonicClock.now() &+ delay, callback: callback)
+        let timer = LoopTimer(due: MonotonicClock.now() &+ delay, callback: callback)
         timers.insert(timer)
-        return timer
+        return HTTPEventLoopTimer(timer: timer)
     }
 
     /// Loop thread only. The timer will not fire (no-op if it fired or was cancelled already).
-    public func cancel(_ timer: HTTPEventLoopTimer) {
+    public func cancel(_ token: HTTPEventLoopTimer) {
         preconditionInEventLoop()
-        timers.remove(timer)
-        timer.callback = nil
+        timers.remove(token.timer)
+        token.timer.callback = nil
     }
 
     private static func token(_ descriptor: Int32, _ generation: UInt32) -> UInt64 {
@@ -273,7 +274,7 @@ public final class HTTPEventLoop: @unchecked Sendable {
         var nextTick = now &+ tickNanos
         while !stopRequested.load(ordering: .acquiring) {
             var wakeAt = nextTick
-            if let due = timers.nextDue, due < wakeAt { wakeAt = due }
+            if let due = timers.nextDeadline, due < wakeAt { wakeAt = due }
             let timeout = wakeAt > now ? Int32(min((wakeAt - now + 999_999) / 1_000_000, 1000)) : 0
             let count: Int
             do {
@@ -295,7 +296,7 @@ public final class HTTPEventLoop: @unchecked Sendable {
             }
             runPendingTasks()
             now = MonotonicClock.now()
-            if let due = timers.nextDue, due <= now {
+            if let due = timers.nextDeadline, due <= now {
                 fireTimers(now: now)
                 now = MonotonicClock.now()
             }
@@ -312,7 +313,7 @@ public final class HTTPEventLoop: @unchecked Sendable {
             slot += 1
         }
         handlers.removeAll()
-        timers.removeAll()
+        timers.removeAll { $0.callback = nil }
         let dropped = pendingTasks.withLock { queue -> [@Sendable () -> Void] in
             var taken: [@Sendable () -> Void] = []
             swap(&taken, &queue.tasks)
