@@ -19,19 +19,6 @@ struct GGUFCursor {
         guard count >= 0, count <= remaining else { throw GGUFError.truncated(at: position, needed: count) }
     }
 
-    mutating func skip(_ count: Int) throws {
-        try require(count)
-        position += count
-    }
-
-    /// Moves to an absolute offset within (or exactly at the end of) the buffer.
-    mutating func seek(to offset: Int) throws {
-        guard offset >= 0, offset <= buffer.count else {
-            throw GGUFError.truncated(at: position, needed: offset - position)
-        }
-        position = offset
-    }
-
     mutating func readInteger<T: FixedWidthInteger>(_: T.Type = T.self) throws -> T {
         let size = MemoryLayout<T>.size
         try require(size)

@@ -136,9 +136,28 @@ final class GGUFFileTests: XCTestCase {
 
     func testEmptyFileIsTruncated() throws {
         let path = try GGUFFixture.temporaryFile([], name: "empty.gguf")
+        defer { try? FileManager.default.removeItem(atPath: path) }
         XCTAssertThrowsError(try GGUFFile(path: path)) { error in
             XCTAssertEqual(error as? GGUFError, .truncated(at: 0, needed: 4))
         }
+    }
+
+    func testConcurrentReadersShareOneFile() throws {
+        let file = try GGUFFile(path: GGUFFixture.url("tiny.gguf").path)
+        let names = file.tensors.map(\.name)
+        DispatchQueue.concurrentPerform(iterations: 64) { i in
+            let name = names[i % names.count]
+            let count = try? file.withTensorBytes(name) { $0.count }
+            XCTAssertEqual(count, file.tensor(named: name)?.byteCount)
+        }
+    }
+
+    func testErrorDescriptionsNameTheProblem() {
+        XCTAssertEqual("\(GGUFError.truncated(at: 24, needed: 8))", "GGUF: file truncated: needed 8 byte(s) at offset 24")
+        XCTAssertTrue("\(GGUFError.invalidValueType(key: "k", type: 99))".contains("\"k\""))
+        XCTAssertTrue("\(GGUFError.tensorOutOfBounds(name: "w"))".contains("\"w\""))
+        XCTAssertTrue("\(GGUFError.unsupportedVersion(4))".contains("4"))
+        XCTAssertTrue("\(GGUFError.badMagic(0x4655_4758))".contains("GGUF"))
     }
 
     // MARK: Helpers

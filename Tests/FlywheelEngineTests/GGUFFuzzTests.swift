@@ -40,6 +40,7 @@ final class GGUFFuzzTests: XCTestCase {
         let needed = end(of: try GGUFFile(bytes: bytes))
         for length in stride(from: 0, to: needed, by: 61) {
             let path = try GGUFFixture.temporaryFile(Array(bytes[0 ..< length]), name: "prefix.gguf")
+            defer { try? FileManager.default.removeItem(atPath: path) }
             XCTAssertThrowsError(try GGUFFile(path: path), "prefix \(length)")
         }
     }
