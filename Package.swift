@@ -49,6 +49,8 @@ let package = Package(
             dependencies: ["FlywheelGateway", "FlywheelInspect", "FlywheelStore", "FlywheelJSON", "CLinux",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
+        // Local inference: the GGUF model file reader (mmap, bounds-checked parsing).
+        .target(name: "FlywheelEngine", swiftSettings: strict),
 
         .testTarget(name: "FlywheelTimersTests", dependencies: ["FlywheelTimers"], swiftSettings: strict),
         .testTarget(name: "FlywheelHTTPTests", dependencies: ["FlywheelHTTP"], swiftSettings: strict),
@@ -57,6 +59,9 @@ let package = Package(
         .testTarget(name: "FlywheelJSONTests", dependencies: ["FlywheelJSON"], swiftSettings: strict),
         .testTarget(name: "FlywheelInspectTests", dependencies: ["FlywheelInspect"], swiftSettings: strict),
         .testTarget(name: "FlywheelGatewayTests", dependencies: ["FlywheelGateway"], swiftSettings: strict),
+        .testTarget(
+            name: "FlywheelEngineTests", dependencies: ["FlywheelEngine"],
+            resources: [.copy("Fixtures")], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )
