@@ -65,17 +65,22 @@ def raw_http(port: int, data: bytes, timeout: float = 5.0, host: str = "127.0.0.
         return read_http_response(s, timeout)
 
 
-def read_http_response(s: socket.socket, timeout: float = 5.0) -> tuple[int | None, dict[str, str], bytes]:
-    s.settimeout(timeout)
-    buf = b""
+def recv_until(s: socket.socket, buf: bytes, done: Callable[[bytes], bool]) -> bytes:
+    """Appends what the peer sends to buf until done(buf), EOF, a reset or the socket's timeout."""
     try:
-        while b"\r\n\r\n" not in buf:
+        while not done(buf):
             chunk = s.recv(65536)
             if not chunk:
                 break
             buf += chunk
     except (ConnectionResetError, socket.timeout):
         pass
+    return buf
+
+
+def read_http_response(s: socket.socket, timeout: float = 5.0) -> tuple[int | None, dict[str, str], bytes]:
+    s.settimeout(timeout)
+    buf = recv_until(s, b"", lambda b: b"\r\n\r\n" in b)
     if b"\r\n\r\n" not in buf:
         return None, {}, buf
     head, rest = buf.split(b"\r\n\r\n", 1)
@@ -88,25 +93,9 @@ def read_http_response(s: socket.socket, timeout: float = 5.0) -> tuple[int | No
             headers[k.strip().lower()] = v.strip()
     if "content-length" in headers:
         need = int(headers["content-length"])
-        try:
-            while len(rest) < need:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                rest += chunk
-        except (ConnectionResetError, socket.timeout):
-            pass
-        rest = rest[:need]
+        rest = recv_until(s, rest, lambda b: len(b) >= need)[:need]
     elif "chunked" in headers.get("transfer-encoding", "").lower():
-        try:
-            while not rest.endswith(b"0\r\n\r\n"):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                rest += chunk
-        except (ConnectionResetError, socket.timeout):
-            pass
-        rest = _dechunk(rest)
+        rest = _dechunk(recv_until(s, rest, lambda b: b.endswith(b"0\r\n\r\n")))
     return status, headers, rest
 
 

@@ -7,7 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from conftest import base_config
-from helpers import poll, user_msg
+from helpers import poll, recv_until, user_msg
 
 
 def test_slow_client_is_dropped_by_request_timeout(start_flywheel, fake, fake_backup):
@@ -29,15 +29,7 @@ def test_slow_client_is_dropped_by_request_timeout(start_flywheel, fake, fake_ba
 
     t0 = time.monotonic()
     threading.Thread(target=trickle, daemon=True).start()
-    data = b""
-    try:
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-    except (ConnectionResetError, socket.timeout):
-        pass
+    data = recv_until(s, b"", lambda _: False)  # until the server closes
     elapsed = time.monotonic() - t0
     stop.set()
     s.close()
