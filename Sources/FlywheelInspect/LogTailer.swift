@@ -30,20 +30,22 @@ public struct LogTailer {
 
     /// Prints the last `count` rows, then follows until `shouldStop` returns true.
     public func run(shouldStop: () -> Bool) throws {
-        let requests = try reader.latestRequests(limit: options.count, filter: options.filter)
+        // Where following starts when nothing is printed first: read before the rows, so a row committed in
+        // between is printed by the first poll rather than skipped.
+        let feedbackBase = try reader.maxFeedbackRowID()
+        let requestBase = try reader.maxRequestRowID()
         let feedback = options.includeFeedback ? try reader.latestFeedback(limit: options.count) : []
-        var lastRequest = try requests.last?.rowID ?? reader.maxRequestRowID()
-        var lastFeedback = try feedback.last?.rowID ?? reader.maxFeedbackRowID()
-        // Rows that sit below the newest N were filtered out by count, not by time, so start following after the max.
-        if options.follow {
-            lastRequest = max(lastRequest, try reader.maxRequestRowID())
-            lastFeedback = max(lastFeedback, try reader.maxFeedbackRowID())
-        }
+        let requests = try reader.latestRequests(limit: options.count, filter: options.filter)
+        var lastRequest = requests.last?.rowID ?? requestBase
+        var lastFeedback = feedback.last?.rowID ?? feedbackBase
         try emit(requests: requests, feedback: feedback)
         guard options.follow else { return }
         while !shouldStop() {
-            let newRequests = try reader.requests(afterRowID: lastRequest, filter: options.filter, limit: 1000)
+            // Feedback first: a feedback row is committed no earlier than its request, so reading it before
+            // the requests means a commit landing between the two reads can never show feedback ahead of
+            // the request it is about.
             let newFeedback = options.includeFeedback ? try reader.feedback(afterRowID: lastFeedback, limit: 1000) : []
+            let newRequests = try reader.requests(afterRowID: lastRequest, filter: options.filter, limit: 1000)
             if let last = newRequests.last { lastRequest = last.rowID }
             if let last = newFeedback.last { lastFeedback = last.rowID }
             try emit(requests: newRequests, feedback: newFeedback)
