@@ -31,7 +31,7 @@ extension Gateway {
         log.submitFeedback(feedback) { result in
             switch result {
             case .success(let submission):
-                writer.send(Self.jsonResponse(["id": .int(submission.feedbackID), "object": "feedback",
+                writer.send(HTTPResponse.json(["id": .int(submission.feedbackID), "object": "feedback",
                                                "request_id": .string(feedback.requestID), "duplicate": .bool(submission.duplicate)],
                                               requestID: requestID))
             case .failure(.unknownRequest(let id)):

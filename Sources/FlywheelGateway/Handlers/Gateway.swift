@@ -62,7 +62,7 @@ public final class Gateway: HTTPResponder {
             listModels(request, requestID: requestID, writer: writer)
         case "/healthz", "/health":
             guard request.method == "GET" || request.method == "HEAD" else { return writer.send(methodNotAllowed(request, allow: "GET", requestID: requestID)) }
-            writer.send(Self.jsonResponse(["status": "ok"], requestID: requestID))
+            writer.send(HTTPResponse.json(["status": "ok"], requestID: requestID))
         case "/metrics":
             guard request.method == "GET" else { return writer.send(methodNotAllowed(request, allow: "GET", requestID: requestID)) }
             writer.send(metricsResponse(requestID: requestID))
@@ -80,13 +80,6 @@ public final class Gateway: HTTPResponder {
         var response = OpenAIError.methodNotAllowed(request.method, path: request.path).response(requestID: requestID)
         response.headers.add("Allow", allow)
         return response
-    }
-
-    static func jsonResponse(_ body: JSON, status: Int = 200, requestID: String) -> HTTPResponse {
-        var headers = HTTPHeaders()
-        headers.add("Content-Type", "application/json")
-        headers.add("x-request-id", requestID)
-        return HTTPResponse(status: status, headers: headers, body: body.serialized())
     }
 
     func metricsResponse(requestID: String) -> HTTPResponse {
@@ -117,6 +110,6 @@ public final class Gateway: HTTPResponder {
         let data: [JSON] = names.filter { seen.insert($0).inserted }.map {
             ["id": .string($0), "object": "model", "created": 0, "owned_by": "flywheel"]
         }
-        writer.send(Self.jsonResponse(["object": "list", "data": .array(data)], requestID: requestID))
+        writer.send(HTTPResponse.json(["object": "list", "data": .array(data)], requestID: requestID))
     }
 }

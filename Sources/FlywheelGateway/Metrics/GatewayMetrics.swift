@@ -87,18 +87,15 @@ public final class GatewayMetrics: Sendable {
         for (k, v) in upstreamErrors.withLock({ $0 }).sorted(by: { ($0.key.upstream, $0.key.kind) < ($1.key.upstream, $1.key.kind) }) {
             out += "flywheel_upstream_errors_total{upstream=\"\(escape(k.upstream))\",kind=\"\(escape(k.kind))\"} \(v)\n"
         }
-        out += "# HELP flywheel_in_flight_requests Requests being handled now.\n# TYPE flywheel_in_flight_requests gauge\n"
-        out += "flywheel_in_flight_requests \(inFlight.load(ordering: .relaxed))\n"
-        out += "# HELP flywheel_open_connections Client connections open now.\n# TYPE flywheel_open_connections gauge\n"
-        out += "flywheel_open_connections \(gauges.openConnections)\n"
-        out += "# HELP flywheel_log_queue_depth Log rows waiting for the background writer.\n# TYPE flywheel_log_queue_depth gauge\n"
-        out += "flywheel_log_queue_depth \(gauges.logQueueDepth)\n"
-        out += "# HELP flywheel_log_dropped_total Log rows dropped because the queue was full.\n# TYPE flywheel_log_dropped_total counter\n"
-        out += "flywheel_log_dropped_total \(gauges.logDropped)\n"
-        out += "# HELP flywheel_log_written_total Log rows committed.\n# TYPE flywheel_log_written_total counter\n"
-        out += "flywheel_log_written_total \(gauges.logWritten)\n"
-        out += "# HELP flywheel_log_write_errors_total Log rows that failed to insert.\n# TYPE flywheel_log_write_errors_total counter\n"
-        out += "flywheel_log_write_errors_total \(gauges.logWriteErrors)\n"
+        func scalar(_ name: String, _ type: String, _ help: String, _ value: Int) {
+            out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n\(name) \(value)\n"
+        }
+        scalar("flywheel_in_flight_requests", "gauge", "Requests being handled now.", inFlight.load(ordering: .relaxed))
+        scalar("flywheel_open_connections", "gauge", "Client connections open now.", gauges.openConnections)
+        scalar("flywheel_log_queue_depth", "gauge", "Log rows waiting for the background writer.", gauges.logQueueDepth)
+        scalar("flywheel_log_dropped_total", "counter", "Log rows dropped because the queue was full.", gauges.logDropped)
+        scalar("flywheel_log_written_total", "counter", "Log rows committed.", gauges.logWritten)
+        scalar("flywheel_log_write_errors_total", "counter", "Log rows that failed to insert.", gauges.logWriteErrors)
         return out
     }
 

@@ -24,10 +24,17 @@ public struct OpenAIError: Error, Sendable, Equatable {
 
     /// The error as a JSON HTTP response carrying `requestID`.
     public func response(requestID: String) -> HTTPResponse {
+        .json(json, status: status, requestID: requestID)
+    }
+}
+
+extension HTTPResponse {
+    /// A JSON response carrying the request's id, the shape of every answer the gateway writes itself.
+    static func json(_ body: JSON, status: Int = 200, requestID: String) -> HTTPResponse {
         var headers = HTTPHeaders()
         headers.add("Content-Type", "application/json")
         headers.add("x-request-id", requestID)
-        return HTTPResponse(status: status, headers: headers, body: json.serialized())
+        return HTTPResponse(status: status, headers: headers, body: body.serialized())
     }
 }
 
