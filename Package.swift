@@ -49,8 +49,17 @@ let package = Package(
             dependencies: ["FlywheelGateway", "FlywheelInspect", "FlywheelStore", "FlywheelJSON", "CLinux",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
-        // Local inference: the GGUF model file reader (mmap, bounds-checked parsing).
-        .target(name: "FlywheelEngine", swiftSettings: strict),
+        // Int8 (Q8_0) matrix kernels and the compute thread pool the engine runs them on.
+        .target(name: "FlywheelKernels", swiftSettings: optimizedHot),
+        // Text <-> token ids from GGUF vocabularies: gpt2 byte-level BPE and llama SentencePiece.
+        .target(name: "FlywheelTokenizer", swiftSettings: strict),
+        // Chat templates: the Jinja subset that models' `tokenizer.chat_template`s use.
+        .target(name: "FlywheelChatTemplate", swiftSettings: strict),
+        // Local inference: GGUF files, model weights, the forward pass, sampling, generation.
+        .target(
+            name: "FlywheelEngine",
+            dependencies: ["FlywheelKernels", "FlywheelTokenizer", "FlywheelChatTemplate"],
+            swiftSettings: optimizedHot),
 
         .testTarget(name: "FlywheelTimersTests", dependencies: ["FlywheelTimers"], swiftSettings: strict),
         .testTarget(name: "FlywheelHTTPTests", dependencies: ["FlywheelHTTP"], swiftSettings: strict),
@@ -59,6 +68,9 @@ let package = Package(
         .testTarget(name: "FlywheelJSONTests", dependencies: ["FlywheelJSON"], swiftSettings: strict),
         .testTarget(name: "FlywheelInspectTests", dependencies: ["FlywheelInspect"], swiftSettings: strict),
         .testTarget(name: "FlywheelGatewayTests", dependencies: ["FlywheelGateway"], swiftSettings: strict),
+        .testTarget(name: "FlywheelKernelsTests", dependencies: ["FlywheelKernels"], swiftSettings: strict),
+        .testTarget(name: "FlywheelTokenizerTests", dependencies: ["FlywheelTokenizer"], swiftSettings: strict),
+        .testTarget(name: "FlywheelChatTemplateTests", dependencies: ["FlywheelChatTemplate"], swiftSettings: strict),
         .testTarget(
             name: "FlywheelEngineTests", dependencies: ["FlywheelEngine"],
             resources: [.copy("Fixtures")], swiftSettings: strict),

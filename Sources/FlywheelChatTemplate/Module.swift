@@ -1,0 +1,2 @@
+/// Placeholder so the target builds; the chat template renderer lands here.
+enum FlywheelChatTemplateModule {}

@@ -1,0 +1,6 @@
+import XCTest
+@testable import FlywheelChatTemplate
+
+final class FlywheelChatTemplateSmokeTests: XCTestCase {
+    func testModuleLoads() {}
+}

@@ -1,0 +1,6 @@
+import XCTest
+@testable import FlywheelTokenizer
+
+final class FlywheelTokenizerSmokeTests: XCTestCase {
+    func testModuleLoads() {}
+}
