@@ -1,0 +1,36 @@
+/// What the `InferenceScheduler` needs from a loaded model: sequences to evaluate tokens in, and
+/// the tokenizer's view of generated ids. `LocalModel` is the real one; the seam keeps the
+/// scheduler's queueing, fairness and cancellation independent of the transformer.
+public protocol GenerationModel: AnyObject, Sendable {
+    /// The name requests use for this model.
+    var name: String { get }
+    /// Tokens a sequence may hold (prompt plus generated).
+    var contextLength: Int { get }
+    /// A fresh, empty sequence with room for `capacity` tokens.
+    func makeSequence(capacity: Int) throws -> any TokenSequence
+    /// Whether `token` ends a generation (EOS, end of turn ...).
+    func isEndOfGeneration(_ token: Int32) -> Bool
+    /// A decoder that turns generated ids into text, one id at a time.
+    func makeTextStream() -> any TokenTextStream
+}
+
+/// One sequence's evaluation state (its KV cache). Used by the scheduler thread only.
+public protocol TokenSequence: AnyObject {
+    /// The tokens whose keys and values are cached, in order.
+    var tokens: [Int32] { get }
+    /// The number of tokens the sequence can hold.
+    var capacity: Int { get }
+    /// Forgets everything after the first `count` tokens (keeps a shared prompt prefix).
+    func truncate(to count: Int)
+    /// Evaluates `tokens` after the cached ones and returns the logits predicting the next token.
+    /// The buffer belongs to the sequence and is valid until the next call.
+    func append(_ tokens: ArraySlice<Int32>) throws -> UnsafeMutableBufferPointer<Float>
+}
+
+/// Incremental detokenization: `append` returns the text that became complete with `token`
+/// (possibly empty while a multi-byte character is split over tokens); `finish` flushes the rest.
+/// The pieces concatenate to the full decoded text.
+public protocol TokenTextStream {
+    mutating func append(_ token: Int32) -> String
+    mutating func finish() -> String
+}

@@ -1,0 +1,312 @@
+import Foundation
+import Synchronization
+
+/// Runs local generations on one dedicated thread, fairly.
+///
+/// Up to `slots` generations are active at once; the thread takes turns among them, one decode
+/// token or one prompt chunk each, so a long prompt never freezes other streams and every
+/// client sees tokens. Further requests wait in FIFO order up to `maxQueued`; beyond that
+/// `submit` throws `queueFull` at once, so callers can answer 503 instead of hanging.
+///
+/// The matrix work inside each step is spread over the model's compute pool by the model itself;
+/// only this thread ever calls into models, so the pool has exactly one caller.
+///
+/// Finished sequences keep their KV cache: the next request for the same model whose prompt
+/// starts with the same tokens (the previous turns of a chat) skips evaluating that prefix.
+public final class InferenceScheduler: Sendable {
+    public struct Limits: Sendable {
+        /// Generations evaluated concurrently (each holds a KV cache).
+        public var slots: Int = 2
+        /// Generations waiting for a slot before new ones are refused.
+        public var maxQueued: Int = 32
+        /// Prompt tokens evaluated per turn, so other slots keep streaming during a long prompt.
+        public var promptChunk: Int = 128
+        public init() {}
+    }
+
+    public let limits: Limits
+
+    private final class Job: @unchecked Sendable {
+        // Owned by the scheduler thread once dequeued; `handle` and `onEvent` are thread-safe.
+        let model: any GenerationModel
+        let request: GenerationRequest
+        let handle: GenerationHandle
+        let onEvent: @Sendable (GenerationEvent) -> Void
+        let submittedAt: UInt64
+        var sequence: (any TokenSequence)?
+        var sampler: Sampler
+        var textStream: (any TokenTextStream)?
+        var matcher: StopSequenceMatcher
+        var promptDone = 0
+        var cachedPrompt = 0
+        var generated = 0
+        var logits: UnsafeMutableBufferPointer<Float>?
+        var startedAt: UInt64 = 0
+        var promptFinishedAt: UInt64 = 0
+        var firstTokenAt: UInt64 = 0
+
+        init(model: any GenerationModel, request: GenerationRequest, handle: GenerationHandle,
+             onEvent: @escaping @Sendable (GenerationEvent) -> Void) {
+            self.model = model
+            self.request = request
+            self.handle = handle
+            self.onEvent = onEvent
+            self.submittedAt = Self.now()
+            self.sampler = Sampler(parameters: request.sampling)
+            self.matcher = StopSequenceMatcher(stops: request.stop)
+        }
+
+        static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+    }
+
+    private struct Shared {
+        var waiting: [Job] = []
+        var stopping = false
+    }
+    /// Queue state shared with submitting threads; the condition wakes the scheduler thread.
+    private let shared = Mutex(Shared())
+    private let wakeup = NSCondition()
+    private let exited = DispatchSemaphore(value: 0)
+
+    /// Idle sequences kept for prefix reuse, by model identity. Scheduler thread only.
+    private final class Idle: @unchecked Sendable {
+        // Only touched by the scheduler thread.
+        var sequences: [(model: ObjectIdentifier, sequence: any TokenSequence)] = []
+        /// Sequences held by running jobs; with the idle ones, never more than `slots` exist.
+        var inUse = 0
+    }
+    private let idle = Idle()
+
+    public init(limits: Limits = Limits()) {
+        var limits = limits
+        limits.slots = max(1, limits.slots)
+        limits.maxQueued = max(0, limits.maxQueued)
+        limits.promptChunk = max(1, limits.promptChunk)
+        self.limits = limits
+        let t = Thread { [self] in self.runLoop() }
+        t.name = "flywheel-inference"
+        t.stackSize = 8 << 20
+        t.start()
+    }
+
+    /// Queues a generation. `onEvent` is called on the scheduler thread, in order; it must not block.
+    /// Throws `contextLengthExceeded`, `queueFull` or `shuttingDown` without queueing anything.
+    public func submit(model: any GenerationModel, request: GenerationRequest,
+                       onEvent: @escaping @Sendable (GenerationEvent) -> Void) throws(GenerationError) -> GenerationHandle {
+        let capacity = model.contextLength
+        if request.promptTokens.isEmpty || request.promptTokens.count >= capacity {
+            throw .contextLengthExceeded(promptTokens: request.promptTokens.count, contextLength: capacity)
+        }
+        let handle = GenerationHandle()
+        let job = Job(model: model, request: request, handle: handle, onEvent: onEvent)
+        let refusal: GenerationError? = shared.withLock { s in
+            if s.stopping { return .shuttingDown }
+            // Slots that are free take jobs straight from the queue, so the queue counts only true waiters.
+            if s.waiting.count >= limits.maxQueued + limits.slots { return .queueFull(limit: limits.maxQueued) }
+            s.waiting.append(job)
+            return nil
+        }
+        if let refusal { throw refusal }
+        wakeup.lock(); wakeup.signal(); wakeup.unlock()
+        return handle
+    }
+
+    /// Generations waiting for a slot right now (for metrics).
+    public var queuedCount: Int { shared.withLock { $0.waiting.count } }
+
+    /// Fails everything queued or running with `shuttingDown` and joins the thread.
+    public func shutdown() {
+        let first = shared.withLock { s -> Bool in
+            defer { s.stopping = true }
+            return !s.stopping
+        }
+        guard first else { return }
+        wakeup.lock(); wakeup.signal(); wakeup.unlock()
+        exited.wait()
+    }
+
+    deinit { shutdown() }
+
+    // MARK: scheduler thread
+
+    private func runLoop() {
+        var active: [Job] = []
+        var turn = 0
+        while true {
+            // Admit waiting jobs into free slots; sleep when there is nothing to do.
+            var stopping = false
+            wakeup.lock()
+            while true {
+                let (admitted, stop) = shared.withLock { s -> ([Job], Bool) in
+                    let free = max(0, limits.slots - active.count)
+                    let n = min(free, s.waiting.count)
+                    let taken = Array(s.waiting.prefix(n))
+                    s.waiting.removeFirst(n)
+                    return (taken, s.stopping)
+                }
+                active.append(contentsOf: admitted)
+                stopping = stop
+                if stopping || !active.isEmpty { break }
+                wakeup.wait()
+            }
+            wakeup.unlock()
+
+            if stopping {
+                let queued = shared.withLock { s -> [Job] in defer { s.waiting = [] }; return s.waiting }
+                for job in active + queued { finishFailed(job, .shuttingDown) }
+                exited.signal()
+                return
+            }
+
+            turn = turn % active.count
+            let job = active[turn]
+            if step(job) {
+                active.remove(at: turn)
+            } else {
+                turn += 1
+            }
+        }
+    }
+
+    /// Advances `job` by one prompt chunk or one token; returns true when the job is over.
+    private func step(_ job: Job) -> Bool {
+        if job.handle.isCancelled {
+            finishFailed(job, .cancelled)
+            return true
+        }
+        do {
+            if job.sequence == nil { try begin(job) }
+            guard let sequence = job.sequence else { return true }
+            let prompt = job.request.promptTokens
+            if job.promptDone < prompt.count {
+                let end = min(prompt.count, job.promptDone + limits.promptChunk)
+                job.logits = try sequence.append(prompt[job.promptDone ..< end])
+                job.promptDone = end
+                if end == prompt.count {
+                    job.promptFinishedAt = Job.now()
+                    job.onEvent(.started)
+                }
+                return false
+            }
+            return try generateOne(job, sequence: sequence)
+        } catch let error as GenerationError {
+            finishFailed(job, error)
+            return true
+        } catch {
+            finishFailed(job, .evaluationFailed("\(error)"))
+            return true
+        }
+    }
+
+    /// Gives `job` a sequence, reusing the idle one that shares the longest prompt prefix.
+    private func begin(_ job: Job) throws {
+        job.startedAt = Job.now()
+        let prompt = job.request.promptTokens
+        let key = ObjectIdentifier(job.model)
+        var bestIndex: Int?
+        var bestShared = -1
+        for (i, entry) in idle.sequences.enumerated() where entry.model == key {
+            let cached = entry.sequence.tokens
+            var n = 0
+            let limit = min(cached.count, prompt.count)
+            while n < limit, cached[n] == prompt[n] { n += 1 }
+            if n > bestShared { bestShared = n; bestIndex = i }
+        }
+        let sequence: any TokenSequence
+        if let i = bestIndex {
+            sequence = idle.sequences.remove(at: i).sequence
+            // Keep at least one prompt token to evaluate: its logits pick the first new token.
+            let keep = min(bestShared, prompt.count - 1)
+            sequence.truncate(to: keep)
+            job.cachedPrompt = keep
+        } else {
+            // Free the least recently used idle cache first, so memory stays at `slots` sequences.
+            while !idle.sequences.isEmpty, idle.sequences.count + idle.inUse >= limits.slots {
+                idle.sequences.removeFirst()
+            }
+            sequence = try job.model.makeSequence(capacity: job.model.contextLength)
+            sequence.truncate(to: 0)
+        }
+        job.sequence = sequence
+        idle.inUse += 1
+        job.promptDone = job.cachedPrompt
+        job.textStream = job.model.makeTextStream()
+        job.sampler.observe(prompt)
+    }
+
+    private func generateOne(_ job: Job, sequence: any TokenSequence) throws -> Bool {
+        guard let logits = job.logits else { throw GenerationError.evaluationFailed("no logits after the prompt") }
+        let token = job.sampler.sample(logits)
+        if job.generated == 0 { job.firstTokenAt = Job.now() }
+        if job.model.isEndOfGeneration(token) {
+            flushText(job)
+            finish(job, reason: .stop)
+            return true
+        }
+        job.generated += 1
+        job.sampler.observe(token)
+        let piece = job.textStream?.append(token) ?? ""
+        if !piece.isEmpty {
+            let (out, stopped) = job.matcher.append(piece)
+            if !out.isEmpty { job.onEvent(.text(out)) }
+            if stopped {
+                finish(job, reason: .stop)
+                return true
+            }
+        }
+        if let max = job.request.maxTokens, job.generated >= max {
+            flushText(job)
+            finish(job, reason: .length)
+            return true
+        }
+        // Prompt plus completion never exceed the context: this token was the last that fits.
+        if sequence.tokens.count + 1 >= sequence.capacity {
+            flushText(job)
+            finish(job, reason: .length)
+            return true
+        }
+        job.logits = try sequence.append([token][...])
+        return false
+    }
+
+    /// Sends text held back by the decoder or the stop matcher at the end of a generation.
+    private func flushText(_ job: Job) {
+        var tail = job.textStream?.finish() ?? ""
+        if !tail.isEmpty {
+            let (out, stopped) = job.matcher.append(tail)
+            tail = out
+            if !stopped { tail += job.matcher.finish() }
+        } else {
+            tail = job.matcher.finish()
+        }
+        if !tail.isEmpty { job.onEvent(.text(tail)) }
+    }
+
+    private func finish(_ job: Job, reason: FinishReason) {
+        let end = Job.now()
+        let summary = GenerationSummary(
+            finishReason: reason, promptTokens: job.request.promptTokens.count, cachedPromptTokens: job.cachedPrompt,
+            completionTokens: job.generated,
+            queueSeconds: Double(job.startedAt &- job.submittedAt) / 1e9,
+            promptSeconds: Double(job.promptFinishedAt &- job.startedAt) / 1e9,
+            decodeSeconds: job.firstTokenAt == 0 ? 0 : Double(end &- job.firstTokenAt) / 1e9,
+            seed: job.sampler.seed)
+        release(job)
+        job.onEvent(.finished(summary))
+    }
+
+    private func finishFailed(_ job: Job, _ error: GenerationError) {
+        release(job)
+        job.onEvent(.failed(error))
+    }
+
+    /// Returns the job's sequence to the idle pool (bounded by the slot count).
+    private func release(_ job: Job) {
+        guard let sequence = job.sequence else { return }
+        job.sequence = nil
+        job.logits = nil
+        idle.inUse -= 1
+        idle.sequences.append((ObjectIdentifier(job.model), sequence))
+        if idle.sequences.count > limits.slots { idle.sequences.removeFirst() }
+    }
+}
