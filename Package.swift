@@ -38,7 +38,7 @@ let package = Package(
         // OpenAI wire format, routing, handlers, feedback, metrics, configuration.
         .target(
             name: "FlywheelGateway",
-            dependencies: ["FlywheelHTTP", "FlywheelUpstream", "FlywheelStore", "FlywheelJSON", "COpenSSL",
+            dependencies: ["FlywheelHTTP", "FlywheelUpstream", "FlywheelStore", "FlywheelJSON", "FlywheelEngine", "COpenSSL",
                            .product(name: "Yams", package: "Yams")],
             swiftSettings: strict),
         // Reading the log for operators: `tail` and `show` formatting and follow mode.

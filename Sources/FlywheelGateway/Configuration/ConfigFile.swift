@@ -1,3 +1,5 @@
+import Foundation
+
 /// The YAML file's shape, decoded as is and then resolved into a `GatewayConfiguration`.
 /// Kept apart so the runtime configuration never carries `*_env` indirections.
 struct ConfigFile: Decodable {
@@ -9,6 +11,23 @@ struct ConfigFile: Decodable {
     var upstream_tls: UpstreamTLSSection?
     var routes: [RouteSection]?
     var prices: [String: PriceSection]?
+    var local_models: [LocalModelSection]?
+    var inference: InferenceSection?
+
+    struct LocalModelSection: Decodable {
+        var name: String
+        var path: String
+        var context_length: Int?
+        var chat_template: String?
+        var chat_template_file: String?
+    }
+    struct InferenceSection: Decodable {
+        var threads: Int?
+        var slots: Int?
+        var max_queued: Int?
+        var prompt_chunk: Int?
+        var max_tokens_limit: Int?
+    }
 
     struct ServerSection: Decodable {
         var listen: String?
@@ -106,6 +125,27 @@ struct ConfigFile: Decodable {
             let names = r.upstreams ?? r.upstream.map { [$0] } ?? []
             guard !names.isEmpty else { throw ConfigurationError("\(source): routes[\(i)] (\(r.model)) needs upstreams") }
             c.routes.append(.init(model: r.model, upstreams: names, upstreamModel: r.upstream_model, name: r.name))
+        }
+        for m in local_models ?? [] {
+            var template = m.chat_template
+            if let file = m.chat_template_file {
+                guard template == nil else {
+                    throw ConfigurationError("\(source): local_models.\(m.name): give chat_template or chat_template_file, not both")
+                }
+                do {
+                    template = try String(contentsOfFile: file, encoding: .utf8)
+                } catch {
+                    throw ConfigurationError("\(source): local_models.\(m.name).chat_template_file: cannot read \(file)")
+                }
+            }
+            c.localModels.append(.init(name: m.name, path: m.path, contextLength: m.context_length, chatTemplate: template))
+        }
+        if let i = inference {
+            c.inference.threads = i.threads
+            c.inference.slots = i.slots ?? c.inference.slots
+            c.inference.maxQueued = i.max_queued ?? c.inference.maxQueued
+            c.inference.promptChunk = i.prompt_chunk ?? c.inference.promptChunk
+            c.inference.maxTokensLimit = i.max_tokens_limit ?? c.inference.maxTokensLimit
         }
         for (model, p) in prices ?? [:] {
             c.prices[model] = .init(input: p.input, output: p.output)

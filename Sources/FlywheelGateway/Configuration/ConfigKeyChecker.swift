@@ -27,6 +27,12 @@ enum ConfigKeyChecker {
         "upstream_tls": .mapping(["ca_bundle": .any, "verify": .any]),
         "routes": .list(.mapping(["model": .any, "upstreams": .any, "upstream": .any, "upstream_model": .any, "name": .any])),
         "prices": .mapOf(.mapping(["input": .any, "output": .any])),
+        "local_models": .list(.mapping([
+            "name": .any, "path": .any, "context_length": .any, "chat_template": .any, "chat_template_file": .any,
+        ])),
+        "inference": .mapping([
+            "threads": .any, "slots": .any, "max_queued": .any, "prompt_chunk": .any, "max_tokens_limit": .any,
+        ]),
     ])
 
     /// Throws for the first unknown key found, naming its path.

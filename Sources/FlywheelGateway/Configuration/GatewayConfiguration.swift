@@ -13,8 +13,43 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var routes: [Route] = []
     /// USD per one million tokens, by model name (requested or served).
     public var prices: [String: Price] = [:]
+    /// GGUF models served in process by the engine (route `local`).
+    public var localModels: [LocalModel] = []
+    /// How the engine runs local models.
+    public var inference = Inference()
 
     public init() {}
+
+    public struct LocalModel: Sendable, Equatable {
+        /// The `model` name requests use.
+        public var name: String
+        /// Path of the GGUF file (Q8_0, F16 or F32 weights).
+        public var path: String
+        /// Tokens per sequence (prompt plus completion); default: the model's own, at most 4096.
+        public var contextLength: Int? = nil
+        /// A Jinja chat template used instead of the file's `tokenizer.chat_template`.
+        public var chatTemplate: String? = nil
+
+        public init(name: String, path: String, contextLength: Int? = nil, chatTemplate: String? = nil) {
+            self.name = name
+            self.path = path
+            self.contextLength = contextLength
+            self.chatTemplate = chatTemplate
+        }
+    }
+
+    public struct Inference: Sendable, Equatable {
+        /// Compute threads; default: the cores available to the process.
+        public var threads: Int? = nil
+        /// Generations evaluated at once (each holds a KV cache); others wait in the queue.
+        public var slots = 2
+        /// Generations that may wait for a slot; beyond this requests get 503 at once.
+        public var maxQueued = 32
+        /// Prompt tokens evaluated per turn, so a long prompt does not stall other streams.
+        public var promptChunk = 128
+        /// Upper bound on `max_tokens` (and the default when a request gives none).
+        public var maxTokensLimit = 4096
+    }
 
     public struct Server: Sendable, Equatable {
         public var listen = "127.0.0.1:8080"
@@ -153,6 +188,20 @@ extension GatewayConfiguration {
                 throw ConfigurationError("routes[\(i)] (\(r.model)): unknown upstream '\(name)'")
             }
         }
+        var localNames = Set<String>()
+        for (i, m) in localModels.enumerated() {
+            guard !m.name.isEmpty else { throw ConfigurationError("local_models[\(i)]: name is empty") }
+            guard localNames.insert(m.name).inserted else { throw ConfigurationError("local_models: duplicate name '\(m.name)'") }
+            guard !m.path.isEmpty else { throw ConfigurationError("local_models.\(m.name): path is empty") }
+            if let c = m.contextLength, c < 16 || c > 1 << 20 {
+                throw ConfigurationError("local_models.\(m.name).context_length must be 16...1048576")
+            }
+        }
+        if let t = inference.threads, t < 1 || t > 256 { throw ConfigurationError("inference.threads must be 1...256") }
+        guard inference.slots >= 1, inference.slots <= 64 else { throw ConfigurationError("inference.slots must be 1...64") }
+        guard inference.maxQueued >= 0 else { throw ConfigurationError("inference.max_queued must not be negative") }
+        guard inference.promptChunk >= 1 else { throw ConfigurationError("inference.prompt_chunk must be positive") }
+        guard inference.maxTokensLimit >= 1 else { throw ConfigurationError("inference.max_tokens_limit must be positive") }
         guard server.maxBodyBytes > 0, server.maxHeaderBytes >= 1024, server.maxConnections > 0 else {
             throw ConfigurationError("server: max_body_bytes, max_header_bytes (>= 1024) and max_connections must be positive")
         }

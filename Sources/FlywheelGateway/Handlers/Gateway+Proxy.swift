@@ -91,6 +91,10 @@ extension Gateway {
         }
         context.stream = endpoint != .embeddings && object["stream"]?.boolValue == true
 
+        if let entry = localModels[model] {
+            context.route = "local"
+            return serveLocally(object, entry: entry, endpoint: endpoint, context: context, writer: writer)
+        }
         guard let route = router.route(forModel: model) else {
             return fail(context, .modelNotFound(model), writer: writer)
         }

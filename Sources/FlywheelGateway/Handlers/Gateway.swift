@@ -1,3 +1,4 @@
+import FlywheelEngine
 import FlywheelHTTP
 import FlywheelJSON
 import FlywheelStore
@@ -16,10 +17,15 @@ public final class Gateway: HTTPResponder {
     let authenticator: APIKeyAuthenticator
     let signature: WebhookSignature?
     let prices: PriceTable
+    /// Models served in process, by request name; they take precedence over routes.
+    let localModels: [String: LocalModelEntry]
+    /// Runs local generations; nil when no local model is configured.
+    let inference: InferenceScheduler?
     /// Reads the HTTP server's open-connection count for `/metrics`; set once the server exists.
     let connectionCounter = Mutex<(@Sendable () -> Int)?>(nil)
 
-    public init(configuration: GatewayConfiguration, upstreams: UpstreamPool, log: LogWriter, metrics: GatewayMetrics = GatewayMetrics()) {
+    public init(configuration: GatewayConfiguration, upstreams: UpstreamPool, log: LogWriter, metrics: GatewayMetrics = GatewayMetrics(),
+                localModels: [LocalModelEntry] = [], inference: InferenceScheduler? = nil) {
         self.configuration = configuration
         self.router = Router(configuration: configuration)
         self.upstreams = upstreams
@@ -28,6 +34,8 @@ public final class Gateway: HTTPResponder {
         self.authenticator = APIKeyAuthenticator(keys: configuration.auth.keys)
         self.signature = configuration.feedback.webhookSecret.map(WebhookSignature.init(secret:))
         self.prices = PriceTable(configuration.prices)
+        self.localModels = Dictionary(localModels.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        self.inference = inference
     }
 
     /// Where `/metrics` reads the number of open client connections.
@@ -97,7 +105,7 @@ public final class Gateway: HTTPResponder {
         if case .rejected = authenticator.authenticate(request.headers) {
             return writer.send(OpenAIError.invalidAPIKey().response(requestID: requestID))
         }
-        let names = router.exactModelNames
+        let names = localModels.keys.sorted() + router.exactModelNames
         if names.isEmpty, let route = router.catchAll {
             // Everything goes to one upstream: it knows its models better than we do.
             let exchange = ProxyExchange(gateway: self, writer: writer, requestID: requestID, context: nil, stream: false)
@@ -108,7 +116,7 @@ public final class Gateway: HTTPResponder {
         }
         var seen = Set<String>()
         let data: [JSON] = names.filter { seen.insert($0).inserted }.map {
-            ["id": .string($0), "object": "model", "created": 0, "owned_by": "flywheel"]
+            ["id": .string($0), "object": "model", "created": 0, "owned_by": localModels[$0] == nil ? "flywheel" : "flywheel-local"]
         }
         writer.send(HTTPResponse.json(["object": "list", "data": .array(data)], requestID: requestID))
     }
