@@ -8,6 +8,16 @@ let optimizedHot: [SwiftSetting] = strict + [
     .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
 ]
 
+// The AVX2 kernels are compiled for Haswell-class x86-64 CPUs and only called after a CPU check at run
+// time; on other architectures the target compiles empty and without these flags.
+#if arch(x86_64)
+let avx2Flags: [SwiftSetting] = [
+    .unsafeFlags(["-Xcc", "-mavx2", "-Xcc", "-mfma", "-Xcc", "-mf16c", "-target-cpu", "haswell"]),
+]
+#else
+let avx2Flags: [SwiftSetting] = []
+#endif
+
 let package = Package(
     name: "Flywheel",
     platforms: [.macOS(.v15)],
@@ -50,7 +60,15 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         // Int8 (Q8_0) matrix kernels and the compute thread pool the engine runs them on.
-        .target(name: "FlywheelKernels", swiftSettings: optimizedHot),
+        .target(name: "CFlywheelKernels"),
+        .target(name: "FlywheelKernelsAVX2", swiftSettings: optimizedHot + avx2Flags),
+        .target(
+            name: "FlywheelKernels", dependencies: ["CFlywheelKernels", "FlywheelKernelsAVX2"],
+            swiftSettings: optimizedHot),
+        // `swift run -c release kernel-bench`: GB/s of the int8 kernels and the pool's round trip.
+        .executableTarget(
+            name: "kernel-bench", dependencies: ["FlywheelKernels"], path: "Benchmarks/KernelBench",
+            swiftSettings: optimizedHot),
         // Text <-> token ids from GGUF vocabularies: gpt2 byte-level BPE and llama SentencePiece.
         .target(name: "FlywheelTokenizer", swiftSettings: strict),
         // Chat templates: the Jinja subset that models' `tokenizer.chat_template`s use.
@@ -68,7 +86,9 @@ let package = Package(
         .testTarget(name: "FlywheelJSONTests", dependencies: ["FlywheelJSON"], swiftSettings: strict),
         .testTarget(name: "FlywheelInspectTests", dependencies: ["FlywheelInspect"], swiftSettings: strict),
         .testTarget(name: "FlywheelGatewayTests", dependencies: ["FlywheelGateway"], swiftSettings: strict),
-        .testTarget(name: "FlywheelKernelsTests", dependencies: ["FlywheelKernels"], swiftSettings: strict),
+        .testTarget(
+            name: "FlywheelKernelsTests", dependencies: ["FlywheelKernels", "FlywheelKernelsAVX2"],
+            swiftSettings: strict),
         .testTarget(name: "FlywheelTokenizerTests", dependencies: ["FlywheelTokenizer"], swiftSettings: strict),
         .testTarget(name: "FlywheelChatTemplateTests", dependencies: ["FlywheelChatTemplate"], swiftSettings: strict),
         .testTarget(

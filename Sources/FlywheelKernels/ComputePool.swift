@@ -1,26 +1,81 @@
-import Dispatch
+import CFlywheelKernels
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Runs one piece of work on several threads at once and returns when all are done.
 ///
-/// `run` is called by one thread at a time (the model's generation thread); `body` receives
-/// `(threadIndex, threadCount)` and must split its work by those.
+/// The pool owns `threadCount - 1` persistent worker threads; the thread that calls `run` is
+/// thread 0. While work keeps coming (a token being computed: hundreds of `run`s per token) the
+/// workers spin on an atomic generation counter, so a round trip costs well under a microsecond.
+/// A worker that has seen no work for `spinMicroseconds` parks on a condition variable, so an idle
+/// daemon uses no CPU; the next `run` wakes it (that one call pays the wake-up, tens of µs).
+///
+/// Threading rule: `run` may be called from any thread, but from one thread at a time, and never
+/// from inside a `body` (the pool traps on overlapping or nested calls). `shutdown` must not race
+/// with `run`. The pool joins its workers in `shutdown` or, at the latest, in `deinit`.
 public final class ComputePool: Sendable {
     /// The number of threads `run` spreads work over (including the caller).
     public let threadCount: Int
+    private let shared: ComputePoolState
+    private let workers: Mutex<[pthread_t]>
 
-    public init(threadCount: Int) {
+    /// A pool of `threadCount` threads (at least 1): the caller of `run` plus `threadCount - 1`
+    /// workers, which spin for `spinMicroseconds` after their last work before they park.
+    public init(threadCount: Int, spinMicroseconds: Int = 300) {
         self.threadCount = max(1, threadCount)
+        shared = ComputePoolState(threadCount: self.threadCount, spinNanoseconds: max(0, spinMicroseconds) * 1000)
+        var threads: [pthread_t] = []
+        for index in 1 ..< self.threadCount {
+            if let thread = ComputePoolState.spawnWorker(shared, index: index) { threads.append(thread) }
+        }
+        // A worker that could not be created leaves its share of the work to the caller (see run).
+        shared.workerCount = threads.count
+        workers = Mutex(threads)
     }
 
+    /// A pool with one thread per CPU this process may use (`defaultThreadCount`).
+    public convenience init() {
+        self.init(threadCount: ComputePool.defaultThreadCount)
+    }
+
+    deinit { shutdown() }
+
     /// Calls `body(i, threadCount)` for every `i` in `0 ..< threadCount`, concurrently, and
-    /// returns after the last call returns.
+    /// returns after the last call returns. `body` runs on the caller (index 0) and the workers,
+    /// so whatever it writes must be split by index (e.g. `ComputePool.slice`).
     public func run(_ body: (Int, Int) -> Void) {
         let count = threadCount
         if count == 1 { body(0, 1); return }
+        precondition(
+            !shared.running.exchange(true, ordering: .acquiring),
+            "ComputePool.run called while another run is in progress (nested or from two threads)")
+        defer { shared.running.store(false, ordering: .releasing) }
         withoutActuallyEscaping(body) { body in
-            nonisolated(unsafe) let body = body
-            DispatchQueue.concurrentPerform(iterations: count) { body($0, count) }
+            withUnsafePointer(to: body) { task in
+                shared.dispatch(UnsafeRawPointer(task))
+                body(0, count)
+                // Indices whose worker is missing (failed to start, or after shutdown) run here.
+                for index in (shared.workerCount + 1) ..< count { body(index, count) }
+                shared.waitForWorkers()
+            }
         }
+    }
+
+    /// Stops and joins the worker threads. Later `run`s do all the work on the calling thread.
+    /// Idempotent; must not be called while a `run` is in progress.
+    public func shutdown() {
+        let threads = workers.withLock { threads in
+            let taken = threads
+            threads = []
+            return taken
+        }
+        guard !threads.isEmpty else { return }
+        shared.stop()
+        for thread in threads { pthread_join(thread, nil) }
     }
 
     /// The half-open slice of `0 ..< total` that thread `index` of `count` owns, in multiples

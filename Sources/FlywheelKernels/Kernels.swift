@@ -1,58 +1,62 @@
+#if arch(x86_64)
+import FlywheelKernelsAVX2
+#endif
+
 /// Int8 matrix kernels over Q8_0 blocks. Weights stay quantized; activations are quantized to
 /// the same blocks (`Q8Block.quantize`) once per vector, then every dot product is integer work
 /// with one float multiply per block.
 ///
-/// These entry points pick the fastest implementation for the CPU. Every function works on a
-/// range of output rows so a `ComputePool` can split one product across threads.
+/// These entry points use the fastest implementation for the CPU (`activePath`). Every function
+/// works on a range of output rows so a `ComputePool` can split one product across threads; calls
+/// on disjoint row ranges may run concurrently.
+///
+/// Operand contract: weights may hold any `Int8`; quantized activations (the `x` arguments, the
+/// second operand of `dot`) must stay within -127...127, which `Q8Block.quantize` guarantees.
 public enum Kernels {
-    /// Dot product of two Q8_0 rows of `blocks` blocks each.
-    @inlinable
+    /// The implementation in use: `.avx2` on CPUs with AVX2+FMA+F16C unless the environment
+    /// variable `FLYWHEEL_KERNELS=portable` forces `.portable`. See `KernelPath`.
+    public static var activePath: KernelPath { KernelPath.active }
+
+    /// Dot product of two Q8_0 rows of `blocks` blocks each (`b` is the activation operand).
     public static func dot(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, blocks: Int) -> Float {
-        PortableKernels.dot(a, b, blocks: blocks)
+        #if arch(x86_64)
+        if KernelPath.active == .avx2 { return AVX2Kernels.dot(a, b, blocks: blocks) }
+        #endif
+        return PortableKernels.dot(a, b, blocks: blocks)
     }
 
     /// Matrix-vector product for output rows `rows`: `out[r] = W[r] · x` where `x` is one
-    /// quantized row of `w.columns` elements.
+    /// quantized row of `w.columns` elements. Used for decode, where W streams from memory.
     /// W (rows, columns) @ x (columns) -> out (rows)
     public static func matVec(
         _ w: Q8Matrix, _ x: UnsafeRawPointer, into out: UnsafeMutablePointer<Float>, rows: Range<Int>
     ) {
-        let blocks = w.columns / Q8Block.count
-        for r in rows { out[r] = dot(w.row(r), x, blocks: blocks) }
+        #if arch(x86_64)
+        if KernelPath.active == .avx2 {
+            AVX2Kernels.matVec(
+                base: w.base, rowStride: w.rowStride, blocks: w.columns / Q8Block.count, x: x, into: out, rows: rows)
+            return
+        }
+        #endif
+        PortableKernels.matVec(w, x, into: out, rows: rows)
     }
 
     /// Matrix-matrix product for output rows `rows`: for each of `batch` quantized input rows
     /// `x[b]` (contiguous, `w.columns` elements each), `out[b * outStride + r] = W[r] · x[b]`.
+    /// Used for prompt processing: each weight block loaded serves several tokens.
     /// W (rows, columns) @ X (batch, columns)ᵀ -> out (batch, rows)
     public static func matMul(
         _ w: Q8Matrix, _ x: UnsafeRawPointer, batch: Int,
         into out: UnsafeMutablePointer<Float>, outStride: Int, rows: Range<Int>
     ) {
-        let blocks = w.columns / Q8Block.count
-        let xStride = w.rowStride
-        for r in rows {
-            let row = w.row(r)
-            for b in 0 ..< batch { out[b * outStride + r] = dot(row, x + b * xStride, blocks: blocks) }
+        #if arch(x86_64)
+        if KernelPath.active == .avx2 {
+            AVX2Kernels.matMul(
+                base: w.base, rowStride: w.rowStride, blocks: w.columns / Q8Block.count, x: x,
+                xStride: w.rowStride, batch: batch, into: out, outStride: outStride, rows: rows)
+            return
         }
-    }
-}
-
-/// Plain Swift kernels: correct on any CPU, the reference the fast paths are tested against.
-public enum PortableKernels {
-    @inlinable
-    public static func dot(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, blocks: Int) -> Float {
-        var sum: Float = 0
-        for block in 0 ..< blocks {
-            let pa = a + block * Q8Block.byteCount
-            let pb = b + block * Q8Block.byteCount
-            let da = Float(Float16(bitPattern: pa.loadUnaligned(as: UInt16.self)))
-            let db = Float(Float16(bitPattern: pb.loadUnaligned(as: UInt16.self)))
-            let qa = (pa + 2).assumingMemoryBound(to: Int8.self)
-            let qb = (pb + 2).assumingMemoryBound(to: Int8.self)
-            var acc: Int32 = 0
-            for i in 0 ..< Q8Block.count { acc &+= Int32(qa[i]) &* Int32(qb[i]) }
-            sum += da * db * Float(acc)
-        }
-        return sum
+        #endif
+        PortableKernels.matMul(w, x, batch: batch, into: out, outStride: outStride, rows: rows)
     }
 }

@@ -1,3 +1,7 @@
+#if arch(x86_64)
+import FlywheelKernelsAVX2
+#endif
+
 /// The Q8_0 block format, shared by weights and quantized activations.
 ///
 /// A block holds 32 consecutive elements of one row in 34 bytes: an IEEE binary16 scale `d`
@@ -14,22 +18,15 @@ public enum Q8Block {
     public static func rowByteCount(_ elements: Int) -> Int { elements / count * byteCount }
 
     /// Quantizes `count` floats (a multiple of 32) into Q8_0 blocks at `out`, the way ggml does:
-    /// per block `d = max|x| / 127`, `q = round(x / d)`.
+    /// per block `d = max|x| / 127`, `q = round(x / d)` (halves away from zero), `d` stored as f16.
+    /// Quants stay within -127...127, as the kernels' activation operand requires. Both kernel
+    /// paths give bit-identical blocks.
     public static func quantize(_ x: UnsafePointer<Float>, count: Int, into out: UnsafeMutableRawPointer) {
         precondition(count % Self.count == 0, "Q8_0 rows are whole blocks of 32")
-        for block in 0 ..< count / Self.count {
-            let src = x + block * Self.count
-            let dst = out + block * byteCount
-            var amax: Float = 0
-            for i in 0 ..< Self.count { amax = max(amax, abs(src[i])) }
-            let d = amax / 127
-            let inverse: Float = d == 0 ? 0 : 1 / d
-            dst.storeBytes(of: Float16(d).bitPattern, as: UInt16.self)
-            let quants = (dst + 2).assumingMemoryBound(to: Int8.self)
-            for i in 0 ..< Self.count {
-                quants[i] = Int8((src[i] * inverse).rounded(.toNearestOrAwayFromZero))
-            }
-        }
+        #if arch(x86_64)
+        if KernelPath.active == .avx2 { AVX2Kernels.quantize(x, count: count, into: out); return }
+        #endif
+        PortableKernels.quantize(x, count: count, into: out)
     }
 
     /// Expands `count` elements (a multiple of 32) of Q8_0 blocks at `blocks` into floats.

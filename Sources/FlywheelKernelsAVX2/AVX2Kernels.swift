@@ -1,0 +1,232 @@
+#if arch(x86_64)
+internal import _Builtin_intrinsics.intel
+
+/// Q8_0 kernels for x86-64 CPUs with AVX2, FMA and F16C, written the way ggml does them: per block,
+/// `vpsignb` moves the weight's sign onto the activation so `vpmaddubsw` can multiply unsigned by
+/// signed bytes, `vpmaddwd` widens the pair sums to 32 bits, and one `vfmadd` applies the product
+/// of the two f16 scales.
+///
+/// This module is compiled for Haswell-class CPUs: calling anything here on a CPU without AVX2,
+/// FMA and F16C is an illegal instruction. `FlywheelKernels` checks the CPU once and only then
+/// calls in; nothing else should import this module. Functions are `@inline(never)` so no AVX2
+/// code is ever inlined into a caller compiled for baseline x86-64.
+///
+/// Operand contract: the first operand (weights) may hold any `Int8`, including -128; the second
+/// (activations) must stay within -127...127, which `quantize` guarantees. (`vpsignb` negates the
+/// activation where the weight is negative, and -(-128) does not fit a byte.)
+public enum AVX2Kernels {
+    static let blockBytes = 34
+
+    /// Dot product of two Q8_0 rows of `blocks` blocks.
+    @inline(never)
+    public static func dot(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, blocks: Int) -> Float {
+        var acc = _mm256_setzero_ps()
+        for j in 0 ..< blocks {
+            let pa = a + j &* blockBytes
+            let pb = b + j &* blockBytes
+            let scale = _mm256_broadcastss_ps(_mm_mul_ss(halfScale(pa), halfScale(pb)))
+            acc = _mm256_fmadd_ps(scale, blockProduct(quants(pa), quants(pb)), acc)
+        }
+        return horizontalSum(acc)
+    }
+
+    /// `out[r] = W[r] · x` for `r` in `rows`, where row `r` of W starts at `base + r * rowStride`
+    /// and has `blocks` blocks, and `x` is one quantized row of `blocks` blocks.
+    ///
+    /// Four weight rows per pass share each activation block load.
+    @inline(never)
+    public static func matVec(
+        base: UnsafeRawPointer, rowStride: Int, blocks: Int, x: UnsafeRawPointer,
+        into out: UnsafeMutablePointer<Float>, rows: Range<Int>
+    ) {
+        var r = rows.lowerBound
+        while r &+ 4 <= rows.upperBound {
+            let w0 = base + r &* rowStride
+            let w1 = w0 + rowStride
+            let w2 = w1 + rowStride
+            let w3 = w2 + rowStride
+            var acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0
+            for j in 0 ..< blocks {
+                let offset = j &* blockBytes
+                let px = x + offset
+                let xq = quants(px)
+                let dx = halfScale(px)
+                acc0 = accumulate(acc0, w0 + offset, xq, dx)
+                acc1 = accumulate(acc1, w1 + offset, xq, dx)
+                acc2 = accumulate(acc2, w2 + offset, xq, dx)
+                acc3 = accumulate(acc3, w3 + offset, xq, dx)
+            }
+            storeSums(acc0, acc1, acc2, acc3, to: out + r)
+            r &+= 4
+        }
+        while r < rows.upperBound {
+            out[r] = dot(base + r &* rowStride, x, blocks: blocks)
+            r &+= 1
+        }
+    }
+
+    /// `out[b * outStride + r] = W[r] · x[b]` for `r` in `rows` and `b` in `0 ..< batch`, where
+    /// activation row `b` starts at `x + b * xStride`.
+    ///
+    /// Tiles of 4 weight rows by 3 activation rows keep 12 accumulators in registers, so each
+    /// weight block is loaded and made absolute once for three tokens, and each activation block
+    /// is read from L1 once per four weight rows.
+    @inline(never)
+    public static func matMul(
+        base: UnsafeRawPointer, rowStride: Int, blocks: Int, x: UnsafeRawPointer, xStride: Int, batch: Int,
+        into out: UnsafeMutablePointer<Float>, outStride: Int, rows: Range<Int>
+    ) {
+        let fullRows = rows.lowerBound + (rows.count & ~3)
+        var r = rows.lowerBound
+        while r < fullRows {
+            var b = 0
+            while b &+ 3 <= batch {
+                tile4x3(base + r &* rowStride, rowStride, blocks, x + b &* xStride, xStride,
+                        out + b &* outStride + r, outStride)
+                b &+= 3
+            }
+            while b < batch {
+                matVec(base: base, rowStride: rowStride, blocks: blocks, x: x + b &* xStride,
+                       into: out + b &* outStride, rows: r ..< r &+ 4)
+                b &+= 1
+            }
+            r &+= 4
+        }
+        for r in fullRows ..< rows.upperBound {
+            for b in 0 ..< batch {
+                out[b &* outStride &+ r] = dot(base + r &* rowStride, x + b &* xStride, blocks: blocks)
+            }
+        }
+    }
+
+    @inline(__always)
+    static func tile4x3(
+        _ w0: UnsafeRawPointer, _ rowStride: Int, _ blocks: Int, _ x0: UnsafeRawPointer, _ xStride: Int,
+        _ out: UnsafeMutablePointer<Float>, _ outStride: Int
+    ) {
+        let w1 = w0 + rowStride, w2 = w1 + rowStride, w3 = w2 + rowStride
+        let x1 = x0 + xStride, x2 = x1 + xStride
+        var a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00
+        var a10 = a00, a11 = a00, a12 = a00
+        var a20 = a00, a21 = a00, a22 = a00
+        var a30 = a00, a31 = a00, a32 = a00
+        for j in 0 ..< blocks {
+            let o = j &* blockBytes
+            let d0 = halfScale(x0 + o), d1 = halfScale(x1 + o), d2 = halfScale(x2 + o)
+            let q0 = quants(x0 + o), q1 = quants(x1 + o), q2 = quants(x2 + o)
+            rowStep(w0 + o, q0, q1, q2, d0, d1, d2, &a00, &a01, &a02)
+            rowStep(w1 + o, q0, q1, q2, d0, d1, d2, &a10, &a11, &a12)
+            rowStep(w2 + o, q0, q1, q2, d0, d1, d2, &a20, &a21, &a22)
+            rowStep(w3 + o, q0, q1, q2, d0, d1, d2, &a30, &a31, &a32)
+        }
+        storeSums(a00, a10, a20, a30, to: out)
+        storeSums(a01, a11, a21, a31, to: out + outStride)
+        storeSums(a02, a12, a22, a32, to: out + 2 &* outStride)
+    }
+
+    @inline(__always)
+    static func rowStep(
+        _ pw: UnsafeRawPointer, _ q0: __m256i, _ q1: __m256i, _ q2: __m256i,
+        _ d0: __m128, _ d1: __m128, _ d2: __m128,
+        _ a0: inout __m256, _ a1: inout __m256, _ a2: inout __m256
+    ) {
+        let w = quants(pw)
+        let aw = _mm256_sign_epi8(w, w)
+        let dw = halfScale(pw)
+        a0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_mul_ss(dw, d0)), signedProduct(aw, w, q0), a0)
+        a1 = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_mul_ss(dw, d1)), signedProduct(aw, w, q1), a1)
+        a2 = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_mul_ss(dw, d2)), signedProduct(aw, w, q2), a2)
+    }
+
+    /// Quantizes `count` floats (a multiple of 32) into Q8_0 blocks at `out`: per block
+    /// `d = max|x| / 127`, `q = round(x / d)` with halves rounded away from zero, bit-identical to
+    /// the portable quantizer.
+    @inline(never)
+    public static func quantize(_ x: UnsafePointer<Float>, count: Int, into out: UnsafeMutableRawPointer) {
+        let absMask: SIMD8<Float> = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff))
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)
+        for block in 0 ..< count / 32 {
+            let src = UnsafeRawPointer(x + block &* 32)
+            let dst = out + block &* blockBytes
+            let v0 = src.loadUnaligned(as: SIMD8<Float>.self)
+            let v1 = src.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+            let v2 = src.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self)
+            let v3 = src.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self)
+            let m8 = _mm256_max_ps(
+                _mm256_max_ps(_mm256_and_ps(v0, absMask), _mm256_and_ps(v1, absMask)),
+                _mm256_max_ps(_mm256_and_ps(v2, absMask), _mm256_and_ps(v3, absMask)))
+            let m4 = _mm_max_ps(m8.lowHalf, m8.highHalf)
+            let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4))
+            let amax = _mm_max_ss(m2, _mm_movehdup_ps(m2))[0]
+            let d = amax / 127
+            let inverse: Float = d == 0 ? 0 : 1 / d
+            dst.storeBytes(of: Float16(d).bitPattern, as: UInt16.self)
+            let iv = SIMD8<Float>(repeating: inverse)
+            let q0 = roundAway(v0 * iv, absMask), q1 = roundAway(v1 * iv, absMask)
+            let q2 = roundAway(v2 * iv, absMask), q3 = roundAway(v3 * iv, absMask)
+            let bytes = _mm256_packs_epi16(_mm256_packs_epi32(q0, q1), _mm256_packs_epi32(q2, q3))
+            (dst + 2).storeBytes(of: _mm256_permutevar8x32_epi32(bytes, order), as: __m256i.self)
+        }
+    }
+
+    // MARK: Pieces
+
+    /// The 32 quants of the block at `p`.
+    @inline(__always)
+    static func quants(_ p: UnsafeRawPointer) -> __m256i {
+        (p + 2).loadUnaligned(as: __m256i.self)
+    }
+
+    /// The block scale at `p` in lane 0. Loading 8 bytes and converting four halves in one
+    /// `vcvtph2ps` keeps the conversion off the accumulator's dependency chain (a scalar
+    /// `Float(Float16)` compiled to a `vpinsrw` chain that halved single-thread speed).
+    @inline(__always)
+    static func halfScale(_ p: UnsafeRawPointer) -> __m128 {
+        _mm_cvtph_ps(_mm_cvtsi64_si128(p.loadUnaligned(as: Int64.self)))
+    }
+
+    /// Per-lane integer dot products of one block pair, as 8 floats (exact: |sum| < 2^24).
+    @inline(__always)
+    static func blockProduct(_ w: __m256i, _ x: __m256i) -> __m256 {
+        signedProduct(_mm256_sign_epi8(w, w), w, x)
+    }
+
+    @inline(__always)
+    static func signedProduct(_ absW: __m256i, _ w: __m256i, _ x: __m256i) -> __m256 {
+        let pairs = _mm256_maddubs_epi16(absW, _mm256_sign_epi8(x, w))
+        return _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+    }
+
+    @inline(__always)
+    static func accumulate(_ acc: __m256, _ pw: UnsafeRawPointer, _ xq: __m256i, _ dx: __m128) -> __m256 {
+        let scale = _mm256_broadcastss_ps(_mm_mul_ss(halfScale(pw), dx))
+        return _mm256_fmadd_ps(scale, blockProduct(quants(pw), xq), acc)
+    }
+
+    @inline(__always)
+    static func horizontalSum(_ v: __m256) -> Float {
+        let v4 = _mm_add_ps(v.lowHalf, v.highHalf)
+        let v2 = _mm_add_ps(v4, _mm_movehl_ps(v4, v4))
+        return _mm_add_ss(v2, _mm_movehdup_ps(v2))[0]
+    }
+
+    /// Stores the lane sums of four accumulators to `out[0 ..< 4]`.
+    @inline(__always)
+    static func storeSums(_ a: __m256, _ b: __m256, _ c: __m256, _ d: __m256, to out: UnsafeMutablePointer<Float>) {
+        let h = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d))
+        UnsafeMutableRawPointer(out).storeBytes(of: _mm_add_ps(h.lowHalf, h.highHalf), as: __m128.self)
+    }
+
+    /// `p` rounded to the nearest integer, halves away from zero (C `roundf`), as Int32 lanes.
+    /// `vroundps` has no such mode, so truncate and step by one where the dropped part is >= 0.5.
+    @inline(__always)
+    static func roundAway(_ p: SIMD8<Float>, _ absMask: SIMD8<Float>) -> __m256i {
+        let truncated = _mm256_cvttps_epi32(p)
+        let fraction: SIMD8<Float> = _mm256_and_ps(_mm256_sub_ps(p, _mm256_cvtepi32_ps(truncated)), absMask)
+        let away = SIMD8<Int32>(repeating: 0).replacing(with: 1, where: fraction .>= 0.5)
+        // The float's sign bit read as an Int32 carries the sign of p (a zero p has no fraction).
+        let step = _mm256_sign_epi32(unsafeBitCast(away, to: __m256i.self), _mm256_castps_si256(p))
+        return _mm256_add_epi32(truncated, step)
+    }
+}
+#endif
