@@ -98,6 +98,7 @@ extension Tokenizer {
             }
         }
         output.append(contentsOf: ids)
+        guard word.count <= Self.longestCachedWord else { return }
         wordCache.withLock { cache in
             if cache.count >= Self.wordCacheLimit { cache.removeAll(keepingCapacity: true) }
             cache[word] = ids

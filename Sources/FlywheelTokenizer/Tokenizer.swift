@@ -44,6 +44,8 @@ public final class Tokenizer: Sendable {
     /// Byte-level BPE word (UTF-8) -> ids; cleared when it grows past `wordCacheLimit`.
     let wordCache = Mutex<[[UInt8]: [Int32]]>([:])
     static let wordCacheLimit = 50_000
+    /// Longer words (runs of digits, base64 blobs) are merged every time rather than cached.
+    static let longestCachedWord = 128
 
     /// Token texts llama.cpp treats as end of generation whatever the metadata says.
     public static let endOfGenerationTexts: Set<String> = [

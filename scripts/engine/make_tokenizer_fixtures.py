@@ -13,6 +13,7 @@ checked-in outputs). Writes:
   Tests/FlywheelTokenizerTests/Fixtures/smollm.json   byte-level BPE, digits isolated then GPT-2 regex, pre "smollm"
   Tests/FlywheelTokenizerTests/Fixtures/spm.json      SentencePiece BPE, byte_fallback, model "llama"
   Tests/FlywheelEngineTests/Fixtures/tokenizer-gpt2.gguf  the qwen2 vocabulary as GGUF metadata + one tiny tensor
+  Tests/FlywheelEngineTests/Fixtures/tokenizer-gpt2.expected.json  what reading it back must give
 Each JSON holds the vocabulary as GGUF would carry it (tokens, token_type, scores, merges, special ids,
 flags) and `cases`: text, parse_special, add_special, the reference ids and the reference decode.
 Byte-level fixtures also hold `splits`: the reference pre-tokenizer's words for each case text.
@@ -236,6 +237,22 @@ def write_gguf(fixture, path):
     w.write_tensors_to_file()
     w.close()
     print(f"wrote {path} ({os.path.getsize(path)} bytes)")
+
+    # What the Swift test must read back, and reference ids for a few strings (from HF tokenizers).
+    tokens = fixture["tokens"]
+    expected = {
+        "token_count": len(tokens), "merge_count": len(fixture["merges"]),
+        "first_tokens": tokens[:8], "last_token": tokens[-1], "first_merges": fixture["merges"][:4],
+        "bos_token_id": fixture["bos_token_id"], "eos_token_id": fixture["eos_token_id"],
+        "control_token_ids": [i for i, t in enumerate(fixture["token_type"]) if t == 3],
+        "cases": [{"text": c["text"], "parse_special": c["parse_special"], "ids": c["ids"]}
+                  for c in fixture["cases"] if c["text"] and not c["add_special"]][::4],
+    }
+    expected_path = os.path.splitext(path)[0] + ".expected.json"
+    with open(expected_path, "w", encoding="utf-8") as f:
+        json.dump(expected, f, ensure_ascii=False, indent=1)
+        f.write("\n")
+    print(f"wrote {expected_path}")
 
 
 def main():
