@@ -89,7 +89,9 @@ let package = Package(
         .testTarget(
             name: "FlywheelKernelsTests", dependencies: ["FlywheelKernels", "FlywheelKernelsAVX2"],
             swiftSettings: strict),
-        .testTarget(name: "FlywheelTokenizerTests", dependencies: ["FlywheelTokenizer"], swiftSettings: strict),
+        .testTarget(
+            name: "FlywheelTokenizerTests", dependencies: ["FlywheelTokenizer"],
+            resources: [.copy("Fixtures")], swiftSettings: strict),
         .testTarget(name: "FlywheelChatTemplateTests", dependencies: ["FlywheelChatTemplate"], swiftSettings: strict),
         .testTarget(
             name: "FlywheelEngineTests", dependencies: ["FlywheelEngine"],

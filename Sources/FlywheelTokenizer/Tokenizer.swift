@@ -1,0 +1,170 @@
+import Synchronization
+
+/// Text <-> token ids for one vocabulary: byte-level BPE (`gpt2`) or SentencePiece BPE (`llama`),
+/// following llama.cpp's behaviour for GGUF models.
+///
+/// Immutable after `init` apart from an internal word cache behind a mutex, so one instance may be
+/// shared by any number of threads.
+///
+/// Defaults for keys the file lacks, as llama.cpp applies them: SentencePiece adds BOS, no EOS and a
+/// space prefix, with BOS 1, EOS 2 and unknown 0; byte-level BPE adds BOS only for the Llama-3 family
+/// of pre-tokenizer names. Decoding concatenates token pieces without llama.cpp's optional
+/// "clean up spaces" pass, so `decode(encode(s)) == s`.
+public final class Tokenizer: Sendable {
+    /// The vocabulary this tokenizer was built from.
+    public let vocabulary: TokenizerVocabulary
+    /// How byte-level BPE text is split into words (`.gpt2` for SentencePiece, where it is unused).
+    public let preTokenizer: PreTokenizer
+    public let bosID: Int32?
+    public let eosID: Int32?
+    public let unknownID: Int32?
+    /// Whether `encode(_:addSpecial: true)` starts with BOS.
+    public let addsBOS: Bool
+    /// Whether `encode(_:addSpecial: true)` ends with EOS.
+    public let addsEOS: Bool
+    /// SentencePiece only: a space is put before text at the start and after each special token.
+    public let addsSpacePrefix: Bool
+    /// Byte-level BPE only: a word that is itself a token is not merged (Llama 3's `ignore_merges`).
+    public let ignoresMerges: Bool
+    /// Ids that end generation: EOS, EOT, EOM and tokens named like an end of turn (see `isEndOfGeneration`).
+    public let endOfGenerationIDs: Set<Int32>
+
+    /// Token kinds after llama.cpp's fix-up: end-of-turn-looking tokens count as control tokens.
+    let types: [TokenType]
+    let table: TokenTextTable
+    let matcher: SpecialTokenMatcher
+    /// The bytes each token decodes to: token i is `pieceBytes[pieceOffsets[i] ..< pieceOffsets[i + 1]]`.
+    let pieceBytes: [UInt8]
+    let pieceOffsets: [Int]
+    /// Byte-level BPE: the merges, and the token of each byte's alphabet character (-1 if absent).
+    let bytePairMerger: BytePairMerger?
+    let byteSymbols: [Int32]
+    /// SentencePiece: the scored merger.
+    let scoredMerger: ScoredPairMerger?
+    /// Byte-level BPE word (UTF-8) -> ids; cleared when it grows past `wordCacheLimit`.
+    let wordCache = Mutex<[[UInt8]: [Int32]]>([:])
+    static let wordCacheLimit = 50_000
+    /// Longer words (runs of digits, base64 blobs) are merged every time rather than cached.
+    static let longestCachedWord = 128
+
+    /// Token texts llama.cpp treats as end of generation whatever the metadata says.
+    public static let endOfGenerationTexts: Set<String> = [
+        "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>",
+    ]
+
+    /// Builds the lookup tables for `vocabulary`.
+    public init(_ vocabulary: TokenizerVocabulary) {
+        self.vocabulary = vocabulary
+        let isSentencePiece = vocabulary.model == .llama
+        let count = vocabulary.tokens.count
+        func inRange(_ id: Int32) -> Int32? { id < count ? id : nil }
+
+        preTokenizer = isSentencePiece ? .gpt2 : PreTokenizer(name: vocabulary.preTokenizerName)
+        bosID = vocabulary.bosID ?? (isSentencePiece ? inRange(1) : nil)
+        eosID = vocabulary.eosID ?? (isSentencePiece ? inRange(2) : nil)
+        unknownID = vocabulary.unknownID ?? (isSentencePiece ? inRange(0) : nil)
+        let llama3Family: Set<String> = ["llama3", "llama-v3", "llama-bpe", "falcon3", "tekken"]
+        let isLlama3Family = !isSentencePiece && llama3Family.contains(vocabulary.preTokenizerName ?? "")
+        addsBOS = vocabulary.addBOS ?? (isSentencePiece || isLlama3Family)
+        addsEOS = vocabulary.addEOS ?? false
+        addsSpacePrefix = isSentencePiece && (vocabulary.addSpacePrefix ?? true)
+        ignoresMerges = isLlama3Family
+
+        var types = vocabulary.tokenTypes
+        var endOfGeneration = Set([eosID, vocabulary.eotID, vocabulary.eomID].compactMap { $0 })
+        for (id, text) in vocabulary.tokens.enumerated() where Self.endOfGenerationTexts.contains(text) {
+            endOfGeneration.insert(Int32(id))
+            types[id] = .control
+        }
+        self.types = types
+        endOfGenerationIDs = endOfGeneration
+
+        let table = TokenTextTable(vocabulary.tokens)
+        self.table = table
+        matcher = SpecialTokenMatcher(tokens: vocabulary.tokens, types: types)
+
+        var pieceBytes: [UInt8] = []
+        var pieceOffsets = [0]
+        pieceOffsets.reserveCapacity(count + 1)
+        for (id, text) in vocabulary.tokens.enumerated() {
+            switch types[id] {
+            case .normal:
+                if isSentencePiece {
+                    for scalar in text.unicodeScalars {
+                        if scalar == "\u{2581}" { pieceBytes.append(0x20) } else { pieceBytes.append(contentsOf: String(scalar).utf8) }
+                    }
+                } else {
+                    pieceBytes.append(contentsOf: ByteLevelAlphabet.decode(text))
+                }
+            case .byte:
+                // Validated: byte tokens are spelled <0xAB>.
+                if let byte = TokenizerVocabulary.byteValue(ofByteToken: text) { pieceBytes.append(byte) }
+            case .control, .unknown, .userDefined:
+                pieceBytes.append(contentsOf: text.utf8)
+            case .unused:
+                break
+            }
+            pieceOffsets.append(pieceBytes.count)
+        }
+        self.pieceBytes = pieceBytes
+        self.pieceOffsets = pieceOffsets
+
+        if isSentencePiece {
+            var byteTokens = [Int32](repeating: -1, count: 256)
+            var mergeScores = [Float?](repeating: nil, count: count)
+            for id in 0 ..< count {
+                switch types[id] {
+                case .byte:
+                    if let byte = TokenizerVocabulary.byteValue(ofByteToken: vocabulary.tokens[id]), byteTokens[Int(byte)] < 0 {
+                        byteTokens[Int(byte)] = Int32(id)
+                    }
+                case .normal, .userDefined, .unused:
+                    mergeScores[id] = id < vocabulary.scores.count ? vocabulary.scores[id] : 0
+                case .control, .unknown:
+                    break
+                }
+            }
+            // llama.cpp falls back to a token spelling the raw single byte when no <0xAB> token exists.
+            for byte in 0 ..< 128 where byteTokens[byte] < 0 {
+                byteTokens[byte] = table.id(of: String(UnicodeScalar(UInt8(byte)))) ?? -1
+            }
+            scoredMerger = ScoredPairMerger(table: table, mergeScores: mergeScores, byteTokens: byteTokens, unknownID: unknownID)
+            bytePairMerger = nil
+            byteSymbols = []
+        } else {
+            scoredMerger = nil
+            bytePairMerger = BytePairMerger(merges: vocabulary.merges, table: table)
+            byteSymbols = ByteLevelAlphabet.scalarForByte.map { value in
+                Unicode.Scalar(value).flatMap { table.id(of: String($0)) } ?? -1
+            }
+        }
+    }
+
+    /// Number of tokens in the vocabulary.
+    public var vocabularySize: Int { vocabulary.tokens.count }
+
+    /// The model kind (`gpt2` byte-level BPE or `llama` SentencePiece).
+    public var model: TokenizerModelKind { vocabulary.model }
+
+    /// The vocabulary text of token `id` as stored ("Ġthe", "▁the", "<0x0A>", "<|im_end|>"), or `nil`.
+    public func tokenText(_ id: Int32) -> String? {
+        id >= 0 && Int(id) < vocabularySize ? vocabulary.tokens[Int(id)] : nil
+    }
+
+    /// The kind of token `id` (end-of-turn-looking tokens count as `.control`), or `nil` if out of range.
+    public func tokenType(_ id: Int32) -> TokenType? {
+        id >= 0 && Int(id) < vocabularySize ? types[Int(id)] : nil
+    }
+
+    /// The id of the token whose vocabulary text is `text` (e.g. "<|im_end|>").
+    public func tokenID(forText text: String) -> Int32? {
+        table.id(of: text)
+    }
+
+    /// Whether generating `id` ends the answer: EOS, EOT, EOM, or a token named `<|eot_id|>`,
+    /// `<|im_end|>`, `<|end|>`, `<end_of_turn>`, `<|endoftext|>`, `<|eom_id|>` or `<EOT>`
+    /// (llama.cpp's rule; those tokens are treated as control tokens).
+    public func isEndOfGeneration(_ id: Int32) -> Bool {
+        endOfGenerationIDs.contains(id)
+    }
+}

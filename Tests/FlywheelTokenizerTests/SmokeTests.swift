@@ -1,6 +1,0 @@
-import XCTest
-@testable import FlywheelTokenizer
-
-final class FlywheelTokenizerSmokeTests: XCTestCase {
-    func testModuleLoads() {}
-}
