@@ -70,7 +70,9 @@ let package = Package(
         .testTarget(name: "FlywheelGatewayTests", dependencies: ["FlywheelGateway"], swiftSettings: strict),
         .testTarget(name: "FlywheelKernelsTests", dependencies: ["FlywheelKernels"], swiftSettings: strict),
         .testTarget(name: "FlywheelTokenizerTests", dependencies: ["FlywheelTokenizer"], swiftSettings: strict),
-        .testTarget(name: "FlywheelChatTemplateTests", dependencies: ["FlywheelChatTemplate"], swiftSettings: strict),
+        .testTarget(
+            name: "FlywheelChatTemplateTests", dependencies: ["FlywheelChatTemplate"],
+            resources: [.copy("Fixtures")], swiftSettings: strict),
         .testTarget(
             name: "FlywheelEngineTests", dependencies: ["FlywheelEngine"],
             resources: [.copy("Fixtures")], swiftSettings: strict),
