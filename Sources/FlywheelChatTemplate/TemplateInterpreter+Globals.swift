@@ -1,6 +1,8 @@
 /// The functions a template can call by name: Hugging Face's `raise_exception` and
 /// `strftime_now`, and Jinja's `namespace`, `range` and `dict`.
 extension TemplateInterpreter {
+    static let globalFunctions: Set<String> = ["raise_exception", "strftime_now", "namespace", "range", "dict"]
+
     func callGlobal(
         _ name: String, _ positional: [ChatTemplateValue], _ keyword: [String: ChatTemplateValue], line: Int
     ) throws(ChatTemplateError) -> ChatTemplateValue {

@@ -195,6 +195,11 @@ final class TemplateInterpreter {
             let (positional, keyword) = try evaluateArguments(arguments)
             return try applyFilter(name, to: value, positional, keyword, line: line)
         case let .test(base, name, arguments, negated, line):
+            // Functions are not values here, but templates probe them: `strftime_now is defined`.
+            if case let .name(variable, _) = base, ["defined", "undefined", "callable"].contains(name),
+               lookup(variable) == .undefined, isFunction(variable) {
+                return .bool((name != "undefined") != negated)
+            }
             let value = try evaluate(base)
             let (positional, _) = try evaluateArguments(arguments)
             return .bool(try applyTest(name, to: value, positional, line: line) != negated)
@@ -451,6 +456,10 @@ final class TemplateInterpreter {
         var out = ""
         _ = try execute(macro.body, into: &out)
         return .string(out)
+    }
+
+    private func isFunction(_ name: String) -> Bool {
+        macros[name] != nil || Self.globalFunctions.contains(name)
     }
 
     private func line(of expression: TemplateExpression) -> Int {

@@ -19,6 +19,10 @@ final class ChatTemplateTests: XCTestCase {
     func testGemma3MatchesJinja() throws { try TemplateFixture.load("gemma3").verifyAll() }
     func testPhi3MiniMatchesJinja() throws { try TemplateFixture.load("phi3_mini").verifyAll() }
     func testPhi35MatchesJinja() throws { try TemplateFixture.load("phi3_5").verifyAll() }
+    func testLlama32VisionStrftimeDateMatchesJinja() throws { try TemplateFixture.load("llama3_2_vision").verifyAll() }
+    func testHermes2ProMacrosMatchJinja() throws { try TemplateFixture.load("hermes2_pro").verifyAll() }
+    func testDeepSeekR1MatchesJinja() throws { try TemplateFixture.load("deepseek_r1").verifyAll() }
+    func testSmolLM3GenerationBlocksMatchJinja() throws { try TemplateFixture.load("smollm3").verifyAll() }
 
     func testToolsDefaultToNoneAsTransformersPassesThem() throws {
         let template = try ChatTemplate(source: "{{ tools is defined }} {{ tools is none }} {{ documents is none }}")

@@ -29,7 +29,13 @@ struct TemplateFixture {
             Bundle.module.url(forResource: name, withExtension: "json", subdirectory: "Fixtures"),
             "missing fixture \(name).json", file: file, line: line)
         let root = try ChatTemplateValue(json: String(decoding: try Data(contentsOf: url), as: UTF8.self))
-        let sharedTemplate = root["template"]?.stringValue
+        var sharedTemplate: String?
+        if let templateFile = root["template_file"]?.stringValue {
+            let templateURL = try XCTUnwrap(
+                Bundle.module.resourceURL?.appendingPathComponent("Fixtures").appendingPathComponent(templateFile),
+                file: file, line: line)
+            sharedTemplate = String(decoding: try Data(contentsOf: templateURL), as: UTF8.self)
+        }
         var cases: [Case] = []
         for item in root["cases"]?.arrayValue ?? [] {
             var extra = item["extra"]?.objectValue.map { Dictionary(uniqueKeysWithValues: $0.pairs.map { ($0.key, $0.value) }) } ?? [:]

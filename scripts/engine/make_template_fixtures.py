@@ -16,7 +16,8 @@ they are converted the way FlywheelChatTemplate's ChatMessage does: keys role, c
 tool_calls, tool_call_id in that order and only when set; text parts as {"type": "text", ...};
 arguments parsed when they are a JSON object.
 
-Writes Tests/FlywheelChatTemplateTests/Fixtures/<template>.json and jinja_features.json. Each case
+Writes Tests/FlywheelChatTemplateTests/Fixtures/<template>.json (naming its templates/<template>.jinja)
+and jinja_features.json (templates inline). Each case
 holds either "expected" (the exact output) or "error_kind": "raised" with "error" (the message of
 raise_exception), or "error_kind": "other" (any other render error).
 Needs `pip install jinja2` only to regenerate. Usage: python3 scripts/engine/make_template_fixtures.py
@@ -39,6 +40,20 @@ class Raised(Exception):
     pass
 
 
+class GenerationBlock(jinja2.ext.Extension):
+    """transformers' AssistantTracker when not tracking: `{% generation %}` renders its body."""
+
+    tags = {"generation"}
+
+    def parse(self, parser):
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(["name:endgeneration"], drop_needle=True)
+        return jinja2.nodes.CallBlock(self.call_method("_render"), [], [], body).set_lineno(lineno)
+
+    def _render(self, caller):
+        return caller()
+
+
 def environment():
     def raise_exception(message):
         raise Raised(message)
@@ -49,7 +64,7 @@ def environment():
     def strftime_now(format):
         return datetime.fromtimestamp(NOW, tz=timezone.utc).strftime(format)
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[GenerationBlock, jinja2.ext.loopcontrols])
     env.filters["tojson"] = tojson
     env.globals["raise_exception"] = raise_exception
     env.globals["strftime_now"] = strftime_now
@@ -114,6 +129,8 @@ CONVERSATIONS = {
     "assistant_last": [msg("user", "Ping"), msg("assistant", "Pong")],
     "unicode_and_spaces": [msg("user", "  Caf\u00e9 \U0001F680 \u201cquoted\u201d\n\tand 'single' \"double\"  ")],
     "text_parts": [msg("user", [{"type": "text", "text": "part one"}, {"type": "text", "text": " part two"}])],
+    "thinking_history": [msg("user", "Hi"), msg("assistant", "<think>\nThe user greets.\n</think>\n\nHello!"),
+                         msg("user", "Again")],
     "bad_role_order": [msg("user", "one"), msg("user", "two")],
     "unknown_role": [msg("user", "one"), msg("narrator", "two")],
 }
@@ -174,10 +191,16 @@ TEMPLATES = {
     "gemma3": ("google/gemma-3-*-it", ("<bos>", "<eos>"), False),
     "phi3_mini": ("microsoft/Phi-3-mini-4k-instruct", ("<s>", "<|endoftext|>"), False),
     "phi3_5": ("microsoft/Phi-3.5-mini-instruct", ("<s>", "<|endoftext|>"), False),
+    "llama3_2_vision": ("meta-llama/Llama-3.2-11B-Vision-Instruct", ("<|begin_of_text|>", "<|eot_id|>"), True),
+    "hermes2_pro": ("NousResearch/Hermes-2-Pro-Llama-3-8B (tool_use template, macros)", ("<|begin_of_text|>", "<|im_end|>"), True),
+    "deepseek_r1": ("deepseek-ai/DeepSeek-R1", ("<\uff5cbegin\u2581of\u2581sentence\uff5c>", "<\uff5cend\u2581of\u2581sentence\uff5c>"), True),
+    "smollm3": ("HuggingFaceTB/SmolLM3-3B ({% generation %}, strftime_now)", ("", "<|im_end|>"), True),
 }
 EXTRA_CASES = {
     "llama3_1": [("tools_offered", {"date_string": "05 Sep 2024"}), ("tools_offered", {"tools_in_user_message": False})],
     "qwen3": [("multi_turn", {"enable_thinking": False})],
+    "smollm3": [("multi_turn", {"enable_thinking": False}), ("tools_offered", {"xml_tools": [WEATHER_TOOL]})],
+    "deepseek_r1": [("thinking_history", {})],
 }
 
 
@@ -199,7 +222,7 @@ def template_cases(name, template, tokens, tools_supported):
         cases.append(case)
 
     for conversation, wire in CONVERSATIONS.items():
-        for agp in (True, False):
+        for agp in (True, False) if conversation in ("multi_turn", "assistant_last") else (True,):
             add(f"{conversation}/agp={agp}", wire, agp)
     if tools_supported:
         for conversation, wire in TOOL_CONVERSATIONS.items():
@@ -323,7 +346,7 @@ def feature_cases():
 def write(name, payload):
     path = os.path.join(OUT, name)
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(payload, f, ensure_ascii=False, indent=1)
+        json.dump(payload, f, ensure_ascii=False, separators=(",", ":"))
         f.write("\n")
 
 
@@ -333,7 +356,8 @@ def main():
         with open(os.path.join(OUT, "templates", f"{name}.jinja"), encoding="utf-8") as f:
             template = f.read()
         cases = template_cases(name, template, tokens, tools_supported)
-        write(f"{name}.json", {"name": name, "origin": origin, "now": NOW, "template": template, "cases": cases})
+        write(f"{name}.json", {"name": name, "origin": origin, "now": NOW, "template_file": f"templates/{name}.jinja",
+                              "cases": cases})
     write("jinja_features.json", {"now": NOW, "cases": feature_cases()})
 
 
