@@ -92,7 +92,9 @@ let package = Package(
         .testTarget(
             name: "FlywheelTokenizerTests", dependencies: ["FlywheelTokenizer"],
             resources: [.copy("Fixtures")], swiftSettings: strict),
-        .testTarget(name: "FlywheelChatTemplateTests", dependencies: ["FlywheelChatTemplate"], swiftSettings: strict),
+        .testTarget(
+            name: "FlywheelChatTemplateTests", dependencies: ["FlywheelChatTemplate"],
+            resources: [.copy("Fixtures")], swiftSettings: strict),
         .testTarget(
             name: "FlywheelEngineTests", dependencies: ["FlywheelEngine"],
             resources: [.copy("Fixtures")], swiftSettings: strict),

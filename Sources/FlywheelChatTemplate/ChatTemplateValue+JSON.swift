@@ -1,0 +1,109 @@
+extension ChatTemplateValue {
+    /// Parses JSON text; objects keep their key order.
+    public init(json: String) throws(ChatTemplateError) {
+        var parser = TemplateJSONParser(json)
+        self = try parser.parseDocument()
+    }
+
+    /// Python's `json.dumps(x, ensure_ascii=..., indent=..., separators=..., sort_keys=...)`, which
+    /// Hugging Face installs as the `tojson` filter. `indent` is a prefix string per level (Python's
+    /// int indent is that many spaces); `nil` means one line.
+    func jsonString(
+        ensureASCII: Bool = false, indent: String? = nil, separators: (item: String, key: String)? = nil,
+        sortKeys: Bool = false, line: Int = 0
+    ) throws(ChatTemplateError) -> String {
+        let separators = separators ?? (indent == nil ? (", ", ": ") : (",", ": "))
+        var out = ""
+        try writeJSON(into: &out, ensureASCII: ensureASCII, indent: indent, separators: separators,
+                      sortKeys: sortKeys, level: 0, line: line)
+        return out
+    }
+
+    private func writeJSON(
+        into out: inout String, ensureASCII: Bool, indent: String?, separators: (item: String, key: String),
+        sortKeys: Bool, level: Int, line: Int
+    ) throws(ChatTemplateError) {
+        guard level < TemplateJSONParser.maxDepth else {
+            throw .runtime(message: "tojson: value nested too deeply", line: line)
+        }
+        switch self {
+        case .none: out += "null"
+        case let .bool(value): out += value ? "true" : "false"
+        case let .int(value): out += String(value)
+        case let .double(value):
+            if value.isNaN { out += "NaN" } else if value.isInfinite { out += value < 0 ? "-Infinity" : "Infinity" } else {
+                out += pythonFloatRepr(value)
+            }
+        case let .string(value): writeJSONString(value, into: &out, ensureASCII: ensureASCII)
+        case let .array(items):
+            guard !items.isEmpty else {
+                out += "[]"
+                return
+            }
+            out += "["
+            for (index, item) in items.enumerated() {
+                if index > 0 { out += separators.item }
+                if let indent { out += "\n" + String(repeating: indent, count: level + 1) }
+                try item.writeJSON(into: &out, ensureASCII: ensureASCII, indent: indent, separators: separators,
+                                   sortKeys: sortKeys, level: level + 1, line: line)
+            }
+            if let indent { out += "\n" + String(repeating: indent, count: level) }
+            out += "]"
+        case let .object(object):
+            guard !object.isEmpty else {
+                out += "{}"
+                return
+            }
+            var pairs = object.pairs
+            if sortKeys { pairs.sort { $0.key.unicodeScalars.lexicographicallyPrecedes($1.key.unicodeScalars) } }
+            out += "{"
+            for (index, pair) in pairs.enumerated() {
+                if index > 0 { out += separators.item }
+                if let indent { out += "\n" + String(repeating: indent, count: level + 1) }
+                writeJSONString(pair.key, into: &out, ensureASCII: ensureASCII)
+                out += separators.key
+                try pair.value.writeJSON(into: &out, ensureASCII: ensureASCII, indent: indent, separators: separators,
+                                         sortKeys: sortKeys, level: level + 1, line: line)
+            }
+            if let indent { out += "\n" + String(repeating: indent, count: level) }
+            out += "}"
+        case .undefined, .namespace:
+            throw .runtime(message: "Object of type \(typeName) is not JSON serializable", line: line)
+        }
+    }
+}
+
+private func writeJSONString(_ value: String, into out: inout String, ensureASCII: Bool) {
+    var view = String.UnicodeScalarView()
+    view.append("\"")
+    for scalar in value.unicodeScalars {
+        switch scalar {
+        case "\"": view.append(contentsOf: "\\\"".unicodeScalars)
+        case "\\": view.append(contentsOf: "\\\\".unicodeScalars)
+        case "\n": view.append(contentsOf: "\\n".unicodeScalars)
+        case "\r": view.append(contentsOf: "\\r".unicodeScalars)
+        case "\t": view.append(contentsOf: "\\t".unicodeScalars)
+        case "\u{08}": view.append(contentsOf: "\\b".unicodeScalars)
+        case "\u{0C}": view.append(contentsOf: "\\f".unicodeScalars)
+        default:
+            if scalar.value < 0x20 || (ensureASCII && scalar.value > 0x7E) {
+                if scalar.value > 0xFFFF {
+                    let offset = scalar.value - 0x10000
+                    view.append(contentsOf: unicodeEscape(0xD800 + (offset >> 10)).unicodeScalars)
+                    view.append(contentsOf: unicodeEscape(0xDC00 + (offset & 0x3FF)).unicodeScalars)
+                } else {
+                    view.append(contentsOf: unicodeEscape(scalar.value).unicodeScalars)
+                }
+            } else {
+                view.append(scalar)
+            }
+        }
+    }
+    view.append("\"")
+    out += String(view)
+}
+
+private func unicodeEscape(_ code: UInt32) -> String {
+    let hex = String(code, radix: 16)
+    return "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+}

@@ -1,2 +1,0 @@
-/// Placeholder so the target builds; the chat template renderer lands here.
-enum FlywheelChatTemplateModule {}

@@ -1,6 +1,0 @@
-import XCTest
-@testable import FlywheelChatTemplate
-
-final class FlywheelChatTemplateSmokeTests: XCTestCase {
-    func testModuleLoads() {}
-}

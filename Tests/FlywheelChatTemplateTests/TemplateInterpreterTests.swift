@@ -1,0 +1,110 @@
+import XCTest
+@testable import FlywheelChatTemplate
+
+final class TemplateInterpreterTests: XCTestCase {
+    /// Small templates covering whitespace control, loops, scoping, namespaces, reprs, tojson,
+    /// filters, tests and errors, each checked against Python jinja2's output.
+    func testFeatureTemplatesMatchJinja() throws {
+        try TemplateFixture.load("jinja_features").verifyAll()
+    }
+
+    private func render(_ source: String, _ context: [String: ChatTemplateValue] = [:],
+                        limits: ChatTemplateLimits = ChatTemplateLimits()) throws(ChatTemplateError) -> String {
+        try ChatTemplate(source: source, limits: limits)
+            .render(messages: [], addGenerationPrompt: false, bosToken: "", eosToken: "", extra: context, secondsSince1970: 0)
+    }
+
+    func testLoopVariablesCountFilteredItems() throws {
+        let output = try render("{% for x in xs if x > 1 %}{{ loop.index }}/{{ loop.length }}{{ ',' if not loop.last }}{% endfor %}",
+                                ["xs": [1, 2, 3]])
+        XCTAssertEqual(output, "1/2,2/2")
+    }
+
+    func testSetInsideLoopDoesNotLeakButNamespaceDoes() throws {
+        let output = try render("{% set n = 0 %}{% set ns = namespace(n=0) %}{% for i in [1, 2, 3] %}{% set n = n + i %}"
+                                + "{% set ns.n = ns.n + i %}{% endfor %}{{ n }} {{ ns.n }}")
+        XCTAssertEqual(output, "0 6")
+    }
+
+    func testRaiseExceptionSurfacesItsMessage() {
+        XCTAssertThrowsError(try render("{{ raise_exception('System role not supported') }}")) { error in
+            XCTAssertEqual(error as? ChatTemplateError, .templateRaised("System role not supported"))
+        }
+    }
+
+    func testUnknownFilterIsNamedWithItsLine() {
+        XCTAssertThrowsError(try render("a\nb\n{{ x | frobnicate }}")) { error in
+            XCTAssertEqual(error as? ChatTemplateError, .unsupported(what: "filter 'frobnicate'", line: 3))
+            XCTAssertEqual("\(error)", "unsupported filter 'frobnicate' at line 3")
+        }
+    }
+
+    func testUnknownTestAndMethodAndFunctionAreNamed() {
+        XCTAssertThrowsError(try render("{{ 1 is prime }}")) { error in
+            XCTAssertEqual(error as? ChatTemplateError, .unsupported(what: "test 'prime'", line: 1))
+        }
+        XCTAssertThrowsError(try render("\n{{ 'a'.zfill(3) }}")) { error in
+            XCTAssertEqual(error as? ChatTemplateError, .unsupported(what: "method 'str.zfill'", line: 2))
+        }
+        XCTAssertThrowsError(try render("{{ lipsum() }}")) { error in
+            XCTAssertEqual(error as? ChatTemplateError, .unsupported(what: "function 'lipsum'", line: 1))
+        }
+    }
+
+    func testAttributeOfUndefinedIsARuntimeErrorWithLine() {
+        XCTAssertThrowsError(try render("ok\n{{ message.content.strip() }}")) { error in
+            guard case let .runtime(_, line)? = error as? ChatTemplateError else { return XCTFail("\(error)") }
+            XCTAssertEqual(line, 2)
+        }
+    }
+
+    func testOutputCapStopsRunawayTemplates() {
+        let limits = ChatTemplateLimits(maxOutputBytes: 1000)
+        XCTAssertThrowsError(try render("{% for i in range(100) %}{{ 'x' * 50 }}{% endfor %}", limits: limits)) { error in
+            guard case .limitExceeded? = error as? ChatTemplateError else { return XCTFail("\(error)") }
+        }
+    }
+
+    func testLoopIterationCapStopsNestedLoops() {
+        let limits = ChatTemplateLimits(maxLoopIterations: 5000)
+        let source = "{% for a in range(100) %}{% for b in range(100) %}{% endfor %}{% endfor %}"
+        XCTAssertThrowsError(try render(source, limits: limits)) { error in
+            XCTAssertEqual(error as? ChatTemplateError, .limitExceeded("more than 5000 loop iterations"))
+        }
+    }
+
+    func testRecursiveMacroHitsTheCallDepthLimit() {
+        let source = "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}"
+        XCTAssertThrowsError(try render(source)) { error in
+            guard case let .limitExceeded(message)? = error as? ChatTemplateError else { return XCTFail("\(error)") }
+            XCTAssertTrue(message.contains("macro calls nested deeper than 32"), message)
+        }
+    }
+
+    func testHugeRangeIsRefused() {
+        XCTAssertThrowsError(try render("{{ range(10000000)|length }}")) { error in
+            guard case .limitExceeded? = error as? ChatTemplateError else { return XCTFail("\(error)") }
+        }
+    }
+
+    func testStrftimeNowUsesTheInjectedClock() throws {
+        let output = try ChatTemplate(source: "{{ strftime_now('%d %b %Y') }}")
+            .render(messages: [], addGenerationPrompt: false, bosToken: "", eosToken: "", secondsSince1970: 1_721_952_000)
+        XCTAssertEqual(output, "26 Jul 2024")
+    }
+
+    func testMacroDefaultsAndKeywordArguments() throws {
+        let output = try render("{% macro tag(name, open='<', close='>') %}{{ open }}{{ name }}{{ close }}{% endmacro %}"
+                                + "{{ tag('a') }}{{ tag('b', close=']') }}")
+        XCTAssertEqual(output, "<a><b]")
+    }
+
+    func testMessagesExposeOnlyTheFieldsThatAreSet() throws {
+        let template = try ChatTemplate(source: "{% for m in messages %}{{ m.content is defined }},{{ m.tool_calls is defined }};{% endfor %}")
+        let output = try template.render(
+            messages: [ChatMessage(role: "user", text: "hi"),
+                       ChatMessage(role: "assistant", toolCalls: [ChatToolCall(id: "1", functionName: "f", arguments: "{}")])],
+            addGenerationPrompt: false, bosToken: "", eosToken: "")
+        XCTAssertEqual(output, "True,False;False,True;")
+    }
+}
