@@ -36,16 +36,30 @@ final class ModelInferenceTests: XCTestCase {
             for (position, (mine, expected)) in zip(got, reference.logits).enumerated() {
                 XCTAssertEqual(mine.count, expected.count)
                 worst = max(worst, maxDifference(mine, expected))
-                // Where the reference's winner leads clearly, quantization cannot excuse another winner.
+                // A winner that leads by more than twice the error bound cannot lose to rounding.
                 if ModelReference.margin(expected) > 2 * tolerance {
                     argmaxChecked += 1
                     XCTAssertEqual(ModelReference.argmax(mine), ModelReference.argmax(expected),
                                    "\(name) position \(position)")
                 }
             }
-            print("ERRSTAT", name, worst, tolerance)
             XCTAssertLessThanOrEqual(worst, tolerance, "\(name): max |logit - reference|")
-            XCTAssertGreaterThan(argmaxChecked, reference.tokens.count / 2, "\(name): too few clear margins to check")
+            XCTAssertGreaterThanOrEqual(argmaxChecked, 3, "\(name): too few clear margins to check")
+        }
+    }
+
+    func testLogitsMatchReferenceWithQ8RoundingEmulatedToFloatPrecision() throws {
+        // The difference from the exact reference is all Q8_0 rounding: with that rounding emulated, the
+        // only differences left are float32 vs float64 sums and the odd activation landing on the other
+        // side of a rounding boundary.
+        for name in ModelReference.names {
+            let reference = try ModelReference(name)
+            let context = try context(reference)
+            try context.evaluate(reference.tokens, allLogits: true)
+            let vocab = context.model.config.vocabularySize
+            let tail = rows(context.logitsArray(), width: vocab).suffix(reference.emulatedTailLogits.count)
+            let worst = zip(tail, reference.emulatedTailLogits).map { maxDifference($0, $1) }.max()!
+            XCTAssertLessThanOrEqual(worst, reference.tolerance / 100, name)
         }
     }
 

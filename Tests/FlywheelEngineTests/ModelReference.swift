@@ -9,6 +9,8 @@ struct ModelReference {
     let tokens: [Int32]
     /// Reference logits, one row per prompt position.
     let logits: [[Float]]
+    /// The last four rows of `logits` recomputed with the engine's Q8_0 rounding emulated in numpy.
+    let emulatedTailLogits: [[Float]]
     /// 16 greedy tokens after the prompt.
     let generated: [Int32]
     /// The reference's top-1 minus top-2 logit at each greedy step.
@@ -21,6 +23,7 @@ struct ModelReference {
         let root = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         tokens = try XCTUnwrap(root["tokens"] as? [Int]).map { Int32($0) }
         logits = try XCTUnwrap(root["logits"] as? [[Double]]).map { $0.map { Float($0) } }
+        emulatedTailLogits = try XCTUnwrap(root["logits_q8_tail"] as? [[Double]]).map { $0.map { Float($0) } }
         generated = try XCTUnwrap(root["generated"] as? [Int]).map { Int32($0) }
         generatedMargins = try XCTUnwrap(root["generated_margins"] as? [Double]).map { Float($0) }
     }

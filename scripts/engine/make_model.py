@@ -29,7 +29,8 @@ Usage:
   python3 scripts/engine/make_model.py --fixtures     # the checked-in test models and their expected outputs
 
 The fixtures (Tests/FlywheelEngineTests/Fixtures/model-*.gguf and .json) are small random models; each JSON holds
-reference.py's float64 logits for a 12-token prompt at every position and 16 greedy tokens. Their seeds were
+reference.py's float64 logits for a 12-token prompt at every position, 16 greedy tokens, and for the last four
+positions the logits with the engine's Q8_0 rounding emulated (reference.py --emulate-q8). Their seeds were
 picked so that every greedy step's top-2 margin is well above the engine's Q8_0 error (see generated_margins).
 """
 import argparse
@@ -178,6 +179,13 @@ def write_fixtures():
              ",".join(map(str, FIXTURE_PROMPT)), "--generate", "16", "--check-permutation"],
             check=True, capture_output=True, text=True).stdout
         result = json.loads(out)
+        # The same prompt with the engine's Q8_0 rounding emulated (last four positions, to keep the file
+        # small): the engine should match these to float rounding, far tighter than the exact logits.
+        emulated = json.loads(subprocess.run(
+            [sys.executable, os.path.join(HERE, "reference.py"), model, "--tokens",
+             ",".join(map(str, FIXTURE_PROMPT)), "--emulate-q8"],
+            check=True, capture_output=True, text=True).stdout)
+        result["logits_q8_tail"] = emulated["logits"][-4:]
         result["made_with"] = "scripts/engine/make_model.py " + " ".join(args)
         with open(os.path.join(FIXTURES, name + ".json"), "w") as f:
             json.dump(result, f, separators=(",", ":"))

@@ -15,7 +15,8 @@ Written from the math, not from the Swift code:
   theta = p * base^(-2i/rope_dims);  (a, b) -> (a cos - b sin, a sin + b cos)
 
 Weights are dequantized (Q8_0, F16, F32) to float64; activations stay float64 (the engine quantizes them to Q8_0,
-so expect differences of about 1e-2 relative).
+so expect differences of about 1e-2 relative; --emulate-q8 rounds them the same way, to tell quantization error
+from a real mistake).
 
 Usage: python3 scripts/engine/reference.py MODEL.gguf --tokens 1,2,3 [--generate 16] [--check-permutation]
 Prints JSON: {"tokens", "logits" (one row per position), "generated", "generated_margins"}.
@@ -73,6 +74,24 @@ def load(path):
     return cfg, weights
 
 
+def q8_round_trip(x):
+    """x as the engine sees it after Q8_0 quantization along the last axis (blocks of 32, f16 scale)."""
+    blocks = x.reshape(*x.shape[:-1], -1, 32).astype(np.float32)
+    d = np.abs(blocks).max(axis=-1, keepdims=True) / np.float32(127)
+    inverse = np.where(d == 0, np.float32(0), np.float32(1) / np.where(d == 0, 1, d))
+    scaled = blocks * inverse
+    q = np.trunc(scaled + np.copysign(np.float32(0.5), scaled))  # round half away from zero, like roundf
+    return (q * d.astype(np.float16).astype(np.float32)).reshape(x.shape).astype(np.float64)
+
+
+ACTIVATIONS = {"quantize": False}
+
+
+def matmul(x, W):
+    """x @ W.T, with x rounded to Q8_0 first when emulating the engine (--emulate-q8)."""
+    return (q8_round_trip(x) if ACTIVATIONS["quantize"] else x) @ W.T
+
+
 def rmsnorm(x, w, eps):
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
 
@@ -118,7 +137,7 @@ def forward(cfg, w, tokens, neox=None, unpermute=False):
             if unpermute and name in ("q", "k"):
                 W = unpermute_rows(W, heads)
                 bias = None if bias is None else unpermute_rows(bias, heads)
-            y = h @ W.T
+            y = matmul(h, W)
             if bias is not None:
                 y = y + bias
             proj[name] = y.reshape(T, heads, hd)
@@ -134,13 +153,13 @@ def forward(cfg, w, tokens, neox=None, unpermute=False):
             probs = np.exp(scores)
             probs /= probs.sum(axis=1, keepdims=True)
             att[:, head, :] = probs @ v[:, g, :]
-        x = x + att.reshape(T, n_head * hd) @ w[p + "attn_output.weight"].T
+        x = x + matmul(att.reshape(T, n_head * hd), w[p + "attn_output.weight"])
         h = rmsnorm(x, w[p + "ffn_norm.weight"], cfg["eps"])
-        gate = h @ w[p + "ffn_gate.weight"].T
-        up = h @ w[p + "ffn_up.weight"].T
-        x = x + (silu(gate) * up) @ w[p + "ffn_down.weight"].T
+        gate = matmul(h, w[p + "ffn_gate.weight"])
+        up = matmul(h, w[p + "ffn_up.weight"])
+        x = x + matmul(silu(gate) * up, w[p + "ffn_down.weight"])
     x = rmsnorm(x, w["output_norm.weight"], cfg["eps"])
-    return x @ w["output.weight"].T
+    return matmul(x, w["output.weight"])
 
 
 def unpermute_rows(W, heads):
@@ -156,9 +175,17 @@ def main():
     p.add_argument("--generate", type=int, default=0, help="greedy tokens to generate after the prompt")
     p.add_argument("--check-permutation", action="store_true")
     p.add_argument("--decimals", type=int, default=5)
+    p.add_argument("--emulate-q8", action="store_true",
+                   help="round every matrix input (and F16/F32 matrices) to Q8_0 the way the engine does; "
+                        "shows how much of a difference from the engine is quantization")
     a = p.parse_args()
 
     cfg, w = load(a.model)
+    if a.emulate_q8:
+        ACTIVATIONS["quantize"] = True
+        for name, W in w.items():
+            if W.ndim == 2:
+                w[name] = q8_round_trip(W)  # a no-op for Q8_0 weights, the load-time conversion for others
     tokens = [int(t) for t in a.tokens.split(",")]
     logits = forward(cfg, w, tokens)
 
