@@ -1,0 +1,145 @@
+import FlywheelKernels
+
+/// All weights of a model, ready for the int8 kernels.
+///
+/// Q8_0 matrices in the file are used in place: `Q8Matrix` views into the file's read-only mapping,
+/// which this value keeps alive. F16 and F32 matrices are quantized to Q8_0 once, here, into memory
+/// the weights own (the kernels only multiply Q8_0; the cost is the usual Q8_0 rounding, about 0.4%
+/// relative per weight). Norm weights and biases become `[Float]`.
+/// Without `output.weight` the output projection is the token embedding (tied embeddings).
+public struct ModelWeights: Sendable {
+    static let tokenEmbeddingName = "token_embd.weight"
+
+    /// E (vocabularySize, d).
+    public let tokenEmbedding: Q8Matrix
+    public let layers: [LayerWeights]
+    /// RMSNorm weight before the output projection (d).
+    public let outputNorm: [Float]
+    /// Wout (vocabularySize, d); the same memory as `tokenEmbedding` when tied.
+    public let output: Q8Matrix
+    /// Whether `output` is the token embedding.
+    public let isOutputTied: Bool
+
+    /// The mapping that the in-place matrices point into.
+    private let file: GGUFFile
+    /// Matrices converted at load time.
+    private let ownedStorage: [QuantizedStorage]
+
+    /// Loads and checks every tensor `config` needs. Throws `ModelError`.
+    public init(file: GGUFFile, config: ModelConfig) throws {
+        var loader = Loader(file: file)
+        let d = config.embeddingLength
+        let f = config.feedForwardLength
+        let q = config.queryLength
+        let kv = config.keyValueLength
+        let vocab = config.vocabularySize
+
+        tokenEmbedding = try loader.matrix(Self.tokenEmbeddingName, rows: vocab, columns: d)
+        var layers: [LayerWeights] = []
+        layers.reserveCapacity(config.layerCount)
+        for i in 0 ..< config.layerCount {
+            let blk = "blk.\(i)."
+            layers.append(LayerWeights(
+                attentionNorm: try loader.vector(blk + "attn_norm.weight", count: d),
+                query: try loader.matrix(blk + "attn_q.weight", rows: q, columns: d),
+                key: try loader.matrix(blk + "attn_k.weight", rows: kv, columns: d),
+                value: try loader.matrix(blk + "attn_v.weight", rows: kv, columns: d),
+                queryBias: try loader.optionalVector(blk + "attn_q.bias", count: q),
+                keyBias: try loader.optionalVector(blk + "attn_k.bias", count: kv),
+                valueBias: try loader.optionalVector(blk + "attn_v.bias", count: kv),
+                attentionOutput: try loader.matrix(blk + "attn_output.weight", rows: d, columns: q),
+                feedForwardNorm: try loader.vector(blk + "ffn_norm.weight", count: d),
+                gate: try loader.matrix(blk + "ffn_gate.weight", rows: f, columns: d),
+                up: try loader.matrix(blk + "ffn_up.weight", rows: f, columns: d),
+                down: try loader.matrix(blk + "ffn_down.weight", rows: d, columns: f)))
+        }
+        self.layers = layers
+        outputNorm = try loader.vector("output_norm.weight", count: d)
+        if file.tensor(named: "output.weight") != nil {
+            output = try loader.matrix("output.weight", rows: vocab, columns: d)
+            isOutputTied = false
+        } else {
+            output = tokenEmbedding
+            isOutputTied = true
+        }
+        self.file = file
+        self.ownedStorage = loader.ownedStorage
+    }
+
+    /// Writes row `token` of the embedding, dequantized, to `out` (d floats).
+    public func embed(token: Int, into out: UnsafeMutablePointer<Float>) {
+        Q8Block.dequantize(tokenEmbedding.row(token), count: tokenEmbedding.columns, into: out)
+    }
+
+    /// Reads tensors out of a file, checking names, shapes and types.
+    private struct Loader {
+        let file: GGUFFile
+        var ownedStorage: [QuantizedStorage] = []
+
+        init(file: GGUFFile) { self.file = file }
+
+        /// A (rows, columns) matrix: GGUF shape [columns, rows].
+        mutating func matrix(_ name: String, rows: Int, columns: Int) throws -> Q8Matrix {
+            let info = try tensor(name, shape: [columns, rows])
+            switch info.type {
+            case .q8_0:
+                // The pointer outlives the closure on purpose: it points into the file's mapping, which
+                // lives as long as the GGUFFile that ModelWeights holds.
+                let base = try file.withTensorBytes(name) { $0.baseAddress! }
+                return Q8Matrix(base: base, rows: rows, columns: columns)
+            case .f16, .f32:
+                let isHalf = info.type == .f16
+                let storage = try file.withTensorBytes(name) { bytes in
+                    QuantizedStorage(rows: rows, columns: columns) { row, out in
+                        Self.convert(bytes, isHalf: isHalf, from: row * columns, count: columns, into: out)
+                    }
+                }
+                ownedStorage.append(storage)
+                return storage.matrix
+            default:
+                throw ModelError.unsupportedTensorType(tensor: name, type: info.type)
+            }
+        }
+
+        /// A vector of `count` floats stored as F32 or F16.
+        func vector(_ name: String, count: Int) throws -> [Float] {
+            let info = try tensor(name, shape: [count])
+            guard info.type == .f32 || info.type == .f16 else {
+                throw ModelError.unsupportedTensorType(tensor: name, type: info.type)
+            }
+            return try file.withTensorBytes(name) { bytes in
+                [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+                    Self.convert(bytes, isHalf: info.type == .f16, from: 0, count: count, into: buffer.baseAddress!)
+                    initialized = count
+                }
+            }
+        }
+
+        func optionalVector(_ name: String, count: Int) throws -> [Float]? {
+            file.tensor(named: name) == nil ? nil : try vector(name, count: count)
+        }
+
+        private func tensor(_ name: String, shape: [Int]) throws -> GGUFTensorInfo {
+            guard let info = file.tensor(named: name) else { throw ModelError.missingTensor(name) }
+            guard info.shape == shape else { throw ModelError.wrongShape(tensor: name, expected: shape, found: info.shape) }
+            return info
+        }
+
+        /// Elements `start ..< start + count` of an F16 or F32 tensor as floats.
+        private static func convert(
+            _ bytes: UnsafeRawBufferPointer, isHalf: Bool, from start: Int, count: Int,
+            into out: UnsafeMutablePointer<Float>
+        ) {
+            let base = bytes.baseAddress!
+            if isHalf {
+                for i in 0 ..< count {
+                    out[i] = Float(Float16(bitPattern: base.loadUnaligned(fromByteOffset: (start + i) * 2, as: UInt16.self)))
+                }
+            } else {
+                for i in 0 ..< count {
+                    out[i] = Float(bitPattern: base.loadUnaligned(fromByteOffset: (start + i) * 4, as: UInt32.self))
+                }
+            }
+        }
+    }
+}

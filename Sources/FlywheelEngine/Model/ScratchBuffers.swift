@@ -1,0 +1,64 @@
+import FlywheelKernels
+
+/// The activations of one batch of up to `batchCapacity` tokens, allocated once per context.
+/// Shapes are (batch, width), row-major; `B` below is `batchCapacity`.
+///
+/// Owned by one `InferenceContext`; pool threads write disjoint rows or heads of them.
+final class ScratchBuffers {
+    /// x (B, d): the residual stream.
+    let residual: UnsafeMutablePointer<Float>
+    /// xb (B, d): the normalized residual, input of the projections.
+    let normalized: UnsafeMutablePointer<Float>
+    /// Q8_0 rows (B, widest input): the activations a product is reading, quantized.
+    let quantized: UnsafeMutableRawPointer
+    /// q (B, headCount·headDimension)
+    let query: UnsafeMutablePointer<Float>
+    /// k, v (B, kvHeadCount·headDimension)
+    let key: UnsafeMutablePointer<Float>
+    let value: UnsafeMutablePointer<Float>
+    /// Attention output, heads concatenated (B, headCount·headDimension).
+    let attention: UnsafeMutablePointer<Float>
+    /// Output of Wo or W2 before it is added to the residual (B, d).
+    let projected: UnsafeMutablePointer<Float>
+    /// Gate and up branches of the feed-forward block (B, f); `gate` ends up holding silu(gate)·up.
+    let gate: UnsafeMutablePointer<Float>
+    let up: UnsafeMutablePointer<Float>
+    /// Attention scores, one row of `capacity` per pool thread (threads, capacity).
+    let scores: UnsafeMutablePointer<Float>
+    /// cos and sin of every RoPE angle of the batch (B, ropeDimensionCount / 2).
+    let ropeCos: UnsafeMutablePointer<Float>
+    let ropeSin: UnsafeMutablePointer<Float>
+
+    private let allocations: [UnsafeMutableRawPointer]
+
+    init(config: ModelConfig, batchCapacity b: Int, capacity: Int, threadCount: Int) {
+        var allocations: [UnsafeMutableRawPointer] = []
+        func floats(_ count: Int) -> UnsafeMutablePointer<Float> {
+            let memory = UnsafeMutableRawPointer.allocate(byteCount: max(1, count) * 4, alignment: 64)
+            allocations.append(memory)
+            return memory.bindMemory(to: Float.self, capacity: max(1, count))
+        }
+        let d = config.embeddingLength
+        let widest = max(d, config.queryLength, config.feedForwardLength)
+        residual = floats(b * d)
+        normalized = floats(b * d)
+        let quantizedBytes = b * Q8Block.rowByteCount(widest)
+        quantized = UnsafeMutableRawPointer.allocate(byteCount: quantizedBytes, alignment: 64)
+        allocations.append(quantized)
+        query = floats(b * config.queryLength)
+        key = floats(b * config.keyValueLength)
+        value = floats(b * config.keyValueLength)
+        attention = floats(b * config.queryLength)
+        projected = floats(b * d)
+        gate = floats(b * config.feedForwardLength)
+        up = floats(b * config.feedForwardLength)
+        scores = floats(threadCount * capacity)
+        ropeCos = floats(b * config.ropeDimensionCount / 2)
+        ropeSin = floats(b * config.ropeDimensionCount / 2)
+        self.allocations = allocations
+    }
+
+    deinit {
+        for memory in allocations { memory.deallocate() }
+    }
+}

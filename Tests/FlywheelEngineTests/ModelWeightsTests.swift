@@ -1,0 +1,97 @@
+import FlywheelEngine
+import FlywheelKernels
+import XCTest
+
+/// Loading tensors: names, shapes and types checked, F16/F32 quantized at load, tied output embeddings.
+final class ModelWeightsTests: XCTestCase {
+    private func load(_ builder: ModelBuilder) throws -> LlamaModel {
+        try LlamaModel(file: GGUFFile(bytes: builder.bytes()))
+    }
+
+    private func assertModelError(_ builder: ModelBuilder, _ expected: ModelError, line: UInt = #line) {
+        XCTAssertThrowsError(try load(builder), line: line) { error in
+            XCTAssertEqual(error as? ModelError, expected, line: line)
+        }
+    }
+
+    func testMissingLayerTensorIsNamed() {
+        var builder = ModelBuilder(layers: 2)
+        builder.remove(tensor: "blk.1.ffn_up.weight")
+        assertModelError(builder, .missingTensor("blk.1.ffn_up.weight"))
+    }
+
+    func testMissingOutputNormIsNamed() {
+        var builder = ModelBuilder()
+        builder.remove(tensor: "output_norm.weight")
+        assertModelError(builder, .missingTensor("output_norm.weight"))
+    }
+
+    func testWrongShapeNamesTensorAndBothShapes() {
+        var builder = ModelBuilder()
+        builder.change(tensor: "blk.0.attn_k.weight", dims: [32, 32])
+        assertModelError(builder, .wrongShape(tensor: "blk.0.attn_k.weight", expected: [32, 16], found: [32, 32]))
+        builder = ModelBuilder()
+        builder.change(tensor: "blk.0.ffn_norm.weight", dims: [32, 1])
+        assertModelError(builder, .wrongShape(tensor: "blk.0.ffn_norm.weight", expected: [32], found: [32, 1]))
+    }
+
+    func testUnsupportedTensorTypeNamesTensorAndType() {
+        var builder = ModelBuilder()
+        builder.change(tensor: "blk.0.attn_v.weight", type: 12)  // Q4_K
+        assertModelError(builder, .unsupportedTensorType(tensor: "blk.0.attn_v.weight", type: GGUFTensorType(rawValue: 12)))
+        XCTAssertTrue(ModelError.unsupportedTensorType(tensor: "t", type: GGUFTensorType(rawValue: 12))
+            .description.contains("Q4_K"))
+    }
+
+    func testQuantizedNormIsRejected() {
+        var builder = ModelBuilder()
+        builder.change(tensor: "blk.0.attn_norm.weight", type: 8)  // Q8_0 1-D: not for norms
+        assertModelError(builder, .unsupportedTensorType(tensor: "blk.0.attn_norm.weight", type: .q8_0))
+    }
+
+    func testWithoutOutputWeightTheEmbeddingIsTheOutput() throws {
+        let tied = try load(ModelBuilder(tiedOutput: true))
+        XCTAssertTrue(tied.weights.isOutputTied)
+        XCTAssertEqual(tied.weights.output.base, tied.weights.tokenEmbedding.base)
+        let untied = try load(ModelBuilder())
+        XCTAssertFalse(untied.weights.isOutputTied)
+        XCTAssertNotEqual(untied.weights.output.base, untied.weights.tokenEmbedding.base)
+    }
+
+    func testQ8MatricesAreUsedInPlaceAndF16MatricesAreQuantizedAtLoad() throws {
+        // Q8_0: the embedding row is the file's bytes; F16: within Q8_0 rounding of the file's values.
+        let q8 = try LlamaModel(path: GGUFFixture.url("model-llama-q8.gguf").path)
+        let q8Row = try q8.file.withTensorBytes("token_embd.weight") { bytes in
+            Array(bytes.prefix(Q8Block.rowByteCount(64) * 4).suffix(Q8Block.rowByteCount(64)))
+        }
+        let embedded = Array(UnsafeRawBufferPointer(start: q8.weights.tokenEmbedding.row(3), count: q8Row.count))
+        XCTAssertEqual(embedded, q8Row)
+
+        let f16 = try LlamaModel(path: GGUFFixture.url("model-qwen2-f16.gguf").path)
+        let d = f16.config.embeddingLength
+        let fileRow: [Float] = try f16.file.withTensorBytes("token_embd.weight") { bytes in
+            (0 ..< d).map { GGUFFixture.half(bytes.load(fromByteOffset: (5 * d + $0) * 2, as: UInt16.self)) }
+        }
+        var row = [Float](repeating: 0, count: d)
+        row.withUnsafeMutableBufferPointer { f16.weights.embed(token: 5, into: $0.baseAddress!) }
+        let scale = fileRow.map(abs).max()!
+        for (mine, theirs) in zip(row, fileRow) { XCTAssertEqual(mine, theirs, accuracy: scale / 127) }
+    }
+
+    func testQwen2BiasesAreLoaded() throws {
+        let model = try LlamaModel(path: GGUFFixture.url("model-qwen2-q8.gguf").path)
+        XCTAssertEqual(model.weights.layers[0].queryBias?.count, model.config.queryLength)
+        XCTAssertEqual(model.weights.layers[0].keyBias?.count, model.config.keyValueLength)
+        XCTAssertEqual(model.weights.layers[0].valueBias?.count, model.config.keyValueLength)
+        let llama = try LlamaModel(path: GGUFFixture.url("model-llama-q8.gguf").path)
+        XCTAssertNil(llama.weights.layers[0].queryBias)
+    }
+
+    func testABuiltModelRunsAndGivesFiniteLogits() throws {
+        let model = try load(ModelBuilder(layers: 2, tiedOutput: true))
+        let context = try InferenceContext(model: model, maxTokens: 16, pool: ComputePool(threadCount: 2))
+        try context.evaluate([1, 2, 3, 7])
+        XCTAssertEqual(context.logitsArray().count, 8)
+        XCTAssertTrue(context.logitsArray().allSatisfy(\.isFinite))
+    }
+}
