@@ -48,7 +48,8 @@ let package = Package(
         // OpenAI wire format, routing, handlers, feedback, metrics, configuration.
         .target(
             name: "FlywheelGateway",
-            dependencies: ["FlywheelHTTP", "FlywheelUpstream", "FlywheelStore", "FlywheelJSON", "FlywheelEngine", "COpenSSL",
+            dependencies: ["FlywheelHTTP", "FlywheelUpstream", "FlywheelStore", "FlywheelJSON", "FlywheelEngine",
+                           "FlywheelChatTemplate", "FlywheelKernels", "COpenSSL",
                            .product(name: "Yams", package: "Yams")],
             swiftSettings: strict),
         // Reading the log for operators: `tail` and `show` formatting and follow mode.

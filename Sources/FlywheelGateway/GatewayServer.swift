@@ -1,4 +1,6 @@
+import FlywheelEngine
 import FlywheelHTTP
+import FlywheelKernels
 import FlywheelStore
 import FlywheelUpstream
 
@@ -10,7 +12,13 @@ public final class GatewayServer: Sendable {
     private let http: HTTPServer
     private let upstreams: UpstreamPool
     private let log: LogWriter
+    private let inference: InferenceScheduler?
+    private let computePool: ComputePool?
+    /// The local models loaded at start, in configuration order.
+    public let localModels: [LocalModel]
 
+    /// Builds the daemon; loads every configured local model first (mapping the files), so a bad
+    /// model file fails start-up with a message naming it.
     public init(configuration: GatewayConfiguration) throws {
         try configuration.validate()
         self.configuration = configuration
@@ -22,8 +30,31 @@ public final class GatewayServer: Sendable {
         } catch {
             throw ConfigurationError("cannot open the log database \(configuration.log.path): \(error)")
         }
+        var pool: ComputePool?
+        var models: [LocalModel] = []
+        var scheduler: InferenceScheduler?
+        if !configuration.localModels.isEmpty {
+            let computePool = configuration.inference.threads.map { ComputePool(threadCount: $0) } ?? ComputePool()
+            pool = computePool
+            do {
+                for m in configuration.localModels {
+                    models.append(try LocalModel(name: m.name, path: m.path, contextLength: m.contextLength,
+                                                 chatTemplate: m.chatTemplate, pool: computePool))
+                }
+            } catch {
+                computePool.shutdown()
+                log.close()
+                throw ConfigurationError("local_models: \(error)")
+            }
+            var limits = InferenceScheduler.Limits()
+            limits.slots = configuration.inference.slots
+            limits.maxQueued = configuration.inference.maxQueued
+            limits.promptChunk = configuration.inference.promptChunk
+            scheduler = InferenceScheduler(limits: limits)
+        }
         let upstreams = UpstreamPool()
-        let gateway = Gateway(configuration: configuration, upstreams: upstreams, log: log)
+        let gateway = Gateway(configuration: configuration, upstreams: upstreams, log: log,
+                              localModels: models.map(LocalModelEntry.init), inference: scheduler)
         var http = HTTPServerConfiguration(host: address.host, port: address.port)
         if let loops = configuration.server.eventLoops { http.eventLoopCount = max(1, loops) }
         http.maxBodyBytes = configuration.server.maxBodyBytes
@@ -43,6 +74,8 @@ public final class GatewayServer: Sendable {
             client.caBundlePath = configuration.upstreamTLS.caBundle
             try upstreams.attach(to: server.eventLoops, configuration: client)
         } catch {
+            scheduler?.shutdown()
+            pool?.shutdown()
             log.close()
             throw error
         }
@@ -51,6 +84,9 @@ public final class GatewayServer: Sendable {
         self.http = server
         self.upstreams = upstreams
         self.log = log
+        self.inference = scheduler
+        self.computePool = pool
+        self.localModels = models
     }
 
     /// Starts accepting; returns the URL clients should use.
@@ -61,6 +97,8 @@ public final class GatewayServer: Sendable {
         } catch {
             http.shutdown(gracePeriod: 0)  // releases the never-started loops first, so the clients can close
             upstreams.shutdown()
+            inference?.shutdown()
+            computePool?.shutdown()
             log.close()
             throw error
         }
@@ -76,6 +114,9 @@ public final class GatewayServer: Sendable {
     public func shutdown() {
         http.shutdown(gracePeriod: configuration.server.shutdownGrace)
         upstreams.shutdown()
+        // Generations still running after the grace period end with an error (their clients are gone).
+        inference?.shutdown()
+        computePool?.shutdown()
         log.close()
     }
 }

@@ -24,13 +24,27 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .long, help: "Environment variable holding the --upstream-url key. Default OPENAI_API_KEY.")
     var upstreamKeyEnv: String = "OPENAI_API_KEY"
 
+    @Option(name: .customLong("local-model"), help: ArgumentHelp(
+        "Serve a GGUF model in process: NAME=PATH.gguf (repeatable). Requests with model NAME go to it (route 'local').",
+        valueName: "NAME=PATH"))
+    var localModels: [String] = []
+
+    @Option(name: .long, help: "Compute threads for local models. Default: the cores available.")
+    var threads: Int?
+
     func run() throws {
         let environment = ProcessInfo.processInfo.environment
         var settings = try config.map { try GatewayConfiguration.load(path: $0, environment: environment) } ?? GatewayConfiguration()
+        let locals: [GatewayConfiguration.LocalModel]
+        do {
+            locals = try localModels.map(GatewayConfiguration.LocalModel.init(flag:))
+        } catch {
+            throw ValidationError("\(error)")
+        }
         settings.applyOverrides(listen: listen, database: db, upstreamURL: upstreamURL,
-                                upstreamKey: environment[upstreamKeyEnv])
-        if settings.routes.isEmpty {
-            throw ValidationError("Nothing to route to: pass --upstream-url URL, or give upstreams and routes in --config.")
+                                upstreamKey: environment[upstreamKeyEnv], localModels: locals, threads: threads)
+        if settings.routes.isEmpty && settings.localModels.isEmpty {
+            throw ValidationError("Nothing to route to: pass --upstream-url URL or --local-model NAME=PATH, or give routes or local_models in --config.")
         }
         // Block the termination signals before any thread exists, so only our waiter ever receives them.
         TerminationSignals.block()
@@ -45,7 +59,10 @@ struct ServeCommand: ParsableCommand {
         }
         let url = try server.start()
         Console.error("flywheel: listening on \(url)")
-        Console.error("flywheel: logging to \(settings.log.path); routes: \(settings.routes.map(\.model).joined(separator: ", "))")
+        for model in server.localModels {
+            Console.error("flywheel: local model '\(model.name)' from \(model.path): \(model.summary)")
+        }
+        Console.error("flywheel: logging to \(settings.log.path); routes: \((server.localModels.map(\.name) + settings.routes.map(\.model)).joined(separator: ", "))")
         let signal = TerminationSignals.wait()
         Console.error("flywheel: received \(signal == SIGINT ? "SIGINT" : "SIGTERM"), draining (up to \(settings.server.shutdownGrace) s)")
         TerminationSignals.unblock()

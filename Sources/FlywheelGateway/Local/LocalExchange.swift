@@ -48,7 +48,8 @@ final class LocalExchange: Sendable {
             headers.add("x-request-id", context.requestID)
             headers.add("x-flywheel-route", "local")
             writer.startStream(status: 200, headers: headers)
-            send(responses.chunk(text: responses.chat ? "" : nil, role: true, includeUsageField: options.includeUsage))
+            // Chat streams open with the assistant role, as OpenAI's do; completions streams have no role.
+            if responses.chat { send(responses.chunk(text: "", role: true, includeUsageField: options.includeUsage)) }
         }
         // A client that goes away stops its generation: the slot goes to the next request.
         writer.onClose { [weak self] in self?.clientDisconnected() }

@@ -1,0 +1,151 @@
+import FlywheelChatTemplate
+import FlywheelKernels
+import FlywheelTokenizer
+
+/// A GGUF model ready to serve: weights, tokenizer, chat template and context size, under the name
+/// requests use. Immutable and shareable; sequences made from it run on the scheduler thread and
+/// spread their matrix work over the shared `ComputePool`.
+public final class LocalModel: GenerationModel {
+    public let name: String
+    public let path: String
+    public let model: LlamaModel
+    public let tokenizer: Tokenizer
+    /// Nil when the file has none and no override was given: chat requests then get a clear error.
+    public let chatTemplate: ChatTemplate?
+    /// Tokens per sequence (prompt plus completion).
+    public let contextLength: Int
+    private let pool: ComputePool
+
+    /// The context used when none is configured: the model's own, capped so a 128k-context model does
+    /// not reserve gigabytes of KV cache per slot.
+    public static let defaultContextCap = 4096
+
+    /// Loads `path`. `contextLength` defaults to the model's (at most `defaultContextCap`);
+    /// `chatTemplate` replaces the file's `tokenizer.chat_template`.
+    public init(name: String, path: String, contextLength: Int? = nil, chatTemplate: String? = nil,
+                pool: ComputePool) throws(LocalModelError) {
+        let file: GGUFFile
+        do {
+            file = try GGUFFile(path: path)
+        } catch {
+            throw .file(path: path, reason: "\(error)")
+        }
+        do {
+            model = try LlamaModel(file: file)
+        } catch {
+            throw .model(path: path, reason: "\(error)")
+        }
+        do {
+            tokenizer = Tokenizer(try TokenizerVocabulary(gguf: file))
+        } catch {
+            throw .tokenizer(path: path, reason: "\(error)")
+        }
+        guard tokenizer.vocabularySize <= model.config.vocabularySize else {
+            throw .tokenizer(path: path, reason: "the vocabulary has \(tokenizer.vocabularySize) tokens but the model only \(model.config.vocabularySize) logits")
+        }
+        let source = chatTemplate ?? file.metadata["tokenizer.chat_template"]?.stringValue
+        if let source {
+            do {
+                self.chatTemplate = try ChatTemplate(source: source)
+            } catch {
+                throw .chatTemplateInvalid(model: name, reason: "\(error)")
+            }
+        } else {
+            self.chatTemplate = nil
+        }
+        let native = model.config.contextLength
+        self.contextLength = min(contextLength ?? min(native, Self.defaultContextCap), native)
+        self.name = name
+        self.path = path
+        self.pool = pool
+    }
+
+    /// One line for logs: architecture, size and context.
+    public var summary: String {
+        let c = model.config
+        return "\(c.architecture.rawValue), \(c.layerCount) layers, d=\(c.embeddingLength), heads \(c.headCount)/\(c.kvHeadCount), vocab \(c.vocabularySize), context \(contextLength) of \(c.contextLength)"
+    }
+
+    // MARK: prompts
+
+    /// Renders `messages` through the chat template (with the generation prompt) and tokenizes the
+    /// result, special-token texts included. BOS is added when the tokenizer asks for it and the
+    /// template did not already write it.
+    public func chatPromptTokens(_ messages: [ChatMessage], tools: [ChatTemplateValue]? = nil) throws(LocalModelError) -> [Int32] {
+        guard let chatTemplate else { throw .noChatTemplate(model: name) }
+        let bos = tokenizer.bosID.flatMap(tokenizer.tokenText) ?? ""
+        let eos = tokenizer.eosID.flatMap(tokenizer.tokenText) ?? ""
+        let text: String
+        do {
+            text = try chatTemplate.render(messages: messages, addGenerationPrompt: true, bosToken: bos, eosToken: eos, tools: tools)
+        } catch {
+            throw .chatTemplateFailed(model: name, reason: "\(error)")
+        }
+        return withBOS(tokenizer.encode(text, addSpecial: false, parseSpecial: true))
+    }
+
+    /// Tokenizes a completions prompt: BOS as the tokenizer asks, special-token texts recognised
+    /// (as llama.cpp's server does).
+    public func textPromptTokens(_ text: String) -> [Int32] {
+        withBOS(tokenizer.encode(text, addSpecial: false, parseSpecial: true))
+    }
+
+    private func withBOS(_ tokens: [Int32]) -> [Int32] {
+        guard tokenizer.addsBOS, let bos = tokenizer.bosID, tokens.first != bos else { return tokens }
+        return [bos] + tokens
+    }
+
+    // MARK: GenerationModel
+
+    public func makeSequence(capacity: Int) throws -> any TokenSequence {
+        try ContextSequence(context: InferenceContext(model: model, maxTokens: min(capacity, contextLength), pool: pool))
+    }
+
+    public func isEndOfGeneration(_ token: Int32) -> Bool {
+        tokenizer.isEndOfGeneration(token)
+    }
+
+    public func makeTextStream() -> any TokenTextStream {
+        TokenStreamDecoder(tokenizer: tokenizer, skipSpecial: true, asContinuation: true)
+    }
+}
+
+extension TokenStreamDecoder: TokenTextStream {}
+
+/// A `TokenSequence` over an `InferenceContext`: remembers which tokens are cached and keeps a
+/// mutable copy of the last logits for the sampler (which applies penalties in place).
+final class ContextSequence: TokenSequence {
+    let context: InferenceContext
+    private(set) var tokens: [Int32] = []
+    private let logits: UnsafeMutableBufferPointer<Float>
+
+    init(context: InferenceContext) {
+        self.context = context
+        self.logits = .allocate(capacity: context.model.config.vocabularySize)
+        tokens.reserveCapacity(context.capacity)
+    }
+
+    deinit { logits.deallocate() }
+
+    var capacity: Int { context.capacity }
+
+    func truncate(to count: Int) {
+        guard count < tokens.count else { return }
+        if count == 0 {
+            context.reset()
+        } else {
+            // In range by construction (count < tokens.count == position), so this cannot throw.
+            try? context.truncate(to: count)
+        }
+        tokens.removeLast(tokens.count - count)
+    }
+
+    func append(_ new: ArraySlice<Int32>) throws -> UnsafeMutableBufferPointer<Float> {
+        try context.evaluate(new)
+        tokens.append(contentsOf: new)
+        context.withLogits { source in
+            _ = logits.update(fromContentsOf: source.prefix(logits.count))
+        }
+        return logits
+    }
+}
