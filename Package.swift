@@ -57,7 +57,8 @@ let package = Package(
         // The command line: one file per subcommand, no logic.
         .executableTarget(
             name: "flywheel",
-            dependencies: ["FlywheelGateway", "FlywheelInspect", "FlywheelStore", "FlywheelJSON", "CLinux",
+            dependencies: ["FlywheelGateway", "FlywheelInspect", "FlywheelStore", "FlywheelJSON", "FlywheelEngine",
+                           "FlywheelKernels", "FlywheelChatTemplate", "CLinux",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         // Int8 (Q8_0) matrix kernels and the compute thread pool the engine runs them on.

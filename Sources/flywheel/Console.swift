@@ -9,6 +9,9 @@ enum Console {
 
     static func error(_ text: String) { write(fd: 2, text + "\n") }
 
+    /// Writes `text` to stdout as is (no newline), at once: streamed generation output.
+    static func write(_ text: String) { write(fd: 1, text) }
+
     private static func write(fd: Int32, _ text: String) {
         var bytes = Array(text.utf8)
         var offset = 0
