@@ -19,8 +19,8 @@ struct TokenizerFixture {
         var words: [String]
     }
 
-    static let names = ["gpt2", "llama3", "qwen2", "smollm", "spm"]
-    static let byteLevelNames = ["gpt2", "llama3", "qwen2", "smollm"]
+    static let names = ["gpt2", "llama3", "qwen2", "smollm", "tekken", "spm"]
+    static let byteLevelNames = ["gpt2", "llama3", "qwen2", "smollm", "tekken"]
 
     var name: String
     var json: [String: Any]

@@ -11,6 +11,7 @@ checked-in outputs). Writes:
   Tests/FlywheelTokenizerTests/Fixtures/llama3.json   byte-level BPE, Llama-3 regex, pre "llama-bpe", ignore_merges, add_bos
   Tests/FlywheelTokenizerTests/Fixtures/qwen2.json    byte-level BPE, Qwen2 regex, pre "qwen2"
   Tests/FlywheelTokenizerTests/Fixtures/smollm.json   byte-level BPE, digits isolated then GPT-2 regex, pre "smollm"
+  Tests/FlywheelTokenizerTests/Fixtures/tekken.json   byte-level BPE, Tekken (case-aware) regex, pre "tekken", add_bos
   Tests/FlywheelTokenizerTests/Fixtures/spm.json      SentencePiece BPE, byte_fallback, model "llama"
   Tests/FlywheelEngineTests/Fixtures/tokenizer-gpt2.gguf  the qwen2 vocabulary as GGUF metadata + one tiny tensor
   Tests/FlywheelEngineTests/Fixtures/tokenizer-gpt2.expected.json  what reading it back must give
@@ -37,6 +38,9 @@ ENGINE_OUT = os.path.join(ROOT, "Tests", "FlywheelEngineTests", "Fixtures")
 GPT2_REGEX = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 LLAMA3_REGEX = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
                 r"""|\s*[\r\n]+|\s+(?!\S)|\s+""")
+TEKKEN_REGEX = (r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+"""
+                r"""|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}"""
+                r"""| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
 QWEN2_REGEX = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
                r"""|\s*[\r\n]+|\s+(?!\S)|\s+""")
 
@@ -182,7 +186,8 @@ def byte_level_fixture(name, pre, tok, *, specials, user_defined, bos=None, eos=
     plain = pre_tokenizers.Sequence([s for s in [
         pre_tokenizers.Digits(individual_digits=True) if pre == "smollm" else None,
         pre_tokenizers.Split(Regex({"gpt-2": GPT2_REGEX, "smollm": GPT2_REGEX, "llama-bpe": LLAMA3_REGEX,
-                                    "qwen2": QWEN2_REGEX}[pre]), behavior="isolated", invert=False),
+                                    "qwen2": QWEN2_REGEX, "tekken": TEKKEN_REGEX}[pre]),
+                             behavior="isolated", invert=False),
     ] if s is not None])
     splits = [{"text": text, "words": [w for w, _ in plain.pre_tokenize_str(text)]}
               for text, _ in CASES + [(c, False) for c in CORPUS]]
@@ -308,6 +313,11 @@ def main():
     smollm = train_byte_level(GPT2_REGEX, digits_first=True, specials=chat_specials, user_defined=user_defined)
     write_json(byte_level_fixture("smollm", "smollm", smollm, specials=chat_specials, user_defined=user_defined,
                                   bos="<|im_start|>", eos="<|im_end|>"))
+
+    tekken_specials = ["<unk>", "<s>", "</s>", "[INST]", "[/INST]", "<|im_end|>"]
+    tekken = train_byte_level(TEKKEN_REGEX, ignore_merges=True, specials=tekken_specials, user_defined=user_defined)
+    write_json(byte_level_fixture("tekken", "tekken", tekken, specials=tekken_specials, user_defined=user_defined,
+                                  bos="<s>", eos="</s>", add_bos=True))
 
     write_json(sentencepiece_fixture())
 
