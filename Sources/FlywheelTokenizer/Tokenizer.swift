@@ -8,15 +8,21 @@ import Synchronization
 ///
 /// Defaults for keys the file lacks, as llama.cpp applies them: SentencePiece adds BOS, no EOS and a
 /// space prefix, with BOS 1, EOS 2 and unknown 0; byte-level BPE adds BOS only for the Llama-3 family
-/// of pre-tokenizer names. Decoding concatenates token pieces without llama.cpp's optional
-/// "clean up spaces" pass, so `decode(encode(s)) == s`.
+/// of pre-tokenizer names and Tekken. Byte-level BPE ignores `add_space_prefix`.
+///
+/// Not reproduced from llama.cpp: its "clean up spaces" pass when decoding (pieces are concatenated
+/// as they are, so `decode(encode(s)) == s`), and the per-model whitespace stripping around special
+/// tokens it applies to Phi-3 and Jina vocabularies by name.
 public final class Tokenizer: Sendable {
     /// The vocabulary this tokenizer was built from.
     public let vocabulary: TokenizerVocabulary
     /// How byte-level BPE text is split into words (`.gpt2` for SentencePiece, where it is unused).
     public let preTokenizer: PreTokenizer
+    /// Beginning of sequence: `bos_token_id`, or 1 for SentencePiece vocabularies without one.
     public let bosID: Int32?
+    /// End of sequence: `eos_token_id`, or 2 for SentencePiece vocabularies without one.
     public let eosID: Int32?
+    /// `unknown_token_id`, or 0 for SentencePiece vocabularies without one.
     public let unknownID: Int32?
     /// Whether `encode(_:addSpecial: true)` starts with BOS.
     public let addsBOS: Bool
