@@ -5,7 +5,8 @@
 /// - `.gpt2`: "gpt-2", "phi-2", "mpt", "olmo", "jais", "roberta-bpe", "gigachat", "jina-*", "default";
 /// - `.gpt2IsolatedDigits`: "smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva-7b";
 /// - `.llama3`: "llama-bpe", "llama3", "llama-v3", "falcon3", "dbrx", "smaug-bpe", "chatglm-bpe";
-/// - `.qwen2`: "qwen2", "stablelm2", "megrez", "deepseek-r1-qwen".
+/// - `.qwen2`: "qwen2", "stablelm2", "megrez", "deepseek-r1-qwen";
+/// - `.tekken`: "tekken".
 /// Any other name (and a missing one) falls back to `.gpt2`: many names share those rules, and a
 /// slightly different split still yields valid tokens; `isRecognized` tells the caller whether to warn.
 /// (llama.cpp's "default" adds punctuation and three-digit splits that are not reproduced here.)
@@ -18,6 +19,8 @@ public enum PreTokenizer: Sendable, Equatable {
     case llama3
     /// As `.llama3` with `\p{N}` (single digits) instead of `\p{N}{1,3}`.
     case qwen2
+    /// Mistral's Tekken: words split at lower-to-upper case changes, single digits (see `splitTekken`).
+    case tekken
 
     /// The pre-tokenizer for a `tokenizer.ggml.pre` name; unknown or missing names give `.gpt2`.
     public init(name: String?) {
@@ -40,6 +43,7 @@ public enum PreTokenizer: Sendable, Equatable {
             map[name] = .llama3
         }
         for name in ["qwen2", "stablelm2", "megrez", "deepseek-r1-qwen"] { map[name] = .qwen2 }
+        map["tekken"] = .tekken
         return map
     }()
 
@@ -63,6 +67,8 @@ public enum PreTokenizer: Sendable, Equatable {
             Self.splitLlama3(scalars, classes, maximumDigits: 3, into: &ends)
         case .qwen2:
             Self.splitLlama3(scalars, classes, maximumDigits: 1, into: &ends)
+        case .tekken:
+            Self.splitTekken(scalars, classes, into: &ends)
         }
         return ends
     }

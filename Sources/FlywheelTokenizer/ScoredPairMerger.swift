@@ -10,6 +10,38 @@ struct ScoredPairMerger: Sendable {
     let byteTokens: [Int32]
     let unknownID: Int32?
 
+    init(table: TokenTextTable, mergeScores: [Float?], byteTokens: [Int32], unknownID: Int32?) {
+        self.table = table
+        self.mergeScores = mergeScores
+        self.byteTokens = byteTokens
+        self.unknownID = unknownID
+    }
+
+    /// The merger for a SentencePiece vocabulary: normal, user-defined and unused tokens may be formed
+    /// by merging (with their scores); byte tokens serve as the fallback.
+    init(vocabulary: TokenizerVocabulary, types: [TokenType], table: TokenTextTable, unknownID: Int32?) {
+        let count = vocabulary.tokens.count
+        var byteTokens = [Int32](repeating: -1, count: 256)
+        var mergeScores = [Float?](repeating: nil, count: count)
+        for id in 0 ..< count {
+            switch types[id] {
+            case .byte:
+                if let byte = TokenizerVocabulary.byteValue(ofByteToken: vocabulary.tokens[id]), byteTokens[Int(byte)] < 0 {
+                    byteTokens[Int(byte)] = Int32(id)
+                }
+            case .normal, .userDefined, .unused:
+                mergeScores[id] = id < vocabulary.scores.count ? vocabulary.scores[id] : 0
+            case .control, .unknown:
+                break
+            }
+        }
+        // llama.cpp falls back to a token spelling the raw single byte when no <0xAB> token exists.
+        for byte in 0 ..< 128 where byteTokens[byte] < 0 {
+            byteTokens[byte] = table.id(of: String(UnicodeScalar(UInt8(byte)))) ?? -1
+        }
+        self.init(table: table, mergeScores: mergeScores, byteTokens: byteTokens, unknownID: unknownID)
+    }
+
     private struct Candidate: Comparable {
         var score: Float
         var left: Int32

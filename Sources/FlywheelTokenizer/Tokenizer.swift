@@ -8,15 +8,21 @@ import Synchronization
 ///
 /// Defaults for keys the file lacks, as llama.cpp applies them: SentencePiece adds BOS, no EOS and a
 /// space prefix, with BOS 1, EOS 2 and unknown 0; byte-level BPE adds BOS only for the Llama-3 family
-/// of pre-tokenizer names. Decoding concatenates token pieces without llama.cpp's optional
-/// "clean up spaces" pass, so `decode(encode(s)) == s`.
+/// of pre-tokenizer names and Tekken. Byte-level BPE ignores `add_space_prefix`.
+///
+/// Not reproduced from llama.cpp: its "clean up spaces" pass when decoding (pieces are concatenated
+/// as they are, so `decode(encode(s)) == s`), and the per-model whitespace stripping around special
+/// tokens it applies to Phi-3 and Jina vocabularies by name.
 public final class Tokenizer: Sendable {
     /// The vocabulary this tokenizer was built from.
     public let vocabulary: TokenizerVocabulary
     /// How byte-level BPE text is split into words (`.gpt2` for SentencePiece, where it is unused).
     public let preTokenizer: PreTokenizer
+    /// Beginning of sequence: `bos_token_id`, or 1 for SentencePiece vocabularies without one.
     public let bosID: Int32?
+    /// End of sequence: `eos_token_id`, or 2 for SentencePiece vocabularies without one.
     public let eosID: Int32?
+    /// `unknown_token_id`, or 0 for SentencePiece vocabularies without one.
     public let unknownID: Int32?
     /// Whether `encode(_:addSpecial: true)` starts with BOS.
     public let addsBOS: Bool
@@ -83,52 +89,10 @@ public final class Tokenizer: Sendable {
         self.table = table
         matcher = SpecialTokenMatcher(tokens: vocabulary.tokens, types: types)
 
-        var pieceBytes: [UInt8] = []
-        var pieceOffsets = [0]
-        pieceOffsets.reserveCapacity(count + 1)
-        for (id, text) in vocabulary.tokens.enumerated() {
-            switch types[id] {
-            case .normal:
-                if isSentencePiece {
-                    for scalar in text.unicodeScalars {
-                        if scalar == "\u{2581}" { pieceBytes.append(0x20) } else { pieceBytes.append(contentsOf: String(scalar).utf8) }
-                    }
-                } else {
-                    pieceBytes.append(contentsOf: ByteLevelAlphabet.decode(text))
-                }
-            case .byte:
-                // Validated: byte tokens are spelled <0xAB>.
-                if let byte = TokenizerVocabulary.byteValue(ofByteToken: text) { pieceBytes.append(byte) }
-            case .control, .unknown, .userDefined:
-                pieceBytes.append(contentsOf: text.utf8)
-            case .unused:
-                break
-            }
-            pieceOffsets.append(pieceBytes.count)
-        }
-        self.pieceBytes = pieceBytes
-        self.pieceOffsets = pieceOffsets
+        (pieceBytes, pieceOffsets) = Self.decodedPieces(vocabulary.tokens, types, isSentencePiece: isSentencePiece)
 
         if isSentencePiece {
-            var byteTokens = [Int32](repeating: -1, count: 256)
-            var mergeScores = [Float?](repeating: nil, count: count)
-            for id in 0 ..< count {
-                switch types[id] {
-                case .byte:
-                    if let byte = TokenizerVocabulary.byteValue(ofByteToken: vocabulary.tokens[id]), byteTokens[Int(byte)] < 0 {
-                        byteTokens[Int(byte)] = Int32(id)
-                    }
-                case .normal, .userDefined, .unused:
-                    mergeScores[id] = id < vocabulary.scores.count ? vocabulary.scores[id] : 0
-                case .control, .unknown:
-                    break
-                }
-            }
-            // llama.cpp falls back to a token spelling the raw single byte when no <0xAB> token exists.
-            for byte in 0 ..< 128 where byteTokens[byte] < 0 {
-                byteTokens[byte] = table.id(of: String(UnicodeScalar(UInt8(byte)))) ?? -1
-            }
-            scoredMerger = ScoredPairMerger(table: table, mergeScores: mergeScores, byteTokens: byteTokens, unknownID: unknownID)
+            scoredMerger = ScoredPairMerger(vocabulary: vocabulary, types: types, table: table, unknownID: unknownID)
             bytePairMerger = nil
             byteSymbols = []
         } else {
@@ -138,6 +102,36 @@ public final class Tokenizer: Sendable {
                 Unicode.Scalar(value).flatMap { table.id(of: String($0)) } ?? -1
             }
         }
+    }
+
+    /// The bytes every token decodes to, flattened: token i is `bytes[offsets[i] ..< offsets[i + 1]]`.
+    /// Normal tokens are un-spelled (byte alphabet, or U+2581 to space), byte tokens give their byte,
+    /// control, unknown and user-defined tokens their text, unused tokens nothing.
+    private static func decodedPieces(
+        _ tokens: [String], _ types: [TokenType], isSentencePiece: Bool
+    ) -> (bytes: [UInt8], offsets: [Int]) {
+        var bytes: [UInt8] = []
+        var offsets = [0]
+        offsets.reserveCapacity(tokens.count + 1)
+        for (id, text) in tokens.enumerated() {
+            switch types[id] {
+            case .normal where isSentencePiece:
+                for scalar in text.unicodeScalars {
+                    if scalar == "\u{2581}" { bytes.append(0x20) } else { bytes.append(contentsOf: String(scalar).utf8) }
+                }
+            case .normal:
+                bytes.append(contentsOf: ByteLevelAlphabet.decode(text))
+            case .byte:
+                // Validated: byte tokens are spelled <0xAB>.
+                if let byte = TokenizerVocabulary.byteValue(ofByteToken: text) { bytes.append(byte) }
+            case .control, .unknown, .userDefined:
+                bytes.append(contentsOf: text.utf8)
+            case .unused:
+                break
+            }
+            offsets.append(bytes.count)
+        }
+        return (bytes, offsets)
     }
 
     /// Number of tokens in the vocabulary.

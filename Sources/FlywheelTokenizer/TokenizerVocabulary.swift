@@ -18,13 +18,17 @@ public struct TokenizerVocabulary: Sendable {
     public let tokenTypes: [TokenType]
     /// Byte-level BPE merges in rank order, each "left right"; empty for SentencePiece.
     public let merges: [String]
+    /// Beginning of sequence (`bos_token_id`).
     public let bosID: Int32?
+    /// End of sequence (`eos_token_id`).
     public let eosID: Int32?
     /// End of turn (`<|eot_id|>`, `<|im_end|>` ...).
     public let eotID: Int32?
     /// End of message (Llama 3.1 `<|eom_id|>`).
     public let eomID: Int32?
+    /// The unknown token (`unknown_token_id`).
     public let unknownID: Int32?
+    /// Padding (`padding_token_id`); unused by the tokenizer, kept for the engine.
     public let paddingID: Int32?
     /// `add_bos_token`: whether encoding with special tokens starts with BOS.
     public let addBOS: Bool?

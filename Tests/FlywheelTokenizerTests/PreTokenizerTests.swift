@@ -30,13 +30,14 @@ final class PreTokenizerTests: XCTestCase {
         XCTAssertEqual(PreTokenizer(name: "smollm"), .gpt2IsolatedDigits)
         XCTAssertEqual(PreTokenizer(name: "starcoder"), .gpt2IsolatedDigits)
         XCTAssertEqual(PreTokenizer(name: "gpt-2"), .gpt2)
+        XCTAssertEqual(PreTokenizer(name: "tekken"), .tekken)
         XCTAssertTrue(PreTokenizer.isRecognized("llama-bpe"))
     }
 
     func testUnknownOrMissingNameFallsBackToGPT2() {
-        XCTAssertEqual(PreTokenizer(name: "tekken"), .gpt2)
+        XCTAssertEqual(PreTokenizer(name: "deepseek-llm"), .gpt2)
         XCTAssertEqual(PreTokenizer(name: nil), .gpt2)
-        XCTAssertFalse(PreTokenizer.isRecognized("tekken"))
+        XCTAssertFalse(PreTokenizer.isRecognized("deepseek-llm"))
         XCTAssertFalse(PreTokenizer.isRecognized(nil))
     }
 
@@ -57,5 +58,11 @@ final class PreTokenizerTests: XCTestCase {
         XCTAssertEqual(words(.llama3, "(hello) IT'S"), ["(hello", ")", " IT", "'S"])
         XCTAssertEqual(words(.llama3, "x;\n\ny"), ["x", ";\n\n", "y"])
         XCTAssertEqual(words(.llama3, "a \n  b"), ["a", " \n", " ", " b"])
+    }
+
+    func testTekkenSplitsAtCaseChangesAndKeepsAcronymsWithTheirWord() {
+        XCTAssertEqual(words(.tekken, "HTTPServer HELLO world, it's"), ["HTTPServer", " HELLO", " world", ",", " it", "'s"])
+        XCTAssertEqual(words(.tekken, "aB cD  /path/to"), ["a", "B", " c", "D", " ", " /", "path", "/to"])
+        XCTAssertEqual(words(.tekken, "(Hello) 123"), ["(Hello", ")", " ", "1", "2", "3"])
     }
 }

@@ -19,8 +19,8 @@ struct TokenizerFixture {
         var words: [String]
     }
 
-    static let names = ["gpt2", "llama3", "qwen2", "smollm", "spm"]
-    static let byteLevelNames = ["gpt2", "llama3", "qwen2", "smollm"]
+    static let names = ["gpt2", "llama3", "qwen2", "smollm", "tekken", "spm"]
+    static let byteLevelNames = ["gpt2", "llama3", "qwen2", "smollm", "tekken"]
 
     var name: String
     var json: [String: Any]
@@ -50,7 +50,8 @@ struct TokenizerFixture {
             Case(text: c["text"] as? String ?? "", parseSpecial: c["parse_special"] as? Bool ?? false,
                  addSpecial: c["add_special"] as? Bool ?? false,
                  ids: (c["ids"] as? [Int] ?? []).map { Int32($0) },
-                 decoded: c["decoded"] as? String ?? "", decodedSkippingSpecial: c["decoded_skip_special"] as? String ?? "")
+                 decoded: c["decoded"] as? String ?? c["text"] as? String ?? "",
+                 decodedSkippingSpecial: c["decoded_skip_special"] as? String ?? c["text"] as? String ?? "")
         }
         let splits = (json["splits"] as? [[String: Any]] ?? []).map { s in
             Split(text: s["text"] as? String ?? "", words: s["words"] as? [String] ?? [])

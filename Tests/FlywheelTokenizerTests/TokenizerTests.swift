@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import XCTest
 @testable import FlywheelTokenizer
 
@@ -170,6 +171,37 @@ final class TokenizerTests: XCTestCase {
             let elapsed = ContinuousClock.now - started
             XCTAssertEqual(tokenizer.decode(ids), text)
             print("encode \(name): \(text.count) characters -> \(ids.count) tokens in \(elapsed)")
+        }
+    }
+
+    func testWithoutSpacePrefixSentencePieceEncodesTextAsGiven() throws {
+        let fixture = try TokenizerFixture.load("spm")
+        let v = fixture.vocabulary
+        let noPrefix = Tokenizer(try TokenizerVocabulary(
+            model: "llama", tokens: v.tokens, scores: v.scores, tokenTypes: v.tokenTypes.map(\.rawValue),
+            bosID: 1, eosID: 2, unknownID: 0, addBOS: false, addSpacePrefix: false))
+        let withPrefix = Tokenizer(v)
+        XCTAssertFalse(noPrefix.addsSpacePrefix)
+        XCTAssertFalse(noPrefix.addsBOS)
+        for text in ["the dog", "Hello world", "café 中"] {
+            XCTAssertEqual(noPrefix.encode(" " + text), withPrefix.encode(text, addSpecial: false), text)
+            XCTAssertEqual(noPrefix.decode(noPrefix.encode(text)), text)
+        }
+    }
+
+    func testConcurrentEncodingGivesTheSameIdsAsSerialEncoding() throws {
+        let fixture = try TokenizerFixture.load("llama3")
+        let tokenizer = Tokenizer(fixture.vocabulary)
+        let texts = fixture.cases.map(\.text)
+        let serial = texts.map { tokenizer.encode($0, addSpecial: false) }
+        let results = Mutex([[Int32]?](repeating: nil, count: texts.count * 4))
+        DispatchQueue.concurrentPerform(iterations: texts.count * 4) { i in
+            let ids = tokenizer.encode(texts[i % texts.count], addSpecial: false)
+            results.withLock { $0[i] = ids }
+        }
+        let parallel = results.withLock { $0 }
+        for i in parallel.indices {
+            XCTAssertEqual(parallel[i], serial[i % texts.count])
         }
     }
 }

@@ -11,16 +11,19 @@ checked-in outputs). Writes:
   Tests/FlywheelTokenizerTests/Fixtures/llama3.json   byte-level BPE, Llama-3 regex, pre "llama-bpe", ignore_merges, add_bos
   Tests/FlywheelTokenizerTests/Fixtures/qwen2.json    byte-level BPE, Qwen2 regex, pre "qwen2"
   Tests/FlywheelTokenizerTests/Fixtures/smollm.json   byte-level BPE, digits isolated then GPT-2 regex, pre "smollm"
+  Tests/FlywheelTokenizerTests/Fixtures/tekken.json   byte-level BPE, Tekken (case-aware) regex, pre "tekken", add_bos
   Tests/FlywheelTokenizerTests/Fixtures/spm.json      SentencePiece BPE, byte_fallback, model "llama"
   Tests/FlywheelEngineTests/Fixtures/tokenizer-gpt2.gguf  the qwen2 vocabulary as GGUF metadata + one tiny tensor
   Tests/FlywheelEngineTests/Fixtures/tokenizer-gpt2.expected.json  what reading it back must give
 Each JSON holds the vocabulary as GGUF would carry it (tokens, token_type, scores, merges, special ids,
-flags) and `cases`: text, parse_special, add_special, the reference ids and the reference decode.
+flags) and `cases`: text, parse_special, add_special, the reference ids and the reference decode
+(`decoded`, `decoded_skip_special`; absent when equal to the text).
 Byte-level fixtures also hold `splits`: the reference pre-tokenizer's words for each case text.
 Usage: python3 scripts/engine/make_tokenizer_fixtures.py
 """
 import io
 import json
+import random
 import os
 
 import numpy as np
@@ -35,6 +38,9 @@ ENGINE_OUT = os.path.join(ROOT, "Tests", "FlywheelEngineTests", "Fixtures")
 GPT2_REGEX = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 LLAMA3_REGEX = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
                 r"""|\s*[\r\n]+|\s+(?!\S)|\s+""")
+TEKKEN_REGEX = (r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+"""
+                r"""|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}"""
+                r"""| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
 QWEN2_REGEX = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
                r"""|\s*[\r\n]+|\s+(?!\S)|\s+""")
 
@@ -88,6 +94,38 @@ CASES = [
 ]
 
 
+def compact_case(text, parse_special, add_special, ids, decoded, decoded_skip_special):
+    """A case; the decoded texts are left out when they equal `text` (the Swift loader defaults them)."""
+    case = {"text": text, "parse_special": parse_special, "add_special": add_special, "ids": ids}
+    if decoded != text:
+        case["decoded"] = decoded
+    if decoded_skip_special != text:
+        case["decoded_skip_special"] = decoded_skip_special
+    return case
+
+
+def fuzz_cases(count=60, seed=1234):
+    """Deterministic random strings over characters that stress the split rules: whitespace of every
+    kind, newlines, apostrophes and contraction letters in both cases, digits of several scripts,
+    combining marks, joiners, symbols, CJK and emoji."""
+    rng = random.Random(seed)
+    pool = (list(" \t\n\r\u000b\u000c\u00a0\u3000\u2028\u0085\u200b") + list("'''sStTdDmMlLrReEvV")
+            + list("abcXYZ0123456789\u0663\u096b\u00bd\u00b2\u216b") + list(".,;:!?-_()[]{}<>|/\\\"#$%&*+=@^`~")
+            + list("éüñçßøжЖλΩ中文字日本한국ء") + ["\u0301", "\u200d", "😀", "👍🏽", "❤️", "€", "™", "—"])
+    words = ["hello", "World", "it's", "WE'LL", "don't", "12345", "3.14", "café", "   ", "\n\n", "\r\n"]
+    cases = []
+    for _ in range(count):
+        parts = []
+        for _ in range(rng.randint(1, 12)):
+            parts.append(rng.choice(words) if rng.random() < 0.3 else rng.choice(pool))
+        cases.append(("".join(parts), False))
+    return cases
+
+
+BASE_TEXTS = {text for text, _ in CASES}
+CASES += fuzz_cases()
+
+
 def train_byte_level(pattern, *, digits_first=False, ignore_merges=False, vocab_size=900, specials, user_defined):
     tok = Tokenizer(models.BPE(ignore_merges=ignore_merges))
     steps = []
@@ -138,20 +176,20 @@ def byte_level_fixture(name, pre, tok, *, specials, user_defined, bos=None, eos=
     cases = []
     for text, parse_special in CASES:
         tok.encode_special_tokens = not parse_special
-        for add_special in ([False, True] if proc_specials else [False]):
+        # With and without BOS/EOS for the hand-written texts; the fuzz texts only without.
+        for add_special in ([False, True] if proc_specials and text in BASE_TEXTS else [False]):
             ids = tok.encode(text, add_special_tokens=add_special).ids
-            cases.append({
-                "text": text, "parse_special": parse_special, "add_special": add_special, "ids": ids,
-                "decoded": tok.decode(ids, skip_special_tokens=False),
-                "decoded_skip_special": tok.decode(ids, skip_special_tokens=True),
-            })
+            cases.append(compact_case(text, parse_special, add_special, ids,
+                                      tok.decode(ids, skip_special_tokens=False),
+                                      tok.decode(ids, skip_special_tokens=True)))
     tok.encode_special_tokens = False
 
     # The pre-tokenizer's words (before byte-level mapping) for the special-free texts.
     plain = pre_tokenizers.Sequence([s for s in [
         pre_tokenizers.Digits(individual_digits=True) if pre == "smollm" else None,
         pre_tokenizers.Split(Regex({"gpt-2": GPT2_REGEX, "smollm": GPT2_REGEX, "llama-bpe": LLAMA3_REGEX,
-                                    "qwen2": QWEN2_REGEX}[pre]), behavior="isolated", invert=False),
+                                    "qwen2": QWEN2_REGEX, "tekken": TEKKEN_REGEX}[pre]),
+                             behavior="isolated", invert=False),
     ] if s is not None])
     splits = [{"text": text, "words": [w for w, _ in plain.pre_tokenize_str(text)]}
               for text, _ in CASES + [(c, False) for c in CORPUS]]
@@ -195,8 +233,7 @@ def sentencepiece_fixture():
             continue
         for add_special in (False, True):
             ids = sp.encode(text, add_bos=add_special)
-            cases.append({"text": text, "parse_special": False, "add_special": add_special, "ids": ids,
-                          "decoded": sp.decode(ids), "decoded_skip_special": sp.decode(ids)})
+            cases.append(compact_case(text, False, add_special, ids, sp.decode(ids), sp.decode(ids)))
     return {
         "name": "spm", "model": "llama", "pre": None,
         "tokens": tokens, "token_type": types, "scores": scores, "merges": None,
@@ -278,6 +315,11 @@ def main():
     smollm = train_byte_level(GPT2_REGEX, digits_first=True, specials=chat_specials, user_defined=user_defined)
     write_json(byte_level_fixture("smollm", "smollm", smollm, specials=chat_specials, user_defined=user_defined,
                                   bos="<|im_start|>", eos="<|im_end|>"))
+
+    tekken_specials = ["<unk>", "<s>", "</s>", "[INST]", "[/INST]", "<|im_end|>"]
+    tekken = train_byte_level(TEKKEN_REGEX, ignore_merges=True, specials=tekken_specials, user_defined=user_defined)
+    write_json(byte_level_fixture("tekken", "tekken", tekken, specials=tekken_specials, user_defined=user_defined,
+                                  bos="<s>", eos="</s>", add_bos=True))
 
     write_json(sentencepiece_fixture())
 
