@@ -61,6 +61,8 @@ public final class InferenceScheduler: Sendable {
 
     private struct Shared {
         var waiting: [Job] = []
+        /// Jobs holding a slot (set by the scheduler thread), so submitters can count free slots.
+        var activeCount = 0
         var stopping = false
     }
     /// Queue state shared with submitting threads; the condition wakes the scheduler thread.
@@ -101,8 +103,8 @@ public final class InferenceScheduler: Sendable {
         let job = Job(model: model, request: request, handle: handle, onEvent: onEvent)
         let refusal: GenerationError? = shared.withLock { s in
             if s.stopping { return .shuttingDown }
-            // Slots that are free take jobs straight from the queue, so the queue counts only true waiters.
-            if s.waiting.count >= limits.maxQueued + limits.slots { return .queueFull(limit: limits.maxQueued) }
+            // Running plus waiting jobs may not exceed the slots plus the queue.
+            if s.activeCount + s.waiting.count >= limits.maxQueued + limits.slots { return .queueFull(limit: limits.maxQueued) }
             s.waiting.append(job)
             return nil
         }
@@ -142,6 +144,7 @@ public final class InferenceScheduler: Sendable {
                     let n = min(free, s.waiting.count)
                     let taken = Array(s.waiting.prefix(n))
                     s.waiting.removeFirst(n)
+                    s.activeCount = active.count + n
                     return (taken, s.stopping)
                 }
                 active.append(contentsOf: admitted)
@@ -162,6 +165,7 @@ public final class InferenceScheduler: Sendable {
             let job = active[turn]
             if step(job) {
                 active.remove(at: turn)
+                shared.withLock { $0.activeCount = active.count }
             } else {
                 turn += 1
             }

@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Local-model speed: Flywheel's engine against llama.cpp (llama-cpp-python) on the same GGUF file, in one run.
+
+Both run greedy decoding of the same prompt on the same number of threads; each reports prompt
+(prefill) tokens/s and decode tokens/s from its own timers:
+  * llama.cpp: llama_perf_context (t_p_eval_ms / n_p_eval, t_eval_ms / n_eval), i.e. engine time only;
+  * Flywheel: the timings `flywheel generate` prints to stderr (prompt evaluation; decode from the
+    first generated token to the last, sampling and detokenization included).
+Runs alternate (llama.cpp, Flywheel, llama.cpp, ...) so background noise hits both; the best of
+--repeat runs is reported for each, and the ratio Flywheel / llama.cpp.
+
+Needs: pip install llama-cpp-python numpy gguf (llama-cpp-python builds llama.cpp from source, ~10 min).
+Models: python3 scripts/engine/make_model.py --preset smollm2-135m /tmp/models/smollm2-135m-q8.gguf
+        python3 scripts/engine/make_model.py --preset qwen2.5-0.5b /tmp/models/qwen2.5-0.5b-q8.gguf
+Usage:  python3 scripts/bench/engine.py --flywheel .build/release/flywheel /tmp/models/*.gguf
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+PROMPT_WORDS = ("the quick brown fox jumps over the lazy dog while a flywheel keeps spinning and "
+                "every request teaches the small model something new about the product ").split()
+
+
+def make_prompt(words: int) -> str:
+    return " ".join(PROMPT_WORDS[i % len(PROMPT_WORDS)] for i in range(words))
+
+
+def run_llama_cpp(path, prompt, n_predict, threads, n_ctx):
+    import llama_cpp
+    llm = llama_cpp.Llama(model_path=path, n_threads=threads, n_threads_batch=threads, n_ctx=n_ctx,
+                          n_batch=512, verbose=False, logits_all=False)
+    tokens = llm.tokenize(prompt.encode(), add_bos=False, special=True)
+    ctx = llm._ctx.ctx
+    llama_cpp.llama_perf_context_reset(ctx)
+    llm.reset()
+    llm.eval(tokens)
+    generated = 0
+    eos = set(t for t in (llm.token_eos(),) if t >= 0)
+    while generated < n_predict:
+        logits = llm.scores[llm.n_tokens - 1]
+        tok = int(logits.argmax())
+        if tok in eos:
+            break
+        llm.eval([tok])
+        generated += 1
+    perf = llama_cpp.llama_perf_context(ctx)
+    result = {
+        "prompt_tokens": perf.n_p_eval, "prompt_tps": perf.n_p_eval / (perf.t_p_eval_ms / 1e3),
+        "decode_tokens": perf.n_eval, "decode_tps": perf.n_eval / (perf.t_eval_ms / 1e3),
+    }
+    del llm
+    return result
+
+
+TIMING = re.compile(r"prompt (\d+) tokens in ([\d.]+) s \(([\d.]+) tokens/s\); generated (\d+) tokens in ([\d.]+) s \(([\d.]+) tokens/s\)")
+
+
+def run_flywheel(binary, path, prompt, n_predict, threads, n_ctx):
+    cmd = [binary, "generate", "--model", path, "--prompt", prompt, "--max-tokens", str(n_predict),
+           "--temperature", "0", "--threads", str(threads), "--context-length", str(n_ctx)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+    if proc.returncode != 0:
+        sys.exit(f"flywheel generate failed ({proc.returncode}):\n{proc.stderr}")
+    m = TIMING.search(proc.stderr)
+    if not m:
+        sys.exit(f"no timings in flywheel's stderr:\n{proc.stderr}")
+    return {"prompt_tokens": int(m.group(1)), "prompt_tps": float(m.group(3)),
+            "decode_tokens": int(m.group(4)), "decode_tps": float(m.group(6)),
+            "kernels": re.search(r"kernels: (\w+)", proc.stderr).group(1)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("models", nargs="+")
+    ap.add_argument("--flywheel", default=".build/release/flywheel")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--prompt-words", type=int, default=200)
+    ap.add_argument("--n-predict", type=int, default=128)
+    ap.add_argument("--ctx", type=int, default=1024)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--json", help="also write the results here")
+    a = ap.parse_args()
+
+    prompt = make_prompt(a.prompt_words)
+    results = []
+    for path in a.models:
+        best = {"llama.cpp": None, "flywheel": None}
+        for _ in range(a.repeat):
+            for name, fn in (("llama.cpp", lambda: run_llama_cpp(path, prompt, a.n_predict, a.threads, a.ctx)),
+                             ("flywheel", lambda: run_flywheel(a.flywheel, path, prompt, a.n_predict, a.threads, a.ctx))):
+                r = fn()
+                b = best[name]
+                if b is None:
+                    best[name] = r
+                else:
+                    b["prompt_tps"] = max(b["prompt_tps"], r["prompt_tps"])
+                    b["decode_tps"] = max(b["decode_tps"], r["decode_tps"])
+        lc, fw = best["llama.cpp"], best["flywheel"]
+        row = {"model": os.path.basename(path), "threads": a.threads, "llama.cpp": lc, "flywheel": fw,
+               "prompt_ratio": fw["prompt_tps"] / lc["prompt_tps"], "decode_ratio": fw["decode_tps"] / lc["decode_tps"]}
+        results.append(row)
+        print(f"{row['model']}: {a.threads} threads, prompt {lc['prompt_tokens']}/{fw['prompt_tokens']} tokens, "
+              f"decode {lc['decode_tokens']}/{fw['decode_tokens']} tokens (llama.cpp/flywheel), kernels {fw['kernels']}")
+        print(f"  prompt  llama.cpp {lc['prompt_tps']:8.1f} tok/s   flywheel {fw['prompt_tps']:8.1f} tok/s   ratio {row['prompt_ratio']:.2f}")
+        print(f"  decode  llama.cpp {lc['decode_tps']:8.1f} tok/s   flywheel {fw['decode_tps']:8.1f} tok/s   ratio {row['decode_ratio']:.2f}")
+        sys.stdout.flush()
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
