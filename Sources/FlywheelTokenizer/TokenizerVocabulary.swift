@@ -117,10 +117,14 @@ public struct TokenizerVocabulary: Sendable {
         self.merges = kind == .gpt2 ? merges ?? [] : []
         self.bosID = try checked(bosID, "tokenizer.ggml.bos_token_id")
         self.eosID = try checked(eosID, "tokenizer.ggml.eos_token_id")
-        self.eotID = try checked(eotID, "tokenizer.ggml.eot_token_id")
-        self.eomID = try checked(eomID, "tokenizer.ggml.eom_token_id")
-        self.unknownID = try checked(unknownID, "tokenizer.ggml.unknown_token_id")
-        self.paddingID = try checked(paddingID, "tokenizer.ggml.padding_token_id")
+        // Converters sometimes write ids of tokens the vocabulary does not have for these (a padding
+        // id from the training config, say); llama.cpp ignores them and so do we. BOS and EOS stay
+        // strict: a wrong one would corrupt every prompt or never end a generation.
+        func lenient(_ id: Int?) -> Int32? { id.flatMap { $0 >= 0 && $0 < count ? Int32($0) : nil } }
+        self.eotID = lenient(eotID)
+        self.eomID = lenient(eomID)
+        self.unknownID = lenient(unknownID)
+        self.paddingID = lenient(paddingID)
         self.addBOS = addBOS
         self.addEOS = addEOS
         self.addSpacePrefix = addSpacePrefix

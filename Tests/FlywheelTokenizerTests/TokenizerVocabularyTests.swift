@@ -85,6 +85,13 @@ final class TokenizerVocabularyTests: XCTestCase {
         }
     }
 
+    func testOutOfRangePaddingAndEndOfTurnIdsAreIgnored() throws {
+        let v = try TokenizerVocabulary(model: "llama", tokens: ["a", "b"], eotID: 9, unknownID: 5, paddingID: 7)
+        XCTAssertNil(v.paddingID)
+        XCTAssertNil(v.eotID)
+        XCTAssertNil(v.unknownID)
+    }
+
     func testByteTokenNotSpelledAsHexIsRejected() {
         assertThrows(.invalidByteToken(id: 1, text: "<0xZZ>")) {
             try TokenizerVocabulary(model: "llama", tokens: ["a", "<0xZZ>"], tokenTypes: [1, 6])
