@@ -61,6 +61,9 @@ struct ServeCommand: ParsableCommand {
         Console.error("flywheel: listening on \(url)")
         for model in server.localModels {
             Console.error("flywheel: local model '\(model.name)' from \(model.path): \(model.summary)")
+            if let problem = model.chatTemplateProblem {
+                Console.error("flywheel: warning: \(problem); chat requests for '\(model.name)' will be refused")
+            }
         }
         Console.error("flywheel: logging to \(settings.log.path); routes: \((server.localModels.map(\.name) + settings.routes.map(\.model)).joined(separator: ", "))")
         let signal = TerminationSignals.wait()

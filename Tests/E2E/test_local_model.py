@@ -284,3 +284,30 @@ def test_generate_chat_uses_the_template(flywheel_bin):
     assert plain.returncode == 0 and chatted.returncode == 0
     prompt_tokens = [int(p.stderr.split("prompt ")[1].split(" tokens")[0]) for p in (plain, chatted)]
     assert prompt_tokens[1] > prompt_tokens[0]
+
+
+def test_configured_chat_template_replaces_the_files_and_its_errors_are_400(start_flywheel):
+    template = ("{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System messages are not "
+                "supported') }}{% endif %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+                "{% if add_generation_prompt %}<assistant>{% endif %}")
+    fw = start_flywheel({"server": {"listen": "127.0.0.1:0"},
+                         "local_models": [{"name": "custom", "path": str(QWEN), "chat_template": template}]})
+    client = fw.client()
+    ok = client.chat.completions.create(model="custom", messages=[{"role": "user", "content": "hi"}], max_tokens=1)
+    # The prompt is exactly the override's rendering, "<user>hi<assistant>" (no ChatML markers).
+    same = client.completions.create(model="custom", prompt="<user>hi<assistant>", max_tokens=1)
+    assert ok.usage.prompt_tokens == same.usage.prompt_tokens
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="custom", max_tokens=1, messages=[
+            {"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}])
+    assert e.value.body["code"] == "chat_template_error"
+    assert "System messages are not supported" in e.value.body["message"]
+
+
+def test_chat_template_override_that_does_not_parse_stops_start_up(flywheel_bin, tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(f'local_models:\n  - name: custom\n    path: {QWEN}\n    chat_template: "{{% if %}}"\n')
+    proc = subprocess.run([str(flywheel_bin), "serve", "--config", str(cfg), "--listen", "127.0.0.1:0",
+                           "--db", str(tmp_path / "x.db")], capture_output=True, text=True, timeout=20)
+    assert proc.returncode != 0
+    assert "chat template" in proc.stderr and "custom" in proc.stderr

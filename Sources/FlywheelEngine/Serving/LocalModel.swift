@@ -10,8 +10,11 @@ public final class LocalModel: GenerationModel {
     public let path: String
     public let model: LlamaModel
     public let tokenizer: Tokenizer
-    /// Nil when the file has none and no override was given: chat requests then get a clear error.
+    /// Nil when the file has none (or one that does not parse) and no override was given: chat
+    /// requests then get a clear error, completions still work.
     public let chatTemplate: ChatTemplate?
+    /// Why the file's chat template cannot be used, when it cannot (reported at start-up and to chat requests).
+    public let chatTemplateProblem: String?
     /// Tokens per sequence (prompt plus completion).
     public let contextLength: Int
     private let pool: ComputePool
@@ -43,15 +46,25 @@ public final class LocalModel: GenerationModel {
         guard tokenizer.vocabularySize <= model.config.vocabularySize else {
             throw .tokenizer(path: path, reason: "the vocabulary has \(tokenizer.vocabularySize) tokens but the model only \(model.config.vocabularySize) logits")
         }
-        let source = chatTemplate ?? file.metadata["tokenizer.chat_template"]?.stringValue
-        if let source {
+        if let chatTemplate {
+            // An override is the operator's own: a mistake in it must stop the start.
             do {
-                self.chatTemplate = try ChatTemplate(source: source)
+                self.chatTemplate = try ChatTemplate(source: chatTemplate)
             } catch {
                 throw .chatTemplateInvalid(model: name, reason: "\(error)")
             }
+            self.chatTemplateProblem = nil
+        } else if let source = file.metadata["tokenizer.chat_template"]?.stringValue {
+            do {
+                self.chatTemplate = try ChatTemplate(source: source)
+                self.chatTemplateProblem = nil
+            } catch {
+                self.chatTemplate = nil
+                self.chatTemplateProblem = LocalModelError.chatTemplateInvalid(model: name, reason: "\(error)").description
+            }
         } else {
             self.chatTemplate = nil
+            self.chatTemplateProblem = LocalModelError.noChatTemplate(model: name).description
         }
         let native = model.config.contextLength
         self.contextLength = min(contextLength ?? min(native, Self.defaultContextCap), native)
@@ -72,7 +85,9 @@ public final class LocalModel: GenerationModel {
     /// result, special-token texts included. BOS is added when the tokenizer asks for it and the
     /// template did not already write it.
     public func chatPromptTokens(_ messages: [ChatMessage], tools: [ChatTemplateValue]? = nil) throws(LocalModelError) -> [Int32] {
-        guard let chatTemplate else { throw .noChatTemplate(model: name) }
+        guard let chatTemplate else {
+            throw chatTemplateProblem.map { .chatUnavailable($0) } ?? .noChatTemplate(model: name)
+        }
         let bos = tokenizer.bosID.flatMap(tokenizer.tokenText) ?? ""
         let eos = tokenizer.eosID.flatMap(tokenizer.tokenText) ?? ""
         let text: String

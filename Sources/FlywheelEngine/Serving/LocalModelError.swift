@@ -13,6 +13,8 @@ public enum LocalModelError: Error, CustomStringConvertible, Sendable {
     case chatTemplateInvalid(model: String, reason: String)
     /// Chat was requested but the model has no chat template and none was configured.
     case noChatTemplate(model: String)
+    /// Chat was requested but the model's template could not be loaded (the reason says why).
+    case chatUnavailable(String)
     /// The template refused the conversation (`raise_exception`) or failed while rendering.
     case chatTemplateFailed(model: String, reason: String)
 
@@ -25,6 +27,7 @@ public enum LocalModelError: Error, CustomStringConvertible, Sendable {
             return "the chat template of '\(model)' cannot be used: \(reason). Set chat_template in the config to override it."
         case .noChatTemplate(let model):
             return "the model '\(model)' has no chat template (tokenizer.chat_template); set chat_template in the config, or use /v1/completions"
+        case .chatUnavailable(let reason): return reason
         case .chatTemplateFailed(let model, let reason):
             return "the chat template of '\(model)' could not render these messages: \(reason)"
         }
