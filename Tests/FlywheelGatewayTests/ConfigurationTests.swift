@@ -70,4 +70,49 @@ final class ConfigurationTests: XCTestCase {
         prices: {some-model: {input: 1, output: 2}}
         """))
     }
+
+    func testLocalModelsAndInferenceParse() throws {
+        let c = try GatewayConfiguration.parse(yaml: """
+        local_models:
+          - {name: bot, path: /m/bot.gguf, context_length: 2048, chat_template: "{{ messages }}"}
+        inference: {threads: 3, slots: 4, max_queued: 5, prompt_chunk: 64, max_tokens_limit: 512}
+        """)
+        XCTAssertEqual(c.localModels, [.init(name: "bot", path: "/m/bot.gguf", contextLength: 2048, chatTemplate: "{{ messages }}")])
+        XCTAssertEqual(c.inference.threads, 3)
+        XCTAssertEqual(c.inference.slots, 4)
+        XCTAssertEqual(c.inference.maxQueued, 5)
+        XCTAssertEqual(c.inference.promptChunk, 64)
+        XCTAssertEqual(c.inference.maxTokensLimit, 512)
+    }
+
+    func testLocalModelMistakesAreNamed() {
+        let cases: [(String, String)] = [
+            ("local_models: [{name: a, path: x}, {name: a, path: y}]", "duplicate name 'a'"),
+            ("local_models: [{name: a, path: x, context_length: 4}]", "context_length"),
+            ("local_models: [{name: a, path: x, chat_template: t, chat_template_file: f}]", "not both"),
+            ("local_models: [{name: a, path: x, chat_template_file: /nonexistent/t.jinja}]", "/nonexistent/t.jinja"),
+            ("local_models: [{name: a, path: x, chat_templat: t}]", "unknown key 'chat_templat'"),
+            ("inference: {slots: 0}", "inference.slots"),
+        ]
+        for (yaml, expected) in cases {
+            XCTAssertThrowsError(try GatewayConfiguration.parse(yaml: yaml), yaml) { error in
+                XCTAssertTrue("\(error)".contains(expected), "\(yaml): \(error)")
+            }
+        }
+    }
+
+    func testLocalModelFlagParsesNameAndPath() throws {
+        XCTAssertEqual(try GatewayConfiguration.LocalModel(flag: "bot=/m/a=b.gguf"), .init(name: "bot", path: "/m/a=b.gguf"))
+        XCTAssertThrowsError(try GatewayConfiguration.LocalModel(flag: "bot"))
+        XCTAssertThrowsError(try GatewayConfiguration.LocalModel(flag: "=x.gguf"))
+        XCTAssertThrowsError(try GatewayConfiguration.LocalModel(flag: "bot="))
+    }
+
+    func testLocalModelOverrideReplacesTheConfiguredOneOfTheSameName() throws {
+        var c = try GatewayConfiguration.parse(yaml: "local_models: [{name: bot, path: old.gguf, context_length: 64}]")
+        c.applyOverrides(listen: nil, database: nil, upstreamURL: nil, upstreamKey: nil,
+                         localModels: [.init(name: "bot", path: "new.gguf"), .init(name: "two", path: "two.gguf")], threads: 1)
+        XCTAssertEqual(c.localModels.map(\.path), ["new.gguf", "two.gguf"])
+        XCTAssertEqual(c.inference.threads, 1)
+    }
 }
