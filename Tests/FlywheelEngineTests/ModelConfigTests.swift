@@ -77,6 +77,11 @@ final class ModelConfigTests: XCTestCase {
         assertModelError(builder, .invalidMetadata(key: "llama.block_count", reason: "is string, expected an integer"))
         builder.set("llama.block_count", .u32(0))
         assertModelError(builder, .invalidMetadata(key: "llama.block_count", reason: "is 0, expected > 0"))
+        // Absurd sizes are refused before anything multiplies them.
+        builder = ModelBuilder()
+        builder.set("llama.attention.key_length", .u32(UInt32.max))
+        assertModelError(builder, .invalidMetadata(
+            key: "llama.attention.key_length", reason: "is \(UInt32.max), larger than \(ModelConfig.maximumDimension)"))
     }
 
     func testHeadsThatDoNotDivideAreInconsistent() {

@@ -32,6 +32,9 @@ public struct ModelConfig: Sendable, Equatable {
     /// How RoPE pairs dimensions for this architecture.
     public var ropeStyle: RoPEStyle { architecture.ropeStyle }
 
+    /// The largest value any size or count key may have.
+    public static let maximumDimension = 1 << 24
+
     /// Reads and checks the configuration. Throws `ModelError`.
     public init(file: GGUFFile) throws {
         guard let archName = file.string("general.architecture") else {
@@ -51,6 +54,10 @@ public struct ModelConfig: Sendable, Equatable {
                 throw ModelError.invalidMetadata(key: fullKey, reason: "is \(value.type), expected an integer")
             }
             guard int > 0 else { throw ModelError.invalidMetadata(key: fullKey, reason: "is \(int), expected > 0") }
+            // A cap far above any real model keeps every product of two dimensions inside Int.
+            guard int <= Self.maximumDimension else {
+                throw ModelError.invalidMetadata(key: fullKey, reason: "is \(int), larger than \(Self.maximumDimension)")
+            }
             return int
         }
         func real(_ key: String, default fallback: Double? = nil) throws -> Double {
