@@ -285,11 +285,9 @@ public final class InferenceContext {
                         scores[t] = TransformerMath.dot(query, keys + t * hd, count: hd) * scale
                     }
                     TransformerMath.softmax(scores, count: length)
-                    let out = scratch.attention + b * queryLength + head * hd
-                    out.update(repeating: 0, count: hd)
-                    for t in 0 ..< length {
-                        TransformerMath.addScaled(values + t * hd, scores[t], to: out, count: hd)
-                    }
+                    TransformerMath.weightedSum(
+                        values, weights: scores, count: length, dimension: hd,
+                        into: scratch.attention + b * queryLength + head * hd)
                 }
             }
         }
