@@ -28,8 +28,9 @@ import FlywheelKernels
 /// logits = Wout (rmsnorm(x) ⊙ w_out_norm)                      (vocab)
 /// ```
 /// Prompts run through the batched `Kernels.matMul` in chunks of `batchCapacity` tokens; a single
-/// token runs through `Kernels.matVec`. Each layer is four `pool.run`s: q/k/v (+ RoPE and the cache
-/// write), attention, Wo, and W1/W3 with SiLU; W2 is a fifth.
+/// token runs through `Kernels.matVec`. Each layer is five `pool.run`s: q/k/v (with RoPE and the cache
+/// write), attention, Wo (with the residual add), W1/W3 (with SiLU and the product), W2 (with the
+/// residual add). RMSNorm and activation quantization run on the calling thread between them.
 public final class InferenceContext {
     public let model: LlamaModel
     /// The most positions this context can hold.
