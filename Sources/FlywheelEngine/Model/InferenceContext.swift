@@ -32,6 +32,7 @@ import FlywheelKernels
 /// write), attention, Wo (with the residual add), W1/W3 (with SiLU and the product), W2 (with the
 /// residual add). RMSNorm and activation quantization run on the calling thread between them.
 public final class InferenceContext {
+    /// The model this context evaluates (shared, read-only).
     public let model: LlamaModel
     /// The most positions this context can hold.
     public let capacity: Int

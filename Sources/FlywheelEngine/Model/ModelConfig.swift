@@ -1,5 +1,6 @@
 /// The hyper-parameters of a model, read from GGUF metadata (`{arch}.*` keys) and the embedding's shape.
 public struct ModelConfig: Sendable, Equatable {
+    /// `general.architecture`.
     public let architecture: ModelArchitecture
     /// `d`: the width of the residual stream (`{arch}.embedding_length`).
     public let embeddingLength: Int

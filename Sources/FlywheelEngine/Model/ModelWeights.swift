@@ -12,6 +12,7 @@ public struct ModelWeights: Sendable {
 
     /// E (vocabularySize, d).
     public let tokenEmbedding: Q8Matrix
+    /// The transformer blocks in order.
     public let layers: [LayerWeights]
     /// RMSNorm weight before the output projection (d).
     public let outputNorm: [Float]
