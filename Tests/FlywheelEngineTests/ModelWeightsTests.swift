@@ -87,6 +87,17 @@ final class ModelWeightsTests: XCTestCase {
         XCTAssertNil(llama.weights.layers[0].queryBias)
     }
 
+    func testRoPEFrequencyFactorsAreLoadedWhenPresentAndShapeChecked() throws {
+        let llama3 = try LlamaModel(path: GGUFFixture.url("model-llama-ropefreqs-q8.gguf").path)
+        XCTAssertEqual(llama3.weights.ropeFrequencyFactors?.count, llama3.config.ropeDimensionCount / 2)
+        XCTAssertEqual(llama3.weights.ropeFrequencyFactors?.first, 1)
+        XCTAssertEqual(llama3.weights.ropeFrequencyFactors?.last, 8)
+        XCTAssertNil(try load(ModelBuilder()).weights.ropeFrequencyFactors)
+        var builder = ModelBuilder()
+        builder.tensors.append(.init(name: "rope_freqs.weight", dims: [16]))
+        assertModelError(builder, .wrongShape(tensor: "rope_freqs.weight", expected: [8], found: [16]))
+    }
+
     func testABuiltModelRunsAndGivesFiniteLogits() throws {
         let model = try load(ModelBuilder(layers: 2, tiedOutput: true))
         let context = try InferenceContext(model: model, maxTokens: 16, pool: ComputePool(threadCount: 2))

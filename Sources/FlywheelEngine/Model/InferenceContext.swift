@@ -49,7 +49,7 @@ public final class InferenceContext {
     private let pool: ComputePool
     private let cache: KVCache
     private let scratch: ScratchBuffers
-    /// base^(-2i / ropeDimensionCount) for every RoPE pair i.
+    /// The angle per position of every RoPE pair i: base^(-2i / ropeDimensionCount), scaled.
     private let inverseFrequencies: [Double]
     private var logits: UnsafeMutablePointer<Float>
     private var logitsCapacityRows: Int
@@ -72,9 +72,12 @@ public final class InferenceContext {
             headDimension: config.headDimension)
         self.scratch = ScratchBuffers(
             config: config, batchCapacity: self.batchCapacity, capacity: maxTokens, threadCount: pool.threadCount)
+        // Pair i turns by position / linearScale · base^(-2i / ropeDims) / factor[i].
         let ropeDimensions = Double(config.ropeDimensionCount)
-        self.inverseFrequencies = (0 ..< config.ropeDimensionCount / 2).map {
-            pow(config.ropeFrequencyBase, -2 * Double($0) / ropeDimensions)
+        let factors = model.weights.ropeFrequencyFactors
+        self.inverseFrequencies = (0 ..< config.ropeDimensionCount / 2).map { i in
+            pow(config.ropeFrequencyBase, -2 * Double(i) / ropeDimensions)
+                / config.ropeLinearScale / Double(factors?[i] ?? 1)
         }
         self.logits = .allocate(capacity: config.vocabularySize)
         self.logitsCapacityRows = 1

@@ -23,6 +23,9 @@ public struct ModelConfig: Sendable, Equatable {
     public let rmsNormEpsilon: Float
     /// RoPE base frequency (`{arch}.rope.freq_base`, default 10000).
     public let ropeFrequencyBase: Double
+    /// Linear RoPE scaling (`{arch}.rope.scaling.type` "linear" with `rope.scaling.factor`): positions are
+    /// divided by it. 1 without scaling.
+    public let ropeLinearScale: Double
     /// Leading dimensions of each head that RoPE rotates (`{arch}.rope.dimension_count`, default `headDimension`).
     public let ropeDimensionCount: Int
 
@@ -128,5 +131,29 @@ public struct ModelConfig: Sendable, Equatable {
         self.rmsNormEpsilon = Float(try real("attention.layer_norm_rms_epsilon"))
         self.ropeFrequencyBase = try real("rope.freq_base", default: 10000)
         self.ropeDimensionCount = ropeDimensionCount
+        self.ropeLinearScale = try Self.ropeLinearScale(file: file, prefix: prefix)
+    }
+
+    /// The linear scaling factor, 1 when there is none; other scaling types (yarn, longrope) are refused
+    /// rather than silently run without their corrections.
+    private static func ropeLinearScale(file: GGUFFile, prefix: String) throws -> Double {
+        let typeKey = prefix + "rope.scaling.type"
+        guard let value = file.metadata[typeKey] else { return 1 }
+        guard let type = value.stringValue else {
+            throw ModelError.invalidMetadata(key: typeKey, reason: "is \(value.type), expected a string")
+        }
+        switch type {
+        case "none":
+            return 1
+        case "linear":
+            let factorKey = prefix + "rope.scaling.factor"
+            guard let factor = file.float(factorKey) else { throw ModelError.missingMetadata(key: factorKey) }
+            guard factor > 0, factor.isFinite else {
+                throw ModelError.invalidMetadata(key: factorKey, reason: "is \(factor), expected a positive number")
+            }
+            return factor
+        default:
+            throw ModelError.invalidMetadata(key: typeKey, reason: "is \"\(type)\"; supported: none, linear")
+        }
     }
 }
