@@ -54,8 +54,10 @@ public final class InferenceContext {
     private var logits: UnsafeMutablePointer<Float>
     private var logitsCapacityRows: Int
 
-    /// Makes a context for up to `maxTokens` positions (at most the model's context length).
-    /// Throws `InferenceError.invalidCapacity`.
+    /// Makes a context for up to `maxTokens` positions (at most the model's context length), with its KV
+    /// cache (`layers · kvHeads · maxTokens · headDimension` floats, twice) and scratch for `batchCapacity`
+    /// tokens. `pool` does the matrix work; contexts may share a pool only if they never evaluate at the
+    /// same time (`ComputePool.run` takes one caller at a time). Throws `InferenceError.invalidCapacity`.
     public init(model: LlamaModel, maxTokens: Int, pool: ComputePool, batchCapacity: Int = 64) throws {
         let config = model.config
         guard maxTokens >= 1, maxTokens <= config.contextLength else {
