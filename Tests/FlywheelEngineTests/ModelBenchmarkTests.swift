@@ -3,8 +3,10 @@ import FlywheelKernels
 import Foundation
 import XCTest
 
-/// A hand-run timing, skipped unless FLYWHEEL_BENCH_MODEL names a GGUF file. Best in a release build:
-/// `FLYWHEEL_BENCH_MODEL=/tmp/model.gguf swift test -c release --filter ModelBenchmarkTests`
+/// A hand-run timing, skipped unless FLYWHEEL_BENCH_MODEL names a GGUF file. Best in a release build
+/// (other test targets use `@testable`, hence `-enable-testing`):
+/// `python3 scripts/engine/make_model.py /tmp/smollm2.gguf --preset smollm2-135m`
+/// `FLYWHEEL_BENCH_MODEL=/tmp/smollm2.gguf swift test -c release -Xswiftc -enable-testing --filter ModelBenchmarkTests`
 /// Optional: FLYWHEEL_BENCH_THREADS (2), FLYWHEEL_BENCH_PROMPT (128 tokens), FLYWHEEL_BENCH_DECODE (64 tokens).
 final class ModelBenchmarkTests: XCTestCase {
     func testPromptAndDecodeThroughput() throws {
