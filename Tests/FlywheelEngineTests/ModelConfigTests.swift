@@ -22,8 +22,8 @@ final class ModelConfigTests: XCTestCase {
         XCTAssertEqual(config.headCount, 4)
         XCTAssertEqual(config.kvHeadCount, 2)
         XCTAssertEqual(config.headDimension, 16)
-        XCTAssertEqual(config.feedForwardLength, 128)
-        XCTAssertEqual(config.vocabularySize, 384)
+        XCTAssertEqual(config.feedForwardLength, 96)
+        XCTAssertEqual(config.vocabularySize, 320)
         XCTAssertEqual(config.contextLength, 256)
         XCTAssertEqual(config.rmsNormEpsilon, 1e-5)
         XCTAssertEqual(config.ropeFrequencyBase, 10000)
@@ -77,6 +77,11 @@ final class ModelConfigTests: XCTestCase {
         assertModelError(builder, .invalidMetadata(key: "llama.block_count", reason: "is string, expected an integer"))
         builder.set("llama.block_count", .u32(0))
         assertModelError(builder, .invalidMetadata(key: "llama.block_count", reason: "is 0, expected > 0"))
+        // Absurd sizes are refused before anything multiplies them.
+        builder = ModelBuilder()
+        builder.set("llama.attention.key_length", .u32(UInt32.max))
+        assertModelError(builder, .invalidMetadata(
+            key: "llama.attention.key_length", reason: "is \(UInt32.max), larger than \(ModelConfig.maximumDimension)"))
     }
 
     func testHeadsThatDoNotDivideAreInconsistent() {
@@ -101,6 +106,19 @@ final class ModelConfigTests: XCTestCase {
         builder.set("llama.rope.dimension_count", .u32(15))
         assertModelError(builder, .inconsistentDimensions(
             "rope.dimension_count 15 must be even and at most the head size 16"))
+    }
+
+    func testLinearRoPEScalingIsReadAndOtherScalingsAreRefused() throws {
+        var builder = ModelBuilder()
+        XCTAssertEqual(try config(builder).ropeLinearScale, 1)
+        builder.set("llama.rope.scaling.type", .string("linear"))
+        builder.set("llama.rope.scaling.factor", .f32(4))
+        XCTAssertEqual(try config(builder).ropeLinearScale, 4)
+        builder.remove(key: "llama.rope.scaling.factor")
+        assertModelError(builder, .missingMetadata(key: "llama.rope.scaling.factor"))
+        builder.set("llama.rope.scaling.type", .string("yarn"))
+        assertModelError(builder, .invalidMetadata(
+            key: "llama.rope.scaling.type", reason: "is \"yarn\"; supported: none, linear"))
     }
 
     func testMissingEmbeddingIsNamed() {

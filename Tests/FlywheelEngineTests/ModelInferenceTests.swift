@@ -188,11 +188,11 @@ final class ModelInferenceTests: XCTestCase {
     func testTokenOutsideTheVocabularyIsRejectedBeforeAnythingRuns() throws {
         let reference = try ModelReference("model-llama-q8")
         let context = try context(reference)
-        XCTAssertThrowsError(try context.evaluate([1, 384])) { error in
-            XCTAssertEqual(error as? InferenceError, .tokenOutOfRange(token: 384, vocabularySize: 384))
+        XCTAssertThrowsError(try context.evaluate([1, 320])) { error in
+            XCTAssertEqual(error as? InferenceError, .tokenOutOfRange(token: 320, vocabularySize: 320))
         }
         XCTAssertThrowsError(try context.evaluate([-1])) { error in
-            XCTAssertEqual(error as? InferenceError, .tokenOutOfRange(token: -1, vocabularySize: 384))
+            XCTAssertEqual(error as? InferenceError, .tokenOutOfRange(token: -1, vocabularySize: 320))
         }
         XCTAssertThrowsError(try context.evaluate([Int32]())) { error in
             XCTAssertEqual(error as? InferenceError, .noTokens)

@@ -28,8 +28,9 @@ struct ModelReference {
         generatedMargins = try XCTUnwrap(root["generated_margins"] as? [Double]).map { Float($0) }
     }
 
-    /// The fixtures: llama Q8_0 untied, qwen2 Q8_0 tied with biases, qwen2 F16 tied.
-    static let names = ["model-llama-q8", "model-qwen2-q8", "model-qwen2-f16"]
+    /// The fixtures: llama Q8_0 untied, llama Q8_0 with rope_freqs and linear RoPE scaling, qwen2 Q8_0 tied
+    /// with biases, qwen2 F16 tied.
+    static let names = ["model-llama-q8", "model-llama-ropefreqs-q8", "model-qwen2-q8", "model-qwen2-f16"]
 
     /// The accuracy bound the engine must meet: 2% of the spread of the reference logits.
     /// Activations are quantized to Q8_0 (about 0.4% relative error per element) before every

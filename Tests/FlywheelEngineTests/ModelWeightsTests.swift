@@ -87,6 +87,33 @@ final class ModelWeightsTests: XCTestCase {
         XCTAssertNil(llama.weights.layers[0].queryBias)
     }
 
+    func testRoPEFrequencyFactorsAreLoadedWhenPresentAndShapeChecked() throws {
+        let llama3 = try LlamaModel(path: GGUFFixture.url("model-llama-ropefreqs-q8.gguf").path)
+        XCTAssertEqual(llama3.weights.ropeFrequencyFactors?.count, llama3.config.ropeDimensionCount / 2)
+        XCTAssertEqual(llama3.weights.ropeFrequencyFactors?.first, 1)
+        XCTAssertEqual(llama3.weights.ropeFrequencyFactors?.last, 8)
+        XCTAssertNil(try load(ModelBuilder()).weights.ropeFrequencyFactors)
+        var builder = ModelBuilder()
+        builder.tensors.append(.init(name: "rope_freqs.weight", dims: [16]))
+        assertModelError(builder, .wrongShape(tensor: "rope_freqs.weight", expected: [8], found: [16]))
+    }
+
+    func testExplicitHeadSizeWiderThanEmbeddingPerHeadShapesTheProjections() throws {
+        // attention.key_length = 32 with 2 heads over d = 32: q is 64 wide, k and v 32, Wo maps 64 -> 32.
+        var builder = ModelBuilder()
+        builder.set("llama.attention.key_length", .u32(32))
+        builder.change(tensor: "blk.0.attn_q.weight", dims: [32, 64])
+        builder.change(tensor: "blk.0.attn_k.weight", dims: [32, 32])
+        builder.change(tensor: "blk.0.attn_v.weight", dims: [32, 32])
+        builder.change(tensor: "blk.0.attn_output.weight", dims: [64, 32])
+        let model = try load(builder)
+        XCTAssertEqual(model.config.headDimension, 32)
+        XCTAssertEqual(model.config.queryLength, 64)
+        let context = try InferenceContext(model: model, maxTokens: 8, pool: ComputePool(threadCount: 2))
+        try context.evaluate([1, 2, 3])
+        XCTAssertTrue(context.logitsArray().allSatisfy(\.isFinite))
+    }
+
     func testABuiltModelRunsAndGivesFiniteLogits() throws {
         let model = try load(ModelBuilder(layers: 2, tiedOutput: true))
         let context = try InferenceContext(model: model, maxTokens: 16, pool: ComputePool(threadCount: 2))

@@ -16,6 +16,8 @@ Layout (facts from gguf-py's constants and llama.cpp's convert_hf_to_gguf.py):
   blk.N.ffn_down.weight             [n_ff, n_embd]
   output_norm.weight                [n_embd]            F32
   output.weight                     [n_embd, n_vocab]   absent when --tied (then token_embd is the output too)
+  rope_freqs.weight                 [rope_dims / 2]     F32, with --rope-freqs (Llama 3.1-style: pair i's angle
+                                                        is divided by factor i)
 
 RoPE: the weights are drawn as Hugging Face would hold them (rotate_half convention: dimension i of a head pairs
 with i + head_dim/2). For `llama` the converter permutes the rows of q and k inside every head so that the pairs
@@ -162,11 +164,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(HERE, "..", "..", "Tests", "FlywheelEngineTests", "Fixtures")
 FIXTURE_PROMPT = [258, 72, 101, 108, 108, 111, 32, 119, 111, 114, 108, 100]
 FIXTURE_MODELS = {
-    "model-llama-q8": ["--arch", "llama", "--ffn", "128", "--vocab", "384", "--seed", "66"],
-    "model-qwen2-q8": ["--arch", "qwen2", "--tied", "--ffn", "128", "--vocab", "384", "--no-rope-dims",
-                       "--seed", "16"],
-    "model-qwen2-f16": ["--arch", "qwen2", "--type", "f16", "--tied", "--layers", "1", "--ffn", "96",
-                        "--vocab", "320", "--seed", "9"],
+    "model-llama-q8": ["--arch", "llama", "--ffn", "96", "--vocab", "320", "--merges", "50", "--seed", "11"],
+    "model-llama-ropefreqs-q8": ["--arch", "llama", "--tied", "--layers", "1", "--ffn", "64", "--vocab", "288",
+                                 "--merges", "24", "--rope-freqs", "--rope-scaling-linear", "2", "--rope-base",
+                                 "500000", "--seed", "3"],
+    "model-qwen2-q8": ["--arch", "qwen2", "--tied", "--ffn", "96", "--vocab", "320", "--merges", "50",
+                       "--no-rope-dims", "--seed", "1"],
+    "model-qwen2-f16": ["--arch", "qwen2", "--type", "f16", "--tied", "--layers", "1", "--ffn", "64",
+                        "--vocab", "288", "--merges", "24", "--seed", "3"],
 }
 
 
@@ -176,14 +181,14 @@ def write_fixtures():
         subprocess.run([sys.executable, os.path.join(HERE, "make_model.py"), model] + args, check=True)
         out = subprocess.run(
             [sys.executable, os.path.join(HERE, "reference.py"), model, "--tokens",
-             ",".join(map(str, FIXTURE_PROMPT)), "--generate", "16", "--check-permutation"],
+             ",".join(map(str, FIXTURE_PROMPT)), "--generate", "16", "--check-permutation", "--decimals", "4"],
             check=True, capture_output=True, text=True).stdout
         result = json.loads(out)
         # The same prompt with the engine's Q8_0 rounding emulated (last four positions, to keep the file
         # small): the engine should match these to float rounding, far tighter than the exact logits.
         emulated = json.loads(subprocess.run(
             [sys.executable, os.path.join(HERE, "reference.py"), model, "--tokens",
-             ",".join(map(str, FIXTURE_PROMPT)), "--emulate-q8"],
+             ",".join(map(str, FIXTURE_PROMPT)), "--emulate-q8", "--decimals", "4"],
             check=True, capture_output=True, text=True).stdout)
         result["logits_q8_tail"] = emulated["logits"][-4:]
         result["made_with"] = "scripts/engine/make_model.py " + " ".join(args)
@@ -214,6 +219,8 @@ def main():
     p.add_argument("--rope-base", type=float)
     p.add_argument("--eps", type=float)
     p.add_argument("--no-rope-dims", action="store_true", help="omit rope.dimension_count (readers default it)")
+    p.add_argument("--rope-freqs", action="store_true", help="write rope_freqs.weight (factors 1..8)")
+    p.add_argument("--rope-scaling-linear", type=float, help="rope.scaling.type linear with this factor")
     p.add_argument("--merges", type=int, default=120)
     p.add_argument("--seed", type=int, default=1)
     a = p.parse_args()
@@ -252,6 +259,9 @@ def main():
     w.add_rope_freq_base(cfg["rope_base"])
     if not a.no_rope_dims:
         w.add_rope_dimension_count(head_dim)
+    if a.rope_scaling_linear:
+        w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        w.add_rope_scaling_factor(a.rope_scaling_linear)
     w.add_file_type({"q8_0": gguf.LlamaFileType.MOSTLY_Q8_0, "f16": gguf.LlamaFileType.MOSTLY_F16,
                      "f32": gguf.LlamaFileType.ALL_F32}[a.type])
 
@@ -274,6 +284,9 @@ def main():
         data, raw = encode(matrix, a.type)
         w.add_tensor(name, data, raw_dtype=raw)
 
+    if a.rope_freqs:
+        # Low-frequency pairs slowed down the most, as Llama 3.1's scaling does.
+        w.add_tensor("rope_freqs.weight", np.linspace(1, 8, head_dim // 2, dtype=np.float32))
     embed_std = 2.5 / np.sqrt(n_embd)
     add_matrix("token_embd.weight", normal(cfg["vocab"], n_embd, std=embed_std))
     for layer in range(cfg["layers"]):

@@ -12,7 +12,7 @@ Written from the math, not from the Swift code:
               x = x + Wdown (silu(Wgate h) * Wup h)
   logits = Wout (rmsnorm(x) * w_output_norm)      -- Wout = E when output.weight is absent
   rmsnorm(x) = x / sqrt(mean(x^2) + eps);  rope pair (a, b) at position p, pair index i of d/2:
-  theta = p * base^(-2i/rope_dims);  (a, b) -> (a cos - b sin, a sin + b cos)
+  theta = (p / linear_scale) * base^(-2i/rope_dims) / rope_freqs[i];  (a, b) -> (a cos - b sin, a sin + b cos)
 
 Weights are dequantized (Q8_0, F16, F32) to float64; activations stay float64 (the engine quantizes them to Q8_0,
 so expect differences of about 1e-2 relative; --emulate-q8 rounds them the same way, to tell quantization error
@@ -56,6 +56,10 @@ def load(path):
     )
     cfg["head_dim"] = cfg["n_embd"] // cfg["n_head"]
     cfg["rope_dims"] = field(f"{arch}.rope.dimension_count", cfg["head_dim"])
+    scaling = field(f"{arch}.rope.scaling.type", "none")
+    if scaling not in ("none", "linear"):
+        sys.exit(f"unsupported rope scaling {scaling}")
+    cfg["rope_scale"] = field(f"{arch}.rope.scaling.factor", 1.0) if scaling == "linear" else 1.0
 
     weights = {}
     for t in reader.tensors:
@@ -96,11 +100,14 @@ def rmsnorm(x, w, eps):
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
 
 
-def rope(x, positions, base, rope_dims, neox):
-    """x: (T, heads, head_dim). Rotates the first rope_dims dimensions of every head."""
+def rope(x, positions, cfg, factors, neox):
+    """x: (T, heads, head_dim). Rotates the first rope_dims dimensions of every head.
+    Linear scaling divides positions by its factor; rope_freqs.weight (if any) divides pair i's angle by factors[i]."""
+    base, rope_dims = cfg["base"], cfg["rope_dims"]
     half = rope_dims // 2
     i = np.arange(half, dtype=np.float64)
-    theta = positions[:, None].astype(np.float64) * base ** (-2.0 * i / rope_dims)  # (T, half)
+    frequencies = base ** (-2.0 * i / rope_dims) / factors
+    theta = (positions[:, None].astype(np.float64) / cfg["rope_scale"]) * frequencies  # (T, half)
     cos, sin = np.cos(theta)[:, None, :], np.sin(theta)[:, None, :]
     out = x.copy()
     if neox:
@@ -141,8 +148,9 @@ def forward(cfg, w, tokens, neox=None, unpermute=False):
             if bias is not None:
                 y = y + bias
             proj[name] = y.reshape(T, heads, hd)
-        q = rope(proj["q"], positions, cfg["base"], cfg["rope_dims"], neox)
-        k = rope(proj["k"], positions, cfg["base"], cfg["rope_dims"], neox)
+        factors = w.get("rope_freqs.weight", np.ones(cfg["rope_dims"] // 2))
+        q = rope(proj["q"], positions, cfg, factors, neox)
+        k = rope(proj["k"], positions, cfg, factors, neox)
         v = proj["v"]
         group = n_head // n_kv
         att = np.empty((T, n_head, hd))

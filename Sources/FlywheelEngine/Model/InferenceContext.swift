@@ -28,9 +28,11 @@ import FlywheelKernels
 /// logits = Wout (rmsnorm(x) ⊙ w_out_norm)                      (vocab)
 /// ```
 /// Prompts run through the batched `Kernels.matMul` in chunks of `batchCapacity` tokens; a single
-/// token runs through `Kernels.matVec`. Each layer is four `pool.run`s: q/k/v (+ RoPE and the cache
-/// write), attention, Wo, and W1/W3 with SiLU; W2 is a fifth.
+/// token runs through `Kernels.matVec`. Each layer is five `pool.run`s: q/k/v (with RoPE and the cache
+/// write), attention, Wo (with the residual add), W1/W3 (with SiLU and the product), W2 (with the
+/// residual add). RMSNorm and activation quantization run on the calling thread between them.
 public final class InferenceContext {
+    /// The model this context evaluates (shared, read-only).
     public let model: LlamaModel
     /// The most positions this context can hold.
     public let capacity: Int
@@ -47,13 +49,15 @@ public final class InferenceContext {
     private let pool: ComputePool
     private let cache: KVCache
     private let scratch: ScratchBuffers
-    /// base^(-2i / ropeDimensionCount) for every RoPE pair i.
+    /// The angle per position of every RoPE pair i: base^(-2i / ropeDimensionCount), scaled.
     private let inverseFrequencies: [Double]
     private var logits: UnsafeMutablePointer<Float>
     private var logitsCapacityRows: Int
 
-    /// Makes a context for up to `maxTokens` positions (at most the model's context length).
-    /// Throws `InferenceError.invalidCapacity`.
+    /// Makes a context for up to `maxTokens` positions (at most the model's context length), with its KV
+    /// cache (`layers · kvHeads · maxTokens · headDimension` floats, twice) and scratch for `batchCapacity`
+    /// tokens. `pool` does the matrix work; contexts may share a pool only if they never evaluate at the
+    /// same time (`ComputePool.run` takes one caller at a time). Throws `InferenceError.invalidCapacity`.
     public init(model: LlamaModel, maxTokens: Int, pool: ComputePool, batchCapacity: Int = 64) throws {
         let config = model.config
         guard maxTokens >= 1, maxTokens <= config.contextLength else {
@@ -70,9 +74,12 @@ public final class InferenceContext {
             headDimension: config.headDimension)
         self.scratch = ScratchBuffers(
             config: config, batchCapacity: self.batchCapacity, capacity: maxTokens, threadCount: pool.threadCount)
+        // Pair i turns by position / linearScale · base^(-2i / ropeDims) / factor[i].
         let ropeDimensions = Double(config.ropeDimensionCount)
-        self.inverseFrequencies = (0 ..< config.ropeDimensionCount / 2).map {
-            pow(config.ropeFrequencyBase, -2 * Double($0) / ropeDimensions)
+        let factors = model.weights.ropeFrequencyFactors
+        self.inverseFrequencies = (0 ..< config.ropeDimensionCount / 2).map { i in
+            pow(config.ropeFrequencyBase, -2 * Double(i) / ropeDimensions)
+                / config.ropeLinearScale / Double(factors?[i] ?? 1)
         }
         self.logits = .allocate(capacity: config.vocabularySize)
         self.logitsCapacityRows = 1
@@ -285,11 +292,9 @@ public final class InferenceContext {
                         scores[t] = TransformerMath.dot(query, keys + t * hd, count: hd) * scale
                     }
                     TransformerMath.softmax(scores, count: length)
-                    let out = scratch.attention + b * queryLength + head * hd
-                    out.update(repeating: 0, count: hd)
-                    for t in 0 ..< length {
-                        TransformerMath.addScaled(values + t * hd, scores[t], to: out, count: hd)
-                    }
+                    TransformerMath.weightedSum(
+                        values, weights: scores, count: length, dimension: hd,
+                        into: scratch.attention + b * queryLength + head * hd)
                 }
             }
         }

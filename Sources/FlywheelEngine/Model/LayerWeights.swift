@@ -10,9 +10,11 @@ public struct LayerWeights: Sendable {
     public let key: Q8Matrix
     /// Wv (kvHeadCount * headDimension, d).
     public let value: Q8Matrix
-    /// Optional biases added after the projections (qwen2 has them).
+    /// bq (headCount * headDimension), added after Wq when the file has it (qwen2 does).
     public let queryBias: [Float]?
+    /// bk (kvHeadCount * headDimension), added after Wk when present.
     public let keyBias: [Float]?
+    /// bv (kvHeadCount * headDimension), added after Wv when present.
     public let valueBias: [Float]?
     /// Wo (d, headCount * headDimension).
     public let attentionOutput: Q8Matrix

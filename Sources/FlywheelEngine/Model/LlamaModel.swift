@@ -3,7 +3,9 @@
 /// Sendable: everything is read-only after `init`. One model serves any number of
 /// `InferenceContext`s (one per sequence); the GGUF mapping stays open as long as the model lives.
 public final class LlamaModel: Sendable {
+    /// Hyper-parameters from the metadata.
     public let config: ModelConfig
+    /// Every tensor, ready for the kernels.
     public let weights: ModelWeights
     /// The file the weights come from (metadata such as the tokenizer lives here too).
     public let file: GGUFFile

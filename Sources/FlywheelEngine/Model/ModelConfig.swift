@@ -1,5 +1,6 @@
 /// The hyper-parameters of a model, read from GGUF metadata (`{arch}.*` keys) and the embedding's shape.
 public struct ModelConfig: Sendable, Equatable {
+    /// `general.architecture`.
     public let architecture: ModelArchitecture
     /// `d`: the width of the residual stream (`{arch}.embedding_length`).
     public let embeddingLength: Int
@@ -22,6 +23,9 @@ public struct ModelConfig: Sendable, Equatable {
     public let rmsNormEpsilon: Float
     /// RoPE base frequency (`{arch}.rope.freq_base`, default 10000).
     public let ropeFrequencyBase: Double
+    /// Linear RoPE scaling (`{arch}.rope.scaling.type` "linear" with `rope.scaling.factor`): positions are
+    /// divided by it. 1 without scaling.
+    public let ropeLinearScale: Double
     /// Leading dimensions of each head that RoPE rotates (`{arch}.rope.dimension_count`, default `headDimension`).
     public let ropeDimensionCount: Int
 
@@ -31,6 +35,9 @@ public struct ModelConfig: Sendable, Equatable {
     public var keyValueLength: Int { kvHeadCount * headDimension }
     /// How RoPE pairs dimensions for this architecture.
     public var ropeStyle: RoPEStyle { architecture.ropeStyle }
+
+    /// The largest value any size or count key may have.
+    public static let maximumDimension = 1 << 24
 
     /// Reads and checks the configuration. Throws `ModelError`.
     public init(file: GGUFFile) throws {
@@ -51,6 +58,10 @@ public struct ModelConfig: Sendable, Equatable {
                 throw ModelError.invalidMetadata(key: fullKey, reason: "is \(value.type), expected an integer")
             }
             guard int > 0 else { throw ModelError.invalidMetadata(key: fullKey, reason: "is \(int), expected > 0") }
+            // A cap far above any real model keeps every product of two dimensions inside Int.
+            guard int <= Self.maximumDimension else {
+                throw ModelError.invalidMetadata(key: fullKey, reason: "is \(int), larger than \(Self.maximumDimension)")
+            }
             return int
         }
         func real(_ key: String, default fallback: Double? = nil) throws -> Double {
@@ -120,5 +131,29 @@ public struct ModelConfig: Sendable, Equatable {
         self.rmsNormEpsilon = Float(try real("attention.layer_norm_rms_epsilon"))
         self.ropeFrequencyBase = try real("rope.freq_base", default: 10000)
         self.ropeDimensionCount = ropeDimensionCount
+        self.ropeLinearScale = try Self.ropeLinearScale(file: file, prefix: prefix)
+    }
+
+    /// The linear scaling factor, 1 when there is none; other scaling types (yarn, longrope) are refused
+    /// rather than silently run without their corrections.
+    private static func ropeLinearScale(file: GGUFFile, prefix: String) throws -> Double {
+        let typeKey = prefix + "rope.scaling.type"
+        guard let value = file.metadata[typeKey] else { return 1 }
+        guard let type = value.stringValue else {
+            throw ModelError.invalidMetadata(key: typeKey, reason: "is \(value.type), expected a string")
+        }
+        switch type {
+        case "none":
+            return 1
+        case "linear":
+            let factorKey = prefix + "rope.scaling.factor"
+            guard let factor = file.float(factorKey) else { throw ModelError.missingMetadata(key: factorKey) }
+            guard factor > 0, factor.isFinite else {
+                throw ModelError.invalidMetadata(key: factorKey, reason: "is \(factor), expected a positive number")
+            }
+            return factor
+        default:
+            throw ModelError.invalidMetadata(key: typeKey, reason: "is \"\(type)\"; supported: none, linear")
+        }
     }
 }

@@ -12,6 +12,7 @@ public struct ModelWeights: Sendable {
 
     /// E (vocabularySize, d).
     public let tokenEmbedding: Q8Matrix
+    /// The transformer blocks in order.
     public let layers: [LayerWeights]
     /// RMSNorm weight before the output projection (d).
     public let outputNorm: [Float]
@@ -19,6 +20,9 @@ public struct ModelWeights: Sendable {
     public let output: Q8Matrix
     /// Whether `output` is the token embedding.
     public let isOutputTied: Bool
+    /// `rope_freqs.weight` (ropeDimensionCount / 2), Llama 3.1-style frequency factors: RoPE pair i turns
+    /// `factor[i]` times slower. `nil` when the file has none.
+    public let ropeFrequencyFactors: [Float]?
 
     /// The mapping that the in-place matrices point into.
     private let file: GGUFFile
@@ -62,6 +66,7 @@ public struct ModelWeights: Sendable {
             output = tokenEmbedding
             isOutputTied = true
         }
+        ropeFrequencyFactors = try loader.optionalVector("rope_freqs.weight", count: config.ropeDimensionCount / 2)
         self.file = file
         self.ownedStorage = loader.ownedStorage
     }

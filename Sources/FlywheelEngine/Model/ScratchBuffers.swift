@@ -13,20 +13,23 @@ final class ScratchBuffers {
     let quantized: UnsafeMutableRawPointer
     /// q (B, headCount·headDimension)
     let query: UnsafeMutablePointer<Float>
-    /// k, v (B, kvHeadCount·headDimension)
+    /// k (B, kvHeadCount·headDimension)
     let key: UnsafeMutablePointer<Float>
+    /// v (B, kvHeadCount·headDimension)
     let value: UnsafeMutablePointer<Float>
     /// Attention output, heads concatenated (B, headCount·headDimension).
     let attention: UnsafeMutablePointer<Float>
     /// Output of Wo or W2 before it is added to the residual (B, d).
     let projected: UnsafeMutablePointer<Float>
-    /// Gate and up branches of the feed-forward block (B, f); `gate` ends up holding silu(gate)·up.
+    /// W1 xb, the gate branch of the feed-forward block (B, f); ends up holding silu(gate)·up.
     let gate: UnsafeMutablePointer<Float>
+    /// W3 xb, the linear branch (B, f).
     let up: UnsafeMutablePointer<Float>
     /// Attention scores, one row of `capacity` per pool thread (threads, capacity).
     let scores: UnsafeMutablePointer<Float>
-    /// cos and sin of every RoPE angle of the batch (B, ropeDimensionCount / 2).
+    /// cos of every RoPE angle of the batch (B, ropeDimensionCount / 2).
     let ropeCos: UnsafeMutablePointer<Float>
+    /// sin of every RoPE angle of the batch (B, ropeDimensionCount / 2).
     let ropeSin: UnsafeMutablePointer<Float>
 
     private let allocations: [UnsafeMutableRawPointer]

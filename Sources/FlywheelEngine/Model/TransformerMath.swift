@@ -54,16 +54,27 @@ enum TransformerMath {
     static func silu(_ x: Float) -> Float { x / (1 + exp(-x)) }
 
     /// Σ a[i]·b[i]                                          a, b: (n)
+    @inline(__always)
     static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count n: Int) -> Float {
-        // Eight lanes so the reduction vectorizes (a scalar float sum may not be reordered by the compiler).
-        var lanes = SIMD8<Float>()
+        // SIMD lanes so the reduction vectorizes (the compiler may not reorder a scalar float sum), and
+        // four independent accumulators so consecutive additions do not wait on each other.
+        @inline(__always) func load(_ p: UnsafePointer<Float>, _ i: Int) -> SIMD8<Float> {
+            UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self)
+        }
+        var s0 = SIMD8<Float>(), s1 = SIMD8<Float>(), s2 = SIMD8<Float>(), s3 = SIMD8<Float>()
         var i = 0
+        while i + 32 <= n {
+            s0 += load(a, i) * load(b, i)
+            s1 += load(a, i + 8) * load(b, i + 8)
+            s2 += load(a, i + 16) * load(b, i + 16)
+            s3 += load(a, i + 24) * load(b, i + 24)
+            i += 32
+        }
         while i + 8 <= n {
-            lanes += UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self)
-                * UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self)
+            s0 += load(a, i) * load(b, i)
             i += 8
         }
-        var sum = lanes.sum()
+        var sum = ((s0 + s1) + (s2 + s3)).sum()
         while i < n {
             sum += a[i] * b[i]
             i += 1
@@ -71,19 +82,41 @@ enum TransformerMath {
         return sum
     }
 
-    /// y += α·x                                              x, y: (n)
-    static func addScaled(_ x: UnsafePointer<Float>, _ alpha: Float, to y: UnsafeMutablePointer<Float>, count n: Int) {
-        let alphas = SIMD8<Float>(repeating: alpha)
-        var i = 0
-        while i + 8 <= n {
-            let sum = UnsafeRawPointer(y + i).loadUnaligned(as: SIMD8<Float>.self)
-                + alphas * UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
-            UnsafeMutableRawPointer(y + i).storeBytes(of: sum, as: SIMD8<Float>.self)
-            i += 8
+    /// out = Σ_t weights[t] · rows[t]: the attention-weighted sum of value rows.
+    /// rows (count, dimension), weights (count) -> out (dimension)
+    static func weightedSum(
+        _ rows: UnsafePointer<Float>, weights: UnsafePointer<Float>, count: Int, dimension: Int,
+        into out: UnsafeMutablePointer<Float>
+    ) {
+        @inline(__always) func load(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
+            UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
         }
-        while i < n {
-            y[i] += alpha * x[i]
-            i += 1
+        @inline(__always) func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
+            UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
+        }
+        // 32 output columns at a time stay in registers while the rows stream past.
+        var column = 0
+        while column + 32 <= dimension {
+            var s0 = SIMD8<Float>(), s1 = SIMD8<Float>(), s2 = SIMD8<Float>(), s3 = SIMD8<Float>()
+            for t in 0 ..< count {
+                let w = SIMD8<Float>(repeating: weights[t])
+                let row = rows + t * dimension + column
+                s0 += w * load(row)
+                s1 += w * load(row + 8)
+                s2 += w * load(row + 16)
+                s3 += w * load(row + 24)
+            }
+            store(s0, out + column)
+            store(s1, out + column + 8)
+            store(s2, out + column + 16)
+            store(s3, out + column + 24)
+            column += 32
+        }
+        while column < dimension {
+            var sum: Float = 0
+            for t in 0 ..< count { sum += weights[t] * rows[t * dimension + column] }
+            out[column] = sum
+            column += 1
         }
     }
 }
