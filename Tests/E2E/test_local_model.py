@@ -18,9 +18,9 @@ from conftest import REPO_ROOT, Launcher, base_config, run_cli, tail_json, uid, 
 from fake_upstream import FakeUpstream
 
 FIXTURES = REPO_ROOT / "Tests" / "FlywheelEngineTests" / "Fixtures"
-QWEN = FIXTURES / "model-qwen2-q8.gguf"    # ChatML template, specials 376..378
+QWEN = FIXTURES / "model-qwen2-q8.gguf"    # ChatML template, vocabulary of 320 with specials 306..308
 LLAMA = FIXTURES / "model-llama-q8.gguf"
-NO_END = {"376": -100, "377": -100, "378": -100}  # bans the end tokens: generations run to max_tokens
+NO_END = {"306": -100, "307": -100, "308": -100}  # bans the end tokens: generations run to max_tokens
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_completions_endpoint_with_text_and_token_prompts(local):
 
 def test_stop_string_cuts_the_output_before_it(local):
     client = local.client()
-    args = dict(model="tiny-qwen", prompt="stop test", max_tokens=24, temperature=0, logit_bias=NO_END)
+    args = dict(model="tiny-llama", prompt="stop test", max_tokens=24, temperature=0, logit_bias=NO_END)
     text = client.completions.create(**args).choices[0].text
     # A stop string that first occurs past the start of the greedy output.
     stop = next((text[i:i + 2] for i in range(2, len(text) - 2)
@@ -144,6 +144,7 @@ def test_local_models_are_listed(local):
     ({"max_tokens": 0}, "max_tokens"),
     ({"stop": 5}, "stop"),
     ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"logit_bias": {"320": 5}}, "logit_bias"),
 ])
 def test_unsupported_or_invalid_options_are_400_naming_the_param(local, extra, param):
     with pytest.raises(openai.BadRequestError) as e:
@@ -311,3 +312,17 @@ def test_chat_template_override_that_does_not_parse_stops_start_up(flywheel_bin,
                            "--db", str(tmp_path / "x.db")], capture_output=True, text=True, timeout=20)
     assert proc.returncode != 0
     assert "chat template" in proc.stderr and "custom" in proc.stderr
+
+
+def test_metrics_count_local_tokens(local):
+    def scrape():
+        with local.http() as c:
+            text = c.get("/metrics").text
+        return {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+                if line.startswith("flywheel_local_")}
+    before = scrape()
+    chat(local, max_tokens=5, temperature=0, logit_bias=NO_END)
+    after = scrape()
+    assert after["flywheel_local_generated_tokens_total"] - before["flywheel_local_generated_tokens_total"] == 5
+    assert after["flywheel_local_prompt_tokens_total"] > before["flywheel_local_prompt_tokens_total"]
+    assert after["flywheel_local_generations_active"] == 0

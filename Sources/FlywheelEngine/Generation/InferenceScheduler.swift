@@ -116,6 +116,14 @@ public final class InferenceScheduler: Sendable {
     /// Generations waiting for a slot right now (for metrics).
     public var queuedCount: Int { shared.withLock { $0.waiting.count } }
 
+    /// A snapshot for metrics: generations running and waiting, tokens evaluated and generated so far.
+    public var counts: (active: Int, queued: Int, promptTokens: Int, generatedTokens: Int) {
+        let (active, queued) = shared.withLock { ($0.activeCount, $0.waiting.count) }
+        return (active, queued, promptTokensTotal.load(ordering: .relaxed), generatedTokensTotal.load(ordering: .relaxed))
+    }
+    private let promptTokensTotal = Atomic<Int>(0)
+    private let generatedTokensTotal = Atomic<Int>(0)
+
     /// Fails everything queued or running with `shuttingDown` and joins the thread.
     public func shutdown() {
         let first = shared.withLock { s -> Bool in
@@ -185,6 +193,7 @@ public final class InferenceScheduler: Sendable {
             if job.promptDone < prompt.count {
                 let end = min(prompt.count, job.promptDone + limits.promptChunk)
                 job.logits = try sequence.append(prompt[job.promptDone ..< end])
+                promptTokensTotal.add(end - job.promptDone, ordering: .relaxed)
                 job.promptDone = end
                 if end == prompt.count {
                     job.promptFinishedAt = Job.now()
@@ -248,6 +257,7 @@ public final class InferenceScheduler: Sendable {
             return true
         }
         job.generated += 1
+        generatedTokensTotal.add(1, ordering: .relaxed)
         job.sampler.observe(token)
         let piece = job.textStream?.append(token) ?? ""
         if !piece.isEmpty {

@@ -15,6 +15,9 @@ extension Gateway {
         let chat = endpoint == .chatCompletions
         do throws(OpenAIError) {
             let options = try LocalGenerationOptions(object, chat: chat, maxTokensLimit: configuration.inference.maxTokensLimit)
+            if let bad = options.sampling.logitBias.keys.first(where: { Int($0) >= entry.vocabularySize }) {
+                throw .invalidRequest("'logit_bias' names token \(bad), but the vocabulary has \(entry.vocabularySize) tokens.", param: "logit_bias")
+            }
             let prompt = try chat ? chatPromptTokens(object, entry: entry) : completionPromptTokens(object, entry: entry)
             let request = GenerationRequest(promptTokens: prompt, maxTokens: options.maxTokens, sampling: options.sampling, stop: options.stop)
             let exchange = LocalExchange(gateway: self, writer: writer, context: context, entry: entry, options: options, chat: chat)

@@ -92,9 +92,17 @@ public final class Gateway: HTTPResponder {
 
     func metricsResponse(requestID: String) -> HTTPResponse {
         let connections = connectionCounter.withLock { $0 }?() ?? 0
-        let text = metrics.render(.init(logQueueDepth: log.queueDepth, logDropped: log.droppedCount,
-                                        logWritten: log.writtenCount, logWriteErrors: log.writeErrorCount,
-                                        openConnections: connections))
+        var gauges = GatewayMetrics.Gauges(logQueueDepth: log.queueDepth, logDropped: log.droppedCount,
+                                           logWritten: log.writtenCount, logWriteErrors: log.writeErrorCount,
+                                           openConnections: connections)
+        if let inference {
+            let counts = inference.counts
+            gauges.localActive = counts.active
+            gauges.localQueued = counts.queued
+            gauges.localPromptTokens = counts.promptTokens
+            gauges.localGeneratedTokens = counts.generatedTokens
+        }
+        let text = metrics.render(gauges)
         var headers = HTTPHeaders()
         headers.add("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
         headers.add("x-request-id", requestID)
