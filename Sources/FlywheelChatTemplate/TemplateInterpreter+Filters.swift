@@ -2,7 +2,7 @@
 extension TemplateInterpreter {
     func applyFilter(
         _ name: String, to value: ChatTemplateValue, _ positional: [ChatTemplateValue],
-        _ keyword: [String: ChatTemplateValue], line: Int
+        _ keyword: ChatTemplateObject, line: Int
     ) throws(ChatTemplateError) -> ChatTemplateValue {
         func argument(_ index: Int, _ key: String) -> ChatTemplateValue? {
             index < positional.count ? positional[index] : keyword[key]
@@ -184,7 +184,7 @@ extension TemplateInterpreter {
     }
 
     private func map(
-        _ value: ChatTemplateValue, _ positional: [ChatTemplateValue], _ keyword: [String: ChatTemplateValue], line: Int
+        _ value: ChatTemplateValue, _ positional: [ChatTemplateValue], _ keyword: ChatTemplateObject, line: Int
     ) throws(ChatTemplateError) -> [ChatTemplateValue] {
         let items = try iterate(value, line: line)
         if let path = keyword["attribute"] {
@@ -200,7 +200,7 @@ extension TemplateInterpreter {
         }
         var result: [ChatTemplateValue] = []
         for item in items {
-            result.append(try applyFilter(filter, to: item, Array(positional.dropFirst()), [:], line: line))
+            result.append(try applyFilter(filter, to: item, Array(positional.dropFirst()), ChatTemplateObject(), line: line))
         }
         return result
     }

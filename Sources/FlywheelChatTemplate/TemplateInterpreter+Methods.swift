@@ -2,7 +2,7 @@
 extension TemplateInterpreter {
     func callMethod(
         _ name: String, on receiver: ChatTemplateValue, _ positional: [ChatTemplateValue],
-        _ keyword: [String: ChatTemplateValue], line: Int
+        _ keyword: ChatTemplateObject, line: Int
     ) throws(ChatTemplateError) -> ChatTemplateValue {
         func argument(_ index: Int, _ key: String) -> ChatTemplateValue? {
             let value = index < positional.count ? positional[index] : keyword[key]

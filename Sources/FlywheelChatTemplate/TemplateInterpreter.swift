@@ -232,10 +232,10 @@ final class TemplateInterpreter {
         }
     }
 
-    func evaluateArguments(_ arguments: TemplateArguments) throws(ChatTemplateError) -> ([ChatTemplateValue], [String: ChatTemplateValue]) {
+    func evaluateArguments(_ arguments: TemplateArguments) throws(ChatTemplateError) -> ([ChatTemplateValue], ChatTemplateObject) {
         var positional: [ChatTemplateValue] = []
         for expression in arguments.positional { positional.append(try evaluate(expression)) }
-        var keyword: [String: ChatTemplateValue] = [:]
+        var keyword = ChatTemplateObject()
         for (name, expression) in arguments.keyword { keyword[name] = try evaluate(expression) }
         return (positional, keyword)
     }
@@ -360,6 +360,9 @@ final class TemplateInterpreter {
     }
 
     private func arithmetic(_ op: String, _ left: ChatTemplateValue, _ right: ChatTemplateValue, line: Int) throws(ChatTemplateError) -> ChatTemplateValue {
+        if op == "%", case .string = left {
+            throw .unsupported(what: "string % formatting", line: line)
+        }
         let failure = ChatTemplateError.runtime(
             message: "unsupported operand type(s) for \(op): '\(left.typeName)' and '\(right.typeName)'", line: line)
         switch (op, left, right) {
@@ -435,7 +438,7 @@ final class TemplateInterpreter {
     }
 
     private func callMacro(
-        _ macro: TemplateMacro, _ positional: [ChatTemplateValue], _ keyword: [String: ChatTemplateValue], line: Int
+        _ macro: TemplateMacro, _ positional: [ChatTemplateValue], _ keyword: ChatTemplateObject, line: Int
     ) throws(ChatTemplateError) -> ChatTemplateValue {
         guard positional.count <= macro.parameters.count else {
             throw .runtime(message: "macro '\(macro.name)' takes \(macro.parameters.count) arguments, got \(positional.count)", line: line)
