@@ -30,28 +30,55 @@ extension ChatTemplateValue {
 
     /// `str(x)`, which `{{ x }}` prints: `None`, `True`, `1.0`, `['a', 1]`; undefined prints nothing.
     var pythonString: String {
-        switch self {
-        case .undefined: return ""
-        case let .string(value): return value
-        default: return pythonRepr
-        }
+        if case let .string(value) = self { return value }
+        return pythonRepr
     }
 
     /// `repr(x)`: strings quoted the way Python quotes them, lists and dicts in Python syntax.
     var pythonRepr: String {
-        switch self {
-        case .none: return "None"
-        case .undefined: return ""
-        case let .bool(value): return value ? "True" : "False"
-        case let .int(value): return String(value)
-        case let .double(value): return pythonFloatRepr(value)
-        case let .string(value): return pythonStringRepr(value)
-        case let .array(items): return "[" + items.map(\.pythonRepr).joined(separator: ", ") + "]"
-        case let .object(object):
-            return "{" + object.pairs.map { pythonStringRepr($0.key) + ": " + $0.value.pythonRepr }
-                .joined(separator: ", ") + "}"
-        case .namespace: return "<Namespace>"
+        var out = ""
+        _ = writeRepr(into: &out, limit: Int.max)
+        return out
+    }
+
+    /// `str(x)`, refusing to build more than `limit` bytes: nested lists can share storage, so a
+    /// small value can print as an enormous string.
+    func pythonString(limit: Int) throws(ChatTemplateError) -> String {
+        if case let .string(value) = self { return value }
+        var out = ""
+        guard writeRepr(into: &out, limit: limit) else {
+            throw .limitExceeded("value renders to more than \(limit) bytes")
         }
+        return out
+    }
+
+    /// Appends `repr(self)`; false once `out` grows past `limit`.
+    private func writeRepr(into out: inout String, limit: Int) -> Bool {
+        switch self {
+        case .none: out += "None"
+        case .undefined: break
+        case let .bool(value): out += value ? "True" : "False"
+        case let .int(value): out += String(value)
+        case let .double(value): out += pythonFloatRepr(value)
+        case let .string(value): out += pythonStringRepr(value)
+        case let .array(items):
+            out += "["
+            for (index, item) in items.enumerated() {
+                if index > 0 { out += ", " }
+                guard item.writeRepr(into: &out, limit: limit) else { return false }
+            }
+            out += "]"
+        case let .object(object):
+            out += "{"
+            for (index, pair) in object.pairs.enumerated() {
+                if index > 0 { out += ", " }
+                out += pythonStringRepr(pair.key) + ": "
+                guard pair.value.writeRepr(into: &out, limit: limit) else { return false }
+            }
+            out += "}"
+        case .namespace: out += "<Namespace>"
+        }
+        return out.utf8.count <= limit
     }
 
     /// The number as a Double when it is a bool, int or float (Python treats bools as ints).

@@ -8,7 +8,7 @@ extension TemplateInterpreter {
     ) throws(ChatTemplateError) -> ChatTemplateValue {
         switch name {
         case "raise_exception":
-            throw .templateRaised((positional.first ?? keyword["message"] ?? .string("")).pythonString)
+            throw .templateRaised(try str(positional.first ?? keyword["message"] ?? .string("")))
         case "strftime_now":
             guard case let .string(format)? = positional.first ?? keyword["format"] else {
                 throw .runtime(message: "strftime_now needs a format string", line: line)

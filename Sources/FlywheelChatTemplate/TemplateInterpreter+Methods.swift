@@ -50,7 +50,9 @@ extension TemplateInterpreter {
                 guard let old = try string(0, "old"), let new = try string(1, "new") else {
                     throw .runtime(message: "replace() takes at least 2 arguments", line: line)
                 }
-                return .string(PythonString.replace(text, old, new, count: argument(2, "count")?.integerValue ?? -1))
+                let count = argument(2, "count")?.integerValue ?? -1
+                try checkReplacementSize(text, old, new, count: count)
+                return .string(PythonString.replace(text, old, new, count: count))
             case "find", "count":
                 guard let needle = try string(0, "sub") else {
                     throw .runtime(message: "\(name)() takes at least 1 argument", line: line)
@@ -67,6 +69,7 @@ extension TemplateInterpreter {
                     }
                     pieces.append(piece)
                 }
+                try checkSize(pieces.reduce(0) { $0 + $1.utf8.count + text.utf8.count })
                 return .string(pieces.joined(separator: text))
             case "splitlines":
                 var lines = PythonString.split(text, separator: "\n", maxSplit: -1)

@@ -46,7 +46,7 @@ final class TemplateInterpreter {
         case let .text(text):
             try emit(text, into: &out)
         case let .output(expression):
-            try emit(try evaluate(expression).pythonString, into: &out)
+            try emit(try str(try evaluate(expression)), into: &out)
         case let .ifChain(branches, otherwise):
             for branch in branches where try evaluate(branch.condition).isTruthy {
                 return try execute(branch.body, into: &out)
@@ -152,6 +152,18 @@ final class TemplateInterpreter {
         return Array(zip(targets, items))
     }
 
+    /// `str(x)` within the output cap.
+    func str(_ value: ChatTemplateValue) throws(ChatTemplateError) -> String {
+        try value.pythonString(limit: limits.maxOutputBytes)
+    }
+
+    /// Lists are bounded like loops: a template cannot build more items than it may visit.
+    private func checkCount(_ count: Int) throws(ChatTemplateError) {
+        guard count <= limits.maxLoopIterations else {
+            throw .limitExceeded("list of more than \(limits.maxLoopIterations) items")
+        }
+    }
+
     func lookup(_ name: String) -> ChatTemplateValue {
         for frame in frames.reversed() {
             if let value = frame[name] { return value }
@@ -227,7 +239,10 @@ final class TemplateInterpreter {
             return try otherwise.map(evaluate) ?? .undefined
         case let .concat(parts):
             var text = ""
-            for part in parts { text += try evaluate(part).pythonString }
+            for part in parts {
+                text += try str(try evaluate(part))
+                try checkSize(text.utf8.count)
+            }
             return .string(text)
         }
     }
@@ -266,7 +281,7 @@ final class TemplateInterpreter {
         case let (.object, .string(key)), let (.namespace, .string(key)):
             return try attribute(key, of: value, line: line)
         case (.undefined, _):
-            throw .runtime(message: "undefined value has no item \(index.pythonRepr)", line: line)
+            throw .runtime(message: "undefined value has no item of type '\(index.typeName)'", line: line)
         default:
             return .undefined
         }
@@ -366,13 +381,21 @@ final class TemplateInterpreter {
         let failure = ChatTemplateError.runtime(
             message: "unsupported operand type(s) for \(op): '\(left.typeName)' and '\(right.typeName)'", line: line)
         switch (op, left, right) {
-        case let ("+", .string(a), .string(b)): return .string(a + b)
-        case let ("+", .array(a), .array(b)): return .array(a + b)
+        case let ("+", .string(a), .string(b)):
+            try checkSize(a.utf8.count + b.utf8.count)
+            return .string(a + b)
+        case let ("+", .array(a), .array(b)):
+            try checkCount(a.count + b.count)
+            return .array(a + b)
         case let ("*", .string(text), count), let ("*", count, .string(text)):
-            guard let times = count.integerValue, case .string = left == count ? right : left else { throw failure }
-            return .string(String(repeating: text, count: max(0, min(times, limits.maxOutputBytes / max(1, text.utf8.count) + 1))))
+            guard let times = count.integerValue else { throw failure }
+            let (size, overflow) = text.utf8.count.multipliedReportingOverflow(by: max(0, times))
+            try checkSize(overflow ? Int.max : size)
+            return .string(String(repeating: text, count: max(0, times)))
         case let ("*", .array(items), count), let ("*", count, .array(items)):
-            guard let times = count.integerValue, times <= limits.maxRangeLength else { throw failure }
+            guard let times = count.integerValue else { throw failure }
+            let (size, overflow) = items.count.multipliedReportingOverflow(by: max(0, times))
+            try checkCount(overflow ? Int.max : size)
             return .array(Array([[ChatTemplateValue]](repeating: items, count: max(0, times)).joined()))
         default: break
         }

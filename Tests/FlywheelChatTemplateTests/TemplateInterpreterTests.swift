@@ -81,6 +81,33 @@ final class TemplateInterpreterTests: XCTestCase {
         }
     }
 
+    func testDoublingAStringInALoopHitsTheSizeCapBeforeMemoryRunsOut() {
+        let source = "{% set ns = namespace(s='ab') %}{% for i in range(80) %}{% set ns.s = ns.s + ns.s %}{% endfor %}"
+        XCTAssertThrowsError(try render(source)) { error in
+            guard case .limitExceeded? = error as? ChatTemplateError else { return XCTFail("\(error)") }
+        }
+        XCTAssertThrowsError(try render("{{ 'x' * 100000000000 }}")) { error in
+            guard case .limitExceeded? = error as? ChatTemplateError else { return XCTFail("\(error)") }
+        }
+    }
+
+    func testPrintingASharedNestedListIsCappedWhileBeingBuilt() {
+        // Each level doubles the printed size while memory stays linear (the halves are shared).
+        let build = "{% set ns = namespace(x=[1]) %}{% for i in range(70) %}{% set ns.x = [ns.x, ns.x] %}{% endfor %}"
+        for use in ["{{ ns.x }}", "{{ ns.x|tojson }}", "{{ ns.x|string|length }}", "{{ [ns.x]|join }}"] {
+            XCTAssertThrowsError(try render(build + use, limits: ChatTemplateLimits(maxOutputBytes: 100_000)), use) { error in
+                guard case .limitExceeded? = error as? ChatTemplateError else { return XCTFail("\(use): \(error)") }
+            }
+        }
+    }
+
+    func testReplaceThatWouldExplodeIsRefused() {
+        let source = "{% set s = 'a' * 100000 %}{{ s.replace('a', 'b' * 1000) }}"
+        XCTAssertThrowsError(try render(source)) { error in
+            guard case .limitExceeded? = error as? ChatTemplateError else { return XCTFail("\(error)") }
+        }
+    }
+
     func testHugeRangeIsRefused() {
         XCTAssertThrowsError(try render("{{ range(10000000)|length }}")) { error in
             guard case .limitExceeded? = error as? ChatTemplateError else { return XCTFail("\(error)") }
