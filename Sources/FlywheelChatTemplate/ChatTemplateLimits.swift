@@ -9,6 +9,8 @@ public struct ChatTemplateLimits: Sendable, Equatable {
     /// The longest list `range(...)` may build (Jinja's sandbox uses the same bound).
     public var maxRangeLength: Int
 
+    /// The defaults are generous for real chat templates (which render a few KB) and small
+    /// enough to stop a hostile one quickly.
     public init(
         maxOutputBytes: Int = 8 << 20, maxLoopIterations: Int = 1_000_000, maxCallDepth: Int = 32,
         maxRangeLength: Int = 100_000

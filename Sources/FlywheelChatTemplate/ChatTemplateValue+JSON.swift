@@ -34,7 +34,7 @@ extension ChatTemplateValue {
         case let .int(value): out += String(value)
         case let .double(value):
             if value.isNaN { out += "NaN" } else if value.isInfinite { out += value < 0 ? "-Infinity" : "Infinity" } else {
-                out += pythonFloatRepr(value)
+                out += PythonString.floatRepr(value)
             }
         case let .string(value): writeJSONString(value, into: &out, ensureASCII: ensureASCII)
         case let .array(items):

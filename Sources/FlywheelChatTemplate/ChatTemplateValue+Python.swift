@@ -59,8 +59,8 @@ extension ChatTemplateValue {
         case .undefined: break
         case let .bool(value): out += value ? "True" : "False"
         case let .int(value): out += String(value)
-        case let .double(value): out += pythonFloatRepr(value)
-        case let .string(value): out += pythonStringRepr(value)
+        case let .double(value): out += PythonString.floatRepr(value)
+        case let .string(value): out += PythonString.repr(value)
         case let .array(items):
             out += "["
             for (index, item) in items.enumerated() {
@@ -72,7 +72,7 @@ extension ChatTemplateValue {
             out += "{"
             for (index, pair) in object.pairs.enumerated() {
                 if index > 0 { out += ", " }
-                out += pythonStringRepr(pair.key) + ": "
+                out += PythonString.repr(pair.key) + ": "
                 guard pair.value.writeRepr(into: &out, limit: limit) else { return false }
             }
             out += "}"
@@ -134,82 +134,5 @@ extension ChatTemplateValue {
             if let numberA = numericValue, let numberB = other.numericValue { return numberA < numberB }
             return nil
         }
-    }
-}
-
-/// Python's `repr(float)`: the shortest digits that round-trip, fixed notation for exponents in
-/// -4..<16 (with ".0" when integral), otherwise `1e+16` style.
-func pythonFloatRepr(_ value: Double) -> String {
-    if value.isNaN { return "nan" }
-    if value.isInfinite { return value < 0 ? "-inf" : "inf" }
-    if value == 0 { return value.sign == .minus ? "-0.0" : "0.0" }
-    // Swift's description also prints the shortest round-trip digits; only the layout differs.
-    var text = "\(value.magnitude)"
-    var exponent = 0
-    if let e = text.firstIndex(where: { $0 == "e" || $0 == "E" }) {
-        exponent = Int(text[text.index(after: e)...])!
-        text = String(text[..<e])
-    }
-    var digits = text.filter { $0 != "." }
-    let pointIndex = text.firstIndex(of: ".").map { text.distance(from: text.startIndex, to: $0) } ?? text.count
-    exponent += pointIndex - 1
-    let leadingZeros = digits.prefix { $0 == "0" }.count
-    digits.removeFirst(leadingZeros)
-    exponent -= leadingZeros
-    while digits.count > 1, digits.last == "0" { digits.removeLast() }
-    let sign = value < 0 ? "-" : ""
-    if exponent < -4 || exponent >= 16 {
-        var mantissa = String(digits.prefix(1))
-        if digits.count > 1 { mantissa += "." + digits.dropFirst() }
-        let exponentDigits = String(abs(exponent))
-        return sign + mantissa + "e" + (exponent < 0 ? "-" : "+") + (exponentDigits.count < 2 ? "0" : "") + exponentDigits
-    }
-    if exponent < 0 {
-        return sign + "0." + String(repeating: "0", count: -exponent - 1) + digits
-    }
-    if digits.count <= exponent + 1 {
-        return sign + digits + String(repeating: "0", count: exponent + 1 - digits.count) + ".0"
-    }
-    let integerPart = digits.prefix(exponent + 1)
-    return sign + integerPart + "." + digits.dropFirst(exponent + 1)
-}
-
-/// Python's `repr(str)`.
-func pythonStringRepr(_ value: String) -> String {
-    let quote: Unicode.Scalar = value.contains("'") && !value.contains("\"") ? "\"" : "'"
-    var out = String.UnicodeScalarView()
-    out.append(quote)
-    for scalar in value.unicodeScalars {
-        switch scalar {
-        case quote, "\\":
-            out.append("\\")
-            out.append(scalar)
-        case "\n": out.append(contentsOf: "\\n".unicodeScalars)
-        case "\r": out.append(contentsOf: "\\r".unicodeScalars)
-        case "\t": out.append(contentsOf: "\\t".unicodeScalars)
-        default:
-            if isPythonPrintable(scalar) {
-                out.append(scalar)
-            } else {
-                let hex = String(scalar.value, radix: 16)
-                let (prefix, width) = scalar.value < 0x100 ? ("\\x", 2) : scalar.value < 0x10000 ? ("\\u", 4) : ("\\U", 8)
-                out.append(contentsOf: (prefix + String(repeating: "0", count: width - hex.count) + hex).unicodeScalars)
-            }
-        }
-    }
-    out.append(quote)
-    return String(out)
-}
-
-/// Python's `str.isprintable()` for one code point: not a control, format, separator (other than
-/// the ASCII space), surrogate, private-use or unassigned character.
-func isPythonPrintable(_ scalar: Unicode.Scalar) -> Bool {
-    if scalar == " " { return true }
-    switch scalar.properties.generalCategory {
-    case .control, .format, .surrogate, .privateUse, .unassigned,
-         .spaceSeparator, .lineSeparator, .paragraphSeparator:
-        return false
-    default:
-        return true
     }
 }

@@ -78,7 +78,7 @@ extension TemplateInterpreter {
             case "isdigit":
                 return .bool(!text.isEmpty && text.unicodeScalars.allSatisfy { $0.properties.numericType == .decimal })
             case "isspace":
-                return .bool(!text.isEmpty && text.unicodeScalars.allSatisfy(isPythonWhitespace))
+                return .bool(!text.isEmpty && text.unicodeScalars.allSatisfy(PythonString.isWhitespace))
             default: break
             }
         case let .object(object):

@@ -9,35 +9,21 @@ final class ChatTemplateValueTests: XCTestCase {
         XCTAssertEqual(object["a"], .array([.bool(true), .none, .double(2.5), .string("s")]))
     }
 
-    func testJSONParsingKeepsKeyOrderAndNumberKinds() throws {
-        let value = try ChatTemplateValue(json: #"{"b": 1, "a": [1.0, -2, 3e2, "\u00e9\ud83d\ude80", null, false]}"#)
-        guard case let .object(object) = value else { return XCTFail() }
-        XCTAssertEqual(object.keys, ["b", "a"])
-        XCTAssertEqual(object["a"], [.double(1), .int(-2), .double(300), "é🚀", nil, false])
-    }
-
-    func testInvalidJSONThrows() {
-        XCTAssertThrowsError(try ChatTemplateValue(json: "{\"a\": }"))
-        XCTAssertThrowsError(try ChatTemplateValue(json: "[1, 2"))
-        XCTAssertThrowsError(try ChatTemplateValue(json: "not json"))
-        XCTAssertThrowsError(try ChatTemplateValue(json: String(repeating: "[", count: 10_000)))
-    }
-
     func testPythonFloatRepr() {
-        XCTAssertEqual(pythonFloatRepr(1), "1.0")
-        XCTAssertEqual(pythonFloatRepr(0.1), "0.1")
-        XCTAssertEqual(pythonFloatRepr(1e15), "1000000000000000.0")
-        XCTAssertEqual(pythonFloatRepr(1e16), "1e+16")
-        XCTAssertEqual(pythonFloatRepr(1.5e-5), "1.5e-05")
-        XCTAssertEqual(pythonFloatRepr(0.0001), "0.0001")
-        XCTAssertEqual(pythonFloatRepr(-2.5e300), "-2.5e+300")
-        XCTAssertEqual(pythonFloatRepr(123456.789), "123456.789")
-        XCTAssertEqual(pythonFloatRepr(-0.0), "-0.0")
+        XCTAssertEqual(PythonString.floatRepr(1), "1.0")
+        XCTAssertEqual(PythonString.floatRepr(0.1), "0.1")
+        XCTAssertEqual(PythonString.floatRepr(1e15), "1000000000000000.0")
+        XCTAssertEqual(PythonString.floatRepr(1e16), "1e+16")
+        XCTAssertEqual(PythonString.floatRepr(1.5e-5), "1.5e-05")
+        XCTAssertEqual(PythonString.floatRepr(0.0001), "0.0001")
+        XCTAssertEqual(PythonString.floatRepr(-2.5e300), "-2.5e+300")
+        XCTAssertEqual(PythonString.floatRepr(123456.789), "123456.789")
+        XCTAssertEqual(PythonString.floatRepr(-0.0), "-0.0")
     }
 
     func testPythonReprOfStringsListsAndDicts() {
-        XCTAssertEqual(pythonStringRepr("it's"), "\"it's\"")
-        XCTAssertEqual(pythonStringRepr("a'b\"c\n\u{01}"), "'a\\'b\"c\\n\\x01'")
+        XCTAssertEqual(PythonString.repr("it's"), "\"it's\"")
+        XCTAssertEqual(PythonString.repr("a'b\"c\n\u{01}"), "'a\\'b\"c\\n\\x01'")
         let value: ChatTemplateValue = ["k": [1, "v", nil, true]]
         XCTAssertEqual(value.pythonString, "{'k': [1, 'v', None, True]}")
     }
