@@ -37,7 +37,7 @@ extension ChatTemplateValue {
     /// `repr(x)`: strings quoted the way Python quotes them, lists and dicts in Python syntax.
     var pythonRepr: String {
         var out = ""
-        _ = writeRepr(into: &out, limit: Int.max)
+        _ = writeRepr(into: &out, limit: Int.max, depth: 0)
         return out
     }
 
@@ -46,14 +46,16 @@ extension ChatTemplateValue {
     func pythonString(limit: Int) throws(ChatTemplateError) -> String {
         if case let .string(value) = self { return value }
         var out = ""
-        guard writeRepr(into: &out, limit: limit) else {
-            throw .limitExceeded("value renders to more than \(limit) bytes")
+        guard writeRepr(into: &out, limit: limit, depth: 0) else {
+            throw .limitExceeded("value renders to more than \(limit) bytes or nests too deeply")
         }
         return out
     }
 
-    /// Appends `repr(self)`; false once `out` grows past `limit`.
-    private func writeRepr(into out: inout String, limit: Int) -> Bool {
+    /// Appends `repr(self)`; false once `out` grows past `limit` or nesting passes the JSON depth
+    /// bound (which keeps recursion off the end of small thread stacks).
+    private func writeRepr(into out: inout String, limit: Int, depth: Int) -> Bool {
+        guard depth < TemplateJSONParser.maxDepth else { return false }
         switch self {
         case .none: out += "None"
         case .undefined: break
@@ -65,7 +67,7 @@ extension ChatTemplateValue {
             out += "["
             for (index, item) in items.enumerated() {
                 if index > 0 { out += ", " }
-                guard item.writeRepr(into: &out, limit: limit) else { return false }
+                guard item.writeRepr(into: &out, limit: limit, depth: depth + 1) else { return false }
             }
             out += "]"
         case let .object(object):
@@ -73,7 +75,7 @@ extension ChatTemplateValue {
             for (index, pair) in object.pairs.enumerated() {
                 if index > 0 { out += ", " }
                 out += PythonString.repr(pair.key) + ": "
-                guard pair.value.writeRepr(into: &out, limit: limit) else { return false }
+                guard pair.value.writeRepr(into: &out, limit: limit, depth: depth + 1) else { return false }
             }
             out += "}"
         case .namespace: out += "<Namespace>"

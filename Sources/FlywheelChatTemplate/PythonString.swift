@@ -34,6 +34,7 @@ enum PythonString {
             return parts
         }
         let needle = Array(separator.unicodeScalars)
+        guard !needle.isEmpty else { return [text] }  // Python raises; callers check first.
         var start = 0
         var index = 0
         while index + needle.count <= scalars.count, maxSplit < 0 || parts.count < maxSplit {

@@ -17,7 +17,7 @@ extension TemplateInterpreter {
         case "namespace", "dict":
             var object = ChatTemplateObject()
             if case let .object(initial)? = positional.first { object = initial }
-            for (key, value) in keyword.pairs { object[key] = value }
+            for (key, value) in keyword.pairs { object[key] = try checkNesting(value) }
             if name == "dict" { return .object(object) }
             namespaces.append(object)
             return .namespace(ChatTemplateNamespace(id: namespaces.count - 1))

@@ -24,7 +24,9 @@ extension TemplateInterpreter {
                                                   leading: name != "rstrip", trailing: name != "lstrip"))
             case "split":
                 let maxSplit = argument(1, "maxsplit")?.integerValue ?? -1
-                return .array(PythonString.split(text, separator: try string(0, "sep"), maxSplit: maxSplit).map { .string($0) })
+                let separator = try string(0, "sep")
+                if separator == "" { throw .runtime(message: "split(): empty separator", line: line) }
+                return .array(PythonString.split(text, separator: separator, maxSplit: maxSplit).map { .string($0) })
             case "startswith", "endswith":
                 var candidates: [String] = []
                 switch argument(0, name == "startswith" ? "prefix" : "suffix") {

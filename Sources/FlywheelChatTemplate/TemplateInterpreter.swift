@@ -18,6 +18,7 @@ final class TemplateInterpreter {
     private var producedBytes = 0
     private var iterations = 0
     private var callDepth = 0
+    private var inspectedNodes = 0
 
     init(context: [String: ChatTemplateValue], limits: ChatTemplateLimits, secondsSince1970: Int) {
         self.frames = [context, [:]]
@@ -164,6 +165,39 @@ final class TemplateInterpreter {
         }
     }
 
+    /// Refuses to wrap a value that is already nested near the JSON depth bound. Wrapping in a
+    /// loop could otherwise nest a million levels, and comparing, printing or even releasing such
+    /// a value recurses once per level. Inspected nodes count against a per-render budget, since
+    /// shared storage lets a small value have exponentially many nodes.
+    func checkNesting(_ value: ChatTemplateValue) throws(ChatTemplateError) -> ChatTemplateValue {
+        func depth(_ value: ChatTemplateValue, _ level: Int) throws(ChatTemplateError) -> Int {
+            inspectedNodes += 1
+            guard inspectedNodes <= limits.maxInspectedNodes else {
+                throw .limitExceeded("more than \(limits.maxInspectedNodes) value nodes inspected")
+            }
+            guard level < TemplateJSONParser.maxDepth else { return level }
+            var deepest = level
+            switch value {
+            case let .array(items):
+                for item in items { deepest = max(deepest, try depth(item, level + 1)) }
+            case let .object(object):
+                for pair in object.pairs { deepest = max(deepest, try depth(pair.value, level + 1)) }
+            default:
+                break
+            }
+            return deepest
+        }
+        switch value {
+        case .array, .object:
+            guard try depth(value, 1) < TemplateJSONParser.maxDepth else {
+                throw .limitExceeded("values nested deeper than \(TemplateJSONParser.maxDepth) levels")
+            }
+        default:
+            break
+        }
+        return value
+    }
+
     func lookup(_ name: String) -> ChatTemplateValue {
         for frame in frames.reversed() {
             if let value = frame[name] { return value }
@@ -181,7 +215,7 @@ final class TemplateInterpreter {
             return lookup(name)
         case let .list(items):
             var values: [ChatTemplateValue] = []
-            for item in items { values.append(try evaluate(item)) }
+            for item in items { values.append(try checkNesting(try evaluate(item))) }
             return .array(values)
         case let .dict(pairs):
             var object = ChatTemplateObject()
@@ -190,7 +224,7 @@ final class TemplateInterpreter {
                 guard case let .string(name) = key else {
                     throw .unsupported(what: "dict key of type '\(key.typeName)'", line: line(of: keyExpression))
                 }
-                object[name] = try evaluate(valueExpression)
+                object[name] = try checkNesting(try evaluate(valueExpression))
             }
             return .object(object)
         case let .attribute(base, name, line):
