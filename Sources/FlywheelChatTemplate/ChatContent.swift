@@ -1,5 +1,6 @@
 /// The content of a chat message: one string, or a list of text parts (OpenAI's content array).
 public enum ChatContent: Sendable, Equatable {
+    /// One string.
     case text(String)
     /// Text parts, shown to templates as `[{"type": "text", "text": ...}, ...]`.
     case parts([String])

@@ -2,12 +2,16 @@
 public struct ChatMessage: Sendable, Equatable {
     /// "system", "user", "assistant", "tool", ...
     public var role: String
+    /// Text, or text parts; nil for an assistant message that only calls tools.
     public var content: ChatContent?
+    /// An optional participant or tool name.
     public var name: String?
+    /// Function calls an assistant message made.
     public var toolCalls: [ChatToolCall]?
     /// For role "tool": the id of the call this message answers.
     public var toolCallID: String?
 
+    /// A message with any of the fields set.
     public init(
         role: String, content: ChatContent? = nil, name: String? = nil,
         toolCalls: [ChatToolCall]? = nil, toolCallID: String? = nil

@@ -11,6 +11,7 @@ public enum ChatTemplateError: Error, CustomStringConvertible, Equatable {
     /// The template exceeded a resource limit (output size, loop iterations, recursion depth).
     case limitExceeded(String)
 
+    /// A one-line message naming what went wrong and where.
     public var description: String {
         switch self {
         case let .syntax(message, line, column):

@@ -10,29 +10,31 @@ extension ChatTemplateValue {
     /// int indent is that many spaces); `nil` means one line.
     func jsonString(
         ensureASCII: Bool = false, indent: String? = nil, separators: (item: String, key: String)? = nil,
-        sortKeys: Bool = false, line: Int = 0
+        sortKeys: Bool = false, limit: Int = Int.max, line: Int = 0
     ) throws(ChatTemplateError) -> String {
         let separators = separators ?? (indent == nil ? (", ", ": ") : (",", ": "))
         var out = ""
         try writeJSON(into: &out, ensureASCII: ensureASCII, indent: indent, separators: separators,
-                      sortKeys: sortKeys, level: 0, line: line)
+                      sortKeys: sortKeys, level: 0, limit: limit, line: line)
         return out
     }
 
     private func writeJSON(
         into out: inout String, ensureASCII: Bool, indent: String?, separators: (item: String, key: String),
-        sortKeys: Bool, level: Int, line: Int
+        sortKeys: Bool, level: Int, limit: Int, line: Int
     ) throws(ChatTemplateError) {
         guard level < TemplateJSONParser.maxDepth else {
             throw .runtime(message: "tojson: value nested too deeply", line: line)
         }
+        // Lists can share storage, so a small value can serialize to an enormous string.
+        guard out.utf8.count <= limit else { throw .limitExceeded("tojson output larger than \(limit) bytes") }
         switch self {
         case .none: out += "null"
         case let .bool(value): out += value ? "true" : "false"
         case let .int(value): out += String(value)
         case let .double(value):
             if value.isNaN { out += "NaN" } else if value.isInfinite { out += value < 0 ? "-Infinity" : "Infinity" } else {
-                out += pythonFloatRepr(value)
+                out += PythonString.floatRepr(value)
             }
         case let .string(value): writeJSONString(value, into: &out, ensureASCII: ensureASCII)
         case let .array(items):
@@ -45,10 +47,11 @@ extension ChatTemplateValue {
                 if index > 0 { out += separators.item }
                 if let indent { out += "\n" + String(repeating: indent, count: level + 1) }
                 try item.writeJSON(into: &out, ensureASCII: ensureASCII, indent: indent, separators: separators,
-                                   sortKeys: sortKeys, level: level + 1, line: line)
+                                   sortKeys: sortKeys, level: level + 1, limit: limit, line: line)
             }
             if let indent { out += "\n" + String(repeating: indent, count: level) }
             out += "]"
+            guard out.utf8.count <= limit else { throw .limitExceeded("tojson output larger than \(limit) bytes") }
         case let .object(object):
             guard !object.isEmpty else {
                 out += "{}"
@@ -63,7 +66,7 @@ extension ChatTemplateValue {
                 writeJSONString(pair.key, into: &out, ensureASCII: ensureASCII)
                 out += separators.key
                 try pair.value.writeJSON(into: &out, ensureASCII: ensureASCII, indent: indent, separators: separators,
-                                         sortKeys: sortKeys, level: level + 1, line: line)
+                                         sortKeys: sortKeys, level: level + 1, limit: limit, line: line)
             }
             if let indent { out += "\n" + String(repeating: indent, count: level) }
             out += "}"

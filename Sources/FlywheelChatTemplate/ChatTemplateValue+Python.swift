@@ -30,28 +30,57 @@ extension ChatTemplateValue {
 
     /// `str(x)`, which `{{ x }}` prints: `None`, `True`, `1.0`, `['a', 1]`; undefined prints nothing.
     var pythonString: String {
-        switch self {
-        case .undefined: return ""
-        case let .string(value): return value
-        default: return pythonRepr
-        }
+        if case let .string(value) = self { return value }
+        return pythonRepr
     }
 
     /// `repr(x)`: strings quoted the way Python quotes them, lists and dicts in Python syntax.
     var pythonRepr: String {
-        switch self {
-        case .none: return "None"
-        case .undefined: return ""
-        case let .bool(value): return value ? "True" : "False"
-        case let .int(value): return String(value)
-        case let .double(value): return pythonFloatRepr(value)
-        case let .string(value): return pythonStringRepr(value)
-        case let .array(items): return "[" + items.map(\.pythonRepr).joined(separator: ", ") + "]"
-        case let .object(object):
-            return "{" + object.pairs.map { pythonStringRepr($0.key) + ": " + $0.value.pythonRepr }
-                .joined(separator: ", ") + "}"
-        case .namespace: return "<Namespace>"
+        var out = ""
+        _ = writeRepr(into: &out, limit: Int.max, depth: 0)
+        return out
+    }
+
+    /// `str(x)`, refusing to build more than `limit` bytes: nested lists can share storage, so a
+    /// small value can print as an enormous string.
+    func pythonString(limit: Int) throws(ChatTemplateError) -> String {
+        if case let .string(value) = self { return value }
+        var out = ""
+        guard writeRepr(into: &out, limit: limit, depth: 0) else {
+            throw .limitExceeded("value renders to more than \(limit) bytes or nests too deeply")
         }
+        return out
+    }
+
+    /// Appends `repr(self)`; false once `out` grows past `limit` or nesting passes the JSON depth
+    /// bound (which keeps recursion off the end of small thread stacks).
+    private func writeRepr(into out: inout String, limit: Int, depth: Int) -> Bool {
+        guard depth < TemplateJSONParser.maxDepth else { return false }
+        switch self {
+        case .none: out += "None"
+        case .undefined: break
+        case let .bool(value): out += value ? "True" : "False"
+        case let .int(value): out += String(value)
+        case let .double(value): out += PythonString.floatRepr(value)
+        case let .string(value): out += PythonString.repr(value)
+        case let .array(items):
+            out += "["
+            for (index, item) in items.enumerated() {
+                if index > 0 { out += ", " }
+                guard item.writeRepr(into: &out, limit: limit, depth: depth + 1) else { return false }
+            }
+            out += "]"
+        case let .object(object):
+            out += "{"
+            for (index, pair) in object.pairs.enumerated() {
+                if index > 0 { out += ", " }
+                out += PythonString.repr(pair.key) + ": "
+                guard pair.value.writeRepr(into: &out, limit: limit, depth: depth + 1) else { return false }
+            }
+            out += "}"
+        case .namespace: out += "<Namespace>"
+        }
+        return out.utf8.count <= limit
     }
 
     /// The number as a Double when it is a bool, int or float (Python treats bools as ints).
@@ -107,82 +136,5 @@ extension ChatTemplateValue {
             if let numberA = numericValue, let numberB = other.numericValue { return numberA < numberB }
             return nil
         }
-    }
-}
-
-/// Python's `repr(float)`: the shortest digits that round-trip, fixed notation for exponents in
-/// -4..<16 (with ".0" when integral), otherwise `1e+16` style.
-func pythonFloatRepr(_ value: Double) -> String {
-    if value.isNaN { return "nan" }
-    if value.isInfinite { return value < 0 ? "-inf" : "inf" }
-    if value == 0 { return value.sign == .minus ? "-0.0" : "0.0" }
-    // Swift's description also prints the shortest round-trip digits; only the layout differs.
-    var text = "\(value.magnitude)"
-    var exponent = 0
-    if let e = text.firstIndex(where: { $0 == "e" || $0 == "E" }) {
-        exponent = Int(text[text.index(after: e)...])!
-        text = String(text[..<e])
-    }
-    var digits = text.filter { $0 != "." }
-    let pointIndex = text.firstIndex(of: ".").map { text.distance(from: text.startIndex, to: $0) } ?? text.count
-    exponent += pointIndex - 1
-    let leadingZeros = digits.prefix { $0 == "0" }.count
-    digits.removeFirst(leadingZeros)
-    exponent -= leadingZeros
-    while digits.count > 1, digits.last == "0" { digits.removeLast() }
-    let sign = value < 0 ? "-" : ""
-    if exponent < -4 || exponent >= 16 {
-        var mantissa = String(digits.prefix(1))
-        if digits.count > 1 { mantissa += "." + digits.dropFirst() }
-        let exponentDigits = String(abs(exponent))
-        return sign + mantissa + "e" + (exponent < 0 ? "-" : "+") + (exponentDigits.count < 2 ? "0" : "") + exponentDigits
-    }
-    if exponent < 0 {
-        return sign + "0." + String(repeating: "0", count: -exponent - 1) + digits
-    }
-    if digits.count <= exponent + 1 {
-        return sign + digits + String(repeating: "0", count: exponent + 1 - digits.count) + ".0"
-    }
-    let integerPart = digits.prefix(exponent + 1)
-    return sign + integerPart + "." + digits.dropFirst(exponent + 1)
-}
-
-/// Python's `repr(str)`.
-func pythonStringRepr(_ value: String) -> String {
-    let quote: Unicode.Scalar = value.contains("'") && !value.contains("\"") ? "\"" : "'"
-    var out = String.UnicodeScalarView()
-    out.append(quote)
-    for scalar in value.unicodeScalars {
-        switch scalar {
-        case quote, "\\":
-            out.append("\\")
-            out.append(scalar)
-        case "\n": out.append(contentsOf: "\\n".unicodeScalars)
-        case "\r": out.append(contentsOf: "\\r".unicodeScalars)
-        case "\t": out.append(contentsOf: "\\t".unicodeScalars)
-        default:
-            if isPythonPrintable(scalar) {
-                out.append(scalar)
-            } else {
-                let hex = String(scalar.value, radix: 16)
-                let (prefix, width) = scalar.value < 0x100 ? ("\\x", 2) : scalar.value < 0x10000 ? ("\\u", 4) : ("\\U", 8)
-                out.append(contentsOf: (prefix + String(repeating: "0", count: width - hex.count) + hex).unicodeScalars)
-            }
-        }
-    }
-    out.append(quote)
-    return String(out)
-}
-
-/// Python's `str.isprintable()` for one code point: not a control, format, separator (other than
-/// the ASCII space), surrogate, private-use or unassigned character.
-func isPythonPrintable(_ scalar: Unicode.Scalar) -> Bool {
-    if scalar == " " { return true }
-    switch scalar.properties.generalCategory {
-    case .control, .format, .surrogate, .privateUse, .unassigned,
-         .spaceSeparator, .lineSeparator, .paragraphSeparator:
-        return false
-    default:
-        return true
     }
 }

@@ -8,10 +8,15 @@ public enum ChatTemplateValue: Sendable, Equatable {
     case none
     /// A name or key that does not exist. Falsy, renders as "", iterates as empty.
     case undefined
+    /// Python `True`/`False`.
     case bool(Bool)
+    /// A Python int (bounded to 64 bits here; overflow is an error).
     case int(Int)
+    /// A Python float.
     case double(Double)
+    /// A Python str; lengths and indexes count Unicode code points, as Python does.
     case string(String)
+    /// A Python list (tuples are lists here too).
     case array([ChatTemplateValue])
     /// A mapping with string keys in insertion order.
     case object(ChatTemplateObject)

@@ -1,12 +1,15 @@
 /// A function call an assistant message made (OpenAI's `tool_calls[i]`).
 public struct ChatToolCall: Sendable, Equatable {
+    /// The call id the matching "tool" message answers with `toolCallID`.
     public var id: String
     /// Always "function" today.
     public var type: String
+    /// The function the model asked to call.
     public var functionName: String
     /// The arguments as the wire carries them: a JSON string.
     public var arguments: String
 
+    /// A call of `functionName` with `arguments` as JSON text.
     public init(id: String, type: String = "function", functionName: String, arguments: String) {
         self.id = id
         self.type = type

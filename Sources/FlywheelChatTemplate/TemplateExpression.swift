@@ -20,9 +20,3 @@ indirect enum TemplateExpression: Sendable {
     /// `~`: string concatenation of any values.
     case concat([TemplateExpression])
 }
-
-/// Positional and keyword arguments of a call, filter or test.
-struct TemplateArguments: Sendable {
-    var positional: [TemplateExpression] = []
-    var keyword: [(String, TemplateExpression)] = []
-}

@@ -2,7 +2,7 @@
 extension TemplateInterpreter {
     func applyFilter(
         _ name: String, to value: ChatTemplateValue, _ positional: [ChatTemplateValue],
-        _ keyword: [String: ChatTemplateValue], line: Int
+        _ keyword: ChatTemplateObject, line: Int
     ) throws(ChatTemplateError) -> ChatTemplateValue {
         func argument(_ index: Int, _ key: String) -> ChatTemplateValue? {
             index < positional.count ? positional[index] : keyword[key]
@@ -12,7 +12,7 @@ extension TemplateInterpreter {
         case "trim":
             var characters: String?
             if case let .string(text)? = argument(0, "chars") { characters = text }
-            return .string(PythonString.strip(value.pythonString, characters: characters, leading: true, trailing: true))
+            return .string(PythonString.strip(try str(value), characters: characters, leading: true, trailing: true))
         case "length", "count":
             switch value {
             case let .string(text): return .int(text.unicodeScalars.count)
@@ -23,15 +23,15 @@ extension TemplateInterpreter {
             }
         case "tojson":
             return .string(try toJSON(value, argument, line: line))
-        case "upper": return .string(value.pythonString.uppercased())
-        case "lower": return .string(value.pythonString.lowercased())
-        case "title": return .string(PythonString.jinjaTitle(value.pythonString))
-        case "capitalize": return .string(PythonString.capitalize(value.pythonString))
-        case "string": return .string(value.pythonString)
+        case "upper": return .string(try str(value).uppercased())
+        case "lower": return .string(try str(value).lowercased())
+        case "title": return .string(PythonString.jinjaTitle(try str(value)))
+        case "capitalize": return .string(PythonString.capitalize(try str(value)))
+        case "string": return .string(try str(value))
         case "safe": return value
         case "escape", "e":
             var escaped = ""
-            for character in value.pythonString {
+            for character in try str(value) {
                 switch character {
                 case "&": escaped += "&amp;"
                 case "<": escaped += "&lt;"
@@ -60,7 +60,15 @@ extension TemplateInterpreter {
                 for item in items { mapped.append(try attributePath(path, of: item, line: line)) }
                 items = mapped
             }
-            return .string(items.map(\.pythonString).joined(separator: separator))
+            var pieces: [String] = []
+            var total = 0
+            for item in items {
+                let piece = try str(item)
+                total += piece.utf8.count + separator.utf8.count
+                try checkSize(total)
+                pieces.append(piece)
+            }
+            return .string(pieces.joined(separator: separator))
         case "int":
             return toInt(value) ?? argument(0, "default") ?? .int(0)
         case "float":
@@ -81,13 +89,16 @@ extension TemplateInterpreter {
             guard case let .string(old)? = argument(0, "old"), case let .string(new)? = argument(1, "new") else {
                 throw .runtime(message: "replace filter needs two strings", line: line)
             }
-            return .string(PythonString.replace(value.pythonString, old, new, count: argument(2, "count")?.integerValue ?? -1))
+            let text = try str(value)
+            let count = argument(2, "count")?.integerValue ?? -1
+            try checkReplacementSize(text, old, new, count: count)
+            return .string(PythonString.replace(text, old, new, count: count))
         case "selectattr", "rejectattr", "select", "reject":
             return .array(try select(name, value, positional, line: line))
         case "map":
             return .array(try map(value, positional, keyword, line: line))
         case "indent":
-            return .string(indent(value.pythonString, argument, line: line))
+            return .string(try indent(try str(value), argument, line: line))
         case "reverse":
             if case let .string(text) = value { return .string(PythonString.make(text.unicodeScalars.reversed())) }
             return .array(try iterate(value, line: line).reversed())
@@ -101,6 +112,23 @@ extension TemplateInterpreter {
         default:
             throw .unsupported(what: "filter '\(name)'", line: line)
         }
+    }
+
+    /// Throws when a string being built would exceed the output cap (it could never be printed).
+    func checkSize(_ byteCount: Int) throws(ChatTemplateError) {
+        guard byteCount <= limits.maxOutputBytes else {
+            throw .limitExceeded("string of more than \(limits.maxOutputBytes) bytes")
+        }
+    }
+
+    func checkReplacementSize(_ text: String, _ old: String, _ new: String, count: Int) throws(ChatTemplateError) {
+        guard new.utf8.count > old.utf8.count else { return }
+        var occurrences = old.isEmpty ? text.unicodeScalars.count + 1
+            : PythonString.split(text, separator: old, maxSplit: -1).count - 1
+        if count >= 0 { occurrences = min(occurrences, count) }
+        let (growth, overflow) = occurrences.multipliedReportingOverflow(by: new.utf8.count - old.utf8.count)
+        guard !overflow else { throw .limitExceeded("string of more than \(limits.maxOutputBytes) bytes") }
+        try checkSize(text.utf8.count + growth)
     }
 
     /// Hugging Face's `tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)`.
@@ -123,7 +151,7 @@ extension TemplateInterpreter {
         }
         return try value.jsonString(
             ensureASCII: argument(0, "ensure_ascii")?.isTruthy ?? false, indent: indent, separators: separators,
-            sortKeys: argument(3, "sort_keys")?.isTruthy ?? false, line: line)
+            sortKeys: argument(3, "sort_keys")?.isTruthy ?? false, limit: limits.maxOutputBytes, line: line)
     }
 
     private func toInt(_ value: ChatTemplateValue) -> ChatTemplateValue? {
@@ -184,7 +212,7 @@ extension TemplateInterpreter {
     }
 
     private func map(
-        _ value: ChatTemplateValue, _ positional: [ChatTemplateValue], _ keyword: [String: ChatTemplateValue], line: Int
+        _ value: ChatTemplateValue, _ positional: [ChatTemplateValue], _ keyword: ChatTemplateObject, line: Int
     ) throws(ChatTemplateError) -> [ChatTemplateValue] {
         let items = try iterate(value, line: line)
         if let path = keyword["attribute"] {
@@ -200,13 +228,13 @@ extension TemplateInterpreter {
         }
         var result: [ChatTemplateValue] = []
         for item in items {
-            result.append(try applyFilter(filter, to: item, Array(positional.dropFirst()), [:], line: line))
+            result.append(try applyFilter(filter, to: item, Array(positional.dropFirst()), ChatTemplateObject(), line: line))
         }
         return result
     }
 
     /// Jinja's `indent(width=4, first=False, blank=False)`.
-    private func indent(_ text: String, _ argument: (Int, String) -> ChatTemplateValue?, line: Int) -> String {
+    private func indent(_ text: String, _ argument: (Int, String) -> ChatTemplateValue?, line: Int) throws(ChatTemplateError) -> String {
         var prefix = "    "
         switch argument(0, "width") {
         case let .int(width)?: prefix = String(repeating: " ", count: max(0, width))
@@ -217,6 +245,7 @@ extension TemplateInterpreter {
         let indentBlank = argument(2, "blank")?.isTruthy ?? false
         var lines = PythonString.split(text + "\n", separator: "\n", maxSplit: -1)
         lines.removeLast()
+        try checkSize(text.utf8.count + (lines.count + 1) * prefix.utf8.count)
         guard !lines.isEmpty else { return indentFirst ? prefix : "" }
         var out = lines[0]
         for line in lines.dropFirst() {

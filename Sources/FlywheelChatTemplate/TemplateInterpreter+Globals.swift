@@ -4,11 +4,11 @@ extension TemplateInterpreter {
     static let globalFunctions: Set<String> = ["raise_exception", "strftime_now", "namespace", "range", "dict"]
 
     func callGlobal(
-        _ name: String, _ positional: [ChatTemplateValue], _ keyword: [String: ChatTemplateValue], line: Int
+        _ name: String, _ positional: [ChatTemplateValue], _ keyword: ChatTemplateObject, line: Int
     ) throws(ChatTemplateError) -> ChatTemplateValue {
         switch name {
         case "raise_exception":
-            throw .templateRaised((positional.first ?? keyword["message"] ?? .string("")).pythonString)
+            throw .templateRaised(try str(positional.first ?? keyword["message"] ?? .string("")))
         case "strftime_now":
             guard case let .string(format)? = positional.first ?? keyword["format"] else {
                 throw .runtime(message: "strftime_now needs a format string", line: line)
@@ -17,7 +17,7 @@ extension TemplateInterpreter {
         case "namespace", "dict":
             var object = ChatTemplateObject()
             if case let .object(initial)? = positional.first { object = initial }
-            for key in keyword.keys.sorted() { object[key] = keyword[key] }
+            for (key, value) in keyword.pairs { object[key] = try checkNesting(value) }
             if name == "dict" { return .object(object) }
             namespaces.append(object)
             return .namespace(ChatTemplateNamespace(id: namespaces.count - 1))

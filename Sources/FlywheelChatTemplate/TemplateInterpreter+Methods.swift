@@ -2,7 +2,7 @@
 extension TemplateInterpreter {
     func callMethod(
         _ name: String, on receiver: ChatTemplateValue, _ positional: [ChatTemplateValue],
-        _ keyword: [String: ChatTemplateValue], line: Int
+        _ keyword: ChatTemplateObject, line: Int
     ) throws(ChatTemplateError) -> ChatTemplateValue {
         func argument(_ index: Int, _ key: String) -> ChatTemplateValue? {
             let value = index < positional.count ? positional[index] : keyword[key]
@@ -24,7 +24,9 @@ extension TemplateInterpreter {
                                                   leading: name != "rstrip", trailing: name != "lstrip"))
             case "split":
                 let maxSplit = argument(1, "maxsplit")?.integerValue ?? -1
-                return .array(PythonString.split(text, separator: try string(0, "sep"), maxSplit: maxSplit).map { .string($0) })
+                let separator = try string(0, "sep")
+                if separator == "" { throw .runtime(message: "split(): empty separator", line: line) }
+                return .array(PythonString.split(text, separator: separator, maxSplit: maxSplit).map { .string($0) })
             case "startswith", "endswith":
                 var candidates: [String] = []
                 switch argument(0, name == "startswith" ? "prefix" : "suffix") {
@@ -50,7 +52,9 @@ extension TemplateInterpreter {
                 guard let old = try string(0, "old"), let new = try string(1, "new") else {
                     throw .runtime(message: "replace() takes at least 2 arguments", line: line)
                 }
-                return .string(PythonString.replace(text, old, new, count: argument(2, "count")?.integerValue ?? -1))
+                let count = argument(2, "count")?.integerValue ?? -1
+                try checkReplacementSize(text, old, new, count: count)
+                return .string(PythonString.replace(text, old, new, count: count))
             case "find", "count":
                 guard let needle = try string(0, "sub") else {
                     throw .runtime(message: "\(name)() takes at least 1 argument", line: line)
@@ -67,6 +71,7 @@ extension TemplateInterpreter {
                     }
                     pieces.append(piece)
                 }
+                try checkSize(pieces.reduce(0) { $0 + $1.utf8.count + text.utf8.count })
                 return .string(pieces.joined(separator: text))
             case "splitlines":
                 var lines = PythonString.split(text, separator: "\n", maxSplit: -1)
@@ -75,7 +80,7 @@ extension TemplateInterpreter {
             case "isdigit":
                 return .bool(!text.isEmpty && text.unicodeScalars.allSatisfy { $0.properties.numericType == .decimal })
             case "isspace":
-                return .bool(!text.isEmpty && text.unicodeScalars.allSatisfy(isPythonWhitespace))
+                return .bool(!text.isEmpty && text.unicodeScalars.allSatisfy(PythonString.isWhitespace))
             default: break
             }
         case let .object(object):

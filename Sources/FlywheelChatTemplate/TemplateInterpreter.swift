@@ -18,6 +18,7 @@ final class TemplateInterpreter {
     private var producedBytes = 0
     private var iterations = 0
     private var callDepth = 0
+    private var inspectedNodes = 0
 
     init(context: [String: ChatTemplateValue], limits: ChatTemplateLimits, secondsSince1970: Int) {
         self.frames = [context, [:]]
@@ -46,7 +47,7 @@ final class TemplateInterpreter {
         case let .text(text):
             try emit(text, into: &out)
         case let .output(expression):
-            try emit(try evaluate(expression).pythonString, into: &out)
+            try emit(try str(try evaluate(expression)), into: &out)
         case let .ifChain(branches, otherwise):
             for branch in branches where try evaluate(branch.condition).isTruthy {
                 return try execute(branch.body, into: &out)
@@ -152,6 +153,51 @@ final class TemplateInterpreter {
         return Array(zip(targets, items))
     }
 
+    /// `str(x)` within the output cap.
+    func str(_ value: ChatTemplateValue) throws(ChatTemplateError) -> String {
+        try value.pythonString(limit: limits.maxOutputBytes)
+    }
+
+    /// Lists are bounded like loops: a template cannot build more items than it may visit.
+    private func checkCount(_ count: Int) throws(ChatTemplateError) {
+        guard count <= limits.maxLoopIterations else {
+            throw .limitExceeded("list of more than \(limits.maxLoopIterations) items")
+        }
+    }
+
+    /// Refuses to wrap a value that is already nested near the JSON depth bound. Wrapping in a
+    /// loop could otherwise nest a million levels, and comparing, printing or even releasing such
+    /// a value recurses once per level. Inspected nodes count against a per-render budget, since
+    /// shared storage lets a small value have exponentially many nodes.
+    func checkNesting(_ value: ChatTemplateValue) throws(ChatTemplateError) -> ChatTemplateValue {
+        func depth(_ value: ChatTemplateValue, _ level: Int) throws(ChatTemplateError) -> Int {
+            inspectedNodes += 1
+            guard inspectedNodes <= limits.maxInspectedNodes else {
+                throw .limitExceeded("more than \(limits.maxInspectedNodes) value nodes inspected")
+            }
+            guard level < TemplateJSONParser.maxDepth else { return level }
+            var deepest = level
+            switch value {
+            case let .array(items):
+                for item in items { deepest = max(deepest, try depth(item, level + 1)) }
+            case let .object(object):
+                for pair in object.pairs { deepest = max(deepest, try depth(pair.value, level + 1)) }
+            default:
+                break
+            }
+            return deepest
+        }
+        switch value {
+        case .array, .object:
+            guard try depth(value, 1) < TemplateJSONParser.maxDepth else {
+                throw .limitExceeded("values nested deeper than \(TemplateJSONParser.maxDepth) levels")
+            }
+        default:
+            break
+        }
+        return value
+    }
+
     func lookup(_ name: String) -> ChatTemplateValue {
         for frame in frames.reversed() {
             if let value = frame[name] { return value }
@@ -169,7 +215,7 @@ final class TemplateInterpreter {
             return lookup(name)
         case let .list(items):
             var values: [ChatTemplateValue] = []
-            for item in items { values.append(try evaluate(item)) }
+            for item in items { values.append(try checkNesting(try evaluate(item))) }
             return .array(values)
         case let .dict(pairs):
             var object = ChatTemplateObject()
@@ -178,7 +224,7 @@ final class TemplateInterpreter {
                 guard case let .string(name) = key else {
                     throw .unsupported(what: "dict key of type '\(key.typeName)'", line: line(of: keyExpression))
                 }
-                object[name] = try evaluate(valueExpression)
+                object[name] = try checkNesting(try evaluate(valueExpression))
             }
             return .object(object)
         case let .attribute(base, name, line):
@@ -227,15 +273,18 @@ final class TemplateInterpreter {
             return try otherwise.map(evaluate) ?? .undefined
         case let .concat(parts):
             var text = ""
-            for part in parts { text += try evaluate(part).pythonString }
+            for part in parts {
+                text += try str(try evaluate(part))
+                try checkSize(text.utf8.count)
+            }
             return .string(text)
         }
     }
 
-    func evaluateArguments(_ arguments: TemplateArguments) throws(ChatTemplateError) -> ([ChatTemplateValue], [String: ChatTemplateValue]) {
+    func evaluateArguments(_ arguments: TemplateArguments) throws(ChatTemplateError) -> ([ChatTemplateValue], ChatTemplateObject) {
         var positional: [ChatTemplateValue] = []
         for expression in arguments.positional { positional.append(try evaluate(expression)) }
-        var keyword: [String: ChatTemplateValue] = [:]
+        var keyword = ChatTemplateObject()
         for (name, expression) in arguments.keyword { keyword[name] = try evaluate(expression) }
         return (positional, keyword)
     }
@@ -266,7 +315,7 @@ final class TemplateInterpreter {
         case let (.object, .string(key)), let (.namespace, .string(key)):
             return try attribute(key, of: value, line: line)
         case (.undefined, _):
-            throw .runtime(message: "undefined value has no item \(index.pythonRepr)", line: line)
+            throw .runtime(message: "undefined value has no item of type '\(index.typeName)'", line: line)
         default:
             return .undefined
         }
@@ -360,16 +409,27 @@ final class TemplateInterpreter {
     }
 
     private func arithmetic(_ op: String, _ left: ChatTemplateValue, _ right: ChatTemplateValue, line: Int) throws(ChatTemplateError) -> ChatTemplateValue {
+        if op == "%", case .string = left {
+            throw .unsupported(what: "string % formatting", line: line)
+        }
         let failure = ChatTemplateError.runtime(
             message: "unsupported operand type(s) for \(op): '\(left.typeName)' and '\(right.typeName)'", line: line)
         switch (op, left, right) {
-        case let ("+", .string(a), .string(b)): return .string(a + b)
-        case let ("+", .array(a), .array(b)): return .array(a + b)
+        case let ("+", .string(a), .string(b)):
+            try checkSize(a.utf8.count + b.utf8.count)
+            return .string(a + b)
+        case let ("+", .array(a), .array(b)):
+            try checkCount(a.count + b.count)
+            return .array(a + b)
         case let ("*", .string(text), count), let ("*", count, .string(text)):
-            guard let times = count.integerValue, case .string = left == count ? right : left else { throw failure }
-            return .string(String(repeating: text, count: max(0, min(times, limits.maxOutputBytes / max(1, text.utf8.count) + 1))))
+            guard let times = count.integerValue else { throw failure }
+            let (size, overflow) = text.utf8.count.multipliedReportingOverflow(by: max(0, times))
+            try checkSize(overflow ? Int.max : size)
+            return .string(String(repeating: text, count: max(0, times)))
         case let ("*", .array(items), count), let ("*", count, .array(items)):
-            guard let times = count.integerValue, times <= limits.maxRangeLength else { throw failure }
+            guard let times = count.integerValue else { throw failure }
+            let (size, overflow) = items.count.multipliedReportingOverflow(by: max(0, times))
+            try checkCount(overflow ? Int.max : size)
             return .array(Array([[ChatTemplateValue]](repeating: items, count: max(0, times)).joined()))
         default: break
         }
@@ -435,7 +495,7 @@ final class TemplateInterpreter {
     }
 
     private func callMacro(
-        _ macro: TemplateMacro, _ positional: [ChatTemplateValue], _ keyword: [String: ChatTemplateValue], line: Int
+        _ macro: TemplateMacro, _ positional: [ChatTemplateValue], _ keyword: ChatTemplateObject, line: Int
     ) throws(ChatTemplateError) -> ChatTemplateValue {
         guard positional.count <= macro.parameters.count else {
             throw .runtime(message: "macro '\(macro.name)' takes \(macro.parameters.count) arguments, got \(positional.count)", line: line)

@@ -2,7 +2,7 @@
 /// `json.loads` builds dicts). Used for tool-call arguments and by the fixture tests.
 struct TemplateJSONParser {
     /// Deeper nesting than this is refused rather than recursing without bound.
-    static let maxDepth = 512
+    static let maxDepth = 128
 
     private let bytes: [UInt8]
     private var pos = 0

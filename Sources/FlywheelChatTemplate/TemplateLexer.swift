@@ -48,7 +48,7 @@ struct TemplateLexer {
                 cursor += 1
             }
             if sign == "-" {
-                while textEnd > pos, isPythonWhitespace(chars[textEnd - 1]) { textEnd -= 1 }
+                while textEnd > pos, PythonString.isWhitespace(chars[textEnd - 1]) { textEnd -= 1 }
             } else if sign != "+" && kind != "{" {
                 textEnd = lstripEnd(textStart: pos, textEnd: textEnd, lineStarting: lineStarting)
             }
@@ -87,7 +87,7 @@ struct TemplateLexer {
         var lineStart = textEnd
         while lineStart > textStart, chars[lineStart - 1] != "\n" { lineStart -= 1 }
         guard lineStart > textStart || lineStarting, lineStart < textEnd else { return textEnd }
-        for index in lineStart..<textEnd where !isPythonWhitespace(chars[index]) { return textEnd }
+        for index in lineStart..<textEnd where !PythonString.isWhitespace(chars[index]) { return textEnd }
         return lineStart
     }
 
@@ -102,7 +102,7 @@ struct TemplateLexer {
     private func afterBlockEnd(_ end: Int, sign: Unicode.Scalar?) -> Int {
         var pos = end
         if sign == "-" {
-            while pos < chars.count, isPythonWhitespace(chars[pos]) { pos += 1 }
+            while pos < chars.count, PythonString.isWhitespace(chars[pos]) { pos += 1 }
         } else if sign != "+", pos < chars.count, chars[pos] == "\n" {
             pos += 1
         }
@@ -134,7 +134,7 @@ struct TemplateLexer {
         }
         guard matches("%}", at: index) else { return nil }
         var bodyStart = index + 2
-        if sign == "-" { while bodyStart < chars.count, isPythonWhitespace(chars[bodyStart]) { bodyStart += 1 } }
+        if sign == "-" { while bodyStart < chars.count, PythonString.isWhitespace(chars[bodyStart]) { bodyStart += 1 } }
         var search = bodyStart
         while let endOpener = nextOpener(from: search) {
             search = endOpener + 1
@@ -156,7 +156,7 @@ struct TemplateLexer {
             guard matches("%}", at: cursor) else { continue }
             var textEnd = endOpener
             if startSign == "-" {
-                while textEnd > bodyStart, isPythonWhitespace(chars[textEnd - 1]) { textEnd -= 1 }
+                while textEnd > bodyStart, PythonString.isWhitespace(chars[textEnd - 1]) { textEnd -= 1 }
             } else if startSign != "+" {
                 textEnd = lstripEnd(textStart: bodyStart, textEnd: textEnd, lineStarting: false)
             }
@@ -174,7 +174,7 @@ struct TemplateLexer {
         var pos = start
         var brackets: [Unicode.Scalar] = []
         while true {
-            while pos < chars.count, isPythonWhitespace(chars[pos]) { pos += 1 }
+            while pos < chars.count, PythonString.isWhitespace(chars[pos]) { pos += 1 }
             guard pos < chars.count else {
                 throw syntaxError("unexpected end of template, expected '\(isBlock ? "%}" : "}}")'", at: opener)
             }
@@ -335,7 +335,7 @@ struct TemplateLexer {
 
     private func skipSpaces(_ start: Int) -> Int {
         var index = start
-        while index < chars.count, isPythonWhitespace(chars[index]) { index += 1 }
+        while index < chars.count, PythonString.isWhitespace(chars[index]) { index += 1 }
         return index
     }
 
@@ -360,13 +360,5 @@ struct TemplateLexer {
     private func syntaxError(_ message: String, at pos: Int) -> ChatTemplateError {
         let (line, column) = location(pos)
         return .syntax(message: message, line: line, column: column)
-    }
-}
-
-/// Python's `str.isspace()` for one code point (Unicode White_Space plus the C0 separators).
-func isPythonWhitespace(_ scalar: Unicode.Scalar) -> Bool {
-    switch scalar.value {
-    case 0x09...0x0D, 0x1C...0x20: return true
-    default: return scalar.value > 0x7F && scalar.properties.isWhitespace
     }
 }

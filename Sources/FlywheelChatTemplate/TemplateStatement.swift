@@ -16,20 +16,3 @@ indirect enum TemplateStatement: Sendable {
     /// Hugging Face's `{% generation %}` marker: renders its body unchanged.
     case generation([TemplateStatement])
 }
-
-/// `{% for targets in iterable if condition %}body{% else %}otherwise{% endfor %}`.
-struct TemplateForLoop: Sendable {
-    var targets: [String]
-    var iterable: TemplateExpression
-    var condition: TemplateExpression?
-    var body: [TemplateStatement]
-    var otherwise: [TemplateStatement]
-    var line: Int
-}
-
-/// `{% macro name(a, b=default) %}body{% endmacro %}`.
-struct TemplateMacro: Sendable {
-    var name: String
-    var parameters: [(name: String, defaultValue: TemplateExpression?)]
-    var body: [TemplateStatement]
-}

@@ -81,6 +81,56 @@ final class TemplateInterpreterTests: XCTestCase {
         }
     }
 
+    func testDoublingAStringInALoopHitsTheSizeCapBeforeMemoryRunsOut() {
+        let source = "{% set ns = namespace(s='ab') %}{% for i in range(80) %}{% set ns.s = ns.s + ns.s %}{% endfor %}"
+        XCTAssertThrowsError(try render(source)) { error in
+            guard case .limitExceeded? = error as? ChatTemplateError else { return XCTFail("\(error)") }
+        }
+        XCTAssertThrowsError(try render("{{ 'x' * 100000000000 }}")) { error in
+            guard case .limitExceeded? = error as? ChatTemplateError else { return XCTFail("\(error)") }
+        }
+    }
+
+    func testPrintingAHugeListIsCappedWhileBeingBuilt() {
+        let build = "{% set ns = namespace(x=['0123456789']) %}{% for i in range(19) %}{% set ns.x = ns.x + ns.x %}{% endfor %}"
+        let limits = ChatTemplateLimits(maxOutputBytes: 100_000)
+        for use in ["{{ ns.x }}", "{{ ns.x|tojson }}", "{{ ns.x|string|length }}", "{{ ns.x|join }}"] {
+            XCTAssertThrowsError(try render(build + use, limits: limits), use) { error in
+                guard case .limitExceeded? = error as? ChatTemplateError else { return XCTFail("\(use): \(error)") }
+            }
+        }
+    }
+
+    func testSharedNestedListsExhaustTheInspectionBudget() {
+        // Each level doubles the logical size while memory stays linear (the halves are shared).
+        let source = "{% set ns = namespace(x=[1]) %}{% for i in range(70) %}{% set ns.x = [ns.x, ns.x] %}{% endfor %}"
+        XCTAssertThrowsError(try render(source, limits: ChatTemplateLimits(maxInspectedNodes: 100_000))) { error in
+            XCTAssertEqual(error as? ChatTemplateError, .limitExceeded("more than 100000 value nodes inspected"))
+        }
+    }
+
+    func testReplaceThatWouldExplodeIsRefused() {
+        let source = "{% set s = 'a' * 100000 %}{{ s.replace('a', 'b' * 1000) }}"
+        XCTAssertThrowsError(try render(source)) { error in
+            guard case .limitExceeded? = error as? ChatTemplateError else { return XCTFail("\(error)") }
+        }
+    }
+
+    func testEmptySplitSeparatorIsAnErrorNotAHang() {
+        XCTAssertThrowsError(try render("{{ 'abc'.split('') }}")) { error in
+            guard case .runtime? = error as? ChatTemplateError else { return XCTFail("\(error)") }
+        }
+    }
+
+    func testWrappingValuesDeeperAndDeeperIsRefused() {
+        for wrap in ["[ns.x]", "{'k': ns.x}", "dict(k=ns.x)"] {
+            let source = "{% set ns = namespace(x=1) %}{% for i in range(100000) %}{% set ns.x = \(wrap) %}{% endfor %}"
+            XCTAssertThrowsError(try render(source), wrap) { error in
+                guard case .limitExceeded? = error as? ChatTemplateError else { return XCTFail("\(wrap): \(error)") }
+            }
+        }
+    }
+
     func testHugeRangeIsRefused() {
         XCTAssertThrowsError(try render("{{ range(10000000)|length }}")) { error in
             guard case .limitExceeded? = error as? ChatTemplateError else { return XCTFail("\(error)") }

@@ -324,6 +324,20 @@ FEATURES = [
     ("dict_and_list_literals", "{% set d = {'a': 1, 'b': [true, none], 'c': {'d': 'e'}} %}{{ d }}|{{ d.c.d }}|{{ d['b'][0] }}|"
      "{{ [1, [2, [3]]][1][1][0] }}|{{ {} }}|{{ [] }}|{{ dict(x=1) }}|{{ range(2, 8, 3)|list }}", {}),
     ("unicode_lengths", "{{ s|length }}|{{ s[-1] }}|{{ 'stra\u00dfe'.upper() }}|{{ s|upper }}", {"s": "h\u00e9llo\U0001F680"}),
+    ("whitespace_after_variable_then_block", "{{ a }}  {% if true %}x{% endif %}\n{{ a -}}\n   {% if true %}y{% endif %}", {"a": 1}),
+    ("whitespace_comment_then_indented_block", "{# c #}\n   {% if true %}x{% endif %}\n  {#- d #}\n  {%- if true %}\nz{% endif %}", {}),
+    ("whitespace_template_starts_indented", "   {% if true %}\n  a\n   {% endif %}\n", {}),
+    ("whitespace_block_mid_line", "a {% if true %}b{% endif %} c\n  d {% for i in [1] %}\n{{ i }}\n{% endfor %}\n", {}),
+    ("whitespace_multiline_tag", "{%\n  if true\n%}\nx{%\n endif -%}\n\n  y", {}),
+    ("whitespace_unicode_spaces", "a\u00a0\u3000{%- if true %}b{% endif %}", {}),
+    ("nested_loops_outer_loop", "{% for a in xs %}{% set outer = loop %}{% for b in xs %}{{ outer.index }}{{ loop.index }} "
+     "{% endfor %}{% endfor %}", {"xs": [1, 2]}),
+    ("keyword_argument_order", "{{ dict(b=1, a=2) }}|{{ dict(b=1, a=2)|tojson }}|{% set ns = namespace(z=1, y=2) %}{{ ns.z }}{{ ns.y }}", {}),
+    ("messages_like_access", "{% for m in messages_ %}{{ m['content'][0]['text'] if m.content is not string else m.content }}"
+     "{{ m.get('name', '-') }};{% endfor %}{{ messages_|selectattr('role', 'equalto', 'user')|list|length }}"
+     "{{ messages_[0] == messages_[-1] }}{{ messages_[0] == messages_[0] }}",
+     {"messages_": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}, {"role": "assistant", "content": "yo", "name": "bot"}]}),
+    ("tojson_filter_chain", "{{ x|tojson|safe }}|{{ (x|tojson)[1:-1] }}|{{ x.a|tojson(indent='\t') }}", {"x": {"a": [1, {"b": None}]}}),
     ("strftime_now", "{{ strftime_now('%d %b %Y') }}|{{ strftime_now('%A %B %j %H:%M:%S %y %m %e %I%p %%') }}", {}),
     ("raise_exception", "{% if x > 1 %}{{ raise_exception('x too big: ' ~ x) }}{% endif %}ok", {"x": 2}),
     ("undefined_attribute_error", "{{ missing.attr }}", {}),
