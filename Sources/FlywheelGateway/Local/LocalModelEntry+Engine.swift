@@ -39,7 +39,9 @@ extension LocalModelEntry {
             }
             var content: ChatContent?
             switch m["content"] {
-            case nil, .null?: content = nil
+            // Assistant turns that only call tools come with content null; several templates (Qwen3,
+            // DeepSeek-R1) fail on a missing content, so they get an empty string, as serving stacks do.
+            case nil, .null?: content = role == "assistant" ? .text("") : nil
             case .string(let s)?: content = .text(s)
             case .array(let parts)?:
                 var texts: [String] = []
