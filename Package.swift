@@ -87,7 +87,9 @@ let package = Package(
         .testTarget(name: "FlywheelStoreTests", dependencies: ["FlywheelStore"], swiftSettings: strict),
         .testTarget(name: "FlywheelJSONTests", dependencies: ["FlywheelJSON"], swiftSettings: strict),
         .testTarget(name: "FlywheelInspectTests", dependencies: ["FlywheelInspect"], swiftSettings: strict),
-        .testTarget(name: "FlywheelGatewayTests", dependencies: ["FlywheelGateway"], swiftSettings: strict),
+        .testTarget(
+            name: "FlywheelGatewayTests", dependencies: ["FlywheelGateway", "FlywheelChatTemplate", "FlywheelJSON"],
+            swiftSettings: strict),
         .testTarget(
             name: "FlywheelKernelsTests", dependencies: ["FlywheelKernels", "FlywheelKernelsAVX2"],
             swiftSettings: strict),
