@@ -1,5 +1,6 @@
 #if arch(x86_64)
 internal import _Builtin_intrinsics.intel
+internal import CFlywheelKernels
 
 /// Q8_0 kernels for x86-64 CPUs with AVX2, FMA and F16C, written the way ggml does them: per block,
 /// `vpsignb` moves the weight's sign onto the activation so `vpmaddubsw` can multiply unsigned by
@@ -16,6 +17,7 @@ internal import _Builtin_intrinsics.intel
 /// activation where the weight is negative, and -(-128) does not fit a byte.)
 public enum AVX2Kernels {
     static let blockBytes = 34
+    static let prefetchDistance = 512
 
     /// Dot product of two Q8_0 rows of `blocks` blocks.
     @inline(never)
@@ -51,6 +53,11 @@ public enum AVX2Kernels {
                 let px = x + offset
                 let xq = quants(px)
                 let dx = halfScale(px)
+                let ahead = offset &+ prefetchDistance
+                fw_prefetch(w0 + ahead)
+                fw_prefetch(w1 + ahead)
+                fw_prefetch(w2 + ahead)
+                fw_prefetch(w3 + ahead)
                 acc0 = accumulate(acc0, w0 + offset, xq, dx)
                 acc1 = accumulate(acc1, w1 + offset, xq, dx)
                 acc2 = accumulate(acc2, w2 + offset, xq, dx)
