@@ -63,13 +63,13 @@ let package = Package(
             swiftSettings: strict),
         // Int8 (Q8_0) matrix kernels and the compute thread pool the engine runs them on.
         .target(name: "CFlywheelKernels"),
-        .target(name: "FlywheelKernelsAVX2", swiftSettings: optimizedHot + avx2Flags),
+        .target(name: "FlywheelKernelsAVX2", dependencies: ["CFlywheelKernels"], swiftSettings: optimizedHot + avx2Flags),
         .target(
             name: "FlywheelKernels", dependencies: ["CFlywheelKernels", "FlywheelKernelsAVX2"],
             swiftSettings: optimizedHot),
         // `swift run -c release kernel-bench`: GB/s of the int8 kernels and the pool's round trip.
         .executableTarget(
-            name: "kernel-bench", dependencies: ["FlywheelKernels"], path: "Benchmarks/KernelBench",
+            name: "kernel-bench", dependencies: ["FlywheelKernels", "FlywheelKernelsAVX2"], path: "Benchmarks/KernelBench",
             swiftSettings: optimizedHot),
         // Text <-> token ids from GGUF vocabularies: gpt2 byte-level BPE and llama SentencePiece.
         .target(name: "FlywheelTokenizer", swiftSettings: strict),

@@ -76,6 +76,7 @@ public final class ComputePool: Sendable {
         guard !threads.isEmpty else { return }
         shared.stop()
         for thread in threads { pthread_join(thread, nil) }
+        shared.workerCount = 0
     }
 
     /// The half-open slice of `0 ..< total` that thread `index` of `count` owns, in multiples

@@ -13,7 +13,7 @@ import Darwin
 /// `generation` (sequentially consistent, so a release) and read by workers only after they load
 /// the new generation (acquire), and the caller clears nothing and returns only after `pending`
 /// reaches zero (acquire), i.e. after every worker is done with the task; `workerCount` is written
-/// once in the pool's `init` before any `run`.
+/// in the pool's `init` before any `run` and in `shutdown`, which must not race with `run`.
 final class ComputePoolState: @unchecked Sendable {
     let threadCount: Int
     let spinNanoseconds: Int
@@ -122,7 +122,11 @@ final class ComputePoolState: @unchecked Sendable {
             current = generation.load(ordering: .acquiring)
             if current != seen { return current }
             spins &+= 1
-            if spins & 63 == 0, Self.now() >= deadline { break }
+            if spins & 63 == 0 {
+                if Self.now() >= deadline { break }
+                // More threads than free cores: let the thread we are waiting for run.
+                if spins & 0x3FF == 0 { sched_yield() }
+            }
         }
         return park(after: seen)
     }

@@ -22,10 +22,12 @@ public enum KernelPath: String, Sendable, CustomStringConvertible {
     /// The name of the environment variable that can force the portable path.
     public static let environmentVariable = "FLYWHEEL_KERNELS"
 
+    /// Whether this CPU (and OS) can run the AVX2 path, whatever the environment says.
+    public static let cpuSupportsAVX2: Bool = fw_cpu_supports_avx2_fma_f16c() != 0
+
     /// The path this process uses, decided by the CPU and `FLYWHEEL_KERNELS`.
     public static let active: KernelPath = select(
-        environment: getenv(environmentVariable).map { String(cString: $0) },
-        cpuSupportsAVX2: fw_cpu_supports_avx2_fma_f16c() != 0)
+        environment: getenv(environmentVariable).map { String(cString: $0) }, cpuSupportsAVX2: cpuSupportsAVX2)
 
     /// The path for a given environment value and CPU: pure, so tests can check the rule.
     public static func select(environment: String?, cpuSupportsAVX2: Bool) -> KernelPath {

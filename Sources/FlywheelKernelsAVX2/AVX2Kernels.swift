@@ -1,5 +1,6 @@
 #if arch(x86_64)
 internal import _Builtin_intrinsics.intel
+internal import CFlywheelKernels
 
 /// Q8_0 kernels for x86-64 CPUs with AVX2, FMA and F16C, written the way ggml does them: per block,
 /// `vpsignb` moves the weight's sign onto the activation so `vpmaddubsw` can multiply unsigned by
@@ -16,6 +17,7 @@ internal import _Builtin_intrinsics.intel
 /// activation where the weight is negative, and -(-128) does not fit a byte.)
 public enum AVX2Kernels {
     static let blockBytes = 34
+    static let prefetchDistance = 512
 
     /// Dot product of two Q8_0 rows of `blocks` blocks.
     @inline(never)
@@ -51,6 +53,11 @@ public enum AVX2Kernels {
                 let px = x + offset
                 let xq = quants(px)
                 let dx = halfScale(px)
+                let ahead = offset &+ prefetchDistance
+                fw_prefetch(w0 + ahead)
+                fw_prefetch(w1 + ahead)
+                fw_prefetch(w2 + ahead)
+                fw_prefetch(w3 + ahead)
                 acc0 = accumulate(acc0, w0 + offset, xq, dx)
                 acc1 = accumulate(acc1, w1 + offset, xq, dx)
                 acc2 = accumulate(acc2, w2 + offset, xq, dx)
@@ -68,74 +75,79 @@ public enum AVX2Kernels {
     /// `out[b * outStride + r] = W[r] · x[b]` for `r` in `rows` and `b` in `0 ..< batch`, where
     /// activation row `b` starts at `x + b * xStride`.
     ///
-    /// Tiles of 4 weight rows by 3 activation rows keep 12 accumulators in registers, so each
-    /// weight block is loaded and made absolute once for three tokens, and each activation block
-    /// is read from L1 once per four weight rows.
+    /// Tiles of 2 weight rows by 4 activation rows keep 8 accumulators in registers: each weight
+    /// block is loaded and made absolute once for four tokens, the activation blocks come from L1,
+    /// and the activation scales are converted to floats once per call rather than once per pair.
+    /// Every output is summed in the same order as `matVec` and `dot`, so results are bit-identical.
     @inline(never)
     public static func matMul(
         base: UnsafeRawPointer, rowStride: Int, blocks: Int, x: UnsafeRawPointer, xStride: Int, batch: Int,
         into out: UnsafeMutablePointer<Float>, outStride: Int, rows: Range<Int>
     ) {
-        let fullRows = rows.lowerBound + (rows.count & ~3)
-        var r = rows.lowerBound
-        while r < fullRows {
-            var b = 0
-            while b &+ 3 <= batch {
-                tile4x3(base + r &* rowStride, rowStride, blocks, x + b &* xStride, xStride,
-                        out + b &* outStride + r, outStride)
-                b &+= 3
+        guard batch > 0, !rows.isEmpty else { return }
+        let fullBatch = batch & ~3
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, blocks &* fullBatch)) { buffer in
+            // xScales[j * fullBatch + b]: the scale of activation b's block j, so a tile reads 4 at once.
+            let xScales = buffer.baseAddress!
+            for b in 0 ..< fullBatch {
+                for j in 0 ..< blocks {
+                    xScales[j &* fullBatch &+ b] = halfScale(x + (b &* xStride &+ j &* blockBytes))[0]
+                }
             }
-            while b < batch {
-                matVec(base: base, rowStride: rowStride, blocks: blocks, x: x + b &* xStride,
-                       into: out + b &* outStride, rows: r ..< r &+ 4)
-                b &+= 1
+            let fullRows = rows.lowerBound + (rows.count & ~1)
+            var r = rows.lowerBound
+            while r < fullRows {
+                var b = 0
+                while b < fullBatch {
+                    tile2x4(base + r &* rowStride, rowStride, blocks, x + b &* xStride, xStride,
+                            xScales + b, fullBatch, out + (b &* outStride &+ r), outStride)
+                    b &+= 4
+                }
+                r &+= 2
             }
-            r &+= 4
         }
-        for r in fullRows ..< rows.upperBound {
-            for b in 0 ..< batch {
+        // What the tiles leave: an odd last row, and the last batch % 4 activation rows.
+        for b in 0 ..< batch {
+            let rest = b < fullBatch ? (rows.lowerBound + (rows.count & ~1)) ..< rows.upperBound : rows
+            for r in rest {
                 out[b &* outStride &+ r] = dot(base + r &* rowStride, x + b &* xStride, blocks: blocks)
             }
         }
     }
 
     @inline(__always)
-    static func tile4x3(
+    static func tile2x4(
         _ w0: UnsafeRawPointer, _ rowStride: Int, _ blocks: Int, _ x0: UnsafeRawPointer, _ xStride: Int,
-        _ out: UnsafeMutablePointer<Float>, _ outStride: Int
+        _ xScales: UnsafePointer<Float>, _ xScaleStride: Int, _ out: UnsafeMutablePointer<Float>, _ outStride: Int
     ) {
-        let w1 = w0 + rowStride, w2 = w1 + rowStride, w3 = w2 + rowStride
-        let x1 = x0 + xStride, x2 = x1 + xStride
-        var a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00
-        var a10 = a00, a11 = a00, a12 = a00
-        var a20 = a00, a21 = a00, a22 = a00
-        var a30 = a00, a31 = a00, a32 = a00
+        let w1 = w0 + rowStride
+        let x1 = x0 + xStride, x2 = x1 + xStride, x3 = x2 + xStride
+        var a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00
+        var a10 = a00, a11 = a00, a12 = a00, a13 = a00
         for j in 0 ..< blocks {
             let o = j &* blockBytes
-            let d0 = halfScale(x0 + o), d1 = halfScale(x1 + o), d2 = halfScale(x2 + o)
-            let q0 = quants(x0 + o), q1 = quants(x1 + o), q2 = quants(x2 + o)
-            rowStep(w0 + o, q0, q1, q2, d0, d1, d2, &a00, &a01, &a02)
-            rowStep(w1 + o, q0, q1, q2, d0, d1, d2, &a10, &a11, &a12)
-            rowStep(w2 + o, q0, q1, q2, d0, d1, d2, &a20, &a21, &a22)
-            rowStep(w3 + o, q0, q1, q2, d0, d1, d2, &a30, &a31, &a32)
+            let dx = UnsafeRawPointer(xScales + j &* xScaleStride).loadUnaligned(as: SIMD4<Float>.self)
+            rowStep(w0 + o, x0 + o, x1 + o, x2 + o, x3 + o, dx, &a00, &a01, &a02, &a03)
+            rowStep(w1 + o, x0 + o, x1 + o, x2 + o, x3 + o, dx, &a10, &a11, &a12, &a13)
         }
-        storeSums(a00, a10, a20, a30, to: out)
-        storeSums(a01, a11, a21, a31, to: out + outStride)
-        storeSums(a02, a12, a22, a32, to: out + 2 &* outStride)
+        storeSums(a00, a01, a02, a03, row: out, stride: outStride)
+        storeSums(a10, a11, a12, a13, row: out + 1, stride: outStride)
     }
 
     @inline(__always)
     static func rowStep(
-        _ pw: UnsafeRawPointer, _ q0: __m256i, _ q1: __m256i, _ q2: __m256i,
-        _ d0: __m128, _ d1: __m128, _ d2: __m128,
-        _ a0: inout __m256, _ a1: inout __m256, _ a2: inout __m256
+        _ pw: UnsafeRawPointer, _ p0: UnsafeRawPointer, _ p1: UnsafeRawPointer, _ p2: UnsafeRawPointer,
+        _ p3: UnsafeRawPointer, _ dx: SIMD4<Float>,
+        _ a0: inout __m256, _ a1: inout __m256, _ a2: inout __m256, _ a3: inout __m256
     ) {
         let w = quants(pw)
         let aw = _mm256_sign_epi8(w, w)
-        let dw = halfScale(pw)
-        a0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_mul_ss(dw, d0)), signedProduct(aw, w, q0), a0)
-        a1 = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_mul_ss(dw, d1)), signedProduct(aw, w, q1), a1)
-        a2 = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_mul_ss(dw, d2)), signedProduct(aw, w, q2), a2)
+        // dx * dw, the same product `matVec` forms, so the sums match it bit for bit.
+        let d = dx * SIMD4<Float>(repeating: halfScale(pw)[0])
+        a0 = _mm256_fmadd_ps(_mm256_set1_ps(d[0]), signedProduct(aw, w, quants(p0)), a0)
+        a1 = _mm256_fmadd_ps(_mm256_set1_ps(d[1]), signedProduct(aw, w, quants(p1)), a1)
+        a2 = _mm256_fmadd_ps(_mm256_set1_ps(d[2]), signedProduct(aw, w, quants(p2)), a2)
+        a3 = _mm256_fmadd_ps(_mm256_set1_ps(d[3]), signedProduct(aw, w, quants(p3)), a3)
     }
 
     /// Quantizes `count` floats (a multiple of 32) into Q8_0 blocks at `out`: per block
@@ -205,9 +217,11 @@ public enum AVX2Kernels {
 
     @inline(__always)
     static func horizontalSum(_ v: __m256) -> Float {
-        let v4 = _mm_add_ps(v.lowHalf, v.highHalf)
-        let v2 = _mm_add_ps(v4, _mm_movehl_ps(v4, v4))
-        return _mm_add_ss(v2, _mm_movehdup_ps(v2))[0]
+        // ((v0+v1)+(v2+v3)) + ((v4+v5)+(v6+v7)): the order `storeSums` adds in, so a row's result
+        // does not depend on whether it was summed alone or in a group of four.
+        let h = _mm256_hadd_ps(v, v)
+        let h2 = _mm256_hadd_ps(h, h)
+        return h2[0] + h2[4]
     }
 
     /// Stores the lane sums of four accumulators to `out[0 ..< 4]`.
@@ -215,6 +229,19 @@ public enum AVX2Kernels {
     static func storeSums(_ a: __m256, _ b: __m256, _ c: __m256, _ d: __m256, to out: UnsafeMutablePointer<Float>) {
         let h = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d))
         UnsafeMutableRawPointer(out).storeBytes(of: _mm_add_ps(h.lowHalf, h.highHalf), as: __m128.self)
+    }
+
+    /// Stores the lane sums of four accumulators to `row[0]`, `row[stride]`, `row[2 * stride]`, `row[3 * stride]`.
+    @inline(__always)
+    static func storeSums(
+        _ a: __m256, _ b: __m256, _ c: __m256, _ d: __m256, row: UnsafeMutablePointer<Float>, stride: Int
+    ) {
+        let h = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d))
+        let sums = _mm_add_ps(h.lowHalf, h.highHalf)
+        row[0] = sums[0]
+        row[stride] = sums[1]
+        row[2 &* stride] = sums[2]
+        row[3 &* stride] = sums[3]
     }
 
     /// `p` rounded to the nearest integer, halves away from zero (C `roundf`), as Int32 lanes.
