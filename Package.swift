@@ -62,15 +62,19 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         // Int8 (Q8_0) matrix kernels and the compute thread pool the engine runs them on.
+        // CPU feature check, spin-wait hint and prefetch for the kernels (C).
         .target(name: "CFlywheelKernels"),
-        .target(name: "FlywheelKernelsAVX2", dependencies: ["CFlywheelKernels"], swiftSettings: optimizedHot + avx2Flags),
+        // The AVX2 kernels; only FlywheelKernels calls them, after checking the CPU.
+        .target(
+            name: "FlywheelKernelsAVX2", dependencies: ["CFlywheelKernels"],
+            swiftSettings: optimizedHot + avx2Flags),
         .target(
             name: "FlywheelKernels", dependencies: ["CFlywheelKernels", "FlywheelKernelsAVX2"],
             swiftSettings: optimizedHot),
         // `swift run -c release kernel-bench`: GB/s of the int8 kernels and the pool's round trip.
         .executableTarget(
-            name: "kernel-bench", dependencies: ["FlywheelKernels", "FlywheelKernelsAVX2"], path: "Benchmarks/KernelBench",
-            swiftSettings: optimizedHot),
+            name: "kernel-bench", dependencies: ["FlywheelKernels", "FlywheelKernelsAVX2"],
+            path: "Benchmarks/KernelBench", swiftSettings: optimizedHot),
         // Text <-> token ids from GGUF vocabularies: gpt2 byte-level BPE and llama SentencePiece.
         .target(name: "FlywheelTokenizer", swiftSettings: strict),
         // Chat templates: the Jinja subset that models' `tokenizer.chat_template`s use.

@@ -44,6 +44,7 @@ enum KernelBench {
         let out = UnsafeMutablePointer<Float>.allocate(capacity: batch * max(coldRows, 1536))
         defer { out.deallocate() }
 
+        crossCheck(hot, xs)
         for (threads, pool) in [(1, pool1), (2, pool2)] {
             let rate = measure(bytes: cold.bytes, minimumSeconds: 2) {
                 pool.run { index, count in
@@ -102,6 +103,36 @@ enum KernelBench {
     @inline(never)
     static func sink(_ value: SIMD4<UInt32>) {
         if value == SIMD4(repeating: 0x1234_5678) { print("") }
+    }
+
+    /// Release-build sanity check: the AVX2 and portable matMul agree on the benchmark's data.
+    static func crossCheck(_ w: RandomMatrix, _ xs: RandomMatrix) {
+        guard Kernels.activePath == .avx2 else { return }
+        let matrix = w.matrix, batch = 8
+        // The activations' first `columns` elements per row serve as x (rows of xs are longer, so re-stride).
+        let x = UnsafeMutableRawPointer.allocate(byteCount: batch * matrix.rowStride, alignment: 64)
+        defer { x.deallocate() }
+        for b in 0 ..< batch {
+            (x + b * matrix.rowStride).copyMemory(from: xs.base + b * xs.matrix.rowStride, byteCount: matrix.rowStride)
+            // Activations must stay within -127...127 (quantize guarantees it; random bytes do not).
+            for j in 0 ..< matrix.columns / 32 {
+                let q = (x + b * matrix.rowStride + j * 34 + 2).assumingMemoryBound(to: Int8.self)
+                for i in 0 ..< 32 where q[i] == -128 { q[i] = -127 }
+            }
+        }
+        let a = UnsafeMutablePointer<Float>.allocate(capacity: batch * matrix.rows)
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: batch * matrix.rows)
+        defer { a.deallocate(); p.deallocate() }
+        AVX2Kernels.matMul(base: matrix.base, rowStride: matrix.rowStride, blocks: matrix.columns / 32, x: x,
+                           xStride: matrix.rowStride, batch: batch, into: a, outStride: matrix.rows,
+                           rows: 0 ..< matrix.rows)
+        PortableKernels.matMul(matrix, x, batch: batch, into: p, outStride: matrix.rows, rows: 0 ..< matrix.rows)
+        var worst: Float = 0, scale: Float = 0
+        for i in 0 ..< batch * matrix.rows {
+            worst = max(worst, abs(a[i] - p[i]))
+            scale = max(scale, abs(p[i]))
+        }
+        print("cross-check avx2 vs portable matMul: max |difference| \(worst) (largest output \(scale))")
     }
 
     static func split(_ pool: ComputePool, _ rows: Int, _ body: (Range<Int>) -> Void) {

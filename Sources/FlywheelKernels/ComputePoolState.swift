@@ -15,20 +15,26 @@ import Darwin
 /// reaches zero (acquire), i.e. after every worker is done with the task; `workerCount` is written
 /// in the pool's `init` before any `run` and in `shutdown`, which must not race with `run`.
 final class ComputePoolState: @unchecked Sendable {
-    let threadCount: Int
-    let spinNanoseconds: Int
+    // Layout matters (Swift keeps declaration order): what the caller alone writes, what workers
+    // spin on, and what workers write each sit 64+ bytes apart, so a `run` moves few cache lines.
+
+    /// Set for the duration of a `run`, to catch overlapping calls. Caller-only.
+    let running = Atomic<Bool>(false)
+    private let padding0: (Int, Int, Int, Int, Int, Int, Int, Int) = (0, 0, 0, 0, 0, 0, 0, 0)
     /// Bumped once per `run` (and once by `stop`); workers wait for it to change.
     let generation = Atomic<UInt64>(0)
-    /// Workers still busy with the current generation's task.
-    let pending = Atomic<Int>(0)
+    /// Points at the `(Int, Int) -> Void` closure of the current `run`.
+    var task: UnsafeRawPointer?
+    let threadCount: Int
+    var workerCount = 0
     /// Workers parked (or about to park) on `condition`; `run` signals only when nonzero.
     let sleepers = Atomic<Int>(0)
     let stopping = Atomic<Bool>(false)
-    /// Set for the duration of a `run`, to catch overlapping calls.
-    let running = Atomic<Bool>(false)
-    var workerCount = 0
-    /// Points at the `(Int, Int) -> Void` closure of the current `run`.
-    var task: UnsafeRawPointer?
+    let spinNanoseconds: Int
+    private let padding1: (Int, Int, Int, Int, Int, Int, Int, Int) = (0, 0, 0, 0, 0, 0, 0, 0)
+    /// Workers still busy with the current generation's task.
+    let pending = Atomic<Int>(0)
+    private let padding2: (Int, Int, Int, Int, Int, Int, Int, Int) = (0, 0, 0, 0, 0, 0, 0, 0)
     let mutex: UnsafeMutablePointer<pthread_mutex_t>
     let condition: UnsafeMutablePointer<pthread_cond_t>
 

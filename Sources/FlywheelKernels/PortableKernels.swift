@@ -1,8 +1,11 @@
 /// Plain Swift kernels: correct on any CPU and for any `Int8` on both sides, the reference the
 /// fast paths are tested against and the fallback where AVX2 is missing or disabled.
 ///
-/// Quants are read four at a time as `Int32` lanes and sign-extended by shifts, which the
-/// compiler vectorises well on every target (widening `SIMD32<Int8>` directly does not).
+/// Quants are read as `Int16` lanes and sign-extended by shifts, multiplied in 16 bits (a product
+/// of two `Int8`s fits) and summed in 32 bits, again by shifts: all baseline SSE2 / NEON work
+/// (widening `SIMD32<Int8>` directly compiles to a per-element loop, and 32-bit multiplies need
+/// SSE4.1). On x86-64 the f16 scales are widened by bit arithmetic, since without F16C every
+/// `Float(Float16)` is a library call.
 public enum PortableKernels {
     /// Dot product of two Q8_0 rows of `blocks` blocks each.
     public static func dot(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, blocks: Int) -> Float {
@@ -10,24 +13,39 @@ public enum PortableKernels {
         for block in 0 ..< blocks {
             let pa = a + block &* Q8Block.byteCount
             let pb = b + block &* Q8Block.byteCount
-            let da = Float(Float16(bitPattern: pa.loadUnaligned(as: UInt16.self)))
-            let db = Float(Float16(bitPattern: pb.loadUnaligned(as: UInt16.self)))
+            let da = halfToFloat(pa.loadUnaligned(as: UInt16.self))
+            let db = halfToFloat(pb.loadUnaligned(as: UInt16.self))
             sum += da * db * Float(blockSum(pa + 2, pb + 2))
         }
         return sum
     }
 
-    /// The exact integer dot product of the 32 quants at `qa` and `qb`.
+    /// The exact integer dot product of the 32 quants at `qa` and `qb`, for any `Int8` values.
     @inline(__always)
     static func blockSum(_ qa: UnsafeRawPointer, _ qb: UnsafeRawPointer) -> Int32 {
-        let va = qa.loadUnaligned(as: SIMD8<Int32>.self)
-        let vb = qb.loadUnaligned(as: SIMD8<Int32>.self)
-        // Byte k of each lane, sign-extended: shift it to the top, then arithmetic-shift it down.
-        var acc = ((va &<< 24) &>> 24) &* ((vb &<< 24) &>> 24)
-        acc &+= ((va &<< 16) &>> 24) &* ((vb &<< 16) &>> 24)
-        acc &+= ((va &<< 8) &>> 24) &* ((vb &<< 8) &>> 24)
-        acc &+= (va &>> 24) &* (vb &>> 24)
-        return acc.wrappedSum()
+        let va = qa.loadUnaligned(as: SIMD16<Int16>.self)
+        let vb = qb.loadUnaligned(as: SIMD16<Int16>.self)
+        // Low and high byte of each lane, sign-extended; |product| <= 128 * 128 fits an Int16.
+        let low = ((va &<< 8) &>> 8) &* ((vb &<< 8) &>> 8)
+        let high = (va &>> 8) &* (vb &>> 8)
+        // Each Int32 lane holds two Int16 products: add both halves, sign-extended.
+        let l = unsafeBitCast(low, to: SIMD8<Int32>.self)
+        let h = unsafeBitCast(high, to: SIMD8<Int32>.self)
+        let sums = ((l &<< 16) &>> 16) &+ (l &>> 16) &+ ((h &<< 16) &>> 16) &+ (h &>> 16)
+        return sums.wrappedSum()
+    }
+
+    /// The f16 `bits` as a Float (finite values, including subnormals; files hold no others in scales).
+    @inline(__always)
+    static func halfToFloat(_ bits: UInt16) -> Float {
+        #if arch(x86_64)
+        // Move exponent and mantissa into place, then rebias by 2^112 (exact, handles subnormals).
+        let magnitude = Float(bitPattern: UInt32(bits & 0x7FFF) << 13) * 0x1p112
+        let value = Float(bitPattern: magnitude.bitPattern | UInt32(bits & 0x8000) << 16)
+        return bits & 0x7C00 == 0x7C00 ? Float(Float16(bitPattern: bits)) : value
+        #else
+        return Float(Float16(bitPattern: bits))
+        #endif
     }
 
     /// `out[r] = W[r] · x` for `r` in `rows`. W (rows, columns) @ x (columns) -> out (rows)

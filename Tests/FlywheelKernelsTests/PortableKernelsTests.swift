@@ -46,4 +46,16 @@ final class PortableKernelsTests: XCTestCase {
         XCTAssertEqual(UInt16(out[0]) | UInt16(out[1]) << 8, Float16(1).bitPattern)
         XCTAssertEqual(out[2 ..< 10].map { Int8(bitPattern: $0) }, [127, -127, 3, -3, 1, -1, 127, 0])
     }
+
+    func testHalfToFloatMatchesFloat16ForEveryBitPattern() {
+        for bits in 0 ... UInt16.max {
+            let expected = Float(Float16(bitPattern: bits))
+            let got = PortableKernels.halfToFloat(bits)
+            if expected.isNaN {
+                XCTAssertTrue(got.isNaN, "bits \(bits)")
+            } else {
+                XCTAssertEqual(got.bitPattern, expected.bitPattern, "bits \(bits)")
+            }
+        }
+    }
 }
