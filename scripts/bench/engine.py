@@ -30,10 +30,28 @@ def make_prompt(words: int) -> str:
     return " ".join(PROMPT_WORDS[i % len(PROMPT_WORDS)] for i in range(words))
 
 
+def disable_llama_cpp_extra_buffers():
+    """llama.cpp built natively on a CPU that reports AMX repacks Q8_0 weights for AMX tiles; on VMs whose
+    kernel does not grant the AMX tile state that dies with SIGILL at the first matrix product. With
+    use_extra_bufts off llama.cpp uses its regular CPU kernels (AVX2 / AVX-512 / VNNI as built)."""
+    import llama_cpp
+    import llama_cpp.llama as high_level
+    default = llama_cpp.llama_model_default_params
+
+    def params():
+        p = default()
+        if hasattr(p, "use_extra_bufts"):
+            p.use_extra_bufts = False
+        return p
+    llama_cpp.llama_model_default_params = params
+    high_level.llama_cpp.llama_model_default_params = params
+
+
 def run_llama_cpp(path, prompt, n_predict, threads, n_ctx):
     import llama_cpp
+    disable_llama_cpp_extra_buffers()
     llm = llama_cpp.Llama(model_path=path, n_threads=threads, n_threads_batch=threads, n_ctx=n_ctx,
-                          n_batch=512, verbose=False, logits_all=False)
+                          n_batch=512, verbose=False, logits_all=True)
     tokens = llm.tokenize(prompt.encode(), add_bos=False, special=True)
     ctx = llm._ctx.ctx
     llama_cpp.llama_perf_context_reset(ctx)
@@ -42,8 +60,7 @@ def run_llama_cpp(path, prompt, n_predict, threads, n_ctx):
     generated = 0
     eos = set(t for t in (llm.token_eos(),) if t >= 0)
     while generated < n_predict:
-        logits = llm.scores[llm.n_tokens - 1]
-        tok = int(logits.argmax())
+        tok = int(llm.scores[llm.n_tokens - 1].argmax())
         if tok in eos:
             break
         llm.eval([tok])
