@@ -326,3 +326,19 @@ def test_metrics_count_local_tokens(local):
     assert after["flywheel_local_generated_tokens_total"] - before["flywheel_local_generated_tokens_total"] == 5
     assert after["flywheel_local_prompt_tokens_total"] > before["flywheel_local_prompt_tokens_total"]
     assert after["flywheel_local_generations_active"] == 0
+
+
+def test_sigterm_lets_a_running_local_stream_finish_then_exits_0(one_slot):
+    s, rid = open_stream(one_slot, max_tokens=120)
+    one_slot.send()  # SIGTERM: stop accepting, let the stream finish within shutdown_grace
+    data = b""
+    s.settimeout(15)
+    while not data.endswith(b"0\r\n\r\n"):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    assert b"data: [DONE]" in data
+    assert one_slot.wait(15) == 0
+    assert one_slot.wait_logged(rid)["status"] == 200  # flushed to the log before exit
