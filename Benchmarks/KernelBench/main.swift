@@ -8,6 +8,7 @@
 // functions: top-level variables of main.swift are globals and slow the kernels down.
 import FlywheelKernels
 import FlywheelKernelsAVX2
+import FlywheelKernelsAVX512
 #if canImport(Glibc)
 import Glibc
 #endif

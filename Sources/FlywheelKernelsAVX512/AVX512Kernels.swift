@@ -36,8 +36,7 @@ public enum AVX512Kernels {
     public static func dot(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, blocks: Int) -> Float {
         let halves = halfSelector()
         var acc = _mm512_setzero_ps()
-        for p in 0 ..< (blocks &+ 1) >> 1 {
-            let full = p &* 2 &+ 1 < blocks
+        forEachPair(blocks) { p, full in
             let o = p &* pairBytes
             let (wq, dw) = weightPair(a + o, full, halves)
             let (xq, correction, dx) = activationPair(b + o, full, halves)
@@ -77,10 +76,10 @@ public enum AVX512Kernels {
     /// `out[b * outStride + r] = W[r] · x[b]` for `r` in `rows` and `b` in `0 ..< batch`, where
     /// activation row `b` starts at `x + b * xStride`.
     ///
-    /// Tiles of 4 weight rows by 4 activation rows keep 16 accumulators in registers: each weight
-    /// pair is loaded and biased once for four tokens, each prepared activation pair (from L1) serves
-    /// four weight rows. Leftover activation rows go 4 weight rows at a time, leftover weight rows
-    /// one output at a time; all give the same bits as `matVec`.
+    /// Tiles of 3 weight rows by 4 activation rows keep 12 accumulators and the 4 prepared
+    /// activation pairs in registers (a 4 x 4 tile spilled accumulators): each weight pair is loaded
+    /// and biased once for four tokens, each activation pair serves three weight rows. Leftover
+    /// outputs go one at a time; all give the same bits as `matVec`.
     @inline(never)
     public static func matMul(
         base: UnsafeRawPointer, rowStride: Int, blocks: Int, x: UnsafeRawPointer, xStride: Int, batch: Int,
@@ -94,22 +93,24 @@ public enum AVX512Kernels {
         withPrepared(x, xStride: xStride, batch: batch, blocks: blocks) { prepared, tokenStride in
             let halves = halfSelector()
             let fullBatch = batch & ~3
-            let fullRows = rows.lowerBound &+ (rows.count & ~3)
+            let fullRows = rows.lowerBound &+ rows.count / 3 &* 3
             var r = rows.lowerBound
             while r < fullRows {
                 let w = base + r &* rowStride
                 var b = 0
                 while b < fullBatch {
-                    tile4x4(w, rowStride, blocks, prepared + b &* tokenStride, tokenStride,
+                    tile3x4(w, rowStride, blocks, prepared + b &* tokenStride, tokenStride,
                             out + (b &* outStride &+ r), outStride, halves)
                     b &+= 4
                 }
                 while b < batch {
-                    tile4x1(w, rowStride, blocks, prepared + b &* tokenStride, out + (b &* outStride &+ r), 1,
-                            halves, prefetch: false)
+                    for i in 0 ..< 3 {
+                        out[b &* outStride &+ r &+ i] = single(w + i &* rowStride, blocks, prepared + b &* tokenStride,
+                                                              halves)
+                    }
                     b &+= 1
                 }
-                r &+= 4
+                r &+= 3
             }
             while r < rows.upperBound {
                 for b in 0 ..< batch {
@@ -124,18 +125,16 @@ public enum AVX512Kernels {
     // MARK: Tiles
 
     @inline(__always)
-    static func tile4x4(
+    static func tile3x4(
         _ w0: UnsafeRawPointer, _ rowStride: Int, _ blocks: Int, _ x0: UnsafeRawPointer, _ tokenStride: Int,
         _ out: UnsafeMutablePointer<Float>, _ outStride: Int, _ halves: __m512i
     ) {
-        let w1 = w0 + rowStride, w2 = w1 + rowStride, w3 = w2 + rowStride
+        let w1 = w0 + rowStride, w2 = w1 + rowStride
         let x1 = x0 + tokenStride, x2 = x1 + tokenStride, x3 = x2 + tokenStride
         var a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00
         var a10 = a00, a11 = a00, a12 = a00, a13 = a00
         var a20 = a00, a21 = a00, a22 = a00, a23 = a00
-        var a30 = a00, a31 = a00, a32 = a00, a33 = a00
-        for p in 0 ..< (blocks &+ 1) >> 1 {
-            let full = p &* 2 &+ 1 < blocks
+        forEachPair(blocks) { p, full in
             let o = p &* pairBytes, xo = p &* preparedPairBytes
             let (q0, d0) = weightPair(w0 + o, full, halves)
             rowStep(q0, d0, x0 + xo, x1 + xo, x2 + xo, x3 + xo, &a00, &a01, &a02, &a03)
@@ -143,13 +142,13 @@ public enum AVX512Kernels {
             rowStep(q1, d1, x0 + xo, x1 + xo, x2 + xo, x3 + xo, &a10, &a11, &a12, &a13)
             let (q2, d2) = weightPair(w2 + o, full, halves)
             rowStep(q2, d2, x0 + xo, x1 + xo, x2 + xo, x3 + xo, &a20, &a21, &a22, &a23)
-            let (q3, d3) = weightPair(w3 + o, full, halves)
-            rowStep(q3, d3, x0 + xo, x1 + xo, x2 + xo, x3 + xo, &a30, &a31, &a32, &a33)
         }
-        store(a00, a10, a20, a30, to: out)
-        store(a01, a11, a21, a31, to: out + outStride)
-        store(a02, a12, a22, a32, to: out + 2 &* outStride)
-        store(a03, a13, a23, a33, to: out + 3 &* outStride)
+        for (b, (s0, s1, s2)) in [(a00, a10, a20), (a01, a11, a21), (a02, a12, a22), (a03, a13, a23)].enumerated() {
+            let row = out + b &* outStride
+            row[0] = reduce(s0)
+            row[1] = reduce(s1)
+            row[2] = reduce(s2)
+        }
     }
 
     /// Four weight rows against one prepared activation row; results to `out[0]`, `out[step]`, ...
@@ -160,8 +159,7 @@ public enum AVX512Kernels {
     ) {
         let w1 = w0 + rowStride, w2 = w1 + rowStride, w3 = w2 + rowStride
         var a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0
-        for p in 0 ..< (blocks &+ 1) >> 1 {
-            let full = p &* 2 &+ 1 < blocks
+        forEachPair(blocks) { p, full in
             let o = p &* pairBytes, xp = x + p &* preparedPairBytes
             if prefetch {
                 let ahead = o &+ prefetchDistance
@@ -193,8 +191,8 @@ public enum AVX512Kernels {
     @inline(__always)
     static func single(_ w: UnsafeRawPointer, _ blocks: Int, _ x: UnsafeRawPointer, _ halves: __m512i) -> Float {
         var acc = _mm512_setzero_ps()
-        for p in 0 ..< (blocks &+ 1) >> 1 {
-            let (q, d) = weightPair(w + p &* pairBytes, p &* 2 &+ 1 < blocks, halves)
+        forEachPair(blocks) { p, full in
+            let (q, d) = weightPair(w + p &* pairBytes, full, halves)
             acc = accumulate(acc, q, d, x + p &* preparedPairBytes)
         }
         return reduce(acc)
@@ -222,6 +220,19 @@ public enum AVX512Kernels {
     }
 
     // MARK: Pieces
+
+    /// Calls `body` for each block pair of a row of `blocks` blocks with whether the pair is full:
+    /// all full pairs first, then the odd last block, so the hot loop has no branch on it.
+    @inline(__always)
+    static func forEachPair(_ blocks: Int, _ body: (Int, Bool) -> Void) {
+        let fullPairs = blocks >> 1
+        var p = 0
+        while p < fullPairs {
+            body(p, true)
+            p &+= 1
+        }
+        if blocks & 1 != 0 { body(fullPairs, false) }
+    }
 
     /// Runs `body` with the activation rows rearranged for the tiles: per row and block pair, the
     /// 64 quants, the 16 lanes' `-128·Σx` and the 16 lanes' scales (`preparedPairBytes`, 64-aligned).
