@@ -60,16 +60,7 @@ public enum AVX512Kernels {
             return
         }
         withPrepared(x, xStride: 0, batch: 1, blocks: blocks) { prepared, _ in
-            let halves = halfSelector()
-            var r = rows.lowerBound
-            while r &+ 4 <= rows.upperBound {
-                tile4x1(base + r &* rowStride, rowStride, blocks, prepared, out + r, 1, halves, prefetch: true)
-                r &+= 4
-            }
-            while r < rows.upperBound {
-                out[r] = single(base + r &* rowStride, blocks, prepared, halves)
-                r &+= 1
-            }
+            rowsOfOneToken(base, rowStride, blocks, prepared, out, rows, halfSelector(), prefetch: true)
         }
     }
 
@@ -96,33 +87,47 @@ public enum AVX512Kernels {
             let fullRows = rows.lowerBound &+ rows.count / 3 &* 3
             var r = rows.lowerBound
             while r < fullRows {
-                let w = base + r &* rowStride
                 var b = 0
                 while b < fullBatch {
-                    tile3x4(w, rowStride, blocks, prepared + b &* tokenStride, tokenStride,
+                    tile3x4(base + r &* rowStride, rowStride, blocks, prepared + b &* tokenStride, tokenStride,
                             out + (b &* outStride &+ r), outStride, halves)
                     b &+= 4
                 }
-                while b < batch {
-                    for i in 0 ..< 3 {
-                        out[b &* outStride &+ r &+ i] = single(w + i &* rowStride, blocks, prepared + b &* tokenStride,
-                                                              halves)
-                    }
-                    b &+= 1
-                }
                 r &+= 3
             }
+            // The last rows.count % 3 rows for those tokens, then the last batch % 4 tokens as matVec does.
             while r < rows.upperBound {
-                for b in 0 ..< batch {
+                for b in 0 ..< fullBatch {
                     out[b &* outStride &+ r] = single(base + r &* rowStride, blocks, prepared + b &* tokenStride,
                                                       halves)
                 }
                 r &+= 1
             }
+            for b in fullBatch ..< batch {
+                rowsOfOneToken(base, rowStride, blocks, prepared + b &* tokenStride, out + b &* outStride, rows,
+                               halves, prefetch: false)
+            }
         }
     }
 
     // MARK: Tiles
+
+    /// `out[r]` for `r` in `rows` against one prepared activation row: four rows per pass.
+    @inline(__always)
+    static func rowsOfOneToken(
+        _ base: UnsafeRawPointer, _ rowStride: Int, _ blocks: Int, _ x: UnsafeRawPointer,
+        _ out: UnsafeMutablePointer<Float>, _ rows: Range<Int>, _ halves: __m512i, prefetch: Bool
+    ) {
+        var r = rows.lowerBound
+        while r &+ 4 <= rows.upperBound {
+            tile4x1(base + r &* rowStride, rowStride, blocks, x, out + r, 1, halves, prefetch: prefetch)
+            r &+= 4
+        }
+        while r < rows.upperBound {
+            out[r] = single(base + r &* rowStride, blocks, x, halves)
+            r &+= 1
+        }
+    }
 
     @inline(__always)
     static func tile3x4(
@@ -143,12 +148,10 @@ public enum AVX512Kernels {
             let (q2, d2) = weightPair(w2 + o, full, halves)
             rowStep(q2, d2, x0 + xo, x1 + xo, x2 + xo, x3 + xo, &a20, &a21, &a22, &a23)
         }
-        for (b, (s0, s1, s2)) in [(a00, a10, a20), (a01, a11, a21), (a02, a12, a22), (a03, a13, a23)].enumerated() {
-            let row = out + b &* outStride
-            row[0] = reduce(s0)
-            row[1] = reduce(s1)
-            row[2] = reduce(s2)
-        }
+        store(a00, a10, a20, to: out)
+        store(a01, a11, a21, to: out + outStride)
+        store(a02, a12, a22, to: out + 2 &* outStride)
+        store(a03, a13, a23, to: out + 3 &* outStride)
     }
 
     /// Four weight rows against one prepared activation row; results to `out[0]`, `out[step]`, ...
@@ -311,13 +314,12 @@ public enum AVX512Kernels {
         return (s4[0] + s4[2]) + (s4[1] + s4[3])
     }
 
-    /// Stores the lane sums of four accumulators to `out[0 ..< 4]`, each summed as `reduce` sums.
+    /// Stores the lane sums of three accumulators to `out[0 ..< 3]`, each summed as `reduce` sums.
     @inline(__always)
-    static func store(_ a: __m512, _ b: __m512, _ c: __m512, _ d: __m512, to out: UnsafeMutablePointer<Float>) {
+    static func store(_ a: __m512, _ b: __m512, _ c: __m512, to out: UnsafeMutablePointer<Float>) {
         out[0] = reduce(a)
         out[1] = reduce(b)
         out[2] = reduce(c)
-        out[3] = reduce(d)
     }
 }
 #endif
