@@ -14,8 +14,14 @@ let optimizedHot: [SwiftSetting] = strict + [
 let avx2Flags: [SwiftSetting] = [
     .unsafeFlags(["-Xcc", "-mavx2", "-Xcc", "-mfma", "-Xcc", "-mf16c", "-target-cpu", "haswell"]),
 ]
+// The AVX-512 VNNI kernels: Ice Lake server and later, likewise only called after a CPU check.
+let avx512Flags: [SwiftSetting] = [
+    .unsafeFlags(["-Xcc", "-mavx512f", "-Xcc", "-mavx512bw", "-Xcc", "-mavx512vl", "-Xcc", "-mavx512vnni",
+                  "-Xcc", "-mavx2", "-Xcc", "-mfma", "-Xcc", "-mf16c", "-target-cpu", "icelake-server"]),
+]
 #else
 let avx2Flags: [SwiftSetting] = []
+let avx512Flags: [SwiftSetting] = []
 #endif
 
 let package = Package(
@@ -68,12 +74,16 @@ let package = Package(
         .target(
             name: "FlywheelKernelsAVX2", dependencies: ["CFlywheelKernels"],
             swiftSettings: optimizedHot + avx2Flags),
+        // The AVX-512 VNNI kernels; likewise.
         .target(
-            name: "FlywheelKernels", dependencies: ["CFlywheelKernels", "FlywheelKernelsAVX2"],
+            name: "FlywheelKernelsAVX512", dependencies: ["CFlywheelKernels"],
+            swiftSettings: optimizedHot + avx512Flags),
+        .target(
+            name: "FlywheelKernels", dependencies: ["CFlywheelKernels", "FlywheelKernelsAVX2", "FlywheelKernelsAVX512"],
             swiftSettings: optimizedHot),
         // `swift run -c release kernel-bench`: GB/s of the int8 kernels and the pool's round trip.
         .executableTarget(
-            name: "kernel-bench", dependencies: ["FlywheelKernels", "FlywheelKernelsAVX2"],
+            name: "kernel-bench", dependencies: ["FlywheelKernels", "FlywheelKernelsAVX2", "FlywheelKernelsAVX512"],
             path: "Benchmarks/KernelBench", swiftSettings: optimizedHot),
         // Text <-> token ids from GGUF vocabularies: gpt2 byte-level BPE and llama SentencePiece.
         .target(name: "FlywheelTokenizer", swiftSettings: strict),
@@ -95,7 +105,8 @@ let package = Package(
             name: "FlywheelGatewayTests", dependencies: ["FlywheelGateway", "FlywheelChatTemplate", "FlywheelJSON"],
             swiftSettings: strict),
         .testTarget(
-            name: "FlywheelKernelsTests", dependencies: ["FlywheelKernels", "FlywheelKernelsAVX2"],
+            name: "FlywheelKernelsTests",
+            dependencies: ["FlywheelKernels", "FlywheelKernelsAVX2", "FlywheelKernelsAVX512"],
             swiftSettings: strict),
         .testTarget(
             name: "FlywheelTokenizerTests", dependencies: ["FlywheelTokenizer"],

@@ -1,5 +1,6 @@
 import FlywheelKernels
 import FlywheelKernelsAVX2
+import FlywheelKernelsAVX512
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,6 +13,8 @@ enum KernelBench {
     static func main(arguments: [String]) {
         let coldMiB = arguments.count > 1 ? Int(arguments[1]) ?? 1024 : 1024
         let quick = arguments.contains("quick")
+        // `mul`: only the fast paths' matMul rates (hot matrix), for tuning the tiles.
+        let mulOnly = arguments.contains("mul")
         print("active path: \(Kernels.activePath); default threads: \(ComputePool.defaultThreadCount)")
         let pool1 = ComputePool(threadCount: 1)
         let pool2 = ComputePool(threadCount: 2)
@@ -23,7 +26,7 @@ enum KernelBench {
             { w, x, b, out, stride, rows in
                 PortableKernels.matMul(w, x, batch: b, into: out, outStride: stride, rows: rows) }
         )]
-        if Kernels.activePath == .avx2 {
+        if Kernels.activePath != .portable {
             paths.append((
                 "avx2",
                 { w, x, out, rows in
@@ -34,14 +37,25 @@ enum KernelBench {
                                        xStride: w.rowStride, batch: b, into: out, outStride: stride, rows: rows) }
             ))
         }
+        if Kernels.activePath == .avx512vnni {
+            paths.append((
+                "avx512",
+                { w, x, out, rows in
+                    AVX512Kernels.matVec(base: w.base, rowStride: w.rowStride, blocks: w.columns / 32, x: x,
+                                         into: out, rows: rows) },
+                { w, x, b, out, stride, rows in
+                    AVX512Kernels.matMul(base: w.base, rowStride: w.rowStride, blocks: w.columns / 32, x: x,
+                                         xStride: w.rowStride, batch: b, into: out, outStride: stride, rows: rows) }
+            ))
+        }
 
         let hot = RandomMatrix(rows: 1536, columns: 576, seed: 1)
         let coldColumns = 2048
         let coldRows = coldMiB << 20 / Q8Block.rowByteCount(coldColumns)
         let cold = RandomMatrix(rows: coldRows, columns: coldColumns, seed: 2)
-        let batch = 32
-        let xs = RandomMatrix(rows: batch, columns: 2048, seed: 3)
-        let out = UnsafeMutablePointer<Float>.allocate(capacity: batch * max(coldRows, 1536))
+        let batch = 32, bigBatch = 64
+        let xs = RandomMatrix(rows: bigBatch, columns: 2048, seed: 3)
+        let out = UnsafeMutablePointer<Float>.allocate(capacity: bigBatch * max(coldRows, 1536))
         defer { out.deallocate() }
 
         crossCheck(hot, xs)
@@ -54,7 +68,21 @@ enum KernelBench {
             }
             print("memory read ceiling \(threads)T: \(f(rate)) GB/s (\(coldMiB) MiB, 16-byte loads)")
         }
-        if quick { paths.removeFirst() }
+        if quick || mulOnly { paths.removeFirst() }
+        if mulOnly {
+            for (name, _, matMul) in paths {
+                for (threads, pool) in [(1, pool1), (2, pool2)] {
+                    let rates = [batch, bigBatch].map { b in
+                        measure(bytes: hot.bytes * b, minimumSeconds: 1) {
+                            split(pool, hot.matrix.rows) { matMul(hot.matrix, xs.base, b, out, hot.matrix.rows, $0) }
+                        } * 1e9 / Double(hot.bytes) / 1000
+                    }
+                    print(pad(name, 9) + "\(threads)T  matMul k tokens/s on 1536x576: B=\(batch) \(f(rates[0]))  "
+                          + "B=\(bigBatch) \(f(rates[1]))")
+                }
+            }
+            return
+        }
         for (name, matVec, matMul) in paths {
             for (threads, pool) in [(1, pool1), (2, pool2)] {
                 let coldRate = measure(bytes: cold.bytes, minimumSeconds: 2) {
@@ -71,6 +99,9 @@ enum KernelBench {
                 let mulRate = measure(bytes: hot.bytes * batch, minimumSeconds: 1) {
                     split(pool, hot.matrix.rows) { matMul(hot.matrix, xs.base, batch, out, hot.matrix.rows, $0) }
                 }
+                let bigRate = measure(bytes: hot.bytes * bigBatch, minimumSeconds: 1) {
+                    split(pool, hot.matrix.rows) { matMul(hot.matrix, xs.base, bigBatch, out, hot.matrix.rows, $0) }
+                }
                 let loopRate = measure(bytes: hot.bytes * batch, minimumSeconds: 1) {
                     split(pool, hot.matrix.rows) { rows in
                         for b in 0 ..< batch {
@@ -80,7 +111,8 @@ enum KernelBench {
                 }
                 print(pad(name, 9) + "\(threads)T  matVec cold \(f(coldRate)) GB/s  hot \(f(hotRate)) GB/s  | "
                       + "matMul B=\(batch) \(f(mulRate)) GB/s-per-token (\(f(mulRate / loopRate))x of \(batch) matVecs, "
-                      + "\(f(mulRate * 1e9 / Double(hot.bytes) / 1000)) k tokens/s on 1536x576)")
+                      + "\(f(mulRate * 1e9 / Double(hot.bytes) / 1000)) k tokens/s on 1536x576; "
+                      + "B=\(bigBatch) \(f(bigRate * 1e9 / Double(hot.bytes) / 1000)) k tokens/s)")
             }
         }
         quantizeRate()
@@ -107,7 +139,7 @@ enum KernelBench {
 
     /// Release-build sanity check: the AVX2 and portable matMul agree on the benchmark's data.
     static func crossCheck(_ w: RandomMatrix, _ xs: RandomMatrix) {
-        guard Kernels.activePath == .avx2 else { return }
+        guard Kernels.activePath != .portable else { return }
         let matrix = w.matrix, batch = 8
         // The activations' first `columns` elements per row serve as x (rows of xs are longer, so re-stride).
         let x = UnsafeMutableRawPointer.allocate(byteCount: batch * matrix.rowStride, alignment: 64)
@@ -123,16 +155,28 @@ enum KernelBench {
         let a = UnsafeMutablePointer<Float>.allocate(capacity: batch * matrix.rows)
         let p = UnsafeMutablePointer<Float>.allocate(capacity: batch * matrix.rows)
         defer { a.deallocate(); p.deallocate() }
-        AVX2Kernels.matMul(base: matrix.base, rowStride: matrix.rowStride, blocks: matrix.columns / 32, x: x,
-                           xStride: matrix.rowStride, batch: batch, into: a, outStride: matrix.rows,
-                           rows: 0 ..< matrix.rows)
         PortableKernels.matMul(matrix, x, batch: batch, into: p, outStride: matrix.rows, rows: 0 ..< matrix.rows)
-        var worst: Float = 0, scale: Float = 0
-        for i in 0 ..< batch * matrix.rows {
-            worst = max(worst, abs(a[i] - p[i]))
-            scale = max(scale, abs(p[i]))
+        var checks: [(String, () -> Void)] = [("avx2", {
+            AVX2Kernels.matMul(base: matrix.base, rowStride: matrix.rowStride, blocks: matrix.columns / 32, x: x,
+                               xStride: matrix.rowStride, batch: batch, into: a, outStride: matrix.rows,
+                               rows: 0 ..< matrix.rows)
+        })]
+        if Kernels.activePath == .avx512vnni {
+            checks.append(("avx512", {
+                AVX512Kernels.matMul(base: matrix.base, rowStride: matrix.rowStride, blocks: matrix.columns / 32,
+                                     x: x, xStride: matrix.rowStride, batch: batch, into: a, outStride: matrix.rows,
+                                     rows: 0 ..< matrix.rows)
+            }))
         }
-        print("cross-check avx2 vs portable matMul: max |difference| \(worst) (largest output \(scale))")
+        for (name, run) in checks {
+            run()
+            var worst: Float = 0, scale: Float = 0
+            for i in 0 ..< batch * matrix.rows {
+                worst = max(worst, abs(a[i] - p[i]))
+                scale = max(scale, abs(p[i]))
+            }
+            print("cross-check \(name) vs portable matMul: max |difference| \(worst) (largest output \(scale))")
+        }
     }
 
     static func split(_ pool: ComputePool, _ rows: Int, _ body: (Range<Int>) -> Void) {
@@ -178,7 +222,7 @@ enum KernelBench {
         defer { q.deallocate() }
         let portable = measure(bytes: n * 4, minimumSeconds: 0.5) { PortableKernels.quantize(x, count: n, into: q) }
         var line = "quantize: portable \(f(portable)) GB/s of floats"
-        if Kernels.activePath == .avx2 {
+        if Kernels.activePath != .portable {
             let avx2 = measure(bytes: n * 4, minimumSeconds: 0.5) { AVX2Kernels.quantize(x, count: n, into: q) }
             line += ", avx2 \(f(avx2)) GB/s"
         }

@@ -1,5 +1,6 @@
 #if arch(x86_64)
 import FlywheelKernelsAVX2
+import FlywheelKernelsAVX512
 #endif
 
 /// Int8 matrix kernels over Q8_0 blocks. Weights stay quantized; activations are quantized to
@@ -13,14 +14,18 @@ import FlywheelKernelsAVX2
 /// Operand contract: weights may hold any `Int8`; quantized activations (the `x` arguments, the
 /// second operand of `dot`) must stay within -127...127, which `Q8Block.quantize` guarantees.
 public enum Kernels {
-    /// The implementation in use: `.avx2` on CPUs with AVX2+FMA+F16C unless the environment
-    /// variable `FLYWHEEL_KERNELS=portable` forces `.portable`. See `KernelPath`.
+    /// The implementation in use: `.avx512vnni` on CPUs with AVX-512 VNNI, `.avx2` on CPUs with
+    /// AVX2+FMA+F16C, `.portable` elsewhere; `FLYWHEEL_KERNELS=avx2` or `=portable` caps it. See `KernelPath`.
     public static var activePath: KernelPath { KernelPath.active }
 
     /// Dot product of two Q8_0 rows of `blocks` blocks each (`b` is the activation operand).
     public static func dot(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, blocks: Int) -> Float {
         #if arch(x86_64)
-        if KernelPath.active == .avx2 { return AVX2Kernels.dot(a, b, blocks: blocks) }
+        switch KernelPath.active {
+        case .avx512vnni: return AVX512Kernels.dot(a, b, blocks: blocks)
+        case .avx2: return AVX2Kernels.dot(a, b, blocks: blocks)
+        case .portable: break
+        }
         #endif
         return PortableKernels.dot(a, b, blocks: blocks)
     }
@@ -32,10 +37,16 @@ public enum Kernels {
         _ w: Q8Matrix, _ x: UnsafeRawPointer, into out: UnsafeMutablePointer<Float>, rows: Range<Int>
     ) {
         #if arch(x86_64)
-        if KernelPath.active == .avx2 {
+        switch KernelPath.active {
+        case .avx512vnni:
+            AVX512Kernels.matVec(
+                base: w.base, rowStride: w.rowStride, blocks: w.columns / Q8Block.count, x: x, into: out, rows: rows)
+            return
+        case .avx2:
             AVX2Kernels.matVec(
                 base: w.base, rowStride: w.rowStride, blocks: w.columns / Q8Block.count, x: x, into: out, rows: rows)
             return
+        case .portable: break
         }
         #endif
         PortableKernels.matVec(w, x, into: out, rows: rows)
@@ -50,11 +61,18 @@ public enum Kernels {
         into out: UnsafeMutablePointer<Float>, outStride: Int, rows: Range<Int>
     ) {
         #if arch(x86_64)
-        if KernelPath.active == .avx2 {
+        switch KernelPath.active {
+        case .avx512vnni:
+            AVX512Kernels.matMul(
+                base: w.base, rowStride: w.rowStride, blocks: w.columns / Q8Block.count, x: x,
+                xStride: w.rowStride, batch: batch, into: out, outStride: outStride, rows: rows)
+            return
+        case .avx2:
             AVX2Kernels.matMul(
                 base: w.base, rowStride: w.rowStride, blocks: w.columns / Q8Block.count, x: x,
                 xStride: w.rowStride, batch: batch, into: out, outStride: outStride, rows: rows)
             return
+        case .portable: break
         }
         #endif
         PortableKernels.matMul(w, x, batch: batch, into: out, outStride: outStride, rows: rows)

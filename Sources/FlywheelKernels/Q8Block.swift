@@ -19,12 +19,12 @@ public enum Q8Block {
 
     /// Quantizes `count` floats (a multiple of 32) into Q8_0 blocks at `out`, the way ggml does:
     /// per block `d = max|x| / 127`, `q = round(x / d)` (halves away from zero), `d` stored as f16.
-    /// Quants stay within -127...127, as the kernels' activation operand requires. Both kernel
+    /// Quants stay within -127...127, as the kernels' activation operand requires. All kernel
     /// paths give bit-identical blocks.
     public static func quantize(_ x: UnsafePointer<Float>, count: Int, into out: UnsafeMutableRawPointer) {
         precondition(count % Self.count == 0, "Q8_0 rows are whole blocks of 32")
         #if arch(x86_64)
-        if KernelPath.active == .avx2 { AVX2Kernels.quantize(x, count: count, into: out); return }
+        if KernelPath.active.hasAVX2 { AVX2Kernels.quantize(x, count: count, into: out); return }
         #endif
         PortableKernels.quantize(x, count: count, into: out)
     }

@@ -16,10 +16,13 @@ final class KernelsTests: XCTestCase {
         XCTAssertEqual(got, exact, accuracy: 0.02 * max(1, abs(exact)))
     }
 
-    func testActivePathIsAVX2ExactlyWhenTheCPUSupportsItAndNothingForcesPortable() {
-        let forced = getenv(KernelPath.environmentVariable).map { String(cString: $0) } == "portable"
+    func testActivePathIsTheFastestTheCPUSupportsUnlessTheEnvironmentCapsIt() {
+        let cap = getenv(KernelPath.environmentVariable).map { String(cString: $0).lowercased() }
         #if arch(x86_64)
-        XCTAssertEqual(Kernels.activePath, KernelPath.cpuSupportsAVX2 && !forced ? .avx2 : .portable)
+        let expected: KernelPath =
+            !KernelPath.cpuSupportsAVX2 || cap == "portable" ? .portable
+            : !KernelPath.cpuSupportsAVX512VNNI || cap == "avx2" ? .avx2 : .avx512vnni
+        XCTAssertEqual(Kernels.activePath, expected)
         #else
         XCTAssertEqual(Kernels.activePath, .portable)
         #endif

@@ -86,6 +86,18 @@ struct Q8TestRows {
         return (value, magnitude)
     }
 
+    /// `Σ |d_a·d_b| · Σ |a_i·b_i|` over the blocks: a bound on the magnitude of any partial sum a
+    /// kernel may round (lane sums can be far larger than a block's total when terms cancel).
+    func absoluteDot(row: Int, _ other: Q8TestRows, row otherRow: Int) -> Double {
+        (0 ..< blocks).reduce(0.0) { total, j in
+            let products = (0 ..< 32).reduce(0) {
+                $0 + abs(quant(row: row, block: j, $1) * other.quant(row: otherRow, block: j, $1))
+            }
+            return total + abs(Double(scale(row: row, block: j)) * Double(other.scale(row: otherRow, block: j)))
+                * Double(products)
+        }
+    }
+
     func withMatrix<T>(_ body: (Q8Matrix, UnsafeRawPointer) -> T) -> T {
         bytes.withUnsafeBytes { raw in body(Q8Matrix(base: raw.baseAddress!, rows: rows, columns: columns), raw.baseAddress!) }
     }

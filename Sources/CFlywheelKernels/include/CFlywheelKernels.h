@@ -7,6 +7,10 @@
 // FlywheelKernelsAVX2 target is compiled for), 0 otherwise. Cheap after the first call.
 int fw_cpu_supports_avx2_fma_f16c(void);
 
+// 1 if, on top of that, the CPU supports AVX-512 F, BW, VL and VNNI and the operating system saves
+// the ZMM and opmask registers (the features FlywheelKernelsAVX512 is compiled for), 0 otherwise.
+int fw_cpu_supports_avx512_vnni(void);
+
 // The number of CPUs in this thread's scheduler affinity mask (Linux), or 0 if unknown.
 int fw_affinity_cpu_count(void);
 

@@ -1,0 +1,325 @@
+#if arch(x86_64)
+internal import _Builtin_intrinsics.intel
+internal import CFlywheelKernels
+
+/// Q8_0 kernels for x86-64 CPUs with AVX-512 F/BW/VL and VNNI: `vpdpbusd` multiplies unsigned by
+/// signed bytes and adds each group of four products into a 32-bit lane, in one instruction.
+///
+/// Layout: one 512-bit register holds two consecutive 32-quant blocks (low and high 256 bits), so
+/// its 16 Int32 lanes are 8 partial sums of one block and 8 of the next; the float scale vector
+/// holds the first block's scale product in its low 8 lanes and the second's in its high 8. A row
+/// with an odd number of blocks ends with a half-empty pair whose high half is zero.
+///
+/// Signs: `vpdpbusd` wants one unsigned operand. The weights are biased to unsigned (`w + 128`,
+/// an xor with 0x80, exact for every `Int8` including -128) and the activations stay signed, so a
+/// pair sum is `Σ(w + 128)·x = Σw·x + 128·Σx`; the accumulator starts at `-128·Σx` per lane,
+/// computed once per activation row, and the integer result is exact. Each output is the same
+/// sequence of float operations whether it comes from `dot`, `matVec` or a `matMul` tile, so the
+/// three agree bit for bit.
+///
+/// This module is compiled for AVX-512 VNNI CPUs (Ice Lake and later): calling anything here on
+/// another CPU is an illegal instruction. `FlywheelKernels` checks the CPU once and only then calls
+/// in; nothing else should import this module. Functions are `@inline(never)` so no AVX-512 code is
+/// inlined into a caller compiled for baseline x86-64.
+///
+/// Operand contract: the first operand (weights) may hold any `Int8`; the second (activations)
+/// must stay within -127...127, the range `Q8Block.quantize` produces.
+public enum AVX512Kernels {
+    static let blockBytes = 34
+    static let pairBytes = 68
+    static let prefetchDistance = 512
+    /// Bytes of one prepared activation block pair: 64 quants, 16 Int32 corrections, 16 float scales.
+    static let preparedPairBytes = 192
+
+    /// Dot product of two Q8_0 rows of `blocks` blocks (`b` is the activation operand).
+    @inline(never)
+    public static func dot(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, blocks: Int) -> Float {
+        let halves = halfSelector()
+        var acc = _mm512_setzero_ps()
+        forEachPair(blocks) { p, full in
+            let o = p &* pairBytes
+            let (wq, dw) = weightPair(a + o, full, halves)
+            let (xq, correction, dx) = activationPair(b + o, full, halves)
+            acc = _mm512_fmadd_ps(
+                _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(correction, wq, xq)), _mm512_mul_ps(dw, dx), acc)
+        }
+        return reduce(acc)
+    }
+
+    /// `out[r] = W[r] · x` for `r` in `rows`, where row `r` of W starts at `base + r * rowStride`
+    /// and has `blocks` blocks, and `x` is one quantized row of `blocks` blocks.
+    ///
+    /// Four weight rows per pass share each prepared activation pair; weights are prefetched ahead.
+    @inline(never)
+    public static func matVec(
+        base: UnsafeRawPointer, rowStride: Int, blocks: Int, x: UnsafeRawPointer,
+        into out: UnsafeMutablePointer<Float>, rows: Range<Int>
+    ) {
+        guard !rows.isEmpty, blocks > 0 else {
+            for r in rows { out[r] = 0 }
+            return
+        }
+        withPrepared(x, xStride: 0, batch: 1, blocks: blocks) { prepared, _ in
+            rowsOfOneToken(base, rowStride, blocks, prepared, out, rows, halfSelector(), prefetch: true)
+        }
+    }
+
+    /// `out[b * outStride + r] = W[r] · x[b]` for `r` in `rows` and `b` in `0 ..< batch`, where
+    /// activation row `b` starts at `x + b * xStride`.
+    ///
+    /// Tiles of 3 weight rows by 4 activation rows keep 12 accumulators and the 4 prepared
+    /// activation pairs in registers (a 4 x 4 tile spilled accumulators): each weight pair is loaded
+    /// and biased once for four tokens, each activation pair serves three weight rows. Leftover
+    /// outputs go one at a time; all give the same bits as `matVec`.
+    @inline(never)
+    public static func matMul(
+        base: UnsafeRawPointer, rowStride: Int, blocks: Int, x: UnsafeRawPointer, xStride: Int, batch: Int,
+        into out: UnsafeMutablePointer<Float>, outStride: Int, rows: Range<Int>
+    ) {
+        guard batch > 0, !rows.isEmpty else { return }
+        guard blocks > 0 else {
+            for b in 0 ..< batch { for r in rows { out[b &* outStride &+ r] = 0 } }
+            return
+        }
+        withPrepared(x, xStride: xStride, batch: batch, blocks: blocks) { prepared, tokenStride in
+            let halves = halfSelector()
+            let fullBatch = batch & ~3
+            let fullRows = rows.lowerBound &+ rows.count / 3 &* 3
+            var r = rows.lowerBound
+            while r < fullRows {
+                var b = 0
+                while b < fullBatch {
+                    tile3x4(base + r &* rowStride, rowStride, blocks, prepared + b &* tokenStride, tokenStride,
+                            out + (b &* outStride &+ r), outStride, halves)
+                    b &+= 4
+                }
+                r &+= 3
+            }
+            // The last rows.count % 3 rows for those tokens, then the last batch % 4 tokens as matVec does.
+            while r < rows.upperBound {
+                for b in 0 ..< fullBatch {
+                    out[b &* outStride &+ r] = single(base + r &* rowStride, blocks, prepared + b &* tokenStride,
+                                                      halves)
+                }
+                r &+= 1
+            }
+            for b in fullBatch ..< batch {
+                rowsOfOneToken(base, rowStride, blocks, prepared + b &* tokenStride, out + b &* outStride, rows,
+                               halves, prefetch: false)
+            }
+        }
+    }
+
+    // MARK: Tiles
+
+    /// `out[r]` for `r` in `rows` against one prepared activation row: four rows per pass.
+    @inline(__always)
+    static func rowsOfOneToken(
+        _ base: UnsafeRawPointer, _ rowStride: Int, _ blocks: Int, _ x: UnsafeRawPointer,
+        _ out: UnsafeMutablePointer<Float>, _ rows: Range<Int>, _ halves: __m512i, prefetch: Bool
+    ) {
+        var r = rows.lowerBound
+        while r &+ 4 <= rows.upperBound {
+            tile4x1(base + r &* rowStride, rowStride, blocks, x, out + r, 1, halves, prefetch: prefetch)
+            r &+= 4
+        }
+        while r < rows.upperBound {
+            out[r] = single(base + r &* rowStride, blocks, x, halves)
+            r &+= 1
+        }
+    }
+
+    @inline(__always)
+    static func tile3x4(
+        _ w0: UnsafeRawPointer, _ rowStride: Int, _ blocks: Int, _ x0: UnsafeRawPointer, _ tokenStride: Int,
+        _ out: UnsafeMutablePointer<Float>, _ outStride: Int, _ halves: __m512i
+    ) {
+        let w1 = w0 + rowStride, w2 = w1 + rowStride
+        let x1 = x0 + tokenStride, x2 = x1 + tokenStride, x3 = x2 + tokenStride
+        var a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00
+        var a10 = a00, a11 = a00, a12 = a00, a13 = a00
+        var a20 = a00, a21 = a00, a22 = a00, a23 = a00
+        forEachPair(blocks) { p, full in
+            let o = p &* pairBytes, xo = p &* preparedPairBytes
+            let (q0, d0) = weightPair(w0 + o, full, halves)
+            rowStep(q0, d0, x0 + xo, x1 + xo, x2 + xo, x3 + xo, &a00, &a01, &a02, &a03)
+            let (q1, d1) = weightPair(w1 + o, full, halves)
+            rowStep(q1, d1, x0 + xo, x1 + xo, x2 + xo, x3 + xo, &a10, &a11, &a12, &a13)
+            let (q2, d2) = weightPair(w2 + o, full, halves)
+            rowStep(q2, d2, x0 + xo, x1 + xo, x2 + xo, x3 + xo, &a20, &a21, &a22, &a23)
+        }
+        store(a00, a10, a20, to: out)
+        store(a01, a11, a21, to: out + outStride)
+        store(a02, a12, a22, to: out + 2 &* outStride)
+        store(a03, a13, a23, to: out + 3 &* outStride)
+    }
+
+    /// Four weight rows against one prepared activation row; results to `out[0]`, `out[step]`, ...
+    @inline(__always)
+    static func tile4x1(
+        _ w0: UnsafeRawPointer, _ rowStride: Int, _ blocks: Int, _ x: UnsafeRawPointer,
+        _ out: UnsafeMutablePointer<Float>, _ step: Int, _ halves: __m512i, prefetch: Bool
+    ) {
+        let w1 = w0 + rowStride, w2 = w1 + rowStride, w3 = w2 + rowStride
+        var a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0
+        forEachPair(blocks) { p, full in
+            let o = p &* pairBytes, xp = x + p &* preparedPairBytes
+            if prefetch {
+                let ahead = o &+ prefetchDistance
+                fw_prefetch(w0 + ahead)
+                fw_prefetch(w0 + (ahead &+ 64))
+                fw_prefetch(w1 + ahead)
+                fw_prefetch(w1 + (ahead &+ 64))
+                fw_prefetch(w2 + ahead)
+                fw_prefetch(w2 + (ahead &+ 64))
+                fw_prefetch(w3 + ahead)
+                fw_prefetch(w3 + (ahead &+ 64))
+            }
+            let (q0, d0) = weightPair(w0 + o, full, halves)
+            a0 = accumulate(a0, q0, d0, xp)
+            let (q1, d1) = weightPair(w1 + o, full, halves)
+            a1 = accumulate(a1, q1, d1, xp)
+            let (q2, d2) = weightPair(w2 + o, full, halves)
+            a2 = accumulate(a2, q2, d2, xp)
+            let (q3, d3) = weightPair(w3 + o, full, halves)
+            a3 = accumulate(a3, q3, d3, xp)
+        }
+        out[0] = reduce(a0)
+        out[step] = reduce(a1)
+        out[2 &* step] = reduce(a2)
+        out[3 &* step] = reduce(a3)
+    }
+
+    /// One weight row against one prepared activation row.
+    @inline(__always)
+    static func single(_ w: UnsafeRawPointer, _ blocks: Int, _ x: UnsafeRawPointer, _ halves: __m512i) -> Float {
+        var acc = _mm512_setzero_ps()
+        forEachPair(blocks) { p, full in
+            let (q, d) = weightPair(w + p &* pairBytes, full, halves)
+            acc = accumulate(acc, q, d, x + p &* preparedPairBytes)
+        }
+        return reduce(acc)
+    }
+
+    @inline(__always)
+    static func rowStep(
+        _ wq: __m512i, _ dw: __m512, _ p0: UnsafeRawPointer, _ p1: UnsafeRawPointer, _ p2: UnsafeRawPointer,
+        _ p3: UnsafeRawPointer, _ a0: inout __m512, _ a1: inout __m512, _ a2: inout __m512, _ a3: inout __m512
+    ) {
+        a0 = accumulate(a0, wq, dw, p0)
+        a1 = accumulate(a1, wq, dw, p1)
+        a2 = accumulate(a2, wq, dw, p2)
+        a3 = accumulate(a3, wq, dw, p3)
+    }
+
+    /// `acc + float(Σ w·x per lane) * (dw * dx)` for one weight pair and one prepared activation pair.
+    @inline(__always)
+    static func accumulate(_ acc: __m512, _ wq: __m512i, _ dw: __m512, _ x: UnsafeRawPointer) -> __m512 {
+        let xq = x.load(as: __m512i.self)
+        let correction = x.load(fromByteOffset: 64, as: __m512i.self)
+        let dx = x.load(fromByteOffset: 128, as: __m512.self)
+        let sums = _mm512_dpbusd_epi32(correction, wq, xq)
+        return _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(dw, dx), acc)
+    }
+
+    // MARK: Pieces
+
+    /// Calls `body` for each block pair of a row of `blocks` blocks with whether the pair is full:
+    /// all full pairs first, then the odd last block, so the hot loop has no branch on it.
+    @inline(__always)
+    static func forEachPair(_ blocks: Int, _ body: (Int, Bool) -> Void) {
+        let fullPairs = blocks >> 1
+        var p = 0
+        while p < fullPairs {
+            body(p, true)
+            p &+= 1
+        }
+        if blocks & 1 != 0 { body(fullPairs, false) }
+    }
+
+    /// Runs `body` with the activation rows rearranged for the tiles: per row and block pair, the
+    /// 64 quants, the 16 lanes' `-128·Σx` and the 16 lanes' scales (`preparedPairBytes`, 64-aligned).
+    /// `body` gets the buffer and the bytes per prepared row.
+    @inline(__always)
+    static func withPrepared<T>(
+        _ x: UnsafeRawPointer, xStride: Int, batch: Int, blocks: Int,
+        _ body: (UnsafeRawPointer, Int) -> T
+    ) -> T {
+        let pairs = (blocks &+ 1) >> 1
+        let tokenStride = pairs &* preparedPairBytes
+        return withUnsafeTemporaryAllocation(byteCount: batch &* tokenStride, alignment: 64) { buffer in
+            let base = buffer.baseAddress!
+            let halves = halfSelector()
+            for b in 0 ..< batch {
+                let row = x + b &* xStride
+                for p in 0 ..< pairs {
+                    let (xq, correction, dx) = activationPair(row + p &* pairBytes, p &* 2 &+ 1 < blocks, halves)
+                    let dst = base + (b &* tokenStride &+ p &* preparedPairBytes)
+                    dst.storeBytes(of: xq, as: __m512i.self)
+                    dst.storeBytes(of: correction, toByteOffset: 64, as: __m512i.self)
+                    dst.storeBytes(of: dx, toByteOffset: 128, as: __m512.self)
+                }
+            }
+            return body(UnsafeRawPointer(base), tokenStride)
+        }
+    }
+
+    /// The activation pair at `p`: its quants, the per-lane `-128·Σx` that cancels the weights'
+    /// bias, and its scales. A pair that is not `full` has zero quants and scales in its high half.
+    @inline(__always)
+    static func activationPair(
+        _ p: UnsafeRawPointer, _ full: Bool, _ halves: __m512i
+    ) -> (__m512i, __m512i, __m512) {
+        let xq = pairQuants(p, full)
+        let biased = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(-128), xq)
+        return (xq, _mm512_sub_epi32(_mm512_setzero_si512(), biased), pairScales(p, full, halves))
+    }
+
+    /// The weight pair at `p`, biased to unsigned (`w + 128`), and its scales.
+    @inline(__always)
+    static func weightPair(_ p: UnsafeRawPointer, _ full: Bool, _ halves: __m512i) -> (__m512i, __m512) {
+        (_mm512_xor_si512(pairQuants(p, full), _mm512_set1_epi8(-128)), pairScales(p, full, halves))
+    }
+
+    /// The quants of the blocks at `p` and `p + 34`, or of `p` and zeros when not `full` (so a row's
+    /// last odd block never reads past the row).
+    @inline(__always)
+    static func pairQuants(_ p: UnsafeRawPointer, _ full: Bool) -> __m512i {
+        // Masked loads: the low half from p + 2, the high half (qwords 4...7) from (p + 4) + 32.
+        let low = _mm512_maskz_loadu_epi64(0x0F, p + 2)
+        return full ? _mm512_mask_loadu_epi64(low, 0xF0, p + 4) : low
+    }
+
+    /// The scales of the blocks at `p` and `p + 34` (zero for the second when not `full`), the first
+    /// in lanes 0...7 and the second in lanes 8...15.
+    @inline(__always)
+    static func pairScales(_ p: UnsafeRawPointer, _ full: Bool, _ halves: __m512i) -> __m512 {
+        let first = UInt32(p.loadUnaligned(as: UInt16.self))
+        let second = full ? UInt32((p + 34).loadUnaligned(as: UInt16.self)) : 0
+        let two = _mm_cvtph_ps(_mm_cvtsi32_si128(Int32(bitPattern: first | second << 16)))
+        return _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(two))
+    }
+
+    /// The `vpermps` index that spreads lane 0 over lanes 0...7 and lane 1 over lanes 8...15.
+    @inline(__always)
+    static func halfSelector() -> __m512i {
+        _mm512_maskz_set1_epi32(0xFF00, 1)
+    }
+
+    /// The sum of the 16 lanes, always in the same order: halves, then quarters, then pairs.
+    @inline(__always)
+    static func reduce(_ v: __m512) -> Float {
+        let s8 = v.lowHalf + v.highHalf
+        let s4 = s8.lowHalf + s8.highHalf
+        return (s4[0] + s4[2]) + (s4[1] + s4[3])
+    }
+
+    /// Stores the lane sums of three accumulators to `out[0 ..< 3]`, each summed as `reduce` sums.
+    @inline(__always)
+    static func store(_ a: __m512, _ b: __m512, _ c: __m512, to out: UnsafeMutablePointer<Float>) {
+        out[0] = reduce(a)
+        out[1] = reduce(b)
+        out[2] = reduce(c)
+    }
+}
+#endif
