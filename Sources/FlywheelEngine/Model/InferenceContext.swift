@@ -265,7 +265,7 @@ public final class InferenceContext {
                 }
                 switch kind {
                 case .query: break
-                case .key: (cache.keys(layer: layer, head: head) + (start + b) * hd).update(from: vector, count: hd)
+                case .key: cache.storeKey(vector, layer: layer, head: head, position: start + b)
                 case .value: (cache.values(layer: layer, head: head) + (start + b) * hd).update(from: vector, count: hd)
                 }
             }
@@ -273,29 +273,36 @@ public final class InferenceContext {
     }
 
     /// a_h = softmax(q_h · K_gᵀ / √hd) V_g over positions 0 ... p of each token (causal), per query head h
-    /// with g = h / (H / KV). Split across threads by query head.   q (B, H·hd) -> attention (B, H·hd)
+    /// with g = h / (H / KV).   q (B, H·hd) -> attention (B, H·hd)
+    /// The (head, token) pairs, token-major within a head, are dealt round-robin to the threads: each pair is
+    /// computed wholly by one thread (so the result does not depend on the thread count), neighbouring
+    /// tokens have nearly equal causal lengths (so the threads get even shares), and a thread's consecutive
+    /// pairs read the same head's K and V while they are still in cache.
     private func attend(layer: Int, batch: Int, start: Int) {
         let hd = config.headDimension
         let heads = config.headCount
         let group = heads / config.kvHeadCount
         let queryLength = config.queryLength
         let scale = 1 / Float(hd).squareRoot()
+        let scoresStride = scratch.scoresStride
         pool.run { thread, threads in
-            let scores = scratch.scores + thread * capacity
-            for head in ComputePool.slice(heads, index: thread, count: threads) {
-                let keys = cache.keys(layer: layer, head: head / group)
-                let values = cache.values(layer: layer, head: head / group)
-                for b in 0 ..< batch {
-                    let length = start + b + 1
-                    let query = scratch.query + b * queryLength + head * hd
-                    for t in 0 ..< length {
-                        scores[t] = TransformerMath.dot(query, keys + t * hd, count: hd) * scale
-                    }
-                    TransformerMath.softmax(scores, count: length)
-                    TransformerMath.weightedSum(
-                        values, weights: scores, count: length, dimension: hd,
-                        into: scratch.attention + b * queryLength + head * hd)
-                }
+            let scores = scratch.scores + thread * scoresStride
+            var unit = thread
+            while unit < heads * batch {
+                let (head, b) = unit.quotientAndRemainder(dividingBy: batch)
+                let length = start + b + 1
+                let query = scratch.query + b * queryLength + head * hd
+                let out = scratch.attention + b * queryLength + head * hd
+                TransformerMath.scores(
+                    query: query, keyBlocks: cache.keys(layer: layer, head: head / group), count: length,
+                    dimension: hd, scale: scale, into: scores)
+                let total = TransformerMath.exponentiate(scores, count: length)
+                TransformerMath.weightedSum(
+                    cache.values(layer: layer, head: head / group), weights: scores, count: length, dimension: hd,
+                    into: out)
+                let inverse = 1 / total
+                for i in 0 ..< hd { out[i] *= inverse }
+                unit += threads
             }
         }
     }
@@ -322,10 +329,8 @@ public final class InferenceContext {
             product(w.gate, batch: batch, into: scratch.gate, outStride: f, rows: rows)
             product(w.up, batch: batch, into: scratch.up, outStride: f, rows: rows)
             for b in 0 ..< batch {
-                for r in rows {
-                    let i = b * f + r
-                    scratch.gate[i] = TransformerMath.silu(scratch.gate[i]) * scratch.up[i]
-                }
+                let i = b * f + rows.lowerBound
+                TransformerMath.siluMultiply(scratch.gate + i, scratch.up + i, count: rows.count)
             }
         }
     }

@@ -25,8 +25,11 @@ final class ScratchBuffers {
     let gate: UnsafeMutablePointer<Float>
     /// W3 xb, the linear branch (B, f).
     let up: UnsafeMutablePointer<Float>
-    /// Attention scores, one row of `capacity` per pool thread (threads, capacity).
+    /// Attention scores, one row per pool thread (threads, scoresStride).
     let scores: UnsafeMutablePointer<Float>
+    /// Floats per row of `scores`: the context capacity rounded up to whole key blocks, plus padding so
+    /// two threads' rows never share a cache line.
+    let scoresStride: Int
     /// cos of every RoPE angle of the batch (B, ropeDimensionCount / 2).
     let ropeCos: UnsafeMutablePointer<Float>
     /// sin of every RoPE angle of the batch (B, ropeDimensionCount / 2).
@@ -55,7 +58,8 @@ final class ScratchBuffers {
         projected = floats(b * d)
         gate = floats(b * config.feedForwardLength)
         up = floats(b * config.feedForwardLength)
-        scores = floats(threadCount * capacity)
+        scoresStride = (capacity + 7) / 8 * 8 + 16
+        scores = floats(threadCount * scoresStride)
         ropeCos = floats(b * config.ropeDimensionCount / 2)
         ropeSin = floats(b * config.ropeDimensionCount / 2)
         self.allocations = allocations
