@@ -55,7 +55,8 @@ enum TransformerMath {
         var maximum = SIMD8<Float>(repeating: -.infinity)
         var i = 0
         while i + 8 <= n {
-            maximum = pointwiseMax(maximum, load(x + i))
+            let v = load(x + i)
+            maximum.replace(with: v, where: v .> maximum)
             i += 8
         }
         var top = maximum.max()
@@ -110,7 +111,8 @@ enum TransformerMath {
     /// baseline x86-64 build vectorizes it (the libm `expf` is one call per element).
     @inline(__always)
     static func exp(_ x: SIMD8<Float>) -> SIMD8<Float> {
-        let x = pointwiseMin(pointwiseMax(x, SIMD8(repeating: -87.3)), SIMD8(repeating: 88))
+        let low = SIMD8<Float>(repeating: -87.3), high = SIMD8<Float>(repeating: 88)
+        let x = x.replacing(with: low, where: x .< low).replacing(with: high, where: x .> high)
         // n = round(x / ln 2), by adding 1.5·2²³ so the float addition rounds to an integer.
         let magic = SIMD8<Float>(repeating: 12_582_912)
         let shifted = x * 1.442_695_04 + magic
@@ -206,22 +208,22 @@ enum TransformerMath {
         return sum
     }
 
-    /// out = Σ_t weights[t] · rows[t]: the attention-weighted sum of value rows.
+    /// out = Σ_t weights[t] · rows[t] (or out += that, when `accumulating`): the attention-weighted sum
+    /// of value rows. The terms are added in order of t, on top of `out` when accumulating, so a sum
+    /// split into consecutive calls is bit-identical to one call.
     /// rows (count, dimension), weights (count) -> out (dimension)
     static func weightedSum(
         _ rows: UnsafePointer<Float>, weights: UnsafePointer<Float>, count: Int, dimension: Int,
-        into out: UnsafeMutablePointer<Float>
+        accumulating: Bool, into out: UnsafeMutablePointer<Float>
     ) {
-        @inline(__always) func load(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
-            UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
-        }
-        @inline(__always) func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
-            UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
+        @inline(__always) func initial(_ p: UnsafeMutablePointer<Float>) -> SIMD8<Float> {
+            accumulating ? load(p) : SIMD8<Float>()
         }
         // 32 output columns at a time stay in registers while the rows stream past.
         var column = 0
         while column + 32 <= dimension {
-            var s0 = SIMD8<Float>(), s1 = SIMD8<Float>(), s2 = SIMD8<Float>(), s3 = SIMD8<Float>()
+            let o = out + column
+            var s0 = initial(o), s1 = initial(o + 8), s2 = initial(o + 16), s3 = initial(o + 24)
             for t in 0 ..< count {
                 let w = SIMD8<Float>(repeating: weights[t])
                 let row = rows + t * dimension + column
@@ -230,14 +232,14 @@ enum TransformerMath {
                 s2 += w * load(row + 16)
                 s3 += w * load(row + 24)
             }
-            store(s0, out + column)
-            store(s1, out + column + 8)
-            store(s2, out + column + 16)
-            store(s3, out + column + 24)
+            store(s0, o)
+            store(s1, o + 8)
+            store(s2, o + 16)
+            store(s3, o + 24)
             column += 32
         }
         while column < dimension {
-            var sum: Float = 0
+            var sum: Float = accumulating ? out[column] : 0
             for t in 0 ..< count { sum += weights[t] * rows[t * dimension + column] }
             out[column] = sum
             column += 1
