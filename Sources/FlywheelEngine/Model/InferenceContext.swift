@@ -300,7 +300,7 @@ public final class InferenceContext {
     /// with g = h / (H / KV).   q (B, H·hd) -> attention (B, H·hd)
     ///
     /// Work units are a head and a tile of up to `scratch.attentionTile` (8) consecutive tokens, dealt
-    /// round-robin to the threads (neighbouring tiles cost nearly the same, so the shares are even). A
+    /// to the threads back and forth (neighbouring tiles cost nearly the same, so the shares are even). A
     /// tile walks the cache in chunks of `attentionChunk` (64) positions and runs all its queries over a
     /// chunk while the chunk's K (then V) is in L1 (64 keys and values of 64 dimensions are 32 KB),
     /// instead of streaming the whole head from L2 once per query. Every (head, token) is still computed
@@ -319,8 +319,13 @@ public final class InferenceContext {
         pool.run { thread, threads in
             let scores = scratch.scores + thread * tile * scoresStride
             let totals = scratch.attentionTotals + thread * scratch.attentionTotalsStride
-            var unit = thread
-            while unit < heads * tiles {
+            // Round r deals units r·T ..< (r + 1)·T, forwards in even rounds and backwards in odd ones, so
+            // no thread always gets the later (longer) tile of a pair.
+            var round = 0
+            while round * threads < heads * tiles {
+                defer { round += 1 }
+                let unit = round * threads + (round % 2 == 0 ? thread : threads - 1 - thread)
+                guard unit < heads * tiles else { continue }
                 let (head, tileIndex) = unit.quotientAndRemainder(dividingBy: tiles)
                 let tokens = tileIndex * tile ..< min(batch, (tileIndex + 1) * tile)
                 let keys = cache.keys(layer: layer, head: head / group)
@@ -361,7 +366,6 @@ public final class InferenceContext {
                     let inverse = 1 / totals[b - tokens.lowerBound]
                     for i in 0 ..< hd { out[i] *= inverse }
                 }
-                unit += threads
             }
         }
     }
