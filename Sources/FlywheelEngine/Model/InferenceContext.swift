@@ -307,14 +307,9 @@ public final class InferenceContext {
     /// wholly by one thread, in the same order whatever the tiling or the thread count: each score is its
     /// own sum, and the V sum runs over t in order, carried across chunks.
     private func attend(layer: Int, batch: Int, start: Int) {
-        let hd = config.headDimension
         let heads = config.headCount
-        let group = heads / config.kvHeadCount
-        let queryLength = config.queryLength
-        let scale = 1 / Float(hd).squareRoot()
         let scoresStride = scratch.scoresStride
         let tile = scratch.attentionTile
-        let chunk = attentionChunk
         let tiles = (batch + tile - 1) / tile
         pool.run { thread, threads in
             let scores = scratch.scores + thread * tile * scoresStride
@@ -327,46 +322,57 @@ public final class InferenceContext {
                 let unit = round * threads + (round % 2 == 0 ? thread : threads - 1 - thread)
                 guard unit < heads * tiles else { continue }
                 let (head, tileIndex) = unit.quotientAndRemainder(dividingBy: tiles)
-                let tokens = tileIndex * tile ..< min(batch, (tileIndex + 1) * tile)
-                let keys = cache.keys(layer: layer, head: head / group)
-                let values = cache.values(layer: layer, head: head / group)
-                let longest = start + tokens.upperBound
-                // Scores of every query of the tile, chunk by chunk.
-                var from = 0
-                while from < longest {
-                    for b in tokens {
-                        let length = start + b + 1
-                        guard from < length else { continue }
-                        computeScores(
-                            query: scratch.query + b * queryLength + head * hd, keys: keys + from * hd,
-                            count: min(chunk, length - from), scale: scale,
-                            into: scores + (b - tokens.lowerBound) * scoresStride + from)
-                    }
-                    from += chunk
-                }
-                for b in tokens {
-                    totals[b - tokens.lowerBound] = exponentiate(
-                        scores + (b - tokens.lowerBound) * scoresStride, count: start + b + 1)
-                }
-                // Σ_t e_t V_t of every query, chunk by chunk.
-                from = 0
-                while from < longest {
-                    for b in tokens {
-                        let length = start + b + 1
-                        guard from < length else { continue }
-                        accumulateValues(
-                            values + from * hd, weights: scores + (b - tokens.lowerBound) * scoresStride + from,
-                            count: min(chunk, length - from), accumulating: from > 0,
-                            into: scratch.attention + b * queryLength + head * hd)
-                    }
-                    from += chunk
-                }
-                for b in tokens {
-                    let out = scratch.attention + b * queryLength + head * hd
-                    let inverse = 1 / totals[b - tokens.lowerBound]
-                    for i in 0 ..< hd { out[i] *= inverse }
-                }
+                attendTile(
+                    layer: layer, head: head, tokens: tileIndex * tile ..< min(batch, (tileIndex + 1) * tile),
+                    start: start, scores: scores, totals: totals)
             }
+        }
+    }
+
+    /// `attend` for one head and the tokens `tokens` of the batch: scores of every query, chunk by chunk
+    /// of the cache; the exponentials; then Σ_t e_t V_t of every query, chunk by chunk; then the division
+    /// by Σ_t e_t. `scores` holds a row of `scratch.scoresStride` per token, `totals` one float per token.
+    private func attendTile(
+        layer: Int, head: Int, tokens: Range<Int>, start: Int, scores: UnsafeMutablePointer<Float>,
+        totals: UnsafeMutablePointer<Float>
+    ) {
+        let hd = config.headDimension
+        let group = config.headCount / config.kvHeadCount
+        let queryLength = config.queryLength
+        let scale = 1 / Float(hd).squareRoot()
+        let scoresStride = scratch.scoresStride
+        let chunk = attentionChunk
+        let keys = cache.keys(layer: layer, head: head / group)
+        let values = cache.values(layer: layer, head: head / group)
+        let longest = start + tokens.upperBound
+        var from = 0
+        while from < longest {
+            for b in tokens where from < start + b + 1 {
+                computeScores(
+                    query: scratch.query + b * queryLength + head * hd, keys: keys + from * hd,
+                    count: min(chunk, start + b + 1 - from), scale: scale,
+                    into: scores + (b - tokens.lowerBound) * scoresStride + from)
+            }
+            from += chunk
+        }
+        for b in tokens {
+            totals[b - tokens.lowerBound] = exponentiate(
+                scores + (b - tokens.lowerBound) * scoresStride, count: start + b + 1)
+        }
+        from = 0
+        while from < longest {
+            for b in tokens where from < start + b + 1 {
+                accumulateValues(
+                    values + from * hd, weights: scores + (b - tokens.lowerBound) * scoresStride + from,
+                    count: min(chunk, start + b + 1 - from), accumulating: from > 0,
+                    into: scratch.attention + b * queryLength + head * hd)
+            }
+            from += chunk
+        }
+        for b in tokens {
+            let out = scratch.attention + b * queryLength + head * hd
+            let inverse = 1 / totals[b - tokens.lowerBound]
+            for i in 0 ..< hd { out[i] *= inverse }
         }
     }
 
