@@ -89,10 +89,12 @@ let package = Package(
         .target(name: "FlywheelTokenizer", swiftSettings: strict),
         // Chat templates: the Jinja subset that models' `tokenizer.chat_template`s use.
         .target(name: "FlywheelChatTemplate", swiftSettings: strict),
+        // Attention's float inner loops for AVX2 + FMA; the engine calls them only on the AVX2 kernel path.
+        .target(name: "FlywheelEngineAVX2", swiftSettings: optimizedHot + avx2Flags),
         // Local inference: GGUF files, model weights, the forward pass, sampling, generation.
         .target(
             name: "FlywheelEngine",
-            dependencies: ["FlywheelKernels", "FlywheelTokenizer", "FlywheelChatTemplate"],
+            dependencies: ["FlywheelKernels", "FlywheelEngineAVX2", "FlywheelTokenizer", "FlywheelChatTemplate"],
             swiftSettings: optimizedHot),
 
         .testTarget(name: "FlywheelTimersTests", dependencies: ["FlywheelTimers"], swiftSettings: strict),
@@ -115,7 +117,7 @@ let package = Package(
             name: "FlywheelChatTemplateTests", dependencies: ["FlywheelChatTemplate"],
             resources: [.copy("Fixtures")], swiftSettings: strict),
         .testTarget(
-            name: "FlywheelEngineTests", dependencies: ["FlywheelEngine"],
+            name: "FlywheelEngineTests", dependencies: ["FlywheelEngine", "FlywheelEngineAVX2"],
             resources: [.copy("Fixtures")], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

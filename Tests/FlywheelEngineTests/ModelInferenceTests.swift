@@ -1,4 +1,4 @@
-import FlywheelEngine
+@testable import FlywheelEngine
 import FlywheelKernels
 import XCTest
 
@@ -152,6 +152,50 @@ final class ModelInferenceTests: XCTestCase {
             // Each output row is computed by exactly one thread in the same order, so bit-identical.
             XCTAssertEqual(results[0], results[1], name)
         }
+    }
+
+    func testAttentionTilesAndChunksDoNotChangeTheLogits() throws {
+        // Tiles of 3 tokens and chunks of 8 positions split the fixtures' short prompts the way the
+        // defaults (8 and 64) split long ones.
+        for name in ModelReference.names {
+            let reference = try ModelReference(name)
+            var results: [[Float]] = []
+            for (tile, chunk) in [(8, 64), (3, 8), (1, 16)] {
+                let context = try InferenceContext(
+                    model: LlamaModel(path: reference.path), maxTokens: 64, pool: ComputePool(threadCount: 2),
+                    batchCapacity: 64, attentionTile: tile, attentionChunk: chunk)
+                try context.evaluate(reference.tokens, allLogits: true)
+                var logits = context.logitsArray()
+                try context.evaluate([reference.generated[0]])
+                logits += context.logitsArray()
+                results.append(logits)
+            }
+            XCTAssertEqual(results[0], results[1], "\(name): tile 3, chunk 8")
+            XCTAssertEqual(results[0], results[2], "\(name): tile 1, chunk 16")
+        }
+    }
+
+    func testLongSequenceAgreesAcrossBatchingAndThreadCounts() throws {
+        // 200 positions: several attention chunks and prompt batches, each batch starting mid-chunk.
+        let reference = try ModelReference("model-qwen2-q8")
+        var generator = SplitMix64(seed: 7)
+        let tokens = (0 ..< 200).map { _ in Int32(generator.next() % 320) }
+        var batched: [[Float]] = []
+        for threads in [1, 2] {
+            let context = try context(reference, threads: threads, maxTokens: 256, batchCapacity: 48)
+            try context.evaluate(tokens, allLogits: true)
+            batched.append(context.logitsArray())
+        }
+        XCTAssertEqual(batched[0], batched[1])
+
+        let single = try context(reference, maxTokens: 256)
+        let vocab = single.model.config.vocabularySize
+        var worst: Float = 0
+        for (position, token) in tokens.enumerated() {
+            try single.evaluate([token])
+            worst = max(worst, maxDifference(single.logitsArray(), Array(batched[0][position * vocab ..< (position + 1) * vocab])))
+        }
+        XCTAssertLessThanOrEqual(worst, 1e-3)
     }
 
     func testResetStartsANewSequence() throws {

@@ -5,6 +5,9 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+#if arch(x86_64)
+import FlywheelEngineAVX2
+#endif
 import FlywheelKernels
 
 /// One sequence being evaluated by a model: its KV cache, its scratch activations and its logits.
@@ -51,6 +54,11 @@ public final class InferenceContext {
     private let scratch: ScratchBuffers
     /// The angle per position of every RoPE pair i: base^(-2i / ropeDimensionCount), scaled.
     private let inverseFrequencies: [Double]
+    /// Whether attention runs on `AttentionKernelsAVX2` (the CPU has AVX2 and FMA, and the kernels'
+    /// `FLYWHEEL_KERNELS` switch does not force the portable path).
+    private let useAVX2 = KernelPath.active == .avx2
+    /// Cache positions per step of an attention tile (see `attend`).
+    private let attentionChunk: Int
     private var logits: UnsafeMutablePointer<Float>
     private var logitsCapacityRows: Int
 
@@ -58,7 +66,21 @@ public final class InferenceContext {
     /// cache (`layers · kvHeads · maxTokens · headDimension` floats, twice) and scratch for `batchCapacity`
     /// tokens. `pool` does the matrix work; contexts may share a pool only if they never evaluate at the
     /// same time (`ComputePool.run` takes one caller at a time). Throws `InferenceError.invalidCapacity`.
-    public init(model: LlamaModel, maxTokens: Int, pool: ComputePool, batchCapacity: Int = 64) throws {
+    public convenience init(model: LlamaModel, maxTokens: Int, pool: ComputePool, batchCapacity: Int = 64) throws {
+        try self.init(
+            model: model, maxTokens: maxTokens, pool: pool, batchCapacity: batchCapacity, attentionTile: 8,
+            attentionChunk: 64)
+    }
+
+    /// The same, with the attention blocking chosen (tests use small values to exercise the tiling on
+    /// short sequences). `attentionTile`: tokens whose queries walk the cache together; `attentionChunk`:
+    /// cache positions per step, a multiple of `KVCache.blockLength`. Neither changes the results.
+    init(
+        model: LlamaModel, maxTokens: Int, pool: ComputePool, batchCapacity: Int, attentionTile: Int,
+        attentionChunk: Int
+    ) throws {
+        precondition(attentionTile >= 1 && attentionChunk >= KVCache.blockLength
+                     && attentionChunk % KVCache.blockLength == 0, "attention blocking")
         let config = model.config
         guard maxTokens >= 1, maxTokens <= config.contextLength else {
             throw InferenceError.invalidCapacity(requested: maxTokens, contextLength: config.contextLength)
@@ -73,7 +95,9 @@ public final class InferenceContext {
             layerCount: config.layerCount, kvHeadCount: config.kvHeadCount, capacity: maxTokens,
             headDimension: config.headDimension)
         self.scratch = ScratchBuffers(
-            config: config, batchCapacity: self.batchCapacity, capacity: maxTokens, threadCount: pool.threadCount)
+            config: config, batchCapacity: self.batchCapacity, capacity: maxTokens, threadCount: pool.threadCount,
+            attentionTile: attentionTile)
+        self.attentionChunk = attentionChunk
         // Pair i turns by position / linearScale · base^(-2i / ropeDims) / factor[i].
         let ropeDimensions = Double(config.ropeDimensionCount)
         let factors = model.weights.ropeFrequencyFactors
@@ -265,7 +289,7 @@ public final class InferenceContext {
                 }
                 switch kind {
                 case .query: break
-                case .key: (cache.keys(layer: layer, head: head) + (start + b) * hd).update(from: vector, count: hd)
+                case .key: cache.storeKey(vector, layer: layer, head: head, position: start + b)
                 case .value: (cache.values(layer: layer, head: head) + (start + b) * hd).update(from: vector, count: hd)
                 }
             }
@@ -273,31 +297,129 @@ public final class InferenceContext {
     }
 
     /// a_h = softmax(q_h · K_gᵀ / √hd) V_g over positions 0 ... p of each token (causal), per query head h
-    /// with g = h / (H / KV). Split across threads by query head.   q (B, H·hd) -> attention (B, H·hd)
+    /// with g = h / (H / KV).   q (B, H·hd) -> attention (B, H·hd)
+    ///
+    /// Work units are a head and a tile of up to `scratch.attentionTile` (8) consecutive tokens, dealt
+    /// to the threads back and forth (neighbouring tiles cost nearly the same, so the shares are even). A
+    /// tile walks the cache in chunks of `attentionChunk` (64) positions and runs all its queries over a
+    /// chunk while the chunk's K (then V) is in L1 (64 keys and values of 64 dimensions are 32 KB),
+    /// instead of streaming the whole head from L2 once per query. Every (head, token) is still computed
+    /// wholly by one thread, in the same order whatever the tiling or the thread count: each score is its
+    /// own sum, and the V sum runs over t in order, carried across chunks.
     private func attend(layer: Int, batch: Int, start: Int) {
-        let hd = config.headDimension
         let heads = config.headCount
-        let group = heads / config.kvHeadCount
-        let queryLength = config.queryLength
-        let scale = 1 / Float(hd).squareRoot()
+        let scoresStride = scratch.scoresStride
+        let tile = scratch.attentionTile
+        let tiles = (batch + tile - 1) / tile
         pool.run { thread, threads in
-            let scores = scratch.scores + thread * capacity
-            for head in ComputePool.slice(heads, index: thread, count: threads) {
-                let keys = cache.keys(layer: layer, head: head / group)
-                let values = cache.values(layer: layer, head: head / group)
-                for b in 0 ..< batch {
-                    let length = start + b + 1
-                    let query = scratch.query + b * queryLength + head * hd
-                    for t in 0 ..< length {
-                        scores[t] = TransformerMath.dot(query, keys + t * hd, count: hd) * scale
-                    }
-                    TransformerMath.softmax(scores, count: length)
-                    TransformerMath.weightedSum(
-                        values, weights: scores, count: length, dimension: hd,
-                        into: scratch.attention + b * queryLength + head * hd)
-                }
+            let scores = scratch.scores + thread * tile * scoresStride
+            let totals = scratch.attentionTotals + thread * scratch.attentionTotalsStride
+            // Round r deals units r·T ..< (r + 1)·T, forwards in even rounds and backwards in odd ones, so
+            // no thread always gets the later (longer) tile of a pair.
+            var round = 0
+            while round * threads < heads * tiles {
+                defer { round += 1 }
+                let unit = round * threads + (round % 2 == 0 ? thread : threads - 1 - thread)
+                guard unit < heads * tiles else { continue }
+                let (head, tileIndex) = unit.quotientAndRemainder(dividingBy: tiles)
+                attendTile(
+                    layer: layer, head: head, tokens: tileIndex * tile ..< min(batch, (tileIndex + 1) * tile),
+                    start: start, scores: scores, totals: totals)
             }
         }
+    }
+
+    /// `attend` for one head and the tokens `tokens` of the batch: scores of every query, chunk by chunk
+    /// of the cache; the exponentials; then Σ_t e_t V_t of every query, chunk by chunk; then the division
+    /// by Σ_t e_t. `scores` holds a row of `scratch.scoresStride` per token, `totals` one float per token.
+    private func attendTile(
+        layer: Int, head: Int, tokens: Range<Int>, start: Int, scores: UnsafeMutablePointer<Float>,
+        totals: UnsafeMutablePointer<Float>
+    ) {
+        let hd = config.headDimension
+        let group = config.headCount / config.kvHeadCount
+        let queryLength = config.queryLength
+        let scale = 1 / Float(hd).squareRoot()
+        let scoresStride = scratch.scoresStride
+        let chunk = attentionChunk
+        let keys = cache.keys(layer: layer, head: head / group)
+        let values = cache.values(layer: layer, head: head / group)
+        let longest = start + tokens.upperBound
+        var from = 0
+        while from < longest {
+            for b in tokens where from < start + b + 1 {
+                computeScores(
+                    query: scratch.query + b * queryLength + head * hd, keys: keys + from * hd,
+                    count: min(chunk, start + b + 1 - from), scale: scale,
+                    into: scores + (b - tokens.lowerBound) * scoresStride + from)
+            }
+            from += chunk
+        }
+        for b in tokens {
+            totals[b - tokens.lowerBound] = exponentiate(
+                scores + (b - tokens.lowerBound) * scoresStride, count: start + b + 1)
+        }
+        from = 0
+        while from < longest {
+            for b in tokens where from < start + b + 1 {
+                accumulateValues(
+                    values + from * hd, weights: scores + (b - tokens.lowerBound) * scoresStride + from,
+                    count: min(chunk, start + b + 1 - from), accumulating: from > 0,
+                    into: scratch.attention + b * queryLength + head * hd)
+            }
+            from += chunk
+        }
+        for b in tokens {
+            let out = scratch.attention + b * queryLength + head * hd
+            let inverse = 1 / totals[b - tokens.lowerBound]
+            for i in 0 ..< hd { out[i] *= inverse }
+        }
+    }
+
+    /// scores[t] = scale · (query · key t), t < count; `keys` is the first key block.
+    @inline(__always)
+    private func computeScores(
+        query: UnsafePointer<Float>, keys: UnsafePointer<Float>, count: Int, scale: Float,
+        into scores: UnsafeMutablePointer<Float>
+    ) {
+        #if arch(x86_64)
+        if useAVX2 {
+            AttentionKernelsAVX2.scores(
+                query: query, keyBlocks: keys, count: count, dimension: config.headDimension, scale: scale,
+                into: scores)
+            return
+        }
+        #endif
+        TransformerMath.scores(
+            query: query, keyBlocks: keys, count: count, dimension: config.headDimension, scale: scale, into: scores)
+    }
+
+    /// scores = exp(scores - max); returns their sum.
+    @inline(__always)
+    private func exponentiate(_ scores: UnsafeMutablePointer<Float>, count: Int) -> Float {
+        #if arch(x86_64)
+        if useAVX2 { return AttentionKernelsAVX2.exponentiate(scores, count: count) }
+        #endif
+        return TransformerMath.exponentiate(scores, count: count)
+    }
+
+    /// out (+)= Σ_t weights[t] · values[t], t < count.
+    @inline(__always)
+    private func accumulateValues(
+        _ values: UnsafePointer<Float>, weights: UnsafePointer<Float>, count: Int, accumulating: Bool,
+        into out: UnsafeMutablePointer<Float>
+    ) {
+        #if arch(x86_64)
+        if useAVX2 {
+            AttentionKernelsAVX2.weightedSum(
+                values, weights: weights, count: count, dimension: config.headDimension, accumulating: accumulating,
+                into: out)
+            return
+        }
+        #endif
+        TransformerMath.weightedSum(
+            values, weights: weights, count: count, dimension: config.headDimension, accumulating: accumulating,
+            into: out)
     }
 
     /// x += W xq, the residual connection after Wo and after W2. Split by output row.
@@ -322,10 +444,8 @@ public final class InferenceContext {
             product(w.gate, batch: batch, into: scratch.gate, outStride: f, rows: rows)
             product(w.up, batch: batch, into: scratch.up, outStride: f, rows: rows)
             for b in 0 ..< batch {
-                for r in rows {
-                    let i = b * f + r
-                    scratch.gate[i] = TransformerMath.silu(scratch.gate[i]) * scratch.up[i]
-                }
+                let i = b * f + rows.lowerBound
+                TransformerMath.siluMultiply(scratch.gate + i, scratch.up + i, count: rows.count)
             }
         }
     }

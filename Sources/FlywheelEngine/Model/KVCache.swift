@@ -1,13 +1,17 @@
-/// The keys and values of every evaluated position, f32, laid out [layer][kvHead][position][headDimension]
-/// so that attention for one head streams through contiguous memory.
+/// The keys and values of every evaluated position, f32. Values are laid out
+/// [layer][kvHead][position][headDimension]; keys [layer][kvHead][position / 8][headDimension][position % 8],
+/// blocks of 8 positions stored dimension-major, so the scores of 8 positions are one vector sum over the
+/// dimensions (`TransformerMath.scores`) with no horizontal additions.
 ///
 /// Owned by one `InferenceContext`; not thread-safe beyond the head-disjoint writes the context makes
 /// from its pool threads.
 final class KVCache {
     let layerCount: Int
     let kvHeadCount: Int
-    /// Positions per head.
+    /// Positions per head (rounded up to a whole key block).
     let capacity: Int
+    /// Positions per key block.
+    static let blockLength = 8
     let headDimension: Int
     private let keys: UnsafeMutablePointer<Float>
     private let values: UnsafeMutablePointer<Float>
@@ -15,9 +19,9 @@ final class KVCache {
     init(layerCount: Int, kvHeadCount: Int, capacity: Int, headDimension: Int) {
         self.layerCount = layerCount
         self.kvHeadCount = kvHeadCount
-        self.capacity = capacity
+        self.capacity = (capacity + KVCache.blockLength - 1) / KVCache.blockLength * KVCache.blockLength
         self.headDimension = headDimension
-        let count = layerCount * kvHeadCount * capacity * headDimension
+        let count = layerCount * kvHeadCount * self.capacity * headDimension
         // Never read before written: attention only reads positions already evaluated.
         keys = .allocate(capacity: count)
         values = .allocate(capacity: count)
@@ -28,9 +32,16 @@ final class KVCache {
         values.deallocate()
     }
 
-    /// K for one head: (capacity, headDimension).
+    /// K for one head: (capacity / 8, headDimension, 8).
     func keys(layer: Int, head: Int) -> UnsafeMutablePointer<Float> {
         keys + ((layer * kvHeadCount + head) * capacity) * headDimension
+    }
+
+    /// Stores the key of one position of one head.       key: (headDimension)
+    func storeKey(_ key: UnsafePointer<Float>, layer: Int, head: Int, position: Int) {
+        let block = keys(layer: layer, head: head) + (position / KVCache.blockLength) * KVCache.blockLength * headDimension
+        let lane = position % KVCache.blockLength
+        for d in 0 ..< headDimension { block[d * KVCache.blockLength + lane] = key[d] }
     }
 
     /// V for one head: (capacity, headDimension).

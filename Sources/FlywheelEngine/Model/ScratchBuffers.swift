@@ -25,8 +25,17 @@ final class ScratchBuffers {
     let gate: UnsafeMutablePointer<Float>
     /// W3 xb, the linear branch (B, f).
     let up: UnsafeMutablePointer<Float>
-    /// Attention scores, one row of `capacity` per pool thread (threads, capacity).
+    /// Tokens per attention tile: the queries that share each chunk of K and V read from the cache.
+    let attentionTile: Int
+    /// Attention scores, `attentionTile` rows per pool thread (threads, attentionTile, scoresStride).
     let scores: UnsafeMutablePointer<Float>
+    /// Softmax denominators of one attention tile per pool thread (threads, attentionTotalsStride).
+    let attentionTotals: UnsafeMutablePointer<Float>
+    /// Floats per thread in `attentionTotals`: a tile, at least a cache line so threads never share one.
+    let attentionTotalsStride: Int
+    /// Floats per row of `scores`: the context capacity rounded up to whole key blocks, plus padding so
+    /// two threads' rows never share a cache line.
+    let scoresStride: Int
     /// cos of every RoPE angle of the batch (B, ropeDimensionCount / 2).
     let ropeCos: UnsafeMutablePointer<Float>
     /// sin of every RoPE angle of the batch (B, ropeDimensionCount / 2).
@@ -34,7 +43,7 @@ final class ScratchBuffers {
 
     private let allocations: [UnsafeMutableRawPointer]
 
-    init(config: ModelConfig, batchCapacity b: Int, capacity: Int, threadCount: Int) {
+    init(config: ModelConfig, batchCapacity b: Int, capacity: Int, threadCount: Int, attentionTile: Int) {
         var allocations: [UnsafeMutableRawPointer] = []
         func floats(_ count: Int) -> UnsafeMutablePointer<Float> {
             let memory = UnsafeMutableRawPointer.allocate(byteCount: max(1, count) * 4, alignment: 64)
@@ -55,7 +64,11 @@ final class ScratchBuffers {
         projected = floats(b * d)
         gate = floats(b * config.feedForwardLength)
         up = floats(b * config.feedForwardLength)
-        scores = floats(threadCount * capacity)
+        scoresStride = (capacity + 7) / 8 * 8 + 16
+        self.attentionTile = attentionTile
+        scores = floats(threadCount * attentionTile * scoresStride)
+        attentionTotalsStride = (attentionTile + 15) / 16 * 16
+        attentionTotals = floats(threadCount * attentionTotalsStride)
         ropeCos = floats(b * config.ropeDimensionCount / 2)
         ropeSin = floats(b * config.ropeDimensionCount / 2)
         self.allocations = allocations
