@@ -55,8 +55,9 @@ public final class InferenceContext {
     /// The angle per position of every RoPE pair i: base^(-2i / ropeDimensionCount), scaled.
     private let inverseFrequencies: [Double]
     /// Whether attention runs on `AttentionKernelsAVX2` (the CPU has AVX2 and FMA, and the kernels'
-    /// `FLYWHEEL_KERNELS` switch does not force the portable path).
-    private let useAVX2 = KernelPath.active == .avx2
+    /// `FLYWHEEL_KERNELS` switch does not force the portable path). Every path above portable
+    /// (AVX2, AVX-512 VNNI) implies AVX2, FMA and F16C.
+    private let useAVX2 = KernelPath.active != .portable
     /// Cache positions per step of an attention tile (see `attend`).
     private let attentionChunk: Int
     private var logits: UnsafeMutablePointer<Float>
