@@ -3,7 +3,9 @@
 
 Both run greedy decoding of the same prompt on the same number of threads; each reports prompt
 (prefill) tokens/s and decode tokens/s from its own timers:
-  * llama.cpp: llama_perf_context (t_p_eval_ms / n_p_eval, t_eval_ms / n_eval), i.e. engine time only;
+  * llama.cpp: prompt = wall-clock time of one llm.eval(prompt) (llama_perf_context's prompt figure proved
+    unreliable: with logits_all=True it reported 3x the wall-clock rate); decode = llama_perf_context
+    (t_eval_ms / n_eval), engine time only, no Python overhead;
   * Flywheel: the timings `flywheel generate` prints to stderr (prompt evaluation; decode from the
     first generated token to the last, sampling and detokenization included).
 Runs alternate (llama.cpp, Flywheel, llama.cpp, ...) so background noise hits both; the best of
@@ -16,6 +18,8 @@ Usage:  python3 scripts/bench/engine.py --flywheel .build/release/flywheel /tmp/
 """
 import argparse
 import json
+
+import numpy as np
 import os
 import re
 import subprocess
@@ -51,23 +55,30 @@ def run_llama_cpp(path, prompt, n_predict, threads, n_ctx):
     import llama_cpp
     disable_llama_cpp_extra_buffers()
     llm = llama_cpp.Llama(model_path=path, n_threads=threads, n_threads_batch=threads, n_ctx=n_ctx,
-                          n_batch=512, verbose=False, logits_all=True)
+                          n_batch=512, verbose=False, logits_all=False)
     tokens = llm.tokenize(prompt.encode(), add_bos=False, special=True)
     ctx = llm._ctx.ctx
     llama_cpp.llama_perf_context_reset(ctx)
     llm.reset()
+    started = time.perf_counter()
     llm.eval(tokens)
+    prompt_seconds = time.perf_counter() - started
     generated = 0
     eos = set(t for t in (llm.token_eos(),) if t >= 0)
+    vocab = llm.n_vocab()
+
+    def last_logits():
+        # Only the last position's logits exist (logits_all=False, as llama.cpp's own tools run).
+        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, -1), shape=(vocab,))
     while generated < n_predict:
-        tok = int(llm.scores[llm.n_tokens - 1].argmax())
+        tok = int(last_logits().argmax())
         if tok in eos:
             break
         llm.eval([tok])
         generated += 1
     perf = llama_cpp.llama_perf_context(ctx)
     result = {
-        "prompt_tokens": perf.n_p_eval, "prompt_tps": perf.n_p_eval / (perf.t_p_eval_ms / 1e3),
+        "prompt_tokens": len(tokens), "prompt_tps": len(tokens) / prompt_seconds,
         "decode_tokens": perf.n_eval, "decode_tps": perf.n_eval / (perf.t_eval_ms / 1e3),
     }
     del llm
