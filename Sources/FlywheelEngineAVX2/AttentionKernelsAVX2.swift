@@ -6,7 +6,7 @@ internal import _Builtin_intrinsics.intel
 /// baseline x86-64 build of `FlywheelEngine` gets four per instruction and separate multiplies and adds.
 ///
 /// Compiled for Haswell-class CPUs: calling anything here on a CPU without AVX2 and FMA is an illegal
-/// instruction. The engine calls in only when `KernelPath.active` is `.avx2` (which checks the CPU);
+/// instruction. The engine calls in only when `KernelPath.active` is not `.portable` (which checks the CPU);
 /// functions are `@inline(never)` so no AVX2 code is inlined into a baseline caller. Same contracts as
 /// the portable versions in the engine's `TransformerMath`.
 public enum AttentionKernelsAVX2 {
@@ -61,6 +61,8 @@ public enum AttentionKernelsAVX2 {
     }
 
     /// x = exp(x - max(x)) in place; returns Σ x afterwards (the softmax denominator).   x: (n)
+    // The same source as `TransformerMath.exponentiate` on purpose: compiled here with AVX2/FMA it runs on
+    // 8-wide registers with fused multiply-adds, and a module cannot share one file with another.
     @inline(never)
     public static func exponentiate(_ x: UnsafeMutablePointer<Float>, count n: Int) -> Float {
         var maximum = SIMD8<Float>(repeating: -.infinity)

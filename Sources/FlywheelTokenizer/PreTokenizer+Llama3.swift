@@ -22,16 +22,7 @@ extension PreTokenizer {
                 let symbols = runEnd(classes, from: c == .space ? i + 1 : i, end: end) { $0 == .other }
                 next = runEnd(classes, from: symbols, end: end) { $0 == .newline }
             } else {
-                // Whitespace. `\s*[\r\n]+` takes the run up to its last newline; otherwise `\s+(?!\S)`
-                // leaves the run's last character for the next word, and `\s+` takes a single one.
-                let runEndIndex = runEnd(classes, from: i, end: end) { $0.isWhitespace }
-                if let lastNewline = (i ..< runEndIndex).last(where: { classes[$0] == .newline }) {
-                    next = lastNewline + 1
-                } else if runEndIndex == end || runEndIndex - i == 1 {
-                    next = runEndIndex
-                } else {
-                    next = runEndIndex - 1
-                }
+                next = whitespaceEnd(classes, from: i, end: end)
             }
             ends.append(next)
             i = next

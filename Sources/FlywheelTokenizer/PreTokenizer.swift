@@ -94,4 +94,18 @@ public enum PreTokenizer: Sendable, Equatable {
         while j < end, matches(classes[j]) { j += 1 }
         return j
     }
+
+    /// Where the whitespace piece starting at `i` ends, as the Llama 3 family of regexes split it:
+    /// `\s*[\r\n]+` takes the run up to its last newline; otherwise `\s+(?!\S)` leaves the run's last
+    /// character for the next word, and `\s+` takes a single one.
+    static func whitespaceEnd(_ classes: [ScalarClass], from i: Int, end: Int) -> Int {
+        let runEndIndex = runEnd(classes, from: i, end: end) { $0.isWhitespace }
+        if let lastNewline = (i ..< runEndIndex).last(where: { classes[$0] == .newline }) {
+            return lastNewline + 1
+        } else if runEndIndex == end || runEndIndex - i == 1 {
+            return runEndIndex
+        } else {
+            return runEndIndex - 1
+        }
+    }
 }
