@@ -17,9 +17,9 @@ public struct Sampler {
     private var window: [Int32]
     private var windowStart = 0
     private var counts: [Int32: Int] = [:]
-    /// Scratch: candidate ids and their (scaled) logits.
+    /// Scratch: candidate ids and their logits, or their weights once those are computed.
     private var candidateIDs: [Int32] = []
-    private var candidateLogits: [Float] = []
+    private var candidateWeights: [Float] = []
 
     /// The seed in use (the parameters' seed, or the one drawn from the system).
     public let seed: UInt64
@@ -53,7 +53,8 @@ public struct Sampler {
         for t in tokens { observe(t) }
     }
 
-    /// Chooses the next token. `logits` is modified in place (bias and penalties are applied to it).
+    /// Chooses the next token. `logits` is overwritten: bias and penalties are applied to it, and when
+    /// sampling (not greedy) without top_k its values become softmax numerators.
     public mutating func sample(_ logits: UnsafeMutableBufferPointer<Float>) -> Int32 {
         precondition(!logits.isEmpty, "sampling needs at least one logit")
         applyBiasAndPenalties(logits)
@@ -61,42 +62,50 @@ public struct Sampler {
 
         let inverseTemperature = 1 / parameters.temperature
         let maxLogit = logits[Int(Self.argmax(logits))]
-        // exp((l - max) / T) over the whole vocabulary: the exact softmax denominator.
+        // Weights w = exp((l - max) / T): the softmax numerators (the best token's is 1). Exp keeps the order,
+        // so candidates can be chosen from logits or weights alike.
+        func weight(_ l: Float) -> Float { expf((l - maxLogit) * inverseTemperature) }
+
+        var kept: Int
         var total: Double = 0
-        for l in logits { total += Double(expf((l - maxLogit) * inverseTemperature)) }
-
-        let truncates = (parameters.topK > 0 && parameters.topK < logits.count) || parameters.topP < 1 || parameters.minP > 0
-        if !truncates {
-            var target = Double(generator.nextUnitFloat()) * total
-            for (i, l) in logits.enumerated() {
-                target -= Double(expf((l - maxLogit) * inverseTemperature))
-                if target < 0 { return Int32(i) }
+        if parameters.topK > 0 && parameters.topK < logits.count {
+            // top_k first, so only its K candidates need weights; top_p then measures against what top_k
+            // kept (the distribution is renormalized).
+            selectBest(parameters.topK, from: logits)
+            for i in candidateWeights.indices {
+                candidateWeights[i] = weight(candidateWeights[i])
+                total += Double(candidateWeights[i])
             }
-            return Self.argmax(logits)  // rounding left a sliver of mass: the best token takes it
-        }
-
-        // Grow the candidate prefix until top_k / top_p / min_p cut inside it.
-        var want = parameters.topK > 0 ? min(parameters.topK, logits.count) : min(256, logits.count)
-        var kept = 0
-        while true {
-            selectBest(want, from: logits)
-            // After top_k, top_p measures against what top_k kept (the distribution is renormalized).
-            var base = total
-            if parameters.topK > 0 {
-                base = 0
-                for l in candidateLogits { base += Double(expf((l - maxLogit) * inverseTemperature)) }
+            kept = cutoff(total: total)
+        } else {
+            // The exact softmax denominator needs every weight; they replace the logits in place.
+            for i in logits.indices {
+                logits[i] = weight(logits[i])
+                total += Double(logits[i])
             }
-            kept = cutoff(maxLogit: maxLogit, inverseTemperature: inverseTemperature, total: base)
-            let decided = kept < want || want == logits.count || parameters.topK > 0
-            if decided { break }
-            want = min(want * 2, logits.count)
+            if parameters.topP >= 1 && parameters.minP <= 0 {
+                var target = Double(generator.nextUnitFloat()) * total
+                for (i, w) in logits.enumerated() {
+                    target -= Double(w)
+                    if target < 0 { return Int32(i) }
+                }
+                return Self.argmax(logits)  // rounding left a sliver of mass: the best token takes it
+            }
+            // Grow the candidate prefix until top_p / min_p cut inside it.
+            var want = min(256, logits.count)
+            while true {
+                selectBest(want, from: logits)
+                kept = cutoff(total: total)
+                if kept < want || want == logits.count { break }
+                want = min(want * 2, logits.count)
+            }
         }
 
         var mass: Double = 0
-        for i in 0 ..< kept { mass += Double(expf((candidateLogits[i] - maxLogit) * inverseTemperature)) }
+        for i in 0 ..< kept { mass += Double(candidateWeights[i]) }
         var target = Double(generator.nextUnitFloat()) * mass
         for i in 0 ..< kept {
-            target -= Double(expf((candidateLogits[i] - maxLogit) * inverseTemperature))
+            target -= Double(candidateWeights[i])
             if target < 0 { return candidateIDs[i] }
         }
         return candidateIDs[0]
@@ -118,20 +127,21 @@ public struct Sampler {
         }
     }
 
-    /// Fills the candidate arrays with the `k` best tokens, best first (ties by lower id).
+    /// Fills the candidate arrays with the `k` best tokens by `logits` (or weights: the order is the same),
+    /// best first, ties by lower id.
     private mutating func selectBest(_ k: Int, from logits: UnsafeMutableBufferPointer<Float>) {
         candidateIDs.removeAll(keepingCapacity: true)
-        candidateLogits.removeAll(keepingCapacity: true)
+        candidateWeights.removeAll(keepingCapacity: true)
         if k > logits.count / 16 {
             // A large share of the vocabulary: one full sort beats a big heap.
             var order = Array(0 ..< logits.count)
             order.sort { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
-            for i in order.prefix(k) { candidateIDs.append(Int32(i)); candidateLogits.append(logits[i]) }
+            for i in order.prefix(k) { candidateIDs.append(Int32(i)); candidateWeights.append(logits[i]) }
             return
         }
         // A min-heap of size k on (logit, -id): the root is the weakest of the best k so far.
         func weaker(_ a: Int, _ b: Int) -> Bool {
-            let la = candidateLogits[a], lb = candidateLogits[b]
+            let la = candidateWeights[a], lb = candidateWeights[b]
             return la < lb || (la == lb && candidateIDs[a] > candidateIDs[b])
         }
         func siftDown(_ start: Int) {
@@ -143,51 +153,51 @@ public struct Sampler {
                 if l < n, weaker(l, m) { m = l }
                 if r < n, weaker(r, m) { m = r }
                 if m == i { return }
-                candidateIDs.swapAt(i, m); candidateLogits.swapAt(i, m)
+                candidateIDs.swapAt(i, m); candidateWeights.swapAt(i, m)
                 i = m
             }
         }
         for (i, l) in logits.enumerated() {
             if candidateIDs.count < k {
-                candidateIDs.append(Int32(i)); candidateLogits.append(l)
+                candidateIDs.append(Int32(i)); candidateWeights.append(l)
                 var c = candidateIDs.count - 1
                 while c > 0 {
                     let parent = (c - 1) / 2
                     guard weaker(c, parent) else { break }
-                    candidateIDs.swapAt(c, parent); candidateLogits.swapAt(c, parent)
+                    candidateIDs.swapAt(c, parent); candidateWeights.swapAt(c, parent)
                     c = parent
                 }
-            } else if l > candidateLogits[0] {
-                candidateIDs[0] = Int32(i); candidateLogits[0] = l
+            } else if l > candidateWeights[0] {
+                candidateIDs[0] = Int32(i); candidateWeights[0] = l
                 siftDown(0)
             }
         }
         // Heap to best-first order.
         var order = Array(0 ..< candidateIDs.count)
         order.sort { a, b in
-            candidateLogits[a] > candidateLogits[b] || (candidateLogits[a] == candidateLogits[b] && candidateIDs[a] < candidateIDs[b])
+            candidateWeights[a] > candidateWeights[b] || (candidateWeights[a] == candidateWeights[b] && candidateIDs[a] < candidateIDs[b])
         }
-        let ids = order.map { candidateIDs[$0] }, ls = order.map { candidateLogits[$0] }
+        let ids = order.map { candidateIDs[$0] }, ls = order.map { candidateWeights[$0] }
         candidateIDs.replaceSubrange(0..., with: ids)
-        candidateLogits.replaceSubrange(0..., with: ls)
+        candidateWeights.replaceSubrange(0..., with: ls)
     }
 
-    /// How many of the best-first candidates survive top_p and min_p (at least one).
-    private func cutoff(maxLogit: Float, inverseTemperature: Float, total: Double) -> Int {
+    /// How many of the best-first candidates (as weights) survive top_p and min_p (at least one).
+    /// `total` is the weight of the whole distribution the candidates come from.
+    private func cutoff(total: Double) -> Int {
         let p = parameters
         var kept = candidateIDs.count
         if p.minP > 0 {
-            // p_i >= minP * p_max  <=>  exp((l_i - max)/T) >= minP
-            let floor = Double(p.minP)
+            // p_i >= minP * p_max  <=>  w_i >= minP, since the best token's weight is 1.
             var n = 0
-            while n < kept, Double(expf((candidateLogits[n] - maxLogit) * inverseTemperature)) >= floor { n += 1 }
+            while n < kept, candidateWeights[n] >= p.minP { n += 1 }
             kept = max(1, n)
         }
         if p.topP < 1 {
             let goal = Double(p.topP) * total
             var cumulative: Double = 0
             for i in 0 ..< kept {
-                cumulative += Double(expf((candidateLogits[i] - maxLogit) * inverseTemperature))
+                cumulative += Double(candidateWeights[i])
                 if cumulative >= goal { return i + 1 }
             }
         }
