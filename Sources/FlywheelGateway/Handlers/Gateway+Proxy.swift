@@ -36,6 +36,14 @@ struct RequestContext: Sendable {
     }
 }
 
+extension RequestRecord {
+    /// Records `error` in the log's error columns: its code (more specific) or else its type, and its message.
+    mutating func setError(_ error: OpenAIError) {
+        errorType = error.code ?? error.type
+        errorMessage = error.message
+    }
+}
+
 enum WallClock {
     static func unixMillis() -> Int64 {
         var ts = timespec()
@@ -157,8 +165,7 @@ extension Gateway {
         writer.send(error.response(requestID: context.requestID))
         let seconds = Double(MonotonicClock.now() &- context.receivedAtNanos) / 1e9
         var record = context.record(status: error.status, latencyMillis: seconds * 1000)
-        record.errorType = error.code ?? error.type
-        record.errorMessage = error.message
+        record.setError(error)
         log.enqueue(record)
         metrics.requestFinished(endpoint: context.endpoint, model: nil, route: context.route, status: error.status,
                                 seconds: seconds, overheadSeconds: seconds, firstByteSeconds: nil)

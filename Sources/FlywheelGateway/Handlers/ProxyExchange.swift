@@ -133,7 +133,7 @@ final class ProxyExchange: UpstreamResponseHandler {
         } else if case .failure(let failure) = result {
             if s.clientGone || failure.isCancellation {
                 status = 499  // client closed the request, as nginx logs it
-                error = OpenAIError(status: 499, message: "The client disconnected before the response.", type: "client_closed", code: "client_closed_request")
+                error = .clientClosed()
             } else {
                 let e = Self.mapError(failure)
                 error = e
@@ -188,8 +188,7 @@ final class ProxyExchange: UpstreamResponseHandler {
         r.costUSD = gateway.prices.cost(requestedModel: context.modelRequested, servedModel: r.modelServed,
                                         promptTokens: r.promptTokens, completionTokens: r.completionTokens)
         if let error {
-            r.errorType = error.code ?? error.type
-            r.errorMessage = error.message
+            r.setError(error)
         } else if let body = upstreamErrorBody?["error"] {
             r.errorType = body["code"]?.stringValue ?? body["type"]?.stringValue ?? "upstream_error"
             r.errorMessage = body["message"]?.stringValue ?? body.serializedString()

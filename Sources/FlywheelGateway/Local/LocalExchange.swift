@@ -11,7 +11,7 @@ final class LocalExchange: Sendable {
     private let gateway: Gateway
     private let writer: HTTPResponseWriter
     private let context: RequestContext
-    private let options: LocalGenerationOptions.Snapshot
+    private let options: LocalGenerationOptions
     private let responses: LocalResponses
 
     private struct State {
@@ -27,7 +27,7 @@ final class LocalExchange: Sendable {
         self.gateway = gateway
         self.writer = writer
         self.context = context
-        self.options = .init(stream: options.stream, includeUsage: options.includeUsage)
+        self.options = options
         self.responses = LocalResponses(chat: chat, requestID: context.requestID, model: entry.name,
                                         createdAtMillis: context.createdAtMillis)
     }
@@ -93,9 +93,7 @@ final class LocalExchange: Sendable {
             let gone = state.withLock { $0.clientGone }
             if failure == .cancelled || gone {
                 if options.stream { writer.endStream() }
-                let e = OpenAIError(status: 499, message: "The client disconnected before the response.",
-                                    type: "client_closed", code: "client_closed_request")
-                return record(status: 499, body: nil, summary: nil, error: e)
+                return record(status: 499, body: nil, summary: nil, error: .clientClosed())
             }
             let e = Self.mapError(failure)
             if options.stream {
@@ -133,8 +131,7 @@ final class LocalExchange: Sendable {
         r.costUSD = gateway.prices.cost(requestedModel: context.modelRequested, servedModel: r.modelServed,
                                         promptTokens: r.promptTokens, completionTokens: r.completionTokens)
         if let error {
-            r.errorType = error.code ?? error.type
-            r.errorMessage = error.message
+            r.setError(error)
         }
         gateway.log.enqueue(r)
         gateway.metrics.requestFinished(endpoint: context.endpoint, model: context.modelRequested, route: context.route,
@@ -149,17 +146,9 @@ final class LocalExchange: Sendable {
         case .queueFull, .shuttingDown:
             return .overloaded(error.description)
         case .cancelled:
-            return OpenAIError(status: 499, message: error.description, type: "client_closed", code: "client_closed_request")
+            return .clientClosed(error.description)
         case .evaluationFailed:
             return .serverError(error.description)
         }
-    }
-}
-
-extension LocalGenerationOptions {
-    /// The parts of the options the exchange needs after the request is queued.
-    struct Snapshot: Sendable {
-        var stream: Bool
-        var includeUsage: Bool
     }
 }

@@ -65,6 +65,10 @@ extension OpenAIError {
     public static func serverError(_ message: String = "The gateway failed to handle the request.") -> OpenAIError {
         OpenAIError(status: 500, message: message, type: "server_error", code: "internal_error")
     }
+    /// Logged, never sent: the client went away before the answer (nginx's 499).
+    public static func clientClosed(_ message: String = "The client disconnected before the response.") -> OpenAIError {
+        OpenAIError(status: 499, message: message, type: "client_closed", code: "client_closed_request")
+    }
     public static func overloaded(_ message: String) -> OpenAIError {
         OpenAIError(status: 503, message: message, type: "server_error", code: "overloaded")
     }
