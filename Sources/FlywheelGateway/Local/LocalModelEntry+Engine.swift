@@ -11,11 +11,10 @@ extension LocalModelEntry {
                 let chat = try Self.chatMessages(messages)
                 var templateTools: [ChatTemplateValue]?
                 if let tools {
-                    guard case .array = tools, let parsed = try? ChatTemplateValue(json: tools.serializedString()),
-                          case .array(let items) = parsed else {
+                    guard case .array(let items) = tools else {
                         throw .invalidRequest("'tools' must be an array of tool definitions.", param: "tools")
                     }
-                    templateTools = items
+                    templateTools = items.map(Self.templateValue)
                 }
                 do {
                     return try local.chatPromptTokens(chat, tools: templateTools)
@@ -24,6 +23,19 @@ extension LocalModelEntry {
                 }
             },
             textPrompt: { local.textPromptTokens($0) })
+    }
+
+    /// A parsed JSON value as chat templates see it (objects keep their key order).
+    static func templateValue(_ json: JSON) -> ChatTemplateValue {
+        switch json {
+        case .null: return .none
+        case .bool(let b): return .bool(b)
+        case .int(let i): return .int(Int(i))
+        case .double(let d): return .double(d)
+        case .string(let s): return .string(s)
+        case .array(let items): return .array(items.map(templateValue))
+        case .object(let o): return .object(ChatTemplateObject(o.map { ($0.key, templateValue($0.value)) }))
+        }
     }
 
     /// OpenAI chat messages to the template's message type. Text content (a string or text parts),
