@@ -113,9 +113,6 @@ public final class InferenceScheduler: Sendable {
         return handle
     }
 
-    /// Generations waiting for a slot right now (for metrics).
-    public var queuedCount: Int { shared.withLock { $0.waiting.count } }
-
     /// A snapshot for metrics: generations running and waiting, tokens evaluated and generated so far.
     public var counts: (active: Int, queued: Int, promptTokens: Int, generatedTokens: Int) {
         let (active, queued) = shared.withLock { ($0.activeCount, $0.waiting.count) }
@@ -285,14 +282,8 @@ public final class InferenceScheduler: Sendable {
 
     /// Sends text held back by the decoder or the stop matcher at the end of a generation.
     private func flushText(_ job: Job) {
-        var tail = job.textStream?.finish() ?? ""
-        if !tail.isEmpty {
-            let (out, stopped) = job.matcher.append(tail)
-            tail = out
-            if !stopped { tail += job.matcher.finish() }
-        } else {
-            tail = job.matcher.finish()
-        }
+        let (out, stopped) = job.matcher.append(job.textStream?.finish() ?? "")
+        let tail = stopped ? out : out + job.matcher.finish()
         if !tail.isEmpty { job.onEvent(.text(tail)) }
     }
 
