@@ -107,7 +107,6 @@ struct GenerateCommand: ParsableCommand {
             _ = try scheduler.submit(model: local, request: GenerationRequest(promptTokens: tokens, maxTokens: maxTokens,
                                                                               sampling: sampling, stop: stop)) { event in
                 switch event {
-                case .started: break
                 case .text(let text): Console.write(text)
                 case .finished(let summary): outcome.withLock { $0 = .success(summary) }; done.signal()
                 case .failed(let error): outcome.withLock { $0 = .failure(error) }; done.signal()

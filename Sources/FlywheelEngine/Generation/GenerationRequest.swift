@@ -50,10 +50,8 @@ public struct GenerationSummary: Sendable {
 }
 
 /// What the scheduler reports about one generation, in order, on the scheduler thread:
-/// `started` once, `text` zero or more times, then exactly one of `finished` or `failed`.
+/// `text` zero or more times, then exactly one of `finished` or `failed`.
 public enum GenerationEvent: Sendable {
-    /// The prompt is evaluated; the first token is next.
-    case started
     /// New output text (never part of a stop string).
     case text(String)
     case finished(GenerationSummary)

@@ -192,10 +192,7 @@ public final class InferenceScheduler: Sendable {
                 job.logits = try sequence.append(prompt[job.promptDone ..< end])
                 promptTokensTotal.add(end - job.promptDone, ordering: .relaxed)
                 job.promptDone = end
-                if end == prompt.count {
-                    job.promptFinishedAt = Job.now()
-                    job.onEvent(.started)
-                }
+                if end == prompt.count { job.promptFinishedAt = Job.now() }
                 return false
             }
             return try generateOne(job, sequence: sequence)

@@ -67,8 +67,6 @@ final class LocalExchange: Sendable {
 
     private func handle(_ event: GenerationEvent) {
         switch event {
-        case .started:
-            break
         case .text(let piece):
             state.withLock { s in
                 s.text += piece
