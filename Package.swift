@@ -51,19 +51,21 @@ let package = Package(
         .target(name: "FlywheelStore", dependencies: ["CSQLite"], swiftSettings: strict),
         // A small, fast JSON value type with parser and writer.
         .target(name: "FlywheelJSON", swiftSettings: strict),
-        // OpenAI wire format, routing, handlers, feedback, metrics, configuration.
+        // The daemon's configuration: YAML (Yams) -> typed, validated values. Imports no other Flywheel module,
+        // so commands that only read the log need not import the gateway.
+        .target(name: "FlywheelConfig", dependencies: [.product(name: "Yams", package: "Yams")], swiftSettings: strict),
+        // OpenAI wire format, route table, exchanges -> outcome -> ledger, feedback, metrics.
         .target(
             name: "FlywheelGateway",
             dependencies: ["FlywheelHTTP", "FlywheelUpstream", "FlywheelStore", "FlywheelJSON", "FlywheelEngine",
-                           "FlywheelChatTemplate", "FlywheelKernels", "COpenSSL",
-                           .product(name: "Yams", package: "Yams")],
+                           "FlywheelChatTemplate", "FlywheelKernels", "FlywheelConfig", "COpenSSL"],
             swiftSettings: strict),
         // Reading the log for operators: `tail` and `show` formatting and follow mode.
         .target(name: "FlywheelInspect", dependencies: ["FlywheelStore", "FlywheelJSON"], swiftSettings: strict),
         // The command line: one file per subcommand, no logic.
         .executableTarget(
             name: "flywheel",
-            dependencies: ["FlywheelGateway", "FlywheelInspect", "FlywheelStore", "FlywheelJSON", "FlywheelEngine",
+            dependencies: ["FlywheelGateway", "FlywheelConfig", "FlywheelInspect", "FlywheelStore", "FlywheelJSON", "FlywheelEngine",
                            "FlywheelKernels", "FlywheelChatTemplate", "CLinux",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
@@ -102,6 +104,7 @@ let package = Package(
         .testTarget(name: "FlywheelUpstreamTests", dependencies: ["FlywheelUpstream"], swiftSettings: strict),
         .testTarget(name: "FlywheelStoreTests", dependencies: ["FlywheelStore"], swiftSettings: strict),
         .testTarget(name: "FlywheelJSONTests", dependencies: ["FlywheelJSON"], swiftSettings: strict),
+        .testTarget(name: "FlywheelConfigTests", dependencies: ["FlywheelConfig"], swiftSettings: strict),
         .testTarget(name: "FlywheelInspectTests", dependencies: ["FlywheelInspect"], swiftSettings: strict),
         .testTarget(
             name: "FlywheelGatewayTests", dependencies: ["FlywheelGateway", "FlywheelChatTemplate", "FlywheelJSON"],

@@ -1,3 +1,4 @@
+import FlywheelConfig
 import FlywheelEngine
 import FlywheelHTTP
 import FlywheelKernels

@@ -1,3 +1,4 @@
+import FlywheelConfig
 import ArgumentParser
 import Foundation
 import CLinux

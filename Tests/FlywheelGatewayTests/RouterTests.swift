@@ -1,3 +1,4 @@
+import FlywheelConfig
 import XCTest
 @testable import FlywheelGateway
 

@@ -1,3 +1,4 @@
+import FlywheelConfig
 import FlywheelHTTP
 
 /// Checks `Authorization: Bearer <key>` against the configured Flywheel keys. With no keys configured every

@@ -1,3 +1,5 @@
+import FlywheelConfig
+
 /// Estimates what a request cost from its token usage, with prices in USD per one million tokens.
 public struct PriceTable: Sendable {
     private let prices: [String: GatewayConfiguration.Price]

@@ -1,3 +1,4 @@
+import FlywheelConfig
 import FlywheelUpstream
 
 /// Where one request goes: the upstreams to try in order and the model name to send them.

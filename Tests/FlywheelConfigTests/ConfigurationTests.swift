@@ -1,5 +1,5 @@
 import XCTest
-@testable import FlywheelGateway
+@testable import FlywheelConfig
 
 final class ConfigurationTests: XCTestCase {
     func testFullExampleFileParses() throws {
