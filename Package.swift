@@ -60,12 +60,18 @@ let package = Package(
             dependencies: ["FlywheelHTTP", "FlywheelUpstream", "FlywheelStore", "FlywheelJSON", "FlywheelEngine",
                            "FlywheelChatTemplate", "FlywheelKernels", "FlywheelConfig", "COpenSSL"],
             swiftSettings: strict),
+        // The daemon's assembly: store, engine, upstream clients, gateway and HTTP server, started and stopped in order.
+        .target(
+            name: "FlywheelDaemon",
+            dependencies: ["FlywheelGateway", "FlywheelConfig", "FlywheelHTTP", "FlywheelUpstream", "FlywheelStore",
+                           "FlywheelEngine", "FlywheelKernels"],
+            swiftSettings: strict),
         // Reading the log for operators: `tail` and `show` formatting and follow mode.
         .target(name: "FlywheelInspect", dependencies: ["FlywheelStore", "FlywheelJSON"], swiftSettings: strict),
         // The command line: one file per subcommand, no logic.
         .executableTarget(
             name: "flywheel",
-            dependencies: ["FlywheelGateway", "FlywheelConfig", "FlywheelInspect", "FlywheelStore", "FlywheelJSON", "FlywheelEngine",
+            dependencies: ["FlywheelDaemon", "FlywheelGateway", "FlywheelConfig", "FlywheelInspect", "FlywheelStore", "FlywheelJSON", "FlywheelEngine",
                            "FlywheelKernels", "FlywheelChatTemplate", "CLinux",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),

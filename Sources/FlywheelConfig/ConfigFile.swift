@@ -53,6 +53,8 @@ struct ConfigFile: Decodable {
         var webhook_secret: String?
         var webhook_secret_env: String?
         var max_body_bytes: Int?
+        var signature_tolerance: Double?
+        var wait_timeout: Double?
     }
     struct TimeoutsSection: Decodable { var connect: Double?; var first_byte: Double?; var total: Double? }
     struct RetriesSection: Decodable { var max: Int?; var initial_backoff: Double?; var max_backoff: Double? }
@@ -104,6 +106,8 @@ struct ConfigFile: Decodable {
             c.feedback.webhookSecret = try Self.secret(literal: f.webhook_secret, env: f.webhook_secret_env,
                                                        environment: environment, what: "feedback.webhook_secret")
             c.feedback.maxBodyBytes = f.max_body_bytes ?? c.feedback.maxBodyBytes
+            c.feedback.signatureTolerance = f.signature_tolerance ?? c.feedback.signatureTolerance
+            c.feedback.waitTimeout = f.wait_timeout ?? c.feedback.waitTimeout
         }
         for u in upstreams ?? [] {
             var up = GatewayConfiguration.Upstream(name: u.name, baseURL: u.base_url)

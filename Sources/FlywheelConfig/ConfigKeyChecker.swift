@@ -18,7 +18,8 @@ enum ConfigKeyChecker {
         ].map { ($0, Shape.any) })),
         "auth": .mapping(["keys": .list(.mapping(["id": .any, "key": .any, "key_env": .any]))]),
         "log": .mapping(["path": .any, "queue_capacity": .any, "batch_size": .any, "flush_interval": .any]),
-        "feedback": .mapping(["webhook_secret": .any, "webhook_secret_env": .any, "max_body_bytes": .any]),
+        "feedback": .mapping(["webhook_secret": .any, "webhook_secret_env": .any, "max_body_bytes": .any,
+                              "signature_tolerance": .any, "wait_timeout": .any]),
         "upstreams": .list(.mapping([
             "name": .any, "base_url": .any, "api_key": .any, "api_key_env": .any, "headers": .mapOf(.any),
             "timeouts": .mapping(["connect": .any, "first_byte": .any, "total": .any]),

@@ -86,6 +86,12 @@ public struct GatewayConfiguration: Sendable, Equatable {
         /// When set, `POST /v1/feedback` requires `x-flywheel-signature: sha256=<hex HMAC of the body>`.
         public var webhookSecret: String? = nil
         public var maxBodyBytes = 1 << 20
+        /// Seconds a signed timestamp (`t=` in the signature header) may differ from the daemon's clock:
+        /// replayed webhooks older than this are refused. Stripe's default is 300 s.
+        public var signatureTolerance = 300.0
+        /// Seconds a feedback request waits for its request's row (in flight, or queued behind a busy writer)
+        /// before it gets 503 with `Retry-After`.
+        public var waitTimeout = 10.0
     }
 
     public struct Upstream: Sendable, Equatable {
@@ -210,6 +216,13 @@ extension GatewayConfiguration {
         }
         guard log.queueCapacity > 0, log.batchSize > 0, log.flushInterval > 0 else {
             throw ConfigurationError("log: queue_capacity, batch_size and flush_interval must be positive")
+        }
+        if let secret = feedback.webhookSecret, secret.isEmpty {
+            // An empty key would verify signatures anyone can compute.
+            throw ConfigurationError("feedback.webhook_secret is empty: give a secret, or remove the key to accept unsigned feedback")
+        }
+        guard feedback.signatureTolerance > 0, feedback.waitTimeout > 0 else {
+            throw ConfigurationError("feedback: signature_tolerance and wait_timeout must be positive")
         }
         var keyIDs = Set<String>()
         for k in auth.keys {

@@ -2,7 +2,7 @@ import FlywheelConfig
 import ArgumentParser
 import Foundation
 import CLinux
-import FlywheelGateway
+import FlywheelDaemon
 
 struct ServeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -52,9 +52,9 @@ struct ServeCommand: ParsableCommand {
         // Keep freed memory in glibc's per-thread arenas instead of returning it to the kernel after every
         // burst: without this, each request's allocations grow and shrink a heap with mprotect calls.
         fw_tune_malloc(64 << 20, 16 << 20)
-        let server: GatewayServer
+        let server: Daemon
         do {
-            server = try GatewayServer(configuration: settings)
+            server = try Daemon(configuration: settings)
         } catch {
             throw ValidationError("\(error)")
         }

@@ -7,45 +7,56 @@ extension Gateway {
     static let maxSourceLength = 128
     static let maxCommentBytes = 64 << 10
 
-    /// `POST /v1/feedback`: validates, then answers only once the row is committed.
-    func submitFeedback(_ request: HTTPRequest, requestID: String, writer: HTTPResponseWriter) {
-        let respondError: @Sendable (OpenAIError) -> Void = { error in writer.send(error.response(requestID: requestID)) }
-        guard request.body.count <= configuration.feedback.maxBodyBytes else {
-            return respondError(OpenAIError(status: 413, message: "Feedback bodies are limited to \(configuration.feedback.maxBodyBytes) bytes.",
-                                            type: "invalid_request_error", code: "request_too_large"))
-        }
-        if let signature {
-            // Webhooks prove themselves by signing the exact bytes they sent.
-            guard signature.verify(header: request.headers["x-flywheel-signature"], body: request.body) else {
-                return respondError(OpenAIError(status: 401, message: "Missing or invalid x-flywheel-signature: expected sha256=<hex HMAC-SHA256 of the raw body>.",
-                                                type: "invalid_request_error", code: "invalid_signature"))
-            }
-        } else if case .rejected = authenticator.authenticate(request.headers) {
-            return respondError(.invalidAPIKey())
+    /// `POST /v1/feedback` (after the access step checked the signature or key): validates, waits for the
+    /// request's row when that request is still being answered, and answers once the feedback row is
+    /// committed, or with 503 and `Retry-After` when that takes longer than `feedback.wait_timeout`.
+    func submitFeedback(_ request: GatewayRequest) {
+        let writer = request.writer
+        let requestID = request.requestID
+        guard request.http.body.count <= configuration.feedback.maxBodyBytes else {
+            return writer.send(OpenAIError(status: 413, message: "Feedback bodies are limited to \(configuration.feedback.maxBodyBytes) bytes.",
+                                           type: "invalid_request_error", code: "request_too_large").response(requestID: requestID))
         }
         let feedback: FeedbackRecord
-        switch Self.parseFeedback(request.body, idempotencyKey: request.headers["Idempotency-Key"]) {
-        case .failure(let error): return respondError(error)
+        switch Self.parseFeedback(request.http.body, idempotencyKey: request.http.headers["Idempotency-Key"]) {
+        case .failure(let error): return writer.send(error.response(requestID: requestID))
         case .success(let f): feedback = f
         }
-        log.submitFeedback(feedback) { result in
-            switch result {
-            case .success(let submission):
-                writer.send(HTTPResponse.json(["id": .int(submission.feedbackID), "object": "feedback",
-                                               "request_id": .string(feedback.requestID), "duplicate": .bool(submission.duplicate)],
-                                              requestID: requestID))
-            case .failure(.unknownRequest(let id)):
-                respondError(OpenAIError(status: 404, message: "No logged request has the id '\(id)'.",
-                                         type: "invalid_request_error", param: "request_id", code: "request_not_found"))
-            case .failure(.idempotencyConflict(let message)):
-                respondError(OpenAIError(status: 409, message: "Idempotency-Key reused for different feedback: \(message)",
-                                         type: "invalid_request_error", code: "idempotency_conflict"))
-            case .failure(.overloaded), .failure(.closed):
-                respondError(.overloaded("The feedback log is busy or closing; retry shortly."))
-            case .failure:
-                respondError(.serverError("The feedback could not be stored."))
-            }
+        let answer = FeedbackAnswer(writer: writer, requestID: requestID, waitTimeout: configuration.feedback.waitTimeout)
+        let log = ledger.log
+        let submit: @Sendable () -> Void = {
+            log.submitFeedback(feedback) { result in answer.send(Self.feedbackResponse(result, feedback: feedback, requestID: requestID)) }
         }
+        switch ledger.inFlight.whenLogged(feedback.requestID, submit) {
+        case .notInFlight: submit()
+        case .parked: break
+        case .full: answer.send(Self.retryLater("Too much feedback is waiting for requests in flight; retry shortly.", requestID: requestID))
+        }
+    }
+
+    static func feedbackResponse(_ result: Result<FeedbackSubmission, StoreError>, feedback: FeedbackRecord, requestID: String) -> HTTPResponse {
+        switch result {
+        case .success(let submission):
+            return HTTPResponse.json(["id": .int(submission.feedbackID), "object": "feedback",
+                                      "request_id": .string(feedback.requestID), "duplicate": .bool(submission.duplicate)],
+                                     requestID: requestID)
+        case .failure(.unknownRequest(let id)):
+            return OpenAIError(status: 404, message: "No logged request has the id '\(id)'.",
+                               type: "invalid_request_error", param: "request_id", code: "request_not_found").response(requestID: requestID)
+        case .failure(.idempotencyConflict(let message)):
+            return OpenAIError(status: 409, message: "Idempotency-Key reused for different feedback: \(message)",
+                               type: "invalid_request_error", code: "idempotency_conflict").response(requestID: requestID)
+        case .failure(.overloaded), .failure(.closed):
+            return retryLater("The feedback log is busy or closing; retry shortly.", requestID: requestID)
+        case .failure:
+            return OpenAIError.serverError("The feedback could not be stored.").response(requestID: requestID)
+        }
+    }
+
+    static func retryLater(_ message: String, requestID: String) -> HTTPResponse {
+        var response = OpenAIError.overloaded(message).response(requestID: requestID)
+        response.headers.add("Retry-After", "1")
+        return response
     }
 
     /// Validates a feedback body into a record; every rejection says which field and why.

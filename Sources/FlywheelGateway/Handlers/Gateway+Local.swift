@@ -6,7 +6,7 @@ extension Gateway {
     /// Answers a chat or completions request whose model is served in process (route `local`).
     /// Called on the event loop after the common checks (auth, JSON, required fields); never blocks it:
     /// tokenizing and template rendering are quick, the generation runs on the scheduler thread.
-    func serveLocally(_ object: JSONObject, entry: LocalModelEntry, endpoint: ProxiedEndpoint,
+    func serveLocally(_ object: JSONObject, entry: LocalModelEntry, endpoint: InferenceEndpoint,
                       context: RequestContext, writer: HTTPResponseWriter) {
         guard let scheduler = inference, endpoint != .embeddings else {
             return fail(context, .invalidRequest("The local model '\(entry.name)' does not serve \(endpoint.rawValue).", param: "model"),
@@ -20,8 +20,9 @@ extension Gateway {
             }
             let prompt = try chat ? chatPromptTokens(object, entry: entry) : completionPromptTokens(object, entry: entry)
             let request = GenerationRequest(promptTokens: prompt, maxTokens: options.maxTokens, sampling: options.sampling, stop: options.stop)
-            let exchange = LocalExchange(gateway: self, writer: writer, context: context, entry: entry, options: options, chat: chat)
-            exchange.start(scheduler: scheduler, entry: entry, request: request)
+            let exchange = LocalExchange(ledger: ledger, writer: writer, context: context, modelName: entry.name,
+                                         stream: options.stream, includeUsage: options.includeUsage, chat: chat)
+            exchange.start(scheduler: scheduler, model: entry.model, request: request)
         } catch {
             fail(context, error, writer: writer)
         }

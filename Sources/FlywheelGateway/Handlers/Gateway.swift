@@ -6,37 +6,58 @@ import FlywheelStore
 import FlywheelUpstream
 import Synchronization
 
-/// The OpenAI-compatible front door: dispatches each HTTP request to its handler. Runs on the HTTP event-loop
-/// threads and never blocks them: upstream work goes to the `UpstreamClient` thread, log rows to the
-/// `LogWriter` thread, and answers come back through the `HTTPResponseWriter`.
+/// The OpenAI-compatible front door. Every request takes the same path on its event loop: a request id, the
+/// route table, the endpoint's access check, then its handler. Never blocks the loop: upstream work runs on
+/// the loop's own curl multi handle, generations on the inference thread, log rows on the writer thread.
 public final class Gateway: HTTPResponder {
     let configuration: GatewayConfiguration
-    let router: Router
+    let router: ModelRouter
     let upstreams: UpstreamPool
-    let log: LogWriter
+    let ledger: RequestLedger
     public let metrics: GatewayMetrics
     let authenticator: APIKeyAuthenticator
     let signature: WebhookSignature?
-    let prices: PriceTable
     /// Models served in process, by request name; they take precedence over routes.
     let localModels: [String: LocalModelEntry]
     /// Runs local generations; nil when no local model is configured.
     let inference: InferenceScheduler?
+    let catalog: ModelCatalog
+    private let routes: RouteTable
     /// Reads the HTTP server's open-connection count for `/metrics`; set once the server exists.
     let connectionCounter = Mutex<(@Sendable () -> Int)?>(nil)
 
     public init(configuration: GatewayConfiguration, upstreams: UpstreamPool, log: LogWriter, metrics: GatewayMetrics = GatewayMetrics(),
                 localModels: [LocalModelEntry] = [], inference: InferenceScheduler? = nil) {
         self.configuration = configuration
-        self.router = Router(configuration: configuration)
+        self.router = ModelRouter(configuration: configuration)
         self.upstreams = upstreams
-        self.log = log
         self.metrics = metrics
+        self.ledger = RequestLedger(log: log, metrics: metrics, prices: PriceTable(configuration.prices))
         self.authenticator = APIKeyAuthenticator(keys: configuration.auth.keys)
-        self.signature = configuration.feedback.webhookSecret.map(WebhookSignature.init(secret:))
-        self.prices = PriceTable(configuration.prices)
-        self.localModels = Dictionary(localModels.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        self.signature = configuration.feedback.webhookSecret.map {
+            WebhookSignature(secret: $0, tolerance: configuration.feedback.signatureTolerance)
+        }
+        let locals = Dictionary(localModels.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        self.localModels = locals
         self.inference = inference
+        self.catalog = ModelCatalog(localNames: localModels.map(\.name), router: router, upstreams: upstreams)
+        self.routes = Self.routeTable()
+    }
+
+    /// Every endpoint the gateway answers. Handlers get the gateway passed in, so the table holds no reference
+    /// back to it.
+    static func routeTable() -> RouteTable {
+        var table = RouteTable()
+        for endpoint in InferenceEndpoint.allCases {
+            table.add(["POST"], endpoint.rawValue, access: .client, logged: true) { $0.serveInference($1, endpoint: endpoint) }
+        }
+        table.add(["POST"], "/v1/feedback", access: .webhook) { $0.submitFeedback($1) }
+        table.add(["GET"], "/v1/models", access: .client) { $0.listModels($1) }
+        table.addPrefix(["GET"], "/v1/models/", access: .client) { $0.retrieveModel($1) }
+        table.add(["GET", "HEAD"], "/healthz", access: .open) { $1.writer.send(HTTPResponse.json(["status": "ok"], requestID: $1.requestID)) }
+        table.add(["GET", "HEAD"], "/health", access: .open) { $1.writer.send(HTTPResponse.json(["status": "ok"], requestID: $1.requestID)) }
+        table.add(["GET"], "/metrics", access: .open) { $1.writer.send($0.metricsResponse(requestID: $1.requestID)) }
+        return table
     }
 
     /// Where `/metrics` reads the number of open client connections.
@@ -44,55 +65,73 @@ public final class Gateway: HTTPResponder {
         connectionCounter.withLock { $0 = counter }
     }
 
-    /// The OpenAI endpoints this gateway proxies, with the upstream path each maps to.
-    enum ProxiedEndpoint: String, Sendable {
-        case chatCompletions = "/v1/chat/completions"
-        case completions = "/v1/completions"
-        case embeddings = "/v1/embeddings"
-
-        var upstreamPath: String { String(rawValue.dropFirst(3)) }  // drop "/v1"
-    }
-
     public func respond(to request: HTTPRequest, writer: HTTPResponseWriter) {
         let requestID = RequestID.resolve(clientValue: request.headers["x-request-id"])
         let path = Self.normalized(request.path)
-        if let endpoint = ProxiedEndpoint(rawValue: path) {
-            guard request.method == "POST" else {
-                return writer.send(methodNotAllowed(request, allow: "POST", requestID: requestID))
-            }
-            return proxy(request, endpoint: endpoint, requestID: requestID, writer: writer)
+        let endpoint: RouteTable.Endpoint
+        var incoming = GatewayRequest(http: request, requestID: requestID, writer: writer)
+        switch routes.match(method: request.method, path: path) {
+        case .notFound:
+            return writer.send(OpenAIError.notFound(path: request.path).response(requestID: requestID))
+        case .methodNotAllowed(let allow):
+            var response = OpenAIError.methodNotAllowed(request.method, path: request.path).response(requestID: requestID)
+            response.headers.add("Allow", allow)
+            return writer.send(response)
+        case .found(let found, let rest):
+            endpoint = found
+            incoming.pathRest = rest
         }
-        switch path {
-        case "/v1/feedback":
-            guard request.method == "POST" else { return writer.send(methodNotAllowed(request, allow: "POST", requestID: requestID)) }
-            submitFeedback(request, requestID: requestID, writer: writer)
-        case "/v1/models":
-            guard request.method == "GET" else { return writer.send(methodNotAllowed(request, allow: "GET", requestID: requestID)) }
-            listModels(request, requestID: requestID, writer: writer)
-        case "/healthz", "/health":
-            guard request.method == "GET" || request.method == "HEAD" else { return writer.send(methodNotAllowed(request, allow: "GET", requestID: requestID)) }
-            writer.send(HTTPResponse.json(["status": "ok"], requestID: requestID))
-        case "/metrics":
-            guard request.method == "GET" else { return writer.send(methodNotAllowed(request, allow: "GET", requestID: requestID)) }
-            writer.send(metricsResponse(requestID: requestID))
-        default:
-            writer.send(OpenAIError.notFound(path: request.path).response(requestID: requestID))
+        if let refusal = checkAccess(endpoint.access, &incoming) {
+            if endpoint.logged {
+                let context = requestContext(incoming, endpoint: path)
+                ledger.begin(context)
+                return ledger.reject(context, refusal, writer: writer)
+            }
+            return writer.send(refusal.response(requestID: requestID))
+        }
+        endpoint.handler(self, incoming)
+    }
+
+    /// The access step: nil when the request may go on (with its key id filled in), else the error to answer.
+    private func checkAccess(_ access: EndpointAccess, _ request: inout GatewayRequest) -> OpenAIError? {
+        switch access {
+        case .open:
+            return nil
+        case .webhook where signature != nil:
+            // Webhooks prove themselves by signing the exact bytes they sent.
+            guard let signature else { return nil }
+            switch signature.verify(header: request.http.headers["x-flywheel-signature"], body: request.http.body,
+                                    nowSeconds: WallClock.unixMillis() / 1000) {
+            case .valid: return nil
+            case .stale:
+                return OpenAIError(status: 401, message: "The x-flywheel-signature timestamp is outside the accepted window of \(Int(signature.tolerance)) s; sign the request again with the current time.",
+                                   type: "invalid_request_error", code: "signature_expired")
+            case .invalid:
+                return OpenAIError(status: 401, message: "Missing or invalid x-flywheel-signature: expected sha256=<hex HMAC-SHA256 of the raw body>, or t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<raw body>\">.",
+                                   type: "invalid_request_error", code: "invalid_signature")
+            }
+        case .client, .webhook:
+            switch authenticator.authenticate(request.http.headers) {
+            case .rejected: return .invalidAPIKey()
+            case .authenticated(let id): request.clientKeyID = id; return nil
+            case .open: return nil
+            }
         }
     }
 
     /// Tolerates one trailing slash, as clients that join base URLs carelessly send it.
     static func normalized(_ path: String) -> String {
-        path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
+        path.utf8.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
     }
 
-    func methodNotAllowed(_ request: HTTPRequest, allow: String, requestID: String) -> HTTPResponse {
-        var response = OpenAIError.methodNotAllowed(request.method, path: request.path).response(requestID: requestID)
-        response.headers.add("Allow", allow)
-        return response
+    /// Ends a logged request the gateway refused itself.
+    func fail(_ context: RequestContext, _ error: OpenAIError, writer: HTTPResponseWriter) {
+        ledger.reject(context, error, writer: writer)
     }
 
     func metricsResponse(requestID: String) -> HTTPResponse {
         let connections = connectionCounter.withLock { $0 }?() ?? 0
+        let log = ledger.log
         var gauges = GatewayMetrics.Gauges(logQueueDepth: log.queueDepth, logDropped: log.droppedCount,
                                            logWritten: log.writtenCount, logWriteErrors: log.writeErrorCount,
                                            openConnections: connections)
@@ -108,25 +147,5 @@ public final class Gateway: HTTPResponder {
         headers.add("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
         headers.add("x-request-id", requestID)
         return HTTPResponse(status: 200, headers: headers, body: Array(text.utf8))
-    }
-
-    func listModels(_ request: HTTPRequest, requestID: String, writer: HTTPResponseWriter) {
-        if case .rejected = authenticator.authenticate(request.headers) {
-            return writer.send(OpenAIError.invalidAPIKey().response(requestID: requestID))
-        }
-        let names = localModels.keys.sorted() + router.exactModelNames
-        if names.isEmpty, let route = router.catchAll {
-            // Everything goes to one upstream: it knows its models better than we do.
-            let exchange = ProxyExchange(gateway: self, writer: writer, requestID: requestID, context: nil, stream: false)
-            let upstreamRequest = UpstreamRequest(method: "GET", path: "/models", headers: [("Accept", "application/json")],
-                                                  endpoints: route.endpoints, timeouts: route.timeouts, retry: route.retry)
-            exchange.start(upstreamRequest)
-            return
-        }
-        var seen = Set<String>()
-        let data: [JSON] = names.filter { seen.insert($0).inserted }.map {
-            ["id": .string($0), "object": "model", "created": 0, "owned_by": localModels[$0] == nil ? "flywheel" : "flywheel-local"]
-        }
-        writer.send(HTTPResponse.json(["object": "list", "data": .array(data)], requestID: requestID))
     }
 }

@@ -5,6 +5,9 @@ public final class GatewayMetrics: Sendable {
     /// Label sets beyond this many collapse into `model="other"`: model names come from clients, and an
     /// unbounded label set would grow memory and scrape size without limit.
     static let maxSeries = 2_000
+    /// Label values are cut to this many bytes: a client chooses the model name, and one long name must not
+    /// grow every scrape.
+    static let maxLabelBytes = 128
 
     struct RequestKey: Hashable { var endpoint: String; var model: String; var route: String; var status: Int }
     struct UpstreamErrorKey: Hashable { var upstream: String; var kind: String }
@@ -25,15 +28,19 @@ public final class GatewayMetrics: Sendable {
     public func requestFinished(endpoint: String, model: String?, route: String?, status: Int,
                                 seconds: Double, overheadSeconds: Double?, firstByteSeconds: Double?) {
         inFlight.subtract(1, ordering: .relaxed)
+        // A request that never reached a route is labelled by why: no model given, or a model nobody serves.
+        let modelLabel = route == nil ? (model == nil ? "none" : "unknown") : Self.labelValue(model ?? "none")
+        let routeLabel = route.map(Self.labelValue) ?? (model == nil ? "none" : "unknown")
+        let endpointLabel = Self.labelValue(endpoint)
         requests.withLock { table in
-            var key = RequestKey(endpoint: endpoint, model: model ?? "", route: route ?? "", status: status)
+            var key = RequestKey(endpoint: endpointLabel, model: modelLabel, route: routeLabel, status: status)
             if table[key] == nil, table.count >= Self.maxSeries { key.model = "other" }
             table[key, default: 0] += 1
         }
         let histogram = durations.withLock { table in
-            if let h = table[endpoint] { return h }
+            if let h = table[endpointLabel] { return h }
             let h = Histogram(bounds: Self.durationBounds)
-            table[endpoint] = h
+            table[endpointLabel] = h
             return h
         }
         histogram.observe(seconds)
@@ -43,7 +50,11 @@ public final class GatewayMetrics: Sendable {
 
     /// Counts an upstream failure by kind: connect, timeout, transfer, status_5xx, status_429...
     public func upstreamError(upstream: String, kind: String) {
-        upstreamErrors.withLock { $0[UpstreamErrorKey(upstream: upstream, kind: kind), default: 0] += 1 }
+        let key = UpstreamErrorKey(upstream: Self.labelValue(upstream), kind: Self.labelValue(kind))
+        upstreamErrors.withLock { table in
+            guard table[key] != nil || table.count < Self.maxSeries else { return }
+            table[key, default: 0] += 1
+        }
     }
 
     /// Figures owned by other components, sampled at scrape time.
@@ -110,14 +121,30 @@ public final class GatewayMetrics: Sendable {
         return out
     }
 
-    private func escape(_ s: String) -> String {
-        guard s.contains(where: { $0 == "\\" || $0 == "\"" || $0 == "\n" }) else { return s }
-        return s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n")
+    /// A label value as stored: at most `maxLabelBytes` bytes (cut at a character boundary, marked with "…").
+    static func labelValue(_ text: String) -> String {
+        guard text.utf8.count > maxLabelBytes else { return text }
+        var end = text.utf8.index(text.utf8.startIndex, offsetBy: maxLabelBytes - 3)
+        while end > text.utf8.startIndex, text.utf8[end] & 0xC0 == 0x80 { end = text.utf8.index(before: end) }
+        return String(decoding: text.utf8[..<end], as: UTF8.self) + "…"
     }
-}
 
-private extension String {
-    func replacingOccurrences(of target: String, with replacement: String) -> String {
-        split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
+    /// A label value escaped for the text format: backslash, double quote and line feed escaped as the format
+    /// defines; other control characters (CR, ESC, ...), which the format has no escape for, become U+FFFD.
+    /// Works on bytes: Swift's `Character` treats "\r\n" as one, which a character-level check misses.
+    func escape(_ s: String) -> String {
+        guard s.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F || $0 == 0x5C || $0 == 0x22 }) else { return s }
+        var out: [UInt8] = []
+        out.reserveCapacity(s.utf8.count + 8)
+        for byte in s.utf8 {
+            switch byte {
+            case 0x5C: out += [0x5C, 0x5C]
+            case 0x22: out += [0x5C, 0x22]
+            case 0x0A: out += [0x5C, UInt8(ascii: "n")]
+            case 0..<0x20, 0x7F: out += [0xEF, 0xBF, 0xBD]
+            default: out.append(byte)
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 }

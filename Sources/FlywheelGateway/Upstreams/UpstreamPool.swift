@@ -11,7 +11,7 @@ public final class UpstreamPool: Sendable {
     public init() {}
 
     /// Creates a client on each loop. Call once, before the server starts accepting.
-    func attach(to loops: [HTTPEventLoop], configuration: UpstreamClientConfiguration = .init()) throws {
+    public func attach(to loops: [HTTPEventLoop], configuration: UpstreamClientConfiguration = .init()) throws {
         let created = try loops.map { try UpstreamClient(configuration: configuration, driver: EventLoopUpstreamDriver(loop: $0)) }
         clients.withLock { $0 = created }
     }
@@ -22,7 +22,7 @@ public final class UpstreamPool: Sendable {
     }
 
     /// Ends every client's transfers (their handlers get `.shutdown`) and releases curl. Idempotent.
-    func shutdown() {
+    public func shutdown() {
         for client in clients.withLock({ $0 }) { client.shutdown() }
     }
 }

@@ -69,6 +69,10 @@ extension OpenAIError {
     public static func clientClosed(_ message: String = "The client disconnected before the response.") -> OpenAIError {
         OpenAIError(status: 499, message: message, type: "client_closed", code: "client_closed_request")
     }
+    /// The daemon is stopping: new work is refused, and work cut at the end of the shutdown grace says so.
+    public static func serverShutdown(_ message: String = "The gateway is shutting down; retry shortly.") -> OpenAIError {
+        OpenAIError(status: 503, message: message, type: "server_error", code: "server_shutdown")
+    }
     public static func overloaded(_ message: String) -> OpenAIError {
         OpenAIError(status: 503, message: message, type: "server_error", code: "overloaded")
     }

@@ -14,7 +14,7 @@ public struct ResolvedRoute: Sendable {
 
 /// Maps a requested model name to a route. Routes are tried in configuration order; the first match wins.
 /// Immutable after construction, so safe to share across threads.
-public struct Router: Sendable {
+public struct ModelRouter: Sendable {
     struct Entry: Sendable {
         var pattern: ModelPattern
         var route: ResolvedRoute
@@ -50,6 +50,16 @@ public struct Router: Sendable {
         entries.first { $0.pattern.matches(model) }?.route
     }
 
+    /// The position of the route `model` takes (first match), or nil.
+    func entryIndex(forModel model: String) -> Int? {
+        entries.firstIndex { $0.pattern.matches(model) }
+    }
+
+    /// Routes with wildcards, by position: their upstreams list the models they serve.
+    var wildcardRoutes: [(index: Int, route: ResolvedRoute)] {
+        entries.indices.filter { !entries[$0].pattern.isExact }.map { ($0, entries[$0].route) }
+    }
+
     /// Model names routed exactly (no wildcards), for `GET /v1/models`.
     public var exactModelNames: [String] {
         entries.compactMap { $0.pattern.isExact ? $0.pattern.text : nil }
@@ -61,34 +71,44 @@ public struct Router: Sendable {
     }
 }
 
-/// A model-name glob: `*` matches any run of characters, `?` exactly one; everything else literally.
+/// A model-name glob: `*` matches any run of characters, `?` exactly one (Unicode scalar); everything else
+/// literally.
+/// Matches on UTF-8 bytes: model names come from clients, and turning a long one into `Character`s on the
+/// event loop would cost far more than the name (the request's size is already bounded).
 struct ModelPattern: Sendable {
     let text: String
-    private let chars: [Character]
-    var isExact: Bool { !chars.contains("*") && !chars.contains("?") }
+    private let bytes: [UInt8]
+    let isExact: Bool
 
     init(_ text: String) {
         self.text = text
-        self.chars = Array(text)
+        self.bytes = Array(text.utf8)
+        self.isExact = !bytes.contains(UInt8(ascii: "*")) && !bytes.contains(UInt8(ascii: "?"))
     }
 
     func matches(_ name: String) -> Bool {
         if isExact { return name == text }
-        let s = Array(name)
-        // Iterative glob match with backtracking to the last star: linear in practice, no recursion.
-        var p = 0, i = 0, star = -1, mark = 0
-        while i < s.count {
-            if p < chars.count, chars[p] == "?" || chars[p] == s[i] {
-                p += 1; i += 1
-            } else if p < chars.count, chars[p] == "*" {
-                star = p; mark = i; p += 1
-            } else if star >= 0 {
-                p = star + 1; mark += 1; i = mark
-            } else {
-                return false
+        var name = name
+        return name.withUTF8 { s in
+            // Iterative glob match with backtracking to the last star: O(pattern x name) at worst, no recursion.
+            let star = UInt8(ascii: "*"), any = UInt8(ascii: "?")
+            var p = 0, i = 0, lastStar = -1, mark = 0
+            while i < s.count {
+                if p < bytes.count, bytes[p] == any {
+                    p += 1; i += 1
+                    while i < s.count, s[i] & 0xC0 == 0x80 { i += 1 }  // the rest of a multi-byte scalar
+                } else if p < bytes.count, bytes[p] == s[i] {
+                    p += 1; i += 1
+                } else if p < bytes.count, bytes[p] == star {
+                    lastStar = p; mark = i; p += 1
+                } else if lastStar >= 0 {
+                    p = lastStar + 1; mark += 1; i = mark
+                } else {
+                    return false
+                }
             }
+            while p < bytes.count, bytes[p] == star { p += 1 }
+            return p == bytes.count
         }
-        while p < chars.count, chars[p] == "*" { p += 1 }
-        return p == chars.count
     }
 }

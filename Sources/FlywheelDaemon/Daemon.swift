@@ -1,13 +1,15 @@
 import FlywheelConfig
 import FlywheelEngine
+import FlywheelGateway
 import FlywheelHTTP
 import FlywheelKernels
 import FlywheelStore
 import FlywheelUpstream
 
-/// The daemon assembled: the log writer, the upstream client, the gateway and the HTTP server, started and
-/// stopped in the order that loses nothing (stop accepting, drain requests, stop upstreams, flush the log).
-public final class GatewayServer: Sendable {
+/// The daemon assembled: the log writer, the local models, the per-loop upstream clients, the gateway and the
+/// HTTP server, started and stopped in the order that loses nothing (stop accepting, drain requests, stop
+/// upstreams, stop inference, flush the log). The one place that knows every part; the CLI only calls it.
+public final class Daemon: Sendable {
     public let configuration: GatewayConfiguration
     public let gateway: Gateway
     private let http: HTTPServer

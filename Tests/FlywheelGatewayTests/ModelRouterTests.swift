@@ -2,7 +2,7 @@ import FlywheelConfig
 import XCTest
 @testable import FlywheelGateway
 
-final class RouterTests: XCTestCase {
+final class ModelRouterTests: XCTestCase {
     func configuration() throws -> GatewayConfiguration {
         try GatewayConfiguration.parse(yaml: """
         upstreams:
@@ -16,7 +16,7 @@ final class RouterTests: XCTestCase {
     }
 
     func testExactRouteKeepsFallbackOrderAndRename() throws {
-        let router = Router(configuration: try configuration())
+        let router = ModelRouter(configuration: try configuration())
         let route = try XCTUnwrap(router.route(forModel: "gpt-4o-mini"))
         XCTAssertEqual(route.endpoints.map(\.name), ["a", "b"])
         XCTAssertEqual(route.endpoints.first?.apiKey, "ka")
@@ -25,7 +25,7 @@ final class RouterTests: XCTestCase {
     }
 
     func testGlobRoutesMatchAndUnknownModelHasNoRoute() throws {
-        let router = Router(configuration: try configuration())
+        let router = ModelRouter(configuration: try configuration())
         XCTAssertEqual(router.route(forModel: "claude-3-haiku")?.name, "anthropic")
         XCTAssertNil(router.route(forModel: "claude-haiku"))
         XCTAssertNotNil(router.route(forModel: "llama"))
@@ -51,8 +51,24 @@ final class RouterTests: XCTestCase {
         c.applyOverrides(listen: "127.0.0.1:0", database: "/tmp/x.db", upstreamURL: "http://127.0.0.1:9/v1/", upstreamKey: "k")
         XCTAssertEqual(c.upstreams.first?.baseURL, "http://127.0.0.1:9/v1")
         XCTAssertEqual(c.log.path, "/tmp/x.db")
-        let router = Router(configuration: c)
+        let router = ModelRouter(configuration: c)
         XCTAssertEqual(router.route(forModel: "anything")?.endpoints.first?.apiKey, "k")
         XCTAssertNotNil(router.catchAll)
+    }
+}
+
+final class ModelPatternBytesTests: XCTestCase {
+    func testQuestionMarkMatchesOneScalarOfAnyLength() {
+        XCTAssertTrue(ModelPattern("a?c").matches("aéc"))
+        XCTAssertTrue(ModelPattern("a?c").matches("a🙂c"))
+        XCTAssertFalse(ModelPattern("a?c").matches("aééc"))
+        XCTAssertTrue(ModelPattern("modèle-*").matches("modèle-7b"))
+    }
+
+    func testLongNameIsMatchedWithoutBlowingUp() {
+        // A 4 MiB name against a backtracking pattern: matched on bytes, no Character array.
+        let name = String(repeating: "x", count: 4 << 20)
+        XCTAssertFalse(ModelPattern("*y*").matches(name))
+        XCTAssertTrue(ModelPattern("x*").matches(name))
     }
 }

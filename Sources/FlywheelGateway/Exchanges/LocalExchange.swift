@@ -1,0 +1,161 @@
+import FlywheelEngine
+import FlywheelHTTP
+import FlywheelJSON
+import Synchronization
+
+/// One request answered by a local model. Generation events arrive on the inference scheduler's thread, a
+/// client disconnect on the connection's event loop; the little mutable state sits behind one lock. Streams
+/// are written token by token as the scheduler produces them. Ends exactly once with one `RequestOutcome`.
+final class LocalExchange: Sendable {
+    private let ledger: RequestLedger
+    private let writer: HTTPResponseWriter
+    private let context: RequestContext
+    private let stream: Bool
+    private let includeUsage: Bool
+    private let responses: LocalResponses
+
+    private struct State {
+        var text = ""
+        var firstTextNanos: UInt64?
+        var handle: GenerationHandle?
+        var interruption: RequestOutcome.Interruption?
+        var ended = false
+    }
+    private let state = Mutex(State())
+
+    init(ledger: RequestLedger, writer: HTTPResponseWriter, context: RequestContext, modelName: String,
+         stream: Bool, includeUsage: Bool, chat: Bool) {
+        self.ledger = ledger
+        self.writer = writer
+        self.context = context
+        self.stream = stream
+        self.includeUsage = includeUsage
+        self.responses = LocalResponses(chat: chat, requestID: context.requestID, model: modelName,
+                                        createdAtMillis: context.createdAtMillis, includeUsageField: includeUsage)
+    }
+
+    /// Queues the generation; answers at once with an error when it cannot be queued.
+    func start(scheduler: InferenceScheduler, model: any GenerationModel, request: GenerationRequest) {
+        let handle: GenerationHandle
+        do {
+            handle = try scheduler.submit(model: model, request: request) { [self] event in self.handle(event) }
+        } catch {
+            return ledger.reject(context, Self.mapError(error), writer: writer)
+        }
+        state.withLock { $0.handle = handle }
+        if stream {
+            var headers = HTTPHeaders()
+            headers.add("Content-Type", "text/event-stream")
+            headers.add("Cache-Control", "no-cache")
+            headers.add("x-request-id", context.requestID)
+            headers.add("x-flywheel-route", "local")
+            writer.startStream(status: 200, headers: headers)
+            // Chat streams open with the assistant role, as OpenAI's do; completions streams have no role.
+            if responses.chat { send(responses.chunk(text: "", role: true)) }
+        }
+        // A client that goes away stops its generation: the slot goes to the next request.
+        writer.onClose { [weak self] in self?.interrupted(.clientClosed) }
+    }
+
+    private func interrupted(_ reason: RequestOutcome.Interruption) {
+        let handle = state.withLock { s -> GenerationHandle? in
+            if s.interruption == nil { s.interruption = reason }
+            return s.handle
+        }
+        handle?.cancel()
+    }
+
+    // MARK: scheduler thread
+
+    private func handle(_ event: GenerationEvent) {
+        switch event {
+        case .text(let piece):
+            state.withLock { s in
+                s.text += piece
+                if s.firstTextNanos == nil { s.firstTextNanos = MonotonicClock.now() }
+            }
+            if stream { writer.write(responses.textChunkFrame(piece)) }
+        case .finished(let summary):
+            let (text, firstText) = state.withLock { s in
+                s.ended = true
+                return (s.text, s.firstTextNanos)
+            }
+            let body = responses.completion(text: text, summary: summary)
+            var outcome = RequestOutcome(status: 200)
+            outcome.responseText = body.serializedString()
+            outcome.usage = .init(prompt: summary.promptTokens, completion: summary.completionTokens,
+                                  total: summary.promptTokens + summary.completionTokens)
+            outcome.serviceSeconds = summary.queueSeconds + summary.promptSeconds + summary.decodeSeconds
+            finish(outcome, firstText: firstText)
+            if stream {
+                var tail = ServerSentEvents.encode(data: responses.chunk(text: responses.chat ? nil : "", finish: summary.finishReason).serializedString())
+                if includeUsage { tail += ServerSentEvents.encode(data: responses.usageChunk(summary).serializedString()) }
+                tail += ServerSentEvents.encode(data: "[DONE]")
+                writer.write(tail)
+                writer.endStream()
+            } else {
+                var response = HTTPResponse.json(body, requestID: context.requestID)
+                response.headers.add("x-flywheel-route", "local")
+                writer.send(response)
+            }
+        case .failed(let failure):
+            let (text, firstText, interruption) = state.withLock { s in
+                s.ended = true
+                return (s.text, s.firstTextNanos, s.interruption)
+            }
+            var outcome = RequestOutcome(status: 200)
+            if !text.isEmpty {
+                // What the client already got is kept, marked incomplete.
+                outcome.responseText = responses.partialCompletion(text: text).serializedString()
+            }
+            if interruption == .clientClosed || (failure == .cancelled && interruption == nil) {
+                outcome.status = 499
+                outcome.error = .clientClosed()
+                outcome.interruption = .clientClosed
+                finish(outcome, firstText: firstText)
+                if stream { writer.endStream() }
+                return
+            }
+            let error = interruption == .serverShutdown || failure == .shuttingDown ? OpenAIError.serverShutdown() : Self.mapError(failure)
+            if interruption == .serverShutdown || failure == .shuttingDown { outcome.interruption = .serverShutdown }
+            outcome.error = error
+            if stream {
+                // The head is long gone: report in-band, as OpenAI does mid-stream.
+                finish(outcome, firstText: firstText)
+                writer.write(ServerSentEvents.encode(data: error.json.serializedString()))
+                writer.endStream()
+            } else {
+                outcome.status = error.status
+                finish(outcome, firstText: firstText)
+                writer.send(error.response(requestID: context.requestID))
+            }
+        }
+    }
+
+    private func finish(_ outcome: RequestOutcome, firstText: UInt64?) {
+        var outcome = outcome
+        outcome.upstream = "local"
+        outcome.modelServed = responses.model
+        outcome.firstByteNanos = firstText
+        ledger.finish(context, outcome)
+    }
+
+    private func send(_ chunk: JSON) {
+        writer.write(ServerSentEvents.encode(data: chunk.serializedString()))
+    }
+
+    static func mapError(_ error: GenerationError) -> OpenAIError {
+        switch error {
+        case .contextLengthExceeded:
+            return .invalidRequest(error.description, param: "messages", code: "context_length_exceeded")
+        case .queueFull:
+            return .overloaded(error.description)
+        case .shuttingDown:
+            return .serverShutdown(error.description)
+        case .cancelled:
+            return .clientClosed(error.description)
+        case .evaluationFailed:
+            return .serverError(error.description)
+        }
+    }
+}

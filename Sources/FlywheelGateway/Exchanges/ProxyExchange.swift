@@ -1,0 +1,269 @@
+import FlywheelHTTP
+import FlywheelJSON
+import FlywheelUpstream
+import Synchronization
+
+/// One client request relayed to an upstream. Upstream events and a client disconnect both arrive on the
+/// connection's event loop (curl runs there), but the state sits behind one lock so that the exchange does not
+/// depend on it. A stream is forwarded chunk by chunk as it arrives and assembled on the side for the log.
+/// Ends exactly once, in `upstreamDidComplete`, with one `RequestOutcome` for the ledger.
+final class ProxyExchange: UpstreamResponseHandler {
+    private let ledger: RequestLedger
+    private let writer: HTTPResponseWriter
+    private let context: RequestContext
+    /// Most bytes of a response kept: a buffered body beyond it is refused (502); a stream beyond it keeps
+    /// flowing to the client while the log's copy stops there, marked truncated.
+    private let maxResponseBytes: Int
+
+    private struct State {
+        /// Dropped at completion: the transfer's job refers back to this exchange.
+        var transfer: UpstreamTransfer?
+        var head: UpstreamResponseHead?
+        var streaming = false
+        var body: [UInt8] = []
+        var bodyTooLarge = false
+        var parser = ServerSentEventParser()
+        var assembler = StreamAssembler()
+        var parseFailed = false
+        var loggedStreamBytes = 0
+        var logTruncated = false
+        var clientGone = false
+    }
+    private let state = Mutex(State())
+
+    init(ledger: RequestLedger, writer: HTTPResponseWriter, context: RequestContext, maxResponseBytes: Int) {
+        self.ledger = ledger
+        self.writer = writer
+        self.context = context
+        self.maxResponseBytes = maxResponseBytes
+    }
+
+    /// Sends `request` through `client` (the one running on the writer's event loop).
+    func start(_ request: UpstreamRequest, client: UpstreamClient?) {
+        guard let client else {
+            return upstreamDidComplete(.failure(.shutdown), timing: UpstreamTiming(startedNanos: 0, firstByteNanos: nil, finishedNanos: 0))
+        }
+        let transfer = client.start(request, handler: self)
+        let done = state.withLock { s -> Bool in
+            if transfer.isCompleted { return true }
+            s.transfer = transfer
+            return false
+        }
+        if done { return }
+        // A client that goes away cancels the upstream transfer: no tokens are paid for that nobody reads.
+        writer.onClose { [weak self] in self?.clientDisconnected() }
+    }
+
+    private func clientDisconnected() {
+        let transfer = state.withLock { s -> UpstreamTransfer? in
+            s.clientGone = true
+            return s.transfer
+        }
+        transfer?.cancel()
+    }
+
+    // MARK: UpstreamResponseHandler (the driver's loop thread)
+
+    func upstreamDidReceiveHead(_ head: UpstreamResponseHead) {
+        let isEventStream = head.value(for: "content-type")?.hasPrefixIgnoringASCIICase("text/event-stream") ?? false
+        let startStream = context.stream && head.status == 200 && isEventStream
+        state.withLock {
+            $0.head = head
+            $0.streaming = startStream
+        }
+        if startStream {
+            var headers = responseHeaders(from: head)
+            headers.set("Content-Type", "text/event-stream")
+            headers.set("Cache-Control", "no-cache")
+            writer.startStream(status: 200, headers: headers)
+        }
+        for _ in 0..<max(0, head.attempts - 1) {
+            ledger.metrics.upstreamError(upstream: head.endpoint, kind: "retried")
+        }
+        if head.status >= 500 || head.status == 429 {
+            ledger.metrics.upstreamError(upstream: head.endpoint, kind: "status_\(head.status)")
+        }
+    }
+
+    func upstreamDidReceiveBody(_ chunk: [UInt8]) {
+        let (forward, cancel) = state.withLock { s -> (Bool, UpstreamTransfer?) in
+            if s.streaming {
+                if !s.parseFailed && !s.logTruncated {
+                    do {
+                        for event in try s.parser.feed(chunk) {
+                            s.loggedStreamBytes += event.data.utf8.count
+                            if s.loggedStreamBytes > maxResponseBytes {
+                                s.logTruncated = true  // the client still gets every byte
+                                break
+                            }
+                            s.assembler.add(data: event.data)
+                        }
+                    } catch {
+                        s.parseFailed = true  // still forwarded; only the log's copy is lost
+                    }
+                }
+                return (true, nil)
+            }
+            guard !s.bodyTooLarge else { return (false, nil) }
+            if s.body.count + chunk.count > maxResponseBytes {
+                s.bodyTooLarge = true
+                s.body = []
+                return (false, s.transfer)
+            }
+            s.body.append(contentsOf: chunk)
+            return (false, nil)
+        }
+        if forward { writer.write(chunk) }
+        cancel?.cancel()
+    }
+
+    func upstreamDidComplete(_ result: Result<UpstreamTiming, UpstreamError>, timing: UpstreamTiming) {
+        let s = state.withLock { s -> State in
+            let copy = s
+            s.transfer = nil
+            s.body = []
+            s.assembler = StreamAssembler()
+            return copy
+        }
+        var outcome = RequestOutcome(status: 200)
+        outcome.upstream = s.head?.endpoint
+        outcome.attempts = s.head?.attempts ?? 0
+        outcome.firstByteNanos = timing.firstByteNanos
+        if timing.startedNanos != 0 { outcome.serviceSeconds = Double(timing.finishedNanos &- timing.startedNanos) / 1e9 }
+        let failure: UpstreamError? = if case .failure(let f) = result { f } else { nil }
+        if let failure, let endpoint = failure.endpointName, !(s.clientGone || failure.isCancellation) {
+            ledger.metrics.upstreamError(upstream: endpoint, kind: failure.kind)
+        }
+
+        if s.streaming {
+            // The head went out long ago: whatever happens now is reported inside the stream.
+            var tail: [UInt8] = []
+            if let failure {
+                if s.clientGone || failure.isCancellation {
+                    outcome.status = 499
+                    outcome.error = .clientClosed()
+                    outcome.interruption = .clientClosed
+                } else {
+                    let (error, detail) = Self.clientError(for: failure)
+                    outcome.error = error
+                    outcome.errorDetail = detail
+                    if case .shutdown = failure { outcome.interruption = .serverShutdown }
+                    tail = ServerSentEvents.encode(data: error.json.serializedString())
+                }
+            }
+            let assembled = s.assembler.assembled()
+            outcome.responseText = assembled?.serializedString()
+            outcome.responseTruncated = s.logTruncated
+            outcome.modelServed = assembled?["model"]?.stringValue ?? s.assembler.servedModel
+            outcome.usage = .init(json: s.assembler.usage)
+            if let streamError = s.assembler.streamError { outcome.upstreamError = ["error": streamError] }
+            ledger.finish(context, outcome)
+            if !tail.isEmpty { writer.write(tail) }
+            writer.endStream()
+            return
+        }
+
+        let response: HTTPResponse?
+        if s.bodyTooLarge {
+            let error = OpenAIError.upstreamUnavailable("The upstream response exceeded the gateway's limit of \(maxResponseBytes) bytes.")
+            outcome.status = error.status
+            outcome.error = error
+            response = error.response(requestID: context.requestID)
+        } else if let failure {
+            if s.clientGone || failure.isCancellation {
+                outcome.status = 499  // client closed the request, as nginx logs it
+                outcome.error = .clientClosed()
+                outcome.interruption = .clientClosed
+                response = nil
+            } else {
+                let (error, detail) = Self.clientError(for: failure)
+                outcome.status = error.status
+                outcome.error = error
+                outcome.errorDetail = detail
+                response = error.response(requestID: context.requestID)
+            }
+        } else if let head = s.head {
+            outcome.status = head.status
+            var headers = responseHeaders(from: head)
+            let contentType = head.value(for: "content-type") ?? "application/json"
+            headers.set("Content-Type", contentType)
+            response = HTTPResponse(status: head.status, headers: headers, body: s.body)
+            // The log keeps the upstream's bytes as sent; the parsed copy only feeds usage, model and errors.
+            if !s.body.isEmpty { outcome.responseText = String(decoding: s.body, as: UTF8.self) }
+            if contentType.lowercased().contains("json"), let parsed = try? JSONParser.parse(s.body) {
+                outcome.modelServed = parsed["model"]?.stringValue
+                outcome.usage = .init(json: parsed["usage"])
+                if head.status >= 400 { outcome.upstreamError = parsed }
+            }
+        } else {
+            let error = OpenAIError.upstreamUnavailable("The upstream closed without a response.")
+            outcome.status = error.status
+            outcome.error = error
+            response = error.response(requestID: context.requestID)
+        }
+        ledger.finish(context, outcome)
+        if let response { writer.send(response) }
+    }
+
+    // MARK: helpers
+
+    /// The upstream's headers a client may use (rate limits, processing time), never hop-by-hop ones.
+    private func responseHeaders(from head: UpstreamResponseHead) -> HTTPHeaders {
+        var headers = HTTPHeaders()
+        headers.add("x-request-id", context.requestID)
+        for (name, value) in head.headers {
+            if name.hasPrefixIgnoringASCIICase("x-ratelimit-") || name.hasPrefixIgnoringASCIICase("openai-")
+                || name.equalsIgnoringASCIICase("retry-after") {
+                headers.add(name, value)
+            } else if name.equalsIgnoringASCIICase("x-request-id") {
+                headers.add("x-upstream-request-id", value)
+            }
+        }
+        headers.add("x-flywheel-upstream", head.endpoint)
+        return headers
+    }
+
+    /// The error a client sees for a failed transfer, and the detail only the log keeps: transport messages
+    /// name the upstream's address and port, which are the operator's business, not the client's.
+    static func clientError(for error: UpstreamError) -> (OpenAIError, detail: String?) {
+        switch error {
+        case .timedOut(let endpoint, let phase, let seconds):
+            return (.upstreamTimeout("The upstream '\(endpoint)' timed out (\(phase), after \(seconds) s)."), nil)
+        case .connectFailed(let endpoint, let message):
+            return (.upstreamUnavailable("The upstream '\(endpoint)' could not be reached."),
+                    "Could not reach the upstream '\(endpoint)': \(message)")
+        case .transferFailed(let endpoint, let message):
+            return (.upstreamUnavailable("The transfer from the upstream '\(endpoint)' failed."),
+                    "The transfer from upstream '\(endpoint)' failed: \(message)")
+        case .invalidRequest(let message):
+            return (.serverError("The gateway could not build the upstream request."),
+                    "The gateway could not build the upstream request: \(message)")
+        case .cancelled:
+            return (.upstreamUnavailable("The upstream transfer was cancelled."), nil)
+        case .shutdown:
+            return (.serverShutdown(), nil)
+        }
+    }
+}
+
+extension UpstreamError {
+    var isCancellation: Bool { if case .cancelled = self { return true }; return false }
+
+    var endpointName: String? {
+        switch self {
+        case .connectFailed(let e, _), .timedOut(let e, _, _), .transferFailed(let e, _): return e
+        default: return nil
+        }
+    }
+
+    var kind: String {
+        switch self {
+        case .connectFailed: return "connect"
+        case .timedOut: return "timeout"
+        case .transferFailed: return "transfer"
+        case .cancelled: return "cancelled"
+        case .invalidRequest: return "invalid_request"
+        case .shutdown: return "shutdown"
+        }
+    }
+}

@@ -1,0 +1,33 @@
+import FlywheelStore
+
+/// What the log needs to know about a request before it is answered. Built on the event loop as the
+/// request is read and checked; a value, handed to the exchange and from it to the ledger.
+struct RequestContext: Sendable {
+    var requestID: String
+    var endpoint: String
+    var method: String
+    var receivedAtNanos: UInt64
+    var createdAtMillis: Int64
+    var requestText: String
+    var modelRequested: String?
+    var route: String?
+    var stream = false
+    var tags: [String] = []
+    var user: String?
+    var metadataJSON: String?
+    var clientKeyID: String?
+
+    /// The log row's request-side columns.
+    func record(status: Int, latencyMillis: Double) -> RequestRecord {
+        var r = RequestRecord(id: requestID, createdAtMillis: createdAtMillis, method: method, endpoint: endpoint,
+                              requestJSON: requestText, status: status, latencyMillis: latencyMillis)
+        r.modelRequested = modelRequested
+        r.route = route
+        r.stream = stream
+        r.tags = tags
+        r.user = user
+        r.metadataJSON = metadataJSON
+        r.clientKeyID = clientKeyID
+        return r
+    }
+}

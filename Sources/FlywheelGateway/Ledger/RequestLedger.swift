@@ -1,0 +1,73 @@
+import FlywheelHTTP
+import FlywheelJSON
+import FlywheelStore
+
+/// The one place a request's end is written down: turns a `RequestOutcome` into the log row and the metrics,
+/// and tells feedback waiting for the request that its row is queued. Every exchange ends here, exactly once.
+/// Thread-safe; called on event loops and on the inference thread.
+final class RequestLedger: Sendable {
+    let log: LogWriter
+    let metrics: GatewayMetrics
+    let prices: PriceTable
+    let inFlight = InFlightRequests()
+
+    init(log: LogWriter, metrics: GatewayMetrics, prices: PriceTable) {
+        self.log = log
+        self.metrics = metrics
+        self.prices = prices
+    }
+
+    /// A logged request started: it counts as in flight, and feedback for its id waits for its row.
+    func begin(_ context: RequestContext) {
+        metrics.requestStarted()
+        inFlight.begin(context.requestID)
+    }
+
+    /// Writes the request's end. Call it before the response's last byte goes out, so that a client that has
+    /// the whole answer can always post feedback for it.
+    func finish(_ context: RequestContext, _ outcome: RequestOutcome) {
+        let now = MonotonicClock.now()
+        let totalSeconds = Double(now &- context.receivedAtNanos) / 1e9
+        log.enqueue(record(context, outcome, totalSeconds: totalSeconds))
+        inFlight.end(context.requestID)
+        let firstByteSeconds = outcome.firstByteNanos.map { Double($0 &- context.receivedAtNanos) / 1e9 }
+        metrics.requestFinished(endpoint: context.endpoint, model: context.modelRequested, route: context.route,
+                                status: outcome.status, seconds: totalSeconds,
+                                overheadSeconds: outcome.serviceSeconds.map { max(0, totalSeconds - $0) } ?? (outcome.upstream == nil ? totalSeconds : nil),
+                                firstByteSeconds: firstByteSeconds)
+    }
+
+    /// Answers a request the gateway refused itself (never sent anywhere), logging it first.
+    func reject(_ context: RequestContext, _ error: OpenAIError, writer: HTTPResponseWriter) {
+        finish(context, RequestOutcome(status: error.status, error: error))
+        writer.send(error.response(requestID: context.requestID))
+    }
+
+    func record(_ context: RequestContext, _ outcome: RequestOutcome, totalSeconds: Double) -> RequestRecord {
+        var r = context.record(status: outcome.status, latencyMillis: totalSeconds * 1000)
+        r.upstream = outcome.upstream
+        r.attempts = outcome.attempts
+        r.upstreamMillis = outcome.serviceSeconds.map { $0 * 1000 }
+        r.timeToFirstTokenMillis = outcome.firstByteNanos.map { Double($0 &- context.receivedAtNanos) / 1e6 }
+        r.responseJSON = outcome.responseText
+        r.responseTruncated = outcome.responseTruncated
+        r.incomplete = outcome.interruption != nil
+        r.modelServed = outcome.modelServed
+        r.promptTokens = outcome.usage.prompt
+        r.completionTokens = outcome.usage.completion
+        r.totalTokens = outcome.usage.total
+            ?? outcome.usage.prompt.flatMap { p in outcome.usage.completion.map { p + $0 } }
+        r.costUSD = prices.cost(requestedModel: context.modelRequested, servedModel: r.modelServed,
+                                promptTokens: r.promptTokens, completionTokens: r.completionTokens)
+        if let error = outcome.error {
+            r.errorType = error.code ?? error.type
+            r.errorMessage = outcome.errorDetail ?? error.message
+        } else if let body = outcome.upstreamError?["error"] {
+            r.errorType = body["code"]?.stringValue ?? body["type"]?.stringValue ?? "upstream_error"
+            r.errorMessage = body["message"]?.stringValue ?? body.serializedString()
+        } else if outcome.status >= 400 {
+            r.errorType = "upstream_status_\(outcome.status)"
+        }
+        return r
+    }
+}
