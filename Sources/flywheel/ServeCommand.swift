@@ -35,7 +35,13 @@ struct ServeCommand: ParsableCommand {
 
     func run() throws {
         let environment = ProcessInfo.processInfo.environment
-        var settings = try config.map { try GatewayConfiguration.load(path: $0, environment: environment) } ?? GatewayConfiguration()
+        var settings: GatewayConfiguration
+        do {
+            settings = try config.map { try GatewayConfiguration.load(path: $0, environment: environment) } ?? GatewayConfiguration()
+        } catch {
+            Console.error("flywheel: error: \(error)")
+            throw ExitCode(StartupExit.configuration)
+        }
         let locals: [GatewayConfiguration.LocalModel]
         do {
             locals = try localModels.map(GatewayConfiguration.LocalModel.init(flag:))
@@ -56,9 +62,17 @@ struct ServeCommand: ParsableCommand {
         do {
             server = try Daemon(configuration: settings)
         } catch {
-            throw ValidationError("\(error)")
+            // A bad config value or model file is not a usage mistake: the message alone, no usage text.
+            Console.error("flywheel: error: \(error)")
+            throw ExitCode(StartupExit.configuration)
         }
-        let url = try server.start()
+        let url: String
+        do {
+            url = try server.start()
+        } catch {
+            Console.error("flywheel: error: cannot start listening on \(settings.server.listen): \(error)")
+            throw ExitCode(StartupExit.unavailable)
+        }
         Console.error("flywheel: listening on \(url)")
         for model in server.localModels {
             Console.error("flywheel: local model '\(model.name)' from \(model.path): \(model.summary)")
@@ -73,4 +87,14 @@ struct ServeCommand: ParsableCommand {
         server.shutdown()
         Console.error("flywheel: stopped")
     }
+}
+
+/// Exit codes of `flywheel serve` when it cannot start (sysexits.h values; documented in the README).
+enum StartupExit {
+    /// Bad flags (ArgumentParser's usage errors also exit 64).
+    static let usage: Int32 = 64
+    /// The configuration, a model file or the log database is unusable (EX_CONFIG).
+    static let configuration: Int32 = 78
+    /// The listener could not be opened, e.g. the port is taken (EX_UNAVAILABLE).
+    static let unavailable: Int32 = 69
 }

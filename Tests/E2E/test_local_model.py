@@ -247,8 +247,9 @@ def test_client_disconnect_stops_the_generation_and_logs_499(one_slot):
 def test_missing_model_file_fails_start_up_naming_it(flywheel_bin, tmp_path):
     proc = subprocess.run([str(flywheel_bin), "serve", "--listen", "127.0.0.1:0", "--db", str(tmp_path / "x.db"),
                            "--local-model", f"m={tmp_path / 'nope.gguf'}"], capture_output=True, text=True, timeout=20)
-    assert proc.returncode != 0
+    assert proc.returncode == 78  # EX_CONFIG: the error alone, no usage text
     assert "nope.gguf" in proc.stderr
+    assert "Usage:" not in proc.stderr
 
 
 def test_truncated_model_file_fails_start_up_clearly(flywheel_bin, tmp_path):
@@ -256,8 +257,9 @@ def test_truncated_model_file_fails_start_up_clearly(flywheel_bin, tmp_path):
     broken.write_bytes(QWEN.read_bytes()[:5000])
     proc = subprocess.run([str(flywheel_bin), "serve", "--listen", "127.0.0.1:0", "--db", str(tmp_path / "x.db"),
                            "--local-model", f"m={broken}"], capture_output=True, text=True, timeout=20)
-    assert proc.returncode != 0
+    assert proc.returncode == 78
     assert "broken.gguf" in proc.stderr
+    assert "Usage:" not in proc.stderr
 
 
 def test_bad_local_model_flag_is_a_usage_error(flywheel_bin, tmp_path):

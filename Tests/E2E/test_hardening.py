@@ -1,0 +1,182 @@
+"""Defects found under load and as a hostile client (issue: one path for every request)."""
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import pytest
+
+from conftest import CLIENT_KEY, base_config, yaml_dump
+from helpers import assert_openai_error, httpx, user_msg
+
+
+def chat_bytes(port: int, request_id: str, model: str = "gpt-4o-mini") -> bytes:
+    body = json.dumps({"model": model, "messages": user_msg("hi")}).encode()
+    return (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            f"x-request-id: {request_id}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def feedback_bytes(port: int, request_id: str) -> bytes:
+    body = json.dumps({"request_id": request_id, "signal": "accepted"}).encode()
+    return (f"POST /v1/feedback HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def read_responses(s: socket.socket, count: int) -> list[tuple[int, bytes]]:
+    """Reads `count` Content-Length responses that may arrive in one segment (pipelining)."""
+    buf = b""
+    out: list[tuple[int, bytes]] = []
+    while len(out) < count:
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(65536)
+            assert chunk, f"connection closed after {len(out)} responses"
+            buf += chunk
+        head, rest = buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        length = next(int(v.split(":", 1)[1]) for v in lines[1:] if v.lower().startswith("content-length:"))
+        while len(rest) < length:
+            chunk = s.recv(65536)
+            assert chunk, "connection closed inside a body"
+            rest += chunk
+        out.append((int(lines[0].split()[1]), rest[:length]))
+        buf = rest[length:]
+    return out
+
+
+def test_feedback_pipelined_behind_its_request_always_finds_it(gw):
+    """The row is queued before the answer's last byte, and feedback for an id in flight waits for it."""
+    with socket.create_connection(("127.0.0.1", gw.fw.port), timeout=10) as s:
+        for i in range(60):
+            rid = f"pipe-{time.monotonic_ns()}-{i}"
+            s.sendall(chat_bytes(gw.fw.port, rid) + feedback_bytes(gw.fw.port, rid))
+            (chat_status, _), (feedback_status, body) = read_responses(s, 2)
+            assert chat_status == 200
+            assert feedback_status == 200, body
+
+
+def test_feedback_sent_while_the_stream_is_still_running_waits_for_the_row(gw):
+    gw.primary.chunk_delay = 0.05
+    with httpx.Client(base_url=gw.fw.base_url, timeout=30) as c:
+        body = {"model": "gpt-4o-mini", "stream": True, "messages": user_msg("a b c d e f g h")}
+        with c.stream("POST", "/v1/chat/completions", json=body) as resp:
+            rid = resp.headers["x-request-id"]
+            # Posted on another connection before the stream ended: not a 404.
+            fb = httpx.post(f"{gw.fw.base_url}/v1/feedback", json={"request_id": rid, "signal": "accepted"}, timeout=30)
+            for _ in resp.iter_lines():
+                pass
+    assert fb.status_code == 200, fb.text
+
+
+def test_metrics_survive_a_crlf_model_name_and_parse_with_prometheus_client(gw):
+    from prometheus_client.parser import text_string_to_metric_families
+    evil = "evil\r\n# TYPE injected counter\ninjected 1\r\n" + "x" * 5000
+    r = httpx.post(f"{gw.fw.base_url}/v1/chat/completions", json={"model": evil, "messages": user_msg("hi")})
+    assert r.status_code in (400, 404)
+    text = httpx.get(f"{gw.fw.base_url}/metrics").text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert "injected" not in families
+    samples = families["flywheel_requests"].samples
+    assert all(len(s.labels.get("model", "")) <= 128 for s in samples)
+    # Requests that reached no route are labelled as such, never with empty labels.
+    assert all(s.labels.get("model") != "" and s.labels.get("route") != "" for s in samples)
+
+
+def test_a_too_long_model_name_is_a_400_naming_the_field(gw):
+    r = httpx.post(f"{gw.fw.base_url}/v1/chat/completions", json={"model": "m" * 20_000, "messages": user_msg("hi")})
+    assert_openai_error(r.status_code, r.headers, r.content, expect_status=400)
+    assert r.json()["error"]["param"] == "model"
+
+
+def test_a_reused_request_id_keeps_every_row_and_feedback_stays_quick(gw):
+    rid = f"reused-{time.monotonic_ns()}"
+    with httpx.Client(base_url=gw.fw.base_url, timeout=30) as c:
+        for _ in range(300):
+            r = c.post("/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": user_msg("hi")},
+                       headers={"x-request-id": rid})
+            assert r.status_code == 200
+        fb = c.post("/v1/feedback", json={"request_id": rid, "signal": "accepted"})
+        assert fb.status_code == 200, fb.text
+    rows = gw.fw.tail("-n", "1000")
+    ids = [row["id"] for row in rows if row["id"].split("#")[0] == rid]
+    assert len(ids) == 300 and len(set(ids)) == 300
+
+
+def test_a_client_disconnect_is_logged_as_the_clients_doing(gw):
+    gw.primary.slow_stream(delay=0.05)
+    rid = f"gone-{time.monotonic_ns()}"
+    body = json.dumps({"model": "gpt-4o-mini", "stream": True, "messages": user_msg("hi")}).encode()
+    with socket.create_connection(("127.0.0.1", gw.fw.port), timeout=10) as s:
+        s.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   f"x-request-id: {rid}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body)
+        data = b""
+        while data.count(b"data:") < 3:
+            data += s.recv(65536)
+    row = gw.fw.wait_logged(rid)
+    assert row["status"] == 499
+    assert row["error"]["type"] == "client_closed_request"
+    # What the client had already received is kept.
+    assert row["response"] is not None and "tick" in json.dumps(row["response"])
+
+
+def test_unreachable_upstream_gives_a_neutral_502_and_logs_the_detail(start_flywheel, fake):
+    from fake_upstream import down_url
+    down = down_url()
+    cfg = base_config(down, down)
+    fw = start_flywheel(cfg)
+    r = httpx.post(f"{fw.base_url}/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": user_msg("hi")},
+                   timeout=30)
+    assert_openai_error(r.status_code, r.headers, r.content, expect_status=502)
+    port = down.split(":")[2].split("/")[0]
+    assert "127.0.0.1" not in r.text and port not in r.text
+    row = fw.wait_logged(r.headers["x-request-id"])
+    assert port in (row["error"]["message"] or "")
+
+
+def test_models_list_merges_routes_and_the_upstreams_list_and_retrieve_works(gw):
+    client = gw.client()
+    ids = [m.id for m in client.models.list()]
+    # Exact routes first, then what the upstream lists for the wildcard route ("gpt-*").
+    assert "renamed-model" in ids and "gpt-4o-mini" in ids and "gpt-4o" in ids
+    assert len(ids) == len(set(ids))
+    # fake-model is listed by the upstream but no route takes it: not advertised.
+    assert "fake-model" not in ids
+    assert client.models.retrieve("gpt-4o").id == "gpt-4o"
+    assert client.models.retrieve("renamed-model").owned_by == "flywheel"
+    with pytest.raises(Exception) as e:
+        client.models.retrieve("no-such-model")
+    assert getattr(e.value, "status_code", None) == 404
+
+
+def test_an_empty_webhook_secret_stops_start_up_with_a_clear_message(flywheel_bin, tmp_path, fake):
+    import subprocess
+    cfg = base_config(fake.url, fake.url)
+    cfg["feedback"] = {"webhook_secret": ""}
+    path = tmp_path / "empty-secret.yaml"
+    path.write_text(yaml_dump(cfg))
+    import os
+    p = subprocess.run([str(flywheel_bin), "serve", "--config", str(path), "--db", str(tmp_path / "x.db")],
+                       capture_output=True, text=True, timeout=30, env={**os.environ, "OPENAI_API_KEY": "sk-x"})
+    assert p.returncode == 78  # EX_CONFIG, as the README documents
+    assert "webhook_secret" in p.stderr and "empty" in p.stderr
+    assert "Usage:" not in p.stderr
+
+
+def test_signed_feedback_with_a_timestamp_is_accepted_and_a_replay_is_refused(start_flywheel, fake):
+    import hashlib
+    import hmac
+    cfg = base_config(fake.url, fake.url)
+    cfg["feedback"] = {"webhook_secret": "whsec-test"}
+    fw = start_flywheel(cfg)
+    r = httpx.post(f"{fw.base_url}/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": user_msg("hi")})
+    rid = r.headers["x-request-id"]
+
+    def signed(ts: int, body: bytes) -> dict:
+        mac = hmac.new(b"whsec-test", f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+        return {"x-flywheel-signature": f"t={ts},v1={mac}", "Content-Type": "application/json"}
+
+    body = json.dumps({"request_id": rid, "signal": "accepted"}).encode()
+    ok = httpx.post(f"{fw.base_url}/v1/feedback", content=body, headers=signed(int(time.time()), body))
+    assert ok.status_code == 200, ok.text
+    old = httpx.post(f"{fw.base_url}/v1/feedback", content=body, headers=signed(int(time.time()) - 3600, body))
+    assert_openai_error(old.status_code, old.headers, old.content, expect_status=401, code="signature_expired")
