@@ -1,7 +1,7 @@
 /// The log's schema history and the code that applies it.
 ///
 /// The version lives in `PRAGMA user_version`. `migrations` is ordered; migration `n` (1-based) takes the
-/// database from version `n - 1` to `n`, in its own transaction. Adding v2 later is one more entry.
+/// database from version `n - 1` to `n`, in its own transaction. A new version is one more entry.
 public enum LogSchema {
     /// The newest schema version this build reads and writes.
     public static let currentVersion: Int = migrations.count
@@ -56,6 +56,14 @@ public enum LogSchema {
                 idempotency_key TEXT UNIQUE
             );
             CREATE INDEX feedback_request_id ON feedback(request_id);
+            """),
+        // A resent request id is stored as `id#2`, `id#3`, ...; this table remembers the last suffix used per
+        // id so that the next rename is one upsert instead of a walk over every earlier copy.
+        Migration(version: 2, summary: "last rename suffix per resent request id", sql: """
+            CREATE TABLE request_id_suffixes (
+                id          TEXT    PRIMARY KEY,             -- a request id that arrived more than once
+                last_suffix INTEGER NOT NULL                 -- the n of the newest `id#n`
+            ) WITHOUT ROWID;
             """),
     ]
 

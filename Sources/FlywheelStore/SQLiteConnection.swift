@@ -82,6 +82,13 @@ final class SQLiteConnection {
         return sqlite3_last_insert_rowid(db)
     }
 
+    /// Rows inserted, updated or deleted by the most recent statement (0 for an `INSERT ... DO NOTHING` that
+    /// hit its conflict).
+    var changes: Int {
+        guard let db else { return 0 }
+        return Int(sqlite3_changes64(db))
+    }
+
     /// True when no transaction is open.
     var isAutocommit: Bool {
         guard let db else { return true }

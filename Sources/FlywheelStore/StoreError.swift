@@ -5,7 +5,7 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     case sqlite(code: Int32, message: String, sql: String?)
     /// Feedback names a request id that is not in the log.
     case unknownRequest(String)
-    /// The idempotency key was already used for a different request id or signal.
+    /// The idempotency key was already used for different feedback (another request, signal or payload).
     case idempotencyConflict(String)
     /// The writer's feedback queue is full.
     case overloaded
@@ -24,7 +24,7 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         case let .unknownRequest(id):
             return "no logged request with id '\(id)'"
         case let .idempotencyConflict(key):
-            return "idempotency key '\(key)' was already used for a different request or signal"
+            return "idempotency key '\(key)' was already used for different feedback"
         case .overloaded:
             return "the log writer's feedback queue is full"
         case .closed:

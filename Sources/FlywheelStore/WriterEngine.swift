@@ -17,16 +17,20 @@ final class WriterEngine: @unchecked Sendable {
     private static let commitSQL = "COMMIT"
     private static let rollbackSQL = "ROLLBACK"
     private static let requestExistsSQL = "SELECT 1 FROM requests WHERE id = ?"
-    private static let feedbackByKeySQL = "SELECT row_id, request_id, signal FROM feedback WHERE idempotency_key = ?"
-    /// How many `id#n` suffixes to try for a resent request id before giving up on the row.
-    private static let maxDuplicateSuffix = 1_000
+    private static let feedbackByKeySQL = "SELECT \(FeedbackColumns.selectList) FROM feedback WHERE idempotency_key = ?"
+    private static let insertRequestSQL = RequestColumns.insertSQL + " ON CONFLICT(id) DO NOTHING"
+    /// The suffix for the next copy of a resent id: 2 the first time, one more each time after.
+    private static let nextSuffixSQL = """
+        INSERT INTO request_id_suffixes (id, last_suffix) VALUES (?, 2)
+        ON CONFLICT(id) DO UPDATE SET last_suffix = last_suffix + 1 RETURNING last_suffix
+        """
 
     init(connection: SQLiteConnection, core: WriterCore) throws(StoreError) {
         self.connection = connection
         self.core = core
         // Prepare everything up front so a broken statement fails `LogWriter.init`, not the first batch.
         for sql in [Self.beginSQL, Self.commitSQL, Self.rollbackSQL, Self.requestExistsSQL, Self.feedbackByKeySQL,
-                    RequestColumns.insertSQL, FeedbackColumns.insertSQL] {
+                    Self.insertRequestSQL, Self.nextSuffixSQL, FeedbackColumns.insertSQL] {
             _ = try connection.statement(sql)
         }
     }
@@ -195,36 +199,47 @@ final class WriterEngine: @unchecked Sendable {
         if !connection.isAutocommit { try? run(Self.rollbackSQL) }
     }
 
-    /// Inserts one request. A resent id (UNIQUE violation) is stored as `id#2`, `id#3`, ... so no row is lost;
-    /// the first row keeps the plain id, which is what feedback refers to.
+    /// Inserts one request. A resent id is stored as `id#2`, `id#3`, ... so no row is lost; the first row keeps
+    /// the plain id, which is what feedback refers to.
+    ///
+    /// Constant work per row: the plain insert skips a taken id (`DO NOTHING`) instead of failing, and the
+    /// next suffix comes from one upsert on `request_id_suffixes`. The loop only repeats when `id#n` itself is
+    /// taken (a client sent that literal id, or a database renamed rows before that table existed); each pass
+    /// moves the suffix past one such row, so the total extra work is bounded by those rows, once.
     private func insert(_ record: RequestRecord) throws(StoreError) {
-        var candidate = record.id
-        var suffix = 1
+        if try insert(record, as: record.id) { return }
         while true {
-            do throws(StoreError) {
-                try connection.withStatement(RequestColumns.insertSQL) { s throws(StoreError) in
-                    try RequestColumns.bind(record, id: candidate, to: s)
-                    _ = try s.step()
+            let suffix = try connection.withStatement(Self.nextSuffixSQL) { s throws(StoreError) -> Int64 in
+                try s.bind(record.id, at: 1)
+                guard try s.step() else {
+                    throw StoreError.sqlite(code: 1, message: "upsert returned no suffix", sql: s.sql)
                 }
-                return
-            } catch where error.isUniqueViolation && suffix < Self.maxDuplicateSuffix {
-                suffix += 1
-                candidate = "\(record.id)#\(suffix)"
+                return s.int64(0)
             }
+            if try insert(record, as: "\(record.id)#\(suffix)") { return }
         }
+    }
+
+    /// Inserts `record` under `id`; false (and nothing written) when that id is already taken.
+    private func insert(_ record: RequestRecord, as id: String) throws(StoreError) -> Bool {
+        try connection.withStatement(Self.insertRequestSQL) { s throws(StoreError) in
+            try RequestColumns.bind(record, id: id, to: s)
+            _ = try s.step()
+        }
+        return connection.changes > 0
     }
 
     /// Applies one feedback row inside the current transaction. Domain outcomes (unknown request,
     /// idempotency conflict) are returned; SQLite failures are thrown.
     private func apply(_ feedback: FeedbackRecord) throws(StoreError) -> Result<FeedbackSubmission, StoreError> {
         if let key = feedback.idempotencyKey {
-            let existing = try connection.withStatement(Self.feedbackByKeySQL) { s throws(StoreError) -> (Int64, String, String)? in
+            let existing = try connection.withStatement(Self.feedbackByKeySQL) { s throws(StoreError) -> StoredFeedback? in
                 try s.bind(key, at: 1)
-                return try s.step() ? (s.int64(0), s.string(1), s.string(2)) : nil
+                return try s.step() ? try FeedbackColumns.read(s) : nil
             }
-            if let (rowID, requestID, signal) = existing {
-                if requestID == feedback.requestID && signal == feedback.signal.rawValue {
-                    return .success(FeedbackSubmission(feedbackID: rowID, duplicate: true))
+            if let existing {
+                if existing.record.isSameSubmission(as: feedback) {
+                    return .success(FeedbackSubmission(feedbackID: existing.rowID, duplicate: true))
                 }
                 return .failure(.idempotencyConflict(key))
             }

@@ -155,17 +155,32 @@ final class LogWriterTests: XCTestCase {
         guard case let .success(original) = Support.submit(writer, first) else { return XCTFail("first submit failed") }
         XCTAssertFalse(original.duplicate)
 
-        var again = first
-        again.value = 5 // a retry may differ in payload; the first row wins
-        XCTAssertEqual(Support.submit(writer, again), .success(FeedbackSubmission(feedbackID: original.feedbackID, duplicate: true)))
+        var retry = first
+        retry.createdAtMillis = 99 // a retry is stamped later; it is still the same submission
+        XCTAssertEqual(Support.submit(writer, retry), .success(FeedbackSubmission(feedbackID: original.feedbackID, duplicate: true)))
 
-        var otherRequest = first
-        otherRequest.requestID = "req-b"
-        guard case .failure(.idempotencyConflict("key-1")) = Support.submit(writer, otherRequest) else { return XCTFail("expected conflict") }
-
-        var otherSignal = first
-        otherSignal.signal = .accepted
-        guard case .failure(.idempotencyConflict("key-1")) = Support.submit(writer, otherSignal) else { return XCTFail("expected conflict") }
+        // Any difference in what the feedback says is a conflict, not a silent duplicate.
+        var changes: [(String, (inout FeedbackRecord) -> Void)] = [
+            ("request", { $0.requestID = "req-b" }),
+            ("signal", { $0.signal = .accepted }),
+            ("value", { $0.value = 5 }),
+            ("value removed", { $0.value = nil }),
+            ("correction", { $0.correction = "fixed" }),
+            ("comment", { $0.comment = "nice" }),
+            ("source", { $0.source = "ui" }),
+            ("weight", { $0.weight = 2 }),
+        ]
+        changes.append(("nothing", { _ in }))
+        for (name, change) in changes {
+            var changed = first
+            change(&changed)
+            let result = Support.submit(writer, changed)
+            if name == "nothing" {
+                XCTAssertEqual(result, .success(FeedbackSubmission(feedbackID: original.feedbackID, duplicate: true)))
+            } else {
+                XCTAssertEqual(result, .failure(.idempotencyConflict("key-1")), "changed \(name)")
+            }
+        }
 
         // Two submits with one key in the same batch: one row, one duplicate.
         var pairA = FeedbackRecord(requestID: "req-b", createdAtMillis: 11, signal: .rejected)
@@ -258,6 +273,42 @@ final class LogWriterTests: XCTestCase {
         XCTAssertEqual(try reader.request(id: "dup")?.status, 200)
         XCTAssertEqual(try reader.request(id: "dup#2")?.status, 502)
         XCTAssertEqual(try reader.request(id: "dup#3")?.status, 503)
+    }
+
+    /// 3,000 copies of one id used to cost a failing insert per earlier copy (quadratic); now each copy is a
+    /// constant amount of work, and every row is kept under its own id.
+    func testThreeThousandCopiesOfOneIDAreAllKept() throws {
+        let path = try Support.databasePath(self)
+        let writer = try LogWriter(path: path)
+        let copies = 3_000
+        for i in 0..<copies {
+            var r = Support.record("same")
+            r.latencyMillis = Double(i)
+            XCTAssertTrue(writer.enqueue(r))
+        }
+        writer.close()
+        XCTAssertEqual(writer.writtenCount, copies)
+        XCTAssertEqual(writer.writeErrorCount, 0)
+        let reader = try LogReader(path: path)
+        let rows = try reader.latestRequests(limit: copies + 1, filter: RequestFilter())
+        XCTAssertEqual(rows.map(\.record.id), ["same"] + (2...copies).map { "same#\($0)" })
+        // In arrival order: the n-th copy is `same#n`.
+        XCTAssertEqual(rows.map(\.record.latencyMillis), (0..<copies).map(Double.init))
+    }
+
+    /// A client that literally sends `x#3` takes that id; the renamer steps past it instead of failing.
+    func testRenameStepsOverLiteralSuffixedIDs() throws {
+        let path = try Support.databasePath(self)
+        let writer = try LogWriter(path: path)
+        for id in ["x#3", "x", "x", "x", "x#2"] { writer.enqueue(Support.record(id)) }
+        writer.close()
+        XCTAssertEqual(writer.writtenCount, 5)
+        // The suffix survives a restart.
+        let again = try LogWriter(path: path)
+        again.enqueue(Support.record("x"))
+        again.close()
+        let ids = try LogReader(path: path).latestRequests(limit: 10, filter: RequestFilter()).map(\.record.id)
+        XCTAssertEqual(ids, ["x#3", "x", "x#2", "x#4", "x#2#2", "x#5"])
     }
 
     func testAFailingRowDoesNotLoseItsBatch() throws {
