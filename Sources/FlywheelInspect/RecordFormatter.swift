@@ -37,6 +37,8 @@ public enum RecordFormatter {
         o["attempts"] = .int(Int64(r.attempts))
         o["request"] = embedded(r.requestJSON)
         o["response"] = r.responseJSON.map(embedded) ?? .null
+        o["response_truncated"] = .bool(r.responseTruncated)
+        o["incomplete"] = .bool(r.incomplete)
         o["feedback"] = .array(feedback.map(json))
         return .object(o)
     }
@@ -64,8 +66,8 @@ public enum RecordFormatter {
             snippet = [prompt.map { "\"\($0)\"" }, answer.map { "→ \"\($0)\"" }].compactMap { $0 }.joined(separator: " ")
         }
         snippet = clip(snippet, 100)
-        let stream = r.stream ? " stream" : ""
-        return "\(isoTimestamp(millis: r.createdAtMillis))  \(r.id)  \(model)  \(r.route ?? "-")\(stream)  \(r.status)  \(latency)  \(tokens)  \(snippet)"
+        let flags = (r.stream ? " stream" : "") + (r.incomplete ? " incomplete" : "") + (r.responseTruncated ? " truncated" : "")
+        return "\(isoTimestamp(millis: r.createdAtMillis))  \(r.id)  \(model)  \(r.route ?? "-")\(flags)  \(r.status)  \(latency)  \(tokens)  \(snippet)"
     }
 
     public static func line(_ f: FeedbackRecord) -> String {
@@ -101,6 +103,8 @@ public enum RecordFormatter {
         field("user", r.user)
         field("metadata", r.metadataJSON)
         field("client key", r.clientKeyID)
+        field("incomplete", r.incomplete ? "yes: the response ended early (client gone or server stopping); logged as far as it got" : nil)
+        field("truncated", r.responseTruncated ? "yes: the logged response was cut at the size cap; the client got all of it" : nil)
         out += "\nrequest:\n" + pretty(r.requestJSON) + "\n"
         out += "\nresponse:\n" + (r.responseJSON.map(pretty) ?? "(none)") + "\n"
         out += "\nfeedback:\n"

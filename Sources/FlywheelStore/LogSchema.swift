@@ -65,6 +65,10 @@ public enum LogSchema {
                 last_suffix INTEGER NOT NULL                 -- the n of the newest `id#n`
             ) WITHOUT ROWID;
             """),
+        Migration(version: 3, summary: "response_truncated and incomplete flags", sql: """
+            ALTER TABLE requests ADD COLUMN response_truncated INTEGER NOT NULL DEFAULT 0;
+            ALTER TABLE requests ADD COLUMN incomplete         INTEGER NOT NULL DEFAULT 0;
+            """),
     ]
 
     /// Brings a read-write connection up to the last of `migrations` (by default this build's list; tests

@@ -54,4 +54,21 @@ final class RecordFormatterTests: XCTestCase {
         XCTAssertTrue(text.contains("correction=\"4\""))
         XCTAssertTrue(text.contains("\"content\": \"Four.\""))
     }
+
+    func testFlagsShowInLineDetailAndJSON() throws {
+        var r = sampleRecord()
+        XCTAssertFalse(RecordFormatter.line(r).contains("incomplete"))
+        XCTAssertFalse(RecordFormatter.detail(r, feedback: []).contains("truncated"))
+        XCTAssertEqual(RecordFormatter.json(r, feedback: [])["incomplete"], .bool(false))
+        r.incomplete = true
+        r.responseTruncated = true
+        let line = RecordFormatter.line(r)
+        XCTAssertTrue(line.contains("upstream incomplete truncated  200"), line)
+        let detail = RecordFormatter.detail(r, feedback: [])
+        XCTAssertTrue(detail.contains("incomplete      yes"), detail)
+        XCTAssertTrue(detail.contains("truncated       yes"), detail)
+        let json = RecordFormatter.json(r, feedback: [])
+        XCTAssertEqual(json["incomplete"], .bool(true))
+        XCTAssertEqual(json["response_truncated"], .bool(true))
+    }
 }

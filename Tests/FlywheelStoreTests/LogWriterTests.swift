@@ -31,6 +31,8 @@ final class LogWriterTests: XCTestCase {
         r.totalTokens = 46
         r.costUSD = 0.000123
         r.attempts = 2
+        r.responseTruncated = true
+        r.incomplete = true
         var minimal = RequestRecord(id: "minimal", createdAtMillis: 1, method: "GET", endpoint: "/v1/models",
                                     requestJSON: "", status: 0, latencyMillis: 0)
         minimal.tags = []

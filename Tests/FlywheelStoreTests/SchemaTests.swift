@@ -115,6 +115,36 @@ final class SchemaTests: XCTestCase {
         }
     }
 
+    /// A log written by the first schema keeps its rows through every later migration, and they read back
+    /// with the new flags false.
+    func testAVersionOneLogUpgradesToTheCurrentSchema() throws {
+        let path = try StoreTestSupport.databasePath(self)
+        do {
+            let raw = try SQLiteConnection(path: path, readOnly: false)
+            try LogSchema.migrate(raw, migrations: Array(LogSchema.migrations.prefix(1)))
+            try raw.execute("""
+                INSERT INTO requests (id, created_at, method, endpoint, status, request_json, latency_ms)
+                VALUES ('old', 1, 'POST', '/v1/chat/completions', 200, '{}', 5)
+                """)
+            raw.close()
+        }
+        let writer = try LogWriter(path: path)
+        var flagged = StoreTestSupport.record("new")
+        flagged.responseTruncated = true
+        flagged.incomplete = true
+        writer.enqueue(flagged)
+        writer.enqueue(StoreTestSupport.record("old")) // a resend of a pre-upgrade id
+        writer.close()
+        let reader = try LogReader(path: path)
+        let old = try XCTUnwrap(try reader.request(id: "old"))
+        XCTAssertFalse(old.responseTruncated)
+        XCTAssertFalse(old.incomplete)
+        XCTAssertEqual(try reader.request(id: "new"), flagged)
+        XCTAssertNotNil(try reader.request(id: "old#2"))
+        let raw = try SQLiteConnection(path: path, readOnly: true)
+        XCTAssertEqual(try raw.userVersion(), LogSchema.currentVersion)
+    }
+
     func testAFailingMigrationLeavesTheVersionUntouched() throws {
         let path = try StoreTestSupport.databasePath(self)
         try LogWriter(path: path).close()
