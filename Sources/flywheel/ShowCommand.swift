@@ -25,7 +25,7 @@ struct ShowCommand: ParsableCommand {
         }
         let feedback = try reader.feedback(forRequest: id)
         if json {
-            Console.line(RecordFormatter.json(record, feedback: feedback).serializedString())
+            Console.line(RecordFormatter.jsonLine(record, feedback: feedback))
         } else {
             Console.line(RecordFormatter.detail(record, feedback: feedback))
         }
