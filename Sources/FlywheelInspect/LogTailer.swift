@@ -17,12 +17,12 @@ public struct LogTailer {
         public init() {}
     }
 
-    let reader: LogReader
+    let reader: any LogQueries
     let options: Options
     let output: (String) -> Void
 
     /// `output` receives one line at a time (without the newline).
-    public init(reader: LogReader, options: Options, output: @escaping (String) -> Void) {
+    public init(reader: any LogQueries, options: Options, output: @escaping (String) -> Void) {
         self.reader = reader
         self.options = options
         self.output = output

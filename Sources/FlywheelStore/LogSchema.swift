@@ -69,6 +69,12 @@ public enum LogSchema {
             ALTER TABLE requests ADD COLUMN response_truncated INTEGER NOT NULL DEFAULT 0;
             ALTER TABLE requests ADD COLUMN incomplete         INTEGER NOT NULL DEFAULT 0;
             """),
+        // Keyset paging walks (created_at, id); the same index serves time-range exports, so it replaces
+        // the created_at index instead of adding a write.
+        Migration(version: 4, summary: "index requests by (created_at, id) for paging", sql: """
+            DROP INDEX requests_created_at;
+            CREATE INDEX requests_created_at_id ON requests(created_at, id);
+            """),
     ]
 
     /// Brings a read-write connection up to the last of `migrations` (by default this build's list; tests
@@ -80,19 +86,21 @@ public enum LogSchema {
         for (index, migration) in migrations.enumerated() {
             precondition(migration.version == index + 1, "migrations must be numbered 1, 2, 3, ... in order")
         }
-        let found = try connection.userVersion()
+        let found = try translatingSQLiteErrors { () throws(SQLiteError) in try connection.userVersion() }
         try checkNotTooNew(found, supported: supported)
         guard found < supported else { return }
         for migration in migrations where migration.version > found {
-            try connection.execute("BEGIN IMMEDIATE")
+            try translatingSQLiteErrors { () throws(SQLiteError) in try connection.execute("BEGIN IMMEDIATE") }
             do throws(StoreError) {
-                let version = try connection.userVersion()
+                let version = try translatingSQLiteErrors { () throws(SQLiteError) in try connection.userVersion() }
                 try checkNotTooNew(version, supported: supported)
                 if version < migration.version {
-                    try connection.execute(migration.sql)
-                    try connection.execute("PRAGMA user_version = \(migration.version)")
+                    try translatingSQLiteErrors { () throws(SQLiteError) in
+                        try connection.execute(migration.sql)
+                        try connection.execute("PRAGMA user_version = \(migration.version)")
+                    }
                 }
-                try connection.execute("COMMIT")
+                try translatingSQLiteErrors { () throws(SQLiteError) in try connection.execute("COMMIT") }
             } catch {
                 try? connection.execute("ROLLBACK")
                 throw error

@@ -16,7 +16,7 @@ enum RequestColumns {
     static let selectList = "row_id, " + names.joined(separator: ", ")
 
     /// Binds `record` to the parameters of `insertSQL`, using `id` in place of `record.id`.
-    static func bind(_ record: RequestRecord, id: String, to s: SQLiteStatement) throws(StoreError) {
+    static func bind(_ record: RequestRecord, id: String, to s: SQLiteStatement) throws(SQLiteError) {
         try s.bind(id, at: 1)
         try s.bind(record.createdAtMillis, at: 2)
         try s.bind(record.method, at: 3)

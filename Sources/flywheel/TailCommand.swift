@@ -44,8 +44,8 @@ struct TailCommand: ParsableCommand {
             let waiter = Thread { _ = TerminationSignals.wait(); stop.set() }
             waiter.start()
         }
-        let reader: LogReader
-        do { reader = try LogReader(path: db) } catch { throw ValidationError("\(error)") }
+        let reader: SQLiteLogReader
+        do { reader = try SQLiteLogReader(path: db) } catch { throw ValidationError("\(error)") }
         var options = LogTailer.Options()
         options.count = lines
         options.follow = follow

@@ -3,7 +3,7 @@ import Foundation
 import XCTest
 @testable import FlywheelStore
 
-final class LogWriterTests: XCTestCase {
+final class SQLiteLogWriterTests: XCTestCase {
     private typealias Support = StoreTestSupport
 
     func testRoundTripsEveryField() throws {
@@ -37,12 +37,12 @@ final class LogWriterTests: XCTestCase {
                                     requestJSON: "", status: 0, latencyMillis: 0)
         minimal.tags = []
 
-        let writer = try LogWriter(path: path)
+        let writer = try SQLiteLogWriter(path: path)
         XCTAssertTrue(writer.enqueue(r))
         XCTAssertTrue(writer.enqueue(minimal))
         writer.close()
 
-        let reader = try LogReader(path: path)
+        let reader = try SQLiteLogReader(path: path)
         XCTAssertEqual(try reader.request(id: r.id), r)
         XCTAssertEqual(try reader.request(id: "minimal"), minimal)
         XCTAssertNil(try reader.request(id: "absent"))
@@ -52,13 +52,13 @@ final class LogWriterTests: XCTestCase {
         let path = try Support.databasePath(self)
         var tagged = Support.record("tagged")
         tagged.tags = ["a", "b \"c\"", "tab\there", "\u{01}"]
-        let writer = try LogWriter(path: path)
+        let writer = try SQLiteLogWriter(path: path)
         writer.enqueue(tagged)
         writer.enqueue(Support.record("untagged"))
         writer.close()
 
         let raw = try SQLiteConnection(path: path, readOnly: true)
-        let stored = try raw.withStatement("SELECT tags FROM requests ORDER BY row_id") { s throws(StoreError) in
+        let stored = try raw.withStatement("SELECT tags FROM requests ORDER BY row_id") { s throws(SQLiteError) in
             var out: [String] = []
             while try s.step() { out.append(s.string(0)) }
             return out
@@ -68,12 +68,12 @@ final class LogWriterTests: XCTestCase {
         XCTAssertEqual(try raw.scalarInt64("SELECT json_array_length(tags) FROM requests WHERE id = 'tagged'"), 4)
         let decoded = try JSONDecoder().decode([String].self, from: Data(stored[0].utf8))
         XCTAssertEqual(decoded, tagged.tags)
-        XCTAssertEqual(try LogReader(path: path).request(id: "tagged")?.tags, tagged.tags)
+        XCTAssertEqual(try SQLiteLogReader(path: path).request(id: "tagged")?.tags, tagged.tags)
     }
 
     func testBatchOfFiveThousandThenFlush() throws {
         let path = try Support.databasePath(self)
-        let writer = try LogWriter(path: path)
+        let writer = try SQLiteLogWriter(path: path)
         defer { writer.close() }
         for i in 0..<5_000 { XCTAssertTrue(writer.enqueue(Support.record("req-\(i)"))) }
         writer.flush()
@@ -81,7 +81,7 @@ final class LogWriterTests: XCTestCase {
         XCTAssertEqual(writer.queueDepth, 0)
         XCTAssertEqual(writer.droppedCount, 0)
         XCTAssertEqual(writer.writeErrorCount, 0)
-        let reader = try LogReader(path: path)
+        let reader = try SQLiteLogReader(path: path)
         XCTAssertEqual(try reader.requestCount(), 5_000)
         XCTAssertEqual(try reader.maxRequestRowID(), 5_000)
         XCTAssertEqual(try reader.latestRequests(limit: 1, filter: RequestFilter()).first?.record.id, "req-4999")
@@ -89,7 +89,7 @@ final class LogWriterTests: XCTestCase {
 
     func testQueueFullDropsAndCounts() throws {
         let path = try Support.databasePath(self)
-        let writer = try LogWriter(path: path, capacity: 3, maxBatch: 1)
+        let writer = try SQLiteLogWriter(path: path, capacity: 3, maxBatch: 1)
         defer { writer.close() }
         // Hold the write lock so the writer thread stalls in BEGIN IMMEDIATE with its first row.
         let blocker = try SQLiteConnection(path: path, readOnly: false)
@@ -109,12 +109,12 @@ final class LogWriterTests: XCTestCase {
         writer.flush()
         XCTAssertEqual(writer.writtenCount, 4)
         XCTAssertEqual(writer.writeErrorCount, 0)
-        let ids = try LogReader(path: path).latestRequests(limit: 10, filter: RequestFilter()).map(\.record.id)
+        let ids = try SQLiteLogReader(path: path).latestRequests(limit: 10, filter: RequestFilter()).map(\.record.id)
         XCTAssertEqual(ids, ["r0", "r1", "r2", "r3"])
     }
 
     func testFeedbackForUnknownRequest() throws {
-        let writer = try LogWriter(path: try Support.databasePath(self))
+        let writer = try SQLiteLogWriter(path: try Support.databasePath(self))
         defer { writer.close() }
         let result = Support.submit(writer, FeedbackRecord(requestID: "ghost", createdAtMillis: 1, signal: .accepted))
         guard case let .failure(.unknownRequest(id)) = result else { return XCTFail("\(String(describing: result))") }
@@ -124,7 +124,7 @@ final class LogWriterTests: XCTestCase {
     func testFeedbackForARequestEnqueuedJustBefore() throws {
         let path = try Support.databasePath(self)
         // A long flush interval and small batches: ordering must come from the queue, not from luck.
-        let writer = try LogWriter(path: path, maxBatch: 7, flushInterval: 5)
+        let writer = try SQLiteLogWriter(path: path, maxBatch: 7, flushInterval: 5)
         defer { writer.close() }
         for i in 0..<50 { writer.enqueue(Support.record("bulk-\(i)")) }
         writer.enqueue(Support.record("fresh"))
@@ -139,14 +139,14 @@ final class LogWriterTests: XCTestCase {
         XCTAssertFalse(submission.duplicate)
         XCTAssertGreaterThan(submission.feedbackID, 0)
 
-        let stored = try LogReader(path: path).feedback(forRequest: "fresh")
+        let stored = try SQLiteLogReader(path: path).feedback(forRequest: "fresh")
         feedback.id = submission.feedbackID
         XCTAssertEqual(stored, [feedback])
     }
 
     func testIdempotentDuplicateAndConflict() throws {
         let path = try Support.databasePath(self)
-        let writer = try LogWriter(path: path)
+        let writer = try SQLiteLogWriter(path: path)
         defer { writer.close() }
         writer.enqueue(Support.record("req-a"))
         writer.enqueue(Support.record("req-b"))
@@ -198,14 +198,14 @@ final class LogWriterTests: XCTestCase {
         XCTAssertEqual([a.duplicate, b.duplicate], [false, true])
 
         writer.flush()
-        let reader = try LogReader(path: path)
+        let reader = try SQLiteLogReader(path: path)
         XCTAssertEqual(try reader.feedback(forRequest: "req-a").map(\.value), [4])
         XCTAssertEqual(try reader.feedback(forRequest: "req-b").count, 1)
     }
 
     func testFeedbackQueueOverloaded() throws {
         let path = try Support.databasePath(self)
-        let writer = try LogWriter(path: path)
+        let writer = try SQLiteLogWriter(path: path)
         defer { writer.close() }
         let blocker = try SQLiteConnection(path: path, readOnly: false)
         try blocker.execute("BEGIN IMMEDIATE")
@@ -213,29 +213,29 @@ final class LogWriterTests: XCTestCase {
         let answered = DispatchSemaphore(value: 0)
         writer.submitFeedback(FeedbackRecord(requestID: "x", createdAtMillis: 0, signal: .accepted)) { _ in answered.signal() }
         XCTAssertTrue(Support.waitUntil { writer.pendingFeedbackCount == 0 })
-        for _ in 0..<LogWriter.feedbackCapacity {
+        for _ in 0..<SQLiteLogWriter.feedbackCapacity {
             writer.submitFeedback(FeedbackRecord(requestID: "x", createdAtMillis: 0, signal: .accepted)) { _ in answered.signal() }
         }
         let overflow = ResultBox()
         writer.submitFeedback(FeedbackRecord(requestID: "x", createdAtMillis: 0, signal: .accepted)) { overflow.set($0) }
         guard case .failure(.overloaded) = overflow.get() else { return XCTFail("expected overloaded, got \(String(describing: overflow.get()))") }
         try blocker.execute("ROLLBACK")
-        for _ in 0...LogWriter.feedbackCapacity { answered.wait() }
+        for _ in 0...SQLiteLogWriter.feedbackCapacity { answered.wait() }
     }
 
     func testCloseDrainsEverything() throws {
         let path = try Support.databasePath(self)
-        let writer = try LogWriter(path: path, flushInterval: 10)
+        let writer = try SQLiteLogWriter(path: path, flushInterval: 10)
         for i in 0..<1_000 { XCTAssertTrue(writer.enqueue(Support.record("drain-\(i)"))) }
         writer.close()
         XCTAssertEqual(writer.writtenCount, 1_000)
         XCTAssertFalse(FileManager.default.fileExists(atPath: path + "-wal") && ((try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int) ?? 0) > 0,
                        "close should checkpoint the WAL")
-        XCTAssertEqual(try LogReader(path: path).requestCount(), 1_000)
+        XCTAssertEqual(try SQLiteLogReader(path: path).requestCount(), 1_000)
     }
 
     func testAfterCloseEverythingIsRefused() throws {
-        let writer = try LogWriter(path: try Support.databasePath(self))
+        let writer = try SQLiteLogWriter(path: try Support.databasePath(self))
         writer.close()
         writer.close() // idempotent
         XCTAssertFalse(writer.enqueue(Support.record("late")))
@@ -248,7 +248,7 @@ final class LogWriterTests: XCTestCase {
 
     func testConcurrentCloseCallsAllReturnAfterTheDrain() throws {
         let path = try Support.databasePath(self)
-        let writer = try LogWriter(path: path)
+        let writer = try SQLiteLogWriter(path: path)
         for i in 0..<500 { writer.enqueue(Support.record("c-\(i)")) }
         DispatchQueue.concurrentPerform(iterations: 4) { _ in
             writer.close()
@@ -258,7 +258,7 @@ final class LogWriterTests: XCTestCase {
 
     func testDuplicateRequestIDKeepsEveryRow() throws {
         let path = try Support.databasePath(self)
-        let writer = try LogWriter(path: path)
+        let writer = try SQLiteLogWriter(path: path)
         var first = Support.record("dup")
         first.status = 200
         var second = Support.record("dup")
@@ -271,7 +271,7 @@ final class LogWriterTests: XCTestCase {
         writer.enqueue(third)
         writer.close()
         XCTAssertEqual(writer.writtenCount, 3)
-        let reader = try LogReader(path: path)
+        let reader = try SQLiteLogReader(path: path)
         XCTAssertEqual(try reader.request(id: "dup")?.status, 200)
         XCTAssertEqual(try reader.request(id: "dup#2")?.status, 502)
         XCTAssertEqual(try reader.request(id: "dup#3")?.status, 503)
@@ -281,7 +281,7 @@ final class LogWriterTests: XCTestCase {
     /// constant amount of work, and every row is kept under its own id.
     func testThreeThousandCopiesOfOneIDAreAllKept() throws {
         let path = try Support.databasePath(self)
-        let writer = try LogWriter(path: path)
+        let writer = try SQLiteLogWriter(path: path)
         let copies = 3_000
         for i in 0..<copies {
             var r = Support.record("same")
@@ -291,7 +291,7 @@ final class LogWriterTests: XCTestCase {
         writer.close()
         XCTAssertEqual(writer.writtenCount, copies)
         XCTAssertEqual(writer.writeErrorCount, 0)
-        let reader = try LogReader(path: path)
+        let reader = try SQLiteLogReader(path: path)
         let rows = try reader.latestRequests(limit: copies + 1, filter: RequestFilter())
         XCTAssertEqual(rows.map(\.record.id), ["same"] + (2...copies).map { "same#\($0)" })
         // In arrival order: the n-th copy is `same#n`.
@@ -301,21 +301,21 @@ final class LogWriterTests: XCTestCase {
     /// A client that literally sends `x#3` takes that id; the renamer steps past it instead of failing.
     func testRenameStepsOverLiteralSuffixedIDs() throws {
         let path = try Support.databasePath(self)
-        let writer = try LogWriter(path: path)
+        let writer = try SQLiteLogWriter(path: path)
         for id in ["x#3", "x", "x", "x", "x#2"] { writer.enqueue(Support.record(id)) }
         writer.close()
         XCTAssertEqual(writer.writtenCount, 5)
         // The suffix survives a restart.
-        let again = try LogWriter(path: path)
+        let again = try SQLiteLogWriter(path: path)
         again.enqueue(Support.record("x"))
         again.close()
-        let ids = try LogReader(path: path).latestRequests(limit: 10, filter: RequestFilter()).map(\.record.id)
+        let ids = try SQLiteLogReader(path: path).latestRequests(limit: 10, filter: RequestFilter()).map(\.record.id)
         XCTAssertEqual(ids, ["x#3", "x", "x#2", "x#4", "x#2#2", "x#5"])
     }
 
     func testAFailingRowDoesNotLoseItsBatch() throws {
         let path = try Support.databasePath(self)
-        let writer = try LogWriter(path: path, maxBatch: 100)
+        let writer = try SQLiteLogWriter(path: path, maxBatch: 100)
         defer { writer.close() }
         let blocker = try SQLiteConnection(path: path, readOnly: false)
         try blocker.execute("BEGIN IMMEDIATE")
@@ -334,26 +334,26 @@ final class LogWriterTests: XCTestCase {
         writer.flush()
         XCTAssertEqual(writer.writtenCount, 4)
         XCTAssertEqual(writer.writeErrorCount, 1)
-        guard case let .sqlite(_, message, _)? = writer.lastWriteError else { return XCTFail("no last error") }
+        guard case let .backend(message)? = writer.lastWriteError else { return XCTFail("no last error") }
         XCTAssertTrue(message.contains("boom"), message)
-        let ids = try LogReader(path: path).latestRequests(limit: 10, filter: RequestFilter()).map(\.record.id)
+        let ids = try SQLiteLogReader(path: path).latestRequests(limit: 10, filter: RequestFilter()).map(\.record.id)
         XCTAssertEqual(ids, ["first", "ok-1", "ok-2", "ok-3"])
     }
 
     func testEnqueueFromManyThreads() throws {
         let path = try Support.databasePath(self)
-        let writer = try LogWriter(path: path, maxBatch: 64)
+        let writer = try SQLiteLogWriter(path: path, maxBatch: 64)
         DispatchQueue.concurrentPerform(iterations: 8) { t in
             for i in 0..<250 { writer.enqueue(Support.record("t\(t)-\(i)")) }
         }
         writer.close()
         XCTAssertEqual(writer.writtenCount, 2_000)
-        XCTAssertEqual(try LogReader(path: path).requestCount(), 2_000)
+        XCTAssertEqual(try SQLiteLogReader(path: path).requestCount(), 2_000)
     }
 
     func testFlushAndCloseFromACompletionDoNotDeadlock() throws {
         let path = try Support.databasePath(self)
-        var writer: LogWriter? = try LogWriter(path: path)
+        var writer: SQLiteLogWriter? = try SQLiteLogWriter(path: path)
         writer!.enqueue(Support.record("r"))
         let done = DispatchSemaphore(value: 0)
         let captured = writer!
@@ -368,6 +368,6 @@ final class LogWriterTests: XCTestCase {
         writer!.close() // waits for the shutdown the completion started
         XCTAssertEqual(writer!.writtenCount, 1)
         writer = nil
-        XCTAssertEqual(try LogReader(path: path).feedback(forRequest: "r").count, 1)
+        XCTAssertEqual(try SQLiteLogReader(path: path).feedback(forRequest: "r").count, 1)
     }
 }
