@@ -134,4 +134,20 @@ final class SQLiteLogReaderTests: XCTestCase {
         XCTAssertEqual(seen, total)
         XCTAssertGreaterThan(polls, 1)
     }
+
+    /// Paging walks the (created_at, id) index from the cursor instead of sorting or skipping rows.
+    func testPagingUsesTheCreatedAtIDIndex() throws {
+        let path = try database(with: (0..<50).map { Support.record("r\($0)", at: Int64($0 / 5)) })
+        let raw = try SQLiteConnection(path: path, readOnly: true)
+        for (comparison, direction) in [(">", "ASC"), ("<", "DESC")] {
+            let sql = "EXPLAIN QUERY PLAN SELECT \(RequestColumns.selectList) FROM requests WHERE (created_at, id) \(comparison) (?, ?) ORDER BY created_at \(direction), id \(direction) LIMIT ?"
+            let plan = try raw.withStatement(sql) { s throws(SQLiteError) in
+                var lines: [String] = []
+                while try s.step() { lines.append(s.string(3)) }
+                return lines.joined(separator: "; ")
+            }
+            XCTAssertTrue(plan.contains("USING INDEX requests_created_at_id"), plan)
+            XCTAssertFalse(plan.contains("TEMP B-TREE"), plan)
+        }
+    }
 }
