@@ -1,4 +1,4 @@
-/// Feedback on one logged request. A plain value; submit it with `LogWriter.submitFeedback(_:completion:)`.
+/// Feedback on one logged request. A plain value; submit it with `LogSink.submitFeedback(_:deadline:completion:)`.
 public struct FeedbackRecord: Sendable, Equatable {
     /// Assigned by the store (0 before insert; ignored on submit).
     public var id: Int64

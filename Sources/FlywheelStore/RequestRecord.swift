@@ -1,5 +1,5 @@
 /// One request as logged: what arrived, how it was routed, what was answered, and what it cost.
-/// A plain value; build it on any thread and hand it to `LogWriter.enqueue(_:)`.
+/// A plain value; build it on any thread and hand it to `LogSink.enqueue(_:)`.
 public struct RequestRecord: Sendable, Equatable {
     /// `x-request-id` (UUIDv7 or client-supplied). Unique in the log: a resent id is stored as `id#2`, `id#3`, ...
     public var id: String

@@ -104,7 +104,7 @@ public final class SQLiteLogWriter: LogSink {
     /// Request rows that could not be written even on their own (see `lastWriteError`).
     public var writeErrorCount: Int { core.writeErrors.load(ordering: .relaxed) }
 
-    /// The most recent error behind `writeErrorCount`, for logs. (Addition to the planned API.)
+    /// The most recent error behind `writeErrorCount`, for logs.
     public var lastWriteError: StoreError? { core.lastError.withLock { $0 } }
 
     /// Blocks until everything enqueued or submitted before the call is committed (or has failed and been

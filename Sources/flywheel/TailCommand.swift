@@ -27,6 +27,12 @@ struct TailCommand: ParsableCommand {
     @Option(name: .long, help: "Only requests handled by this route.")
     var route: String?
 
+    @Option(name: .long, help: "Only requests carrying this tag (x-flywheel-tags).")
+    var tag: String?
+
+    @Option(name: .long, help: "Only requests answered with this HTTP status.")
+    var status: Int?
+
     @Flag(name: .long, help: "Only failed requests.")
     var errors = false
 
@@ -51,7 +57,7 @@ struct TailCommand: ParsableCommand {
         options.follow = follow
         options.json = json
         options.includeFeedback = feedback
-        options.filter = RequestFilter(model: model, route: route, errorsOnly: errors)
+        options.filter = RequestFilter(model: model, route: route, tag: tag, status: status, errorsOnly: errors)
         try LogTailer(reader: reader, options: options, output: Console.line).run { stop.isSet }
     }
 }
