@@ -17,12 +17,12 @@ public struct LogTailer {
         public init() {}
     }
 
-    let reader: LogReader
+    let reader: any LogQueries
     let options: Options
     let output: (String) -> Void
 
     /// `output` receives one line at a time (without the newline).
-    public init(reader: LogReader, options: Options, output: @escaping (String) -> Void) {
+    public init(reader: any LogQueries, options: Options, output: @escaping (String) -> Void) {
         self.reader = reader
         self.options = options
         self.output = output
@@ -65,14 +65,14 @@ public struct LogTailer {
                 let r = requests[i].record
                 if options.json {
                     let fb = try reader.feedback(forRequest: r.id)
-                    output(RecordFormatter.json(r, feedback: fb).serializedString())
+                    output(RecordFormatter.jsonLine(r, feedback: fb))
                 } else {
                     output(RecordFormatter.line(r))
                 }
                 i += 1
             } else {
                 let f = feedback[j].record
-                output(options.json ? RecordFormatter.json(f).serializedString() : RecordFormatter.line(f))
+                output(options.json ? RecordFormatter.jsonLine(f) : RecordFormatter.line(f))
                 j += 1
             }
         }

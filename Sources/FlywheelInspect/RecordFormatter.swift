@@ -5,7 +5,8 @@ import Glibc
 #endif
 
 /// Turns log rows into what an operator reads: one line per request or feedback row, a full JSON object
-/// per row for `--json`, and a detailed view for `show`.
+/// per row for `--json`, and a detailed view for `show`. Logged text is client input: every string meant
+/// for a terminal (`line`, `detail`, `jsonLine`) has its control characters made visible (`TerminalText`).
 public enum RecordFormatter {
     /// The whole record as one JSON object, with request and response bodies embedded as JSON.
     public static func json(_ r: RequestRecord, feedback: [FeedbackRecord]) -> JSON {
@@ -37,6 +38,8 @@ public enum RecordFormatter {
         o["attempts"] = .int(Int64(r.attempts))
         o["request"] = embedded(r.requestJSON)
         o["response"] = r.responseJSON.map(embedded) ?? .null
+        o["response_truncated"] = .bool(r.responseTruncated)
+        o["incomplete"] = .bool(r.incomplete)
         o["feedback"] = .array(feedback.map(json))
         return .object(o)
     }
@@ -48,6 +51,16 @@ public enum RecordFormatter {
             "value": .optional(f.value), "correction": .optional(f.correction), "comment": .optional(f.comment),
             "source": .optional(f.source), "weight": .optional(f.weight),
         ]
+    }
+
+    /// `json(_:feedback:)` as one line of terminal-safe text, for `--json` output.
+    public static func jsonLine(_ r: RequestRecord, feedback: [FeedbackRecord]) -> String {
+        TerminalText.jsonSafe(json(r, feedback: feedback).serializedString())
+    }
+
+    /// `json(_:)` of a feedback row as one line of terminal-safe text.
+    public static func jsonLine(_ f: FeedbackRecord) -> String {
+        TerminalText.jsonSafe(json(f).serializedString())
     }
 
     /// One line: time, id, model, route, status, latency, tokens, then a snippet of the exchange.
@@ -64,8 +77,8 @@ public enum RecordFormatter {
             snippet = [prompt.map { "\"\($0)\"" }, answer.map { "→ \"\($0)\"" }].compactMap { $0 }.joined(separator: " ")
         }
         snippet = clip(snippet, 100)
-        let stream = r.stream ? " stream" : ""
-        return "\(isoTimestamp(millis: r.createdAtMillis))  \(r.id)  \(model)  \(r.route ?? "-")\(stream)  \(r.status)  \(latency)  \(tokens)  \(snippet)"
+        let flags = (r.stream ? " stream" : "") + (r.incomplete ? " incomplete" : "") + (r.responseTruncated ? " truncated" : "")
+        return TerminalText.visible("\(isoTimestamp(millis: r.createdAtMillis))  \(r.id)  \(model)  \(r.route ?? "-")\(flags)  \(r.status)  \(latency)  \(tokens)  \(snippet)")
     }
 
     public static func line(_ f: FeedbackRecord) -> String {
@@ -75,7 +88,7 @@ public enum RecordFormatter {
         if let s = f.source { parts.append("source=\(s)") }
         if let c = f.comment { parts.append("\"\(clip(c, 60))\"") }
         if let c = f.correction { parts.append("correction=\"\(clip(c, 60))\"") }
-        return parts.joined(separator: "  ")
+        return TerminalText.visible(parts.joined(separator: "  "))
     }
 
     /// The multi-line view `flywheel show` prints.
@@ -83,7 +96,7 @@ public enum RecordFormatter {
         var out = ""
         func field(_ name: String, _ value: String?) {
             guard let value else { return }
-            out += name.padding(toLength: 16) + value + "\n"
+            out += name.padding(toLength: 16) + TerminalText.visible(value) + "\n"
         }
         field("id", r.id)
         field("time", isoTimestamp(millis: r.createdAtMillis))
@@ -101,8 +114,10 @@ public enum RecordFormatter {
         field("user", r.user)
         field("metadata", r.metadataJSON)
         field("client key", r.clientKeyID)
-        out += "\nrequest:\n" + pretty(r.requestJSON) + "\n"
-        out += "\nresponse:\n" + (r.responseJSON.map(pretty) ?? "(none)") + "\n"
+        field("incomplete", r.incomplete ? "yes: the response ended early (client gone or server stopping); logged as far as it got" : nil)
+        field("truncated", r.responseTruncated ? "yes: the logged response was cut at the size cap; the client got all of it" : nil)
+        out += "\nrequest:\n" + TerminalText.visible(pretty(r.requestJSON), multiline: true) + "\n"
+        out += "\nresponse:\n" + (r.responseJSON.map { TerminalText.visible(pretty($0), multiline: true) } ?? "(none)") + "\n"
         out += "\nfeedback:\n"
         if feedback.isEmpty { out += "(none)\n" }
         for f in feedback { out += "  " + line(f) + "\n" }

@@ -11,7 +11,7 @@ enum FeedbackColumns {
     /// `row_id` followed by `names`, for SELECTs whose rows `read` decodes.
     static let selectList = "row_id, " + names.joined(separator: ", ")
 
-    static func bind(_ f: FeedbackRecord, to s: SQLiteStatement) throws(StoreError) {
+    static func bind(_ f: FeedbackRecord, to s: SQLiteStatement) throws(SQLiteError) {
         try s.bind(f.requestID, at: 1)
         try s.bind(f.createdAtMillis, at: 2)
         try s.bind(f.signal.rawValue, at: 3)
@@ -25,10 +25,10 @@ enum FeedbackColumns {
 
     /// Decodes the current row of a statement that selected `selectList`. A signal this build does not
     /// know is an error rather than a silent guess.
-    static func read(_ s: SQLiteStatement) throws(StoreError) -> StoredFeedback {
+    static func read(_ s: SQLiteStatement) throws(SQLiteError) -> StoredFeedback {
         let rawSignal = s.string(3)
         guard let signal = FeedbackSignal(rawValue: rawSignal) else {
-            throw StoreError.sqlite(code: 20 /* SQLITE_MISMATCH */, message: "unknown feedback signal '\(rawSignal)'", sql: s.sql)
+            throw SQLiteError(code: 20 /* SQLITE_MISMATCH */, message: "unknown feedback signal '\(rawSignal)'", sql: s.sql)
         }
         var f = FeedbackRecord(requestID: s.string(1), createdAtMillis: s.int64(2), signal: signal)
         f.id = s.int64(0)

@@ -1,4 +1,4 @@
-/// Feedback on one logged request. A plain value; submit it with `LogWriter.submitFeedback(_:completion:)`.
+/// Feedback on one logged request. A plain value; submit it with `LogSink.submitFeedback(_:deadline:completion:)`.
 public struct FeedbackRecord: Sendable, Equatable {
     /// Assigned by the store (0 before insert; ignored on submit).
     public var id: Int64
@@ -13,7 +13,9 @@ public struct FeedbackRecord: Sendable, Equatable {
     public var comment: String?
     public var source: String?
     public var weight: Double?
-    /// Resubmitting with the same key (same request and signal) returns the first row instead of adding one.
+    /// Resubmitting identical feedback with the same key returns the first row instead of adding one;
+    /// different feedback under a used key is refused (`StoreError.idempotencyConflict`).
+    /// "Identical" is `isSameSubmission(as:)`: everything but `id` and `createdAtMillis`.
     public var idempotencyKey: String?
 
     /// Everything not given is nil; `id` is 0.
@@ -28,5 +30,13 @@ public struct FeedbackRecord: Sendable, Equatable {
         self.source = nil
         self.weight = nil
         self.idempotencyKey = nil
+    }
+
+    /// True when `other` says the same thing: every field but the store-assigned `id` and `createdAtMillis`
+    /// (a retry is stamped later than the original) is equal.
+    public func isSameSubmission(as other: FeedbackRecord) -> Bool {
+        requestID == other.requestID && signal == other.signal && value == other.value
+            && correction == other.correction && comment == other.comment && source == other.source
+            && weight == other.weight && idempotencyKey == other.idempotencyKey
     }
 }

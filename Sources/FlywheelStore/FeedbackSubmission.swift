@@ -2,7 +2,7 @@
 public struct FeedbackSubmission: Sendable, Equatable {
     /// The row id of the feedback (the original row's id when `duplicate`).
     public var feedbackID: Int64
-    /// True when the idempotency key was seen before for the same request and signal; nothing was inserted.
+    /// True when the same feedback was already stored under this idempotency key; nothing was inserted.
     public var duplicate: Bool
 
     public init(feedbackID: Int64, duplicate: Bool) {

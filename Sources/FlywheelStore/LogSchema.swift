@@ -1,7 +1,7 @@
 /// The log's schema history and the code that applies it.
 ///
 /// The version lives in `PRAGMA user_version`. `migrations` is ordered; migration `n` (1-based) takes the
-/// database from version `n - 1` to `n`, in its own transaction. Adding v2 later is one more entry.
+/// database from version `n - 1` to `n`, in its own transaction. A new version is one more entry.
 public enum LogSchema {
     /// The newest schema version this build reads and writes.
     public static let currentVersion: Int = migrations.count
@@ -57,6 +57,24 @@ public enum LogSchema {
             );
             CREATE INDEX feedback_request_id ON feedback(request_id);
             """),
+        // A resent request id is stored as `id#2`, `id#3`, ...; this table remembers the last suffix used per
+        // id so that the next rename is one upsert instead of a walk over every earlier copy.
+        Migration(version: 2, summary: "last rename suffix per resent request id", sql: """
+            CREATE TABLE request_id_suffixes (
+                id          TEXT    PRIMARY KEY,             -- a request id that arrived more than once
+                last_suffix INTEGER NOT NULL                 -- the n of the newest `id#n`
+            ) WITHOUT ROWID;
+            """),
+        Migration(version: 3, summary: "response_truncated and incomplete flags", sql: """
+            ALTER TABLE requests ADD COLUMN response_truncated INTEGER NOT NULL DEFAULT 0;
+            ALTER TABLE requests ADD COLUMN incomplete         INTEGER NOT NULL DEFAULT 0;
+            """),
+        // Keyset paging walks (created_at, id); the same index serves time-range exports, so it replaces
+        // the created_at index instead of adding a write.
+        Migration(version: 4, summary: "index requests by (created_at, id) for paging", sql: """
+            DROP INDEX requests_created_at;
+            CREATE INDEX requests_created_at_id ON requests(created_at, id);
+            """),
     ]
 
     /// Brings a read-write connection up to the last of `migrations` (by default this build's list; tests
@@ -68,19 +86,21 @@ public enum LogSchema {
         for (index, migration) in migrations.enumerated() {
             precondition(migration.version == index + 1, "migrations must be numbered 1, 2, 3, ... in order")
         }
-        let found = try connection.userVersion()
+        let found = try translatingSQLiteErrors { () throws(SQLiteError) in try connection.userVersion() }
         try checkNotTooNew(found, supported: supported)
         guard found < supported else { return }
         for migration in migrations where migration.version > found {
-            try connection.execute("BEGIN IMMEDIATE")
+            try translatingSQLiteErrors { () throws(SQLiteError) in try connection.execute("BEGIN IMMEDIATE") }
             do throws(StoreError) {
-                let version = try connection.userVersion()
+                let version = try translatingSQLiteErrors { () throws(SQLiteError) in try connection.userVersion() }
                 try checkNotTooNew(version, supported: supported)
                 if version < migration.version {
-                    try connection.execute(migration.sql)
-                    try connection.execute("PRAGMA user_version = \(migration.version)")
+                    try translatingSQLiteErrors { () throws(SQLiteError) in
+                        try connection.execute(migration.sql)
+                        try connection.execute("PRAGMA user_version = \(migration.version)")
+                    }
                 }
-                try connection.execute("COMMIT")
+                try translatingSQLiteErrors { () throws(SQLiteError) in try connection.execute("COMMIT") }
             } catch {
                 try? connection.execute("ROLLBACK")
                 throw error

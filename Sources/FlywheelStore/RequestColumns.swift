@@ -5,7 +5,8 @@ enum RequestColumns {
         "id", "created_at", "method", "endpoint", "client_key_id", "tags", "user", "metadata",
         "model_requested", "model_served", "route", "upstream", "stream", "status", "error_type",
         "error_message", "request_json", "response_json", "latency_ms", "ttft_ms", "upstream_ms",
-        "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd", "attempts",
+        "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd", "attempts", "response_truncated",
+        "incomplete",
     ]
 
     static let insertSQL =
@@ -15,7 +16,7 @@ enum RequestColumns {
     static let selectList = "row_id, " + names.joined(separator: ", ")
 
     /// Binds `record` to the parameters of `insertSQL`, using `id` in place of `record.id`.
-    static func bind(_ record: RequestRecord, id: String, to s: SQLiteStatement) throws(StoreError) {
+    static func bind(_ record: RequestRecord, id: String, to s: SQLiteStatement) throws(SQLiteError) {
         try s.bind(id, at: 1)
         try s.bind(record.createdAtMillis, at: 2)
         try s.bind(record.method, at: 3)
@@ -42,6 +43,8 @@ enum RequestColumns {
         try s.bind(record.totalTokens, at: 24)
         try s.bind(record.costUSD, at: 25)
         try s.bind(record.attempts, at: 26)
+        try s.bind(record.responseTruncated, at: 27)
+        try s.bind(record.incomplete, at: 28)
     }
 
     /// Decodes the current row of a statement that selected `selectList`.
@@ -68,6 +71,8 @@ enum RequestColumns {
         r.totalTokens = s.optionalInt(24)
         r.costUSD = s.optionalDouble(25)
         r.attempts = s.int(26)
+        r.responseTruncated = s.int64(27) != 0
+        r.incomplete = s.int64(28) != 0
         return StoredRequest(rowID: s.int64(0), record: r)
     }
 }

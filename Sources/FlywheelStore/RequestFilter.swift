@@ -1,14 +1,27 @@
-/// Which requests the reader returns. Unset fields do not filter; set fields are combined with AND.
-public struct RequestFilter: Sendable {
+/// Which requests a query returns. Unset fields do not filter; set fields are combined with AND.
+public struct RequestFilter: Sendable, Equatable {
     /// Matches `modelRequested` or `modelServed`.
     public var model: String?
     public var route: String?
+    /// Matches requests whose `tags` contain this tag exactly.
+    public var tag: String?
+    /// Matches this HTTP status exactly.
+    public var status: Int?
     /// Only failures: status >= 400 or an error type recorded.
     public var errorsOnly: Bool
+    /// Only requests created at or after this time (Unix milliseconds).
+    public var createdFrom: Int64?
+    /// Only requests created before this time (Unix milliseconds; exclusive).
+    public var createdBefore: Int64?
 
-    public init(model: String? = nil, route: String? = nil, errorsOnly: Bool = false) {
+    public init(model: String? = nil, route: String? = nil, tag: String? = nil, status: Int? = nil,
+                errorsOnly: Bool = false, createdFrom: Int64? = nil, createdBefore: Int64? = nil) {
         self.model = model
         self.route = route
+        self.tag = tag
+        self.status = status
         self.errorsOnly = errorsOnly
+        self.createdFrom = createdFrom
+        self.createdBefore = createdBefore
     }
 }

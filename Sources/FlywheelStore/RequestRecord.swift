@@ -1,5 +1,5 @@
 /// One request as logged: what arrived, how it was routed, what was answered, and what it cost.
-/// A plain value; build it on any thread and hand it to `LogWriter.enqueue(_:)`.
+/// A plain value; build it on any thread and hand it to `LogSink.enqueue(_:)`.
 public struct RequestRecord: Sendable, Equatable {
     /// `x-request-id` (UUIDv7 or client-supplied). Unique in the log: a resent id is stored as `id#2`, `id#3`, ...
     public var id: String
@@ -32,8 +32,13 @@ public struct RequestRecord: Sendable, Equatable {
     public var errorMessage: String?
     /// Full request body.
     public var requestJSON: String
-    /// Full response (streams assembled into one JSON object).
+    /// Full response (streams assembled into one JSON object), unless `responseTruncated`.
     public var responseJSON: String?
+    /// The logged `responseJSON` was cut at the log's size cap; the client received the whole response.
+    public var responseTruncated: Bool
+    /// The response ended before it was complete (the client disconnected or the server shut down);
+    /// `responseJSON` holds what was produced until then.
+    public var incomplete: Bool
     /// Total time in the gateway.
     public var latencyMillis: Double
     public var timeToFirstTokenMillis: Double?
@@ -71,6 +76,8 @@ public struct RequestRecord: Sendable, Equatable {
         self.errorMessage = nil
         self.requestJSON = requestJSON
         self.responseJSON = nil
+        self.responseTruncated = false
+        self.incomplete = false
         self.latencyMillis = latencyMillis
         self.timeToFirstTokenMillis = nil
         self.upstreamMillis = nil

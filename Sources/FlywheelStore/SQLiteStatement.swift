@@ -7,11 +7,11 @@ final class SQLiteStatement {
     private let db: OpaquePointer
     let sql: String
 
-    init(db: OpaquePointer, sql: String) throws(StoreError) {
+    init(db: OpaquePointer, sql: String) throws(SQLiteError) {
         var stmt: OpaquePointer?
         let rc = sqlite3_prepare_v3(db, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &stmt, nil)
         guard rc == SQLITE_OK, let stmt else {
-            throw StoreError.sqlite(code: sqlite3_extended_errcode(db), message: String(cString: sqlite3_errmsg(db)), sql: sql)
+            throw SQLiteError(code: sqlite3_extended_errcode(db), message: String(cString: sqlite3_errmsg(db)), sql: sql)
         }
         self.db = db
         self.sql = sql
@@ -26,44 +26,44 @@ final class SQLiteStatement {
         handle = nil
     }
 
-    private func live() throws(StoreError) -> OpaquePointer {
-        guard let handle else { throw StoreError.sqlite(code: SQLITE_MISUSE, message: "statement used after its connection closed", sql: sql) }
+    private func live() throws(SQLiteError) -> OpaquePointer {
+        guard let handle else { throw SQLiteError(code: SQLITE_MISUSE, message: "statement used after its connection closed", sql: sql) }
         return handle
     }
 
-    private func check(_ rc: Int32) throws(StoreError) {
+    private func check(_ rc: Int32) throws(SQLiteError) {
         if rc != SQLITE_OK { throw error(rc) }
     }
 
-    private func error(_ rc: Int32) -> StoreError {
-        .sqlite(code: sqlite3_extended_errcode(db), message: String(cString: sqlite3_errmsg(db)), sql: sql)
+    private func error(_ rc: Int32) -> SQLiteError {
+        SQLiteError(code: sqlite3_extended_errcode(db), message: String(cString: sqlite3_errmsg(db)), sql: sql)
     }
 
     // MARK: Binding
 
-    func bindNull(_ index: Int32) throws(StoreError) {
+    func bindNull(_ index: Int32) throws(SQLiteError) {
         try check(sqlite3_bind_null(try live(), index))
     }
 
-    func bind(_ value: Int64?, at index: Int32) throws(StoreError) {
+    func bind(_ value: Int64?, at index: Int32) throws(SQLiteError) {
         guard let value else { return try bindNull(index) }
         try check(sqlite3_bind_int64(try live(), index, value))
     }
 
-    func bind(_ value: Int?, at index: Int32) throws(StoreError) {
+    func bind(_ value: Int?, at index: Int32) throws(SQLiteError) {
         try bind(value.map(Int64.init), at: index)
     }
 
-    func bind(_ value: Bool, at index: Int32) throws(StoreError) {
+    func bind(_ value: Bool, at index: Int32) throws(SQLiteError) {
         try bind(Int64(value ? 1 : 0), at: index)
     }
 
-    func bind(_ value: Double?, at index: Int32) throws(StoreError) {
+    func bind(_ value: Double?, at index: Int32) throws(SQLiteError) {
         guard let value else { return try bindNull(index) }
         try check(sqlite3_bind_double(try live(), index, value))
     }
 
-    func bind(_ value: String?, at index: Int32) throws(StoreError) {
+    func bind(_ value: String?, at index: Int32) throws(SQLiteError) {
         guard var value else { return try bindNull(index) }
         let stmt = try live()
         // Length-delimited so embedded NULs survive; SQLite copies the bytes (SQLITE_TRANSIENT).
@@ -82,7 +82,7 @@ final class SQLiteStatement {
     /// Advances the statement. Returns true when a row is available, false when done.
     /// On error the statement is reset and the error (with SQLite's message and this SQL) thrown.
     @discardableResult
-    func step() throws(StoreError) -> Bool {
+    func step() throws(SQLiteError) -> Bool {
         let stmt = try live()
         let rc = sqlite3_step(stmt)
         switch rc {

@@ -13,38 +13,43 @@ enum StoreDatabase {
         var isDirectory: ObjCBool = false
         if !directory.isEmpty,
            !FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) || !isDirectory.boolValue {
-            throw StoreError.sqlite(code: SQLITE_CANTOPEN,
-                                    message: "directory '\(directory)' does not exist; create it before starting the log",
-                                    sql: nil)
+            throw StoreError.backend("directory '\(directory)' does not exist; create it before starting the log")
         }
-        let connection = try SQLiteConnection(path: path, readOnly: false)
+        let connection = try translatingSQLiteErrors { () throws(SQLiteError) in
+            let connection = try SQLiteConnection(path: path, readOnly: false)
+            try configureForWriting(connection, path: path)
+            return connection
+        }
+        try LogSchema.migrate(connection)
+        return connection
+    }
+
+    private static func configureForWriting(_ connection: SQLiteConnection, path: String) throws(SQLiteError) {
         try connection.execute("PRAGMA busy_timeout = \(busyTimeoutMillis)")
-        let mode = try connection.withStatement("PRAGMA journal_mode = WAL") { s throws(StoreError) in
+        let mode = try connection.withStatement("PRAGMA journal_mode = WAL") { s throws(SQLiteError) in
             try s.step() ? s.string(0) : ""
         }
         if mode.lowercased() != "wal" && path != ":memory:" {
-            throw StoreError.sqlite(code: SQLITE_ERROR, message: "could not switch to WAL (journal_mode is '\(mode)')",
+            throw SQLiteError(code: SQLITE_ERROR, message: "could not switch to WAL (journal_mode is '\(mode)')",
                                     sql: "PRAGMA journal_mode = WAL")
         }
         try connection.execute("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON")
         // A larger page cache and checkpoint interval: each page is then copied from the WAL to the database
         // once per ~16 MiB of log instead of once per ~4 MiB, which roughly halves the writer's disk writes.
         try connection.execute("PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 4000; PRAGMA journal_size_limit = 67108864")
-        try LogSchema.migrate(connection)
-        return connection
     }
 
     /// Read-only, for the CLI. Never creates or migrates anything.
     static func openForReading(path: String) throws(StoreError) -> SQLiteConnection {
         guard FileManager.default.fileExists(atPath: path) else { throw StoreError.databaseMissing(path) }
-        let connection = try SQLiteConnection(path: path, readOnly: true)
-        try connection.execute("PRAGMA busy_timeout = \(busyTimeoutMillis)")
-        let version = try connection.userVersion()
+        let (connection, version) = try translatingSQLiteErrors { () throws(SQLiteError) in
+            let connection = try SQLiteConnection(path: path, readOnly: true)
+            try connection.execute("PRAGMA busy_timeout = \(busyTimeoutMillis)")
+            return (connection, try connection.userVersion())
+        }
         try LogSchema.checkNotTooNew(version)
         if version < LogSchema.currentVersion {
-            throw StoreError.sqlite(code: SQLITE_ERROR,
-                                    message: "database schema version \(version) is older than \(LogSchema.currentVersion); start the daemon once to migrate it",
-                                    sql: "PRAGMA user_version")
+            throw StoreError.schemaTooOld(found: version, required: LogSchema.currentVersion)
         }
         return connection
     }

@@ -2,7 +2,7 @@ import Dispatch
 import Foundation
 import Synchronization
 
-/// The part of a `LogWriter` shared between callers and the writer thread. Sendable by construction:
+/// The part of a `SQLiteLogWriter` shared between callers and the writer thread. Sendable by construction:
 /// mutable state sits behind `Mutex`, counters are `Atomic`, the semaphore is thread-safe.
 final class WriterCore: Sendable {
     let state: Mutex<WriterState>

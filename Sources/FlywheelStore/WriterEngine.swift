@@ -3,10 +3,10 @@ import Dispatch
 import Glibc
 #endif
 
-/// The writer thread's side of a `LogWriter`: owns the read-write connection and its prepared
+/// The writer thread's side of a `SQLiteLogWriter`: owns the read-write connection and its prepared
 /// statements, takes work from `WriterCore`, writes it in batches.
 ///
-/// `@unchecked Sendable` is safe because ownership moves exactly once: `LogWriter.init` creates the
+/// `@unchecked Sendable` is safe because ownership moves exactly once: `SQLiteLogWriter.init` creates the
 /// engine, hands it to the thread it starts and never touches it again; from then on only that thread
 /// calls into it (and so into the non-thread-safe `SQLiteConnection`).
 final class WriterEngine: @unchecked Sendable {
@@ -17,16 +17,20 @@ final class WriterEngine: @unchecked Sendable {
     private static let commitSQL = "COMMIT"
     private static let rollbackSQL = "ROLLBACK"
     private static let requestExistsSQL = "SELECT 1 FROM requests WHERE id = ?"
-    private static let feedbackByKeySQL = "SELECT row_id, request_id, signal FROM feedback WHERE idempotency_key = ?"
-    /// How many `id#n` suffixes to try for a resent request id before giving up on the row.
-    private static let maxDuplicateSuffix = 1_000
+    private static let feedbackByKeySQL = "SELECT \(FeedbackColumns.selectList) FROM feedback WHERE idempotency_key = ?"
+    private static let insertRequestSQL = RequestColumns.insertSQL + " ON CONFLICT(id) DO NOTHING"
+    /// The suffix for the next copy of a resent id: 2 the first time, one more each time after.
+    private static let nextSuffixSQL = """
+        INSERT INTO request_id_suffixes (id, last_suffix) VALUES (?, 2)
+        ON CONFLICT(id) DO UPDATE SET last_suffix = last_suffix + 1 RETURNING last_suffix
+        """
 
-    init(connection: SQLiteConnection, core: WriterCore) throws(StoreError) {
+    init(connection: SQLiteConnection, core: WriterCore) throws(SQLiteError) {
         self.connection = connection
         self.core = core
-        // Prepare everything up front so a broken statement fails `LogWriter.init`, not the first batch.
+        // Prepare everything up front so a broken statement fails `SQLiteLogWriter.init`, not the first batch.
         for sql in [Self.beginSQL, Self.commitSQL, Self.rollbackSQL, Self.requestExistsSQL, Self.feedbackByKeySQL,
-                    RequestColumns.insertSQL, FeedbackColumns.insertSQL] {
+                    Self.insertRequestSQL, Self.nextSuffixSQL, FeedbackColumns.insertSQL] {
             _ = try connection.statement(sql)
         }
     }
@@ -89,26 +93,20 @@ final class WriterEngine: @unchecked Sendable {
     }
 
     private func process(_ batch: [RequestRecord], _ controls: [WriterControl]) {
-        var feedback: [FeedbackRecord] = []
-        for case let .feedback(record, _, _) in controls { feedback.append(record) }
-        let outcome = write(batch, feedback)
+        // Feedback whose deadline already answered its caller is skipped: that caller was told it failed.
+        var tickets: [FeedbackTicket] = []
+        for case let .feedback(ticket, _) in controls where ticket.beginWriting() { tickets.append(ticket) }
+        let outcome = write(batch, tickets.map(\.record))
         if outcome.written > 0 { core.written.wrappingAdd(outcome.written, ordering: .relaxed) }
-        core.recordWriteErrors(outcome.failed, last: outcome.lastError)
-        var results = outcome.feedbackResults.makeIterator()
-        for control in controls {
-            switch control {
-            case let .feedback(_, _, completion):
-                completion(results.next() ?? .failure(.closed))
-            case let .barrier(_, semaphore):
-                semaphore.signal()
-            }
-        }
+        core.recordWriteErrors(outcome.failed, last: outcome.lastError.map(StoreError.init))
+        for (ticket, result) in zip(tickets, outcome.feedbackResults) { ticket.answer(result) }
+        for case let .barrier(_, semaphore) in controls { semaphore.signal() }
     }
 
     private struct Outcome {
         var written = 0
         var failed = 0
-        var lastError: StoreError?
+        var lastError: SQLiteError?
         var feedbackResults: [Result<FeedbackSubmission, StoreError>] = []
     }
 
@@ -116,7 +114,7 @@ final class WriterEngine: @unchecked Sendable {
     /// transaction is rolled back and every row is retried on its own, so one bad row costs only itself.
     private func write(_ batch: [RequestRecord], _ feedback: [FeedbackRecord]) -> Outcome {
         if batch.isEmpty && feedback.isEmpty { return Outcome() }
-        do throws(StoreError) {
+        do throws(SQLiteError) {
             try begin()
             for (i, record) in batch.enumerated() {
                 try insert(record)
@@ -136,18 +134,18 @@ final class WriterEngine: @unchecked Sendable {
         }
     }
 
-    private func writeOneByOne(_ batch: [RequestRecord], _ feedback: [FeedbackRecord], batchError: StoreError) -> Outcome {
+    private func writeOneByOne(_ batch: [RequestRecord], _ feedback: [FeedbackRecord], batchError: SQLiteError) -> Outcome {
         var outcome = Outcome()
         // A lock held elsewhere past the busy timeout (only given up on while closing) would make every
         // row wait the full timeout again; fail the rest at once instead.
-        var giveUp: StoreError? = batchError.isBusy ? batchError : nil
+        var giveUp: SQLiteError? = batchError.isBusy ? batchError : nil
         for record in batch {
             if let giveUp {
                 outcome.failed += 1
                 outcome.lastError = giveUp
                 continue
             }
-            do throws(StoreError) {
+            do throws(SQLiteError) {
                 try insert(record)
                 outcome.written += 1
             } catch {
@@ -158,17 +156,17 @@ final class WriterEngine: @unchecked Sendable {
         }
         for item in feedback {
             if let giveUp {
-                outcome.feedbackResults.append(.failure(giveUp))
+                outcome.feedbackResults.append(.failure(StoreError(giveUp)))
                 continue
             }
-            do throws(StoreError) {
+            do throws(SQLiteError) {
                 try begin()
                 let result = try apply(item)
                 try run(Self.commitSQL)
                 outcome.feedbackResults.append(result)
             } catch {
                 rollbackIfOpen()
-                outcome.feedbackResults.append(.failure(error))
+                outcome.feedbackResults.append(.failure(StoreError(error)))
             }
         }
         return outcome
@@ -176,9 +174,9 @@ final class WriterEngine: @unchecked Sendable {
 
     /// `BEGIN IMMEDIATE`, waiting out other writers: each attempt waits the busy timeout, and a busy
     /// database is retried until `close()` is called (meanwhile the bounded queue fills and drops).
-    private func begin() throws(StoreError) {
+    private func begin() throws(SQLiteError) {
         while true {
-            do throws(StoreError) {
+            do throws(SQLiteError) {
                 try run(Self.beginSQL)
                 return
             } catch where error.isBusy && !core.isClosing {
@@ -187,54 +185,65 @@ final class WriterEngine: @unchecked Sendable {
         }
     }
 
-    private func run(_ sql: String) throws(StoreError) {
-        try connection.withStatement(sql) { s throws(StoreError) in _ = try s.step() }
+    private func run(_ sql: String) throws(SQLiteError) {
+        try connection.withStatement(sql) { s throws(SQLiteError) in _ = try s.step() }
     }
 
     private func rollbackIfOpen() {
         if !connection.isAutocommit { try? run(Self.rollbackSQL) }
     }
 
-    /// Inserts one request. A resent id (UNIQUE violation) is stored as `id#2`, `id#3`, ... so no row is lost;
-    /// the first row keeps the plain id, which is what feedback refers to.
-    private func insert(_ record: RequestRecord) throws(StoreError) {
-        var candidate = record.id
-        var suffix = 1
+    /// Inserts one request. A resent id is stored as `id#2`, `id#3`, ... so no row is lost; the first row keeps
+    /// the plain id, which is what feedback refers to.
+    ///
+    /// Constant work per row: the plain insert skips a taken id (`DO NOTHING`) instead of failing, and the
+    /// next suffix comes from one upsert on `request_id_suffixes`. The loop only repeats when `id#n` itself is
+    /// taken (a client sent that literal id, or a database renamed rows before that table existed); each pass
+    /// moves the suffix past one such row, so the total extra work is bounded by those rows, once.
+    private func insert(_ record: RequestRecord) throws(SQLiteError) {
+        if try insert(record, as: record.id) { return }
         while true {
-            do throws(StoreError) {
-                try connection.withStatement(RequestColumns.insertSQL) { s throws(StoreError) in
-                    try RequestColumns.bind(record, id: candidate, to: s)
-                    _ = try s.step()
+            let suffix = try connection.withStatement(Self.nextSuffixSQL) { s throws(SQLiteError) -> Int64 in
+                try s.bind(record.id, at: 1)
+                guard try s.step() else {
+                    throw SQLiteError(code: 1 /* SQLITE_ERROR */, message: "upsert returned no suffix", sql: s.sql)
                 }
-                return
-            } catch where error.isUniqueViolation && suffix < Self.maxDuplicateSuffix {
-                suffix += 1
-                candidate = "\(record.id)#\(suffix)"
+                return s.int64(0)
             }
+            if try insert(record, as: "\(record.id)#\(suffix)") { return }
         }
+    }
+
+    /// Inserts `record` under `id`; false (and nothing written) when that id is already taken.
+    private func insert(_ record: RequestRecord, as id: String) throws(SQLiteError) -> Bool {
+        try connection.withStatement(Self.insertRequestSQL) { s throws(SQLiteError) in
+            try RequestColumns.bind(record, id: id, to: s)
+            _ = try s.step()
+        }
+        return connection.changes > 0
     }
 
     /// Applies one feedback row inside the current transaction. Domain outcomes (unknown request,
     /// idempotency conflict) are returned; SQLite failures are thrown.
-    private func apply(_ feedback: FeedbackRecord) throws(StoreError) -> Result<FeedbackSubmission, StoreError> {
+    private func apply(_ feedback: FeedbackRecord) throws(SQLiteError) -> Result<FeedbackSubmission, StoreError> {
         if let key = feedback.idempotencyKey {
-            let existing = try connection.withStatement(Self.feedbackByKeySQL) { s throws(StoreError) -> (Int64, String, String)? in
+            let existing = try connection.withStatement(Self.feedbackByKeySQL) { s throws(SQLiteError) -> StoredFeedback? in
                 try s.bind(key, at: 1)
-                return try s.step() ? (s.int64(0), s.string(1), s.string(2)) : nil
+                return try s.step() ? try FeedbackColumns.read(s) : nil
             }
-            if let (rowID, requestID, signal) = existing {
-                if requestID == feedback.requestID && signal == feedback.signal.rawValue {
-                    return .success(FeedbackSubmission(feedbackID: rowID, duplicate: true))
+            if let existing {
+                if existing.record.isSameSubmission(as: feedback) {
+                    return .success(FeedbackSubmission(feedbackID: existing.rowID, duplicate: true))
                 }
                 return .failure(.idempotencyConflict(key))
             }
         }
-        let known = try connection.withStatement(Self.requestExistsSQL) { s throws(StoreError) in
+        let known = try connection.withStatement(Self.requestExistsSQL) { s throws(SQLiteError) in
             try s.bind(feedback.requestID, at: 1)
             return try s.step()
         }
         guard known else { return .failure(.unknownRequest(feedback.requestID)) }
-        try connection.withStatement(FeedbackColumns.insertSQL) { s throws(StoreError) in
+        try connection.withStatement(FeedbackColumns.insertSQL) { s throws(SQLiteError) in
             try FeedbackColumns.bind(feedback, to: s)
             _ = try s.step()
         }

@@ -17,15 +17,15 @@ struct ShowCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let reader: LogReader
-        do { reader = try LogReader(path: db) } catch { throw ValidationError("\(error)") }
+        let reader: SQLiteLogReader
+        do { reader = try SQLiteLogReader(path: db) } catch { throw ValidationError("\(error)") }
         guard let record = try reader.request(id: id) else {
             Console.error("flywheel: no request with id '\(id)' in \(db)")
             throw ExitCode(1)
         }
         let feedback = try reader.feedback(forRequest: id)
         if json {
-            Console.line(RecordFormatter.json(record, feedback: feedback).serializedString())
+            Console.line(RecordFormatter.jsonLine(record, feedback: feedback))
         } else {
             Console.line(RecordFormatter.detail(record, feedback: feedback))
         }

@@ -27,6 +27,12 @@ struct TailCommand: ParsableCommand {
     @Option(name: .long, help: "Only requests handled by this route.")
     var route: String?
 
+    @Option(name: .long, help: "Only requests carrying this tag (x-flywheel-tags).")
+    var tag: String?
+
+    @Option(name: .long, help: "Only requests answered with this HTTP status.")
+    var status: Int?
+
     @Flag(name: .long, help: "Only failed requests.")
     var errors = false
 
@@ -44,14 +50,14 @@ struct TailCommand: ParsableCommand {
             let waiter = Thread { _ = TerminationSignals.wait(); stop.set() }
             waiter.start()
         }
-        let reader: LogReader
-        do { reader = try LogReader(path: db) } catch { throw ValidationError("\(error)") }
+        let reader: SQLiteLogReader
+        do { reader = try SQLiteLogReader(path: db) } catch { throw ValidationError("\(error)") }
         var options = LogTailer.Options()
         options.count = lines
         options.follow = follow
         options.json = json
         options.includeFeedback = feedback
-        options.filter = RequestFilter(model: model, route: route, errorsOnly: errors)
+        options.filter = RequestFilter(model: model, route: route, tag: tag, status: status, errorsOnly: errors)
         try LogTailer(reader: reader, options: options, output: Console.line).run { stop.isSet }
     }
 }

@@ -21,26 +21,26 @@ final class LogTailerTests: XCTestCase {
 
     func testPrintsNewestRowsOldestFirstWithFilters() throws {
         let path = directory.appendingPathComponent("log.db").path
-        let writer = try LogWriter(path: path)
+        let writer = try SQLiteLogWriter(path: path)
         for i in 0..<10 { writer.enqueue(record(i, status: i == 7 ? 502 : 200, model: i % 2 == 0 ? "even" : "odd")) }
         writer.close()
         var lines: [String] = []
         var options = LogTailer.Options()
         options.count = 3
-        try LogTailer(reader: try LogReader(path: path), options: options) { lines.append($0) }.run { true }
+        try LogTailer(reader: try SQLiteLogReader(path: path), options: options) { lines.append($0) }.run { true }
         XCTAssertEqual(lines.map { $0.split(separator: " ", omittingEmptySubsequences: true)[1] }, ["r7", "r8", "r9"])
 
         lines = []
         options.count = 10
         options.filter = RequestFilter(errorsOnly: true)
-        try LogTailer(reader: try LogReader(path: path), options: options) { lines.append($0) }.run { true }
+        try LogTailer(reader: try SQLiteLogReader(path: path), options: options) { lines.append($0) }.run { true }
         XCTAssertEqual(lines.count, 1)
         XCTAssertTrue(lines[0].contains("r7"))
     }
 
     func testFollowPrintsRowsThatLandLater() throws {
         let path = directory.appendingPathComponent("log.db").path
-        let writer = try LogWriter(path: path)
+        let writer = try SQLiteLogWriter(path: path)
         writer.enqueue(record(0))
         writer.flush()
         var lines: [String] = []
@@ -51,7 +51,7 @@ final class LogTailerTests: XCTestCase {
         options.pollInterval = 0.05
         let deadline = Date().addingTimeInterval(10)
         var wrote = false
-        try LogTailer(reader: try LogReader(path: path), options: options) { lines.append($0) }.run {
+        try LogTailer(reader: try SQLiteLogReader(path: path), options: options) { lines.append($0) }.run {
             if !wrote {
                 wrote = true
                 writer.enqueue(self.record(1))

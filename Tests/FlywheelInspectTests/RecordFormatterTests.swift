@@ -54,4 +54,61 @@ final class RecordFormatterTests: XCTestCase {
         XCTAssertTrue(text.contains("correction=\"4\""))
         XCTAssertTrue(text.contains("\"content\": \"Four.\""))
     }
+
+    func testFlagsShowInLineDetailAndJSON() throws {
+        var r = sampleRecord()
+        XCTAssertFalse(RecordFormatter.line(r).contains("incomplete"))
+        XCTAssertFalse(RecordFormatter.detail(r, feedback: []).contains("truncated"))
+        XCTAssertEqual(RecordFormatter.json(r, feedback: [])["incomplete"], .bool(false))
+        r.incomplete = true
+        r.responseTruncated = true
+        let line = RecordFormatter.line(r)
+        XCTAssertTrue(line.contains("upstream incomplete truncated  200"), line)
+        let detail = RecordFormatter.detail(r, feedback: [])
+        XCTAssertTrue(detail.contains("incomplete      yes"), detail)
+        XCTAssertTrue(detail.contains("truncated       yes"), detail)
+        let json = RecordFormatter.json(r, feedback: [])
+        XCTAssertEqual(json["incomplete"], .bool(true))
+        XCTAssertEqual(json["response_truncated"], .bool(true))
+    }
+
+    func testLoggedControlCharactersCannotReachTheTerminal() throws {
+        let hostile = TerminalTextTests.hostile
+        var r = sampleRecord()
+        r.id = "id-" + hostile
+        r.modelServed = hostile
+        r.route = hostile
+        r.tags = [hostile]
+        r.user = hostile
+        r.metadataJSON = #"{"k":"\#(hostile)"}"#
+        r.requestJSON = #"{"messages":[{"role":"user","content":"\#(hostile)\nline two"}]}"#
+        r.responseJSON = "not json\nsecond line " + hostile
+        var f = FeedbackRecord(requestID: r.id, createdAtMillis: 0, signal: .edited)
+        f.comment = hostile
+        f.correction = hostile
+        f.source = hostile
+
+        let line = RecordFormatter.line(r)
+        TerminalTextTests.assertInert(line, allowNewlines: false)
+        XCTAssertTrue(line.contains(#"id-a\e[2Jb\rc\ad\u{9b}31me\x7ff\u{202e}g"#), line)
+        TerminalTextTests.assertInert(RecordFormatter.line(f), allowNewlines: false)
+
+        var failed = r
+        failed.errorMessage = hostile
+        TerminalTextTests.assertInert(RecordFormatter.line(failed), allowNewlines: false)
+
+        let detail = RecordFormatter.detail(failed, feedback: [f])
+        TerminalTextTests.assertInert(detail, allowNewlines: true)
+        XCTAssertTrue(detail.contains("not json\nsecond line a\\e[2J"), detail) // the raw body keeps its line break
+        XCTAssertTrue(detail.contains(#"error           a\e[2J"#), detail)
+
+        for text in [RecordFormatter.jsonLine(failed, feedback: [f]), RecordFormatter.jsonLine(f)] {
+            TerminalTextTests.assertInert(text, allowNewlines: false)
+            XCTAssertFalse(text.contains("\n"))
+        }
+        let decoded = try JSONParser.parse(RecordFormatter.jsonLine(failed, feedback: [f]))
+        XCTAssertEqual(decoded["id"], .string(r.id))
+        XCTAssertEqual(decoded["error"]?["message"], .string(hostile))
+        XCTAssertEqual(decoded["feedback"]?[0]?["comment"], .string(hostile))
+    }
 }

@@ -6,26 +6,26 @@ final class SchemaTests: XCTestCase {
     func testMigratesAnEmptyFile() throws {
         let path = try StoreTestSupport.databasePath(self)
         XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data()))
-        let writer = try LogWriter(path: path)
+        let writer = try SQLiteLogWriter(path: path)
         writer.close()
 
         let raw = try SQLiteConnection(path: path, readOnly: true)
         XCTAssertEqual(try raw.userVersion(), LogSchema.currentVersion)
-        XCTAssertEqual(try raw.scalarInt64("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('requests', 'feedback')"), 2)
-        XCTAssertEqual(try raw.scalarInt64("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN ('requests_created_at', 'requests_model_requested', 'requests_route')"), 3)
+        XCTAssertEqual(try raw.scalarInt64("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('requests', 'feedback', 'request_id_suffixes')"), 3)
+        XCTAssertEqual(try raw.scalarInt64("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN ('requests_created_at_id', 'requests_model_requested', 'requests_route')"), 3)
         XCTAssertEqual(try raw.scalarInt64("SELECT count(*) FROM sqlite_master WHERE name = 'feedback_request_id'"), 1)
     }
 
     func testReopeningIsIdempotent() throws {
         let path = try StoreTestSupport.databasePath(self)
-        let first = try LogWriter(path: path)
+        let first = try SQLiteLogWriter(path: path)
         first.enqueue(StoreTestSupport.record("a"))
         first.close()
         for _ in 0..<2 {
-            let again = try LogWriter(path: path)
+            let again = try SQLiteLogWriter(path: path)
             again.close()
         }
-        let reader = try LogReader(path: path)
+        let reader = try SQLiteLogReader(path: path)
         XCTAssertEqual(try reader.requestCount(), 1)
         let raw = try SQLiteConnection(path: path, readOnly: true)
         XCTAssertEqual(try raw.userVersion(), LogSchema.currentVersion)
@@ -33,10 +33,10 @@ final class SchemaTests: XCTestCase {
 
     func testWriterUsesWAL() throws {
         let path = try StoreTestSupport.databasePath(self)
-        let writer = try LogWriter(path: path)
+        let writer = try SQLiteLogWriter(path: path)
         defer { writer.close() }
         let raw = try SQLiteConnection(path: path, readOnly: false)
-        let mode = try raw.withStatement("PRAGMA journal_mode") { s throws(StoreError) in try s.step() ? s.string(0) : "" }
+        let mode = try raw.withStatement("PRAGMA journal_mode") { s throws(SQLiteError) in try s.step() ? s.string(0) : "" }
         XCTAssertEqual(mode, "wal")
     }
 
@@ -47,19 +47,19 @@ final class SchemaTests: XCTestCase {
             try raw.execute("PRAGMA user_version = \(LogSchema.currentVersion + 1)")
             raw.close()
         }
-        XCTAssertThrowsError(try LogWriter(path: path)) { error in
+        XCTAssertThrowsError(try SQLiteLogWriter(path: path)) { error in
             guard case let StoreError.schemaTooNew(found, supported) = error else { return XCTFail("\(error)") }
             XCTAssertEqual(found, LogSchema.currentVersion + 1)
             XCTAssertEqual(supported, LogSchema.currentVersion)
         }
-        XCTAssertThrowsError(try LogReader(path: path)) { error in
+        XCTAssertThrowsError(try SQLiteLogReader(path: path)) { error in
             guard case StoreError.schemaTooNew = error else { return XCTFail("\(error)") }
         }
     }
 
     func testReaderOnMissingFile() throws {
         let path = try StoreTestSupport.makeTempDirectory(self).appendingPathComponent("nope.sqlite").path
-        XCTAssertThrowsError(try LogReader(path: path)) { error in
+        XCTAssertThrowsError(try SQLiteLogReader(path: path)) { error in
             guard case let StoreError.databaseMissing(missing) = error else { return XCTFail("\(error)") }
             XCTAssertEqual(missing, path)
         }
@@ -68,8 +68,8 @@ final class SchemaTests: XCTestCase {
 
     func testWriterNeedsAnExistingDirectory() throws {
         let path = try StoreTestSupport.makeTempDirectory(self).appendingPathComponent("missing/log.sqlite").path
-        XCTAssertThrowsError(try LogWriter(path: path)) { error in
-            guard case let StoreError.sqlite(_, message, _) = error else { return XCTFail("\(error)") }
+        XCTAssertThrowsError(try SQLiteLogWriter(path: path)) { error in
+            guard case let StoreError.backend(message) = error else { return XCTFail("\(error)") }
             XCTAssertTrue(message.contains("does not exist"), message)
         }
     }
@@ -77,9 +77,8 @@ final class SchemaTests: XCTestCase {
     func testReaderRejectsAnUnmigratedDatabase() throws {
         let path = try StoreTestSupport.databasePath(self)
         try SQLiteConnection(path: path, readOnly: false).execute("CREATE TABLE unrelated (x)")
-        XCTAssertThrowsError(try LogReader(path: path)) { error in
-            guard case let StoreError.sqlite(_, message, _) = error else { return XCTFail("\(error)") }
-            XCTAssertTrue(message.contains("older"), message)
+        XCTAssertThrowsError(try SQLiteLogReader(path: path)) { error in
+            XCTAssertEqual(error as? StoreError, .schemaTooOld(found: 0, required: LogSchema.currentVersion))
         }
     }
 
@@ -87,18 +86,20 @@ final class SchemaTests: XCTestCase {
         let path = try StoreTestSupport.databasePath(self)
         let raw = try SQLiteConnection(path: path, readOnly: false)
         XCTAssertThrowsError(try raw.statement("SELECT nonsense FROM nowhere")) { error in
-            guard case let StoreError.sqlite(code, message, sql) = error else { return XCTFail("\(error)") }
-            XCTAssertEqual(code & 0xFF, 1)
-            XCTAssertTrue(message.contains("nowhere"), message)
-            XCTAssertEqual(sql, "SELECT nonsense FROM nowhere")
-            XCTAssertTrue("\(error)".contains("SELECT nonsense"))
+            guard let error = error as? SQLiteError else { return XCTFail("\(error)") }
+            XCTAssertEqual(error.primaryCode, 1)
+            XCTAssertTrue(error.message.contains("nowhere"), error.message)
+            XCTAssertEqual(error.sql, "SELECT nonsense FROM nowhere")
+            // At the public edge it becomes a neutral error that keeps all of that.
+            guard case let .backend(message) = StoreError(error) else { return XCTFail("\(StoreError(error))") }
+            XCTAssertTrue(message.contains("nowhere") && message.contains("SELECT nonsense"), message)
         }
     }
 
     /// The upgrade path a future v2 takes: one more entry in the list, applied once, on top of v1 data.
     func testAddingAMigrationUpgradesExistingDataOnce() throws {
         let path = try StoreTestSupport.databasePath(self)
-        let writer = try LogWriter(path: path)
+        let writer = try SQLiteLogWriter(path: path)
         writer.enqueue(StoreTestSupport.record("before-v2"))
         writer.close()
 
@@ -115,9 +116,39 @@ final class SchemaTests: XCTestCase {
         }
     }
 
+    /// A log written by the first schema keeps its rows through every later migration, and they read back
+    /// with the new flags false.
+    func testAVersionOneLogUpgradesToTheCurrentSchema() throws {
+        let path = try StoreTestSupport.databasePath(self)
+        do {
+            let raw = try SQLiteConnection(path: path, readOnly: false)
+            try LogSchema.migrate(raw, migrations: Array(LogSchema.migrations.prefix(1)))
+            try raw.execute("""
+                INSERT INTO requests (id, created_at, method, endpoint, status, request_json, latency_ms)
+                VALUES ('old', 1, 'POST', '/v1/chat/completions', 200, '{}', 5)
+                """)
+            raw.close()
+        }
+        let writer = try SQLiteLogWriter(path: path)
+        var flagged = StoreTestSupport.record("new")
+        flagged.responseTruncated = true
+        flagged.incomplete = true
+        writer.enqueue(flagged)
+        writer.enqueue(StoreTestSupport.record("old")) // a resend of a pre-upgrade id
+        writer.close()
+        let reader = try SQLiteLogReader(path: path)
+        let old = try XCTUnwrap(try reader.request(id: "old"))
+        XCTAssertFalse(old.responseTruncated)
+        XCTAssertFalse(old.incomplete)
+        XCTAssertEqual(try reader.request(id: "new"), flagged)
+        XCTAssertNotNil(try reader.request(id: "old#2"))
+        let raw = try SQLiteConnection(path: path, readOnly: true)
+        XCTAssertEqual(try raw.userVersion(), LogSchema.currentVersion)
+    }
+
     func testAFailingMigrationLeavesTheVersionUntouched() throws {
         let path = try StoreTestSupport.databasePath(self)
-        try LogWriter(path: path).close()
+        try SQLiteLogWriter(path: path).close()
         let broken = LogSchema.migrations + [Migration(version: LogSchema.currentVersion + 1, summary: "broken",
                                                        sql: "CREATE TABLE half (x); SELECT * FROM missing_table")]
         let raw = try SQLiteConnection(path: path, readOnly: false)

@@ -30,7 +30,7 @@ enum StoreTestSupport {
     }
 
     /// Submits feedback and waits (up to 10 s) for its completion.
-    static func submit(_ writer: LogWriter, _ feedback: FeedbackRecord,
+    static func submit(_ writer: SQLiteLogWriter, _ feedback: FeedbackRecord,
                        file: StaticString = #filePath, line: UInt = #line) -> Result<FeedbackSubmission, StoreError>? {
         let box = ResultBox()
         let done = DispatchSemaphore(value: 0)

@@ -2,7 +2,7 @@ import Dispatch
 import Foundation
 import Synchronization
 
-/// The request log's writer. Owns one read-write connection on its own background thread; the request
+/// The SQLite `LogSink`: the request log's writer. Owns one read-write connection on its own background thread; the request
 /// path only appends to an in-memory bounded queue and never waits on disk.
 ///
 /// The thread wakes when work is submitted to an idle writer (and every `flushInterval` regardless),
@@ -18,25 +18,25 @@ import Synchronization
 /// in-memory queue is gone: at most `capacity` requests not yet committed — normally only what arrived
 /// in the last batch interval (well under `flushInterval` of traffic) — plus feedback still pending,
 /// whose callers were not yet answered.
-public final class LogWriter: Sendable {
+public final class SQLiteLogWriter: LogSink {
     private let core: WriterCore
 
     /// Pending feedback submissions allowed before `submitFeedback` answers `.overloaded`.
     public static let feedbackCapacity = 10_000
 
-    /// Opens (creating the file, not its directory — a missing directory is a clear `.sqlite` error) the
+    /// Opens (creating the file, not its directory — a missing directory is a clear `.backend` error) the
     /// database at `path`, switches it to WAL, migrates it and starts the writer thread.
     /// - Parameters:
     ///   - capacity: requests held in memory before `enqueue` starts dropping.
     ///   - maxBatch: most requests written per transaction.
     ///   - flushInterval: seconds an idle writer sleeps before checking the queue on its own.
-    /// - Throws: `StoreError` (`.sqlite`, `.schemaTooNew`).
-    public init(path: String, capacity: Int = 10_000, maxBatch: Int = 1_000, flushInterval: Double = 0.05) throws {
-        precondition(capacity > 0 && maxBatch > 0 && flushInterval > 0, "LogWriter limits must be positive")
+    /// - Throws: `StoreError` (`.backend`, `.busy`, `.schemaTooNew`).
+    public init(path: String, capacity: Int = 10_000, maxBatch: Int = 1_000, flushInterval: Double = 0.05) throws(StoreError) {
+        precondition(capacity > 0 && maxBatch > 0 && flushInterval > 0, "SQLiteLogWriter limits must be positive")
         let connection = try StoreDatabase.openForWriting(path: path)
         let core = WriterCore(capacity: capacity, maxBatch: maxBatch, flushInterval: flushInterval,
                               feedbackCapacity: Self.feedbackCapacity)
-        let engine = try WriterEngine(connection: connection, core: core)
+        let engine = try translatingSQLiteErrors { () throws(SQLiteError) in try WriterEngine(connection: connection, core: core) }
         self.core = core
         let thread = Thread { engine.run() }
         thread.name = "flywheel-log-writer"
@@ -64,25 +64,29 @@ public final class LogWriter: Sendable {
     }
 
     /// Commits the feedback row, then calls `completion` on the writer thread with its id (or, for a
-    /// repeated idempotency key, the original row's id and `duplicate: true`).
+    /// repeated idempotency key with identical feedback, the original row's id and `duplicate: true`).
+    /// The rules, failures and the `deadline` are those of `LogSink.submitFeedback(_:deadline:completion:)`;
+    /// a deadline's `.deadlineExceeded` arrives on a Dispatch global queue. `feedback.id` is ignored.
     ///
-    /// Requests enqueued before this call are written first, so feedback for a just-finished request finds it.
-    /// Failures: `.unknownRequest`, `.idempotencyConflict`, `.sqlite`; `.overloaded` and `.closed` are
-    /// reported immediately, on the calling thread. `feedback.id` is ignored.
-    public func submitFeedback(_ feedback: FeedbackRecord,
+    /// Requests enqueued before this call are written first (in the same transaction or an earlier one),
+    /// so feedback for a just-finished request finds it.
+    public func submitFeedback(_ feedback: FeedbackRecord, deadline: DispatchTime?,
                                completion: @escaping @Sendable (Result<FeedbackSubmission, StoreError>) -> Void) {
+        if let deadline, deadline <= .now() { return completion(.failure(.deadlineExceeded)) }
+        let ticket = FeedbackTicket(record: feedback, completion: completion)
         let capacity = core.feedbackCapacity
         let (rejection, wake) = core.state.withLock { s -> (StoreError?, Bool) in
             if s.closing { return (.closed, false) }
             if s.pendingFeedback >= capacity { return (.overloaded, false) }
-            s.controls.append(.feedback(feedback, after: s.enqueuedTotal, completion: completion))
+            s.controls.append(.feedback(ticket, after: s.enqueuedTotal))
             s.pendingFeedback += 1
             let wake = s.writerIdle
             s.writerIdle = false
             return (nil, wake)
         }
+        if let rejection { return completion(.failure(rejection)) }
+        if let deadline { ticket.expire(at: deadline) }
         if wake { core.wakeup.signal() }
-        if let rejection { completion(.failure(rejection)) }
     }
 
     /// Requests waiting in memory (not yet taken by the writer).
@@ -100,7 +104,7 @@ public final class LogWriter: Sendable {
     /// Request rows that could not be written even on their own (see `lastWriteError`).
     public var writeErrorCount: Int { core.writeErrors.load(ordering: .relaxed) }
 
-    /// The most recent error behind `writeErrorCount`, for logs. (Addition to the planned API.)
+    /// The most recent error behind `writeErrorCount`, for logs.
     public var lastWriteError: StoreError? { core.lastError.withLock { $0 } }
 
     /// Blocks until everything enqueued or submitted before the call is committed (or has failed and been

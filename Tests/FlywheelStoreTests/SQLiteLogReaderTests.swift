@@ -3,13 +3,13 @@ import Foundation
 import XCTest
 @testable import FlywheelStore
 
-final class LogReaderTests: XCTestCase {
+final class SQLiteLogReaderTests: XCTestCase {
     private typealias Support = StoreTestSupport
 
     /// Writes `records` and returns the database path.
     private func database(with records: [RequestRecord], feedback: [FeedbackRecord] = []) throws -> String {
         let path = try Support.databasePath(self)
-        let writer = try LogWriter(path: path)
+        let writer = try SQLiteLogWriter(path: path)
         for r in records { XCTAssertTrue(writer.enqueue(r)) }
         for f in feedback {
             guard case .success = Support.submit(writer, f) else { XCTFail("feedback failed"); continue }
@@ -31,7 +31,7 @@ final class LogReaderTests: XCTestCase {
             failedWithType,
             Support.record("llama-429", model: "llama", route: "upstream", status: 429),
         ])
-        let reader = try LogReader(path: path)
+        let reader = try SQLiteLogReader(path: path)
         func ids(_ filter: RequestFilter) throws -> [String] {
             try reader.latestRequests(limit: 100, filter: filter).map(\.record.id)
         }
@@ -48,7 +48,7 @@ final class LogReaderTests: XCTestCase {
 
     func testLatestRequestsReturnsTheNewestOldestFirst() throws {
         let path = try database(with: (0..<10).map { Support.record("r\($0)") })
-        let reader = try LogReader(path: path)
+        let reader = try SQLiteLogReader(path: path)
         let latest = try reader.latestRequests(limit: 3, filter: RequestFilter())
         XCTAssertEqual(latest.map(\.record.id), ["r7", "r8", "r9"])
         XCTAssertEqual(latest.map(\.rowID), [8, 9, 10])
@@ -58,7 +58,7 @@ final class LogReaderTests: XCTestCase {
 
     func testRequestsAfterRowIDForFollowMode() throws {
         let path = try database(with: (0..<10).map { Support.record("r\($0)") })
-        let reader = try LogReader(path: path)
+        let reader = try SQLiteLogReader(path: path)
         var cursor: Int64 = 0
         var seen: [String] = []
         while true {
@@ -81,7 +81,7 @@ final class LogReaderTests: XCTestCase {
             feedback.append(f)
         }
         let path = try database(with: [Support.record("even"), Support.record("odd")], feedback: feedback)
-        let reader = try LogReader(path: path)
+        let reader = try SQLiteLogReader(path: path)
         XCTAssertEqual(try reader.feedback(forRequest: "even").map(\.value), [0, 2, 4])
         XCTAssertEqual(try reader.feedback(forRequest: "odd").map(\.value), [1, 3])
         XCTAssertEqual(try reader.feedback(forRequest: "none"), [])
@@ -95,7 +95,7 @@ final class LogReaderTests: XCTestCase {
 
     func testEmptyLog() throws {
         let path = try database(with: [])
-        let reader = try LogReader(path: path)
+        let reader = try SQLiteLogReader(path: path)
         XCTAssertEqual(try reader.maxRequestRowID(), 0)
         XCTAssertEqual(try reader.maxFeedbackRowID(), 0)
         XCTAssertEqual(try reader.latestRequests(limit: 10, filter: RequestFilter()).count, 0)
@@ -104,9 +104,9 @@ final class LogReaderTests: XCTestCase {
 
     func testReaderFollowsWhileTheWriterWrites() throws {
         let path = try Support.databasePath(self)
-        let writer = try LogWriter(path: path, maxBatch: 50, flushInterval: 0.005)
+        let writer = try SQLiteLogWriter(path: path, maxBatch: 50, flushInterval: 0.005)
         defer { writer.close() }
-        let reader = try LogReader(path: path) // opened before any row exists
+        let reader = try SQLiteLogReader(path: path) // opened before any row exists
         let total = 3_000
         let producer = Thread {
             for i in 0..<total {
@@ -133,5 +133,21 @@ final class LogReaderTests: XCTestCase {
         }
         XCTAssertEqual(seen, total)
         XCTAssertGreaterThan(polls, 1)
+    }
+
+    /// Paging walks the (created_at, id) index from the cursor instead of sorting or skipping rows.
+    func testPagingUsesTheCreatedAtIDIndex() throws {
+        let path = try database(with: (0..<50).map { Support.record("r\($0)", at: Int64($0 / 5)) })
+        let raw = try SQLiteConnection(path: path, readOnly: true)
+        for (comparison, direction) in [(">", "ASC"), ("<", "DESC")] {
+            let sql = "EXPLAIN QUERY PLAN SELECT \(RequestColumns.selectList) FROM requests WHERE (created_at, id) \(comparison) (?, ?) ORDER BY created_at \(direction), id \(direction) LIMIT ?"
+            let plan = try raw.withStatement(sql) { s throws(SQLiteError) in
+                var lines: [String] = []
+                while try s.step() { lines.append(s.string(3)) }
+                return lines.joined(separator: "; ")
+            }
+            XCTAssertTrue(plan.contains("USING INDEX requests_created_at_id"), plan)
+            XCTAssertFalse(plan.contains("TEMP B-TREE"), plan)
+        }
     }
 }

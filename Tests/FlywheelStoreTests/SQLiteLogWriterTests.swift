@@ -3,7 +3,7 @@ import Foundation
 import XCTest
 @testable import FlywheelStore
 
-final class LogWriterTests: XCTestCase {
+final class SQLiteLogWriterTests: XCTestCase {
     private typealias Support = StoreTestSupport
 
     func testRoundTripsEveryField() throws {
@@ -31,16 +31,18 @@ final class LogWriterTests: XCTestCase {
         r.totalTokens = 46
         r.costUSD = 0.000123
         r.attempts = 2
+        r.responseTruncated = true
+        r.incomplete = true
         var minimal = RequestRecord(id: "minimal", createdAtMillis: 1, method: "GET", endpoint: "/v1/models",
                                     requestJSON: "", status: 0, latencyMillis: 0)
         minimal.tags = []
 
-        let writer = try LogWriter(path: path)
+        let writer = try SQLiteLogWriter(path: path)
         XCTAssertTrue(writer.enqueue(r))
         XCTAssertTrue(writer.enqueue(minimal))
         writer.close()
 
-        let reader = try LogReader(path: path)
+        let reader = try SQLiteLogReader(path: path)
         XCTAssertEqual(try reader.request(id: r.id), r)
         XCTAssertEqual(try reader.request(id: "minimal"), minimal)
         XCTAssertNil(try reader.request(id: "absent"))
@@ -50,13 +52,13 @@ final class LogWriterTests: XCTestCase {
         let path = try Support.databasePath(self)
         var tagged = Support.record("tagged")
         tagged.tags = ["a", "b \"c\"", "tab\there", "\u{01}"]
-        let writer = try LogWriter(path: path)
+        let writer = try SQLiteLogWriter(path: path)
         writer.enqueue(tagged)
         writer.enqueue(Support.record("untagged"))
         writer.close()
 
         let raw = try SQLiteConnection(path: path, readOnly: true)
-        let stored = try raw.withStatement("SELECT tags FROM requests ORDER BY row_id") { s throws(StoreError) in
+        let stored = try raw.withStatement("SELECT tags FROM requests ORDER BY row_id") { s throws(SQLiteError) in
             var out: [String] = []
             while try s.step() { out.append(s.string(0)) }
             return out
@@ -66,12 +68,12 @@ final class LogWriterTests: XCTestCase {
         XCTAssertEqual(try raw.scalarInt64("SELECT json_array_length(tags) FROM requests WHERE id = 'tagged'"), 4)
         let decoded = try JSONDecoder().decode([String].self, from: Data(stored[0].utf8))
         XCTAssertEqual(decoded, tagged.tags)
-        XCTAssertEqual(try LogReader(path: path).request(id: "tagged")?.tags, tagged.tags)
+        XCTAssertEqual(try SQLiteLogReader(path: path).request(id: "tagged")?.tags, tagged.tags)
     }
 
     func testBatchOfFiveThousandThenFlush() throws {
         let path = try Support.databasePath(self)
-        let writer = try LogWriter(path: path)
+        let writer = try SQLiteLogWriter(path: path)
         defer { writer.close() }
         for i in 0..<5_000 { XCTAssertTrue(writer.enqueue(Support.record("req-\(i)"))) }
         writer.flush()
@@ -79,7 +81,7 @@ final class LogWriterTests: XCTestCase {
         XCTAssertEqual(writer.queueDepth, 0)
         XCTAssertEqual(writer.droppedCount, 0)
         XCTAssertEqual(writer.writeErrorCount, 0)
-        let reader = try LogReader(path: path)
+        let reader = try SQLiteLogReader(path: path)
         XCTAssertEqual(try reader.requestCount(), 5_000)
         XCTAssertEqual(try reader.maxRequestRowID(), 5_000)
         XCTAssertEqual(try reader.latestRequests(limit: 1, filter: RequestFilter()).first?.record.id, "req-4999")
@@ -87,7 +89,7 @@ final class LogWriterTests: XCTestCase {
 
     func testQueueFullDropsAndCounts() throws {
         let path = try Support.databasePath(self)
-        let writer = try LogWriter(path: path, capacity: 3, maxBatch: 1)
+        let writer = try SQLiteLogWriter(path: path, capacity: 3, maxBatch: 1)
         defer { writer.close() }
         // Hold the write lock so the writer thread stalls in BEGIN IMMEDIATE with its first row.
         let blocker = try SQLiteConnection(path: path, readOnly: false)
@@ -107,88 +109,13 @@ final class LogWriterTests: XCTestCase {
         writer.flush()
         XCTAssertEqual(writer.writtenCount, 4)
         XCTAssertEqual(writer.writeErrorCount, 0)
-        let ids = try LogReader(path: path).latestRequests(limit: 10, filter: RequestFilter()).map(\.record.id)
+        let ids = try SQLiteLogReader(path: path).latestRequests(limit: 10, filter: RequestFilter()).map(\.record.id)
         XCTAssertEqual(ids, ["r0", "r1", "r2", "r3"])
-    }
-
-    func testFeedbackForUnknownRequest() throws {
-        let writer = try LogWriter(path: try Support.databasePath(self))
-        defer { writer.close() }
-        let result = Support.submit(writer, FeedbackRecord(requestID: "ghost", createdAtMillis: 1, signal: .accepted))
-        guard case let .failure(.unknownRequest(id)) = result else { return XCTFail("\(String(describing: result))") }
-        XCTAssertEqual(id, "ghost")
-    }
-
-    func testFeedbackForARequestEnqueuedJustBefore() throws {
-        let path = try Support.databasePath(self)
-        // A long flush interval and small batches: ordering must come from the queue, not from luck.
-        let writer = try LogWriter(path: path, maxBatch: 7, flushInterval: 5)
-        defer { writer.close() }
-        for i in 0..<50 { writer.enqueue(Support.record("bulk-\(i)")) }
-        writer.enqueue(Support.record("fresh"))
-        var feedback = FeedbackRecord(requestID: "fresh", createdAtMillis: 2, signal: .edited)
-        feedback.correction = "better answer"
-        feedback.value = 0.5
-        feedback.comment = "close"
-        feedback.source = "ui"
-        feedback.weight = 2
-        let result = Support.submit(writer, feedback)
-        guard case let .success(submission) = result else { return XCTFail("\(String(describing: result))") }
-        XCTAssertFalse(submission.duplicate)
-        XCTAssertGreaterThan(submission.feedbackID, 0)
-
-        let stored = try LogReader(path: path).feedback(forRequest: "fresh")
-        feedback.id = submission.feedbackID
-        XCTAssertEqual(stored, [feedback])
-    }
-
-    func testIdempotentDuplicateAndConflict() throws {
-        let path = try Support.databasePath(self)
-        let writer = try LogWriter(path: path)
-        defer { writer.close() }
-        writer.enqueue(Support.record("req-a"))
-        writer.enqueue(Support.record("req-b"))
-
-        var first = FeedbackRecord(requestID: "req-a", createdAtMillis: 10, signal: .score)
-        first.value = 4
-        first.idempotencyKey = "key-1"
-        guard case let .success(original) = Support.submit(writer, first) else { return XCTFail("first submit failed") }
-        XCTAssertFalse(original.duplicate)
-
-        var again = first
-        again.value = 5 // a retry may differ in payload; the first row wins
-        XCTAssertEqual(Support.submit(writer, again), .success(FeedbackSubmission(feedbackID: original.feedbackID, duplicate: true)))
-
-        var otherRequest = first
-        otherRequest.requestID = "req-b"
-        guard case .failure(.idempotencyConflict("key-1")) = Support.submit(writer, otherRequest) else { return XCTFail("expected conflict") }
-
-        var otherSignal = first
-        otherSignal.signal = .accepted
-        guard case .failure(.idempotencyConflict("key-1")) = Support.submit(writer, otherSignal) else { return XCTFail("expected conflict") }
-
-        // Two submits with one key in the same batch: one row, one duplicate.
-        var pairA = FeedbackRecord(requestID: "req-b", createdAtMillis: 11, signal: .rejected)
-        pairA.idempotencyKey = "key-2"
-        let boxA = ResultBox(), boxB = ResultBox()
-        let done = DispatchSemaphore(value: 0)
-        writer.submitFeedback(pairA) { boxA.set($0); done.signal() }
-        writer.submitFeedback(pairA) { boxB.set($0); done.signal() }
-        done.wait()
-        done.wait()
-        guard case let .success(a) = boxA.get(), case let .success(b) = boxB.get() else { return XCTFail("pair failed") }
-        XCTAssertEqual(a.feedbackID, b.feedbackID)
-        XCTAssertEqual([a.duplicate, b.duplicate], [false, true])
-
-        writer.flush()
-        let reader = try LogReader(path: path)
-        XCTAssertEqual(try reader.feedback(forRequest: "req-a").map(\.value), [4])
-        XCTAssertEqual(try reader.feedback(forRequest: "req-b").count, 1)
     }
 
     func testFeedbackQueueOverloaded() throws {
         let path = try Support.databasePath(self)
-        let writer = try LogWriter(path: path)
+        let writer = try SQLiteLogWriter(path: path)
         defer { writer.close() }
         let blocker = try SQLiteConnection(path: path, readOnly: false)
         try blocker.execute("BEGIN IMMEDIATE")
@@ -196,42 +123,30 @@ final class LogWriterTests: XCTestCase {
         let answered = DispatchSemaphore(value: 0)
         writer.submitFeedback(FeedbackRecord(requestID: "x", createdAtMillis: 0, signal: .accepted)) { _ in answered.signal() }
         XCTAssertTrue(Support.waitUntil { writer.pendingFeedbackCount == 0 })
-        for _ in 0..<LogWriter.feedbackCapacity {
+        for _ in 0..<SQLiteLogWriter.feedbackCapacity {
             writer.submitFeedback(FeedbackRecord(requestID: "x", createdAtMillis: 0, signal: .accepted)) { _ in answered.signal() }
         }
         let overflow = ResultBox()
         writer.submitFeedback(FeedbackRecord(requestID: "x", createdAtMillis: 0, signal: .accepted)) { overflow.set($0) }
         guard case .failure(.overloaded) = overflow.get() else { return XCTFail("expected overloaded, got \(String(describing: overflow.get()))") }
         try blocker.execute("ROLLBACK")
-        for _ in 0...LogWriter.feedbackCapacity { answered.wait() }
+        for _ in 0...SQLiteLogWriter.feedbackCapacity { answered.wait() }
     }
 
-    func testCloseDrainsEverything() throws {
+    func testCloseDrainsAndCheckpointsTheWAL() throws {
         let path = try Support.databasePath(self)
-        let writer = try LogWriter(path: path, flushInterval: 10)
+        let writer = try SQLiteLogWriter(path: path, flushInterval: 10)
         for i in 0..<1_000 { XCTAssertTrue(writer.enqueue(Support.record("drain-\(i)"))) }
         writer.close()
         XCTAssertEqual(writer.writtenCount, 1_000)
         XCTAssertFalse(FileManager.default.fileExists(atPath: path + "-wal") && ((try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int) ?? 0) > 0,
                        "close should checkpoint the WAL")
-        XCTAssertEqual(try LogReader(path: path).requestCount(), 1_000)
-    }
-
-    func testAfterCloseEverythingIsRefused() throws {
-        let writer = try LogWriter(path: try Support.databasePath(self))
-        writer.close()
-        writer.close() // idempotent
-        XCTAssertFalse(writer.enqueue(Support.record("late")))
-        XCTAssertEqual(writer.droppedCount, 1)
-        writer.flush() // returns at once
-        guard case .failure(.closed) = Support.submit(writer, FeedbackRecord(requestID: "late", createdAtMillis: 0, signal: .comment)) else {
-            return XCTFail("expected closed")
-        }
+        XCTAssertEqual(try SQLiteLogReader(path: path).requestCount(), 1_000)
     }
 
     func testConcurrentCloseCallsAllReturnAfterTheDrain() throws {
         let path = try Support.databasePath(self)
-        let writer = try LogWriter(path: path)
+        let writer = try SQLiteLogWriter(path: path)
         for i in 0..<500 { writer.enqueue(Support.record("c-\(i)")) }
         DispatchQueue.concurrentPerform(iterations: 4) { _ in
             writer.close()
@@ -241,7 +156,7 @@ final class LogWriterTests: XCTestCase {
 
     func testDuplicateRequestIDKeepsEveryRow() throws {
         let path = try Support.databasePath(self)
-        let writer = try LogWriter(path: path)
+        let writer = try SQLiteLogWriter(path: path)
         var first = Support.record("dup")
         first.status = 200
         var second = Support.record("dup")
@@ -254,15 +169,59 @@ final class LogWriterTests: XCTestCase {
         writer.enqueue(third)
         writer.close()
         XCTAssertEqual(writer.writtenCount, 3)
-        let reader = try LogReader(path: path)
+        let reader = try SQLiteLogReader(path: path)
         XCTAssertEqual(try reader.request(id: "dup")?.status, 200)
         XCTAssertEqual(try reader.request(id: "dup#2")?.status, 502)
         XCTAssertEqual(try reader.request(id: "dup#3")?.status, 503)
     }
 
+    /// A client that literally sends `x#3` takes that id; the renamer steps past it instead of failing.
+    func testRenameStepsOverLiteralSuffixedIDs() throws {
+        let path = try Support.databasePath(self)
+        let writer = try SQLiteLogWriter(path: path)
+        for id in ["x#3", "x", "x", "x", "x#2"] { writer.enqueue(Support.record(id)) }
+        writer.close()
+        XCTAssertEqual(writer.writtenCount, 5)
+        // The suffix survives a restart.
+        let again = try SQLiteLogWriter(path: path)
+        again.enqueue(Support.record("x"))
+        again.close()
+        let ids = try SQLiteLogReader(path: path).latestRequests(limit: 10, filter: RequestFilter()).map(\.record.id)
+        XCTAssertEqual(ids, ["x#3", "x", "x#2", "x#4", "x#2#2", "x#5"])
+    }
+
+    /// The store answers by the deadline even while the writer is stuck behind another process's lock,
+    /// and feedback the writer had not yet taken is then never written.
+    func testFeedbackPastItsDeadlineWhileTheWriterIsBlockedIsAnsweredAndNotWritten() throws {
+        let path = try Support.databasePath(self)
+        let writer = try SQLiteLogWriter(path: path, maxBatch: 1)
+        defer { writer.close() }
+        writer.enqueue(Support.record("target"))
+        writer.flush()
+        let blocker = try SQLiteConnection(path: path, readOnly: false)
+        try blocker.execute("BEGIN IMMEDIATE")
+        writer.enqueue(Support.record("stuck"))
+        XCTAssertTrue(Support.waitUntil { writer.queueDepth == 0 }, "writer never took the row") // now waiting for the lock
+
+        let answered = DispatchSemaphore(value: 0)
+        let box = ResultBox()
+        writer.submitFeedback(FeedbackRecord(requestID: "target", createdAtMillis: 1, signal: .accepted),
+                              deadline: .now() + .milliseconds(20)) { result in
+            box.set(result)
+            answered.signal()
+        }
+        XCTAssertEqual(answered.wait(timeout: .now() + 10), .success)
+        XCTAssertEqual(box.get(), .failure(.deadlineExceeded))
+
+        try blocker.execute("COMMIT")
+        writer.flush()
+        XCTAssertEqual(writer.writtenCount, 2)
+        XCTAssertEqual(try SQLiteLogReader(path: path).feedback(forRequest: "target"), [], "the caller was told it failed")
+    }
+
     func testAFailingRowDoesNotLoseItsBatch() throws {
         let path = try Support.databasePath(self)
-        let writer = try LogWriter(path: path, maxBatch: 100)
+        let writer = try SQLiteLogWriter(path: path, maxBatch: 100)
         defer { writer.close() }
         let blocker = try SQLiteConnection(path: path, readOnly: false)
         try blocker.execute("BEGIN IMMEDIATE")
@@ -281,26 +240,26 @@ final class LogWriterTests: XCTestCase {
         writer.flush()
         XCTAssertEqual(writer.writtenCount, 4)
         XCTAssertEqual(writer.writeErrorCount, 1)
-        guard case let .sqlite(_, message, _)? = writer.lastWriteError else { return XCTFail("no last error") }
+        guard case let .backend(message)? = writer.lastWriteError else { return XCTFail("no last error") }
         XCTAssertTrue(message.contains("boom"), message)
-        let ids = try LogReader(path: path).latestRequests(limit: 10, filter: RequestFilter()).map(\.record.id)
+        let ids = try SQLiteLogReader(path: path).latestRequests(limit: 10, filter: RequestFilter()).map(\.record.id)
         XCTAssertEqual(ids, ["first", "ok-1", "ok-2", "ok-3"])
     }
 
     func testEnqueueFromManyThreads() throws {
         let path = try Support.databasePath(self)
-        let writer = try LogWriter(path: path, maxBatch: 64)
+        let writer = try SQLiteLogWriter(path: path, maxBatch: 64)
         DispatchQueue.concurrentPerform(iterations: 8) { t in
             for i in 0..<250 { writer.enqueue(Support.record("t\(t)-\(i)")) }
         }
         writer.close()
         XCTAssertEqual(writer.writtenCount, 2_000)
-        XCTAssertEqual(try LogReader(path: path).requestCount(), 2_000)
+        XCTAssertEqual(try SQLiteLogReader(path: path).requestCount(), 2_000)
     }
 
     func testFlushAndCloseFromACompletionDoNotDeadlock() throws {
         let path = try Support.databasePath(self)
-        var writer: LogWriter? = try LogWriter(path: path)
+        var writer: SQLiteLogWriter? = try SQLiteLogWriter(path: path)
         writer!.enqueue(Support.record("r"))
         let done = DispatchSemaphore(value: 0)
         let captured = writer!
@@ -315,6 +274,6 @@ final class LogWriterTests: XCTestCase {
         writer!.close() // waits for the shutdown the completion started
         XCTAssertEqual(writer!.writtenCount, 1)
         writer = nil
-        XCTAssertEqual(try LogReader(path: path).feedback(forRequest: "r").count, 1)
+        XCTAssertEqual(try SQLiteLogReader(path: path).feedback(forRequest: "r").count, 1)
     }
 }

@@ -1,0 +1,47 @@
+/// A failed SQLite call, as the SQLite layer reports it. Internal: the public API turns it into a
+/// backend-neutral `StoreError` (`init(_:)`), keeping the code, message and SQL in the text.
+struct SQLiteError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The extended result code.
+    let code: Int32
+    /// `sqlite3_errmsg`, or the wrapper's own explanation.
+    let message: String
+    /// The statement involved, when there is one.
+    let sql: String?
+
+    var description: String {
+        if let sql { return "SQLite error \(code): \(message) (in: \(sql))" }
+        return "SQLite error \(code): \(message)"
+    }
+
+    /// The primary (non-extended) result code.
+    var primaryCode: Int32 { code & 0xFF }
+
+    /// `SQLITE_BUSY` / `SQLITE_LOCKED`: another connection holds the lock.
+    var isBusy: Bool { primaryCode == 5 || primaryCode == 6 }
+
+    /// `SQLITE_CONSTRAINT_UNIQUE` or `SQLITE_CONSTRAINT_PRIMARYKEY`.
+    var isUniqueViolation: Bool { code == 2067 || code == 1555 }
+}
+
+extension StoreError {
+    /// The neutral form of a SQLite failure: lock contention is `.busy`, a taken unique key `.duplicateID`,
+    /// anything else `.backend`; each keeps SQLite's message and statement.
+    init(_ error: SQLiteError) {
+        if error.isBusy {
+            self = .busy(error.description)
+        } else if error.isUniqueViolation {
+            self = .duplicateID(error.description)
+        } else {
+            self = .backend(error.description)
+        }
+    }
+}
+
+/// Runs SQLite work at the edge of the public API, turning its failures into `StoreError`.
+func translatingSQLiteErrors<T>(_ body: () throws(SQLiteError) -> T) throws(StoreError) -> T {
+    do throws(SQLiteError) {
+        return try body()
+    } catch {
+        throw StoreError(error)
+    }
+}
