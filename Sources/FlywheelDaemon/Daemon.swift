@@ -14,7 +14,7 @@ public final class Daemon: Sendable {
     public let gateway: Gateway
     private let http: HTTPServer
     private let upstreams: UpstreamPool
-    private let log: LogWriter
+    private let log: SQLiteLogWriter
     private let inference: InferenceScheduler?
     private let computePool: ComputePool?
     /// The local models loaded at start, in configuration order.
@@ -26,9 +26,9 @@ public final class Daemon: Sendable {
         try configuration.validate()
         self.configuration = configuration
         let address = try ListenAddress(parsing: configuration.server.listen)
-        let log: LogWriter
+        let log: SQLiteLogWriter
         do {
-            log = try LogWriter(path: configuration.log.path, capacity: configuration.log.queueCapacity,
+            log = try SQLiteLogWriter(path: configuration.log.path, capacity: configuration.log.queueCapacity,
                                 maxBatch: configuration.log.batchSize, flushInterval: configuration.log.flushInterval)
         } catch {
             throw ConfigurationError("cannot open the log database \(configuration.log.path): \(error)")

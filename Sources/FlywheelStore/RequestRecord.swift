@@ -50,10 +50,6 @@ public struct RequestRecord: Sendable, Equatable {
     public var costUSD: Double?
     /// Upstream attempts (retries/fallbacks); 0 when none.
     public var attempts: Int
-    /// The log's copy of the response was cut at the size cap; the client got all of it.
-    public var responseTruncated = false
-    /// The response ended before it was complete (client gone, server shut down); what was produced is kept.
-    public var incomplete = false
 
     /// Everything not given is nil, empty, false or 0.
     public init(id: String, createdAtMillis: Int64, method: String, endpoint: String,

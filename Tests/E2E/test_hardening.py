@@ -115,6 +115,7 @@ def test_a_client_disconnect_is_logged_as_the_clients_doing(gw):
     row = gw.fw.wait_logged(rid)
     assert row["status"] == 499
     assert row["error"]["type"] == "client_closed_request"
+    assert row["incomplete"] is True
     # What the client had already received is kept.
     assert row["response"] is not None and "tick" in json.dumps(row["response"])
 
@@ -180,3 +181,23 @@ def test_signed_feedback_with_a_timestamp_is_accepted_and_a_replay_is_refused(st
     assert ok.status_code == 200, ok.text
     old = httpx.post(f"{fw.base_url}/v1/feedback", content=body, headers=signed(int(time.time()) - 3600, body))
     assert_openai_error(old.status_code, old.headers, old.content, expect_status=401, code="signature_expired")
+
+
+def test_a_stream_beyond_the_response_cap_reaches_the_client_whole_and_the_log_copy_is_marked(start_flywheel, fake):
+    cfg = base_config(fake.url, fake.url, max_response_bytes=4096)
+    fw = start_flywheel(cfg)
+    words = [f"w{i}" for i in range(400)]
+    text = ""
+    with httpx.Client(base_url=fw.base_url, timeout=30) as c:
+        body = {"model": "gpt-4o-mini", "stream": True, "messages": user_msg(" ".join(words))}
+        with c.stream("POST", "/v1/chat/completions", json=body) as resp:
+            rid = resp.headers["x-request-id"]
+            for line in resp.iter_lines():
+                if line.startswith("data: {"):
+                    for choice in json.loads(line[6:]).get("choices", []):
+                        text += choice.get("delta", {}).get("content") or ""
+    assert text == "echo: " + " ".join(words)
+    row = fw.wait_logged(rid)
+    assert row["status"] == 200
+    assert row["response_truncated"] is True
+    assert len(json.dumps(row["response"] or "")) < 8192

@@ -1,3 +1,4 @@
+import Dispatch
 import FlywheelHTTP
 import FlywheelJSON
 import FlywheelStore
@@ -24,8 +25,13 @@ extension Gateway {
         }
         let answer = FeedbackAnswer(writer: writer, requestID: requestID, waitTimeout: configuration.feedback.waitTimeout)
         let log = ledger.log
+        // The same deadline for the store: feedback answered 503 is then never written behind the client's back
+        // (unless the writer had already started on it; a retry with the same Idempotency-Key is then a duplicate).
+        let deadline = DispatchTime.now() + configuration.feedback.waitTimeout
         let submit: @Sendable () -> Void = {
-            log.submitFeedback(feedback) { result in answer.send(Self.feedbackResponse(result, feedback: feedback, requestID: requestID)) }
+            log.submitFeedback(feedback, deadline: deadline) { result in
+                answer.send(Self.feedbackResponse(result, feedback: feedback, requestID: requestID))
+            }
         }
         switch ledger.inFlight.whenLogged(feedback.requestID, submit) {
         case .notInFlight: submit()
@@ -46,8 +52,8 @@ extension Gateway {
         case .failure(.idempotencyConflict(let message)):
             return OpenAIError(status: 409, message: "Idempotency-Key reused for different feedback: \(message)",
                                type: "invalid_request_error", code: "idempotency_conflict").response(requestID: requestID)
-        case .failure(.overloaded), .failure(.closed):
-            return retryLater("The feedback log is busy or closing; retry shortly.", requestID: requestID)
+        case .failure(.overloaded), .failure(.closed), .failure(.busy), .failure(.deadlineExceeded):
+            return retryLater("The feedback log is busy or closing; retry shortly (with the same Idempotency-Key, if you sent one).", requestID: requestID)
         case .failure:
             return OpenAIError.serverError("The feedback could not be stored.").response(requestID: requestID)
         }

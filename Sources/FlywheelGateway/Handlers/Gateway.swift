@@ -26,7 +26,7 @@ public final class Gateway: HTTPResponder {
     /// Reads the HTTP server's open-connection count for `/metrics`; set once the server exists.
     let connectionCounter = Mutex<(@Sendable () -> Int)?>(nil)
 
-    public init(configuration: GatewayConfiguration, upstreams: UpstreamPool, log: LogWriter, metrics: GatewayMetrics = GatewayMetrics(),
+    public init(configuration: GatewayConfiguration, upstreams: UpstreamPool, log: any LogSink, metrics: GatewayMetrics = GatewayMetrics(),
                 localModels: [LocalModelEntry] = [], inference: InferenceScheduler? = nil) {
         self.configuration = configuration
         self.router = ModelRouter(configuration: configuration)

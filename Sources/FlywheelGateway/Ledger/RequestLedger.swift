@@ -6,12 +6,12 @@ import FlywheelStore
 /// and tells feedback waiting for the request that its row is queued. Every exchange ends here, exactly once.
 /// Thread-safe; called on event loops and on the inference thread.
 final class RequestLedger: Sendable {
-    let log: LogWriter
+    let log: any LogSink
     let metrics: GatewayMetrics
     let prices: PriceTable
     let inFlight = InFlightRequests()
 
-    init(log: LogWriter, metrics: GatewayMetrics, prices: PriceTable) {
+    init(log: any LogSink, metrics: GatewayMetrics, prices: PriceTable) {
         self.log = log
         self.metrics = metrics
         self.prices = prices
