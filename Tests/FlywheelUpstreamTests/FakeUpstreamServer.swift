@@ -10,6 +10,7 @@ import Glibc
 ///   /v1/hits?key=K                200 with the hit count of K as the body
 ///   /v1/early                     a 103 interim block, then 201 JSON with `X-Final: yes`
 ///   /v1/hang                      reads the request and never answers
+///   /v1/reset                     200 head and part of a chunked body, then a TCP reset (SO_LINGER 0)
 final class FakeUpstreamServer: @unchecked Sendable {  // immutable after init; Process used only in init
     static let shared: FakeUpstreamServer = {
         do { return try FakeUpstreamServer() } catch { fatalError("fake upstream server: \(error)") }
@@ -52,7 +53,7 @@ final class FakeUpstreamServer: @unchecked Sendable {  // immutable after init; 
     }
 
     static let script = #"""
-import json, os, socket, sys, threading, time
+import json, os, socket, struct, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse, parse_qs
 
@@ -129,6 +130,18 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(201, {"created": True}, [("X-Final", "yes")])
         elif route.endswith("/hang"):
             time.sleep(120)
+        elif route.endswith("/reset"):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            ev = b"data: 0\n\n"
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(ev), ev))
+            self.wfile.flush()
+            time.sleep(0.05)
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
         else:
             self.send_json(404, {"error": "no route"})
 

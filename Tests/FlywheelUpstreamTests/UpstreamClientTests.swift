@@ -4,19 +4,18 @@ import Synchronization
 import XCTest
 @testable import FlywheelUpstream
 
-class UpstreamClientTests: XCTestCase {
+final class UpstreamClientTests: XCTestCase {
     static let secret = "sk-test-VERY-SECRET-0123456789"
     var server: FakeUpstreamServer { .shared }
     var client: UpstreamClient!
-
-    /// Driver mode (curl_multi_socket_action on a `PollDriver`) in the subclass.
-    var driver: PollDriver?
-
-    func makeClient() throws -> UpstreamClient { try UpstreamClient() }
+    /// The loop the client runs on (curl_multi_socket_action mode), as it runs on an HTTP event loop in the daemon.
+    var driver: TestEventLoop?
 
     override func setUpWithError() throws {
         _ = server
-        client = try makeClient()
+        let driver = TestEventLoop()
+        self.driver = driver
+        client = try UpstreamClient(driver: driver)
     }
 
     override func tearDown() {
@@ -200,15 +199,30 @@ class UpstreamClientTests: XCTestCase {
                                       retry: fastRetry(1))
         let handler = run(request)
         XCTAssertNil(handler.head)
-        guard case .connectFailed(let name, let message)? = handler.error else {
+        guard case .connectFailed(let name, let reason)? = handler.error else {
             return XCTFail("expected connectFailed, got \(String(describing: handler.result))")
         }
         XCTAssertEqual(name, "dead")
-        XCTAssertFalse(message.isEmpty)
+        XCTAssertEqual(reason.cause, .connectionRefused)
+        XCTAssertTrue(reason.message.contains("\(server.deadPort)"), "the log keeps the address: \(reason.message)")
+        XCTAssertEqual(handler.error?.publicSummary, "connection refused")
+        XCTAssertFalse(handler.error!.publicSummary.contains("127.0.0.1"))
+        XCTAssertEqual(handler.completion?.attempts, 2)
         let description = handler.error!.description
         XCTAssertTrue(description.contains("dead"), description)
         XCTAssertFalse(description.contains(Self.secret))
         XCTAssertFalse(String(describing: request.endpoints[0]).contains(Self.secret))
+    }
+
+    func testResetMidStreamIsATransferFailureWithANeutralSummary() throws {
+        let handler = run(UpstreamRequest(method: "GET", path: "/reset", endpoints: [endpoint()], retry: fastRetry()))
+        guard case .transferFailed(let name, let reason)? = handler.error else {
+            return XCTFail("expected transferFailed, got \(String(describing: handler.result))")
+        }
+        XCTAssertEqual(name, "fake")
+        XCTAssertEqual(reason.cause, .connectionReset, reason.message)
+        XCTAssertEqual(handler.error?.publicSummary, "connection reset")
+        XCTAssertTrue(reason.message.contains("curl error"), reason.message)
     }
 
     func testFirstByteTimeout() throws {
@@ -339,13 +353,16 @@ class UpstreamClientTests: XCTestCase {
 
     func testErrorDescriptionsNeverContainTheKey() {
         let errors: [UpstreamError] = [
-            .connectFailed(endpoint: "e", message: "m"), .timedOut(endpoint: "e", phase: "total", seconds: 1),
-            .transferFailed(endpoint: "e", message: "m"), .cancelled, .invalidRequest("x"), .shutdown,
+            .connectFailed(endpoint: "e", reason: .init(cause: .connectionRefused, message: "m")),
+            .timedOut(endpoint: "e", phase: "total", seconds: 1),
+            .transferFailed(endpoint: "e", reason: .init(cause: .connectionReset, message: "m")), .cancelled,
+            .invalidRequest("x"), .shutdown,
         ]
         for error in errors { XCTAssertFalse(error.description.contains(Self.secret)) }
         // Messages built from curl output are scrubbed even if the key shows up in them.
+        let scheduler = try! TransferScheduler(configuration: .init(), loop: driver!)
         let job = TransferJob(request: UpstreamRequest(path: "/x", endpoints: [endpoint()]),
-                              handler: RecordingHandler(), engine: try! CurlEngine(configuration: .init()))
+                              handler: RecordingHandler(), scheduler: scheduler)
         XCTAssertEqual(job.redacted("oops \(Self.secret)!"), "oops <redacted>!")
     }
 
@@ -367,8 +384,8 @@ class UpstreamClientTests: XCTestCase {
                 transfer.withLock { $0 }?.cancel()
             }
             func upstreamDidReceiveBody(_ chunk: [UInt8]) { recorder.upstreamDidReceiveBody(chunk) }
-            func upstreamDidComplete(_ result: Result<UpstreamTiming, UpstreamError>, timing: UpstreamTiming) {
-                recorder.upstreamDidComplete(result, timing: timing)
+            func upstreamDidComplete(_ completion: UpstreamCompletion) {
+                recorder.upstreamDidComplete(completion)
             }
         }
         let handler = CancelOnHead()
@@ -389,8 +406,8 @@ class UpstreamClientTests: XCTestCase {
             init(client: UpstreamClient, request: UpstreamRequest) { self.client = client; self.request = request }
             func upstreamDidReceiveHead(_ head: UpstreamResponseHead) {}
             func upstreamDidReceiveBody(_ chunk: [UInt8]) {}
-            func upstreamDidComplete(_ result: Result<UpstreamTiming, UpstreamError>, timing: UpstreamTiming) {
-                if case .success = result, left.subtract(1, ordering: .relaxed).newValue > 0 {
+            func upstreamDidComplete(_ completion: UpstreamCompletion) {
+                if completion.succeeded, left.subtract(1, ordering: .relaxed).newValue > 0 {
                     client.start(request, handler: self)
                 } else {
                     done.signal()
@@ -423,15 +440,8 @@ class UpstreamClientTests: XCTestCase {
         }
         XCTAssertEqual(policy.backoffNanos(retry: 1, retryAfter: 30), 1_000_000_000)
     }
-}
 
-/// Every scenario above again, with the client running on a test event loop in curl_multi_socket_action mode.
-final class DriverModeUpstreamClientTests: UpstreamClientTests {
-    override func makeClient() throws -> UpstreamClient {
-        let driver = PollDriver()
-        self.driver = driver
-        return try UpstreamClient(driver: driver)
-    }
+    // MARK: the driver's loop thread
 
     func testShutdownFromTheDriverThreadAndReleasesEverything() throws {
         let driver = try XCTUnwrap(self.driver)
@@ -496,10 +506,10 @@ final class DriverModeUpstreamClientTests: UpstreamClientTests {
 
     func testCallbacksComeOnTheDriverThread() throws {
         final class ThreadCheck: UpstreamResponseHandler {
-            let driver: PollDriver
+            let driver: TestEventLoop
             let recorder = RecordingHandler()
             let offThread = Atomic<Int>(0)
-            init(driver: PollDriver) { self.driver = driver }
+            init(driver: TestEventLoop) { self.driver = driver }
             func upstreamDidReceiveHead(_ head: UpstreamResponseHead) {
                 if !driver.inDriverThread { offThread.add(1, ordering: .relaxed) }
                 recorder.upstreamDidReceiveHead(head)
@@ -508,9 +518,9 @@ final class DriverModeUpstreamClientTests: UpstreamClientTests {
                 if !driver.inDriverThread { offThread.add(1, ordering: .relaxed) }
                 recorder.upstreamDidReceiveBody(chunk)
             }
-            func upstreamDidComplete(_ result: Result<UpstreamTiming, UpstreamError>, timing: UpstreamTiming) {
+            func upstreamDidComplete(_ completion: UpstreamCompletion) {
                 if !driver.inDriverThread { offThread.add(1, ordering: .relaxed) }
-                recorder.upstreamDidComplete(result, timing: timing)
+                recorder.upstreamDidComplete(completion)
             }
         }
         let handler = ThreadCheck(driver: try XCTUnwrap(driver))

@@ -38,7 +38,7 @@ final class ProxyExchange: UpstreamResponseHandler {
 
     func start(_ request: UpstreamRequest) {
         guard let client = gateway.upstreams.client(for: writer.eventLoop) else {
-            return upstreamDidComplete(.failure(.shutdown), timing: UpstreamTiming(startedNanos: 0, firstByteNanos: nil, finishedNanos: 0))
+            return upstreamDidComplete(UpstreamCompletion(error: .shutdown, timing: UpstreamTiming(startedNanos: 0, firstByteNanos: nil, finishedNanos: 0)))
         }
         let transfer = client.start(request, handler: self)
         state.withLock { $0.transfer = transfer }
@@ -102,7 +102,8 @@ final class ProxyExchange: UpstreamResponseHandler {
         cancel?.cancel()
     }
 
-    func upstreamDidComplete(_ result: Result<UpstreamTiming, UpstreamError>, timing: UpstreamTiming) {
+    func upstreamDidComplete(_ completion: UpstreamCompletion) {
+        let timing = completion.timing
         let s = state.withLock { $0 }
         var status: Int
         var responseJSON: JSON?
@@ -112,7 +113,7 @@ final class ProxyExchange: UpstreamResponseHandler {
 
         if s.streaming {
             status = 200
-            if case .failure(let failure) = result {
+            if let failure = completion.error {
                 if s.clientGone {
                     status = 499
                 } else {
@@ -130,7 +131,7 @@ final class ProxyExchange: UpstreamResponseHandler {
             error = e
             status = e.status
             writer.send(e.response(requestID: requestID))
-        } else if case .failure(let failure) = result {
+        } else if let failure = completion.error {
             if s.clientGone || failure.isCancellation {
                 status = 499  // client closed the request, as nginx logs it
                 error = .clientClosed()
