@@ -45,7 +45,7 @@ let package = Package(
         .target(name: "FlywheelTimers", swiftSettings: strict),
         // Sockets, epoll event loops, HTTP/1.1 parsing and writing, SSE framing. Knows nothing of OpenAI.
         .target(name: "FlywheelHTTP", dependencies: ["FlywheelTimers"], swiftSettings: strict),
-        // libcurl multi client: pooled connections, streaming, timeouts, retries, fallbacks.
+        // libcurl multi client on the event loops: pooled connections, streaming, timeouts, retries, fallbacks.
         .target(name: "FlywheelUpstream", dependencies: ["CCurl", "FlywheelTimers"], swiftSettings: strict),
         // The SQLite log: schema, migrations, background batch writer, queries.
         .target(name: "FlywheelStore", dependencies: ["CSQLite"], swiftSettings: strict),
@@ -107,7 +107,8 @@ let package = Package(
 
         .testTarget(name: "FlywheelTimersTests", dependencies: ["FlywheelTimers"], swiftSettings: strict),
         .testTarget(name: "FlywheelHTTPTests", dependencies: ["FlywheelHTTP"], swiftSettings: strict),
-        .testTarget(name: "FlywheelUpstreamTests", dependencies: ["FlywheelUpstream"], swiftSettings: strict),
+        .testTarget(
+            name: "FlywheelUpstreamTests", dependencies: ["FlywheelUpstream", "FlywheelTimers"], swiftSettings: strict),
         .testTarget(name: "FlywheelStoreTests", dependencies: ["FlywheelStore"], swiftSettings: strict),
         .testTarget(name: "FlywheelJSONTests", dependencies: ["FlywheelJSON"], swiftSettings: strict),
         .testTarget(name: "FlywheelConfigTests", dependencies: ["FlywheelConfig"], swiftSettings: strict),

@@ -7,10 +7,14 @@ import Synchronization
 /// Thread ownership (why `@unchecked Sendable` is safe):
 /// - The `let` properties are set in `init` on the caller's thread and never change.
 /// - `cancelRequested` and `completed` are atomics, read and written from any thread.
-/// - Every `var` is touched only by the engine's curl thread. The job reaches that thread through the engine's
-///   inbox Mutex (a happens-before edge); other threads only hold it to call `requestCancel()`, which touches atomics
-///   and the inbox only.
-/// - `deinit` may run on any thread, after the curl thread dropped its references; it frees plain C memory only.
+/// - Every `var` is touched only on the driver's loop thread. The job reaches that thread through the driver's
+///   `execute` (a happens-before edge) or is created there; other threads only hold it to call `requestCancel()`,
+///   which touches atomics and `TransferScheduler.submit` only. The one exception, `complete` for a job the loop
+///   never took (client closed), runs on a thread that owns the job alone.
+/// - `deinit` may run on any thread, after the loop thread dropped its references; it frees plain C memory only.
+///
+/// Lifetime: `complete` drops the handler before calling it, so a handler that keeps the `UpstreamTransfer`
+/// (hence this job) forms no cycle. The job keeps its scheduler, which holds no finished job.
 final class TransferJob: @unchecked Sendable {
     enum State { case queued, running, backoff, done }
 
@@ -26,12 +30,12 @@ final class TransferJob: @unchecked Sendable {
         var headerList: UnsafeMutablePointer<curl_slist>?
     }
 
+    /// The request without its body (the body lives in `bodyBytes`).
     let request: UpstreamRequest
-    let handler: any UpstreamResponseHandler
-    let engine: CurlEngine
+    let scheduler: TransferScheduler
     let startedNanos: UInt64
     let totalDeadline: UInt64
-    /// Non-nil when the request cannot be sent; the curl thread completes it with `.invalidRequest`.
+    /// Non-nil when the request cannot be sent; the loop thread completes it with `.invalidRequest`.
     let invalidReason: String?
     /// Copy of the body that outlives every attempt (CURLOPT_POSTFIELDS does not copy). Never nil.
     let bodyBytes: UnsafeMutableRawPointer
@@ -44,8 +48,10 @@ final class TransferJob: @unchecked Sendable {
     let cancelRequested = Atomic<Bool>(false)
     let completed = Atomic<Bool>(false)
 
-    // MARK: curl-thread state
+    // MARK: Loop-thread state
 
+    /// Until the job completes; nil afterwards (see "Lifetime").
+    private var handler: (any UpstreamResponseHandler)?
     var state: State = .queued
     var endpointIndex = 0
     var triesOnEndpoint = 0
@@ -66,15 +72,17 @@ final class TransferJob: @unchecked Sendable {
     var plannedNext: Plan?
     var firstByteNanos: UInt64?
 
-    // TimerHeap bookkeeping.
+    // TransferDeadlines bookkeeping.
     var heapIndex = -1
     var dueNanos: UInt64 = 0
 
     /// Caller's thread: validates and pre-builds what every attempt needs.
-    init(request: UpstreamRequest, handler: any UpstreamResponseHandler, engine: CurlEngine) {
-        self.request = request
+    init(request: UpstreamRequest, handler: any UpstreamResponseHandler, scheduler: TransferScheduler) {
+        var withoutBody = request
+        withoutBody.body = []
+        self.request = withoutBody
         self.handler = handler
-        self.engine = engine
+        self.scheduler = scheduler
         let now = MonotonicClock.now()
         startedNanos = now
         totalDeadline = now &+ RetryPolicy.nanos(request.timeouts.total)
@@ -121,21 +129,87 @@ final class TransferJob: @unchecked Sendable {
 
     deinit {
         bodyBytes.deallocate()
-        for entry in prepared {
-            if let list = entry?.headerList { curl_slist_free_all(list) }
+        releaseHeaderLists()
+    }
+
+    private func releaseHeaderLists() {
+        for index in prepared.indices {
+            if let list = prepared[index]?.headerList { curl_slist_free_all(list) }
+            prepared[index] = nil
         }
     }
 
     var endpoint: UpstreamEndpoint { request.endpoints[endpointIndex] }
 
-    /// Any thread: asks the curl thread to stop this transfer.
+    /// Any thread: asks the loop thread to stop this transfer.
     func requestCancel() {
         if completed.load(ordering: .acquiring) { return }
         if cancelRequested.exchange(true, ordering: .acquiringAndReleasing) { return }
-        engine.submit(.cancel(self))
+        scheduler.submit(.cancel(self))
     }
 
-    /// Curl thread: the prepared URL and header list for the current endpoint (built on first use).
+    /// Loop thread (or the owning thread of a job the loop never took): marks the job completed, lets go of the
+    /// handler and of the header lists, then tells the handler how it ended. The only call of
+    /// `upstreamDidComplete`.
+    func complete(error: UpstreamError?) {
+        completed.store(true, ordering: .releasing)
+        releaseHeaderLists()
+        guard let handler else { return }
+        self.handler = nil
+        let timing = UpstreamTiming(startedNanos: startedNanos, firstByteNanos: firstByteNanos,
+                                    finishedNanos: MonotonicClock.now())
+        handler.upstreamDidComplete(UpstreamCompletion(error: error, timing: timing, attempts: attempts))
+    }
+
+    /// Loop thread: a new attempt on the current endpoint, on `easy`.
+    func beginAttempt(easy: CurlEasy, now: UInt64) {
+        attempts += 1
+        triesOnEndpoint += 1
+        resetResponse()
+        attemptStartedNanos = now
+        self.easy = easy
+        state = .running
+    }
+
+    /// Loop thread: the next attempt goes to `endpointIndex` (the same endpoint for a retry).
+    func moveTo(endpointIndex index: Int) {
+        if index != endpointIndex {
+            endpointIndex = index
+            triesOnEndpoint = 0
+        }
+    }
+
+    /// Loop thread: an interim (1xx) head ended; wait for the real one.
+    func forgetInterimHead() {
+        status = 0
+        responseHeaders.removeAll(keepingCapacity: true)
+        retryAfter = nil
+    }
+
+    /// Loop thread, header callback: the head of this attempt is the response; hand it to the handler.
+    func commitHead() {
+        committed = true
+        let head = UpstreamResponseHead(status: status, headers: responseHeaders, endpoint: endpoint.name,
+                                        attempts: attempts)
+        handler?.upstreamDidReceiveHead(head)
+    }
+
+    /// Loop thread, body callback: bytes of the current attempt. Returns false to abort the transfer.
+    func receiveBody(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        if cancelRequested.load(ordering: .relaxed) { return false }
+        if committed {
+            if firstByteNanos == nil { firstByteNanos = MonotonicClock.now() }
+            handler?.upstreamDidReceiveBody(Array(bytes))
+            return true
+        }
+        if swallowing {
+            swallowedBytes += bytes.count
+            return swallowedBytes <= 65_536  // a huge error body is not worth draining: drop the connection
+        }
+        return true
+    }
+
+    /// Loop thread: the prepared URL and header list for the current endpoint (built on first use).
     func preparedCurrent() -> PreparedEndpoint {
         if let ready = prepared[endpointIndex] { return ready }
         let built = prepare(endpointIndex: endpointIndex)
@@ -162,8 +236,8 @@ final class TransferJob: @unchecked Sendable {
         return PreparedEndpoint(url: Self.joinURL(endpoint.baseURL, request.path), headerList: list)
     }
 
-    /// Curl thread: forget the previous attempt's response.
-    func resetResponse() {
+    /// Loop thread: forget the previous attempt's response.
+    private func resetResponse() {
         status = 0
         responseHeaders.removeAll(keepingCapacity: true)
         retryAfter = nil
@@ -173,7 +247,7 @@ final class TransferJob: @unchecked Sendable {
         plannedNext = nil
     }
 
-    /// Curl thread: where the next attempt would go, or nil when retries and fallbacks are exhausted or would
+    /// Loop thread: where the next attempt would go, or nil when retries and fallbacks are exhausted or would
     /// start past the total deadline.
     func nextPlan(now: UInt64, retryAfter: Double?) -> Plan? {
         guard now < totalDeadline else { return nil }
@@ -201,7 +275,7 @@ final class TransferJob: @unchecked Sendable {
         return text
     }
 
-    // MARK: header parsing (curl thread, from the header callback)
+    // MARK: header parsing (loop thread, from the header callback)
 
     /// One raw header line including its CR LF. Returns false to abort the transfer.
     func receiveHeaderLine(_ line: UnsafeRawBufferPointer) -> Bool {
@@ -209,7 +283,7 @@ final class TransferJob: @unchecked Sendable {
         var end = line.count
         while end > 0, line[end - 1] == 0x0A || line[end - 1] == 0x0D { end -= 1 }
         if end == 0 {
-            return engine.headerBlockEnded(self)
+            return scheduler.headerBlockEnded(self)
         }
         if end >= 5, line[0] == 0x48, line[1] == 0x54, line[2] == 0x54, line[3] == 0x50, line[4] == 0x2F {  // "HTTP/"
             status = Self.parseStatus(line, end: end)
@@ -238,105 +312,5 @@ final class TransferJob: @unchecked Sendable {
         }
         responseHeaders.append((name, value))
         return true
-    }
-
-    // MARK: helpers
-
-    static func parseStatus(_ line: UnsafeRawBufferPointer, end: Int) -> Int {
-        var i = 0
-        while i < end, line[i] != 0x20 { i += 1 }
-        while i < end, line[i] == 0x20 { i += 1 }
-        var status = 0
-        var digits = 0
-        while i < end, digits < 3, line[i] >= 0x30, line[i] <= 0x39 {
-            status = status * 10 + Int(line[i] - 0x30)
-            i += 1
-            digits += 1
-        }
-        return status
-    }
-
-    static func joinURL(_ base: String, _ path: String) -> String {
-        let baseSlash = base.utf8.last == UInt8(ascii: "/")
-        let pathSlash = path.utf8.first == UInt8(ascii: "/")
-        if path.isEmpty { return base }
-        if baseSlash && pathSlash { return base + path.dropFirst() }
-        if baseSlash || pathSlash { return base + path }
-        return base + "/" + path
-    }
-
-    /// curl sends "Name;" for an empty value ("Name:" would delete the header).
-    static func headerLine(_ name: String, _ value: String) -> String {
-        value.isEmpty ? name + ";" : name + ": " + value
-    }
-
-    /// Hop-by-hop and framing headers that curl writes itself.
-    static func isDropped(_ name: String) -> Bool {
-        switch name.utf8.count {
-        case 4: return equalsIgnoringCase(name, "host")
-        case 6: return equalsIgnoringCase(name, "expect")
-        case 10: return equalsIgnoringCase(name, "connection") || equalsIgnoringCase(name, "keep-alive")
-        case 14: return equalsIgnoringCase(name, "content-length")
-        case 17: return equalsIgnoringCase(name, "transfer-encoding")
-        default: return false
-        }
-    }
-
-    /// ASCII case-insensitive comparison against a lowercase literal, without allocating.
-    static func equalsIgnoringCase(_ text: String, _ lowercase: StaticString) -> Bool {
-        text.utf8.count == lowercase.utf8CodeUnitCount && hasPrefixIgnoringCase(text, lowercase)
-    }
-
-    static func hasPrefixIgnoringCase(_ text: String, _ lowercase: StaticString) -> Bool {
-        let count = lowercase.utf8CodeUnitCount
-        guard text.utf8.count >= count else { return false }
-        return lowercase.withUTF8Buffer { expected in
-            var index = 0
-            for byte in text.utf8 {
-                if index == count { break }
-                let lower = byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
-                if lower != expected[index] { return false }
-                index += 1
-            }
-            return true
-        }
-    }
-
-    static func isToken(_ name: String) -> Bool {
-        guard !name.isEmpty else { return false }
-        for byte in name.utf8 where byte <= 0x20 || byte >= 0x7F || byte == UInt8(ascii: ":") {
-            return false
-        }
-        return true
-    }
-
-    static func isSafeValue(_ value: String) -> Bool {
-        for byte in value.utf8 where byte == 0x0A || byte == 0x0D || byte == 0 {
-            return false
-        }
-        return true
-    }
-
-    static func trimmed(_ text: String) -> String {
-        var s = Substring(text)
-        while let c = s.first, c == " " || c == "\t" { s = s.dropFirst() }
-        while let c = s.last, c == " " || c == "\t" { s = s.dropLast() }
-        return String(s)
-    }
-
-    static func validate(_ request: UpstreamRequest) -> String? {
-        if request.endpoints.isEmpty { return "no endpoints given" }
-        if !isToken(request.method) { return "invalid method \(request.method.debugDescription)" }
-        if !isSafeValue(request.path) || request.path.utf8.contains(UInt8(ascii: " ")) {
-            return "invalid path \(request.path.debugDescription)"
-        }
-        for endpoint in request.endpoints {
-            let url = endpoint.baseURL
-            guard hasPrefixIgnoringCase(url, "http://") || hasPrefixIgnoringCase(url, "https://"),
-                  isSafeValue(url), !url.utf8.contains(UInt8(ascii: " ")) else {
-                return "endpoint \(endpoint.name): base URL must start with http:// or https://"
-            }
-        }
-        return nil
     }
 }

@@ -1,4 +1,4 @@
-/// One upstream OpenAI-compatible API. A plain value: built by any thread, read by the client's curl thread.
+/// One upstream OpenAI-compatible API. A plain value: built by any thread, read on the client driver's loop thread.
 public struct UpstreamEndpoint: Sendable {
     /// Short name for logs, metrics and errors, e.g. "openai" or "vllm-a".
     public var name: String

@@ -1,5 +1,5 @@
-/// An event loop the upstream client can run on instead of its own thread (curl_multi_socket_action mode),
-/// e.g. one of the HTTP server's event loops. See `UpstreamClient.init(configuration:driver:)`.
+/// The event loop an upstream client runs on (curl_multi_socket_action mode), e.g. one of the HTTP server's event
+/// loops; "the driver's loop thread" in this module's docs is its thread. See `UpstreamClient`.
 ///
 /// Contract the client relies on:
 /// - `inDriverThread` and `execute` may be called from any thread; `execute` runs tasks on the driver thread in

@@ -1,6 +1,6 @@
-/// Thrown by `UpstreamClient.init` when libcurl or the curl thread cannot be set up.
+/// Thrown by `UpstreamClient.init` when libcurl cannot be set up.
 public struct UpstreamSetupError: Error, Sendable, CustomStringConvertible {
-    /// The call that failed, e.g. "curl_global_init" or "pthread_create".
+    /// The call that failed, e.g. "curl_global_init" or "curl_multi_init".
     public var call: String
     public var message: String
 

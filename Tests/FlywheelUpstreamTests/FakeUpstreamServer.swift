@@ -4,12 +4,16 @@ import Glibc
 /// A small HTTP/1.1 server in a python3 child process, shared by all tests. It exits when our stdin closes
 /// (i.e. when the test process ends). Routes:
 ///   /v1/echo                      200 JSON with the method, path, request headers and body it received
-///   /v1/sse?n=N&delay=S           200 text/event-stream, N events `data: i`, S seconds apart, chunked
+///   /v1/sse?n=N&delay=S[&gate=G]  200 text/event-stream, N events `data: i`, S seconds apart, chunked; with a
+///                                 gate, event i > 0 waits until /release?key=G was hit i times
 ///   /v1/flaky?key=K&fail=N&status=C[&retry_after=R]  first N hits per key answer C (JSON error), then 200
 ///   /v1/status?code=C&key=K       answers C with a JSON body (counts hits per key)
 ///   /v1/hits?key=K                200 with the hit count of K as the body
 ///   /v1/early                     a 103 interim block, then 201 JSON with `X-Final: yes`
-///   /v1/hang                      reads the request and never answers
+///   /v1/hang[?key=K]              reads the request (counts a hit of "hang:K") and never answers
+///   /v1/release?key=G             counts a hit of "release:G" (opens an SSE gate one event further)
+///   /v1/await?key=K&n=N           answers once K was hit N times (or after 10 s): wait for an event, no sleep
+///   /v1/reset                     200 head and part of a chunked body, then a TCP reset (SO_LINGER 0)
 final class FakeUpstreamServer: @unchecked Sendable {  // immutable after init; Process used only in init
     static let shared: FakeUpstreamServer = {
         do { return try FakeUpstreamServer() } catch { fatalError("fake upstream server: \(error)") }
@@ -52,17 +56,24 @@ final class FakeUpstreamServer: @unchecked Sendable {  // immutable after init; 
     }
 
     static let script = #"""
-import json, os, socket, sys, threading, time
+import json, os, socket, struct, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse, parse_qs
 
 counts = {}
 lock = threading.Lock()
+changed = threading.Condition(lock)
 
 def hit(key):
     with lock:
         counts[key] = counts.get(key, 0) + 1
+        changed.notify_all()
         return counts[key]
+
+def wait_for(key, n, seconds=10):
+    with lock:
+        changed.wait_for(lambda: counts.get(key, 0) >= n, timeout=seconds)
+        return counts.get(key, 0)
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -91,7 +102,7 @@ class Handler(BaseHTTPRequestHandler):
                                  "headers": [[k, v] for k, v in self.headers.items()],
                                  "body": body.decode("utf-8", "replace")})
         elif route.endswith("/sse"):
-            n = int(q.get("n", "3")); delay = float(q.get("delay", "0.1"))
+            n = int(q.get("n", "3")); delay = float(q.get("delay", "0.1")); gate = q.get("gate")
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Transfer-Encoding", "chunked")
@@ -99,6 +110,8 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             try:
                 for i in range(n):
+                    if gate is not None and i > 0 and wait_for("release:" + gate, i) < i:
+                        break
                     ev = ("data: %d\n\n" % i).encode()
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(ev), ev))
                     self.wfile.flush()
@@ -128,7 +141,24 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(0.05)
             self.send_json(201, {"created": True}, [("X-Final", "yes")])
         elif route.endswith("/hang"):
+            hit("hang:" + q.get("key", ""))
             time.sleep(120)
+        elif route.endswith("/release"):
+            self.send_json(200, {"released": hit("release:" + q["key"])})
+        elif route.endswith("/await"):
+            self.send_json(200, {"hits": wait_for(q["key"], int(q["n"]))})
+        elif route.endswith("/reset"):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            ev = b"data: 0\n\n"
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(ev), ev))
+            self.wfile.flush()
+            time.sleep(0.05)
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
         else:
             self.send_json(404, {"error": "no route"})
 

@@ -8,7 +8,7 @@ final class RecordingHandler: UpstreamResponseHandler {
     struct State {
         var head: UpstreamResponseHead?
         var chunks: [(bytes: [UInt8], at: UInt64)] = []
-        var result: Result<UpstreamTiming, UpstreamError>?
+        var completion: UpstreamCompletion?
         var completedAt: UInt64 = 0
         var completions = 0
         var orderViolations: [String] = []
@@ -16,7 +16,7 @@ final class RecordingHandler: UpstreamResponseHandler {
 
     let state = Mutex(State())
     private let done = DispatchSemaphore(value: 0)
-    /// Called on the curl thread with each chunk (e.g. to cancel from the test).
+    /// Called on the loop thread with each chunk (e.g. to cancel from the test).
     let onChunk: (@Sendable (Int) -> Void)?
 
     init(onChunk: (@Sendable (Int) -> Void)? = nil) { self.onChunk = onChunk }
@@ -30,7 +30,7 @@ final class RecordingHandler: UpstreamResponseHandler {
     func upstreamDidReceiveHead(_ head: UpstreamResponseHead) {
         state.withLock {
             if $0.head != nil { $0.orderViolations.append("second head") }
-            if $0.result != nil { $0.orderViolations.append("head after complete") }
+            if $0.completion != nil { $0.orderViolations.append("head after complete") }
             $0.head = head
         }
     }
@@ -38,17 +38,17 @@ final class RecordingHandler: UpstreamResponseHandler {
     func upstreamDidReceiveBody(_ chunk: [UInt8]) {
         let count = state.withLock {
             if $0.head == nil { $0.orderViolations.append("body before head") }
-            if $0.result != nil { $0.orderViolations.append("body after complete") }
+            if $0.completion != nil { $0.orderViolations.append("body after complete") }
             $0.chunks.append((chunk, Self.now()))
             return $0.chunks.count
         }
         onChunk?(count)
     }
 
-    func upstreamDidComplete(_ result: Result<UpstreamTiming, UpstreamError>, timing: UpstreamTiming) {
+    func upstreamDidComplete(_ completion: UpstreamCompletion) {
         state.withLock {
             $0.completions += 1
-            $0.result = result
+            $0.completion = completion
             $0.completedAt = Self.now()
         }
         done.signal()
@@ -60,11 +60,14 @@ final class RecordingHandler: UpstreamResponseHandler {
     }
 
     var head: UpstreamResponseHead? { state.withLock { $0.head } }
-    var result: Result<UpstreamTiming, UpstreamError>? { state.withLock { $0.result } }
-    var error: UpstreamError? {
-        if case .failure(let error) = result { return error }
-        return nil
+    var completion: UpstreamCompletion? { state.withLock { $0.completion } }
+    /// The completion as a result: the timing on success.
+    var result: Result<UpstreamTiming, UpstreamError>? {
+        guard let completion else { return nil }
+        if let error = completion.error { return .failure(error) }
+        return .success(completion.timing)
     }
+    var error: UpstreamError? { completion?.error }
     var bodyText: String {
         state.withLock { String(decoding: $0.chunks.flatMap(\.bytes), as: UTF8.self) }
     }

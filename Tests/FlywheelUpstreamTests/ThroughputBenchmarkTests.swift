@@ -19,39 +19,28 @@ final class ThroughputBenchmarkTests: XCTestCase {
         }
         func upstreamDidReceiveHead(_ head: UpstreamResponseHead) {}
         func upstreamDidReceiveBody(_ chunk: [UInt8]) {}
-        func upstreamDidComplete(_ result: Result<UpstreamTiming, UpstreamError>, timing: UpstreamTiming) {
-            if case .failure = result { failures.add(1, ordering: .relaxed) }
+        func upstreamDidComplete(_ completion: UpstreamCompletion) {
+            if !completion.succeeded { failures.add(1, ordering: .relaxed) }
             if remaining.subtract(1, ordering: .relaxed).newValue >= 0 {
-                client.start(request, handler: self)  // next one, from the curl thread
+                client.start(request, handler: self)  // next one, from the loop thread
             } else {
                 done.signal()
             }
         }
     }
 
+    /// The client in curl_multi_socket_action mode on a `TestEventLoop`.
     func testThroughput() throws {
         guard ProcessInfo.processInfo.environment["FLYWHEEL_UPSTREAM_BENCH"] == "1" else {
             throw XCTSkip("set FLYWHEEL_UPSTREAM_BENCH=1 to run")
         }
         let server = try MiniHTTPServer()
         defer { server.stop() }
-        let client = try UpstreamClient()
-        defer { client.shutdown() }
-        try measure(client: client, port: server.port, label: "thread mode")
-    }
-
-    /// The same with the client in curl_multi_socket_action mode on a `PollDriver` (the test's own poll loop).
-    func testThroughputDriverMode() throws {
-        guard ProcessInfo.processInfo.environment["FLYWHEEL_UPSTREAM_BENCH"] == "1" else {
-            throw XCTSkip("set FLYWHEEL_UPSTREAM_BENCH=1 to run")
-        }
-        let server = try MiniHTTPServer()
-        defer { server.stop() }
-        let driver = PollDriver()
+        let driver = TestEventLoop()
         defer { driver.stop() }
         let client = try UpstreamClient(driver: driver)
         defer { client.shutdown() }
-        try measure(client: client, port: server.port, label: "driver mode")
+        try measure(client: client, port: server.port, label: "event loop")
     }
 
     private func measure(client: UpstreamClient, port: Int, label: String) throws {
@@ -77,7 +66,7 @@ final class ThroughputBenchmarkTests: XCTestCase {
         latencies.sort()
         print("[\(label)] sequential round trip p50 \(latencies[1000]) µs, p99 \(latencies[1980]) µs")
 
-        // "1 in flight" is sequential too, chained from the completion callback: no thread hop in driver mode.
+        // "1 in flight" is sequential too, chained from the completion callback: no thread hop.
         for inFlight in [1, 16, 64] {
             let total = 40_000
             let loops = (0..<inFlight).map { _ in Loop(client: client, request: request, total: total / inFlight) }

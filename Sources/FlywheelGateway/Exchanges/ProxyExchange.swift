@@ -41,7 +41,7 @@ final class ProxyExchange: UpstreamResponseHandler {
     /// Sends `request` through `client` (the one running on the writer's event loop).
     func start(_ request: UpstreamRequest, client: UpstreamClient?) {
         guard let client else {
-            return upstreamDidComplete(.failure(.shutdown), timing: UpstreamTiming(startedNanos: 0, firstByteNanos: nil, finishedNanos: 0))
+            return upstreamDidComplete(UpstreamCompletion(error: .shutdown, timing: UpstreamTiming(startedNanos: 0, firstByteNanos: nil, finishedNanos: 0)))
         }
         let transfer = client.start(request, handler: self)
         let done = state.withLock { s -> Bool in
@@ -117,7 +117,8 @@ final class ProxyExchange: UpstreamResponseHandler {
         cancel?.cancel()
     }
 
-    func upstreamDidComplete(_ result: Result<UpstreamTiming, UpstreamError>, timing: UpstreamTiming) {
+    func upstreamDidComplete(_ completion: UpstreamCompletion) {
+        let timing = completion.timing
         let s = state.withLock { s -> State in
             let copy = s
             s.transfer = nil
@@ -127,10 +128,10 @@ final class ProxyExchange: UpstreamResponseHandler {
         }
         var outcome = RequestOutcome(status: 200)
         outcome.upstream = s.head?.endpoint
-        outcome.attempts = s.head?.attempts ?? 0
+        outcome.attempts = s.head?.attempts ?? completion.attempts
         outcome.firstByteNanos = timing.firstByteNanos
         if timing.startedNanos != 0 { outcome.serviceSeconds = Double(timing.finishedNanos &- timing.startedNanos) / 1e9 }
-        let failure: UpstreamError? = if case .failure(let f) = result { f } else { nil }
+        let failure = completion.error
         if let failure, let endpoint = failure.endpointName, !(s.clientGone || failure.isCancellation) {
             ledger.metrics.upstreamError(upstream: endpoint, kind: failure.kind)
         }
@@ -229,12 +230,12 @@ final class ProxyExchange: UpstreamResponseHandler {
         switch error {
         case .timedOut(let endpoint, let phase, let seconds):
             return (.upstreamTimeout("The upstream '\(endpoint)' timed out (\(phase), after \(seconds) s)."), nil)
-        case .connectFailed(let endpoint, let message):
-            return (.upstreamUnavailable("The upstream '\(endpoint)' could not be reached."),
-                    "Could not reach the upstream '\(endpoint)': \(message)")
-        case .transferFailed(let endpoint, let message):
-            return (.upstreamUnavailable("The transfer from the upstream '\(endpoint)' failed."),
-                    "The transfer from upstream '\(endpoint)' failed: \(message)")
+        case .connectFailed(let endpoint, let reason):
+            return (.upstreamUnavailable("The upstream '\(endpoint)' could not be reached (\(error.publicSummary))."),
+                    "Could not reach the upstream '\(endpoint)': \(reason)")
+        case .transferFailed(let endpoint, let reason):
+            return (.upstreamUnavailable("The transfer from the upstream '\(endpoint)' failed (\(error.publicSummary))."),
+                    "The transfer from upstream '\(endpoint)' failed: \(reason)")
         case .invalidRequest(let message):
             return (.serverError("The gateway could not build the upstream request."),
                     "The gateway could not build the upstream request: \(message)")

@@ -47,12 +47,10 @@ final class UpstreamFetch: UpstreamResponseHandler {
         }
     }
 
-    func upstreamDidComplete(_ result: Result<UpstreamTiming, UpstreamError>, timing: UpstreamTiming) {
+    func upstreamDidComplete(_ result: UpstreamCompletion) {
         let s = state.withLock { s -> State in defer { s.body = [] }; return s }
-        switch result {
-        case .failure(let error): completion(.failure(error))
-        case .success where s.tooLarge: completion(.failure(.transferFailed(endpoint: "", message: "response larger than \(limit) bytes")))
-        case .success: completion(.success(Response(status: s.status, body: s.body)))
-        }
+        if let error = result.error { return completion(.failure(error)) }
+        // Too large counts as no answer: the caller keeps what it had.
+        completion(s.tooLarge ? .failure(.cancelled) : .success(Response(status: s.status, body: s.body)))
     }
 }

@@ -1,9 +1,9 @@
 internal import FlywheelTimers
 
-/// Indexed binary min-heap of transfer jobs keyed by `TransferJob.dueNanos`. Each job is in the heap at most once
-/// (its first-byte deadline while an attempt waits for the head, or its retry time during a backoff), and can be
-/// removed in O(log n) when the head arrives. Curl thread only.
-struct TimerHeap {
+/// The scheduler's pending deadlines: an indexed min-heap of transfer jobs keyed by `TransferJob.dueNanos`. Each job
+/// is in it at most once (its first-byte deadline while an attempt waits for the head, or its retry time during a
+/// backoff) and is removed in O(log n) when the head arrives or the job finishes. Driver's loop thread only.
+struct TransferDeadlines {
     private var heap = DeadlineHeap<TransferJob>(reservingCapacity: 256)
 
     var count: Int { heap.count }
