@@ -88,7 +88,7 @@ let package = Package(
         // Text <-> token ids from GGUF vocabularies: gpt2 byte-level BPE and llama SentencePiece.
         .target(name: "FlywheelTokenizer", swiftSettings: strict),
         // Chat templates: the Jinja subset that models' `tokenizer.chat_template`s use.
-        .target(name: "FlywheelChatTemplate", swiftSettings: strict),
+        .target(name: "FlywheelChatTemplate", dependencies: ["FlywheelJSON"], swiftSettings: strict),
         // Attention's float inner loops for AVX2 + FMA; the engine calls them only on the AVX2 kernel path.
         .target(name: "FlywheelEngineAVX2", swiftSettings: optimizedHot + avx2Flags),
         // Local inference: GGUF files, model weights, the forward pass, sampling, generation.
@@ -114,7 +114,7 @@ let package = Package(
             name: "FlywheelTokenizerTests", dependencies: ["FlywheelTokenizer"],
             resources: [.copy("Fixtures")], swiftSettings: strict),
         .testTarget(
-            name: "FlywheelChatTemplateTests", dependencies: ["FlywheelChatTemplate"],
+            name: "FlywheelChatTemplateTests", dependencies: ["FlywheelChatTemplate", "FlywheelJSON"],
             resources: [.copy("Fixtures")], swiftSettings: strict),
         .testTarget(
             name: "FlywheelEngineTests", dependencies: ["FlywheelEngine", "FlywheelEngineAVX2"],

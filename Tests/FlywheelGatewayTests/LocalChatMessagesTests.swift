@@ -40,15 +40,4 @@ final class LocalChatMessagesTests: XCTestCase {
             XCTAssertEqual(($0 as? OpenAIError)?.param, "messages[0].content")
         }
     }
-
-    func testToolDefinitionsReachTemplatesWithTypesAndKeyOrderKept() throws {
-        let json = try JSONParser.parse(#"{"type":"function","function":{"name":"f","strict":true,"n":2,"x":1.5,"d":null,"e":[]}}"#)
-        let value = LocalModelEntry.templateValue(json)
-        XCTAssertEqual(value, .object(ChatTemplateObject([
-            ("type", "function"),
-            ("function", .object(ChatTemplateObject([
-                ("name", "f"), ("strict", true), ("n", 2), ("x", 1.5), ("d", .none), ("e", []),
-            ]))),
-        ])))
-    }
 }

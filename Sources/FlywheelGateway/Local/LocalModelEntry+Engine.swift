@@ -14,7 +14,7 @@ extension LocalModelEntry {
                     guard case .array(let items) = tools else {
                         throw .invalidRequest("'tools' must be an array of tool definitions.", param: "tools")
                     }
-                    templateTools = items.map(Self.templateValue)
+                    templateTools = items.map(ChatTemplateValue.init)
                 }
                 do {
                     return try local.chatPromptTokens(chat, tools: templateTools)
@@ -23,19 +23,6 @@ extension LocalModelEntry {
                 }
             },
             textPrompt: { local.textPromptTokens($0) })
-    }
-
-    /// A parsed JSON value as chat templates see it (objects keep their key order).
-    static func templateValue(_ json: JSON) -> ChatTemplateValue {
-        switch json {
-        case .null: return .none
-        case .bool(let b): return .bool(b)
-        case .int(let i): return .int(Int(i))
-        case .double(let d): return .double(d)
-        case .string(let s): return .string(s)
-        case .array(let items): return .array(items.map(templateValue))
-        case .object(let o): return .object(ChatTemplateObject(o.map { ($0.key, templateValue($0.value)) }))
-        }
     }
 
     /// OpenAI chat messages to the template's message type. Text content (a string or text parts),
