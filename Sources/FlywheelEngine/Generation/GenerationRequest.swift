@@ -50,7 +50,8 @@ public struct GenerationSummary: Sendable {
 }
 
 /// What the scheduler reports about one generation, in order, on the scheduler thread:
-/// `text` zero or more times, then exactly one of `finished` or `failed`.
+/// `text` zero or more times, then exactly one of `finished` or `failed`. (A generation cancelled
+/// while still queued reports only `failed(.cancelled)`, on the thread that cancelled it.)
 public enum GenerationEvent: Sendable {
     /// New output text (never part of a stop string).
     case text(String)
