@@ -136,6 +136,13 @@ final class InferenceSchedulerTests: XCTestCase {
         }
     }
 
+    func testEmptyPromptIsRefusedUpFrontAsEmpty() {
+        let scheduler = InferenceScheduler()
+        XCTAssertThrowsError(try scheduler.submit(model: CountingModel(), request: greedy([]), onEvent: { _ in })) {
+            XCTAssertEqual($0 as? GenerationError, .emptyPrompt)
+        }
+    }
+
     func testQueueBeyondTheLimitIsRefused() throws {
         var limits = InferenceScheduler.Limits()
         limits.slots = 1

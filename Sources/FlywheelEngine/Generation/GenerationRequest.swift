@@ -61,7 +61,10 @@ public enum GenerationEvent: Sendable {
 
 /// Why a generation could not run or did not finish.
 public enum GenerationError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// The prompt (plus at least one generated token) does not fit the context.
+    /// The prompt has no tokens: there is nothing to continue from.
+    case emptyPrompt
+    /// The prompt (plus at least one generated token) does not fit the context. Callers that know
+    /// which request field the tokens came from should check this first and name that field.
     case contextLengthExceeded(promptTokens: Int, contextLength: Int)
     /// Too many generations are waiting already.
     case queueFull(limit: Int)
@@ -74,8 +77,10 @@ public enum GenerationError: Error, Sendable, Equatable, CustomStringConvertible
 
     public var description: String {
         switch self {
+        case .emptyPrompt:
+            return "The prompt is empty; there must be at least one token to continue from."
         case .contextLengthExceeded(let prompt, let context):
-            return "This model's maximum context length is \(context) tokens. However, your prompt has \(prompt) tokens, which leaves no room to generate."
+            return "This model's maximum context length is \(context) tokens. However, the input is \(prompt) tokens, which leaves no room to generate."
         case .queueFull(let limit):
             return "The local model is busy: \(limit) requests are already waiting. Retry shortly."
         case .cancelled: return "The generation was cancelled."

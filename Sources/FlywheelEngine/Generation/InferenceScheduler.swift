@@ -93,11 +93,12 @@ public final class InferenceScheduler: Sendable {
 
     /// Queues a generation. `onEvent` is called on the scheduler thread, in order; it must not block.
     /// (The one exception: a job cancelled while still queued is failed on the cancelling thread.)
-    /// Throws `contextLengthExceeded`, `queueFull` or `shuttingDown` without queueing anything.
+    /// Throws `emptyPrompt`, `contextLengthExceeded`, `queueFull` or `shuttingDown` without queueing anything.
     public func submit(model: any GenerationModel, request: GenerationRequest,
                        onEvent: @escaping @Sendable (GenerationEvent) -> Void) throws(GenerationError) -> GenerationHandle {
         let capacity = model.contextLength
-        if request.promptTokens.isEmpty || request.promptTokens.count >= capacity {
+        if request.promptTokens.isEmpty { throw .emptyPrompt }
+        if request.promptTokens.count >= capacity {
             throw .contextLengthExceeded(promptTokens: request.promptTokens.count, contextLength: capacity)
         }
         let handle = GenerationHandle { [weak self] handle in self?.withdraw(handle) }

@@ -139,6 +139,8 @@ final class LocalExchange: Sendable {
 
     static func mapError(_ error: GenerationError) -> OpenAIError {
         switch error {
+        case .emptyPrompt:
+            return .invalidRequest(error.description)
         case .contextLengthExceeded:
             return .invalidRequest(error.description, param: "messages", code: "context_length_exceeded")
         case .queueFull, .shuttingDown:
