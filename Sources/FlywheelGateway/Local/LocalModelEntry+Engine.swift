@@ -3,6 +3,11 @@ import FlywheelEngine
 import FlywheelJSON
 
 extension LocalModelEntry {
+    /// One entry per model `inference` serves, in its order: what the gateway's `localModels` takes.
+    public static func entries(for inference: LocalInference) -> [LocalModelEntry] {
+        inference.models.map(LocalModelEntry.init)
+    }
+
     /// Serves `local` under its name: OpenAI messages become `ChatMessage`s for the model's chat template.
     public convenience init(_ local: LocalModel) {
         self.init(
