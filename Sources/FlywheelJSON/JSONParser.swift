@@ -37,6 +37,11 @@ public struct JSONParser {
             self.maxArrayElements = maxArrayElements
             self.maxStringBytes = maxStringBytes
         }
+
+        /// Only the default nesting bound (which protects the stack), no size limits: for text whose
+        /// size is bounded elsewhere and may legitimately be large, such as an upstream's embeddings
+        /// response or a logged record.
+        public static let depthOnly = Limits(maxObjectMembers: .max, maxArrayElements: .max, maxStringBytes: .max)
     }
 
     /// Which of the `Limits` a document exceeded.

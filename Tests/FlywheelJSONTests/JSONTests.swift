@@ -120,6 +120,8 @@ final class JSONTests: XCTestCase {
         XCTAssertNil(limit(#"["a\nb"]"#, JSONParser.Limits(maxStringBytes: 3)), "the unescaped length counts")
         XCTAssertEqual(limit("[[[]]]", JSONParser.Limits(maxDepth: 2)), .maxDepth)
         XCTAssertNil(limit("[1 2]", JSONParser.Limits()), "a syntax error names no limit")
+        XCTAssertNil(limit("[" + Array(repeating: "0", count: 1_000_001).joined(separator: ",") + "]", .depthOnly))
+        XCTAssertEqual(limit(String(repeating: "[", count: 300), .depthOnly), .maxDepth)
 
         // The default member limit: 100k members pass, one more is refused with a message naming it.
         let members = (0...100_000).map { "\"\($0)\":0" }.joined(separator: ",")
