@@ -58,21 +58,21 @@ let package = Package(
         .target(
             name: "FlywheelGateway",
             dependencies: ["FlywheelHTTP", "FlywheelUpstream", "FlywheelStore", "FlywheelJSON", "FlywheelEngine",
-                           "FlywheelChatTemplate", "FlywheelKernels", "FlywheelConfig", "COpenSSL"],
+                           "FlywheelChatTemplate", "FlywheelConfig", "COpenSSL"],
             swiftSettings: strict),
         // The daemon's assembly: store, engine, upstream clients, gateway and HTTP server, started and stopped in order.
         .target(
             name: "FlywheelDaemon",
             dependencies: ["FlywheelGateway", "FlywheelConfig", "FlywheelHTTP", "FlywheelUpstream", "FlywheelStore",
-                           "FlywheelEngine", "FlywheelKernels"],
+                           "FlywheelEngine"],
             swiftSettings: strict),
         // Reading the log for operators: `tail` and `show` formatting and follow mode.
         .target(name: "FlywheelInspect", dependencies: ["FlywheelStore", "FlywheelJSON"], swiftSettings: strict),
         // The command line: one file per subcommand, no logic.
         .executableTarget(
             name: "flywheel",
-            dependencies: ["FlywheelDaemon", "FlywheelGateway", "FlywheelConfig", "FlywheelInspect", "FlywheelStore", "FlywheelJSON", "FlywheelEngine",
-                           "FlywheelKernels", "FlywheelChatTemplate", "CLinux",
+            dependencies: ["FlywheelDaemon", "FlywheelConfig", "FlywheelInspect", "FlywheelStore", "FlywheelEngine",
+                           "FlywheelChatTemplate", "CLinux",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         // Int8 (Q8_0) matrix kernels and the compute thread pool the engine runs them on.
@@ -96,7 +96,7 @@ let package = Package(
         // Text <-> token ids from GGUF vocabularies: gpt2 byte-level BPE and llama SentencePiece.
         .target(name: "FlywheelTokenizer", swiftSettings: strict),
         // Chat templates: the Jinja subset that models' `tokenizer.chat_template`s use.
-        .target(name: "FlywheelChatTemplate", swiftSettings: strict),
+        .target(name: "FlywheelChatTemplate", dependencies: ["FlywheelJSON"], swiftSettings: strict),
         // Attention's float inner loops for AVX2 + FMA; the engine calls them only on the AVX2 kernel path.
         .target(name: "FlywheelEngineAVX2", swiftSettings: optimizedHot + avx2Flags),
         // Local inference: GGUF files, model weights, the forward pass, sampling, generation.
@@ -124,7 +124,7 @@ let package = Package(
             name: "FlywheelTokenizerTests", dependencies: ["FlywheelTokenizer"],
             resources: [.copy("Fixtures")], swiftSettings: strict),
         .testTarget(
-            name: "FlywheelChatTemplateTests", dependencies: ["FlywheelChatTemplate"],
+            name: "FlywheelChatTemplateTests", dependencies: ["FlywheelChatTemplate", "FlywheelJSON"],
             resources: [.copy("Fixtures")], swiftSettings: strict),
         .testTarget(
             name: "FlywheelEngineTests", dependencies: ["FlywheelEngine", "FlywheelEngineAVX2"],

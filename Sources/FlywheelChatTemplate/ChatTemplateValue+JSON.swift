@@ -1,8 +1,31 @@
+import FlywheelJSON
+
 extension ChatTemplateValue {
-    /// Parses JSON text; objects keep their key order.
+    /// Values nested deeper than this are refused when parsed, serialized or built while rendering,
+    /// which keeps recursion off the end of small thread stacks.
+    static let maxNestingDepth = 128
+
+    /// Parses JSON text with `FlywheelJSON` (strict RFC 8259); objects keep their key order, as
+    /// Python's `json.loads` builds dicts, and a repeated key keeps its first position and last value.
     public init(json: String) throws(ChatTemplateError) {
-        var parser = TemplateJSONParser(json)
-        self = try parser.parseDocument()
+        do {
+            self.init(try JSONParser.parse(json, limits: JSONParser.Limits(maxDepth: Self.maxNestingDepth)))
+        } catch {
+            throw .runtime(message: "invalid JSON at byte \(error.offset): \(error.message)", line: 0)
+        }
+    }
+
+    /// A parsed JSON value as templates see it: `null` is `none`, objects keep their key order.
+    public init(_ json: JSON) {
+        switch json {
+        case .null: self = .none
+        case .bool(let b): self = .bool(b)
+        case .int(let i): self = .int(Int(i))
+        case .double(let d): self = .double(d)
+        case .string(let s): self = .string(s)
+        case .array(let items): self = .array(items.map(ChatTemplateValue.init))
+        case .object(let o): self = .object(ChatTemplateObject(o.map { ($0.key, ChatTemplateValue($0.value)) }))
+        }
     }
 
     /// Python's `json.dumps(x, ensure_ascii=..., indent=..., separators=..., sort_keys=...)`, which
@@ -23,7 +46,7 @@ extension ChatTemplateValue {
         into out: inout String, ensureASCII: Bool, indent: String?, separators: (item: String, key: String),
         sortKeys: Bool, level: Int, limit: Int, line: Int
     ) throws(ChatTemplateError) {
-        guard level < TemplateJSONParser.maxDepth else {
+        guard level < Self.maxNestingDepth else {
             throw .runtime(message: "tojson: value nested too deeply", line: line)
         }
         // Lists can share storage, so a small value can serialize to an enormous string.

@@ -55,7 +55,7 @@ extension ChatTemplateValue {
     /// Appends `repr(self)`; false once `out` grows past `limit` or nesting passes the JSON depth
     /// bound (which keeps recursion off the end of small thread stacks).
     private func writeRepr(into out: inout String, limit: Int, depth: Int) -> Bool {
-        guard depth < TemplateJSONParser.maxDepth else { return false }
+        guard depth < ChatTemplateValue.maxNestingDepth else { return false }
         switch self {
         case .none: out += "None"
         case .undefined: break

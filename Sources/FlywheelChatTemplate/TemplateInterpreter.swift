@@ -175,7 +175,7 @@ final class TemplateInterpreter {
             guard inspectedNodes <= limits.maxInspectedNodes else {
                 throw .limitExceeded("more than \(limits.maxInspectedNodes) value nodes inspected")
             }
-            guard level < TemplateJSONParser.maxDepth else { return level }
+            guard level < ChatTemplateValue.maxNestingDepth else { return level }
             var deepest = level
             switch value {
             case let .array(items):
@@ -189,8 +189,8 @@ final class TemplateInterpreter {
         }
         switch value {
         case .array, .object:
-            guard try depth(value, 1) < TemplateJSONParser.maxDepth else {
-                throw .limitExceeded("values nested deeper than \(TemplateJSONParser.maxDepth) levels")
+            guard try depth(value, 1) < ChatTemplateValue.maxNestingDepth else {
+                throw .limitExceeded("values nested deeper than \(ChatTemplateValue.maxNestingDepth) levels")
             }
         default:
             break

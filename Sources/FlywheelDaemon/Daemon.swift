@@ -2,7 +2,6 @@ import FlywheelConfig
 import FlywheelEngine
 import FlywheelGateway
 import FlywheelHTTP
-import FlywheelKernels
 import FlywheelStore
 import FlywheelUpstream
 
@@ -15,8 +14,7 @@ public final class Daemon: Sendable {
     private let http: HTTPServer
     private let upstreams: UpstreamPool
     private let log: SQLiteLogWriter
-    private let inference: InferenceScheduler?
-    private let computePool: ComputePool?
+    private let inference: LocalInference?
     /// The local models loaded at start, in configuration order.
     public let localModels: [LocalModel]
 
@@ -33,31 +31,26 @@ public final class Daemon: Sendable {
         } catch {
             throw ConfigurationError("cannot open the log database \(configuration.log.path): \(error)")
         }
-        var pool: ComputePool?
-        var models: [LocalModel] = []
-        var scheduler: InferenceScheduler?
+        var inference: LocalInference?
         if !configuration.localModels.isEmpty {
-            let computePool = configuration.inference.threads.map { ComputePool(threadCount: $0) } ?? ComputePool()
-            pool = computePool
-            do {
-                for m in configuration.localModels {
-                    models.append(try LocalModel(name: m.name, path: m.path, contextLength: m.contextLength,
-                                                 chatTemplate: m.chatTemplate, pool: computePool))
-                }
-            } catch {
-                computePool.shutdown()
-                log.close()
-                throw ConfigurationError("local_models: \(error)")
-            }
             var limits = InferenceScheduler.Limits()
             limits.slots = configuration.inference.slots
             limits.maxQueued = configuration.inference.maxQueued
             limits.promptChunk = configuration.inference.promptChunk
-            scheduler = InferenceScheduler(limits: limits)
+            do {
+                inference = try LocalInference(
+                    models: configuration.localModels.map {
+                        LocalModelSpec(name: $0.name, path: $0.path, contextLength: $0.contextLength, chatTemplate: $0.chatTemplate)
+                    },
+                    threads: configuration.inference.threads, limits: limits)
+            } catch {
+                log.close()
+                throw ConfigurationError("local_models: \(error)")
+            }
         }
         let upstreams = UpstreamPool()
         let gateway = Gateway(configuration: configuration, upstreams: upstreams, log: log,
-                              localModels: models.map(LocalModelEntry.init), inference: scheduler)
+                              localModels: inference.map(LocalModelEntry.entries(for:)) ?? [], inference: inference)
         var http = HTTPServerConfiguration(host: address.host, port: address.port)
         if let loops = configuration.server.eventLoops { http.eventLoopCount = max(1, loops) }
         http.maxBodyBytes = configuration.server.maxBodyBytes
@@ -77,8 +70,7 @@ public final class Daemon: Sendable {
             client.caBundlePath = configuration.upstreamTLS.caBundle
             try upstreams.attach(to: server.eventLoops, configuration: client)
         } catch {
-            scheduler?.shutdown()
-            pool?.shutdown()
+            inference?.shutdown()
             log.close()
             throw error
         }
@@ -87,9 +79,8 @@ public final class Daemon: Sendable {
         self.http = server
         self.upstreams = upstreams
         self.log = log
-        self.inference = scheduler
-        self.computePool = pool
-        self.localModels = models
+        self.inference = inference
+        self.localModels = inference?.models ?? []
     }
 
     /// Starts accepting; returns the URL clients should use.
@@ -101,7 +92,6 @@ public final class Daemon: Sendable {
             http.shutdown(gracePeriod: 0)  // releases the never-started loops first, so the clients can close
             upstreams.shutdown()
             inference?.shutdown()
-            computePool?.shutdown()
             log.close()
             throw error
         }
@@ -119,7 +109,6 @@ public final class Daemon: Sendable {
         upstreams.shutdown()
         // Generations still running after the grace period end with an error (their clients are gone).
         inference?.shutdown()
-        computePool?.shutdown()
         log.close()
     }
 }

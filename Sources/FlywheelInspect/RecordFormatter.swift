@@ -33,7 +33,7 @@ public enum RecordFormatter {
         o["cost_usd"] = .optional(r.costUSD)
         o["tags"] = .array(r.tags.map(JSON.string))
         o["user"] = .optional(r.user)
-        o["metadata"] = r.metadataJSON.flatMap { try? JSONParser.parse($0) } ?? .null
+        o["metadata"] = r.metadataJSON.flatMap { try? JSONParser.parse($0, limits: .depthOnly) } ?? .null
         o["client_key_id"] = .optional(r.clientKeyID)
         o["attempts"] = .int(Int64(r.attempts))
         o["request"] = embedded(r.requestJSON)
@@ -127,17 +127,17 @@ public enum RecordFormatter {
     // MARK: pieces
 
     static func embedded(_ text: String) -> JSON {
-        (try? JSONParser.parse(text)) ?? .string(text)
+        (try? JSONParser.parse(text, limits: .depthOnly)) ?? .string(text)
     }
 
     static func pretty(_ text: String) -> String {
-        guard let json = try? JSONParser.parse(text) else { return text }
+        guard let json = try? JSONParser.parse(text, limits: .depthOnly) else { return text }
         return json.prettyPrinted()
     }
 
     /// The last user message (chat) or the prompt (completions).
     static func promptSnippet(_ requestJSON: String) -> String? {
-        guard let request = try? JSONParser.parse(requestJSON) else { return nil }
+        guard let request = try? JSONParser.parse(requestJSON, limits: .depthOnly) else { return nil }
         if let messages = request["messages"]?.arrayValue {
             let last = messages.last { $0["role"]?.stringValue == "user" } ?? messages.last
             return last.flatMap { contentText($0["content"]) }.map { clip($0, 40) }
@@ -148,7 +148,7 @@ public enum RecordFormatter {
     }
 
     static func answerSnippet(_ responseJSON: String) -> String? {
-        guard let response = try? JSONParser.parse(responseJSON) else { return nil }
+        guard let response = try? JSONParser.parse(responseJSON, limits: .depthOnly) else { return nil }
         if let choice = response["choices"]?[0] {
             if let text = contentText(choice["message"]?["content"]) ?? choice["text"]?.stringValue { return clip(text, 40) }
             if let call = choice["message"]?["tool_calls"]?[0]?["function"]?["name"]?.stringValue { return "tool_call \(call)" }

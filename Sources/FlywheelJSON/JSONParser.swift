@@ -2,17 +2,59 @@
 public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertible {
     public var message: String
     public var offset: Int
+    /// The limit the document exceeded, when it was rejected for its size rather than its syntax
+    /// (a client error all the same: the gateway answers 400 naming it).
+    public var limit: JSONParser.Limit?
+
+    public init(message: String, offset: Int, limit: JSONParser.Limit? = nil) {
+        self.message = message
+        self.offset = offset
+        self.limit = limit
+    }
+
     public var description: String { "\(message) at byte \(offset)" }
 }
 
-/// A strict RFC 8259 parser over UTF-8 bytes, with a nesting limit so hostile input cannot exhaust the stack.
+/// A strict RFC 8259 parser over UTF-8 bytes, linear in the size of its input, with limits so hostile
+/// input can neither exhaust the stack nor build an outsized document.
 public struct JSONParser {
-    /// Deeper nesting than this is rejected rather than recursed into.
-    public static let maxDepth = 256
+    /// What a document may contain. The defaults suit an OpenAI request body (16 MiB at most):
+    /// far more than any real request, far less than an attack needs.
+    public struct Limits: Sendable, Equatable {
+        /// Objects and arrays nested deeper than this are rejected rather than recursed into.
+        public var maxDepth: Int
+        /// Object members (key-value pairs) in the whole document, all objects together.
+        public var maxObjectMembers: Int
+        /// Array elements in the whole document, all arrays together (a prompt of token ids is one per token).
+        public var maxArrayElements: Int
+        /// UTF-8 bytes of one string (key or value) after unescaping.
+        public var maxStringBytes: Int
 
-    public static func parse(_ bytes: [UInt8]) throws(JSONParseError) -> JSON {
+        public init(maxDepth: Int = 256, maxObjectMembers: Int = 100_000, maxArrayElements: Int = 1_000_000,
+                    maxStringBytes: Int = 16 * 1024 * 1024) {
+            self.maxDepth = maxDepth
+            self.maxObjectMembers = maxObjectMembers
+            self.maxArrayElements = maxArrayElements
+            self.maxStringBytes = maxStringBytes
+        }
+
+        /// Only the default nesting bound (which protects the stack), no size limits: for text whose
+        /// size is bounded elsewhere and may legitimately be large, such as an upstream's embeddings
+        /// response or a logged record.
+        public static let depthOnly = Limits(maxObjectMembers: .max, maxArrayElements: .max, maxStringBytes: .max)
+    }
+
+    /// Which of the `Limits` a document exceeded.
+    public enum Limit: String, Sendable, Equatable {
+        case maxDepth = "max_depth"
+        case maxObjectMembers = "max_object_members"
+        case maxArrayElements = "max_array_elements"
+        case maxStringBytes = "max_string_bytes"
+    }
+
+    public static func parse(_ bytes: [UInt8], limits: Limits = Limits()) throws(JSONParseError) -> JSON {
         try bytes.withUnsafeBufferPointer { buffer throws(JSONParseError) in
-            var parser = Cursor(buffer: buffer)
+            var parser = Cursor(buffer: buffer, limits: limits)
             parser.skipWhitespace()
             let value = try parser.parseValue(depth: 0)
             parser.skipWhitespace()
@@ -21,17 +63,40 @@ public struct JSONParser {
         }
     }
 
-    public static func parse(_ text: String) throws(JSONParseError) -> JSON {
-        try parse(Array(text.utf8))
+    public static func parse(_ text: String, limits: Limits = Limits()) throws(JSONParseError) -> JSON {
+        try parse(Array(text.utf8), limits: limits)
     }
 
     private struct Cursor {
         let buffer: UnsafeBufferPointer<UInt8>
+        let limits: Limits
         var index = 0
+        /// Object members and array elements read so far, across the whole document.
+        var members = 0
+        var elements = 0
 
-        init(buffer: UnsafeBufferPointer<UInt8>) { self.buffer = buffer }
+        init(buffer: UnsafeBufferPointer<UInt8>, limits: Limits) {
+            self.buffer = buffer
+            self.limits = limits
+        }
 
         func error(_ message: String) -> JSONParseError { JSONParseError(message: message, offset: index) }
+
+        func limitError(_ limit: Limit, _ message: String, at offset: Int) -> JSONParseError {
+            JSONParseError(message: "\(message) (limit \(limit.rawValue))", offset: offset, limit: limit)
+        }
+
+        func checkDepth(_ depth: Int) throws(JSONParseError) {
+            if depth > limits.maxDepth {
+                throw limitError(.maxDepth, "nesting deeper than \(limits.maxDepth)", at: index)
+            }
+        }
+
+        func checkString(_ byteCount: Int, start: Int) throws(JSONParseError) {
+            if byteCount > limits.maxStringBytes {
+                throw limitError(.maxStringBytes, "a string longer than \(limits.maxStringBytes) bytes", at: start)
+            }
+        }
 
         mutating func skipWhitespace() {
             while index < buffer.count {
@@ -65,41 +130,46 @@ public struct JSONParser {
         }
 
         mutating func parseObject(depth: Int) throws(JSONParseError) -> JSON {
-            if depth > JSONParser.maxDepth { throw error("nesting deeper than \(JSONParser.maxDepth)") }
+            try checkDepth(depth)
             index += 1
-            var object = JSONObject()
-            var entries: [(String, JSON)] = []
+            var entries: [(key: String, value: JSON)] = []
             skipWhitespace()
-            if index < buffer.count, buffer[index] == UInt8(ascii: "}") { index += 1; return .object(object) }
+            if index < buffer.count, buffer[index] == UInt8(ascii: "}") { index += 1; return .object(JSONObject()) }
             while true {
                 skipWhitespace()
                 guard index < buffer.count, buffer[index] == UInt8(ascii: "\"") else { throw error("expected a string key") }
+                members += 1
+                if members > limits.maxObjectMembers {
+                    throw limitError(.maxObjectMembers, "more than \(limits.maxObjectMembers) object members", at: index)
+                }
                 let key = try parseString()
                 skipWhitespace()
                 guard index < buffer.count, buffer[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
                 index += 1
                 skipWhitespace()
                 let value = try parseValue(depth: depth)
-                entries.append((key, value))
+                entries.append((key: key, value: value))
                 skipWhitespace()
                 guard index < buffer.count else { throw error("unterminated object") }
                 if buffer[index] == UInt8(ascii: ",") { index += 1; continue }
                 if buffer[index] == UInt8(ascii: "}") { index += 1; break }
                 throw error("expected ',' or '}'")
             }
-            // Duplicate keys: the last one wins, as in most parsers.
-            for (k, v) in entries { object[k] = v }
-            return .object(object)
+            return .object(JSONObject(mergingDuplicates: entries))
         }
 
         mutating func parseArray(depth: Int) throws(JSONParseError) -> JSON {
-            if depth > JSONParser.maxDepth { throw error("nesting deeper than \(JSONParser.maxDepth)") }
+            try checkDepth(depth)
             index += 1
             var items: [JSON] = []
             skipWhitespace()
             if index < buffer.count, buffer[index] == UInt8(ascii: "]") { index += 1; return .array(items) }
             while true {
                 skipWhitespace()
+                elements += 1
+                if elements > limits.maxArrayElements {
+                    throw limitError(.maxArrayElements, "more than \(limits.maxArrayElements) array elements", at: index)
+                }
                 items.append(try parseValue(depth: depth))
                 skipWhitespace()
                 guard index < buffer.count else { throw error("unterminated array") }
@@ -148,6 +218,7 @@ public struct JSONParser {
             while index < buffer.count {
                 let c = buffer[index]
                 if c == UInt8(ascii: "\"") {
+                    try checkString(index - start, start: start)
                     let s = try validUTF8(start, index)
                     index += 1
                     return s
@@ -160,6 +231,7 @@ public struct JSONParser {
             while index < buffer.count {
                 let c = buffer[index]
                 if c == UInt8(ascii: "\"") {
+                    try checkString(bytes.count, start: start)
                     index += 1
                     guard let s = String(validating: bytes, as: UTF8.self) else { throw error("invalid UTF-8 in string") }
                     return s

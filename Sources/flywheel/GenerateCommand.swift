@@ -2,7 +2,6 @@ import ArgumentParser
 import Dispatch
 import FlywheelChatTemplate
 import FlywheelEngine
-import FlywheelKernels
 import Foundation
 import Synchronization
 
@@ -61,17 +60,21 @@ struct GenerateCommand: ParsableCommand {
     }
 
     func run() throws {
-        let pool = threads.map { ComputePool(threadCount: $0) } ?? ComputePool()
-        defer { pool.shutdown() }
+        var limits = InferenceScheduler.Limits()
+        limits.slots = 1
+        limits.promptChunk = 512
         let loadStart = DispatchTime.now().uptimeNanoseconds
-        let local: LocalModel
+        let inference: LocalInference
         do {
-            local = try LocalModel(name: "local", path: model, contextLength: contextLength, pool: pool)
+            inference = try LocalInference(models: [LocalModelSpec(name: "local", path: model, contextLength: contextLength)],
+                                           threads: threads, limits: limits)
         } catch {
             throw ValidationError("\(error)")
         }
+        defer { inference.shutdown() }
+        let local = inference.models[0]
         let loadSeconds = Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e9
-        Console.error("flywheel: \(local.summary); kernels: \(Kernels.activePath), threads: \(pool.threadCount); loaded in \(String(format: "%.2f", loadSeconds)) s")
+        Console.error("flywheel: \(local.summary); kernels: \(inference.kernels), threads: \(inference.threadCount); loaded in \(String(format: "%.2f", loadSeconds)) s")
 
         let tokens: [Int32]
         if chat {
@@ -96,15 +99,10 @@ struct GenerateCommand: ParsableCommand {
         sampling.seed = seed
         if let problem = sampling.validationError() { throw ValidationError(problem.message) }
 
-        var limits = InferenceScheduler.Limits()
-        limits.slots = 1
-        limits.promptChunk = 512
-        let scheduler = InferenceScheduler(limits: limits)
-        defer { scheduler.shutdown() }
         let done = DispatchSemaphore(value: 0)
         let outcome = Mutex<Result<GenerationSummary, GenerationError>?>(nil)
         do {
-            _ = try scheduler.submit(model: local, request: GenerationRequest(promptTokens: tokens, maxTokens: maxTokens,
+            _ = try inference.submit(model: local, request: GenerationRequest(promptTokens: tokens, maxTokens: maxTokens,
                                                                               sampling: sampling, stop: stop)) { event in
                 switch event {
                 case .text(let text): Console.write(text)

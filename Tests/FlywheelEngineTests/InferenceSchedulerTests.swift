@@ -136,6 +136,13 @@ final class InferenceSchedulerTests: XCTestCase {
         }
     }
 
+    func testEmptyPromptIsRefusedUpFrontAsEmpty() {
+        let scheduler = InferenceScheduler()
+        XCTAssertThrowsError(try scheduler.submit(model: CountingModel(), request: greedy([]), onEvent: { _ in })) {
+            XCTAssertEqual($0 as? GenerationError, .emptyPrompt)
+        }
+    }
+
     func testQueueBeyondTheLimitIsRefused() throws {
         var limits = InferenceScheduler.Limits()
         limits.slots = 1
@@ -167,6 +174,43 @@ final class InferenceSchedulerTests: XCTestCase {
         handle.cancel()
         log.wait()
         XCTAssertEqual(log.failure, .cancelled)
+    }
+
+    func testCancelledQueuedGenerationsLeaveTheQueueAtOnce() throws {
+        var limits = InferenceScheduler.Limits()
+        limits.slots = 2
+        limits.maxQueued = 32
+        let scheduler = InferenceScheduler(limits: limits)
+        let model = CountingModel()
+        model.close()  // the two running generations stay in their first evaluation until opened
+        let running = [EventLog(), EventLog()]
+        for log in running { _ = try scheduler.submit(model: model, request: greedy([0]), onEvent: log.handler) }
+        let queued = (0 ..< 32).map { _ in EventLog() }
+        var handles: [GenerationHandle] = []
+        for log in queued { handles.append(try scheduler.submit(model: model, request: greedy([0]), onEvent: log.handler)) }
+        XCTAssertThrowsError(try scheduler.submit(model: model, request: greedy([0]), onEvent: { _ in })) {
+            XCTAssertEqual($0 as? GenerationError, .queueFull(limit: 32))
+        }
+
+        // Their clients leave: each is reported cancelled before `cancel` returns, while both slots stay busy.
+        for (handle, log) in zip(handles, queued) {
+            handle.cancel()
+            XCTAssertEqual(log.failure, .cancelled)
+        }
+        let counts = scheduler.counts
+        XCTAssertEqual(counts.active + counts.queued, 2, "only the running generations remain")
+
+        // Their places are free for fresh requests at once.
+        let fresh = (0 ..< 32).map { _ in EventLog() }
+        for log in fresh { _ = try scheduler.submit(model: model, request: greedy([0], max: 1), onEvent: log.handler) }
+
+        model.open()
+        for log in running + fresh { log.wait() }
+        XCTAssertEqual(fresh.compactMap { $0.summary?.finishReason }.count, 32)
+        handles[0].cancel()  // cancelling again reports nothing more
+        for log in queued {
+            XCTAssertEqual(log.events.withLock { $0.count }, 1, "a cancelled queued job reports exactly once")
+        }
     }
 
     func testSharedPromptPrefixIsNotEvaluatedAgain() throws {

@@ -19,7 +19,7 @@ final class LocalChatMessagesTests: XCTestCase {
         """)
         XCTAssertEqual(messages, [
             ChatMessage(role: "system", text: "be brief"),
-            ChatMessage(role: "user", content: .parts(["a", "b"]), name: "ann"),
+            ChatMessage(role: "user", content: .text("a\nb"), name: "ann"),
             ChatMessage(role: "assistant", content: .text(""),
                         toolCalls: [ChatToolCall(id: "call_1", functionName: "lookup", arguments: #"{"q":1}"#)]),
             ChatMessage(role: "tool", content: .text("42"), toolCallID: "call_1"),
@@ -41,14 +41,38 @@ final class LocalChatMessagesTests: XCTestCase {
         }
     }
 
-    func testToolDefinitionsReachTemplatesWithTypesAndKeyOrderKept() throws {
-        let json = try JSONParser.parse(#"{"type":"function","function":{"name":"f","strict":true,"n":2,"x":1.5,"d":null,"e":[]}}"#)
-        let value = LocalModelEntry.templateValue(json)
-        XCTAssertEqual(value, .object(ChatTemplateObject([
-            ("type", "function"),
-            ("function", .object(ChatTemplateObject([
-                ("name", "f"), ("strict", true), ("n", 2), ("x", 1.5), ("d", .none), ("e", []),
-            ]))),
-        ])))
+    func testTextPartsAreJoinedInOrderWithNewlines() throws {
+        XCTAssertEqual(try convert(#"[{"role":"user","content":[{"type":"text","text":"hello"}]}]"#),
+                       [ChatMessage(role: "user", text: "hello")])
+        XCTAssertEqual(try convert(#"[{"role":"user","content":[{"type":"text","text":""},{"type":"text","text":"a"},{"type":"text","text":"b"}]}]"#),
+                       [ChatMessage(role: "user", text: "a\nb")], "no separator before the first text")
+        XCTAssertEqual(try convert(#"[{"role":"user","content":[]}]"#), [ChatMessage(role: "user", text: "")])
+    }
+
+    func testPartsRenderThroughATemplateThatConcatenatesContent() throws {
+        // Most chat templates do `'...' + message['content'] + '...'`, which fails on a list of parts.
+        let template = try ChatTemplate(source: "{% for m in messages %}<{{ m['role'] + '>' + m['content'] }}\n{% endfor %}")
+        let messages = try convert(#"[{"role":"system","content":[{"type":"text","text":"be brief"}]},{"role":"user","content":[{"type":"text","text":"hi"},{"type":"text","text":"there"}]}]"#)
+        let text = try template.render(messages: messages, addGenerationPrompt: true, bosToken: "", eosToken: "")
+        XCTAssertEqual(text, "<system>be brief\n<user>hi\nthere\n")
+    }
+
+    func testNonTextPartsAreRefusedNamingTheTypeAndIndex() {
+        for (type, json) in [("image_url", #"{"type":"image_url","image_url":{"url":"x"}}"#),
+                             ("input_audio", #"{"type":"input_audio","input_audio":{"data":"","format":"wav"}}"#),
+                             ("file", #"{"type":"file","file":{"file_id":"f"}}"#)] {
+            XCTAssertThrowsError(try convert(#"[{"role":"user","content":"x"},{"role":"user","content":[{"type":"text","text":"look"},"# + json + "]}]")) {
+                let error = $0 as? OpenAIError
+                XCTAssertEqual(error?.param, "messages[1].content[1]")
+                XCTAssertEqual(error?.status, 400)
+                XCTAssertTrue(error?.message.contains("'\(type)'") == true, "\(String(describing: error?.message))")
+            }
+        }
+        XCTAssertThrowsError(try convert(#"[{"role":"user","content":[{"text":"no type"}]}]"#)) {
+            XCTAssertEqual(($0 as? OpenAIError)?.param, "messages[0].content[0]")
+        }
+        XCTAssertThrowsError(try convert(#"[{"role":"user","content":[{"type":"text","text":3}]}]"#)) {
+            XCTAssertEqual(($0 as? OpenAIError)?.param, "messages[0].content[0]")
+        }
     }
 }

@@ -56,4 +56,79 @@ final class JSONTests: XCTestCase {
         o["b"] = nil
         XCTAssertEqual(JSON.object(o).serializedString(), #"{"a":3,"c":4}"#)
     }
+
+    func testDuplicateKeysKeepTheFirstPositionAndTheLastValue() throws {
+        let small = try JSONParser.parse(#"{"a":1,"b":2,"a":3}"#)
+        XCTAssertEqual(small.serializedString(), #"{"a":3,"b":2}"#)
+        // The same policy on the hashed path.
+        let keys = (0..<40).map { "\"k\($0)\":\($0)" }.joined(separator: ",")
+        let large = try JSONParser.parse("{" + keys + #","k0":"last","k39":null}"#)
+        XCTAssertEqual(large.objectValue?.count, 40)
+        XCTAssertEqual(large.objectValue?.keys.first, "k0")
+        XCTAssertEqual(large["k0"], "last")
+        XCTAssertEqual(large["k39"], .null)
+        XCTAssertEqual(large["k20"], .int(20))
+    }
+
+    func testHundredThousandKeysParseIntoAnIndexedObject() throws {
+        // Quadratic duplicate checks took 22 s here; with the hash index this is a fraction of a second.
+        let count = 100_000
+        var text = "{"
+        for i in 0..<count { text += (i == 0 ? "" : ",") + "\"key\(i)\":\(i)" }
+        text += "}"
+        let object = try XCTUnwrap(JSONParser.parse(text).objectValue)
+        XCTAssertEqual(object.count, count)
+        XCTAssertTrue(object.isIndexed, "a large object must not be searched linearly")
+        for i in stride(from: 0, to: count, by: 997) { XCTAssertEqual(object["key\(i)"], .int(Int64(i))) }
+        XCTAssertNil(object["key\(count)"])
+    }
+
+    func testLargeObjectIndexFollowsEdits() {
+        var o = JSONObject((0..<30).map { ("k\($0)", JSON.int(Int64($0))) })
+        XCTAssertTrue(o.isIndexed)
+        o["k3"] = nil
+        XCTAssertNil(o["k3"])
+        XCTAssertEqual(o["k4"], 4)
+        XCTAssertEqual(o["k29"], 29)
+        o["new"] = "x"
+        XCTAssertEqual(o["new"], "x")
+        XCTAssertEqual(o.keys.last, "new")
+        o["k4"] = 40
+        XCTAssertEqual(o.entries[3].value, 40, "replacing keeps the position")
+        var small = JSONObject()
+        for i in 0..<20 { small["s\(i)"] = .int(Int64(i)) }
+        XCTAssertTrue(small.isIndexed, "an object that grows past the threshold gets an index")
+        XCTAssertEqual(small["s17"], 17)
+    }
+
+    func testLimitsAreEnforcedAndNamed() {
+        func limit(_ text: String, _ limits: JSONParser.Limits) -> JSONParser.Limit? {
+            do {
+                _ = try JSONParser.parse(text, limits: limits)
+                return nil
+            } catch {
+                return error.limit
+            }
+        }
+        XCTAssertEqual(limit(#"{"a":1,"b":{"c":2}}"#, JSONParser.Limits(maxObjectMembers: 2)), .maxObjectMembers)
+        XCTAssertNil(limit(#"{"a":1,"b":{}}"#, JSONParser.Limits(maxObjectMembers: 2)))
+        XCTAssertEqual(limit("[[1,2],[3]]", JSONParser.Limits(maxArrayElements: 4)), .maxArrayElements)
+        XCTAssertNil(limit("[[1,2],3]", JSONParser.Limits(maxArrayElements: 4)))
+        XCTAssertEqual(limit(#"["abcd"]"#, JSONParser.Limits(maxStringBytes: 3)), .maxStringBytes)
+        XCTAssertEqual(limit(#"{"abcd":1}"#, JSONParser.Limits(maxStringBytes: 3)), .maxStringBytes)
+        XCTAssertEqual(limit(#"["a\nbc"]"#, JSONParser.Limits(maxStringBytes: 3)), .maxStringBytes)
+        XCTAssertNil(limit(#"["a\nb"]"#, JSONParser.Limits(maxStringBytes: 3)), "the unescaped length counts")
+        XCTAssertEqual(limit("[[[]]]", JSONParser.Limits(maxDepth: 2)), .maxDepth)
+        XCTAssertNil(limit("[1 2]", JSONParser.Limits()), "a syntax error names no limit")
+        XCTAssertNil(limit("[" + Array(repeating: "0", count: 1_000_001).joined(separator: ",") + "]", .depthOnly))
+        XCTAssertEqual(limit(String(repeating: "[", count: 300), .depthOnly), .maxDepth)
+
+        // The default member limit: 100k members pass, one more is refused with a message naming it.
+        let members = (0...100_000).map { "\"\($0)\":0" }.joined(separator: ",")
+        XCTAssertThrowsError(try JSONParser.parse("{" + members + "}")) {
+            let error = $0 as? JSONParseError
+            XCTAssertEqual(error?.limit, .maxObjectMembers)
+            XCTAssertTrue(error?.description.contains("max_object_members") == true, "\(String(describing: error))")
+        }
+    }
 }

@@ -4,12 +4,23 @@ import Synchronization
 /// Safe to use from any thread.
 public final class GenerationHandle: Sendable {
     private let cancelled = Atomic<Bool>(false)
+    /// Takes the generation out of the scheduler's queue if it is still waiting there.
+    private let withdraw: @Sendable (GenerationHandle) -> Void
 
-    init() {}
+    init(withdraw: @escaping @Sendable (GenerationHandle) -> Void = { _ in }) {
+        self.withdraw = withdraw
+    }
 
-    /// Asks the scheduler to stop this generation; it reports `failed(.cancelled)` soon after
-    /// (at the latest after the token or prompt chunk being evaluated).
-    public func cancel() { cancelled.store(true, ordering: .relaxed) }
+    /// Stops this generation; it reports `failed(.cancelled)` exactly once.
+    ///
+    /// A generation still waiting for a slot leaves the queue at once (its place goes to the next
+    /// request) and its `failed(.cancelled)` is delivered on the calling thread before `cancel`
+    /// returns, so do not hold a lock the event handler takes. A running one stops on the scheduler
+    /// thread after the token or prompt chunk being evaluated.
+    public func cancel() {
+        guard !cancelled.exchange(true, ordering: .relaxed) else { return }
+        withdraw(self)
+    }
 
     /// Whether `cancel` was called.
     public var isCancelled: Bool { cancelled.load(ordering: .relaxed) }

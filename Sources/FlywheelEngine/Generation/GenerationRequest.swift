@@ -50,7 +50,8 @@ public struct GenerationSummary: Sendable {
 }
 
 /// What the scheduler reports about one generation, in order, on the scheduler thread:
-/// `text` zero or more times, then exactly one of `finished` or `failed`.
+/// `text` zero or more times, then exactly one of `finished` or `failed`. (A generation cancelled
+/// while still queued reports only `failed(.cancelled)`, on the thread that cancelled it.)
 public enum GenerationEvent: Sendable {
     /// New output text (never part of a stop string).
     case text(String)
@@ -60,7 +61,10 @@ public enum GenerationEvent: Sendable {
 
 /// Why a generation could not run or did not finish.
 public enum GenerationError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// The prompt (plus at least one generated token) does not fit the context.
+    /// The prompt has no tokens: there is nothing to continue from.
+    case emptyPrompt
+    /// The prompt (plus at least one generated token) does not fit the context. Callers that know
+    /// which request field the tokens came from should check this first and name that field.
     case contextLengthExceeded(promptTokens: Int, contextLength: Int)
     /// Too many generations are waiting already.
     case queueFull(limit: Int)
@@ -73,8 +77,10 @@ public enum GenerationError: Error, Sendable, Equatable, CustomStringConvertible
 
     public var description: String {
         switch self {
+        case .emptyPrompt:
+            return "The prompt is empty; there must be at least one token to continue from."
         case .contextLengthExceeded(let prompt, let context):
-            return "This model's maximum context length is \(context) tokens. However, your prompt has \(prompt) tokens, which leaves no room to generate."
+            return "This model's maximum context length is \(context) tokens. However, the input is \(prompt) tokens, which leaves no room to generate."
         case .queueFull(let limit):
             return "The local model is busy: \(limit) requests are already waiting. Retry shortly."
         case .cancelled: return "The generation was cancelled."

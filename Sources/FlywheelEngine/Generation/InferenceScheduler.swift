@@ -92,14 +92,16 @@ public final class InferenceScheduler: Sendable {
     }
 
     /// Queues a generation. `onEvent` is called on the scheduler thread, in order; it must not block.
-    /// Throws `contextLengthExceeded`, `queueFull` or `shuttingDown` without queueing anything.
+    /// (The one exception: a job cancelled while still queued is failed on the cancelling thread.)
+    /// Throws `emptyPrompt`, `contextLengthExceeded`, `queueFull` or `shuttingDown` without queueing anything.
     public func submit(model: any GenerationModel, request: GenerationRequest,
                        onEvent: @escaping @Sendable (GenerationEvent) -> Void) throws(GenerationError) -> GenerationHandle {
         let capacity = model.contextLength
-        if request.promptTokens.isEmpty || request.promptTokens.count >= capacity {
+        if request.promptTokens.isEmpty { throw .emptyPrompt }
+        if request.promptTokens.count >= capacity {
             throw .contextLengthExceeded(promptTokens: request.promptTokens.count, contextLength: capacity)
         }
-        let handle = GenerationHandle()
+        let handle = GenerationHandle { [weak self] handle in self?.withdraw(handle) }
         let job = Job(model: model, request: request, handle: handle, onEvent: onEvent)
         let refusal: GenerationError? = shared.withLock { s in
             if s.stopping { return .shuttingDown }
@@ -111,6 +113,17 @@ public final class InferenceScheduler: Sendable {
         if let refusal { throw refusal }
         wakeup.lock(); wakeup.signal(); wakeup.unlock()
         return handle
+    }
+
+    /// Removes a cancelled job that is still waiting and reports it, on the cancelling thread. Whoever
+    /// takes a job out of `waiting` under the lock (this, admission or shutdown) is the one that ends it,
+    /// so it ends exactly once; a job already admitted is ended by the scheduler thread instead.
+    private func withdraw(_ handle: GenerationHandle) {
+        let job = shared.withLock { s -> Job? in
+            guard let i = s.waiting.firstIndex(where: { $0.handle === handle }) else { return nil }
+            return s.waiting.remove(at: i)
+        }
+        job?.onEvent(.failed(.cancelled))
     }
 
     /// A snapshot for metrics: generations running and waiting, tokens evaluated and generated so far.

@@ -17,6 +17,8 @@ public enum LocalModelError: Error, CustomStringConvertible, Sendable {
     case chatUnavailable(String)
     /// The template refused the conversation (`raise_exception`) or failed while rendering.
     case chatTemplateFailed(model: String, reason: String)
+    /// Two models to load share a name, so requests could not tell them apart.
+    case duplicateModelName(String)
 
     public var description: String {
         switch self {
@@ -30,6 +32,8 @@ public enum LocalModelError: Error, CustomStringConvertible, Sendable {
         case .chatUnavailable(let reason): return reason
         case .chatTemplateFailed(let model, let reason):
             return "the chat template of '\(model)' could not render these messages: \(reason)"
+        case .duplicateModelName(let name):
+            return "two local models are named '\(name)'; each needs its own name"
         }
     }
 }

@@ -35,7 +35,7 @@ final class LocalExchange: Sendable {
     }
 
     /// Queues the generation; answers at once with an error when it cannot be queued.
-    func start(scheduler: InferenceScheduler, model: any GenerationModel, request: GenerationRequest) {
+    func start(scheduler: LocalInference, model: any GenerationModel, request: GenerationRequest) {
         let handle: GenerationHandle
         do {
             handle = try scheduler.submit(model: model, request: request) { [self] event in self.handle(event) }
@@ -147,7 +147,10 @@ final class LocalExchange: Sendable {
     static func mapError(_ error: GenerationError) -> OpenAIError {
         switch error {
         case .contextLengthExceeded:
-            return .invalidRequest(error.description, param: "messages", code: "context_length_exceeded")
+            // A backstop: Gateway+Local checks the prompt against the context first, naming the right field.
+            return .invalidRequest(error.description, code: "context_length_exceeded")
+        case .emptyPrompt:
+            return .invalidRequest(error.description)
         case .queueFull:
             return .overloaded(error.description)
         case .shuttingDown:

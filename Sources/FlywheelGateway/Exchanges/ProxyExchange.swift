@@ -191,7 +191,7 @@ final class ProxyExchange: UpstreamResponseHandler {
             response = HTTPResponse(status: head.status, headers: headers, body: s.body)
             // The log keeps the upstream's bytes as sent; the parsed copy only feeds usage, model and errors.
             if !s.body.isEmpty { outcome.responseText = String(decoding: s.body, as: UTF8.self) }
-            if contentType.lowercased().contains("json"), let parsed = try? JSONParser.parse(s.body) {
+            if contentType.lowercased().contains("json"), let parsed = try? JSONParser.parse(s.body, limits: .depthOnly) {
                 outcome.modelServed = parsed["model"]?.stringValue
                 outcome.usage = .init(json: parsed["usage"])
                 if head.status >= 400 { outcome.upstreamError = parsed }

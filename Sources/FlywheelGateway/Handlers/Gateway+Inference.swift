@@ -66,6 +66,10 @@ extension Gateway {
         do {
             return .success(try JSONParser.parse(body))
         } catch {
+            if error.limit != nil {
+                return .failure(.invalidRequest("The request body exceeds a limit of this gateway: \(error.message).",
+                                                code: "request_too_complex"))
+            }
             let message = body.isEmpty
                 ? "The request body is empty; expected a JSON object."
                 : "We could not parse the JSON body of your request (\(error)). Send valid JSON."

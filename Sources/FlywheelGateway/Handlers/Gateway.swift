@@ -20,14 +20,14 @@ public final class Gateway: HTTPResponder {
     /// Models served in process, by request name; they take precedence over routes.
     let localModels: [String: LocalModelEntry]
     /// Runs local generations; nil when no local model is configured.
-    let inference: InferenceScheduler?
+    let inference: LocalInference?
     let catalog: ModelCatalog
     private let routes: RouteTable
     /// Reads the HTTP server's open-connection count for `/metrics`; set once the server exists.
     let connectionCounter = Mutex<(@Sendable () -> Int)?>(nil)
 
     public init(configuration: GatewayConfiguration, upstreams: UpstreamPool, log: any LogSink, metrics: GatewayMetrics = GatewayMetrics(),
-                localModels: [LocalModelEntry] = [], inference: InferenceScheduler? = nil) {
+                localModels: [LocalModelEntry] = [], inference: LocalInference? = nil) {
         self.configuration = configuration
         self.router = ModelRouter(configuration: configuration)
         self.upstreams = upstreams

@@ -3,6 +3,11 @@ import FlywheelEngine
 import FlywheelJSON
 
 extension LocalModelEntry {
+    /// One entry per model `inference` serves, in its order: what the gateway's `localModels` takes.
+    public static func entries(for inference: LocalInference) -> [LocalModelEntry] {
+        inference.models.map(LocalModelEntry.init)
+    }
+
     /// Serves `local` under its name: OpenAI messages become `ChatMessage`s for the model's chat template.
     public convenience init(_ local: LocalModel) {
         self.init(
@@ -14,7 +19,7 @@ extension LocalModelEntry {
                     guard case .array(let items) = tools else {
                         throw .invalidRequest("'tools' must be an array of tool definitions.", param: "tools")
                     }
-                    templateTools = items.map(Self.templateValue)
+                    templateTools = items.map(ChatTemplateValue.init)
                 }
                 do {
                     return try local.chatPromptTokens(chat, tools: templateTools)
@@ -25,22 +30,10 @@ extension LocalModelEntry {
             textPrompt: { local.textPromptTokens($0) })
     }
 
-    /// A parsed JSON value as chat templates see it (objects keep their key order).
-    static func templateValue(_ json: JSON) -> ChatTemplateValue {
-        switch json {
-        case .null: return .none
-        case .bool(let b): return .bool(b)
-        case .int(let i): return .int(Int(i))
-        case .double(let d): return .double(d)
-        case .string(let s): return .string(s)
-        case .array(let items): return .array(items.map(templateValue))
-        case .object(let o): return .object(ChatTemplateObject(o.map { ($0.key, templateValue($0.value)) }))
-        }
-    }
-
-    /// OpenAI chat messages to the template's message type. Text content (a string or text parts),
-    /// `name`, assistant `tool_calls` and tool `tool_call_id` are kept; other content parts
-    /// (images, audio) are refused by name, since the local models read text only.
+    /// OpenAI chat messages to the template's message type. Text content (a string, or text parts
+    /// joined into one string), `name`, assistant `tool_calls` and tool `tool_call_id` are kept;
+    /// other content parts (images, audio, files) are refused by name, since the local models read
+    /// text only.
     static func chatMessages(_ messages: [JSON]) throws(OpenAIError) -> [ChatMessage] {
         var result: [ChatMessage] = []
         result.reserveCapacity(messages.count)
@@ -56,16 +49,7 @@ extension LocalModelEntry {
             case nil, .null?: content = role == "assistant" ? .text("") : nil
             case .string(let s)?: content = .text(s)
             case .array(let parts)?:
-                var texts: [String] = []
-                for (j, part) in parts.enumerated() {
-                    let type = part["type"]?.stringValue ?? "?"
-                    guard type == "text", let text = part["text"]?.stringValue else {
-                        throw .invalidRequest("\(param).content[\(j)] is a '\(type)' part; local models accept text parts only.",
-                                              param: "\(param).content[\(j)]")
-                    }
-                    texts.append(text)
-                }
-                content = .parts(texts)
+                content = .text(try joinedText(parts, param: "\(param).content"))
             default:
                 throw .invalidRequest("\(param).content must be a string, an array of text parts, or null.", param: "\(param).content")
             }
@@ -85,5 +69,29 @@ extension LocalModelEntry {
                                       toolCallID: m["tool_call_id"]?.stringValue))
         }
         return result
+    }
+
+    /// The text of OpenAI content parts (`[{"type": "text", "text": ...}, ...]`) as one string: the
+    /// parts in order, separated by a newline, as llama.cpp's server joins them for templates that
+    /// expect a string (most chat templates concatenate `message['content']` and fail on a list).
+    /// Any other part type is a 400 naming the part and its index (`messages[i].content[j]`).
+    static func joinedText(_ parts: [JSON], param: String) throws(OpenAIError) -> String {
+        var text = ""
+        for (j, part) in parts.enumerated() {
+            let partParam = "\(param)[\(j)]"
+            guard let type = part["type"]?.stringValue else {
+                throw .invalidRequest("\(partParam) must be a content part object with a 'type'.", param: partParam)
+            }
+            guard type == "text" else {
+                throw .invalidRequest("\(partParam) is a '\(type)' part; local models accept text parts only.", param: partParam)
+            }
+            guard let piece = part["text"]?.stringValue else {
+                throw .invalidRequest("\(partParam) is a text part without a string 'text'.", param: partParam)
+            }
+            // Like llama.cpp: no separator until there is text to separate.
+            if !text.isEmpty { text += "\n" }
+            text += piece
+        }
+        return text
     }
 }

@@ -39,7 +39,7 @@ public struct StreamAssembler {
     /// Feeds one event's data payload (without the `data: ` prefix).
     public mutating func add(data: String) {
         if data == "[DONE]" { sawDone = true; return }
-        guard let chunk = try? JSONParser.parse(data), case .object(let obj) = chunk else {
+        guard let chunk = try? JSONParser.parse(data, limits: .depthOnly), case .object(let obj) = chunk else {
             unparsedCount += 1
             return
         }
