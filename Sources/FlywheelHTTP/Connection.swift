@@ -24,6 +24,8 @@ final class Connection: EventLoopHandler {
     private static let continueResponse: [UInt8] = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
     private static let crlf: [UInt8] = [13, 10]
     private static let lastChunk: [UInt8] = Array("0\r\n\r\n".utf8)
+    /// What our own 503s (connection limit, body budget) tell clients: both clear up within seconds.
+    private static let retryAfterSeconds = "1"
 
     private let socket: Socket
     private let context: HTTPLoopContext
@@ -35,6 +37,8 @@ final class Connection: EventLoopHandler {
     private var readPaused = false
     private var isProcessingInput = false
     private var closeWhenFlushed = false
+    /// Bytes of the server-wide body budget this connection holds for the request it is receiving.
+    private var reservedBodyBytes = 0
 
     // The exchange in progress.
     private var writer: HTTPResponseWriter?
@@ -168,12 +172,16 @@ final class Connection: EventLoopHandler {
             }
             lastReadNanos = now
             parser.append(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+            if phase == .reading {
+                // Parse after every read: a body is checked against the budget before most of it is here, and
+                // its bytes go straight into the body instead of piling up in the parser's buffer first.
+                processInput()
+                if phase == .closed { return }
+            }
             if count < buffer.count { break }
             if phase == .responding && parser.bufferedByteCount > Self.pauseReadingThreshold { break }
         }
         switch phase {
-        case .reading:
-            processInput()
         case .responding where parser.bufferedByteCount > Self.pauseReadingThreshold:
             readPaused = true
             updateInterest()
@@ -197,14 +205,36 @@ final class Connection: EventLoopHandler {
             }
             switch event {
             case .needMore:
+                guard reserveAnnouncedBody() else { return }
                 if !parser.hasPartialRequest { requestStartedNanos = 0 }
                 return
             case .continueExpected:
+                guard reserveAnnouncedBody() else { return }
                 emit(Self.continueResponse)
             case .request(let request):
+                releaseBodyReservation()
                 dispatch(request)
             }
         }
+    }
+
+    /// Makes this connection's share of the server-wide body budget cover what the parser expects to receive;
+    /// if the budget cannot, answers 503 (the client may retry soon) and returns false.
+    private func reserveAnnouncedBody() -> Bool {
+        let announced = parser.announcedBodyBytes
+        guard announced > reservedBodyBytes else { return true }
+        guard server.reserveBodyBytes(announced - reservedBodyBytes) else {
+            sendProtocolError(status: 503, message: "the server is receiving too many request bodies; retry shortly")
+            return false
+        }
+        reservedBodyBytes = announced
+        return true
+    }
+
+    private func releaseBodyReservation() {
+        guard reservedBodyBytes > 0 else { return }
+        server.releaseBodyBytes(reservedBodyBytes)
+        reservedBodyBytes = 0
     }
 
     private func dispatch(_ request: HTTPRequest) {
@@ -337,7 +367,11 @@ final class Connection: EventLoopHandler {
         guard phase == .reading || phase == .responding else { return }
         phase = .responding
         keepAlive = false
-        let response = server.configuration.errorRenderer(status, message)
+        releaseBodyReservation()
+        var response = server.configuration.errorRenderer(status, message)
+        if status == 503 && !response.headers.contains("Retry-After") {
+            response.headers.add("Retry-After", Self.retryAfterSeconds)
+        }
         var head = takeHeadBuffer()
         HTTPResponseHead.write(
             status: status, headers: response.headers, framing: .contentLength(response.body.count),
@@ -448,6 +482,8 @@ final class Connection: EventLoopHandler {
             server.inFlight.subtract(1, ordering: .relaxed)
             finished.markFinished()
         }
+        releaseBodyReservation()
+        parser.discardAll()
         socket.shutdownWrite()
         phase = .lingering
         server.lingeringConnections.add(1, ordering: .relaxed)
@@ -476,6 +512,7 @@ final class Connection: EventLoopHandler {
         guard phase != .closed else { return }
         if phase == .lingering { server.lingeringConnections.subtract(1, ordering: .relaxed) }
         phase = .closed
+        releaseBodyReservation()
         loop.deregister(descriptor: socket.descriptor)
         socket.close()
         output.removeAll()

@@ -114,6 +114,10 @@ public final class HTTPServer: Sendable {
     /// Requests handed to the responder whose response has not ended.
     public var inFlightCount: Int { state.inFlight.load(ordering: .relaxed) }
 
+    /// Request-body bytes reserved right now by connections still receiving a body
+    /// (bounded by `HTTPServerConfiguration.maxBufferedBodyBytes`).
+    public var bufferedBodyByteCount: Int { state.bufferedBodyBytes.load(ordering: .relaxed) }
+
     /// Graceful stop: stop accepting, close idle connections, let in-flight responses (and streams) finish up to
     /// `gracePeriod` seconds, then close everything and join the threads. Blocks until done. Idempotent.
     public func shutdown(gracePeriod: Double) {
