@@ -44,7 +44,7 @@ let package = Package(
         // Deadline bookkeeping shared by the event loops and the upstream client.
         .target(name: "FlywheelTimers", swiftSettings: strict),
         // Sockets, epoll event loops, HTTP/1.1 parsing and writing, SSE framing. Knows nothing of OpenAI.
-        .target(name: "FlywheelHTTP", dependencies: ["FlywheelTimers"], swiftSettings: strict),
+        .target(name: "FlywheelHTTP", dependencies: ["CLinux", "FlywheelTimers"], swiftSettings: strict),
         // libcurl multi client: pooled connections, streaming, timeouts, retries, fallbacks.
         .target(name: "FlywheelUpstream", dependencies: ["CCurl", "FlywheelTimers"], swiftSettings: strict),
         // The SQLite log: schema, migrations, background batch writer, queries.

@@ -215,7 +215,7 @@ public final class HTTPEventLoop: @unchecked Sendable {
                 throw SocketError(call: "watch", errno: EEXIST)
             }
             foreign.callback = callback
-            let code = epoll.foreignControl(3, descriptor, events, Self.token(descriptor, existing.generation))
+            let code = epoll.foreignControl(.modify, descriptor, events, Self.token(descriptor, existing.generation))
             if code == 0 { return }
             guard code == ENOENT else { throw SocketError(call: "epoll_ctl EPOLL_CTL_MOD", errno: code) }
             // Closed and reopened behind our back: register the new descriptor afresh (new generation).
@@ -228,7 +228,7 @@ public final class HTTPEventLoop: @unchecked Sendable {
             handlers.append(contentsOf: repeatElement(nil, count: slot - handlers.count + 1))
         }
         generation &+= 1
-        let code = epoll.foreignControl(1, descriptor, events, Self.token(descriptor, generation))
+        let code = epoll.foreignControl(.add, descriptor, events, Self.token(descriptor, generation))
         guard code == 0 else { throw SocketError(call: "epoll_ctl EPOLL_CTL_ADD", errno: code) }
         handlers[slot] = Registration(handler: watcher, generation: generation)
     }
@@ -242,7 +242,7 @@ public final class HTTPEventLoop: @unchecked Sendable {
         guard slot >= 0, slot < handlers.count, let existing = handlers[slot],
               existing.handler is ForeignWatcher else { return }
         handlers[slot] = nil
-        _ = epoll.foreignControl(2, descriptor, [], 0)  // ENOENT/EBADF when it was closed already: fine
+        _ = epoll.foreignControl(.remove, descriptor, [], 0)  // ENOENT/EBADF when it was closed already: fine
     }
 
     /// Loop thread only. Runs `callback` once on the loop after at least `afterMilliseconds` (0 or negative:

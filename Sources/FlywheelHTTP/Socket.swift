@@ -1,3 +1,4 @@
+import CLinux
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -36,10 +37,9 @@ struct Socket: Sendable, Hashable {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let flags = Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
-        let accept4 = LinuxFunctions.shared.accept4
         let result = try withUnsafeMutablePointer(to: &storage) { pointer throws(SocketError) in
             try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa throws(SocketError) in
-                try SystemCall.run("accept4") { accept4(descriptor, sa, &length, flags) }
+                try SystemCall.run("accept4") { fw_accept4(descriptor, sa, &length, flags) }
             }
         }
         switch result {
