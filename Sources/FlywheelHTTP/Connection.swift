@@ -2,8 +2,8 @@
 import Glibc
 #endif
 
-/// One accepted client connection speaking HTTP/1.1. Owned by its event loop: every method runs on that
-/// loop's thread (writers from other threads hop there first).
+/// One accepted client connection speaking HTTP/1.1 over a `Transport` (a plain socket today). Owned by its
+/// event loop: every method runs on that loop's thread (writers from other threads hop there first).
 ///
 /// Requests are handled one at a time, in order: the next pipelined request is parsed only after the current
 /// response ends. Reading continues while a response is in progress (to notice a client leaving) until
@@ -27,7 +27,7 @@ final class Connection: EventLoopHandler {
     /// What our own 503s (connection limit, body budget) tell clients: both clear up within seconds.
     private static let retryAfterSeconds = "1"
 
-    private let socket: Socket
+    private let transport: any Transport
     private let context: HTTPLoopContext
     private let remoteAddress: String
     private var parser: HTTPParser
@@ -60,8 +60,8 @@ final class Connection: EventLoopHandler {
     private var server: HTTPServerState { context.server }
     private var loop: EventLoop { context.loop }
 
-    private init(socket: Socket, context: HTTPLoopContext, remoteAddress: String) {
-        self.socket = socket
+    private init(transport: any Transport, context: HTTPLoopContext, remoteAddress: String) {
+        self.transport = transport
         self.context = context
         self.remoteAddress = remoteAddress
         let configuration = context.server.configuration
@@ -72,7 +72,7 @@ final class Connection: EventLoopHandler {
     /// Takes ownership of an accepted socket (already counted in `openConnections`) on the current loop.
     /// With `rejectStatus` the connection only answers that error and closes (used for 503 over the limit).
     static func open(socket: Socket, context: HTTPLoopContext, remoteAddress: String, rejectStatus: Int? = nil) {
-        let connection = Connection(socket: socket, context: context, remoteAddress: remoteAddress)
+        let connection = Connection(transport: socket, context: context, remoteAddress: remoteAddress)
         do {
             try socket.setNoDelay()
             try context.loop.register(connection, descriptor: socket.descriptor, events: [.input, .readHangup])
@@ -151,7 +151,7 @@ final class Connection: EventLoopHandler {
         while true {
             let result: IOResult<Int>
             do {
-                result = try socket.receive(into: buffer)
+                result = try transport.read(into: buffer)
             } catch {
                 close()
                 return
@@ -408,7 +408,7 @@ final class Connection: EventLoopHandler {
                                 add(a)
                                 add(b)
                                 add(c)
-                                return try socket.send(UnsafeMutableBufferPointer(rebasing: vectors[0..<count]))
+                                return try transport.write(UnsafeMutableBufferPointer(rebasing: vectors[0..<count]))
                             }
                         }
                     }
@@ -446,12 +446,7 @@ final class Connection: EventLoopHandler {
         while !output.isEmpty {
             let result: IOResult<Int>
             do {
-                result = try output.withUnsentBytes { bytes in
-                    var vector = iovec(iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count)
-                    return try withUnsafeMutablePointer(to: &vector) { pointer in
-                        try socket.send(UnsafeMutableBufferPointer(start: pointer, count: 1))
-                    }
-                }
+                result = try output.withUnsentBytes { bytes in try transport.write(bytes) }
             } catch {
                 close()
                 return
@@ -484,7 +479,7 @@ final class Connection: EventLoopHandler {
         }
         releaseBodyReservation()
         parser.discardAll()
-        socket.shutdownWrite()
+        transport.shutdownWrite()
         phase = .lingering
         server.lingeringConnections.add(1, ordering: .relaxed)
         lingerDeadlineNanos = MonotonicClock.now() &+ Self.lingerNanos
@@ -499,7 +494,7 @@ final class Connection: EventLoopHandler {
         if !output.isEmpty && phase != .lingering { wanted.insert(.output) }
         guard wanted != interest else { return }
         do {
-            try loop.modify(descriptor: socket.descriptor, events: wanted)
+            try loop.modify(descriptor: transport.descriptor, events: wanted)
             interest = wanted
         } catch {
             close()
@@ -513,8 +508,8 @@ final class Connection: EventLoopHandler {
         if phase == .lingering { server.lingeringConnections.subtract(1, ordering: .relaxed) }
         phase = .closed
         releaseBodyReservation()
-        loop.deregister(descriptor: socket.descriptor)
-        socket.close()
+        loop.deregister(descriptor: transport.descriptor)
+        transport.close()
         output.removeAll()
         server.openConnections.subtract(1, ordering: .relaxed)
         if let abandoned = writer {
