@@ -42,7 +42,9 @@ final class Connection: EventLoopHandler {
 
     // The exchange in progress.
     private var writer: HTTPResponseWriter?
-    private var closeCallbacks: [@Sendable () -> Void] = []
+    private var closeCallbacks: [@Sendable (HTTPCloseReason) -> Void] = []
+    /// Set once the shutdown's grace period ran out and this connection's responder was told.
+    private var shutdownNotified = false
     private var keepAlive = true
     private var isHeadRequest = false
     private var isHTTP10 = false
@@ -110,6 +112,10 @@ final class Connection: EventLoopHandler {
     func tick(nowNanos now: UInt64) {
         if server.isForceClosing.load(ordering: .relaxed) {
             close()
+            return
+        }
+        if !shutdownNotified && server.isEndingResponses.load(ordering: .relaxed) {
+            endForShutdown()
             return
         }
         switch phase {
@@ -308,11 +314,45 @@ final class Connection: EventLoopHandler {
         finishResponse()
     }
 
-    func addCloseCallback(_ callback: @escaping @Sendable () -> Void, from sender: HTTPResponseWriter) {
+    func addCloseCallback(_ callback: @escaping @Sendable (HTTPCloseReason) -> Void, from sender: HTTPResponseWriter) {
         if writer === sender {
-            closeCallbacks.append(callback)
-        } else if sender.isClientGone {
-            callback()
+            if shutdownNotified {
+                callback(.serverShutdown)
+            } else {
+                closeCallbacks.append(callback)
+            }
+        } else if let reason = sender.closeReason {
+            callback(reason)
+        }
+    }
+
+    // MARK: Shutdown
+
+    /// The shutdown's grace period ran out. A response in progress gets its `onClose` callbacks with
+    /// `.serverShutdown` while the connection still works, so the responder can write final bytes and end it;
+    /// then the connection closes once its output is flushed (the server bounds that wait).
+    private func endForShutdown() {
+        shutdownNotified = true
+        switch phase {
+        case .reading:
+            // Idle, or a request still arriving: nothing to finish.
+            if output.isEmpty { close() } else { closeAfterFlush() }
+        case .responding:
+            keepAlive = false
+            if writer != nil {
+                let callbacks = closeCallbacks
+                closeCallbacks = []
+                for callback in callbacks { callback(.serverShutdown) }
+            }
+            if phase == .responding, let unfinished = writer {
+                writer = nil
+                isStreaming = false
+                server.inFlight.subtract(1, ordering: .relaxed)
+                unfinished.markClosed(.serverShutdown)
+                closeAfterFlush()
+            }
+        case .lingering, .closed:
+            break
         }
     }
 
@@ -501,8 +541,8 @@ final class Connection: EventLoopHandler {
         }
     }
 
-    /// Closes now. If a response was in progress the client is treated as gone: its writer is marked closed
-    /// and the `onClose` callbacks run.
+    /// Closes now. If a response was still in progress its writer is marked closed and the `onClose` callbacks
+    /// run: with `.clientDisconnected`, or `.serverShutdown` when the server is forcing connections closed.
     private func close() {
         guard phase != .closed else { return }
         if phase == .lingering { server.lingeringConnections.subtract(1, ordering: .relaxed) }
@@ -515,10 +555,12 @@ final class Connection: EventLoopHandler {
         if let abandoned = writer {
             writer = nil
             server.inFlight.subtract(1, ordering: .relaxed)
-            abandoned.markClientGone()
+            let reason: HTTPCloseReason = shutdownNotified || server.isForceClosing.load(ordering: .relaxed)
+                ? .serverShutdown : .clientDisconnected
+            abandoned.markClosed(reason)
             let callbacks = closeCallbacks
             closeCallbacks = []
-            for callback in callbacks { callback() }
+            for callback in callbacks { callback(reason) }
         }
     }
 }

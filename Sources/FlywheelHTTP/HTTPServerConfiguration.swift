@@ -29,6 +29,9 @@ public struct HTTPServerConfiguration: Sendable {
     public var writeTimeout: Double
     /// Per-connection cap on output waiting for the client; beyond it the connection is dropped.
     public var maxPendingOutputBytes: Int
+    /// Seconds `HTTPServer.shutdown` waits, after its grace period, for the final bytes that responders wrote
+    /// when told `.serverShutdown` (see `HTTPResponseWriter.onClose`) to reach their clients.
+    public var shutdownFlushTimeout: Double
     /// Renders protocol-level errors this module produces itself (400, 408, 413, 431, 501, 503, 505...).
     /// Default: text/plain. The server adds `Retry-After` to its 503s unless the rendered response has one.
     public var errorRenderer: @Sendable (_ status: Int, _ message: String) -> HTTPResponse
@@ -45,6 +48,7 @@ public struct HTTPServerConfiguration: Sendable {
         idleTimeout = 60
         writeTimeout = 60
         maxPendingOutputBytes = 8 * 1024 * 1024
+        shutdownFlushTimeout = 1
         errorRenderer = HTTPServerConfiguration.plainTextError
     }
 

@@ -19,7 +19,10 @@ final class HTTPServerState: Sendable {
     let bufferedBodyBytes = Atomic<Int>(0)
     /// Set at the start of a graceful shutdown: no new keep-alive, idle connections close.
     let isDraining = Atomic<Bool>(false)
-    /// Set when the shutdown grace period is over: every connection closes now.
+    /// Set when the shutdown grace period is over: responses still running are told (`.serverShutdown`) and
+    /// their connections close after flushing what the responders wrote.
+    let isEndingResponses = Atomic<Bool>(false)
+    /// Set when the final flush after the grace period is over too: every connection closes now.
     let isForceClosing = Atomic<Bool>(false)
 
     init(configuration: HTTPServerConfiguration, responder: any HTTPResponder) {

@@ -43,7 +43,7 @@ final class ProxyExchange: UpstreamResponseHandler {
         let transfer = client.start(request, handler: self)
         state.withLock { $0.transfer = transfer }
         // A client that goes away cancels the upstream transfer: no tokens are paid for that nobody reads.
-        writer.onClose { [weak self] in self?.clientDisconnected() }
+        writer.onClose { [weak self] _ in self?.clientDisconnected() }
     }
 
     private func clientDisconnected() {

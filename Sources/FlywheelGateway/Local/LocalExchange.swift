@@ -52,7 +52,7 @@ final class LocalExchange: Sendable {
             if responses.chat { send(responses.chunk(text: "", role: true, includeUsageField: options.includeUsage)) }
         }
         // A client that goes away stops its generation: the slot goes to the next request.
-        writer.onClose { [weak self] in self?.clientDisconnected() }
+        writer.onClose { [weak self] _ in self?.clientDisconnected() }
     }
 
     private func clientDisconnected() {
