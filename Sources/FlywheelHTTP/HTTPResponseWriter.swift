@@ -1,3 +1,4 @@
+import FlywheelSockets
 import Synchronization
 
 /// The way a responder answers one request. Thread-safe: every method may be called from any thread.

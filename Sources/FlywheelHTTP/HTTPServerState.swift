@@ -1,3 +1,4 @@
+import FlywheelSockets
 import Synchronization
 
 /// State shared by all loops of one server: configuration, responder, counters, shutdown flags.

@@ -1,3 +1,4 @@
+import FlywheelSockets
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Dispatch
 import FlywheelHTTP
+import FlywheelSockets
 import XCTest
 
 final class HTTPServerShutdownTests: XCTestCase {

@@ -1,4 +1,5 @@
 @testable import FlywheelHTTP
+import FlywheelSockets
 #if canImport(Glibc)
 import Glibc
 #endif

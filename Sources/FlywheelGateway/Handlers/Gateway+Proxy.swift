@@ -1,5 +1,6 @@
 import FlywheelHTTP
 import FlywheelJSON
+import FlywheelSockets
 import FlywheelStore
 import FlywheelUpstream
 #if canImport(Glibc)

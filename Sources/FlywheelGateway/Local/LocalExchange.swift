@@ -1,6 +1,7 @@
 import FlywheelEngine
 import FlywheelHTTP
 import FlywheelJSON
+import FlywheelSockets
 import FlywheelStore
 import Synchronization
 

@@ -71,7 +71,7 @@ struct Epoll {
         }
     }
 
-    /// For descriptors owned by other components (`HTTPEventLoop.watch`): returns 0 or the errno, never traps
+    /// For descriptors owned by other components (`EventLoop.watch`): returns 0 or the errno, never traps
     /// (a foreign descriptor may have been closed behind our back, so EBADF is an answer, not a bug).
     func foreignControl(_ operation: Operation, _ fd: Int32, _ interest: EpollEvents, _ token: UInt64) -> Int32 {
         while true {

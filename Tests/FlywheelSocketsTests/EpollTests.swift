@@ -1,4 +1,4 @@
-@testable import FlywheelHTTP
+@testable import FlywheelSockets
 import XCTest
 
 /// The epoll and eventfd wrappers over the CLinux shim.
