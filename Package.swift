@@ -43,8 +43,10 @@ let package = Package(
 
         // Deadline bookkeeping shared by the event loops and the upstream client.
         .target(name: "FlywheelTimers", swiftSettings: strict),
-        // Sockets, epoll event loops, HTTP/1.1 parsing and writing, SSE framing. Knows nothing of OpenAI.
-        .target(name: "FlywheelHTTP", dependencies: ["FlywheelTimers"], swiftSettings: strict),
+        // Sockets, addresses, system calls, epoll event loops with timers, clocks. Knows nothing of HTTP.
+        .target(name: "FlywheelSockets", dependencies: ["CLinux", "FlywheelTimers"], swiftSettings: strict),
+        // HTTP/1.1 parsing and writing over a transport, the server, SSE framing. Knows nothing of OpenAI.
+        .target(name: "FlywheelHTTP", dependencies: ["FlywheelSockets"], swiftSettings: strict),
         // libcurl multi client on the event loops: pooled connections, streaming, timeouts, retries, fallbacks.
         .target(name: "FlywheelUpstream", dependencies: ["CCurl", "FlywheelTimers"], swiftSettings: strict),
         // The SQLite log: schema, migrations, background batch writer, queries.
@@ -57,13 +59,13 @@ let package = Package(
         // OpenAI wire format, route table, exchanges -> outcome -> ledger, feedback, metrics.
         .target(
             name: "FlywheelGateway",
-            dependencies: ["FlywheelHTTP", "FlywheelUpstream", "FlywheelStore", "FlywheelJSON", "FlywheelEngine",
+            dependencies: ["FlywheelHTTP", "FlywheelSockets", "FlywheelUpstream", "FlywheelStore", "FlywheelJSON", "FlywheelEngine",
                            "FlywheelChatTemplate", "FlywheelConfig", "COpenSSL"],
             swiftSettings: strict),
         // The daemon's assembly: store, engine, upstream clients, gateway and HTTP server, started and stopped in order.
         .target(
             name: "FlywheelDaemon",
-            dependencies: ["FlywheelGateway", "FlywheelConfig", "FlywheelHTTP", "FlywheelUpstream", "FlywheelStore",
+            dependencies: ["FlywheelGateway", "FlywheelConfig", "FlywheelHTTP", "FlywheelSockets", "FlywheelUpstream", "FlywheelStore",
                            "FlywheelEngine"],
             swiftSettings: strict),
         // Reading the log for operators: `tail` and `show` formatting and follow mode.
@@ -106,7 +108,8 @@ let package = Package(
             swiftSettings: optimizedHot),
 
         .testTarget(name: "FlywheelTimersTests", dependencies: ["FlywheelTimers"], swiftSettings: strict),
-        .testTarget(name: "FlywheelHTTPTests", dependencies: ["FlywheelHTTP"], swiftSettings: strict),
+        .testTarget(name: "FlywheelSocketsTests", dependencies: ["FlywheelSockets"], swiftSettings: strict),
+        .testTarget(name: "FlywheelHTTPTests", dependencies: ["FlywheelHTTP", "FlywheelSockets"], swiftSettings: strict),
         .testTarget(
             name: "FlywheelUpstreamTests", dependencies: ["FlywheelUpstream", "FlywheelTimers"], swiftSettings: strict),
         .testTarget(name: "FlywheelStoreTests", dependencies: ["FlywheelStore"], swiftSettings: strict),

@@ -1,9 +1,10 @@
+import FlywheelSockets
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// One accepted client connection speaking HTTP/1.1. Owned by its event loop: every method runs on that
-/// loop's thread (writers from other threads hop there first).
+/// One accepted client connection speaking HTTP/1.1 over a `Transport` (a plain socket today). Owned by its
+/// event loop: every method runs on that loop's thread (writers from other threads hop there first).
 ///
 /// Requests are handled one at a time, in order: the next pipelined request is parsed only after the current
 /// response ends. Reading continues while a response is in progress (to notice a client leaving) until
@@ -24,8 +25,10 @@ final class Connection: EventLoopHandler {
     private static let continueResponse: [UInt8] = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
     private static let crlf: [UInt8] = [13, 10]
     private static let lastChunk: [UInt8] = Array("0\r\n\r\n".utf8)
+    /// What our own 503s (connection limit, body budget) tell clients: both clear up within seconds.
+    private static let retryAfterSeconds = "1"
 
-    private let socket: Socket
+    private let transport: any Transport
     private let context: HTTPLoopContext
     private let remoteAddress: String
     private var parser: HTTPParser
@@ -35,10 +38,14 @@ final class Connection: EventLoopHandler {
     private var readPaused = false
     private var isProcessingInput = false
     private var closeWhenFlushed = false
+    /// Bytes of the server-wide body budget this connection holds for the request it is receiving.
+    private var reservedBodyBytes = 0
 
     // The exchange in progress.
     private var writer: HTTPResponseWriter?
-    private var closeCallbacks: [@Sendable () -> Void] = []
+    private var closeCallbacks: [@Sendable (HTTPCloseReason) -> Void] = []
+    /// Set once the shutdown's grace period ran out and this connection's responder was told.
+    private var shutdownNotified = false
     private var keepAlive = true
     private var isHeadRequest = false
     private var isHTTP10 = false
@@ -56,8 +63,8 @@ final class Connection: EventLoopHandler {
     private var server: HTTPServerState { context.server }
     private var loop: EventLoop { context.loop }
 
-    private init(socket: Socket, context: HTTPLoopContext, remoteAddress: String) {
-        self.socket = socket
+    private init(transport: any Transport, context: HTTPLoopContext, remoteAddress: String) {
+        self.transport = transport
         self.context = context
         self.remoteAddress = remoteAddress
         let configuration = context.server.configuration
@@ -68,7 +75,7 @@ final class Connection: EventLoopHandler {
     /// Takes ownership of an accepted socket (already counted in `openConnections`) on the current loop.
     /// With `rejectStatus` the connection only answers that error and closes (used for 503 over the limit).
     static func open(socket: Socket, context: HTTPLoopContext, remoteAddress: String, rejectStatus: Int? = nil) {
-        let connection = Connection(socket: socket, context: context, remoteAddress: remoteAddress)
+        let connection = Connection(transport: socket, context: context, remoteAddress: remoteAddress)
         do {
             try socket.setNoDelay()
             try context.loop.register(connection, descriptor: socket.descriptor, events: [.input, .readHangup])
@@ -106,6 +113,10 @@ final class Connection: EventLoopHandler {
     func tick(nowNanos now: UInt64) {
         if server.isForceClosing.load(ordering: .relaxed) {
             close()
+            return
+        }
+        if !shutdownNotified && server.isEndingResponses.load(ordering: .relaxed) {
+            endForShutdown()
             return
         }
         switch phase {
@@ -147,7 +158,7 @@ final class Connection: EventLoopHandler {
         while true {
             let result: IOResult<Int>
             do {
-                result = try socket.receive(into: buffer)
+                result = try transport.read(into: buffer)
             } catch {
                 close()
                 return
@@ -168,12 +179,16 @@ final class Connection: EventLoopHandler {
             }
             lastReadNanos = now
             parser.append(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+            if phase == .reading {
+                // Parse after every read: a body is checked against the budget before most of it is here, and
+                // its bytes go straight into the body instead of piling up in the parser's buffer first.
+                processInput()
+                if phase == .closed { return }
+            }
             if count < buffer.count { break }
             if phase == .responding && parser.bufferedByteCount > Self.pauseReadingThreshold { break }
         }
         switch phase {
-        case .reading:
-            processInput()
         case .responding where parser.bufferedByteCount > Self.pauseReadingThreshold:
             readPaused = true
             updateInterest()
@@ -197,14 +212,36 @@ final class Connection: EventLoopHandler {
             }
             switch event {
             case .needMore:
+                guard reserveAnnouncedBody() else { return }
                 if !parser.hasPartialRequest { requestStartedNanos = 0 }
                 return
             case .continueExpected:
+                guard reserveAnnouncedBody() else { return }
                 emit(Self.continueResponse)
             case .request(let request):
+                releaseBodyReservation()
                 dispatch(request)
             }
         }
+    }
+
+    /// Makes this connection's share of the server-wide body budget cover what the parser expects to receive;
+    /// if the budget cannot, answers 503 (the client may retry soon) and returns false.
+    private func reserveAnnouncedBody() -> Bool {
+        let announced = parser.announcedBodyBytes
+        guard announced > reservedBodyBytes else { return true }
+        guard server.reserveBodyBytes(announced - reservedBodyBytes) else {
+            sendProtocolError(status: 503, message: "the server is receiving too many request bodies; retry shortly")
+            return false
+        }
+        reservedBodyBytes = announced
+        return true
+    }
+
+    private func releaseBodyReservation() {
+        guard reservedBodyBytes > 0 else { return }
+        server.releaseBodyBytes(reservedBodyBytes)
+        reservedBodyBytes = 0
     }
 
     private func dispatch(_ request: HTTPRequest) {
@@ -278,11 +315,45 @@ final class Connection: EventLoopHandler {
         finishResponse()
     }
 
-    func addCloseCallback(_ callback: @escaping @Sendable () -> Void, from sender: HTTPResponseWriter) {
+    func addCloseCallback(_ callback: @escaping @Sendable (HTTPCloseReason) -> Void, from sender: HTTPResponseWriter) {
         if writer === sender {
-            closeCallbacks.append(callback)
-        } else if sender.isClientGone {
-            callback()
+            if shutdownNotified {
+                callback(.serverShutdown)
+            } else {
+                closeCallbacks.append(callback)
+            }
+        } else if let reason = sender.closeReason {
+            callback(reason)
+        }
+    }
+
+    // MARK: Shutdown
+
+    /// The shutdown's grace period ran out. A response in progress gets its `onClose` callbacks with
+    /// `.serverShutdown` while the connection still works, so the responder can write final bytes and end it;
+    /// then the connection closes once its output is flushed (the server bounds that wait).
+    private func endForShutdown() {
+        shutdownNotified = true
+        switch phase {
+        case .reading:
+            // Idle, or a request still arriving: nothing to finish.
+            if output.isEmpty { close() } else { closeAfterFlush() }
+        case .responding:
+            keepAlive = false
+            if writer != nil {
+                let callbacks = closeCallbacks
+                closeCallbacks = []
+                for callback in callbacks { callback(.serverShutdown) }
+            }
+            if phase == .responding, let unfinished = writer {
+                writer = nil
+                isStreaming = false
+                server.inFlight.subtract(1, ordering: .relaxed)
+                unfinished.markClosed(.serverShutdown)
+                closeAfterFlush()
+            }
+        case .lingering, .closed:
+            break
         }
     }
 
@@ -337,7 +408,11 @@ final class Connection: EventLoopHandler {
         guard phase == .reading || phase == .responding else { return }
         phase = .responding
         keepAlive = false
-        let response = server.configuration.errorRenderer(status, message)
+        releaseBodyReservation()
+        var response = server.configuration.errorRenderer(status, message)
+        if status == 503 && !response.headers.contains("Retry-After") {
+            response.headers.add("Retry-After", Self.retryAfterSeconds)
+        }
         var head = takeHeadBuffer()
         HTTPResponseHead.write(
             status: status, headers: response.headers, framing: .contentLength(response.body.count),
@@ -374,7 +449,7 @@ final class Connection: EventLoopHandler {
                                 add(a)
                                 add(b)
                                 add(c)
-                                return try socket.send(UnsafeMutableBufferPointer(rebasing: vectors[0..<count]))
+                                return try transport.write(UnsafeMutableBufferPointer(rebasing: vectors[0..<count]))
                             }
                         }
                     }
@@ -412,12 +487,7 @@ final class Connection: EventLoopHandler {
         while !output.isEmpty {
             let result: IOResult<Int>
             do {
-                result = try output.withUnsentBytes { bytes in
-                    var vector = iovec(iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count)
-                    return try withUnsafeMutablePointer(to: &vector) { pointer in
-                        try socket.send(UnsafeMutableBufferPointer(start: pointer, count: 1))
-                    }
-                }
+                result = try output.withUnsentBytes { bytes in try transport.write(bytes) }
             } catch {
                 close()
                 return
@@ -448,7 +518,9 @@ final class Connection: EventLoopHandler {
             server.inFlight.subtract(1, ordering: .relaxed)
             finished.markFinished()
         }
-        socket.shutdownWrite()
+        releaseBodyReservation()
+        parser.discardAll()
+        transport.shutdownWrite()
         phase = .lingering
         server.lingeringConnections.add(1, ordering: .relaxed)
         lingerDeadlineNanos = MonotonicClock.now() &+ Self.lingerNanos
@@ -463,30 +535,33 @@ final class Connection: EventLoopHandler {
         if !output.isEmpty && phase != .lingering { wanted.insert(.output) }
         guard wanted != interest else { return }
         do {
-            try loop.modify(descriptor: socket.descriptor, events: wanted)
+            try loop.modify(descriptor: transport.descriptor, events: wanted)
             interest = wanted
         } catch {
             close()
         }
     }
 
-    /// Closes now. If a response was in progress the client is treated as gone: its writer is marked closed
-    /// and the `onClose` callbacks run.
+    /// Closes now. If a response was still in progress its writer is marked closed and the `onClose` callbacks
+    /// run: with `.clientDisconnected`, or `.serverShutdown` when the server is forcing connections closed.
     private func close() {
         guard phase != .closed else { return }
         if phase == .lingering { server.lingeringConnections.subtract(1, ordering: .relaxed) }
         phase = .closed
-        loop.deregister(descriptor: socket.descriptor)
-        socket.close()
+        releaseBodyReservation()
+        loop.deregister(descriptor: transport.descriptor)
+        transport.close()
         output.removeAll()
         server.openConnections.subtract(1, ordering: .relaxed)
         if let abandoned = writer {
             writer = nil
             server.inFlight.subtract(1, ordering: .relaxed)
-            abandoned.markClientGone()
+            let reason: HTTPCloseReason = shutdownNotified || server.isForceClosing.load(ordering: .relaxed)
+                ? .serverShutdown : .clientDisconnected
+            abandoned.markClosed(reason)
             let callbacks = closeCallbacks
             closeCallbacks = []
-            for callback in callbacks { callback() }
+            for callback in callbacks { callback(reason) }
         }
     }
 }

@@ -1,3 +1,5 @@
+import FlywheelSockets
+
 /// Per-event-loop HTTP scratch state shared by that loop's connections: the cached Date line and reusable
 /// buffers for response heads and chunk prefixes. Not thread-safe: used only on its loop's thread.
 final class HTTPLoopContext {

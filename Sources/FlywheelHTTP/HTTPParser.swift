@@ -5,6 +5,12 @@ import Glibc
 /// Incremental HTTP/1.1 request parser: `append` bytes as they arrive, call `next` until it says `.needMore`.
 /// Works straight on its byte buffer (no Foundation), de-chunks bodies, enforces the size limits.
 /// Not thread-safe: one owner (a connection, on its event loop).
+///
+/// Strict where leniency enables request smuggling (RFC 9112 §11.2): every line ends in CRLF (a bare LF or CR
+/// is a 400), no obs-fold, no whitespace before a field's colon, no CR/LF/NUL or other controls in field names
+/// or values, chunk extensions must match the grammar and stay small, and the body length must be unambiguous
+/// (Content-Length and Transfer-Encoding together, differing Content-Lengths, an empty Transfer-Encoding,
+/// `chunked` not last or repeated, or Transfer-Encoding on HTTP/1.0 are 400; other codings are 501).
 struct HTTPParser {
     enum Event {
         /// Nothing complete yet; append more bytes.
@@ -24,6 +30,8 @@ struct HTTPParser {
     }
 
     static let maxChunkSizeLineBytes = 4096
+    /// Total bytes of chunk extensions allowed in one request (they are read and discarded).
+    static let maxChunkExtensionBytes = 4096
     private static let cr = UInt8(ascii: "\r")
     private static let lf = UInt8(ascii: "\n")
     private static let space = UInt8(ascii: " ")
@@ -42,6 +50,10 @@ struct HTTPParser {
     private var pendingRequest: HTTPRequest?
     private var body: [UInt8] = []
     private var continueDue = false
+    private var chunkExtensionBytes = 0
+    /// Body bytes the current request has announced so far: its Content-Length, or the sum of the chunk sizes
+    /// read. 0 between requests. The owner reserves memory for them before they arrive.
+    private(set) var announcedBodyBytes = 0
 
     init(maxHeaderBytes: Int, maxBodyBytes: Int) {
         self.maxHeaderBytes = maxHeaderBytes
@@ -57,14 +69,44 @@ struct HTTPParser {
         return true
     }
 
+    /// Body bytes that arrive while nothing else is buffered go straight into the body (one copy, not two).
     mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        var rest = bytes
+        if readIndex == buffer.count {
+            switch state {
+            case .fixedBody(let remaining) where remaining > 0:
+                let taken = min(remaining, rest.count)
+                body.append(contentsOf: UnsafeRawBufferPointer(rebasing: rest[0..<taken]))
+                state = .fixedBody(remaining: remaining - taken)
+                rest = UnsafeRawBufferPointer(rebasing: rest[taken...])
+            case .chunkData(let remaining) where remaining > 0:
+                let taken = min(remaining, rest.count)
+                body.append(contentsOf: UnsafeRawBufferPointer(rebasing: rest[0..<taken]))
+                state = .chunkData(remaining: remaining - taken)
+                rest = UnsafeRawBufferPointer(rebasing: rest[taken...])
+            default:
+                break
+            }
+        }
+        guard !rest.isEmpty else { return }
         compact()
-        buffer.append(contentsOf: bytes)
+        buffer.append(contentsOf: rest)
     }
 
     mutating func append(_ bytes: some Sequence<UInt8>) {
-        compact()
-        buffer.append(contentsOf: bytes)
+        Array(bytes).withUnsafeBytes { append($0) }
+    }
+
+    /// Frees the buffers (the connection will parse nothing more).
+    mutating func discardAll() {
+        buffer = []
+        body = []
+        readIndex = 0
+        scanIndex = 0
+        lineStart = 0
+        pendingRequest = nil
+        announcedBodyBytes = 0
+        state = .head
     }
 
     /// Drops consumed bytes when that is cheap (all consumed) or worthwhile (most of the buffer consumed).
@@ -106,17 +148,18 @@ struct HTTPParser {
                 return .request(complete())
 
             case .chunkSize:
-                guard let lineEnd = indexOfLineFeed(limit: Self.maxChunkSizeLineBytes) else {
+                guard let lineEnd = try indexOfLineEnd(limit: Self.maxChunkSizeLineBytes) else {
                     if bufferedByteCount >= Self.maxChunkSizeLineBytes {
                         throw HTTPParserError(status: 400, message: "chunk size line too long")
                     }
                     return .needMore
                 }
                 let size = try parseChunkSize(from: readIndex, to: lineEnd)
-                readIndex = lineEnd + 1
+                readIndex = lineEnd + 2
                 if size > maxBodyBytes - body.count {
                     throw HTTPParserError(status: 413, message: "request body larger than \(maxBodyBytes) bytes")
                 }
+                announcedBodyBytes += size
                 state = size == 0 ? .trailers(bytes: 0) : .chunkData(remaining: size)
 
             case .chunkData(let remaining):
@@ -128,35 +171,40 @@ struct HTTPParser {
                 state = .chunkDataEnd
 
             case .chunkDataEnd:
-                guard bufferedByteCount > 0 else { return .needMore }
-                if buffer[readIndex] == Self.lf {
-                    readIndex += 1
-                } else if buffer[readIndex] == Self.cr {
-                    guard bufferedByteCount >= 2 else { return .needMore }
-                    guard buffer[readIndex + 1] == Self.lf else {
+                guard bufferedByteCount >= 2 else {
+                    if bufferedByteCount == 1 && buffer[readIndex] != Self.cr {
                         throw HTTPParserError(status: 400, message: "chunk data not followed by CRLF")
                     }
-                    readIndex += 2
-                } else {
+                    return .needMore
+                }
+                guard buffer[readIndex] == Self.cr, buffer[readIndex + 1] == Self.lf else {
                     throw HTTPParserError(status: 400, message: "chunk data not followed by CRLF")
                 }
+                readIndex += 2
                 state = .chunkSize
 
             case .trailers(let bytes):
-                guard let lineEnd = indexOfLineFeed(limit: maxHeaderBytes - bytes + 2) else {
+                guard let lineEnd = try indexOfLineEnd(limit: maxHeaderBytes - bytes + 2) else {
                     if bytes + bufferedByteCount > maxHeaderBytes {
                         throw HTTPParserError(status: 431, message: "trailer section too large")
                     }
                     return .needMore
                 }
-                var length = lineEnd - readIndex
-                if length > 0 && buffer[lineEnd - 1] == Self.cr { length -= 1 }
-                readIndex = lineEnd + 1
-                if length == 0 { return .request(complete()) }
-                state = .trailers(bytes: bytes + length + 2)
+                let length = lineEnd - readIndex
+                if length == 0 {
+                    readIndex = lineEnd + 2
+                    return .request(complete())
+                }
                 if bytes + length + 2 > maxHeaderBytes {
                     throw HTTPParserError(status: 431, message: "trailer section too large")
                 }
+                // Trailer fields are discarded, but must be well-formed like header fields.
+                let lineStart = readIndex
+                try buffer.withUnsafeBufferPointer { all throws(HTTPParserError) in
+                    _ = try Self.parseFieldLine(all, lineStart..<lineEnd)
+                }
+                readIndex = lineEnd + 2
+                state = .trailers(bytes: bytes + length + 2)
             }
         }
     }
@@ -164,19 +212,24 @@ struct HTTPParser {
     // MARK: Head
 
     /// Finds the index just past the empty line ending the head, scanning each byte once across calls.
+    /// Every LF must follow a CR (RFC 9112 §2.2 allows a recipient to accept a bare LF; we do not, because a
+    /// proxy in front of us that reads the same bytes differently is how requests get smuggled).
     private mutating func findHeadEnd() throws(HTTPParserError) -> Int? {
         if scanIndex <= readIndex {
-            // RFC 9112 §2.2: ignore empty lines before a request line.
-            while readIndex < buffer.count, buffer[readIndex] == Self.cr || buffer[readIndex] == Self.lf {
-                readIndex += 1
+            // RFC 9112 §2.2: ignore empty lines (CRLF) before a request line.
+            while buffer.count - readIndex >= 2 && buffer[readIndex] == Self.cr && buffer[readIndex + 1] == Self.lf {
+                readIndex += 2
             }
             scanIndex = readIndex
             lineStart = readIndex
+            // A lone CR may begin one more empty line: decide once the next byte is here.
+            if buffer.count - readIndex == 1 && buffer[readIndex] == Self.cr { return nil }
         }
         let end = buffer.count
         var index = scanIndex
         var currentLineStart = lineStart
         var headEnd: Int?
+        var bareLineFeed = false
         buffer.withUnsafeBufferPointer { bytes in
             guard let base = bytes.baseAddress else { return }
             while index < end {
@@ -185,8 +238,11 @@ struct HTTPParser {
                     return
                 }
                 let newline = UnsafeRawPointer(hit) - UnsafeRawPointer(base)
-                let length = newline - currentLineStart
-                if length == 0 || (length == 1 && bytes[currentLineStart] == Self.cr) {
+                guard newline > currentLineStart, bytes[newline - 1] == Self.cr else {
+                    bareLineFeed = true
+                    return
+                }
+                if newline - currentLineStart == 1 {
                     headEnd = newline + 1
                     index = newline + 1
                     return
@@ -195,6 +251,7 @@ struct HTTPParser {
                 index = newline + 1
             }
         }
+        if bareLineFeed { throw HTTPParserError(status: 400, message: "line ending without CR") }
         scanIndex = index
         lineStart = currentLineStart
         let size = (headEnd ?? end) - readIndex
@@ -253,27 +310,40 @@ struct HTTPParser {
 
         var headers = HTTPHeaders()
         while let line = nextLine(), !line.isEmpty {
-            let first = bytes[line.lowerBound]
-            if first == space || first == tab { throw malformed("obsolete header line folding") }
-            var colon = line.lowerBound
-            while colon < line.upperBound && bytes[colon] != UInt8(ascii: ":") { colon += 1 }
-            guard colon < line.upperBound else { throw malformed("header line without a colon") }
-            guard colon > line.lowerBound else { throw malformed("empty header name") }
-            for nameIndex in line.lowerBound..<colon where !isTokenByte(bytes[nameIndex]) {
-                throw malformed("invalid character in header name")
-            }
-            var valueStart = colon + 1
-            var valueEnd = line.upperBound
-            while valueStart < valueEnd && (bytes[valueStart] == space || bytes[valueStart] == tab) { valueStart += 1 }
-            while valueEnd > valueStart && (bytes[valueEnd - 1] == space || bytes[valueEnd - 1] == tab) { valueEnd -= 1 }
-            for valueIndex in valueStart..<valueEnd {
-                let byte = bytes[valueIndex]
-                if (byte < space && byte != tab) || byte == 0x7F { throw malformed("invalid character in header value") }
-            }
-            headers.add(text(line.lowerBound..<colon), text(valueStart..<valueEnd))
+            let (name, value) = try parseFieldLine(bytes, line)
+            headers.add(text(name), text(value))
         }
         return HTTPRequest(method: method, target: target, version: version, headers: headers, body: [],
                            remoteAddress: "", receivedAtNanos: 0)
+    }
+
+    /// One `field-name ":" OWS field-value OWS` line (without its CRLF), RFC 9112 §5: the name is a token
+    /// (so whitespace before the colon is refused), a leading space or tab is obs-fold (refused, §5.2), and
+    /// the value holds no controls but HTAB (CR, LF and NUL included). Returns the name and the trimmed value.
+    private static func parseFieldLine(
+        _ bytes: UnsafeBufferPointer<UInt8>, _ line: Range<Int>
+    ) throws(HTTPParserError) -> (name: Range<Int>, value: Range<Int>) {
+        func malformed(_ message: String) -> HTTPParserError {
+            HTTPParserError(status: 400, message: message)
+        }
+        let first = bytes[line.lowerBound]
+        if first == space || first == tab { throw malformed("obsolete line folding in a field") }
+        var colon = line.lowerBound
+        while colon < line.upperBound && bytes[colon] != UInt8(ascii: ":") { colon += 1 }
+        guard colon < line.upperBound else { throw malformed("field line without a colon") }
+        guard colon > line.lowerBound else { throw malformed("empty field name") }
+        for nameIndex in line.lowerBound..<colon where !isTokenByte(bytes[nameIndex]) {
+            throw malformed("invalid character in field name")
+        }
+        var valueStart = colon + 1
+        var valueEnd = line.upperBound
+        while valueStart < valueEnd && (bytes[valueStart] == space || bytes[valueStart] == tab) { valueStart += 1 }
+        while valueEnd > valueStart && (bytes[valueEnd - 1] == space || bytes[valueEnd - 1] == tab) { valueEnd -= 1 }
+        for valueIndex in valueStart..<valueEnd {
+            let byte = bytes[valueIndex]
+            if (byte < space && byte != tab) || byte == 0x7F { throw malformed("invalid character in field value") }
+        }
+        return (line.lowerBound..<colon, valueStart..<valueEnd)
     }
 
     private static func parseVersion(
@@ -319,6 +389,7 @@ struct HTTPParser {
     private mutating func beginBody(of request: HTTPRequest) throws(HTTPParserError) {
         var contentLength: Int?
         var transferCodings: [Substring] = []
+        var hasTransferEncoding = false
         var expectsContinue = false
         for (name, value) in request.headers {
             if HTTPHeaders.equalsIgnoringCase(name, "Content-Length") {
@@ -330,34 +401,71 @@ struct HTTPParser {
                     contentLength = length
                 }
             } else if HTTPHeaders.equalsIgnoringCase(name, "Transfer-Encoding") {
-                transferCodings += value.split(separator: ",").map { Self.trimmed($0) }
+                hasTransferEncoding = true
+                // Empty list elements are legal in general (RFC 9110 §5.6.1) but have no business here: refused.
+                for piece in value.split(separator: ",", omittingEmptySubsequences: false) {
+                    let coding = Self.trimmed(piece)
+                    guard !coding.isEmpty else {
+                        throw HTTPParserError(status: 400, message: "empty Transfer-Encoding")
+                    }
+                    transferCodings.append(coding)
+                }
             } else if HTTPHeaders.equalsIgnoringCase(name, "Expect") {
                 expectsContinue = HTTPHeaders.equalsIgnoringCase(Self.trimmed(Substring(value)).utf8, "100-continue".utf8)
             }
         }
         pendingRequest = request
         body = []
-        if !transferCodings.isEmpty {
-            if contentLength != nil {
-                throw HTTPParserError(status: 400, message: "both Content-Length and Transfer-Encoding")
-            }
-            guard let last = transferCodings.last, HTTPHeaders.equalsIgnoringCase(last.utf8, "chunked".utf8) else {
-                throw HTTPParserError(status: 400, message: "chunked must be the final transfer coding")
-            }
-            guard transferCodings.count == 1 else {
-                throw HTTPParserError(status: 501, message: "unsupported transfer coding")
-            }
+        chunkExtensionBytes = 0
+        if hasTransferEncoding {
+            try Self.checkTransferCodings(transferCodings, version: request.version, hasContentLength: contentLength != nil)
+            announcedBodyBytes = 0
             state = .chunkSize
         } else if let length = contentLength, length > 0 {
             if length > maxBodyBytes {
                 throw HTTPParserError(status: 413, message: "request body larger than \(maxBodyBytes) bytes")
             }
+            announcedBodyBytes = length
+            body.reserveCapacity(length)
             state = .fixedBody(remaining: length)
         } else {
             state = .head
             return
         }
         continueDue = expectsContinue && request.version == .http1_1 && bufferedByteCount == 0
+    }
+
+    /// RFC 9112 §6.1 and §6.3: `chunked` exactly once and last, nothing else we could decode, never with
+    /// Content-Length, never on HTTP/1.0. Framing doubts are 400 (and the connection closes); a well-formed
+    /// coding we do not implement is 501.
+    private static func checkTransferCodings(
+        _ codings: [Substring], version: HTTPVersion, hasContentLength: Bool
+    ) throws(HTTPParserError) {
+        func malformed(_ message: String) -> HTTPParserError {
+            HTTPParserError(status: 400, message: message)
+        }
+        if hasContentLength { throw malformed("both Content-Length and Transfer-Encoding") }
+        if version == .http1_0 { throw malformed("Transfer-Encoding in an HTTP/1.0 request") }
+        var chunkedCount = 0
+        var hasOtherCoding = false
+        for coding in codings {
+            // transfer-coding = token *( OWS ";" OWS transfer-parameter )
+            let name = trimmed(coding.prefix(while: { $0 != ";" }))
+            guard !name.isEmpty, name.utf8.allSatisfy(isTokenByte) else {
+                throw malformed("malformed Transfer-Encoding")
+            }
+            if HTTPHeaders.equalsIgnoringCase(name.utf8, "chunked".utf8) {
+                guard name.endIndex == coding.endIndex else { throw malformed("chunked takes no parameters") }
+                chunkedCount += 1
+            } else {
+                hasOtherCoding = true
+            }
+        }
+        guard let last = codings.last, HTTPHeaders.equalsIgnoringCase(last.utf8, "chunked".utf8) else {
+            throw malformed("chunked must be the final transfer coding")
+        }
+        if chunkedCount > 1 { throw malformed("chunked applied more than once") }
+        if hasOtherCoding { throw HTTPParserError(status: 501, message: "unsupported transfer coding") }
     }
 
     /// Digits only; values past the body limit saturate (they are refused with 413 afterwards).
@@ -374,22 +482,75 @@ struct HTTPParser {
         return value
     }
 
-    /// chunk-size [ chunk-ext ] — extensions are tolerated and ignored.
-    private func parseChunkSize(from start: Int, to newline: Int) throws(HTTPParserError) -> Int {
-        var end = newline
-        if end > start && buffer[end - 1] == Self.cr { end -= 1 }
+    /// `chunk-size [ chunk-ext ]` up to `end` (the CR). RFC 9112 §7.1.1:
+    /// `chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )`, a name being a token and a
+    /// value a token or quoted-string. Extensions are checked, counted against `maxChunkExtensionBytes`, ignored.
+    private mutating func parseChunkSize(from start: Int, to end: Int) throws(HTTPParserError) -> Int {
+        let invalid = HTTPParserError(status: 400, message: "invalid chunk size line")
         var index = start
         var size = 0
         while index < end, let digit = Self.hexValue(buffer[index]) {
             if size <= maxBodyBytes { size = size * 16 + digit }
             index += 1
         }
-        guard index > start else { throw HTTPParserError(status: 400, message: "invalid chunk size") }
-        while index < end && (buffer[index] == Self.space || buffer[index] == Self.tab) { index += 1 }
-        guard index == end || buffer[index] == UInt8(ascii: ";") else {
-            throw HTTPParserError(status: 400, message: "invalid chunk size")
+        guard index > start else { throw invalid }
+        let extensionStart = index
+        func skipWhitespace() {
+            while index < end && (buffer[index] == Self.space || buffer[index] == Self.tab) { index += 1 }
+        }
+        func skipToken() -> Bool {
+            let tokenStart = index
+            while index < end && Self.isTokenByte(buffer[index]) { index += 1 }
+            return index > tokenStart
+        }
+        while index < end {
+            skipWhitespace()
+            guard index < end, buffer[index] == UInt8(ascii: ";") else { throw invalid }
+            index += 1
+            skipWhitespace()
+            guard skipToken() else { throw invalid }
+            let afterName = index
+            skipWhitespace()
+            guard index < end, buffer[index] == UInt8(ascii: "=") else {
+                index = afterName
+                continue
+            }
+            index += 1
+            skipWhitespace()
+            if index < end && buffer[index] == UInt8(ascii: "\"") {
+                index = try Self.endOfQuotedString(buffer, from: index, to: end)
+            } else {
+                guard skipToken() else { throw invalid }
+            }
+        }
+        chunkExtensionBytes += end - extensionStart
+        if chunkExtensionBytes > Self.maxChunkExtensionBytes {
+            throw HTTPParserError(status: 400, message: "chunk extensions longer than \(Self.maxChunkExtensionBytes) bytes")
         }
         return size
+    }
+
+    /// The index after the closing quote of the quoted-string opening at `start` (RFC 9110 §5.6.4).
+    private static func endOfQuotedString(_ bytes: [UInt8], from start: Int, to end: Int) throws(HTTPParserError) -> Int {
+        var index = start + 1
+        while index < end {
+            let byte = bytes[index]
+            switch byte {
+            case UInt8(ascii: "\""):
+                return index + 1
+            case UInt8(ascii: "\\"):
+                // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
+                guard index + 1 < end, bytes[index + 1] == tab || (bytes[index + 1] >= space && bytes[index + 1] != 0x7F) else {
+                    throw HTTPParserError(status: 400, message: "invalid quoted-pair in chunk extension")
+                }
+                index += 2
+            case tab, space...0x7E, 0x80...0xFF:
+                index += 1
+            default:
+                throw HTTPParserError(status: 400, message: "invalid character in chunk extension")
+            }
+        }
+        throw HTTPParserError(status: 400, message: "unterminated quoted-string in chunk extension")
     }
 
     private static func hexValue(_ byte: UInt8) -> Int? {
@@ -401,12 +562,18 @@ struct HTTPParser {
         }
     }
 
-    /// The index of the next LF within `limit` bytes of `readIndex`, or nil.
-    private func indexOfLineFeed(limit: Int) -> Int? {
+    /// The index of the CR of the next CRLF within `limit` bytes of `readIndex`, or nil. A LF without a CR
+    /// before it is refused.
+    private func indexOfLineEnd(limit: Int) throws(HTTPParserError) -> Int? {
         let end = min(buffer.count, readIndex + max(limit, 0))
         var index = readIndex
         while index < end {
-            if buffer[index] == Self.lf { return index }
+            if buffer[index] == Self.lf {
+                guard index > readIndex, buffer[index - 1] == Self.cr else {
+                    throw HTTPParserError(status: 400, message: "line ending without CR")
+                }
+                return index - 1
+            }
             index += 1
         }
         return nil
@@ -427,6 +594,7 @@ struct HTTPParser {
         pendingRequest = nil
         request.body = body
         body = []
+        announcedBodyBytes = 0
         state = .head
         scanIndex = readIndex
         lineStart = readIndex

@@ -1,3 +1,5 @@
+import FlywheelSockets
+
 /// One complete HTTP request as received (body already de-chunked). Value type; any thread.
 public struct HTTPRequest: Sendable {
     public var method: String

@@ -1,3 +1,4 @@
+import FlywheelSockets
 import Synchronization
 
 /// The way a responder answers one request. Thread-safe: every method may be called from any thread.
@@ -8,6 +9,7 @@ public final class HTTPResponseWriter: Sendable {
         case open = 0
         case finished = 1
         case clientGone = 2
+        case serverShutdown = 3
     }
 
     private let connection: LoopBound<Connection>
@@ -74,11 +76,17 @@ public final class HTTPResponseWriter: Sendable {
         status.load(ordering: .acquiring) != Status.open.rawValue
     }
 
-    /// Runs once, on the event loop, if the client disconnects before the response ends; at once (on the
-    /// calling thread) if it is already gone; never if the response finished normally.
-    public func onClose(_ callback: @escaping @Sendable () -> Void) {
+    /// Runs once, on the event loop, if the response ends before the responder ended it, with the reason:
+    /// - `.clientDisconnected`: the client left; nothing more can be sent.
+    /// - `.serverShutdown`: `HTTPServer.shutdown`'s grace period ran out. The connection is still open during
+    ///   the callback and calls made inside it act at once (it runs on the loop thread), so a responder can
+    ///   end properly, e.g. write a final SSE error event and `endStream()`. Those bytes are flushed (for at most
+    ///   `HTTPServerConfiguration.shutdownFlushTimeout`) before the socket closes; later writes are dropped.
+    /// Runs at once (on the calling thread) if the response already ended that way; never if it finished normally.
+    public func onClose(_ callback: @escaping @Sendable (HTTPCloseReason) -> Void) {
         switch Status(rawValue: status.load(ordering: .acquiring)) {
-        case .clientGone: callback(); return
+        case .clientGone: callback(.clientDisconnected); return
+        case .serverShutdown: callback(.serverShutdown); return
         case .finished: return
         default: break
         }
@@ -93,13 +101,21 @@ public final class HTTPResponseWriter: Sendable {
 
     // MARK: Connection side (its loop thread)
 
-    var isClientGone: Bool { status.load(ordering: .acquiring) == Status.clientGone.rawValue }
+    /// Why the response was cut, once it was; nil while open or after it finished normally.
+    var closeReason: HTTPCloseReason? {
+        switch Status(rawValue: status.load(ordering: .acquiring)) {
+        case .clientGone: .clientDisconnected
+        case .serverShutdown: .serverShutdown
+        default: nil
+        }
+    }
 
     func markFinished() {
         status.store(Status.finished.rawValue, ordering: .releasing)
     }
 
-    func markClientGone() {
-        status.store(Status.clientGone.rawValue, ordering: .releasing)
+    func markClosed(_ reason: HTTPCloseReason) {
+        let closed: Status = reason == .clientDisconnected ? .clientGone : .serverShutdown
+        status.store(closed.rawValue, ordering: .releasing)
     }
 }

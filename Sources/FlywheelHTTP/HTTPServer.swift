@@ -1,3 +1,4 @@
+import FlywheelSockets
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -114,8 +115,15 @@ public final class HTTPServer: Sendable {
     /// Requests handed to the responder whose response has not ended.
     public var inFlightCount: Int { state.inFlight.load(ordering: .relaxed) }
 
+    /// Request-body bytes reserved right now by connections still receiving a body
+    /// (bounded by `HTTPServerConfiguration.maxBufferedBodyBytes`).
+    public var bufferedBodyByteCount: Int { state.bufferedBodyBytes.load(ordering: .relaxed) }
+
     /// Graceful stop: stop accepting, close idle connections, let in-flight responses (and streams) finish up to
-    /// `gracePeriod` seconds, then close everything and join the threads. Blocks until done. Idempotent.
+    /// `gracePeriod` seconds. Then responses still running get their `onClose` callbacks with `.serverShutdown`
+    /// (on their loop, while their connection still works) and what the responders write there is flushed for up
+    /// to `shutdownFlushTimeout` seconds. Then everything is closed and the threads joined. Blocks until done.
+    /// Idempotent.
     public func shutdown(gracePeriod: Double) {
         let (running, neverStarted): (([EventLoop], LoopBound<Acceptor>)?, Bool) = phase.withLock { phase in
             switch phase {
@@ -150,10 +158,20 @@ public final class HTTPServer: Sendable {
             loop.execute { loop.runTicks() }
         }
 
-        let deadline = MonotonicClock.now() &+ MonotonicClock.nanoseconds(gracePeriod)
-        while state.openConnections.load(ordering: .relaxed) > state.lingeringConnections.load(ordering: .relaxed)
-                && MonotonicClock.now() < deadline {
-            usleep(2_000)
+        waitForConnectionsToFinish(seconds: gracePeriod)
+        if hasActiveConnections {
+            // Grace is over with responses still running: tell their responders, on their loops, so they can end
+            // them properly (a final error event, the chunked terminator), then give those bytes a short while.
+            state.isEndingResponses.store(true, ordering: .sequentiallyConsistent)
+            let notified = DispatchSemaphore(value: 0)
+            for loop in loops {
+                loop.execute {
+                    loop.runTicks()
+                    notified.signal()
+                }
+            }
+            for _ in loops { notified.wait() }
+            waitForConnectionsToFinish(seconds: state.configuration.shutdownFlushTimeout)
         }
         state.isForceClosing.store(true, ordering: .sequentiallyConsistent)
         for loop in loops { loop.stop() }
@@ -162,6 +180,19 @@ public final class HTTPServer: Sendable {
     }
 
     // MARK: Private
+
+    /// True while some connection is neither closed nor lingering (a request or response is still going on).
+    private var hasActiveConnections: Bool {
+        state.openConnections.load(ordering: .relaxed) > state.lingeringConnections.load(ordering: .relaxed)
+    }
+
+    /// Polls (every 2 ms, from the thread running `shutdown`) until no connection is active or `seconds` passed.
+    private func waitForConnectionsToFinish(seconds: Double) {
+        let deadline = MonotonicClock.now() &+ MonotonicClock.nanoseconds(seconds)
+        while hasActiveConnections && MonotonicClock.now() < deadline {
+            usleep(2_000)
+        }
+    }
 
     private static func listen(host: String, port: UInt16) throws -> Socket {
         let addresses = try SocketAddress.resolve(host: host, port: port)

@@ -14,6 +14,11 @@ public struct HTTPServerConfiguration: Sendable {
     public var maxHeaderBytes: Int
     /// Largest request body (Content-Length up front, or de-chunked); beyond it the answer is 413.
     public var maxBodyBytes: Int
+    /// Server-wide cap on request-body bytes being received (buffered, not yet handed to the responder) across
+    /// all connections. A body is reserved in full by its Content-Length, a chunked one chunk by chunk; one that
+    /// would pass the cap is answered 503 with `Retry-After` and the connection closes. Keep it at least
+    /// `maxBodyBytes`, or bodies that large are always refused. 0 disables the cap.
+    public var maxBufferedBodyBytes: Int
     /// Connections beyond this are accepted, answered 503 and closed.
     public var maxConnections: Int
     /// Seconds a request may take to arrive whole, from its first byte; then 408 and close.
@@ -24,7 +29,11 @@ public struct HTTPServerConfiguration: Sendable {
     public var writeTimeout: Double
     /// Per-connection cap on output waiting for the client; beyond it the connection is dropped.
     public var maxPendingOutputBytes: Int
-    /// Renders protocol-level errors this module produces itself (400, 408, 413, 431, 503, 505...). Default: text/plain.
+    /// Seconds `HTTPServer.shutdown` waits, after its grace period, for the final bytes that responders wrote
+    /// when told `.serverShutdown` (see `HTTPResponseWriter.onClose`) to reach their clients.
+    public var shutdownFlushTimeout: Double
+    /// Renders protocol-level errors this module produces itself (400, 408, 413, 431, 501, 503, 505...).
+    /// Default: text/plain. The server adds `Retry-After` to its 503s unless the rendered response has one.
     public var errorRenderer: @Sendable (_ status: Int, _ message: String) -> HTTPResponse
 
     public init(host: String = "127.0.0.1", port: UInt16 = 8080) {
@@ -33,11 +42,13 @@ public struct HTTPServerConfiguration: Sendable {
         eventLoopCount = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         maxHeaderBytes = 16 * 1024
         maxBodyBytes = 16 * 1024 * 1024
+        maxBufferedBodyBytes = 256 * 1024 * 1024
         maxConnections = 4096
         requestTimeout = 30
         idleTimeout = 60
         writeTimeout = 60
         maxPendingOutputBytes = 8 * 1024 * 1024
+        shutdownFlushTimeout = 1
         errorRenderer = HTTPServerConfiguration.plainTextError
     }
 

@@ -1,3 +1,4 @@
+import FlywheelSockets
 import Synchronization
 
 /// State shared by all loops of one server: configuration, responder, counters, shutdown flags.
@@ -15,9 +16,14 @@ final class HTTPServerState: Sendable {
     let lingeringConnections = Atomic<Int>(0)
     /// Requests handed to the responder whose response has not ended.
     let inFlight = Atomic<Int>(0)
+    /// Request-body bytes reserved by connections receiving a body (see `maxBufferedBodyBytes`).
+    let bufferedBodyBytes = Atomic<Int>(0)
     /// Set at the start of a graceful shutdown: no new keep-alive, idle connections close.
     let isDraining = Atomic<Bool>(false)
-    /// Set when the shutdown grace period is over: every connection closes now.
+    /// Set when the shutdown grace period is over: responses still running are told (`.serverShutdown`) and
+    /// their connections close after flushing what the responders wrote.
+    let isEndingResponses = Atomic<Bool>(false)
+    /// Set when the final flush after the grace period is over too: every connection closes now.
     let isForceClosing = Atomic<Bool>(false)
 
     init(configuration: HTTPServerConfiguration, responder: any HTTPResponder) {
@@ -26,6 +32,29 @@ final class HTTPServerState: Sendable {
         requestTimeoutNanos = MonotonicClock.nanoseconds(configuration.requestTimeout)
         idleTimeoutNanos = MonotonicClock.nanoseconds(configuration.idleTimeout)
         writeTimeoutNanos = MonotonicClock.nanoseconds(configuration.writeTimeout)
+    }
+
+    /// Reserves `count` more body bytes from the server-wide budget; false (nothing reserved) if that would
+    /// pass `maxBufferedBodyBytes`. Any thread.
+    func reserveBodyBytes(_ count: Int) -> Bool {
+        let limit = configuration.maxBufferedBodyBytes
+        guard limit > 0 else {
+            bufferedBodyBytes.add(count, ordering: .relaxed)
+            return true
+        }
+        var current = bufferedBodyBytes.load(ordering: .relaxed)
+        while true {
+            guard count <= limit - current else { return false }
+            let (exchanged, actual) = bufferedBodyBytes.compareExchange(
+                expected: current, desired: current + count, ordering: .relaxed)
+            if exchanged { return true }
+            current = actual
+        }
+    }
+
+    /// Gives back bytes taken with `reserveBodyBytes`. Any thread.
+    func releaseBodyBytes(_ count: Int) {
+        bufferedBodyBytes.subtract(count, ordering: .relaxed)
     }
 
     /// The loop tick: often enough to enforce the shortest timeout within a quarter of it, at most 250 ms.

@@ -201,3 +201,31 @@ def test_a_stream_beyond_the_response_cap_reaches_the_client_whole_and_the_log_c
     assert row["status"] == 200
     assert row["response_truncated"] is True
     assert len(json.dumps(row["response"] or "")) < 8192
+
+
+def test_a_stream_cut_by_the_end_of_the_shutdown_grace_is_told_why_and_logged_as_the_servers_doing(start_flywheel, fake):
+    import signal
+    fw = start_flywheel(base_config(fake.url, fake.url, shutdown_grace=0.5))
+    fake.slow_stream(delay=0.05)  # never ends by itself
+    rid = f"cut-{time.monotonic_ns()}"
+    body = json.dumps({"model": "gpt-4o-mini", "stream": True, "messages": user_msg("hi")}).encode()
+    with socket.create_connection(("127.0.0.1", fw.port), timeout=30) as s:
+        s.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   f"x-request-id: {rid}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body)
+        data = b""
+        while b"tick" not in data:
+            data += s.recv(65536)
+        fw.send(signal.SIGTERM)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    assert data.endswith(b"0\r\n\r\n"), data[-200:]  # the chunked stream was ended, not cut
+    events = [line[6:] for line in data.decode(errors="replace").split("\n") if line.startswith("data: {")]
+    last = json.loads(events[-1].strip())
+    assert last["error"]["code"] == "server_shutdown"
+    assert fw.wait(30) == 0
+    row = fw.wait_logged(rid)
+    assert row["error"]["type"] == "server_shutdown"
+    assert row["incomplete"] is True

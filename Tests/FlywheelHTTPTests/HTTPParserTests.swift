@@ -87,10 +87,33 @@ final class HTTPParserTests: XCTestCase {
         XCTAssertFalse(parser.hasPartialRequest)
     }
 
-    func testBareLineFeedsAndLeadingEmptyLinesAreTolerated() throws {
-        let requests = try parseAll("\r\n\r\nGET / HTTP/1.0\nA: b\n\n")
-        XCTAssertEqual(requests.first?.version, .http1_0)
-        XCTAssertEqual(requests.first?.headers["a"], "b")
+    func testLeadingEmptyLinesAreTolerated() throws {
+        for pieceSize in [1, 2, .max] {
+            let requests = try parseAll("\r\n\r\nGET / HTTP/1.0\r\nA: b\r\n\r\n", pieceSize: pieceSize)
+            XCTAssertEqual(requests.first?.version, .http1_0, "piece size \(pieceSize)")
+            XCTAssertEqual(requests.first?.headers["a"], "b")
+        }
+    }
+
+    func testBareLineFeedIsRejectedEverywhere() {
+        assertRejected("GET / HTTP/1.1\nHost: h\r\n\r\n", status: 400)
+        assertRejected("GET / HTTP/1.1\r\nHost: h\n\r\n", status: 400)
+        assertRejected("GET / HTTP/1.1\r\nHost: h\r\n\n", status: 400)
+        assertRejected("GET / HTTP/1.0\nA: b\n\n", status: 400)
+        assertRejected("\nGET / HTTP/1.1\r\n\r\n", status: 400)
+        let chunked = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        assertRejected(chunked + "3\nabc\r\n0\r\n\r\n", status: 400)
+        assertRejected(chunked + "3\r\nabc\n0\r\n\r\n", status: 400)
+        assertRejected(chunked + "3\r\nabc\r\n0\n\r\n", status: 400)
+        assertRejected(chunked + "3\r\nabc\r\n0\r\n\n", status: 400)
+        assertRejected(chunked + "0\r\nX-Trailer: 1\n\r\n", status: 400)
+    }
+
+    func testBareCarriageReturnIsRejected() {
+        assertRejected("GET / HTTP/1.1\rHost: h\r\n\r\n", status: 400)
+        assertRejected("GET / HTTP/1.1\r\nA: b\rc\r\n\r\n", status: 400)
+        assertRejected("GET /\r HTTP/1.1\r\n\r\n", status: 400)
+        assertRejected("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\rX0\r\n\r\n", status: 400)
     }
 
     func testExpectContinueIsReportedBeforeBody() throws {
@@ -122,7 +145,6 @@ final class HTTPParserTests: XCTestCase {
         assertRejected("GET / HTTP/1.1\r\nNoColon\r\n\r\n", status: 400)
         assertRejected("GET / HTTP/1.1\r\n: empty-name\r\n\r\n", status: 400)
         assertRejected("GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", status: 400)
-        assertRejected("GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n", status: 400)
         assertRejected("GET / HTTP/1.1\r\nA: b\u{01}c\r\n\r\n", status: 400)
     }
 
@@ -142,11 +164,127 @@ final class HTTPParserTests: XCTestCase {
 
     func testContentLengthWithTransferEncodingIsRejected() {
         assertRejected("POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", status: 400)
+        assertRejected("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n", status: 400)
+        assertRejected("POST / HTTP/1.1\r\ncontent-length: 0\r\nTRANSFER-ENCODING: chunked\r\n\r\n0\r\n\r\n", status: 400)
+        // An unusable Transfer-Encoding must not let Content-Length win.
+        assertRejected("POST / HTTP/1.1\r\nTransfer-Encoding: \r\nContent-Length: 5\r\n\r\nabcde", status: 400)
     }
 
     func testUnsupportedTransferCodingsAreRejected() {
+        // Not ending in chunked: the body length cannot be known, 400 (RFC 9112 §6.3).
         assertRejected("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", status: 400)
+        assertRejected("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", status: 400)
+        // Well-formed but a coding we do not decode: 501 (RFC 9112 §6.1).
         assertRejected("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", status: 501)
+        assertRejected("POST / HTTP/1.1\r\nTransfer-Encoding: x-custom;q=1\r\nTransfer-Encoding: chunked\r\n\r\n", status: 501)
+    }
+
+    func testEmptyOrMalformedTransferEncodingIsRejected() {
+        let bodies = "0\r\n\r\n"
+        assertRejected("POST / HTTP/1.1\r\nTransfer-Encoding:\r\n\r\n" + bodies, status: 400)
+        assertRejected("POST / HTTP/1.1\r\nTransfer-Encoding: \r\nContent-Length: 3\r\n\r\nabc", status: 400)
+        assertRejected("POST / HTTP/1.1\r\nTransfer-Encoding: ,\r\n\r\n" + bodies, status: 400)
+        assertRejected("POST / HTTP/1.1\r\nTransfer-Encoding: chunked,\r\n\r\n" + bodies, status: 400)
+        assertRejected("POST / HTTP/1.1\r\nTransfer-Encoding: , chunked\r\n\r\n" + bodies, status: 400)
+        assertRejected("POST / HTTP/1.1\r\nTransfer-Encoding: \"chunked\"\r\n\r\n" + bodies, status: 400)
+        assertRejected("POST / HTTP/1.1\r\nTransfer-Encoding: chunked;x=1\r\n\r\n" + bodies, status: 400)
+        assertRejected("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\u{0B}\r\n\r\n" + bodies, status: 400)
+        assertRejected("POST / HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n" + bodies, status: 400)
+    }
+
+    func testChunkedMustBeLastAndOnlyOnce() {
+        let bodies = "0\r\n\r\n"
+        assertRejected("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n" + bodies, status: 400)
+        assertRejected("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n" + bodies,
+                       status: 400)
+        assertRejected("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n" + bodies,
+                       status: 400)
+    }
+
+    func testTransferEncodingIsCaseInsensitiveAndSplitAcrossLines() throws {
+        let text = "POST / HTTP/1.1\r\ntransfer-encoding: ChUnKeD\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+        XCTAssertEqual(try parseAll(text).first?.body, Array("ok".utf8))
+    }
+
+    func testTransferEncodingOnHTTP10IsRejected() {
+        assertRejected("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", status: 400)
+    }
+
+    func testWhitespaceBeforeColonIsRejected() {
+        assertRejected("POST / HTTP/1.1\r\nContent-Length : 3\r\n\r\nabc", status: 400)
+        assertRejected("POST / HTTP/1.1\r\nTransfer-Encoding\t: chunked\r\n\r\n0\r\n\r\n", status: 400)
+    }
+
+    func testObsoleteLineFoldingIsRejected() {
+        assertRejected("GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n", status: 400)
+        assertRejected("GET / HTTP/1.1\r\nA: b\r\n\tc\r\n\r\n", status: 400)
+        // Whitespace between the request line and the first field is the same thing (RFC 9112 §2.2).
+        assertRejected("GET / HTTP/1.1\r\n Host: h\r\n\r\n", status: 400)
+        assertRejected("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nA: b\r\n c\r\n\r\n", status: 400)
+    }
+
+    func testControlBytesInFieldsAreRejected() {
+        assertRejected("GET / HTTP/1.1\r\nA: b\u{00}c\r\n\r\n", status: 400)
+        assertRejected("GET / HTTP/1.1\r\nA\u{00}: b\r\n\r\n", status: 400)
+        assertRejected("GET / HTTP/1.1\r\nA\rB: b\r\n\r\n", status: 400)
+        assertRejected("GET / HTTP/1.1\r\nA: b\u{7F}\r\n\r\n", status: 400)
+        assertRejected("GET /\u{00} HTTP/1.1\r\n\r\n", status: 400)
+        assertRejected("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nA: \u{00}\r\n\r\n", status: 400)
+        assertRejected("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nNoColon\r\n\r\n", status: 400)
+    }
+
+    func testObsTextAndTabsInValuesAreAccepted() throws {
+        let requests = try parseAll("GET / HTTP/1.1\r\nA: caf\u{E9}\tb\r\n\r\n")
+        XCTAssertEqual(requests.first?.headers["a"], "caf\u{E9}\tb")
+    }
+
+    func testValidChunkExtensionsAreIgnored() throws {
+        let head = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        let lines = ["2;a\r\nok", "2 ; a = b\r\nok", "2;a=\"q \\\" ;=\"\r\nok", "2;a;b=c;d=\"\"\r\nok", "2\t;a\r\nok"]
+        for line in lines {
+            let requests = try parseAll(head + line + "\r\n0;last\r\n\r\n")
+            XCTAssertEqual(requests.first?.body, Array("ok".utf8), line)
+        }
+    }
+
+    func testInvalidChunkExtensionsAreRejected() {
+        let head = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        for line in ["2 \r\n", "2;\r\n", "2;=b\r\n", "2;a=\r\n", "2;a=\"open\r\n", "2;a=b c\r\n", "2;a b\r\n",
+                     "2;a=\"\u{01}\"\r\n", "2;a=\"\\\u{01}\"\r\n", "2;a\u{00}\r\n", "2x\r\n", "2,a\r\n", "\r\n", ";a\r\n"] {
+            assertRejected(head + line + "ok\r\n0\r\n\r\n", status: 400)
+        }
+    }
+
+    func testChunkExtensionBytesAreBoundedPerRequest() {
+        let head = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        // Each line is short, but together they pass the per-request bound.
+        let line = "1;" + String(repeating: "e", count: 1000) + "\r\nx\r\n"
+        assertRejected(head + String(repeating: line, count: 5) + "0\r\n\r\n", status: 400)
+    }
+
+    func testBodyIsReservedByContentLengthAndAnnounced() throws {
+        var parser = makeParser()
+        parser.append(Array("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc".utf8))
+        guard case .needMore = try parser.next() else { return XCTFail("expected needMore") }
+        XCTAssertEqual(parser.announcedBodyBytes, 10)
+        parser.append(Array("defghij".utf8))
+        guard case .request(let request) = try parser.next() else { return XCTFail("expected request") }
+        XCTAssertEqual(request.body, Array("abcdefghij".utf8))
+        XCTAssertEqual(parser.announcedBodyBytes, 0)
+    }
+
+    func testChunkSizesAreAnnouncedAsTheyArrive() throws {
+        var parser = makeParser()
+        parser.append(Array("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab".utf8))
+        guard case .needMore = try parser.next() else { return XCTFail("expected needMore") }
+        XCTAssertEqual(parser.announcedBodyBytes, 5)
+        parser.append(Array("cde\r\n3\r\n".utf8))
+        guard case .needMore = try parser.next() else { return XCTFail("expected needMore") }
+        XCTAssertEqual(parser.announcedBodyBytes, 8)
+        parser.append(Array("fgh\r\n0\r\n\r\n".utf8))
+        guard case .request(let request) = try parser.next() else { return XCTFail("expected request") }
+        XCTAssertEqual(request.body, Array("abcdefgh".utf8))
+        XCTAssertEqual(parser.announcedBodyBytes, 0)
     }
 
     func testOversizedHeaderSectionIsRejected() {

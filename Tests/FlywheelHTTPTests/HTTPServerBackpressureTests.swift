@@ -6,7 +6,7 @@ final class HTTPServerBackpressureTests: XCTestCase {
     func testClientThatStopsReadingIsDroppedAtPendingOutputLimit() throws {
         let closed = Box(false)
         let server = try startTestServer(responder: ClosureResponder { _, writer in
-            writer.onClose { closed.value = true }
+            writer.onClose { _ in closed.value = true }
             writer.startStream(status: 200, headers: [:])
             DispatchQueue.global().async {
                 let chunk = [UInt8](repeating: 120, count: 64 * 1024)
@@ -29,7 +29,7 @@ final class HTTPServerBackpressureTests: XCTestCase {
     func testClientThatReadsNothingIsDroppedAfterWriteTimeout() throws {
         let closed = Box(false)
         let server = try startTestServer(responder: ClosureResponder { _, writer in
-            writer.onClose { closed.value = true }
+            writer.onClose { _ in closed.value = true }
             writer.startStream(status: 200, headers: [:])
             writer.write([UInt8](repeating: 120, count: 32 << 20))
         }) {
@@ -70,7 +70,7 @@ final class HTTPServerBackpressureTests: XCTestCase {
         let writer = try XCTUnwrap(writerBox.value)
         XCTAssertTrue(writer.isClosed)
         let ran = Box(false)
-        writer.onClose { ran.value = true }
+        writer.onClose { _ in ran.value = true }
         XCTAssertTrue(ran.value)
         writer.send(HTTPResponse(status: 200))
         writer.endStream()

@@ -63,6 +63,42 @@ final class HTTPServerErrorTests: XCTestCase {
                         status: 400, server: server)
     }
 
+    func testBareLineFeedGets400() throws {
+        let server = try startRenderingServer()
+        defer { server.shutdown(gracePeriod: 1) }
+        try assertError("GET / HTTP/1.1\nHost: h\n\n", status: 400, server: server)
+    }
+
+    func testUnknownTransferCodingGets501() throws {
+        let server = try startRenderingServer()
+        defer { server.shutdown(gracePeriod: 1) }
+        try assertError("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", status: 501, server: server)
+    }
+
+    func testSmuggledRequestAfterEmptyTransferEncodingIsNeverAnswered() throws {
+        // A front end that ignores the empty Transfer-Encoding and one that honours Content-Length disagree on
+        // where the body ends; we refuse the message and close, so the tail is never parsed as a request.
+        let seen = Box<[String]>([])
+        let server = try startTestServer(responder: ClosureResponder { request, writer in
+            seen.update { $0.append(request.path) }
+            writer.send(HTTPResponse(status: 200))
+        })
+        defer { server.shutdown(gracePeriod: 1) }
+        let client = try TestClient(port: server.port)
+        try client.send("POST /front HTTP/1.1\r\nTransfer-Encoding:\r\nContent-Length: 32\r\n\r\n"
+                        + "GET /smuggled HTTP/1.1\r\n\r\n....")
+        XCTAssertEqual(try client.readResponse().status, 400)
+        XCTAssertTrue(client.waitForClose())
+        XCTAssertEqual(seen.value, [])
+    }
+
+    func testChunkDataEndingInBareLineFeedGets400() throws {
+        let server = try startRenderingServer()
+        defer { server.shutdown(gracePeriod: 1) }
+        try assertError("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\n0\r\n\r\n",
+                        status: 400, server: server)
+    }
+
     func testUnsupportedVersionGets505() throws {
         let server = try startRenderingServer()
         defer { server.shutdown(gracePeriod: 1) }

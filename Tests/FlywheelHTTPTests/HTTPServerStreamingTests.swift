@@ -63,9 +63,13 @@ final class HTTPServerStreamingTests: XCTestCase {
 
     func testOnCloseFiresWhenClientDisconnectsMidStream() throws {
         let closed = Box(0)
+        let reasons = Box<[HTTPCloseReason]>([])
         let writerBox = Box<HTTPResponseWriter?>(nil)
         let server = try startTestServer(responder: ClosureResponder { _, writer in
-            writer.onClose { closed.update { $0 += 1 } }
+            writer.onClose { reason in
+                reasons.update { $0.append(reason) }
+                closed.update { $0 += 1 }
+            }
             writer.startStream(status: 200, headers: [:])
             writer.write(Array("hello".utf8))
             writerBox.value = writer
@@ -84,10 +88,11 @@ final class HTTPServerStreamingTests: XCTestCase {
         writer.write(Array("ignored".utf8)) // no-op
         writer.endStream()
         XCTAssertTrue(eventually { server.inFlightCount == 0 && server.openConnectionCount == 0 })
-        let late = Box(false)
-        writer.onClose { late.value = true } // already gone: runs at once
-        XCTAssertTrue(late.value)
+        let late = Box<HTTPCloseReason?>(nil)
+        writer.onClose { late.value = $0 } // already gone: runs at once
+        XCTAssertEqual(late.value, .clientDisconnected)
         XCTAssertEqual(closed.value, 1)
+        XCTAssertEqual(reasons.value, [.clientDisconnected])
     }
 
     func testHTTP10StreamIsCloseDelimited() throws {

@@ -1,5 +1,6 @@
 import FlywheelEngine
 import FlywheelHTTP
+import FlywheelSockets
 import FlywheelJSON
 import Synchronization
 
@@ -53,17 +54,30 @@ final class LocalExchange: Sendable {
             // Chat streams open with the assistant role, as OpenAI's do; completions streams have no role.
             if responses.chat { send(responses.chunk(text: "", role: true)) }
         }
-        // A client that goes away stops its generation: the slot goes to the next request.
-        writer.onClose { [weak self] in self?.interrupted(.clientClosed) }
+        // A client that goes away stops its generation: the slot goes to the next request. At the end of the
+        // shutdown grace the server asks the same, and the client is told why.
+        writer.onClose { [weak self] reason in self?.interrupted(reason) }
     }
 
-    private func interrupted(_ reason: RequestOutcome.Interruption) {
-        let handle = state.withLock { s -> GenerationHandle? in
-            if s.interruption == nil { s.interruption = reason }
-            return s.handle
+    /// On the loop, from the writer. For a shutdown, what is written here is the last the client gets.
+    private func interrupted(_ reason: HTTPCloseReason) {
+        let (handle, ended) = state.withLock { s -> (GenerationHandle?, Bool) in
+            if s.interruption == nil { s.interruption = reason == .serverShutdown ? .serverShutdown : .clientClosed }
+            return (s.handle, s.ended)
+        }
+        if reason == .serverShutdown && !ended {
+            let error = Self.shutdownError
+            if stream {
+                writer.write(ServerSentEvents.encode(data: error.json.serializedString()))
+                writer.endStream()
+            } else {
+                writer.send(error.response(requestID: context.requestID))
+            }
         }
         handle?.cancel()
     }
+
+    static let shutdownError = OpenAIError.serverShutdown("The gateway shut down before the generation was complete; retry.")
 
     // MARK: scheduler thread
 
@@ -116,8 +130,15 @@ final class LocalExchange: Sendable {
                 if stream { writer.endStream() }
                 return
             }
-            let error = interruption == .serverShutdown || failure == .shuttingDown ? OpenAIError.serverShutdown() : Self.mapError(failure)
-            if interruption == .serverShutdown || failure == .shuttingDown { outcome.interruption = .serverShutdown }
+            if interruption == .serverShutdown {
+                // The client was told when the grace ran out; only the log is left to write.
+                outcome.error = Self.shutdownError
+                outcome.interruption = .serverShutdown
+                if !stream { outcome.status = Self.shutdownError.status }
+                return finish(outcome, firstText: firstText)
+            }
+            let error = Self.mapError(failure)
+            if failure == .shuttingDown { outcome.interruption = .serverShutdown }
             outcome.error = error
             if stream {
                 // The head is long gone: report in-band, as OpenAI does mid-stream.

@@ -1,4 +1,5 @@
 import FlywheelHTTP
+import FlywheelSockets
 import FlywheelJSON
 import FlywheelUpstream
 import Synchronization
@@ -27,7 +28,7 @@ final class ProxyExchange: UpstreamResponseHandler {
         var parseFailed = false
         var loggedStreamBytes = 0
         var logTruncated = false
-        var clientGone = false
+        var interruption: RequestOutcome.Interruption?
     }
     private let state = Mutex(State())
 
@@ -51,16 +52,30 @@ final class ProxyExchange: UpstreamResponseHandler {
         }
         if done { return }
         // A client that goes away cancels the upstream transfer: no tokens are paid for that nobody reads.
-        writer.onClose { [weak self] in self?.clientDisconnected() }
+        // At the end of the shutdown grace the server asks the same, and the client is told why.
+        writer.onClose { [weak self] reason in self?.interrupted(reason) }
     }
 
-    private func clientDisconnected() {
-        let transfer = state.withLock { s -> UpstreamTransfer? in
-            s.clientGone = true
-            return s.transfer
+    /// On the loop, from the writer: the client left, or the shutdown grace ran out (then what is written here
+    /// is the last the client gets).
+    private func interrupted(_ reason: HTTPCloseReason) {
+        let (transfer, streaming) = state.withLock { s -> (UpstreamTransfer?, Bool) in
+            if s.interruption == nil { s.interruption = reason == .serverShutdown ? .serverShutdown : .clientClosed }
+            return (s.transfer, s.streaming)
+        }
+        if reason == .serverShutdown {
+            let error = Self.shutdownError
+            if streaming {
+                writer.write(ServerSentEvents.encode(data: error.json.serializedString()))
+                writer.endStream()
+            } else {
+                writer.send(error.response(requestID: context.requestID))
+            }
         }
         transfer?.cancel()
     }
+
+    static let shutdownError = OpenAIError.serverShutdown("The gateway shut down before the response was complete; retry.")
 
     // MARK: UpstreamResponseHandler (the driver's loop thread)
 
@@ -132,7 +147,7 @@ final class ProxyExchange: UpstreamResponseHandler {
         outcome.firstByteNanos = timing.firstByteNanos
         if timing.startedNanos != 0 { outcome.serviceSeconds = Double(timing.finishedNanos &- timing.startedNanos) / 1e9 }
         let failure = completion.error
-        if let failure, let endpoint = failure.endpointName, !(s.clientGone || failure.isCancellation) {
+        if let failure, let endpoint = failure.endpointName, s.interruption == nil, !failure.isCancellation {
             ledger.metrics.upstreamError(upstream: endpoint, kind: failure.kind)
         }
 
@@ -140,7 +155,10 @@ final class ProxyExchange: UpstreamResponseHandler {
             // The head went out long ago: whatever happens now is reported inside the stream.
             var tail: [UInt8] = []
             if let failure {
-                if s.clientGone || failure.isCancellation {
+                if s.interruption == .serverShutdown {
+                    outcome.error = Self.shutdownError  // the client got it in the stream already
+                    outcome.interruption = .serverShutdown
+                } else if s.interruption == .clientClosed || failure.isCancellation {
                     outcome.status = 499
                     outcome.error = .clientClosed()
                     outcome.interruption = .clientClosed
@@ -171,7 +189,12 @@ final class ProxyExchange: UpstreamResponseHandler {
             outcome.error = error
             response = error.response(requestID: context.requestID)
         } else if let failure {
-            if s.clientGone || failure.isCancellation {
+            if s.interruption == .serverShutdown {
+                outcome.status = Self.shutdownError.status
+                outcome.error = Self.shutdownError
+                outcome.interruption = .serverShutdown
+                response = nil  // sent when the grace ran out
+            } else if s.interruption == .clientClosed || failure.isCancellation {
                 outcome.status = 499  // client closed the request, as nginx logs it
                 outcome.error = .clientClosed()
                 outcome.interruption = .clientClosed

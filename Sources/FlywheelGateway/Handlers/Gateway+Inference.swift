@@ -1,5 +1,6 @@
 import Dispatch
 import FlywheelHTTP
+import FlywheelSockets
 import FlywheelJSON
 import FlywheelUpstream
 #if canImport(Glibc)

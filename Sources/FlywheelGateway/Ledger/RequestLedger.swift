@@ -1,4 +1,5 @@
 import FlywheelHTTP
+import FlywheelSockets
 import FlywheelJSON
 import FlywheelStore
 

@@ -1,14 +1,20 @@
+import CLinux
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// A non-blocking stream socket descriptor. A plain value: the owner (one event loop) decides when to close it.
 /// Methods may be called from any thread, but each descriptor has exactly one owner that reads, writes and closes it.
-struct Socket: Sendable, Hashable {
-    let descriptor: Int32
+package struct Socket: Sendable, Hashable {
+    package let descriptor: Int32
+
+    /// Takes an open stream socket descriptor (the caller hands over ownership).
+    package init(descriptor: Int32) {
+        self.descriptor = descriptor
+    }
 
     /// A non-blocking listening socket bound to `address` with `SO_REUSEADDR` (and dual-stack for IPv6).
-    static func makeListener(address: SocketAddress, backlog: Int32) throws(SocketError) -> Socket {
+    package static func makeListener(address: SocketAddress, backlog: Int32) throws(SocketError) -> Socket {
         let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
         let fd = try SystemCall.runBlocking("socket") { Glibc.socket(address.family, type, 0) }
         let socket = Socket(descriptor: fd)
@@ -32,14 +38,13 @@ struct Socket: Sendable, Hashable {
     }
 
     /// Accepts one pending connection as a non-blocking socket; nil when none is waiting.
-    func accept() throws(SocketError) -> (Socket, SocketAddress)? {
+    package func accept() throws(SocketError) -> (Socket, SocketAddress)? {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let flags = Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
-        let accept4 = LinuxFunctions.shared.accept4
         let result = try withUnsafeMutablePointer(to: &storage) { pointer throws(SocketError) in
             try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa throws(SocketError) in
-                try SystemCall.run("accept4") { accept4(descriptor, sa, &length, flags) }
+                try SystemCall.run("accept4") { fw_accept4(descriptor, sa, &length, flags) }
             }
         }
         switch result {
@@ -50,24 +55,24 @@ struct Socket: Sendable, Hashable {
 
     /// One `recv`; `.processed(0)` means the peer closed its side.
     @inline(__always)
-    func receive(into buffer: UnsafeMutableRawBufferPointer) throws(SocketError) -> IOResult<Int> {
+    package func receive(into buffer: UnsafeMutableRawBufferPointer) throws(SocketError) -> IOResult<Int> {
         try SystemCall.run("recv") { Glibc.recv(descriptor, buffer.baseAddress, buffer.count, 0) }
     }
 
     /// One gathering `sendmsg` with `MSG_NOSIGNAL` (a vanished peer gives EPIPE, never SIGPIPE).
     @inline(__always)
-    func send(_ vectors: UnsafeMutableBufferPointer<iovec>) throws(SocketError) -> IOResult<Int> {
+    package func send(_ vectors: UnsafeMutableBufferPointer<iovec>) throws(SocketError) -> IOResult<Int> {
         var message = msghdr()
         message.msg_iov = vectors.baseAddress
         message.msg_iovlen = vectors.count
         return try SystemCall.run("sendmsg") { Glibc.sendmsg(descriptor, &message, Int32(MSG_NOSIGNAL)) }
     }
 
-    func setNoDelay() throws(SocketError) {
+    package func setNoDelay() throws(SocketError) {
         try setOption(level: Int32(IPPROTO_TCP), name: Int32(TCP_NODELAY), value: 1, callName: "setsockopt TCP_NODELAY")
     }
 
-    func setOption(level: Int32, name: Int32, value: Int32, callName: StaticString) throws(SocketError) {
+    package func setOption(level: Int32, name: Int32, value: Int32, callName: StaticString) throws(SocketError) {
         var value = value
         try SystemCall.runBlocking(callName) {
             setsockopt(descriptor, level, name, &value, socklen_t(MemoryLayout<Int32>.size))
@@ -75,17 +80,17 @@ struct Socket: Sendable, Hashable {
     }
 
     /// Sends FIN; reading stays possible. Errors (peer already gone) are irrelevant here and ignored.
-    func shutdownWrite() {
+    package func shutdownWrite() {
         _ = Glibc.shutdown(descriptor, Int32(SHUT_WR))
     }
 
     /// Closes the descriptor (which also removes it from any epoll set). Not retried on EINTR: on Linux the
     /// descriptor is released even then, and retrying could close someone else's.
-    func close() {
+    package func close() {
         _ = Glibc.close(descriptor)
     }
 
-    func localAddress() throws(SocketError) -> SocketAddress {
+    package func localAddress() throws(SocketError) -> SocketAddress {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         _ = try withUnsafeMutablePointer(to: &storage) { pointer throws(SocketError) in

@@ -1,3 +1,4 @@
+import CLinux
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -8,8 +9,7 @@ struct EventFD: Sendable {
     let descriptor: Int32
 
     init() throws(SocketError) {
-        let make = LinuxFunctions.shared.eventFD
-        descriptor = try SystemCall.runBlocking("eventfd") { make(0, O_CLOEXEC | O_NONBLOCK) }
+        descriptor = try SystemCall.runBlocking("eventfd") { fw_eventfd(0, fw_efd_cloexec | fw_efd_nonblock) }
     }
 
     func signal() {

@@ -4,10 +4,8 @@ import Glibc
 #endif
 import Synchronization
 
-/// Internal name of the server's loop type.
-typealias EventLoop = HTTPEventLoop
-
-/// One event-loop thread of the server, for components that want to run on it (e.g. an upstream client).
+/// One event-loop thread: the HTTP server runs its connections on a set of these, and other components can run
+/// on them too (e.g. an upstream client). Knows nothing about HTTP.
 ///
 /// Each loop is one thread running a level-triggered epoll loop over its registered handlers, a task queue that
 /// other threads feed through `execute` (woken with an eventfd), millisecond one-shot timers (`schedule`), and a
@@ -19,12 +17,12 @@ typealias EventLoop = HTTPEventLoop
 ///   `execute` task or one of their own callbacks. Every callback runs on the loop thread, never concurrently,
 ///   and may call any of these methods (including unwatching its own descriptor or cancelling other timers).
 /// - Callbacks must not block: they run between the server's own socket events.
-/// - Once the server stopped the loop (after `HTTPServer.shutdown`), `execute` drops its task (releasing the
+/// - Once its owner stopped the loop (e.g. `HTTPServer.shutdown`), `execute` drops its task (releasing the
 ///   closure without running it), and watched descriptors and timers are forgotten without their callbacks.
 ///
 /// Internal rules: `stop` may be called from any thread; `register`, `modify`, `deregister`, `runTicks` and
 /// `readBuffer` only on the loop thread; `start`/`join` once each, from outside.
-public final class HTTPEventLoop: @unchecked Sendable {
+public final class EventLoop: @unchecked Sendable {
     // Safety: the mutable stored properties (`handlers`, `generation`, `runningTasks`) are only touched on the
     // loop thread — inside `run`, or in methods that begin with `preconditionInEventLoop()`. `epoll`,
     // `wakeup` and `readBuffer` are immutable handles; the memory behind `readBuffer` and the epoll event array
@@ -37,9 +35,9 @@ public final class HTTPEventLoop: @unchecked Sendable {
     private static let wakeupToken = UInt64.max
 
     private let indexValue: Int
-    let tickNanos: UInt64
+    package let tickNanos: UInt64
     /// Scratch buffer for socket reads, reused by every handler of this loop (loop thread only).
-    let readBuffer: UnsafeMutableRawBufferPointer
+    package let readBuffer: UnsafeMutableRawBufferPointer
 
     private let epoll: Epoll
     private let wakeup: EventFD
@@ -61,7 +59,7 @@ public final class HTTPEventLoop: @unchecked Sendable {
     private var timers = LoopTimerHeap()
     private let resourcesReleased = Atomic<Bool>(false)
 
-    init(index: Int, tickNanos: UInt64, readBufferSize: Int = 64 * 1024) throws(SocketError) {
+    package init(index: Int, tickNanos: UInt64, readBufferSize: Int = 64 * 1024) throws(SocketError) {
         indexValue = index
         self.tickNanos = max(tickNanos, 1_000_000)
         epoll = try Epoll()
@@ -89,7 +87,7 @@ public final class HTTPEventLoop: @unchecked Sendable {
 
     // MARK: Any thread
 
-    /// Position of this loop in `HTTPServer.eventLoops` (0 owns the listening socket).
+    /// Position of this loop among its owner's loops (in `HTTPServer.eventLoops`, 0 owns the listening socket).
     public var index: Int { indexValue }
 
     /// True when called on this loop's thread.
@@ -98,7 +96,7 @@ public final class HTTPEventLoop: @unchecked Sendable {
     }
 
     @inline(__always)
-    func preconditionInEventLoop() {
+    package func preconditionInEventLoop() {
         precondition(inEventLoop, "must be called on event loop \(index)'s thread")
     }
 
@@ -117,7 +115,7 @@ public final class HTTPEventLoop: @unchecked Sendable {
     }
 
     /// Starts the loop thread.
-    func start() {
+    package func start() {
         let box = Unmanaged.passRetained(self)
         var handle = pthread_t()
         let result = pthread_create(&handle, nil, { argument in
@@ -130,7 +128,7 @@ public final class HTTPEventLoop: @unchecked Sendable {
     }
 
     /// Asks the loop to finish its iteration, tell every handler `loopWillStop`, and exit.
-    func stop() {
+    package func stop() {
         stopRequested.store(true, ordering: .sequentiallyConsistent)
         pendingTasks.withLock { queue in
             if !queue.isClosed { wakeup.signal() }
@@ -138,7 +136,7 @@ public final class HTTPEventLoop: @unchecked Sendable {
     }
 
     /// Waits for the thread to exit (after `stop`) and releases the epoll and eventfd descriptors.
-    func join() {
+    package func join() {
         precondition(!inEventLoop, "an event loop cannot join itself")
         if let handle = thread.withLock({ handle -> pthread_t? in defer { handle = nil }; return handle }) {
             pthread_join(handle, nil)
@@ -155,7 +153,7 @@ public final class HTTPEventLoop: @unchecked Sendable {
 
     // MARK: Loop thread only
 
-    func register(_ handler: any EventLoopHandler, descriptor: Int32, events: EpollEvents) throws(SocketError) {
+    package func register(_ handler: any EventLoopHandler, descriptor: Int32, events: EpollEvents) throws(SocketError) {
         preconditionInEventLoop()
         let slot = Int(descriptor)
         if slot >= handlers.count {
@@ -166,7 +164,7 @@ public final class HTTPEventLoop: @unchecked Sendable {
         handlers[slot] = Registration(handler: handler, generation: generation)
     }
 
-    func modify(descriptor: Int32, events: EpollEvents) throws(SocketError) {
+    package func modify(descriptor: Int32, events: EpollEvents) throws(SocketError) {
         preconditionInEventLoop()
         guard let registration = handlers[Int(descriptor)] else { return }
         try epoll.modify(descriptor, events: events, token: Self.token(descriptor, registration.generation))
@@ -174,14 +172,14 @@ public final class HTTPEventLoop: @unchecked Sendable {
 
     /// Forgets the handler. The caller closes the descriptor next, which removes it from the epoll set
     /// (we never duplicate descriptors), so no `EPOLL_CTL_DEL` is needed.
-    func deregister(descriptor: Int32) {
+    package func deregister(descriptor: Int32) {
         preconditionInEventLoop()
         let slot = Int(descriptor)
         if slot < handlers.count { handlers[slot] = nil }
     }
 
     /// Calls `tick` on every handler now (used to apply a state change promptly, e.g. a shutdown).
-    func runTicks() {
+    package func runTicks() {
         preconditionInEventLoop()
         let now = MonotonicClock.now()
         var slot = 0
@@ -215,7 +213,7 @@ public final class HTTPEventLoop: @unchecked Sendable {
                 throw SocketError(call: "watch", errno: EEXIST)
             }
             foreign.callback = callback
-            let code = epoll.foreignControl(3, descriptor, events, Self.token(descriptor, existing.generation))
+            let code = epoll.foreignControl(.modify, descriptor, events, Self.token(descriptor, existing.generation))
             if code == 0 { return }
             guard code == ENOENT else { throw SocketError(call: "epoll_ctl EPOLL_CTL_MOD", errno: code) }
             // Closed and reopened behind our back: register the new descriptor afresh (new generation).
@@ -228,7 +226,7 @@ public final class HTTPEventLoop: @unchecked Sendable {
             handlers.append(contentsOf: repeatElement(nil, count: slot - handlers.count + 1))
         }
         generation &+= 1
-        let code = epoll.foreignControl(1, descriptor, events, Self.token(descriptor, generation))
+        let code = epoll.foreignControl(.add, descriptor, events, Self.token(descriptor, generation))
         guard code == 0 else { throw SocketError(call: "epoll_ctl EPOLL_CTL_ADD", errno: code) }
         handlers[slot] = Registration(handler: watcher, generation: generation)
     }
@@ -242,23 +240,23 @@ public final class HTTPEventLoop: @unchecked Sendable {
         guard slot >= 0, slot < handlers.count, let existing = handlers[slot],
               existing.handler is ForeignWatcher else { return }
         handlers[slot] = nil
-        _ = epoll.foreignControl(2, descriptor, [], 0)  // ENOENT/EBADF when it was closed already: fine
+        _ = epoll.foreignControl(.remove, descriptor, [], 0)  // ENOENT/EBADF when it was closed already: fine
     }
 
     /// Loop thread only. Runs `callback` once on the loop after at least `afterMilliseconds` (0 or negative:
     /// at the end of the current iteration). Precision is the epoll timeout's (about 1 ms), independent of the
     /// server's tick. Returns a token for `cancel`.
     @discardableResult
-    public func schedule(afterMilliseconds: Int, _ callback: @escaping () -> Void) -> HTTPEventLoopTimer {
+    public func schedule(afterMilliseconds: Int, _ callback: @escaping () -> Void) -> EventLoopTimer {
         preconditionInEventLoop()
         let delay = UInt64(max(0, min(afterMilliseconds, 100_000_000))) &* 1_000_000
         let timer = LoopTimer(due: MonotonicClock.now() &+ delay, callback: callback)
         timers.insert(timer)
-        return HTTPEventLoopTimer(timer: timer)
+        return EventLoopTimer(timer: timer)
     }
 
     /// Loop thread only. The timer will not fire (no-op if it fired or was cancelled already).
-    public func cancel(_ token: HTTPEventLoopTimer) {
+    public func cancel(_ token: EventLoopTimer) {
         preconditionInEventLoop()
         timers.remove(token.timer)
         token.timer.callback = nil

@@ -1,5 +1,5 @@
 /// The outcome of a non-blocking system call: a value, or "not now" (EAGAIN/EWOULDBLOCK).
-enum IOResult<Value> {
+package enum IOResult<Value> {
     case processed(Value)
     case wouldBlock
 }

@@ -4,24 +4,24 @@ import Glibc
 
 /// Accepts connections on a listening socket and hands each to `onAccept`. Owned by one event loop; all
 /// methods run on its thread. Knows nothing about HTTP.
-final class Acceptor: EventLoopHandler {
+package final class Acceptor: EventLoopHandler {
     private let listener: Socket
     private let loop: EventLoop
     private let onAccept: (Socket, SocketAddress) -> Void
     private var isOpen = true
     private var paused = false
 
-    init(listener: Socket, loop: EventLoop, onAccept: @escaping (Socket, SocketAddress) -> Void) {
+    package init(listener: Socket, loop: EventLoop, onAccept: @escaping (Socket, SocketAddress) -> Void) {
         self.listener = listener
         self.loop = loop
         self.onAccept = onAccept
     }
 
-    func start() throws(SocketError) {
+    package func start() throws(SocketError) {
         try loop.register(self, descriptor: listener.descriptor, events: .input)
     }
 
-    func handleEvents(_ events: EpollEvents) {
+    package func handleEvents(_ events: EpollEvents) {
         // Bounded so one busy listener cannot starve the connections of this loop.
         for _ in 0..<64 where isOpen {
             do {
@@ -39,18 +39,18 @@ final class Acceptor: EventLoopHandler {
         }
     }
 
-    func tick(nowNanos: UInt64) {
+    package func tick(nowNanos: UInt64) {
         guard paused, isOpen else { return }
         paused = false
         try? loop.modify(descriptor: listener.descriptor, events: .input)
     }
 
-    func loopWillStop() {
+    package func loopWillStop() {
         close()
     }
 
     /// Stops accepting: new connection attempts are refused from now on.
-    func close() {
+    package func close() {
         guard isOpen else { return }
         isOpen = false
         loop.deregister(descriptor: listener.descriptor)

@@ -3,17 +3,17 @@ import Glibc
 #endif
 
 /// An IPv4 or IPv6 socket address. Immutable value; safe on any thread.
-struct SocketAddress: Sendable, CustomStringConvertible {
-    var storage: sockaddr_storage
-    var length: socklen_t
+package struct SocketAddress: Sendable, CustomStringConvertible {
+    package var storage: sockaddr_storage
+    package var length: socklen_t
 
-    init(storage: sockaddr_storage, length: socklen_t) {
+    package init(storage: sockaddr_storage, length: socklen_t) {
         self.storage = storage
         self.length = length
     }
 
     /// Resolves a host name or numeric address for listening (`getaddrinfo` with `AI_PASSIVE`).
-    static func resolve(host: String, port: UInt16) throws(SocketError) -> [SocketAddress] {
+    package static func resolve(host: String, port: UInt16) throws(SocketError) -> [SocketAddress] {
         var hints = addrinfo()
         hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
         hints.ai_family = AF_UNSPEC
@@ -41,9 +41,9 @@ struct SocketAddress: Sendable, CustomStringConvertible {
         String(decoding: text.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    var family: Int32 { Int32(storage.ss_family) }
+    package var family: Int32 { Int32(storage.ss_family) }
 
-    var port: UInt16 {
+    package var port: UInt16 {
         var copy = storage
         return withUnsafePointer(to: &copy) { pointer in
             pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
@@ -54,7 +54,7 @@ struct SocketAddress: Sendable, CustomStringConvertible {
     }
 
     /// "127.0.0.1:8080" or "[::1]:8080".
-    var description: String {
+    package var description: String {
         var copy = storage
         var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
         let host: String = withUnsafePointer(to: &copy) { pointer in

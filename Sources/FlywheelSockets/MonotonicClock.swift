@@ -2,7 +2,8 @@
 import Glibc
 #endif
 
-/// CLOCK_MONOTONIC in nanoseconds, the clock of `HTTPRequest.receivedAtNanos`. Stateless; any thread.
+/// CLOCK_MONOTONIC in nanoseconds, the clock of the event loops' timers and of request timestamps.
+/// Stateless; any thread.
 public enum MonotonicClock {
     @inline(__always)
     public static func now() -> UInt64 {
@@ -12,7 +13,7 @@ public enum MonotonicClock {
     }
 
     /// Seconds as nanoseconds, clamped to a sane range (negative or absurd values become 0 / ~100 years).
-    static func nanoseconds(_ seconds: Double) -> UInt64 {
+    package static func nanoseconds(_ seconds: Double) -> UInt64 {
         guard seconds > 0 else { return 0 }
         return UInt64(min(seconds, 3_000_000_000) * 1_000_000_000)
     }

@@ -6,9 +6,9 @@ import Glibc
 ///
 /// Retries `EINTR`, turns `EAGAIN`/`EWOULDBLOCK` into `.wouldBlock`, traps on `EBADF`/`EFAULT` (those mean
 /// our own bookkeeping is wrong, never bad input) and throws a `SocketError` naming the call for the rest.
-enum SystemCall {
+package enum SystemCall {
     @inline(__always)
-    static func run<Result: FixedWidthInteger>(
+    package static func run<Result: FixedWidthInteger>(
         _ name: StaticString, _ call: () -> Result
     ) throws(SocketError) -> IOResult<Result> {
         while true {
@@ -21,7 +21,7 @@ enum SystemCall {
             case EAGAIN, EWOULDBLOCK:
                 return .wouldBlock
             case EBADF, EFAULT:
-                preconditionFailure("\(name) failed with errno \(code): a descriptor or pointer bug in FlywheelHTTP")
+                preconditionFailure("\(name) failed with errno \(code): a descriptor or pointer bug in FlywheelSockets or its users")
             default:
                 throw SocketError(call: "\(name)", errno: code)
             }
@@ -31,7 +31,7 @@ enum SystemCall {
     /// For calls where `EAGAIN` is not an expected outcome: it is reported as an error like any other.
     @inline(__always)
     @discardableResult
-    static func runBlocking<Result: FixedWidthInteger>(
+    package static func runBlocking<Result: FixedWidthInteger>(
         _ name: StaticString, _ call: () -> Result
     ) throws(SocketError) -> Result {
         switch try run(name, call) {

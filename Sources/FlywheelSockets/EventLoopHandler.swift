@@ -1,5 +1,5 @@
 /// Something registered with an `EventLoop` for one descriptor. Every method is called on that loop's thread.
-protocol EventLoopHandler: AnyObject {
+package protocol EventLoopHandler: AnyObject {
     /// The descriptor became ready (level-triggered: called again while the condition holds).
     func handleEvents(_ events: EpollEvents)
     /// Called at least every tick interval with the current monotonic time, for timeouts.

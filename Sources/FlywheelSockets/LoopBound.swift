@@ -1,18 +1,18 @@
 /// Carries a value owned by one event loop through Sendable code (a writer, a task closure).
 /// The value is only reachable through `value`, which traps unless called on the owning loop's thread.
-struct LoopBound<Value>: @unchecked Sendable {
+package struct LoopBound<Value>: @unchecked Sendable {
     // Safety: `storage` is only ever touched via `value`, whose precondition guarantees we are on `loop`'s
     // single thread, so the non-Sendable value is never used concurrently. Moving the reference itself
     // between threads is fine (reference counting is atomic).
-    let loop: EventLoop
+    package let loop: EventLoop
     private let storage: Value
 
-    init(_ value: Value, loop: EventLoop) {
+    package init(_ value: Value, loop: EventLoop) {
         self.loop = loop
         self.storage = value
     }
 
-    var value: Value {
+    package var value: Value {
         loop.preconditionInEventLoop()
         return storage
     }
