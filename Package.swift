@@ -107,17 +107,27 @@ let package = Package(
             dependencies: ["FlywheelKernels", "FlywheelEngineAVX2", "FlywheelTokenizer", "FlywheelChatTemplate"],
             swiftSettings: optimizedHot),
 
+        // What the test suites share: an OpenAI-compatible fake upstream, a raw scripted server for the upstream
+        // client's edge cases, a blocking test client, temporary log databases and a harness that starts the real
+        // gateway. Lives under Tests/ so it never ships in the product.
+        .target(
+            name: "FlywheelTesting",
+            dependencies: ["FlywheelGateway", "FlywheelConfig", "FlywheelHTTP", "FlywheelUpstream", "FlywheelStore", "FlywheelJSON"],
+            path: "Tests/FlywheelTesting", swiftSettings: strict),
         .testTarget(name: "FlywheelTimersTests", dependencies: ["FlywheelTimers"], swiftSettings: strict),
         .testTarget(name: "FlywheelSocketsTests", dependencies: ["FlywheelSockets"], swiftSettings: strict),
         .testTarget(name: "FlywheelHTTPTests", dependencies: ["FlywheelHTTP", "FlywheelSockets"], swiftSettings: strict),
         .testTarget(
-            name: "FlywheelUpstreamTests", dependencies: ["FlywheelUpstream", "FlywheelTimers"], swiftSettings: strict),
+            name: "FlywheelUpstreamTests", dependencies: ["FlywheelUpstream", "FlywheelTimers", "FlywheelTesting"],
+            swiftSettings: strict),
         .testTarget(name: "FlywheelStoreTests", dependencies: ["FlywheelStore"], swiftSettings: strict),
         .testTarget(name: "FlywheelJSONTests", dependencies: ["FlywheelJSON"], swiftSettings: strict),
         .testTarget(name: "FlywheelConfigTests", dependencies: ["FlywheelConfig"], swiftSettings: strict),
         .testTarget(name: "FlywheelInspectTests", dependencies: ["FlywheelInspect"], swiftSettings: strict),
         .testTarget(
-            name: "FlywheelGatewayTests", dependencies: ["FlywheelGateway", "FlywheelChatTemplate", "FlywheelJSON"],
+            name: "FlywheelGatewayTests",
+            dependencies: ["FlywheelGateway", "FlywheelChatTemplate", "FlywheelJSON", "FlywheelTesting", "FlywheelStore",
+                           "FlywheelConfig", "FlywheelHTTP"],
             swiftSettings: strict),
         .testTarget(
             name: "FlywheelKernelsTests",

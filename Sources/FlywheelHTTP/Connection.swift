@@ -315,6 +315,12 @@ final class Connection: EventLoopHandler {
         finishResponse()
     }
 
+    func abort(from sender: HTTPResponseWriter) {
+        guard phase == .responding, writer === sender else { return }
+        closeCallbacks.removeAll()
+        close()
+    }
+
     func addCloseCallback(_ callback: @escaping @Sendable (HTTPCloseReason) -> Void, from sender: HTTPResponseWriter) {
         if writer === sender {
             if shutdownNotified {

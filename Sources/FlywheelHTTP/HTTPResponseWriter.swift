@@ -67,6 +67,21 @@ public final class HTTPResponseWriter: Sendable {
         }
     }
 
+    /// Closes the connection at once and leaves the response unfinished: the client sees it cut short (a chunked
+    /// body without its last chunk, a `Content-Length` body never sent). For a responder that has no proper way
+    /// to report a failure, such as a fake upstream in tests playing one that dies mid-stream. The `onClose`
+    /// callbacks do not run (the responder chose this end).
+    public func abort() {
+        guard !isClosed else { return }
+        let loop = connection.loop
+        if loop.inEventLoop {
+            connection.value.abort(from: self)
+        } else {
+            let connection = self.connection
+            loop.execute { connection.value.abort(from: self) }
+        }
+    }
+
     /// The event loop that owns the connection (responders are called on it; calls made there act at once).
     /// Any thread.
     public var eventLoop: HTTPEventLoop { connection.loop }

@@ -3,6 +3,7 @@ import Foundation
 import Synchronization
 import XCTest
 @testable import FlywheelUpstream
+import FlywheelTesting
 
 /// Proves that nothing in the client keeps a finished transfer alive, even when the handler keeps its
 /// `UpstreamTransfer` the way the gateway's exchange does (handler → transfer → job → handler).
@@ -74,7 +75,7 @@ final class TransferLifetimeTests: XCTestCase {
         init(_ job: TransferJob) { self.job = job }
     }
 
-    var server: FakeUpstreamServer { .shared }
+    var server: ScriptedUpstreamServer { .shared }
 
     /// Starts `count` transfers of `request`, each with a fresh handler that keeps its transfer. Only weak
     /// references to the jobs stay here.

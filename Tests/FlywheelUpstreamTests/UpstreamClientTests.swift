@@ -3,10 +3,11 @@ import Foundation
 import Synchronization
 import XCTest
 @testable import FlywheelUpstream
+import FlywheelTesting
 
 final class UpstreamClientTests: XCTestCase {
     static let secret = "sk-test-VERY-SECRET-0123456789"
-    var server: FakeUpstreamServer { .shared }
+    var server: ScriptedUpstreamServer { .shared }
     var client: UpstreamClient!
     /// The loop the client runs on (curl_multi_socket_action mode), as it runs on an HTTP event loop in the daemon.
     var driver: TestEventLoop?

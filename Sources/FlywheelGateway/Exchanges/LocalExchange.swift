@@ -33,7 +33,14 @@ final class LocalExchange: Sendable {
         self.includeUsage = includeUsage
         self.responses = LocalResponses(chat: chat, requestID: context.requestID, model: modelName,
                                         createdAtMillis: context.createdAtMillis, includeUsageField: includeUsage)
+        #if DEBUG
+        ExchangeCensus.locals.add(1, ordering: .relaxed)
+        #endif
     }
+
+    #if DEBUG
+    deinit { ExchangeCensus.locals.subtract(1, ordering: .relaxed) }
+    #endif
 
     /// Queues the generation; answers at once with an error when it cannot be queued.
     func start(scheduler: LocalInference, model: any GenerationModel, request: GenerationRequest) {

@@ -37,7 +37,14 @@ final class ProxyExchange: UpstreamResponseHandler {
         self.writer = writer
         self.context = context
         self.maxResponseBytes = maxResponseBytes
+        #if DEBUG
+        ExchangeCensus.proxies.add(1, ordering: .relaxed)
+        #endif
     }
+
+    #if DEBUG
+    deinit { ExchangeCensus.proxies.subtract(1, ordering: .relaxed) }
+    #endif
 
     /// Sends `request` through `client` (the one running on the writer's event loop).
     func start(_ request: UpstreamRequest, client: UpstreamClient?) {
