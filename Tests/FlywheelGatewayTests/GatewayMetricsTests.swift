@@ -1,3 +1,4 @@
+import FlywheelTesting
 import XCTest
 @testable import FlywheelGateway
 
@@ -55,5 +56,34 @@ final class GatewayMetricsTests: XCTestCase {
         XCTAssertTrue(text.contains(#"model="unknown",route="unknown",status="404""#), text)
         XCTAssertTrue(text.contains(#"model="none",route="none",status="400""#), text)
         XCTAssertFalse(text.contains(#"model="""#))
+    }
+}
+
+/// `/metrics` through the real gateway, fed by real requests.
+final class GatewayMetricsEndToEndTests: XCTestCase {
+    typealias Config = GatewayTestConfiguration
+
+    func testClientChosenModelNamesAreEscapedInTheScrape() throws {
+        let fake = try FakeUpstream()
+        let gateway = try GatewayHarness(yaml: Config.catchAll(fake))
+        let client = try gateway.connect()
+        // Quote, backslash, line feed and carriage return in the model name (JSON-escaped in the body).
+        let body = #"{"model":"we\"ird\\name\nx{a=\"1\"} 9\rz","messages":[{"role":"user","content":"hi"}]}"#
+        XCTAssertEqual(try client.post("/v1/chat/completions", json: body).status, 200)
+
+        let scrape = try client.get("/metrics")
+        XCTAssertEqual(scrape.status, 200)
+        XCTAssertTrue(scrape.header("Content-Type")?.hasPrefix("text/plain; version=0.0.4") ?? false)
+        let text = scrape.text
+        XCTAssertFalse(text.contains("\r"))
+        let expected = #"model="we\"ird\\name\nx{a=\"1\"} 9"# + "\u{FFFD}" + #"z""#
+        let lines = text.split(separator: "\n")
+        let line = try XCTUnwrap(lines.first { $0.hasPrefix("flywheel_requests_total") && $0.contains("we\\\"ird") }, text)
+        XCTAssertTrue(line.contains(expected), String(line))
+        XCTAssertTrue(line.contains(#"status="200""#) && line.hasSuffix("} 1"), String(line))
+        // Every line is a comment or one sample: the name cannot start a line of its own.
+        for line in lines where !line.hasPrefix("#") {
+            XCTAssertTrue(line.hasPrefix("flywheel_"), "injected line: \(line)")
+        }
     }
 }
