@@ -30,6 +30,26 @@ final class HTTPServerStreamingTests: XCTestCase {
         XCTAssertEqual(try client.readHead().status, 200)
     }
 
+    func testAbortClosesTheConnectionWithTheStreamUnfinished() throws {
+        let closeReasons = Box<[HTTPCloseReason]>([])
+        let server = try startTestServer(responder: ClosureResponder { _, writer in
+            writer.startStream(status: 200, headers: ["Content-Type": "text/event-stream"])
+            writer.onClose { reason in closeReasons.update { $0.append(reason) } }
+            writer.write(ServerSentEvents.encode(data: "partial"))
+            writer.abort()
+            writer.write(ServerSentEvents.encode(data: "never"))
+            writer.endStream()
+        })
+        defer { server.shutdown(gracePeriod: 1) }
+        let client = try TestClient(port: server.port)
+        try client.send("GET /stream HTTP/1.1\r\n\r\n")
+        XCTAssertEqual(try client.readHead().status, 200)
+        XCTAssertEqual(try client.readChunk().map { String(decoding: $0, as: UTF8.self) }, "data: partial\n\n")
+        XCTAssertTrue(client.waitForClose(), "no last chunk: the connection just ends")
+        XCTAssertTrue(eventually { server.inFlightCount == 0 && server.openConnectionCount == 0 })
+        XCTAssertEqual(closeReasons.value, [], "the responder chose this end: no onClose")
+    }
+
     func testWriterWorksFromAnotherThread() throws {
         let server = try startTestServer(responder: ClosureResponder { request, writer in
             DispatchQueue.global().async {

@@ -88,8 +88,9 @@ public final class FakeUpstream: Sendable {
             defer { s.hanging = [] }
             return s.hanging
         }
+        let models = self.models  // not `self`: the last reference must not be dropped on the fake's own loop
         for (request, writer) in parked {
-            writer.eventLoop.execute { Responder.answer(request, writer: writer, models: self.models) }
+            writer.eventLoop.execute { Responder.answer(request, writer: writer, models: models) }
         }
     }
 
@@ -150,7 +151,7 @@ public final class FakeUpstream: Sendable {
             case .hang:
                 state.withLock { $0.hanging.append((request, writer)) }
                 let events = self.events
-                writer.onClose { _ in events.add(Event.clientLeft) }
+                writer.onClose { reason in if reason == .clientDisconnected { events.add(Event.clientLeft) } }
                 events.add(Event.hanging)
             case .streamForever:
                 streamForever(request, writer: writer)
@@ -171,7 +172,7 @@ public final class FakeUpstream: Sendable {
             writer.startStream(status: 200, headers: FakeResponses.eventStreamHeaders)
             writer.write(FakeResponses.event(chat.chunk(delta: ["role": "assistant", "content": ""])))
             let events = self.events
-            writer.onClose { _ in events.add(Event.clientLeft) }
+            writer.onClose { reason in if reason == .clientDisconnected { events.add(Event.clientLeft) } }
             WordTicker(writer: writer, chat: chat).tick()
         }
 

@@ -50,7 +50,7 @@ public final class ScriptedUpstreamServer: Sendable {
                 return getsockname(fd, pointer, &length)
             }
         }
-        guard fd >= 0, bound == 0 else { throw TemporaryDatabaseError(message: "scripted server: listen failed, errno \(errno)") }
+        guard fd >= 0, bound == 0 else { throw TestSupportError("scripted server: listen failed, errno \(errno)") }
         listener = fd
         port = UInt16(bigEndian: address.sin_port)
         deadPort = LoopbackPort.unused()

@@ -11,7 +11,7 @@ public final class TemporaryDatabase: Sendable {
     public init() throws {
         var template = Array((NSTemporaryDirectory() + "/flywheel-test-XXXXXX").utf8CString)
         guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw TemporaryDatabaseError(message: "mkdtemp failed: errno \(errno)")
+            throw TestSupportError("mkdtemp failed: errno \(errno)")
         }
         directory = String(cString: made)
         path = directory + "/flywheel.db"
@@ -47,7 +47,8 @@ public final class TemporaryDatabase: Sendable {
     }
 }
 
-public struct TemporaryDatabaseError: Error, CustomStringConvertible {
-    public var message: String
-    public var description: String { message }
+/// A test fixture could not be set up (a system call failed).
+public struct TestSupportError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
 }
