@@ -48,6 +48,7 @@ struct ConfigFile: Decodable {
         var queue_capacity: Int?
         var batch_size: Int?
         var flush_interval: Double?
+        var cache_mb: Int?
     }
     struct FeedbackSection: Decodable {
         var webhook_secret: String?
@@ -101,6 +102,7 @@ struct ConfigFile: Decodable {
             c.log.queueCapacity = l.queue_capacity ?? c.log.queueCapacity
             c.log.batchSize = l.batch_size ?? c.log.batchSize
             c.log.flushInterval = l.flush_interval ?? c.log.flushInterval
+            c.log.cacheMB = l.cache_mb ?? c.log.cacheMB
         }
         if let f = feedback {
             c.feedback.webhookSecret = try Self.secret(literal: f.webhook_secret, env: f.webhook_secret_env,

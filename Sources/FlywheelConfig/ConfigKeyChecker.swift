@@ -17,7 +17,7 @@ enum ConfigKeyChecker {
             "idle_timeout", "write_timeout", "shutdown_grace", "max_response_bytes",
         ].map { ($0, Shape.any) })),
         "auth": .mapping(["keys": .list(.mapping(["id": .any, "key": .any, "key_env": .any]))]),
-        "log": .mapping(["path": .any, "queue_capacity": .any, "batch_size": .any, "flush_interval": .any]),
+        "log": .mapping(["path": .any, "queue_capacity": .any, "batch_size": .any, "flush_interval": .any, "cache_mb": .any]),
         "feedback": .mapping(["webhook_secret": .any, "webhook_secret_env": .any, "max_body_bytes": .any,
                               "signature_tolerance": .any, "wait_timeout": .any]),
         "upstreams": .list(.mapping([

@@ -80,6 +80,8 @@ public struct GatewayConfiguration: Sendable, Equatable {
         public var queueCapacity = 10_000
         public var batchSize = 1_000
         public var flushInterval = 0.05
+        /// MiB of SQLite page cache for the log writer; it fills as the log grows.
+        public var cacheMB = 32
     }
 
     public struct Feedback: Sendable, Equatable {
@@ -217,6 +219,7 @@ extension GatewayConfiguration {
         guard log.queueCapacity > 0, log.batchSize > 0, log.flushInterval > 0 else {
             throw ConfigurationError("log: queue_capacity, batch_size and flush_interval must be positive")
         }
+        guard log.cacheMB >= 1, log.cacheMB <= 65536 else { throw ConfigurationError("log.cache_mb must be 1...65536") }
         if let secret = feedback.webhookSecret, secret.isEmpty {
             // An empty key would verify signatures anyone can compute.
             throw ConfigurationError("feedback.webhook_secret is empty: give a secret, or remove the key to accept unsigned feedback")

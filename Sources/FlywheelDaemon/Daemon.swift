@@ -27,7 +27,8 @@ public final class Daemon: Sendable {
         let log: SQLiteLogWriter
         do {
             log = try SQLiteLogWriter(path: configuration.log.path, capacity: configuration.log.queueCapacity,
-                                maxBatch: configuration.log.batchSize, flushInterval: configuration.log.flushInterval)
+                                maxBatch: configuration.log.batchSize, flushInterval: configuration.log.flushInterval,
+                                      cacheKiB: configuration.log.cacheMB << 10)
         } catch {
             throw ConfigurationError("cannot open the log database \(configuration.log.path): \(error)")
         }

@@ -31,9 +31,11 @@ public final class SQLiteLogWriter: LogSink {
     ///   - maxBatch: most requests written per transaction.
     ///   - flushInterval: seconds an idle writer sleeps before checking the queue on its own.
     /// - Throws: `StoreError` (`.backend`, `.busy`, `.schemaTooNew`).
-    public init(path: String, capacity: Int = 10_000, maxBatch: Int = 1_000, flushInterval: Double = 0.05) throws(StoreError) {
+    /// - Parameter cacheKiB: the writer connection's SQLite page cache (it fills as the log grows).
+    public init(path: String, capacity: Int = 10_000, maxBatch: Int = 1_000, flushInterval: Double = 0.05,
+                cacheKiB: Int = 32 << 10) throws(StoreError) {
         precondition(capacity > 0 && maxBatch > 0 && flushInterval > 0, "SQLiteLogWriter limits must be positive")
-        let connection = try StoreDatabase.openForWriting(path: path)
+        let connection = try StoreDatabase.openForWriting(path: path, cacheKiB: cacheKiB)
         let core = WriterCore(capacity: capacity, maxBatch: maxBatch, flushInterval: flushInterval,
                               feedbackCapacity: Self.feedbackCapacity)
         let engine = try translatingSQLiteErrors { () throws(SQLiteError) in try WriterEngine(connection: connection, core: core) }

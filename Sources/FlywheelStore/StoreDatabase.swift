@@ -8,7 +8,7 @@ enum StoreDatabase {
 
     /// Read-write: WAL, `synchronous=NORMAL`, foreign keys on, migrated to `LogSchema.currentVersion`.
     /// The file is created if missing; its directory must already exist.
-    static func openForWriting(path: String) throws(StoreError) -> SQLiteConnection {
+    static func openForWriting(path: String, cacheKiB: Int = 32 << 10) throws(StoreError) -> SQLiteConnection {
         let directory = (path as NSString).deletingLastPathComponent
         var isDirectory: ObjCBool = false
         if !directory.isEmpty,
@@ -17,14 +17,14 @@ enum StoreDatabase {
         }
         let connection = try translatingSQLiteErrors { () throws(SQLiteError) in
             let connection = try SQLiteConnection(path: path, readOnly: false)
-            try configureForWriting(connection, path: path)
+            try configureForWriting(connection, path: path, cacheKiB: cacheKiB)
             return connection
         }
         try LogSchema.migrate(connection)
         return connection
     }
 
-    private static func configureForWriting(_ connection: SQLiteConnection, path: String) throws(SQLiteError) {
+    private static func configureForWriting(_ connection: SQLiteConnection, path: String, cacheKiB: Int) throws(SQLiteError) {
         try connection.execute("PRAGMA busy_timeout = \(busyTimeoutMillis)")
         let mode = try connection.withStatement("PRAGMA journal_mode = WAL") { s throws(SQLiteError) in
             try s.step() ? s.string(0) : ""
@@ -34,9 +34,10 @@ enum StoreDatabase {
                                     sql: "PRAGMA journal_mode = WAL")
         }
         try connection.execute("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON")
-        // A larger page cache and checkpoint interval: each page is then copied from the WAL to the database
-        // once per ~16 MiB of log instead of once per ~4 MiB, which roughly halves the writer's disk writes.
-        try connection.execute("PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 4000; PRAGMA journal_size_limit = 67108864")
+        // A larger page cache (32 MiB by default; it fills as the log grows and is the writer's largest use of
+        // memory) and checkpoint interval: each page is then copied from the WAL to the database once per
+        // ~16 MiB of log instead of once per ~4 MiB, which roughly halves the writer's disk writes.
+        try connection.execute("PRAGMA cache_size = -\(max(64, cacheKiB)); PRAGMA wal_autocheckpoint = 4000; PRAGMA journal_size_limit = 67108864")
     }
 
     /// Read-only, for the CLI. Never creates or migrates anything.
