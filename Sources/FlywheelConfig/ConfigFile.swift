@@ -40,6 +40,7 @@ struct ConfigFile: Decodable {
         var write_timeout: Double?
         var shutdown_grace: Double?
         var max_response_bytes: Int?
+        var max_buffered_body_bytes: Int?
     }
     struct AuthSection: Decodable { var keys: [KeySection]? }
     struct KeySection: Decodable { var id: String; var key: String?; var key_env: String? }
@@ -91,6 +92,7 @@ struct ConfigFile: Decodable {
             c.server.writeTimeout = s.write_timeout ?? c.server.writeTimeout
             c.server.shutdownGrace = s.shutdown_grace ?? c.server.shutdownGrace
             c.server.maxResponseBytes = s.max_response_bytes ?? c.server.maxResponseBytes
+            c.server.maxBufferedBodyBytes = s.max_buffered_body_bytes ?? c.server.maxBufferedBodyBytes
         }
         for k in auth?.keys ?? [] {
             let key = try Self.secret(literal: k.key, env: k.key_env, environment: environment, what: "auth.keys.\(k.id)")

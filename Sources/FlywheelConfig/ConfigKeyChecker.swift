@@ -14,7 +14,7 @@ enum ConfigKeyChecker {
     static let schema: Shape = .mapping([
         "server": .mapping(Dictionary(uniqueKeysWithValues: [
             "listen", "event_loops", "max_body_bytes", "max_header_bytes", "max_connections", "request_timeout",
-            "idle_timeout", "write_timeout", "shutdown_grace", "max_response_bytes",
+            "idle_timeout", "write_timeout", "shutdown_grace", "max_response_bytes", "max_buffered_body_bytes",
         ].map { ($0, Shape.any) })),
         "auth": .mapping(["keys": .list(.mapping(["id": .any, "key": .any, "key_env": .any]))]),
         "log": .mapping(["path": .any, "queue_capacity": .any, "batch_size": .any, "flush_interval": .any, "cache_mb": .any]),

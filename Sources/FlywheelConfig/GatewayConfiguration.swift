@@ -63,6 +63,9 @@ public struct GatewayConfiguration: Sendable, Equatable {
         public var shutdownGrace = 30.0
         /// A buffered (non-stream) upstream response larger than this is refused with 502.
         public var maxResponseBytes = 64 << 20
+        /// Request-body bytes being received across all connections at once; a new body that would go beyond
+        /// it gets 503 with `Retry-After` (0 turns the budget off).
+        public var maxBufferedBodyBytes = 256 << 20
     }
 
     public struct Auth: Sendable, Equatable {

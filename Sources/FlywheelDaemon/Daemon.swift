@@ -55,6 +55,7 @@ public final class Daemon: Sendable {
         var http = HTTPServerConfiguration(host: address.host, port: address.port)
         if let loops = configuration.server.eventLoops { http.eventLoopCount = max(1, loops) }
         http.maxBodyBytes = configuration.server.maxBodyBytes
+        http.maxBufferedBodyBytes = configuration.server.maxBufferedBodyBytes
         http.maxHeaderBytes = configuration.server.maxHeaderBytes
         http.maxConnections = configuration.server.maxConnections
         http.requestTimeout = configuration.server.requestTimeout

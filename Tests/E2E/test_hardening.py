@@ -229,3 +229,29 @@ def test_a_stream_cut_by_the_end_of_the_shutdown_grace_is_told_why_and_logged_as
     row = fw.wait_logged(rid)
     assert row["error"]["type"] == "server_shutdown"
     assert row["incomplete"] is True
+
+
+def test_a_body_with_a_hundred_thousand_keys_is_refused_by_name_and_does_not_hold_up_others(start_flywheel, fake):
+    import threading
+    fw = start_flywheel(base_config(fake.url, fake.url, max_body_bytes=16 << 20))
+    many = "{" + ",".join(f'"k{i}":{i}' for i in range(100_000)) + "}"
+    over = ('{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"metadata":' + many + "}").encode()
+    under = ('{"model":"nope","messages":[{"role":"user","content":"hi"}],"logit_bias":'
+             + "{" + ",".join(f'"{i}":0' for i in range(90_000)) + "}}").encode()
+    health: list[int] = []
+
+    def probe() -> None:
+        with httpx.Client(base_url=fw.base_url, timeout=30) as c:
+            for _ in range(20):
+                health.append(c.get("/healthz").status_code)
+
+    t = threading.Thread(target=probe)
+    t.start()
+    r = httpx.post(f"{fw.base_url}/v1/chat/completions", content=over, headers={"Content-Type": "application/json"}, timeout=60)
+    assert_openai_error(r.status_code, r.headers, r.content, expect_status=400, code="request_too_complex")
+    assert "max_object_members" in r.json()["error"]["message"]
+    # Just under the limit it is parsed (in linear time) and answered on its merits.
+    r = httpx.post(f"{fw.base_url}/v1/chat/completions", content=under, headers={"Content-Type": "application/json"}, timeout=60)
+    assert_openai_error(r.status_code, r.headers, r.content, expect_status=404, code="model_not_found")
+    t.join(60)
+    assert health == [200] * 20

@@ -237,6 +237,10 @@ def test_client_disconnect_stops_the_generation_and_logs_499(one_slot):
     row = one_slot.wait_logged(rid)
     assert row["status"] == 499
     assert row["route"] == "local"
+    # What was produced before the client left is logged, marked incomplete.
+    assert row["incomplete"] is True
+    assert row["usage"]["completion_tokens"] >= 1
+    assert row["response"]["choices"][0]["message"]["content"]
     # The slot is free again at once: the next request is served, not refused.
     resp = one_slot.client().chat.completions.create(model="tiny", messages=[{"role": "user", "content": "x"}], max_tokens=2)
     assert resp.choices[0].finish_reason in ("stop", "length")
@@ -360,3 +364,52 @@ def test_sigterm_lets_a_running_local_stream_finish_then_exits_0(long_grace):
     assert b"data: [DONE]" in data
     assert one_slot.wait(300) == 0
     assert one_slot.wait_logged(rid)["status"] == 200  # flushed to the log before exit
+
+
+@pytest.fixture
+def busy_queue(flywheel_bin, tmp_path):
+    """Two slots and a queue of 4, so queued requests can be abandoned."""
+    launcher = Launcher(flywheel_bin, tmp_path)
+    cfg = {"server": {"listen": "127.0.0.1:0", "shutdown_grace": 2},
+           "local_models": [{"name": "tiny", "path": str(QWEN)}],
+           "inference": {"slots": 2, "max_queued": 4}}
+    fw = launcher(cfg, name="busyqueue")
+    yield fw
+    problems = launcher.stop_all()
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+def test_queued_requests_whose_clients_left_give_up_their_places_at_once(busy_queue):
+    fw = busy_queue
+    running = [open_stream(fw, max_tokens=4000) for _ in range(2)]  # both slots busy
+    body = json.dumps({"model": "tiny", "max_tokens": 2, "messages": [{"role": "user", "content": "x"}]}).encode()
+    queued = []
+    for _ in range(4):
+        s = socket.create_connection(("127.0.0.1", fw.port), timeout=10)
+        rid = uid("queued")
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nx-request-id: "
+                  + rid.encode() + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        queued.append((s, rid))
+    # Wait until all four are queued (the metric says so), then abandon them.
+    from helpers import httpx
+    def queued_count() -> int:
+        for line in httpx.get(f"{fw.base_url}/metrics").text.splitlines():
+            if line.startswith("flywheel_local_generations_queued "):
+                return int(float(line.split()[1]))
+        return -1
+    from helpers import poll
+    poll(lambda: queued_count() == 4, timeout=30, what="four queued generations")
+    for s, _ in queued:
+        s.close()
+    for _, rid in queued:
+        assert fw.wait_logged(rid)["status"] == 499
+    assert queued_count() == 0
+    # The places are free: a new request is queued (not refused with 503) while the slots are still busy.
+    fresh = socket.create_connection(("127.0.0.1", fw.port), timeout=10)
+    fresh.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "
+                  + str(len(body)).encode() + b"\r\n\r\n" + body)
+    poll(lambda: queued_count() == 1, timeout=30, what="the fresh request queued")
+    fresh.close()
+    for s, _ in running:
+        s.close()

@@ -4,6 +4,7 @@ import Synchronization
 /// Safe to use from any thread.
 public final class GenerationHandle: Sendable {
     private let cancelled = Atomic<Bool>(false)
+    private let generated = Atomic<Int>(0)
     /// Takes the generation out of the scheduler's queue if it is still waiting there.
     private let withdraw: @Sendable (GenerationHandle) -> Void
 
@@ -21,6 +22,12 @@ public final class GenerationHandle: Sendable {
         guard !cancelled.exchange(true, ordering: .relaxed) else { return }
         withdraw(self)
     }
+
+    /// Tokens generated so far (the scheduler counts them as it samples), so a generation that ends early
+    /// can still be accounted for.
+    public var generatedTokens: Int { generated.load(ordering: .relaxed) }
+
+    func countGeneratedToken() { generated.add(1, ordering: .relaxed) }
 
     /// Whether `cancel` was called.
     public var isCancelled: Bool { cancelled.load(ordering: .relaxed) }

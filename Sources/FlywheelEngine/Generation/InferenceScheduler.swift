@@ -264,6 +264,7 @@ public final class InferenceScheduler: Sendable {
             return true
         }
         job.generated += 1
+        job.handle.countGeneratedToken()
         generatedTokensTotal.add(1, ordering: .relaxed)
         job.sampler.observe(token)
         let piece = job.textStream?.append(token) ?? ""

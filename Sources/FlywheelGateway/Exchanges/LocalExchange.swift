@@ -19,6 +19,7 @@ final class LocalExchange: Sendable {
         var text = ""
         var firstTextNanos: UInt64?
         var handle: GenerationHandle?
+        var promptTokens = 0
         var interruption: RequestOutcome.Interruption?
         var ended = false
     }
@@ -50,7 +51,10 @@ final class LocalExchange: Sendable {
         } catch {
             return ledger.reject(context, Self.mapError(error), writer: writer)
         }
-        state.withLock { $0.handle = handle }
+        state.withLock {
+            $0.handle = handle
+            $0.promptTokens = request.promptTokens.count
+        }
         if stream {
             var headers = HTTPHeaders()
             headers.add("Content-Type", "text/event-stream")
@@ -120,11 +124,16 @@ final class LocalExchange: Sendable {
                 writer.send(response)
             }
         case .failed(let failure):
-            let (text, firstText, interruption) = state.withLock { s in
+            let (text, firstText, interruption, handle, promptTokens) = state.withLock { s in
                 s.ended = true
-                return (s.text, s.firstTextNanos, s.interruption)
+                return (s.text, s.firstTextNanos, s.interruption, s.handle, s.promptTokens)
             }
             var outcome = RequestOutcome(status: 200)
+            if let handle, handle.generatedTokens > 0 {
+                // What was produced before the end is accounted for (and priced), marked incomplete.
+                outcome.usage = .init(prompt: promptTokens, completion: handle.generatedTokens,
+                                      total: promptTokens + handle.generatedTokens)
+            }
             if !text.isEmpty {
                 // What the client already got is kept, marked incomplete.
                 outcome.responseText = responses.partialCompletion(text: text).serializedString()
