@@ -112,7 +112,8 @@ let package = Package(
         // gateway. Lives under Tests/ so it never ships in the product.
         .target(
             name: "FlywheelTesting",
-            dependencies: ["FlywheelGateway", "FlywheelConfig", "FlywheelHTTP", "FlywheelUpstream", "FlywheelStore", "FlywheelJSON"],
+            dependencies: ["FlywheelDaemon", "FlywheelGateway", "FlywheelConfig", "FlywheelHTTP", "FlywheelUpstream",
+                           "FlywheelStore", "FlywheelJSON"],
             path: "Tests/FlywheelTesting", swiftSettings: strict),
         .testTarget(name: "FlywheelTimersTests", dependencies: ["FlywheelTimers"], swiftSettings: strict),
         .testTarget(name: "FlywheelSocketsTests", dependencies: ["FlywheelSockets"], swiftSettings: strict),

@@ -3,7 +3,7 @@ extension GatewayConfiguration {
     /// with no routes configured it also routes every model there.
     /// `--local-model NAME=PATH` entries replace a configured local model of the same name.
     public mutating func applyOverrides(listen: String?, database: String?, upstreamURL: String?, upstreamKey: String?,
-                                        localModels: [LocalModel] = [], threads: Int? = nil) {
+                                        localModels: [LocalModelSettings] = [], threads: Int? = nil) {
         if let listen { server.listen = listen }
         if let database { log.path = database }
         for model in localModels {
@@ -30,7 +30,7 @@ extension GatewayConfiguration {
     }
 }
 
-extension GatewayConfiguration.LocalModel {
+extension GatewayConfiguration.LocalModelSettings {
     /// Parses a `--local-model` value, `NAME=PATH`.
     public init(flag: String) throws {
         guard let eq = flag.firstIndex(of: "="), eq != flag.startIndex, flag.index(after: eq) != flag.endIndex else {

@@ -14,13 +14,13 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// USD per one million tokens, by model name (requested or served).
     public var prices: [String: Price] = [:]
     /// GGUF models served in process by the engine (route `local`).
-    public var localModels: [LocalModel] = []
+    public var localModels: [LocalModelSettings] = []
     /// How the engine runs local models.
     public var inference = Inference()
 
     public init() {}
 
-    public struct LocalModel: Sendable, Equatable {
+    public struct LocalModelSettings: Sendable, Equatable {
         /// The `model` name requests use.
         public var name: String
         /// Path of the GGUF file (Q8_0, F16 or F32 weights).

@@ -13,25 +13,30 @@ public final class Daemon: Sendable {
     public let gateway: Gateway
     private let http: HTTPServer
     private let upstreams: UpstreamPool
-    private let log: SQLiteLogWriter
+    private let log: any LogSink
     private let inference: LocalInference?
     /// The local models loaded at start, in configuration order.
     public let localModels: [LocalModel]
 
-    /// Builds the daemon; loads every configured local model first (mapping the files), so a bad
-    /// model file fails start-up with a message naming it.
-    public init(configuration: GatewayConfiguration) throws {
-        try configuration.validate()
-        self.configuration = configuration
-        let address = try ListenAddress(parsing: configuration.server.listen)
-        let log: SQLiteLogWriter
+    /// Opens the log the configuration names: SQLite at `log.path`.
+    public static func openLog(_ configuration: GatewayConfiguration) throws -> any LogSink {
         do {
-            log = try SQLiteLogWriter(path: configuration.log.path, capacity: configuration.log.queueCapacity,
-                                maxBatch: configuration.log.batchSize, flushInterval: configuration.log.flushInterval,
-                                      cacheKiB: configuration.log.cacheMB << 10)
+            return try SQLiteLogWriter(path: configuration.log.path, capacity: configuration.log.queueCapacity,
+                                       maxBatch: configuration.log.batchSize, flushInterval: configuration.log.flushInterval,
+                                       cacheKiB: configuration.log.cacheMB << 10)
         } catch {
             throw ConfigurationError("cannot open the log database \(configuration.log.path): \(error)")
         }
+    }
+
+    /// Builds the daemon; loads every configured local model first (mapping the files), so a bad
+    /// model file fails start-up with a message naming it. `openLog` opens the log sink (tests wrap it).
+    public init(configuration: GatewayConfiguration,
+                openLog: (GatewayConfiguration) throws -> any LogSink = Daemon.openLog) throws {
+        try configuration.validate()
+        self.configuration = configuration
+        let address = try ListenAddress(parsing: configuration.server.listen)
+        let log = try openLog(configuration)
         var inference: LocalInference?
         if !configuration.localModels.isEmpty {
             var limits = InferenceScheduler.Limits()
@@ -51,7 +56,7 @@ public final class Daemon: Sendable {
         }
         let upstreams = UpstreamPool()
         let gateway = Gateway(configuration: configuration, upstreams: upstreams, log: log,
-                              localModels: inference.map(LocalModelEntry.entries(for:)) ?? [], inference: inference)
+                              localModels: inference.map(LocalModelAdapter.entries(for:)) ?? [], inference: inference)
         var http = HTTPServerConfiguration(host: address.host, port: address.port)
         if let loops = configuration.server.eventLoops { http.eventLoopCount = max(1, loops) }
         http.maxBodyBytes = configuration.server.maxBodyBytes
@@ -103,6 +108,12 @@ public final class Daemon: Sendable {
     }
 
     public var port: UInt16 { http.port }
+
+    /// The HTTP event loops (each also runs its upstream client).
+    public var eventLoops: [HTTPEventLoop] { http.eventLoops }
+
+    /// Client connections open now.
+    public var openConnections: Int { http.openConnectionCount }
 
     /// Graceful stop: no new connections, in-flight requests and streams get `server.shutdown_grace` seconds,
     /// then the upstream client stops and the log is flushed and closed. Blocks until all of that is done.

@@ -38,9 +38,9 @@ public final class SQLiteLogWriter: LogSink {
         let connection = try StoreDatabase.openForWriting(path: path, cacheKiB: cacheKiB)
         let core = WriterCore(capacity: capacity, maxBatch: maxBatch, flushInterval: flushInterval,
                               feedbackCapacity: Self.feedbackCapacity)
-        let engine = try translatingSQLiteErrors { () throws(SQLiteError) in try WriterEngine(connection: connection, core: core) }
+        let batchWriter = try translatingSQLiteErrors { () throws(SQLiteError) in try SQLiteBatchWriter(connection: connection, core: core) }
         self.core = core
-        let thread = Thread { engine.run() }
+        let thread = Thread { batchWriter.run() }
         thread.name = "flywheel-log-writer"
         thread.start()
     }

@@ -42,9 +42,9 @@ struct ServeCommand: ParsableCommand {
             Console.error("flywheel: error: \(error)")
             throw ExitCode(StartupExit.configuration)
         }
-        let locals: [GatewayConfiguration.LocalModel]
+        let locals: [GatewayConfiguration.LocalModelSettings]
         do {
-            locals = try localModels.map(GatewayConfiguration.LocalModel.init(flag:))
+            locals = try localModels.map(GatewayConfiguration.LocalModelSettings.init(flag:))
         } catch {
             throw ValidationError("\(error)")
         }

@@ -193,12 +193,16 @@ def test_upstream_routes_still_work_beside_local_models(local):
 @pytest.fixture
 def one_slot(flywheel_bin, tmp_path):
     """A daemon with one slot and no queue, so a second concurrent request is refused."""
+    yield from tiny_daemon(flywheel_bin, tmp_path, "oneslot", slots=1, max_queued=0, grace=2)
+
+
+def tiny_daemon(flywheel_bin, tmp_path, name: str, *, slots: int, max_queued: int, grace: float):
+    """A daemon serving the tiny qwen model as 'tiny' with these inference limits; stopped (and checked) after."""
     launcher = Launcher(flywheel_bin, tmp_path)
-    cfg = {"server": {"listen": "127.0.0.1:0", "shutdown_grace": 2},
+    cfg = {"server": {"listen": "127.0.0.1:0", "shutdown_grace": grace},
            "local_models": [{"name": "tiny", "path": str(QWEN)}],
-           "inference": {"slots": 1, "max_queued": 0}}
-    fw = launcher(cfg, name="oneslot")
-    yield fw
+           "inference": {"slots": slots, "max_queued": max_queued}}
+    yield launcher(cfg, name=name)
     problems = launcher.stop_all()
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
@@ -338,15 +342,7 @@ def test_metrics_count_local_tokens(local):
 def long_grace(flywheel_bin, tmp_path):
     """One slot and a shutdown grace far longer than any generation here takes, however busy the machine:
     the test waits for the stream's end, not for a time."""
-    launcher = Launcher(flywheel_bin, tmp_path)
-    cfg = {"server": {"listen": "127.0.0.1:0", "shutdown_grace": 600},
-           "local_models": [{"name": "tiny", "path": str(QWEN)}],
-           "inference": {"slots": 1, "max_queued": 0}}
-    fw = launcher(cfg, name="longgrace")
-    yield fw
-    problems = launcher.stop_all()
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
+    yield from tiny_daemon(flywheel_bin, tmp_path, "longgrace", slots=1, max_queued=0, grace=600)
 
 
 def test_sigterm_lets_a_running_local_stream_finish_then_exits_0(long_grace):
@@ -369,15 +365,7 @@ def test_sigterm_lets_a_running_local_stream_finish_then_exits_0(long_grace):
 @pytest.fixture
 def busy_queue(flywheel_bin, tmp_path):
     """Two slots and a queue of 4, so queued requests can be abandoned."""
-    launcher = Launcher(flywheel_bin, tmp_path)
-    cfg = {"server": {"listen": "127.0.0.1:0", "shutdown_grace": 2},
-           "local_models": [{"name": "tiny", "path": str(QWEN)}],
-           "inference": {"slots": 2, "max_queued": 4}}
-    fw = launcher(cfg, name="busyqueue")
-    yield fw
-    problems = launcher.stop_all()
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
+    yield from tiny_daemon(flywheel_bin, tmp_path, "busyqueue", slots=2, max_queued=4, grace=2)
 
 
 def test_queued_requests_whose_clients_left_give_up_their_places_at_once(busy_queue):

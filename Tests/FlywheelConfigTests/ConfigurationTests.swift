@@ -102,10 +102,10 @@ final class ConfigurationTests: XCTestCase {
     }
 
     func testLocalModelFlagParsesNameAndPath() throws {
-        XCTAssertEqual(try GatewayConfiguration.LocalModel(flag: "bot=/m/a=b.gguf"), .init(name: "bot", path: "/m/a=b.gguf"))
-        XCTAssertThrowsError(try GatewayConfiguration.LocalModel(flag: "bot"))
-        XCTAssertThrowsError(try GatewayConfiguration.LocalModel(flag: "=x.gguf"))
-        XCTAssertThrowsError(try GatewayConfiguration.LocalModel(flag: "bot="))
+        XCTAssertEqual(try GatewayConfiguration.LocalModelSettings(flag: "bot=/m/a=b.gguf"), .init(name: "bot", path: "/m/a=b.gguf"))
+        XCTAssertThrowsError(try GatewayConfiguration.LocalModelSettings(flag: "bot"))
+        XCTAssertThrowsError(try GatewayConfiguration.LocalModelSettings(flag: "=x.gguf"))
+        XCTAssertThrowsError(try GatewayConfiguration.LocalModelSettings(flag: "bot="))
     }
 
     func testLocalModelOverrideReplacesTheConfiguredOneOfTheSameName() throws {

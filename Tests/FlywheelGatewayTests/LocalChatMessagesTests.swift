@@ -6,7 +6,7 @@ import XCTest
 final class LocalChatMessagesTests: XCTestCase {
     private func convert(_ json: String) throws -> [ChatMessage] {
         guard case .array(let messages) = try JSONParser.parse(Array(json.utf8)) else { XCTFail("not an array"); return [] }
-        return try LocalModelEntry.chatMessages(messages)
+        return try LocalModelAdapter.chatMessages(messages)
     }
 
     func testOpenAIMessagesBecomeTemplateMessages() throws {

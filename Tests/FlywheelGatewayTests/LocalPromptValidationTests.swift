@@ -15,7 +15,7 @@ private final class UnrunnableModel: GenerationModel {
 
 final class LocalPromptValidationTests: XCTestCase {
     /// One token per byte of text, no BOS; the chat "template" is one token per message.
-    private let entry = LocalModelEntry(
+    private let entry = LocalModelAdapter(
         name: "stub", model: UnrunnableModel(contextLength: 8), vocabularySize: 256,
         chatPrompt: { messages, _ in messages.map { _ in 1 } },
         textPrompt: { text in text.utf8.map { Int32($0) } })

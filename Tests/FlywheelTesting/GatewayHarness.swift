@@ -1,71 +1,55 @@
 import Dispatch
 import FlywheelConfig
+import FlywheelDaemon
 import FlywheelGateway
 import FlywheelHTTP
 import FlywheelStore
 import FlywheelUpstream
 
-/// The real gateway on 127.0.0.1 and a free port, logging to a temporary SQLite file: the parts `Daemon`
-/// assembles (log writer, per-loop upstream clients, gateway, HTTP server with the gateway's error renderer),
-/// put together the same way, with the log observed (`ObservedLog`) so tests can wait for rows, and the event
-/// loops at hand so tests can let them finish their work. Keep `init` in step with `Daemon.init`.
+/// The real daemon (`Daemon`, as `flywheel serve` assembles it) on 127.0.0.1 and a free port, logging to a
+/// temporary SQLite file through an `ObservedLog`, so tests can wait for rows, and with the event loops at
+/// hand so tests can let them finish their work.
 ///
-/// Configure it with the YAML a user would write; `server.listen` and `log.path` are set here.
+/// Configure it with the YAML a user would write; `server.listen`, `server.event_loops` and `log.path` are set here.
 public final class GatewayHarness {
     public let configuration: GatewayConfiguration
     public let database: TemporaryDatabase
     public let log: ObservedLog
-    public let gateway: Gateway
-    private let server: HTTPServer
-    private let upstreams: UpstreamPool
+    private let daemon: Daemon
     private var stopped = false
 
-    /// Starts the gateway with `yaml` (a configuration file's text) on `eventLoops` loops.
+    /// Starts the daemon with `yaml` (a configuration file's text) on `eventLoops` loops.
     public init(yaml: String, eventLoops: Int = 2, environment: [String: String] = [:]) throws {
         var configuration = try GatewayConfiguration.parse(yaml: yaml, source: "test configuration", environment: environment)
         configuration.server.listen = "127.0.0.1:0"
         configuration.server.eventLoops = eventLoops
         let database = try TemporaryDatabase()
         configuration.log.path = database.path
-        try configuration.validate()
         self.configuration = configuration
         self.database = database
-
-        let writer = try SQLiteLogWriter(path: configuration.log.path, capacity: configuration.log.queueCapacity,
-                                         maxBatch: configuration.log.batchSize, flushInterval: configuration.log.flushInterval)
-        log = ObservedLog(writer: writer)
-        upstreams = UpstreamPool()
-        gateway = Gateway(configuration: configuration, upstreams: upstreams, log: log)
-        var http = HTTPServerConfiguration(host: "127.0.0.1", port: 0)
-        http.eventLoopCount = eventLoops
-        http.maxBodyBytes = configuration.server.maxBodyBytes
-        http.maxHeaderBytes = configuration.server.maxHeaderBytes
-        http.maxConnections = configuration.server.maxConnections
-        http.requestTimeout = configuration.server.requestTimeout
-        http.idleTimeout = configuration.server.idleTimeout
-        http.writeTimeout = configuration.server.writeTimeout
-        http.errorRenderer = { status, message in
-            OpenAIError.forHTTPStatus(status, message: message).response(requestID: RequestID.newUUIDv7())
+        var observed: ObservedLog?
+        daemon = try Daemon(configuration: configuration) { configuration in
+            let writer = try SQLiteLogWriter(path: configuration.log.path, capacity: configuration.log.queueCapacity,
+                                             maxBatch: configuration.log.batchSize, flushInterval: configuration.log.flushInterval)
+            let log = ObservedLog(writer: writer)
+            observed = log
+            return log
         }
-        server = HTTPServer(configuration: http, responder: gateway)
-        var client = UpstreamClientConfiguration()
-        client.verifyTLS = configuration.upstreamTLS.verify
-        client.caBundlePath = configuration.upstreamTLS.caBundle
+        log = observed!
         do {
-            try upstreams.attach(to: server.eventLoops, configuration: client)
-            gateway.setConnectionCounter { [weak server] in server?.openConnectionCount ?? 0 }
-            try server.start()
+            try daemon.start()
         } catch {
-            server.shutdown(gracePeriod: 0)
-            upstreams.shutdown()
-            writer.close()
+            daemon.shutdown()
             throw error
         }
     }
 
+    /// The gateway the daemon serves.
+    public var gateway: Gateway { daemon.gateway }
+
     deinit { stop() }
 
-    public var port: UInt16 { server.port }
+    public var port: UInt16 { daemon.port }
 
     /// A new keep-alive connection to the gateway.
     public func connect() throws -> TestHTTPClient {
@@ -81,22 +65,19 @@ public final class GatewayHarness {
     /// Runs an empty task on every event loop and waits for them: whatever the loops were doing when this was
     /// called (callbacks, queued tasks) has finished, and the references those held are released.
     public func drainEventLoops() {
-        let loops = server.eventLoops
+        let loops = daemon.eventLoops
         let done = DispatchSemaphore(value: 0)
         for loop in loops { loop.execute { done.signal() } }
         for _ in loops { _ = done.wait(timeout: .now() + 10) }
     }
 
     /// Client connections open now, as `/metrics` reports them.
-    public var openConnections: Int { server.openConnectionCount }
+    public var openConnections: Int { daemon.openConnections }
 
-    /// The orderly stop `Daemon.shutdown` does (grace `server.shutdown_grace`), leaving the log file behind
-    /// for reading. Idempotent.
+    /// `Daemon.shutdown` (grace `server.shutdown_grace`), leaving the log file behind for reading. Idempotent.
     public func stop() {
         guard !stopped else { return }
         stopped = true
-        server.shutdown(gracePeriod: configuration.server.shutdownGrace)
-        upstreams.shutdown()
-        log.close()
+        daemon.shutdown()
     }
 }

@@ -117,8 +117,23 @@ run_wrk() {  # target url
     wrk -t"$1" -c"$2" -d"$DURATION" --latency -s "$HERE/chat.lua" "$url" > "$OUT/wrk-$target-c$2.txt"
   done
 }
+anon_rss_kb() { awk '/^RssAnon:/ {print $2}' "/proc/$1/status"; }
 run_wrk direct "$DIRECT_URL"
-[[ $DIRECT_ONLY == 0 ]] && run_wrk flywheel "$FW_URL"
+if [[ $DIRECT_ONLY == 0 ]]; then
+  RSS_BEFORE=$(anon_rss_kb "$FW_PID")
+  run_wrk flywheel "$FW_URL"
+  RSS_LOADED=$(anon_rss_kb "$FW_PID")
+  # Then let the log writer drain its queue (rows waiting are memory too) before reading memory again.
+  for _ in $(seq 1 600); do
+    depth=$(curl -fsS "http://127.0.0.1:$FW_PORT/metrics" | awk '/^flywheel_log_queue_depth / {print $2}')
+    [[ "${depth%.*}" == "0" ]] && break
+    sleep 0.1
+  done
+  RSS_AFTER=$(anon_rss_kb "$FW_PID")
+  # Once the load stops, memory must be back to its working size; the log's page cache (log.cache_mb,
+  # 32 MiB by default) is the one part that grows with the log.
+  echo "flywheel anonymous RSS: ${RSS_BEFORE} KB before the load, ${RSS_LOADED} KB at its end, ${RSS_AFTER} KB once the log queue drained" | tee "$OUT/rss.txt"
+fi
 
 # --- 4. shutdown flywheel -------------------------------------------------------------------------
 REPORT_ARGS=()

@@ -6,7 +6,7 @@ extension Gateway {
     /// Answers a chat or completions request whose model is served in process (route `local`).
     /// Called on the event loop after the common checks (auth, JSON, required fields); never blocks it:
     /// tokenizing and template rendering are quick, the generation runs on the scheduler thread.
-    func serveLocally(_ object: JSONObject, entry: LocalModelEntry, endpoint: InferenceEndpoint,
+    func serveLocally(_ object: JSONObject, entry: LocalModelAdapter, endpoint: InferenceEndpoint,
                       context: RequestContext, writer: HTTPResponseWriter) {
         guard let scheduler = inference, endpoint != .embeddings else {
             return fail(context, .invalidRequest("The local model '\(entry.name)' does not serve \(endpoint.rawValue).", param: "model"),
@@ -31,7 +31,7 @@ extension Gateway {
 
     /// The prompt tokens of a chat request: its `messages` (and `tools`, unless `tool_choice` is
     /// "none") through the model's chat template.
-    static func chatPromptTokens(_ object: JSONObject, entry: LocalModelEntry) throws(OpenAIError) -> [Int32] {
+    static func chatPromptTokens(_ object: JSONObject, entry: LocalModelAdapter) throws(OpenAIError) -> [Int32] {
         let messages = object["messages"]?.arrayValue ?? []
         var tools = object["tools"]
         if tools == .null || object["tool_choice"] == .string("none") { tools = nil }
@@ -41,7 +41,7 @@ extension Gateway {
     /// The prompt tokens of a completions request: `prompt` as one string (or a one-string array) or
     /// one array of token ids. An empty prompt is refused here, naming `prompt`: the model needs at
     /// least one token to continue from (a BOS the tokenizer would add is not the client's text).
-    static func completionPromptTokens(_ object: JSONObject, entry: LocalModelEntry) throws(OpenAIError) -> [Int32] {
+    static func completionPromptTokens(_ object: JSONObject, entry: LocalModelAdapter) throws(OpenAIError) -> [Int32] {
         let empty = OpenAIError.invalidRequest("'prompt' is empty; local models need at least one token of text to continue.",
                                                param: "prompt")
         switch object["prompt"] {

@@ -18,7 +18,7 @@ public final class Gateway: HTTPResponder {
     let authenticator: APIKeyAuthenticator
     let signature: WebhookSignature?
     /// Models served in process, by request name; they take precedence over routes.
-    let localModels: [String: LocalModelEntry]
+    let localModels: [String: LocalModelAdapter]
     /// Runs local generations; nil when no local model is configured.
     let inference: LocalInference?
     let catalog: ModelCatalog
@@ -27,7 +27,7 @@ public final class Gateway: HTTPResponder {
     let connectionCounter = Mutex<(@Sendable () -> Int)?>(nil)
 
     public init(configuration: GatewayConfiguration, upstreams: UpstreamPool, log: any LogSink, metrics: GatewayMetrics = GatewayMetrics(),
-                localModels: [LocalModelEntry] = [], inference: LocalInference? = nil) {
+                localModels: [LocalModelAdapter] = [], inference: LocalInference? = nil) {
         self.configuration = configuration
         self.router = ModelRouter(configuration: configuration)
         self.upstreams = upstreams

@@ -3,7 +3,7 @@ import FlywheelJSON
 
 /// A local model as the gateway serves it: the engine's model plus how OpenAI requests become prompt tokens.
 /// Immutable, shared by every event loop.
-public final class LocalModelEntry: Sendable {
+public final class LocalModelAdapter: Sendable {
     /// The `model` name requests use.
     public let name: String
     public let model: any GenerationModel

@@ -2,10 +2,10 @@ import FlywheelChatTemplate
 import FlywheelEngine
 import FlywheelJSON
 
-extension LocalModelEntry {
+extension LocalModelAdapter {
     /// One entry per model `inference` serves, in its order: what the gateway's `localModels` takes.
-    public static func entries(for inference: LocalInference) -> [LocalModelEntry] {
-        inference.models.map(LocalModelEntry.init)
+    public static func entries(for inference: LocalInference) -> [LocalModelAdapter] {
+        inference.models.map(LocalModelAdapter.init)
     }
 
     /// Serves `local` under its name: OpenAI messages become `ChatMessage`s for the model's chat template.

@@ -9,7 +9,7 @@ import Glibc
 /// `@unchecked Sendable` is safe because ownership moves exactly once: `SQLiteLogWriter.init` creates the
 /// engine, hands it to the thread it starts and never touches it again; from then on only that thread
 /// calls into it (and so into the non-thread-safe `SQLiteConnection`).
-final class WriterEngine: @unchecked Sendable {
+final class SQLiteBatchWriter: @unchecked Sendable {
     private let connection: SQLiteConnection
     private let core: WriterCore
 
