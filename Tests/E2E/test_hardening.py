@@ -255,3 +255,28 @@ def test_a_body_with_a_hundred_thousand_keys_is_refused_by_name_and_does_not_hol
     assert_openai_error(r.status_code, r.headers, r.content, expect_status=404, code="model_not_found")
     t.join(60)
     assert health == [200] * 20
+
+
+@pytest.mark.parametrize("raw, status", [
+    (b"GET /healthz HTTP/1.1\nHost: x\n\n", 400),                                                    # bare LF
+    (b"POST /v1/feedback HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+    (b"POST /v1/feedback HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \r\nContent-Length: 2\r\n\r\n{}", 400),
+    (b"POST /v1/feedback HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501),
+    (b"POST /v1/feedback HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2;ext=\"bad\r\n{}\r\n0\r\n\r\n", 400),
+    (b"GET /healthz HTTP/1.1\r\nHost : x\r\n\r\n", 400),                                              # space before colon
+])
+def test_ambiguous_framing_is_refused_in_openai_shape(gw, raw, status):
+    with socket.create_connection(("127.0.0.1", gw.fw.port), timeout=10) as s:
+        s.sendall(raw)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.split(b" ")[1] == str(status).encode(), data[:300]
+        length = int(next(l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")))
+        while len(body) < length:
+            body += s.recv(65536)
+    assert json.loads(body[:length])["error"]["type"] in ("invalid_request_error", "server_error")

@@ -84,6 +84,7 @@ extension OpenAIError {
         case 408: "request_timeout"
         case 413: "request_too_large"
         case 431: "headers_too_large"
+        case 501: "not_implemented"
         case 503: "overloaded"
         case 505: "http_version_not_supported"
         default: nil
