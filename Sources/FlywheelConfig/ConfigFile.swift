@@ -163,11 +163,15 @@ struct ConfigFile: Decodable {
 
     /// A literal value, or the named environment variable, which must then be set.
     static func secret(literal: String?, env: String?, environment: [String: String], what: String) throws -> String? {
+        if literal != nil && env != nil {
+            throw ConfigurationError("\(what): give the secret or the environment variable that holds it, not both")
+        }
         if let literal { return literal }
         guard let env else { return nil }
-        guard let value = environment[env], !value.isEmpty else {
+        guard let value = environment[env] else {
             throw ConfigurationError("\(what): environment variable \(env) is not set")
         }
+        guard !value.isEmpty else { throw ConfigurationError("\(what): environment variable \(env) is empty") }
         return value
     }
 

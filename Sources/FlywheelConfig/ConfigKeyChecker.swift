@@ -36,6 +36,9 @@ enum ConfigKeyChecker {
         ]),
     ])
 
+    /// Keys that hold secrets or name where a secret is read from.
+    static let secretKeys: Set<String> = ["webhook_secret", "webhook_secret_env", "key", "key_env", "api_key", "api_key_env"]
+
     /// Throws for the first unknown key found, naming its path.
     static func check(yaml: String, source: String) throws {
         guard let node = try Yams.compose(yaml: yaml) else { return }
@@ -53,6 +56,11 @@ enum ConfigKeyChecker {
                 guard let inner = known[key] else {
                     let where_ = path.isEmpty ? "at the top level" : "in \(path)"
                     throw ConfigurationError("\(source): unknown key '\(key)' \(where_) (known: \(known.keys.sorted().joined(separator: ", ")))")
+                }
+                // A secret key written with no value would read as "not configured" and quietly switch the
+                // protection off: say so instead.
+                if Self.secretKeys.contains(key), value.null != nil {
+                    throw ConfigurationError("\(source): \(here) has no value; give the secret, or remove the key")
                 }
                 try check(value, against: inner, path: here, source: source)
             }

@@ -223,12 +223,16 @@ extension GatewayConfiguration {
             throw ConfigurationError("log: queue_capacity, batch_size and flush_interval must be positive")
         }
         guard log.cacheMB >= 1, log.cacheMB <= 65536 else { throw ConfigurationError("log.cache_mb must be 1...65536") }
-        if let secret = feedback.webhookSecret, secret.isEmpty {
+        if let secret = feedback.webhookSecret, secret.allSatisfy({ $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" }) {
             // An empty key would verify signatures anyone can compute.
             throw ConfigurationError("feedback.webhook_secret is empty: give a secret, or remove the key to accept unsigned feedback")
         }
-        guard feedback.signatureTolerance > 0, feedback.waitTimeout > 0 else {
-            throw ConfigurationError("feedback: signature_tolerance and wait_timeout must be positive")
+        guard feedback.signatureTolerance >= 1, feedback.signatureTolerance <= 86_400 else {
+            // Beyond a day a replayed webhook is as good as a fresh one.
+            throw ConfigurationError("feedback.signature_tolerance must be 1...86400 seconds")
+        }
+        guard feedback.waitTimeout > 0, feedback.waitTimeout <= 3_600 else {
+            throw ConfigurationError("feedback.wait_timeout must be more than 0 and at most 3600 seconds")
         }
         var keyIDs = Set<String>()
         for k in auth.keys {

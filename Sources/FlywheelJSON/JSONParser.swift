@@ -29,6 +29,10 @@ public struct JSONParser {
         public var maxArrayElements: Int
         /// UTF-8 bytes of one string (key or value) after unescaping.
         public var maxStringBytes: Int
+        /// Refuse an object that names a key twice instead of keeping the last value. A request that a
+        /// proxy forwards as bytes should: the next parser on the way may keep the first value instead
+        /// (one reads `"model": "a"`, the other `"model": "b"`).
+        public var rejectsDuplicateKeys = false
 
         public init(maxDepth: Int = 256, maxObjectMembers: Int = 100_000, maxArrayElements: Int = 1_000_000,
                     maxStringBytes: Int = 16 * 1024 * 1024) {
@@ -155,7 +159,13 @@ public struct JSONParser {
                 if buffer[index] == UInt8(ascii: "}") { index += 1; break }
                 throw error("expected ',' or '}'")
             }
-            return .object(JSONObject(mergingDuplicates: entries))
+            let object = JSONObject(mergingDuplicates: entries)
+            if limits.rejectsDuplicateKeys, object.count < entries.count {
+                var seen = Set<String>()
+                let key = entries.first { !seen.insert($0.key).inserted }?.key ?? ""
+                throw JSONParseError(message: "duplicate key \"\(key.prefix(64))\"", offset: index - 1)
+            }
+            return .object(object)
         }
 
         mutating func parseArray(depth: Int) throws(JSONParseError) -> JSON {
@@ -206,6 +216,9 @@ public struct JSONParser {
             let text = String(decoding: UnsafeBufferPointer(rebasing: buffer[start..<index]), as: UTF8.self)
             if isInteger, let i = Int64(text) { return .int(i) }
             guard let d = Double(text) else { throw JSONParseError(message: "invalid number", offset: start) }
+            // A literal beyond Double's range would become infinity, which JSON cannot write back (it would
+            // turn into null on the way to an upstream or the log): refuse it rather than change it.
+            guard d.isFinite else { throw JSONParseError(message: "number out of range", offset: start) }
             return .double(d)
         }
 

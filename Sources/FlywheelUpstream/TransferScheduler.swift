@@ -387,7 +387,7 @@ final class TransferScheduler: @unchecked Sendable, CurlMultiDriverDelegate {
                 return .timedOut(endpoint: name, phase: "total", seconds: job.request.timeouts.total)
             }
             return .timedOut(endpoint: name, phase: "connect", seconds: job.request.timeouts.connect)
-        case CURLE_URL_MALFORMAT, CURLE_UNSUPPORTED_PROTOCOL:
+        case CURLE_URL_MALFORMAT:
             return .invalidRequest("endpoint \(name): \(message)")
         default:
             var cause = UpstreamFailureReason.Cause(curlCode: code, osErrno: osErrno)

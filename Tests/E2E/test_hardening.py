@@ -280,3 +280,118 @@ def test_ambiguous_framing_is_refused_in_openai_shape(gw, raw, status):
         while len(body) < length:
             body += s.recv(65536)
     assert json.loads(body[:length])["error"]["type"] in ("invalid_request_error", "server_error")
+
+
+class RawUpstream:
+    """Answers every request on a connection with the same raw bytes (whatever they are), then closes."""
+
+    def __init__(self, answer: bytes) -> None:
+        import socketserver
+        import threading
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = self.request.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                self.request.sendall(answer)
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def json_answer(obj: dict, status: str = "200 OK", ctype: str = "application/json") -> bytes:
+    body = json.dumps(obj).encode()
+    return (f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+
+
+@pytest.mark.parametrize("usage", [
+    {"prompt_tokens": 9223372036854775807, "completion_tokens": 1},
+    {"prompt_tokens": -5, "completion_tokens": 3, "total_tokens": -2},
+    {"prompt_tokens": "many", "completion_tokens": 1.5},
+])
+def test_absurd_usage_from_an_upstream_is_logged_as_unknown_not_a_crash(start_flywheel, usage):
+    up = RawUpstream(json_answer({"id": "x", "object": "chat.completion", "model": "m", "usage": usage,
+                                  "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}]}))
+    try:
+        fw = start_flywheel(base_config(up.url, up.url))
+        r = httpx.post(f"{fw.base_url}/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": user_msg("hi")})
+        assert r.status_code == 200
+        assert httpx.get(f"{fw.base_url}/healthz").status_code == 200
+        row = fw.wait_logged(r.headers["x-request-id"])
+        assert row["usage"] is None or row["usage"]["total_tokens"] is None or row["usage"]["total_tokens"] >= 0
+    finally:
+        up.stop()
+
+
+def test_an_upstream_that_does_not_speak_http_is_a_502_not_a_500(start_flywheel):
+    up = RawUpstream(b"garbage not http\r\n\r\n")
+    try:
+        fw = start_flywheel(base_config(up.url, up.url))
+        r = httpx.post(f"{fw.base_url}/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": user_msg("hi")}, timeout=60)
+        assert_openai_error(r.status_code, r.headers, r.content, expect_status=502)
+    finally:
+        up.stop()
+
+
+def test_a_non_openai_error_page_reaches_the_client_in_openai_shape_and_the_log_keeps_it(start_flywheel):
+    page = b"<html>502 Bad Gateway from 10.1.2.3:8000</html>"
+    up = RawUpstream(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/html\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(page), page))
+    try:
+        fw = start_flywheel(base_config(up.url, up.url))
+        r = httpx.post(f"{fw.base_url}/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": user_msg("hi")})
+        assert_openai_error(r.status_code, r.headers, r.content, expect_status=400, code="upstream_status_400")
+        assert "10.1.2.3" not in r.text
+        row = fw.wait_logged(r.headers["x-request-id"])
+        assert "10.1.2.3" in json.dumps(row["response"])
+    finally:
+        up.stop()
+
+
+@pytest.mark.parametrize("body, needle", [
+    (b'{"model":"expensive","model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}', 'duplicate key \\"model\\"'),
+    (b'{"model":"gpt-4o-mini","temperature":1e999,"messages":[{"role":"user","content":"hi"}]}', "out of range"),
+])
+def test_bodies_that_parsers_read_differently_are_refused(gw, body, needle):
+    r = httpx.post(f"{gw.fw.base_url}/v1/chat/completions", content=body, headers={"Content-Type": "application/json"})
+    assert_openai_error(r.status_code, r.headers, r.content, expect_status=400)
+    assert needle in r.text
+    assert all(b"expensive" not in q.body for q in gw.primary.requests)
+
+
+def test_feedback_can_name_the_renamed_copies_of_a_resent_id(gw):
+    rid = f"twice-{time.monotonic_ns()}"
+    for text in ("first", "second"):
+        r = httpx.post(f"{gw.fw.base_url}/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": user_msg(text)},
+                       headers={"x-request-id": rid})
+        assert r.status_code == 200
+    gw.fw.wait_logged(f"{rid}#2")
+    fb = httpx.post(f"{gw.fw.base_url}/v1/feedback", json={"request_id": f"{rid}#2", "signal": "rejected"})
+    assert fb.status_code == 200, fb.text
+    second = gw.fw.show(f"{rid}#2")
+    assert [f["signal"] for f in second["feedback"]] == ["rejected"]
+    assert "second" in json.dumps(second["request"])
+    bad = httpx.post(f"{gw.fw.base_url}/v1/feedback", json={"request_id": f"{rid}#x", "signal": "rejected"})
+    assert_openai_error(bad.status_code, bad.headers, bad.content, expect_status=400)
+
+
+def test_an_upstream_dying_mid_stream_marks_the_row_incomplete(gw):
+    gw.primary.close(after_chunks=2)
+    gw.backup.close(after_chunks=2)
+    with httpx.Client(base_url=gw.fw.base_url, timeout=30) as c:
+        body = {"model": "gpt-4o-mini", "stream": True, "messages": user_msg("a b c d e f g")}
+        with c.stream("POST", "/v1/chat/completions", json=body) as resp:
+            rid = resp.headers["x-request-id"]
+            lines = [line for line in resp.iter_lines() if line.startswith("data: ")]
+    assert '"error"' in lines[-1]
+    row = gw.fw.wait_logged(rid)
+    assert row["incomplete"] is True

@@ -115,4 +115,25 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertEqual(c.localModels.map(\.path), ["new.gguf", "two.gguf"])
         XCTAssertEqual(c.inference.threads, 1)
     }
+
+    func testSecretsThatWouldQuietlySwitchProtectionOffAreRefused() {
+        let cases: [(String, [String: String], String)] = [
+            ("feedback: {webhook_secret: \"\"}", [:], "empty"),
+            ("feedback: {webhook_secret: \"   \"}", [:], "empty"),
+            ("feedback:\n  webhook_secret:\n", [:], "no value"),
+            ("feedback: {webhook_secret: s, webhook_secret_env: X}", ["X": "t"], "not both"),
+            ("feedback: {webhook_secret_env: EMPTY}", ["EMPTY": ""], "is empty"),
+            ("feedback: {webhook_secret_env: UNSET}", [:], "is not set"),
+            ("feedback: {webhook_secret: s, signature_tolerance: 1e999}", [:], "signature_tolerance"),
+            ("feedback: {webhook_secret: s, signature_tolerance: 0}", [:], "signature_tolerance"),
+            ("feedback: {wait_timeout: 0}", [:], "wait_timeout"),
+            ("auth:\n  keys:\n    - {id: a, key: }\n", [:], "no value"),
+        ]
+        for (yaml, environment, needle) in cases {
+            XCTAssertThrowsError(try GatewayConfiguration.parse(yaml: yaml, environment: environment), yaml) { error in
+                XCTAssertTrue("\(error)".contains(needle), "\(yaml): \(error)")
+            }
+        }
+        XCTAssertEqual(try GatewayConfiguration.parse(yaml: "feedback: {webhook_secret: s, signature_tolerance: 60}").feedback.signatureTolerance, 60)
+    }
 }

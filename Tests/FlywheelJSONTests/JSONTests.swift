@@ -46,7 +46,24 @@ final class JSONTests: XCTestCase {
         XCTAssertEqual(try JSONParser.parse("1.5"), .double(1.5))
         XCTAssertEqual(JSON.double(3).serializedString(), "3")
         XCTAssertEqual(JSON.double(.nan).serializedString(), "null")
-        XCTAssertEqual(try JSONParser.parse("1e400").doubleValue, .infinity)
+        // Beyond Double's range: refused, not turned into infinity (which would be written back as null).
+        XCTAssertThrowsError(try JSONParser.parse("1e400")) { XCTAssertTrue("\($0)".contains("out of range")) }
+        XCTAssertThrowsError(try JSONParser.parse("[-1e999]"))
+        XCTAssertEqual(try JSONParser.parse("1e308").doubleValue, 1e308)
+    }
+
+    func testDuplicateKeysCanBeRefusedNamingTheKey() throws {
+        var strict = JSONParser.Limits()
+        strict.rejectsDuplicateKeys = true
+        XCTAssertThrowsError(try JSONParser.parse(#"{"model":"a","x":1,"model":"b"}"#, limits: strict)) {
+            XCTAssertTrue("\($0)".contains(#"duplicate key "model""#), "\($0)")
+        }
+        XCTAssertThrowsError(try JSONParser.parse(#"{"m":{"k":1,"k":2}}"#, limits: strict))
+        let many = "{" + (0..<40).map { "\"k\($0)\":\($0)" }.joined(separator: ",") + ",\"k7\":0}"
+        XCTAssertThrowsError(try JSONParser.parse(many, limits: strict)) { XCTAssertTrue("\($0)".contains("k7")) }
+        // The default keeps the last value, as most parsers do.
+        XCTAssertEqual(try JSONParser.parse(#"{"model":"a","model":"b"}"#)["model"], "b")
+        XCTAssertNoThrow(try JSONParser.parse(#"{"a":1,"b":{"a":2}}"#, limits: strict))
     }
 
     func testObjectSubscriptSetReplacesRemovesAppends() {

@@ -112,15 +112,20 @@ def main():
     ap.add_argument("--ctx", type=int, default=1024)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--baseline", help="a second flywheel binary (e.g. an earlier commit's) run in the same "
+                                       "alternation, reported as a ratio to it")
     a = ap.parse_args()
 
     prompt = make_prompt(a.prompt_words)
     results = []
     for path in a.models:
-        best = {"llama.cpp": None, "flywheel": None}
+        best = {"llama.cpp": None, "flywheel": None, "baseline": None}
+        runners = [("llama.cpp", lambda: run_llama_cpp(path, prompt, a.n_predict, a.threads, a.ctx)),
+                   ("flywheel", lambda: run_flywheel(a.flywheel, path, prompt, a.n_predict, a.threads, a.ctx))]
+        if a.baseline:
+            runners.append(("baseline", lambda: run_flywheel(a.baseline, path, prompt, a.n_predict, a.threads, a.ctx)))
         for _ in range(a.repeat):
-            for name, fn in (("llama.cpp", lambda: run_llama_cpp(path, prompt, a.n_predict, a.threads, a.ctx)),
-                             ("flywheel", lambda: run_flywheel(a.flywheel, path, prompt, a.n_predict, a.threads, a.ctx))):
+            for name, fn in runners:
                 r = fn()
                 b = best[name]
                 if b is None:
@@ -136,6 +141,11 @@ def main():
               f"decode {lc['decode_tokens']}/{fw['decode_tokens']} tokens (llama.cpp/flywheel), kernels {fw['kernels']}")
         print(f"  prompt  llama.cpp {lc['prompt_tps']:8.1f} tok/s   flywheel {fw['prompt_tps']:8.1f} tok/s   ratio {row['prompt_ratio']:.2f}")
         print(f"  decode  llama.cpp {lc['decode_tps']:8.1f} tok/s   flywheel {fw['decode_tps']:8.1f} tok/s   ratio {row['decode_ratio']:.2f}")
+        if best["baseline"]:
+            bl = best["baseline"]
+            row["baseline"] = bl
+            print(f"  baseline prompt {bl['prompt_tps']:8.1f} tok/s (flywheel / baseline {fw['prompt_tps'] / bl['prompt_tps']:.2f}), "
+                  f"decode {bl['decode_tps']:8.1f} tok/s (flywheel / baseline {fw['decode_tps'] / bl['decode_tps']:.2f})")
         sys.stdout.flush()
     if a.json:
         with open(a.json, "w") as f:

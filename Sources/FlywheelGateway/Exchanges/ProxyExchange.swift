@@ -173,6 +173,7 @@ final class ProxyExchange: UpstreamResponseHandler {
                     let (error, detail) = Self.clientError(for: failure)
                     outcome.error = error
                     outcome.errorDetail = detail
+                    outcome.cutShort = true
                     if case .shutdown = failure { outcome.interruption = .serverShutdown }
                     tail = ServerSentEvents.encode(data: error.json.serializedString())
                 }
@@ -218,13 +219,27 @@ final class ProxyExchange: UpstreamResponseHandler {
             var headers = responseHeaders(from: head)
             let contentType = head.value(for: "content-type") ?? "application/json"
             headers.set("Content-Type", contentType)
-            response = HTTPResponse(status: head.status, headers: headers, body: s.body)
             // The log keeps the upstream's bytes as sent; the parsed copy only feeds usage, model and errors.
             if !s.body.isEmpty { outcome.responseText = String(decoding: s.body, as: UTF8.self) }
-            if contentType.lowercased().contains("json"), let parsed = try? JSONParser.parse(s.body, limits: .depthOnly) {
+            var parsed: JSON?
+            if contentType.lowercased().contains("json") { parsed = try? JSONParser.parse(s.body, limits: .depthOnly) }
+            if let parsed {
                 outcome.modelServed = parsed["model"]?.stringValue
                 outcome.usage = .init(json: parsed["usage"])
                 if head.status >= 400 { outcome.upstreamError = parsed }
+            }
+            if head.status >= 400, parsed?["error"] == nil {
+                // An error page that is not OpenAI's shape (a proxy's HTML, a bare text) may name hosts and
+                // addresses and means nothing to the SDKs: the client gets the status in OpenAI's shape, the
+                // log keeps the page.
+                let error = OpenAIError(status: head.status, message: "The upstream '\(head.endpoint)' answered \(head.status) without an OpenAI error body.",
+                                        type: "upstream_error", code: "upstream_status_\(head.status)")
+                headers.set("Content-Type", "application/json")
+                response = HTTPResponse(status: head.status, headers: headers, body: error.json.serialized())
+                outcome.upstreamError = ["error": ["message": .string("the upstream answered \(head.status) without an OpenAI error body"),
+                                                   "code": .string("upstream_status_\(head.status)")]]
+            } else {
+                response = HTTPResponse(status: head.status, headers: headers, body: s.body)
             }
         } else {
             let error = OpenAIError.upstreamUnavailable("The upstream closed without a response.")
@@ -242,7 +257,9 @@ final class ProxyExchange: UpstreamResponseHandler {
     private func responseHeaders(from head: UpstreamResponseHead) -> HTTPHeaders {
         var headers = HTTPHeaders()
         headers.add("x-request-id", context.requestID)
-        for (name, value) in head.headers {
+        for (name, value) in head.headers where !value.utf8.contains(where: { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F }) {
+            // Control characters (an ESC in a request id) would reach the client's logs and terminals: such a
+            // header is not passed on.
             if name.hasPrefixIgnoringASCIICase("x-ratelimit-") || name.hasPrefixIgnoringASCIICase("openai-")
                 || name.equalsIgnoringASCIICase("retry-after") {
                 headers.add(name, value)

@@ -75,7 +75,7 @@ extension Gateway {
         guard let requestID = o["request_id"]?.stringValue, !requestID.isEmpty else {
             return .failure(.invalidRequest("Missing required parameter: 'request_id' (a string).", param: "request_id", code: "missing_required_parameter"))
         }
-        guard RequestID.isSane(requestID) else {
+        guard RequestID.isStoredID(requestID) else {
             return .failure(.invalidRequest("'request_id' is not a valid request id.", param: "request_id"))
         }
         let allowed = FeedbackSignal.allCases.map(\.rawValue).joined(separator: ", ")

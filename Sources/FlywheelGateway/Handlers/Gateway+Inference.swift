@@ -65,7 +65,9 @@ extension Gateway {
 
     static func parseBody(_ body: [UInt8]) -> Result<JSON, OpenAIError> {
         do {
-            return .success(try JSONParser.parse(body))
+            var limits = JSONParser.Limits()
+            limits.rejectsDuplicateKeys = true  // the body goes upstream as bytes: one meaning for every parser
+            return .success(try JSONParser.parse(body, limits: limits))
         } catch {
             if error.limit != nil {
                 return .failure(.invalidRequest("The request body exceeds a limit of this gateway: \(error.message).",

@@ -52,12 +52,11 @@ final class RequestLedger: Sendable {
         r.timeToFirstTokenMillis = outcome.firstByteNanos.map { Double($0 &- context.receivedAtNanos) / 1e6 }
         r.responseJSON = outcome.responseText
         r.responseTruncated = outcome.responseTruncated
-        r.incomplete = outcome.interruption != nil
+        r.incomplete = outcome.interruption != nil || outcome.cutShort
         r.modelServed = outcome.modelServed
         r.promptTokens = outcome.usage.prompt
         r.completionTokens = outcome.usage.completion
-        r.totalTokens = outcome.usage.total
-            ?? outcome.usage.prompt.flatMap { p in outcome.usage.completion.map { p + $0 } }
+        r.totalTokens = outcome.usage.total ?? outcome.usage.sum
         r.costUSD = prices.cost(requestedModel: context.modelRequested, servedModel: r.modelServed,
                                 promptTokens: r.promptTokens, completionTokens: r.completionTokens)
         if let error = outcome.error {

@@ -22,6 +22,8 @@ struct RequestOutcome: Sendable {
     /// error columns when `error` is nil.
     var upstreamError: JSON?
     var interruption: Interruption?
+    /// The response stopped before its end for another reason (the upstream failed mid-stream).
+    var cutShort = false
     /// The response as logged: the upstream's bytes, or the assembled stream, or a local answer.
     var responseText: String?
     /// The log's copy of the response was cut at the size cap (the client got everything).
@@ -53,11 +55,25 @@ struct RequestOutcome: Sendable {
             self.total = total
         }
 
-        /// Reads OpenAI's `usage` object.
+        /// Reads OpenAI's `usage` object. Counts come from the upstream: anything that is not a count (negative,
+        /// beyond a trillion) is treated as unknown rather than trusted into arithmetic.
         init(json usage: JSON?) {
-            prompt = usage?["prompt_tokens"]?.intValue
-            completion = usage?["completion_tokens"]?.intValue
-            total = usage?["total_tokens"]?.intValue
+            func count(_ key: String) -> Int? {
+                guard let n = usage?[key]?.intValue, (0...Self.maxCount).contains(n) else { return nil }
+                return n
+            }
+            prompt = count("prompt_tokens")
+            completion = count("completion_tokens")
+            total = count("total_tokens")
+        }
+
+        static let maxCount = 1_000_000_000_000
+
+        /// Prompt plus completion, when both are known.
+        var sum: Int? {
+            guard let prompt, let completion else { return nil }
+            let (total, overflow) = prompt.addingReportingOverflow(completion)
+            return overflow ? nil : total
         }
     }
 }

@@ -14,6 +14,15 @@ public enum RequestID {
         }
     }
 
+    /// An id as the log may hold it: a sane id, or a resent one renamed `id#2`, `id#3`, ... (feedback for the
+    /// second and later requests that reused a client's id names them so; `flywheel tail` shows them).
+    public static func isStoredID(_ id: String) -> Bool {
+        guard let hash = id.utf8.lastIndex(of: UInt8(ascii: "#")) else { return isSane(id) }
+        let base = id[..<hash], suffix = id.utf8[id.utf8.index(after: hash)...]
+        guard (1...9).contains(suffix.count), suffix.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return false }
+        return isSane(String(base))
+    }
+
     /// A new RFC 9562 UUIDv7: 48 bits of Unix milliseconds, then random bits, so ids sort by time.
     public static func newUUIDv7(nowMillis: UInt64 = UInt64(Date().timeIntervalSince1970 * 1000)) -> String {
         let (randA, randB) = RandomBits.next()
