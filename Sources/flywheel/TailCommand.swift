@@ -51,7 +51,13 @@ struct TailCommand: ParsableCommand {
             waiter.start()
         }
         let reader: SQLiteLogReader
-        do { reader = try SQLiteLogReader(path: db) } catch { throw ValidationError("\(error)") }
+        do {
+            reader = try SQLiteLogReader(path: db)
+        } catch {
+            // A missing or unreadable log is not a usage mistake: the message alone, exit 1.
+            Console.error("flywheel: \(TerminalText.visible("\(error)"))")
+            throw ExitCode(1)
+        }
         var options = LogTailer.Options()
         options.count = lines
         options.follow = follow

@@ -203,3 +203,11 @@ def test_tail_follow_prints_new_request_then_exits_0_on_sigterm(gw):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_missing_log_is_an_error_alone_not_a_usage_text(flywheel_bin, tmp_path):
+    from conftest import run_cli
+    for args in (["tail", "--db", str(tmp_path / "none.db")], ["show", "x\x1b[31m", "--db", str(tmp_path / "none.db")]):
+        p = run_cli(flywheel_bin, *args)
+        assert p.returncode == 1
+        assert "none.db" in p.stderr and "Usage:" not in p.stderr and "\x1b" not in p.stderr
