@@ -395,3 +395,17 @@ def test_an_upstream_dying_mid_stream_marks_the_row_incomplete(gw):
     assert '"error"' in lines[-1]
     row = gw.fw.wait_logged(rid)
     assert row["incomplete"] is True
+
+
+def test_feedback_waiting_for_a_request_that_never_ends_gets_503_with_retry_after(start_flywheel, fake):
+    cfg = base_config(fake.url, fake.url)
+    cfg["feedback"] = {"wait_timeout": 0.5}
+    fw = start_flywheel(cfg)
+    fake.slow_stream(delay=0.05)  # never ends by itself
+    with httpx.Client(base_url=fw.base_url, timeout=30) as c:
+        body = {"model": "gpt-4o-mini", "stream": True, "messages": user_msg("hi")}
+        with c.stream("POST", "/v1/chat/completions", json=body) as resp:
+            rid = resp.headers["x-request-id"]
+            fb = httpx.post(f"{fw.base_url}/v1/feedback", json={"request_id": rid, "signal": "accepted"}, timeout=30)
+    assert_openai_error(fb.status_code, fb.headers, fb.content, expect_status=503)
+    assert fb.headers.get("retry-after") == "1"
