@@ -44,10 +44,10 @@ final class LocalExchange: Sendable {
     #endif
 
     /// Queues the generation; answers at once with an error when it cannot be queued.
-    func start(scheduler: LocalInference, model: any GenerationModel, request: GenerationRequest) {
+    func start(inference: LocalInference, model: any GenerationModel, request: GenerationRequest) {
         let handle: GenerationHandle
         do {
-            handle = try scheduler.submit(model: model, request: request) { [self] event in self.handle(event) }
+            handle = try inference.submit(model: model, request: request) { [self] event in self.handle(event) }
         } catch {
             return ledger.reject(context, Self.mapError(error), writer: writer)
         }

@@ -8,9 +8,9 @@ extension Gateway {
     /// tokenizing and template rendering are quick, the generation runs on the scheduler thread.
     func serveLocally(_ object: JSONObject, entry: LocalModelAdapter, endpoint: InferenceEndpoint,
                       context: RequestContext, writer: HTTPResponseWriter) {
-        guard let scheduler = inference, endpoint != .embeddings else {
-            return fail(context, .invalidRequest("The local model '\(entry.name)' does not serve \(endpoint.rawValue).", param: "model"),
-                        writer: writer)
+        guard let inference, endpoint != .embeddings else {
+            return ledger.reject(context, .invalidRequest("The local model '\(entry.name)' does not serve \(endpoint.rawValue).", param: "model"),
+                                  writer: writer)
         }
         let chat = endpoint == .chatCompletions
         do throws(OpenAIError) {
@@ -23,9 +23,9 @@ extension Gateway {
             let request = GenerationRequest(promptTokens: prompt, maxTokens: options.maxTokens, sampling: options.sampling, stop: options.stop)
             let exchange = LocalExchange(ledger: ledger, writer: writer, context: context, modelName: entry.name,
                                          stream: options.stream, includeUsage: options.includeUsage, chat: chat)
-            exchange.start(scheduler: scheduler, model: entry.model, request: request)
+            exchange.start(inference: inference, model: entry.model, request: request)
         } catch {
-            fail(context, error, writer: writer)
+            ledger.reject(context, error, writer: writer)
         }
     }
 

@@ -124,11 +124,6 @@ public final class Gateway: HTTPResponder {
         path.utf8.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
     }
 
-    /// Ends a logged request the gateway refused itself.
-    func fail(_ context: RequestContext, _ error: OpenAIError, writer: HTTPResponseWriter) {
-        ledger.reject(context, error, writer: writer)
-    }
-
     func metricsResponse(requestID: String) -> HTTPResponse {
         let connections = connectionCounter.withLock { $0 }?() ?? 0
         let log = ledger.log
