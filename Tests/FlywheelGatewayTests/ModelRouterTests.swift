@@ -72,3 +72,18 @@ final class ModelPatternBytesTests: XCTestCase {
         XCTAssertTrue(ModelPattern("x*").matches(name))
     }
 }
+
+final class ASCIICaseTests: XCTestCase {
+    func testByteLevelCaseInsensitiveTests() {
+        XCTAssertTrue("Application/JSON; charset=utf-8".containsIgnoringASCIICase("json"))
+        XCTAssertTrue("application/vnd.api+json".containsIgnoringASCIICase("json"))
+        XCTAssertFalse("text/html".containsIgnoringASCIICase("json"))
+        XCTAssertFalse("jso".containsIgnoringASCIICase("json"))
+        XCTAssertTrue("JSON".containsIgnoringASCIICase("json"))
+        XCTAssertTrue("Text/Event-Stream; x".hasPrefixIgnoringASCIICase("text/event-stream"))
+        XCTAssertFalse("text/event".hasPrefixIgnoringASCIICase("text/event-stream"))
+        XCTAssertTrue("Retry-After".equalsIgnoringASCIICase("retry-after"))
+        XCTAssertFalse("Retry-After2".equalsIgnoringASCIICase("retry-after"))
+        XCTAssertFalse("é".containsIgnoringASCIICase("e"))
+    }
+}

@@ -222,7 +222,7 @@ final class ProxyExchange: UpstreamResponseHandler {
             // The log keeps the upstream's bytes as sent; the parsed copy only feeds usage, model and errors.
             if !s.body.isEmpty { outcome.responseText = String(decoding: s.body, as: UTF8.self) }
             var parsed: JSON?
-            if contentType.lowercased().contains("json") { parsed = try? JSONParser.parse(s.body, limits: .depthOnly) }
+            if contentType.containsIgnoringASCIICase("json") { parsed = try? JSONParser.parse(s.body, limits: .depthOnly) }
             if let parsed {
                 outcome.modelServed = parsed["model"]?.stringValue
                 outcome.usage = .init(json: parsed["usage"])
