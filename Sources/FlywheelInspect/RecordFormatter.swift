@@ -19,6 +19,7 @@ public enum RecordFormatter {
         o["model_requested"] = .optional(r.modelRequested)
         o["model_served"] = .optional(r.modelServed)
         o["route"] = .optional(r.route)
+        o["episode_id"] = .optional(r.episodeID)
         o["upstream"] = .optional(r.upstream)
         o["stream"] = .bool(r.stream)
         o["status"] = .int(Int64(r.status))
@@ -49,7 +50,7 @@ public enum RecordFormatter {
             "type": "feedback", "id": .int(f.id), "request_id": .string(f.requestID),
             "created_at": .string(isoTimestamp(millis: f.createdAtMillis)), "signal": .string(f.signal.rawValue),
             "value": .optional(f.value), "correction": .optional(f.correction), "comment": .optional(f.comment),
-            "source": .optional(f.source), "weight": .optional(f.weight),
+            "source": .optional(f.source), "weight": .optional(f.weight), "episode_id": .optional(f.episodeID),
         ]
     }
 
@@ -112,6 +113,7 @@ public enum RecordFormatter {
         field("cost", r.costUSD.map { "$" + formatNumber($0) })
         field("tags", r.tags.isEmpty ? nil : r.tags.joined(separator: ", "))
         field("user", r.user)
+        field("episode", r.episodeID)
         field("metadata", r.metadataJSON)
         field("client key", r.clientKeyID)
         field("incomplete", r.incomplete ? "yes: the response ended early (client gone or server stopping); logged as far as it got" : nil)

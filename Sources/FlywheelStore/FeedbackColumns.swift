@@ -2,7 +2,7 @@
 enum FeedbackColumns {
     static let names = [
         "request_id", "created_at", "signal", "value", "correction", "comment", "source", "weight",
-        "idempotency_key",
+        "idempotency_key", "episode_id",
     ]
 
     static let insertSQL =
@@ -21,6 +21,7 @@ enum FeedbackColumns {
         try s.bind(f.source, at: 7)
         try s.bind(f.weight, at: 8)
         try s.bind(f.idempotencyKey, at: 9)
+        try s.bind(f.episodeID, at: 10)
     }
 
     /// Decodes the current row of a statement that selected `selectList`. A signal this build does not
@@ -38,6 +39,7 @@ enum FeedbackColumns {
         f.source = s.optionalString(7)
         f.weight = s.optionalDouble(8)
         f.idempotencyKey = s.optionalString(9)
+        f.episodeID = s.optionalString(10)
         return StoredFeedback(rowID: f.id, record: f)
     }
 }

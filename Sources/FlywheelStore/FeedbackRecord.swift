@@ -3,7 +3,11 @@ public struct FeedbackRecord: Sendable, Equatable {
     /// Assigned by the store (0 before insert; ignored on submit).
     public var id: Int64
     /// The `RequestRecord.id` this is about. Must already be in the log (or enqueued before the submit).
+    /// Ignored on submit when `episodeID` is set.
     public var requestID: String
+    /// Feedback on a whole episode: on submit it is stored once for every request of the episode logged so
+    /// far (each stored row names its request and this episode); the idempotency key goes on the first.
+    public var episodeID: String?
     /// Unix milliseconds.
     public var createdAtMillis: Int64
     public var signal: FeedbackSignal
@@ -30,12 +34,15 @@ public struct FeedbackRecord: Sendable, Equatable {
         self.source = nil
         self.weight = nil
         self.idempotencyKey = nil
+        self.episodeID = nil
     }
 
     /// True when `other` says the same thing: every field but the store-assigned `id` and `createdAtMillis`
     /// (a retry is stamped later than the original) is equal.
     public func isSameSubmission(as other: FeedbackRecord) -> Bool {
-        requestID == other.requestID && signal == other.signal && value == other.value
+        // Episode feedback is stored on the episode's first request: the episode, not the request, says what it is about.
+        (episodeID != nil || other.episodeID != nil ? episodeID == other.episodeID : requestID == other.requestID)
+            && signal == other.signal && value == other.value
             && correction == other.correction && comment == other.comment && source == other.source
             && weight == other.weight && idempotencyKey == other.idempotencyKey
     }

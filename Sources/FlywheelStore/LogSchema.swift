@@ -75,6 +75,14 @@ public enum LogSchema {
             DROP INDEX requests_created_at;
             CREATE INDEX requests_created_at_id ON requests(created_at, id);
             """),
+        // Episodes group the requests of one conversation or task; feedback on an episode is stored on each of
+        // its requests, with the episode it was given for. The index is partial: rows without an episode
+        // (most traffic) cost no index write.
+        Migration(version: 5, summary: "episodes on requests and feedback", sql: """
+            ALTER TABLE requests ADD COLUMN episode_id TEXT;
+            CREATE INDEX requests_episode_id ON requests(episode_id) WHERE episode_id IS NOT NULL;
+            ALTER TABLE feedback ADD COLUMN episode_id TEXT;
+            """),
     ]
 
     /// Brings a read-write connection up to the last of `migrations` (by default this build's list; tests

@@ -6,7 +6,7 @@ enum RequestColumns {
         "model_requested", "model_served", "route", "upstream", "stream", "status", "error_type",
         "error_message", "request_json", "response_json", "latency_ms", "ttft_ms", "upstream_ms",
         "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd", "attempts", "response_truncated",
-        "incomplete",
+        "incomplete", "episode_id",
     ]
 
     static let insertSQL =
@@ -45,6 +45,7 @@ enum RequestColumns {
         try s.bind(record.attempts, at: 26)
         try s.bind(record.responseTruncated, at: 27)
         try s.bind(record.incomplete, at: 28)
+        try s.bind(record.episodeID, at: 29)
     }
 
     /// Decodes the current row of a statement that selected `selectList`.
@@ -73,6 +74,7 @@ enum RequestColumns {
         r.attempts = s.int(26)
         r.responseTruncated = s.int64(27) != 0
         r.incomplete = s.int64(28) != 0
+        r.episodeID = s.optionalString(29)
         return StoredRequest(rowID: s.int64(0), record: r)
     }
 }

@@ -20,6 +20,7 @@ struct RequestConditions {
         if filter.errorsOnly { clauses.append("(status >= 400 OR error_type IS NOT NULL)") }
         if filter.createdFrom != nil { clauses.append("created_at >= ?") }
         if filter.createdBefore != nil { clauses.append("created_at < ?") }
+        if filter.episode != nil { clauses.append("episode_id = ?") }
         self.whereClause = clauses.isEmpty ? "" : " WHERE " + clauses.joined(separator: " AND ")
     }
 
@@ -41,6 +42,7 @@ struct RequestConditions {
         try next(filter.status) { v, i throws(SQLiteError) in try s.bind(v, at: i) }
         try next(filter.createdFrom) { v, i throws(SQLiteError) in try s.bind(v, at: i) }
         try next(filter.createdBefore) { v, i throws(SQLiteError) in try s.bind(v, at: i) }
+        try next(filter.episode) { v, i throws(SQLiteError) in try s.bind(v, at: i) }
         return index
     }
 }

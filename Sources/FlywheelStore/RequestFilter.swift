@@ -13,6 +13,8 @@ public struct RequestFilter: Sendable, Equatable {
     public var createdFrom: Int64?
     /// Only requests created before this time (Unix milliseconds; exclusive).
     public var createdBefore: Int64?
+    /// Only the requests of this episode.
+    public var episode: String?
 
     public init(model: String? = nil, route: String? = nil, tag: String? = nil, status: Int? = nil,
                 errorsOnly: Bool = false, createdFrom: Int64? = nil, createdBefore: Int64? = nil) {

@@ -50,6 +50,9 @@ public struct RequestRecord: Sendable, Equatable {
     public var costUSD: Double?
     /// Upstream attempts (retries/fallbacks); 0 when none.
     public var attempts: Int
+    /// The episode (conversation or task) this request belongs to, from `x-flywheel-episode` or
+    /// `metadata.episode_id`.
+    public var episodeID: String?
 
     /// Everything not given is nil, empty, false or 0.
     public init(id: String, createdAtMillis: Int64, method: String, endpoint: String,
@@ -82,5 +85,6 @@ public struct RequestRecord: Sendable, Equatable {
         self.totalTokens = nil
         self.costUSD = nil
         self.attempts = 0
+        self.episodeID = nil
     }
 }

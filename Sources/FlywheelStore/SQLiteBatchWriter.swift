@@ -18,6 +18,7 @@ final class SQLiteBatchWriter: @unchecked Sendable {
     private static let rollbackSQL = "ROLLBACK"
     private static let requestExistsSQL = "SELECT 1 FROM requests WHERE id = ?"
     private static let feedbackByKeySQL = "SELECT \(FeedbackColumns.selectList) FROM feedback WHERE idempotency_key = ?"
+    private static let episodeRequestsSQL = "SELECT id FROM requests WHERE episode_id = ? ORDER BY created_at, id"
     private static let insertRequestSQL = RequestColumns.insertSQL + " ON CONFLICT(id) DO NOTHING"
     /// The suffix for the next copy of a resent id: 2 the first time, one more each time after.
     private static let nextSuffixSQL = """
@@ -30,7 +31,7 @@ final class SQLiteBatchWriter: @unchecked Sendable {
         self.core = core
         // Prepare everything up front so a broken statement fails `SQLiteLogWriter.init`, not the first batch.
         for sql in [Self.beginSQL, Self.commitSQL, Self.rollbackSQL, Self.requestExistsSQL, Self.feedbackByKeySQL,
-                    Self.insertRequestSQL, Self.nextSuffixSQL, FeedbackColumns.insertSQL] {
+                    Self.insertRequestSQL, Self.nextSuffixSQL, FeedbackColumns.insertSQL, Self.episodeRequestsSQL] {
             _ = try connection.statement(sql)
         }
     }
@@ -238,6 +239,9 @@ final class SQLiteBatchWriter: @unchecked Sendable {
                 return .failure(.idempotencyConflict(key))
             }
         }
+        if let episode = feedback.episodeID {
+            return try applyToEpisode(feedback, episode: episode)
+        }
         let known = try connection.withStatement(Self.requestExistsSQL) { s throws(SQLiteError) in
             try s.bind(feedback.requestID, at: 1)
             return try s.step()
@@ -248,6 +252,31 @@ final class SQLiteBatchWriter: @unchecked Sendable {
             _ = try s.step()
         }
         return .success(FeedbackSubmission(feedbackID: connection.lastInsertRowID, duplicate: false))
+    }
+
+    /// Episode feedback: one row per request of the episode logged so far, the idempotency key on the first.
+    private func applyToEpisode(_ feedback: FeedbackRecord, episode: String) throws(SQLiteError) -> Result<FeedbackSubmission, StoreError> {
+        let ids = try connection.withStatement(Self.episodeRequestsSQL) { s throws(SQLiteError) -> [String] in
+            try s.bind(episode, at: 1)
+            var ids: [String] = []
+            while try s.step() { ids.append(s.string(0)) }
+            return ids
+        }
+        guard !ids.isEmpty else { return .failure(.unknownRequest("episode:" + episode)) }
+        var firstRowID: Int64 = 0
+        for (i, id) in ids.enumerated() {
+            var row = feedback
+            row.requestID = id
+            if i > 0 { row.idempotencyKey = nil }
+            try connection.withStatement(FeedbackColumns.insertSQL) { s throws(SQLiteError) in
+                try FeedbackColumns.bind(row, to: s)
+                _ = try s.step()
+            }
+            if i == 0 { firstRowID = connection.lastInsertRowID }
+        }
+        var submission = FeedbackSubmission(feedbackID: firstRowID, duplicate: false)
+        submission.rows = ids.count
+        return .success(submission)
     }
 
     /// Everything is committed: fold the WAL back into the main file, close, and release `close()` callers.

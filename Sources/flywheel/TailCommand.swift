@@ -33,6 +33,9 @@ struct TailCommand: ParsableCommand {
     @Option(name: .long, help: "Only requests answered with this HTTP status.")
     var status: Int?
 
+    @Option(name: .long, help: "Only the requests of this episode (x-flywheel-episode or metadata.episode_id).")
+    var episode: String?
+
     @Flag(name: .long, help: "Only failed requests.")
     var errors = false
 
@@ -64,6 +67,7 @@ struct TailCommand: ParsableCommand {
         options.json = json
         options.includeFeedback = feedback
         options.filter = RequestFilter(model: model, route: route, tag: tag, status: status, errorsOnly: errors)
+        options.filter.episode = episode
         try LogTailer(reader: reader, options: options, output: Console.line).run { stop.isSet }
     }
 }

@@ -126,6 +126,47 @@ struct LogStoreContractTests {
         #expect(try queries.feedback(forRequest: "req-b").count == 1)
     }
 
+    @Test("Feedback on an episode is stored on each of its requests, once per idempotency key",
+          arguments: LogStoreBackends.all)
+    func episodeFeedbackReachesEveryRequest(_ backend: any LogStoreBackend) throws {
+        let store = try backend.makeStore(LogStoreTuning())
+        defer { store.remove() }
+        for (id, episode, at) in [("t1", "ep-1", Int64(1)), ("other", "ep-2", 2), ("t2", "ep-1", 3), ("loose", nil, 4)] {
+            var r = Self.record(id, at: at)
+            r.episodeID = episode
+            store.sink.enqueue(r)
+        }
+        var outcome = FeedbackRecord(requestID: "", createdAtMillis: 10, signal: .score)
+        outcome.episodeID = "ep-1"
+        outcome.value = 1
+        outcome.source = "tensorzero"
+        outcome.idempotencyKey = "ep-key"
+        let stored = try #require(Self.submit(store.sink, outcome)).get()
+        #expect(!stored.duplicate && stored.rows == 2)
+        var retry = outcome
+        retry.createdAtMillis = 20
+        let again = try #require(Self.submit(store.sink, retry)).get()
+        #expect(again.duplicate && again.feedbackID == stored.feedbackID)
+        var changed = outcome
+        changed.value = 0
+        #expect(Self.submit(store.sink, changed) == .failure(.idempotencyConflict("ep-key")))
+        var none = outcome
+        none.episodeID = "ep-unknown"
+        none.idempotencyKey = nil
+        #expect(Self.submit(store.sink, none) == .failure(.unknownRequest("episode:ep-unknown")))
+
+        store.sink.flush()
+        let queries = try store.openQueries()
+        #expect(try queries.feedback(forRequest: "t1").map(\.episodeID) == ["ep-1"])
+        #expect(try queries.feedback(forRequest: "t2").map(\.value) == [1])
+        #expect(try queries.feedback(forRequest: "other").isEmpty)
+        var filter = RequestFilter()
+        filter.episode = "ep-1"
+        var seen: [String] = []
+        try queries.forEachRequest(RequestQuery(filter: filter)) { seen.append($0.record.id) }
+        #expect(seen.sorted() == ["t1", "t2"])
+    }
+
     @Test("A deadline already past is answered at once and stores nothing", arguments: LogStoreBackends.all)
     func pastDeadline(_ backend: any LogStoreBackend) throws {
         let store = try backend.makeStore(LogStoreTuning())

@@ -1,3 +1,4 @@
+import Foundation
 import FlywheelConfig
 import FlywheelHTTP
 
@@ -22,10 +23,23 @@ public struct APIKeyAuthenticator: Sendable {
 
     public func authenticate(_ headers: HTTPHeaders) -> Outcome {
         guard isEnabled else { return .open }
-        guard let value = headers["Authorization"], let key = Self.bearerToken(value) else { return .rejected }
+        guard let value = headers["Authorization"], let key = Self.bearerToken(value) ?? Self.basicPassword(value) else {
+            return .rejected
+        }
         // Dictionary lookup hashes the whole key, so its timing says nothing useful about near misses.
         guard let id = idsByKey[key] else { return .rejected }
         return .authenticated(id: id)
+    }
+
+    /// The password of `Basic base64(user:password)`: SDKs that authenticate that way (Langfuse's public and
+    /// secret key pair) send a Flywheel key as the secret.
+    static func basicPassword(_ header: String) -> String? {
+        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+        guard parts.count == 2, parts[0].lowercased() == "basic", parts[1].utf8.count <= 4096,
+              let data = Data(base64Encoded: String(parts[1])), let text = String(data: data, encoding: .utf8),
+              let colon = text.firstIndex(of: ":") else { return nil }
+        let password = String(text[text.index(after: colon)...])
+        return password.isEmpty ? nil : password
     }
 
     static func bearerToken(_ header: String) -> String? {

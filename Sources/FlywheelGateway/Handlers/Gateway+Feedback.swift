@@ -18,22 +18,31 @@ extension Gateway {
             return writer.send(OpenAIError(status: 413, message: "Feedback bodies are limited to \(configuration.feedback.maxBodyBytes) bytes.",
                                            type: "invalid_request_error", code: "request_too_large").response(requestID: requestID))
         }
-        let feedback: FeedbackRecord
         switch Self.parseFeedback(request.http.body, idempotencyKey: request.http.headers["Idempotency-Key"]) {
-        case .failure(let error): return writer.send(error.response(requestID: requestID))
-        case .success(let f): feedback = f
+        case .failure(let error): writer.send(error.response(requestID: requestID))
+        case .success(let feedback):
+            deliverFeedback(feedback, request) { result in Self.feedbackResponse(result, feedback: feedback, requestID: requestID) }
         }
+    }
+
+    /// The one way feedback reaches the store, whatever shape it came in: waits for a request still being
+    /// answered, bounds every wait by `feedback.wait_timeout` (then 503 with `Retry-After`), and answers with
+    /// what `respond` makes of the store's verdict.
+    func deliverFeedback(_ feedback: FeedbackRecord, _ request: GatewayRequest,
+                         respond: @escaping @Sendable (Result<FeedbackSubmission, StoreError>) -> HTTPResponse) {
+        let writer = request.writer
+        let requestID = request.requestID
         let answer = FeedbackAnswer(writer: writer, requestID: requestID, waitTimeout: configuration.feedback.waitTimeout)
         let log = ledger.log
         // The same deadline for the store: feedback answered 503 is then never written behind the client's back
         // (unless the writer had already started on it; a retry with the same Idempotency-Key is then a duplicate).
         let deadline = DispatchTime.now() + configuration.feedback.waitTimeout
         let submit: @Sendable () -> Void = {
-            log.submitFeedback(feedback, deadline: deadline) { result in
-                answer.send(Self.feedbackResponse(result, feedback: feedback, requestID: requestID))
-            }
+            log.submitFeedback(feedback, deadline: deadline) { result in answer.send(respond(result)) }
         }
-        switch ledger.inFlight.whenLogged(feedback.requestID, submit) {
+        // Episode feedback covers the requests logged so far; it does not wait for one still being answered.
+        let waitFor = feedback.episodeID == nil ? feedback.requestID : ""
+        switch ledger.inFlight.whenLogged(waitFor, submit) {
         case .notInFlight: submit()
         case .parked: break
         case .full: answer.send(Self.retryLater("Too much feedback is waiting for requests in flight; retry shortly.", requestID: requestID))
@@ -46,15 +55,26 @@ extension Gateway {
             return HTTPResponse.json(["id": .int(submission.feedbackID), "object": "feedback",
                                       "request_id": .string(feedback.requestID), "duplicate": .bool(submission.duplicate)],
                                      requestID: requestID)
-        case .failure(.unknownRequest(let id)):
+        case .failure(let error):
+            return feedbackError(error, requestID: requestID)
+        }
+    }
+
+    /// A store refusal as the client sees it, whatever shape its feedback came in.
+    static func feedbackError(_ error: StoreError, requestID: String) -> HTTPResponse {
+        switch error {
+        case .unknownRequest(let id) where id.hasPrefix("episode:"):
+            return OpenAIError(status: 404, message: "No logged request belongs to the episode '\(id.dropFirst(8))'.",
+                               type: "invalid_request_error", param: "episode_id", code: "episode_not_found").response(requestID: requestID)
+        case .unknownRequest(let id):
             return OpenAIError(status: 404, message: "No logged request has the id '\(id)'.",
                                type: "invalid_request_error", param: "request_id", code: "request_not_found").response(requestID: requestID)
-        case .failure(.idempotencyConflict(let message)):
+        case .idempotencyConflict(let message):
             return OpenAIError(status: 409, message: "Idempotency-Key reused for different feedback: \(message)",
                                type: "invalid_request_error", code: "idempotency_conflict").response(requestID: requestID)
-        case .failure(.overloaded), .failure(.closed), .failure(.busy), .failure(.deadlineExceeded):
+        case .overloaded, .closed, .busy, .deadlineExceeded:
             return retryLater("The feedback log is busy or closing; retry shortly (with the same Idempotency-Key, if you sent one).", requestID: requestID)
-        case .failure:
+        default:
             return OpenAIError.serverError("The feedback could not be stored.").response(requestID: requestID)
         }
     }

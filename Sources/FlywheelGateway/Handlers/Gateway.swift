@@ -52,6 +52,10 @@ public final class Gateway: HTTPResponder {
             table.add(["POST"], endpoint.rawValue, access: .client, logged: true) { $0.serveInference($1, endpoint: endpoint) }
         }
         table.add(["POST"], "/v1/feedback", access: .webhook) { $0.submitFeedback($1) }
+        // Other tools' feedback shapes, at their own paths.
+        table.add(["POST"], "/feedback", access: .webhook) { $0.submitTensorZeroFeedback($1) }
+        table.add(["POST"], "/api/public/scores", access: .webhook) { $0.submitLangfuseScore($1) }
+        table.addPrefix(["POST"], "/v1/request/", access: .webhook) { $0.submitHeliconeRating($1) }
         table.add(["GET"], "/v1/models", access: .client) { $0.listModels($1) }
         table.addPrefix(["GET"], "/v1/models/", access: .client) { $0.retrieveModel($1) }
         table.add(["GET", "HEAD"], "/healthz", access: .open) { $1.writer.send(HTTPResponse.json(["status": "ok"], requestID: $1.requestID)) }

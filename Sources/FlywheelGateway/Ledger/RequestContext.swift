@@ -16,6 +16,7 @@ struct RequestContext: Sendable {
     var user: String?
     var metadataJSON: String?
     var clientKeyID: String?
+    var episodeID: String?
 
     /// The log row's request-side columns.
     func record(status: Int, latencyMillis: Double) -> RequestRecord {
@@ -28,6 +29,7 @@ struct RequestContext: Sendable {
         r.user = user
         r.metadataJSON = metadataJSON
         r.clientKeyID = clientKeyID
+        r.episodeID = episodeID
         return r
     }
 }
