@@ -68,12 +68,15 @@ let package = Package(
             dependencies: ["FlywheelGateway", "FlywheelConfig", "FlywheelHTTP", "FlywheelSockets", "FlywheelUpstream", "FlywheelStore",
                            "FlywheelEngine"],
             swiftSettings: strict),
+        // The flywheel's offline side: reports (and next export, eval, drift) over the log. Reads the store,
+        // never imports the gateway.
+        .target(name: "FlywheelLoop", dependencies: ["FlywheelStore", "FlywheelJSON", "FlywheelInspect"], swiftSettings: strict),
         // Reading the log for operators: `tail` and `show` formatting and follow mode.
         .target(name: "FlywheelInspect", dependencies: ["FlywheelStore", "FlywheelJSON"], swiftSettings: strict),
         // The command line: one file per subcommand, no logic.
         .executableTarget(
             name: "flywheel",
-            dependencies: ["FlywheelDaemon", "FlywheelConfig", "FlywheelInspect", "FlywheelStore", "FlywheelEngine",
+            dependencies: ["FlywheelDaemon", "FlywheelConfig", "FlywheelInspect", "FlywheelLoop", "FlywheelStore", "FlywheelEngine",
                            "FlywheelChatTemplate", "CLinux",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
@@ -124,6 +127,7 @@ let package = Package(
         .testTarget(name: "FlywheelStoreTests", dependencies: ["FlywheelStore"], swiftSettings: strict),
         .testTarget(name: "FlywheelJSONTests", dependencies: ["FlywheelJSON"], swiftSettings: strict),
         .testTarget(name: "FlywheelConfigTests", dependencies: ["FlywheelConfig"], swiftSettings: strict),
+        .testTarget(name: "FlywheelLoopTests", dependencies: ["FlywheelLoop", "FlywheelStore"], swiftSettings: strict),
         .testTarget(name: "FlywheelInspectTests", dependencies: ["FlywheelInspect"], swiftSettings: strict),
         .testTarget(
             name: "FlywheelGatewayTests",

@@ -159,3 +159,44 @@ def test_langfuse_basic_auth_carries_a_flywheel_key(start_flywheel, fake):
     denied = httpx.post(f"{fw.base_url}/api/public/scores", json={"traceId": rid, "name": "q", "value": 1},
                         headers={"Authorization": wrong})
     assert denied.status_code == 401
+
+
+def test_report_sums_the_log_per_model_and_route_with_acceptance_and_savings(start_flywheel, fake, tmp_path):
+    from conftest import REPO_ROOT, run_cli, yaml_dump
+    qwen = REPO_ROOT / "Tests" / "FlywheelEngineTests" / "Fixtures" / "model-qwen2-q8.gguf"
+    cfg = base_config(fake.url, fake.url)
+    cfg["local_models"] = [{"name": "tiny", "path": str(qwen)}]
+    cfg["prices"] = {"gpt-4o-mini": {"input": 0.15, "output": 0.6}}
+    fw = start_flywheel(cfg)
+    ids = [chat(fw, f"question {i}") for i in range(3)]
+    local = []
+    for i in range(2):
+        r = httpx.post(f"{fw.base_url}/v1/chat/completions",
+                       json={"model": "tiny", "max_tokens": 3, "messages": user_msg(f"q{i}")})
+        assert r.status_code == 200, r.text
+        local.append(r.headers["x-request-id"])
+    for rid, signal in [(ids[0], "accepted"), (ids[1], "rejected"), (local[0], "accepted")]:
+        assert httpx.post(f"{fw.base_url}/v1/feedback", json={"request_id": rid, "signal": signal}).status_code == 200
+    for rid in ids + local:
+        fw.wait_logged(rid)
+    config_path = tmp_path / "prices.yaml"
+    config_path.write_text(yaml_dump({"prices": cfg["prices"]}))
+    p = run_cli(fw.binary, "report", "--db", str(fw.db), "--json", "--config", str(config_path),
+                "--baseline-model", "gpt-4o-mini")
+    assert p.returncode == 0, p.stderr
+    report = json.loads(p.stdout)
+    rows = {(r["model"], r["route"]): r for r in report["rows"]}
+    upstream, tiny = rows[("gpt-4o-mini", "upstream")], rows[("tiny", "local")]
+    assert upstream["requests"] == 3 and tiny["requests"] == 2
+    assert upstream["feedback"]["acceptance_rate"] == 0.5
+    assert tiny["feedback"]["acceptance_rate"] == 1.0
+    logged = [fw.show(rid) for rid in local]
+    prompt = sum(r["usage"]["prompt_tokens"] for r in logged)
+    completion = sum(r["usage"]["completion_tokens"] for r in logged)
+    assert tiny["prompt_tokens"] == prompt and tiny["completion_tokens"] == completion
+    assert abs(tiny["saved_usd"] - (prompt * 0.15 + completion * 0.6) / 1e6) < 1e-12
+    assert report["total"]["requests"] == 5
+    table = run_cli(fw.binary, "report", "--db", str(fw.db), "--since", "1h")
+    assert table.returncode == 0 and "tiny" in table.stdout and "local" in table.stdout
+    bad = run_cli(fw.binary, "report", "--db", str(fw.db), "--since", "yesterday-ish")
+    assert bad.returncode != 0 and "not a time" in bad.stderr
