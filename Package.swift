@@ -70,7 +70,8 @@ let package = Package(
             swiftSettings: strict),
         // The flywheel's offline side: reports (and next export, eval, drift) over the log. Reads the store,
         // never imports the gateway.
-        .target(name: "FlywheelLoop", dependencies: ["FlywheelStore", "FlywheelJSON", "FlywheelInspect"], swiftSettings: strict),
+        .target(name: "FlywheelLoop", dependencies: ["FlywheelStore", "FlywheelJSON", "FlywheelInspect", "COpenSSL"],
+                swiftSettings: strict),
         // Reading the log for operators: `tail` and `show` formatting and follow mode.
         .target(name: "FlywheelInspect", dependencies: ["FlywheelStore", "FlywheelJSON"], swiftSettings: strict),
         // The command line: one file per subcommand, no logic.

@@ -9,6 +9,9 @@ enum Console {
 
     static func error(_ text: String) { write(fd: 2, text + "\n") }
 
+    /// Rewrites the current line of stderr (a progress line on a terminal).
+    static func progress(_ text: String) { write(fd: 2, "\r\u{1B}[2K" + text) }
+
     /// Writes `text` to stdout as is (no newline), at once: streamed generation output.
     static func write(_ text: String) { write(fd: 1, text) }
 

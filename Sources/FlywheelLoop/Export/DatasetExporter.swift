@@ -1,0 +1,320 @@
+import Foundation
+import FlywheelJSON
+import FlywheelStore
+
+/// Writes a training set from the log: reads requests page by page, keeps the chat completions the options
+/// select, shapes them as the format asks, scrubs, deduplicates and splits them, and writes a manifest that
+/// says what was kept and why the rest was not. A bad row is counted and named, never fatal.
+public final class DatasetExporter {
+    /// The files one export writes.
+    public struct Paths: Sendable {
+        public var train: String
+        public var validation: String
+        public var holdout: String
+        public var manifest: String
+
+        /// `out.jsonl` → `out.jsonl`, `out.validation.jsonl`, `out.holdout.jsonl`, `out.manifest.json`.
+        public init(out: String) {
+            let stem = out.hasSuffix(".jsonl") ? String(out.dropLast(6)) : out
+            train = out
+            validation = stem + ".validation.jsonl"
+            holdout = stem + ".holdout.jsonl"
+            manifest = stem + ".manifest.json"
+        }
+    }
+
+    public static let schemaVersion = 1
+    private let options: ExportOptions
+    private let queries: any LogQueries
+    private var scrubber = PIIScrubber()
+    private var seen = Set<UInt64>()
+    private var dropped: [String: Int] = [:]
+    private var badRows: [String] = []
+    private var read = 0
+    /// DPO from rejections: per prompt, an accepted answer and the rejected ones waiting for it.
+    private var accepted: [UInt64: JSON] = [:]
+    private var rejected: [UInt64: [(id: String, prompt: [JSON], tools: JSON?, answer: JSON)]] = [:]
+
+    public init(queries: any LogQueries, options: ExportOptions) {
+        self.queries = queries
+        self.options = options
+    }
+
+    /// A logged chat completion as training material.
+    private struct Example {
+        var id: String
+        var prompt: [JSON]
+        var tools: JSON?
+        var answer: JSON
+        var correction: String?
+        var verdict: FeedbackSignal?
+        var promptKey: UInt64
+    }
+
+    /// Runs the export; returns the manifest (also written beside the files).
+    @discardableResult
+    public func run(paths: Paths, progress: ((Int) -> Void)? = nil) throws -> JSON {
+        let holdoutKeys = options.holdout > 0 ? try lowestPromptKeys(options.holdout) : []
+        let train = try JSONLFile(path: paths.train)
+        let validation = try JSONLFile(path: paths.validation)
+        let holdout = try JSONLFile(path: paths.holdout)
+        func write(_ line: JSON, promptKey: UInt64) throws {
+            let target = holdoutKeys.contains(promptKey) ? holdout
+                : Double(promptKey % 10_000) < options.validationFraction * 10_000 ? validation : train
+            try target.write(line)
+        }
+        try queries.forEachRequest(RequestQuery(filter: options.filter, limit: 500, includeFeedback: true)) { item in
+            read += 1
+            if read % 10_000 == 0 { progress?(read) }
+            guard let example = select(item) else { return }
+            for line in lines(for: example) {
+                guard unique(line) else { drop("duplicate"); continue }
+                try write(line, promptKey: example.promptKey)
+            }
+        }
+        // Rejected answers that found an accepted one for the same prompt become preference pairs.
+        if options.format != .sft {
+            for (key, waiting) in rejected {
+                guard let chosen = accepted[key] else { dropped["no_accepted_alternative", default: 0] += waiting.count; continue }
+                for r in waiting {
+                    guard r.answer != chosen else { drop("identical_pair"); continue }
+                    let line = preference(id: r.id, prompt: r.prompt, tools: r.tools, chosen: chosen, rejected: r.answer)
+                    guard unique(line) else { drop("duplicate"); continue }
+                    try write(line, promptKey: key)
+                }
+            }
+        }
+        let files = try [("train", paths.train, train), ("validation", paths.validation, validation), ("holdout", paths.holdout, holdout)]
+            .map { name, path, file -> (String, JSON) in
+                let (rows, sha) = try file.close()
+                return (name, ["path": .string(path), "rows": .int(Int64(rows)), "sha256": .string(sha)])
+            }
+        var optionsJSON = JSONObject()
+        optionsJSON["format"] = .string(options.format.rawValue)
+        optionsJSON["accepted_only"] = .bool(options.acceptedOnly)
+        optionsJSON["exclude_rejected"] = .bool(options.excludeRejected)
+        optionsJSON["corrected_only"] = .bool(options.correctedOnly)
+        optionsJSON["min_score"] = .optional(options.minScore)
+        optionsJSON["min_weight"] = .optional(options.minWeight)
+        optionsJSON["apply_corrections"] = .bool(options.applyCorrections)
+        optionsJSON["include_local"] = .bool(options.includeLocal)
+        optionsJSON["include_failed"] = .bool(options.includeFailed)
+        optionsJSON["model"] = .optional(options.filter.model)
+        optionsJSON["route"] = .optional(options.filter.route)
+        optionsJSON["tag"] = .optional(options.filter.tag)
+        optionsJSON["episode"] = .optional(options.filter.episode)
+        optionsJSON["since_ms"] = .optional(options.filter.createdFrom.map(Int.init))
+        optionsJSON["until_ms"] = .optional(options.filter.createdBefore.map(Int.init))
+        let manifest: JSON = [
+            "schema_version": .int(Int64(Self.schemaVersion)),
+            "created_at": .string(ISO8601DateFormatter().string(from: Date())),
+            "options": .object(optionsJSON),
+            "requests_read": .int(Int64(read)),
+            "dropped": .object(JSONObject(dropped.sorted { $0.key < $1.key }.map { ($0.key, JSON.int(Int64($0.value))) })),
+            "bad_rows": .array(badRows.map(JSON.string)),
+            "pii_scrubbed": .object(JSONObject(scrubber.counts.sorted { $0.key < $1.key }.map { ($0.key, JSON.int(Int64($0.value))) })),
+            "pii_scrubbing": .bool(options.scrubPII),
+            "deduplication": options.deduplicate ? "exact: SHA-256 of each line without its lineage" : "off",
+            "split": ["by": "SHA-256 of the prompt messages", "validation_fraction": .double(options.validationFraction),
+                      "holdout_prompts": .int(Int64(holdoutKeys.count))],
+            "files": .object(JSONObject(files)),
+        ]
+        try Data(manifest.prettyPrinted().utf8).write(to: URL(fileURLWithPath: paths.manifest))
+        return manifest
+    }
+
+    // MARK: selection
+
+    private func drop(_ reason: String) { dropped[reason, default: 0] += 1 }
+
+    /// The example a logged request gives, or nil (counted under the reason it was left out).
+    private func select(_ item: RequestWithFeedback) -> Example? {
+        let r = item.record
+        guard r.endpoint == "/v1/chat/completions" else { drop("not_chat_completion"); return nil }
+        if !options.includeFailed {
+            guard r.status < 400, r.errorType == nil else { drop("failed"); return nil }
+            guard !r.incomplete else { drop("incomplete"); return nil }
+            guard !r.responseTruncated else { drop("truncated"); return nil }
+        }
+        if !options.includeLocal, r.route == "local" { drop("local_route"); return nil }
+        guard let request = try? JSONParser.parse(r.requestJSON, limits: .depthOnly),
+              let messages = request["messages"]?.arrayValue, !messages.isEmpty,
+              let responseText = r.responseJSON, let response = try? JSONParser.parse(responseText, limits: .depthOnly),
+              let message = response["choices"]?[0]?["message"], message.objectValue != nil else {
+            drop("unreadable_row")
+            if badRows.count < 100 { badRows.append(r.id) }
+            return nil
+        }
+        var verdict: FeedbackSignal?
+        var correction: String?
+        var scores: [Double] = []
+        var maxWeight: Double?
+        for f in item.feedback {
+            switch f.signal {
+            case .accepted, .rejected: verdict = f.signal
+            case .edited: verdict = .edited; correction = f.correction ?? correction
+            case .score: if let v = f.value { scores.append(v) }
+            case .comment: break
+            }
+            if let w = f.weight { maxWeight = max(maxWeight ?? w, w) }
+        }
+        if options.acceptedOnly, verdict != .accepted { drop("not_accepted"); return nil }
+        if options.excludeRejected, verdict == .rejected, options.format == .sft { drop("rejected"); return nil }
+        if options.correctedOnly, correction == nil { drop("not_corrected"); return nil }
+        if let minScore = options.minScore {
+            guard !scores.isEmpty, scores.reduce(0, +) / Double(scores.count) >= minScore else { drop("below_min_score"); return nil }
+        }
+        if let minWeight = options.minWeight {
+            guard let w = maxWeight, w >= minWeight else { drop("below_min_weight"); return nil }
+        }
+        let prompt = messages.map { scrubbed($0) }
+        var tools = request["tools"]
+        if tools == .null { tools = nil }
+        return Example(id: r.id, prompt: prompt, tools: tools, answer: assistantMessage(message), correction: correction.map { scrub($0) },
+                       verdict: verdict, promptKey: SHA256.key(JSON.array(prompt).serialized()))
+    }
+
+    /// The lines an example gives in the chosen format (DPO pairs from rejections come at the end).
+    private func lines(for e: Example) -> [JSON] {
+        switch options.format {
+        case .sft:
+            var answer = e.answer
+            if options.applyCorrections, let correction = e.correction {
+                answer = ["role": "assistant", "content": .string(correction)]
+            }
+            var line = JSONObject()
+            line["messages"] = .array(e.prompt + [answer])
+            if let tools = e.tools { line["tools"] = tools }
+            if options.lineage { line["flywheel_request_id"] = .string(e.id) }
+            return [.object(line)]
+        case .dpo, .dpoTRL:
+            var out: [JSON] = []
+            if let correction = e.correction {
+                guard e.answer["content"]?.stringValue != correction else { drop("identical_pair"); return [] }
+                out.append(preference(id: e.id, prompt: e.prompt, tools: e.tools,
+                                      chosen: ["role": "assistant", "content": .string(correction)], rejected: e.answer))
+            } else if e.verdict == .accepted {
+                if accepted[e.promptKey] == nil { accepted[e.promptKey] = e.answer }
+            } else if e.verdict == .rejected {
+                rejected[e.promptKey, default: []].append((e.id, e.prompt, e.tools, e.answer))
+            } else {
+                drop("no_preference")
+            }
+            return out
+        }
+    }
+
+    private func preference(id: String, prompt: [JSON], tools: JSON?, chosen: JSON, rejected: JSON) -> JSON {
+        var line = JSONObject()
+        if options.format == .dpo {
+            var input = JSONObject()
+            input["messages"] = .array(prompt)
+            if let tools { input["tools"] = tools }
+            line["input"] = .object(input)
+            line["preferred_output"] = [chosen]
+            line["non_preferred_output"] = [rejected]
+        } else {
+            line["prompt"] = .array(prompt)
+            line["chosen"] = [chosen]
+            line["rejected"] = [rejected]
+        }
+        if options.lineage { line["flywheel_request_id"] = .string(id) }
+        return .object(line)
+    }
+
+    /// The logged answer as a training message: role, content (scrubbed) and tool calls; nothing else.
+    private func assistantMessage(_ message: JSON) -> JSON {
+        var out = JSONObject()
+        out["role"] = "assistant"
+        out["content"] = message["content"].map { scrubbed($0) } ?? .null
+        if let calls = message["tool_calls"], calls != .null { out["tool_calls"] = calls }
+        return .object(out)
+    }
+
+    /// A message (or content) with its text scrubbed: string content and text parts; tool arguments too.
+    private func scrubbed(_ value: JSON) -> JSON {
+        guard options.scrubPII else { return value }
+        switch value {
+        case .string(let s): return .string(scrub(s))
+        case .array(let items): return .array(items.map(scrubbed))
+        case .object(var o):
+            for key in ["content", "text", "arguments"] { if let v = o[key] { o[key] = scrubbed(v) } }
+            if let calls = o["tool_calls"] { o["tool_calls"] = scrubbed(calls) }
+            if let function = o["function"] { o["function"] = scrubbed(function) }
+            return .object(o)
+        default: return value
+        }
+    }
+
+    private func scrub(_ text: String) -> String { options.scrubPII ? scrubber.scrub(text) : text }
+
+    /// True the first time a line's content (without its lineage) is seen.
+    private func unique(_ line: JSON) -> Bool {
+        guard options.deduplicate, case .object(var o) = line else { return true }
+        o["flywheel_request_id"] = nil
+        return seen.insert(SHA256.key(JSON.object(o).serialized())).inserted
+    }
+
+    /// The `count` lowest prompt keys among the requests the filter selects: the holdout, the same every run.
+    private func lowestPromptKeys(_ count: Int) throws -> Set<UInt64> {
+        var keys = Set<UInt64>()
+        try queries.forEachRequest(RequestQuery(filter: options.filter, limit: 500, includeFeedback: false)) { item in
+            guard item.record.endpoint == "/v1/chat/completions",
+                  let request = try? JSONParser.parse(item.record.requestJSON, limits: .depthOnly),
+                  let messages = request["messages"]?.arrayValue else { return }
+            var copy = PIIScrubber()
+            let prompt = options.scrubPII ? messages.map { Self.scrubbedCopy($0, &copy) } : messages
+            keys.insert(SHA256.key(JSON.array(prompt).serialized()))
+            if keys.count > count * 4 + 1024 { keys = Set(keys.sorted().prefix(count)) }
+        }
+        return Set(keys.sorted().prefix(count))
+    }
+
+    private static func scrubbedCopy(_ value: JSON, _ scrubber: inout PIIScrubber) -> JSON {
+        switch value {
+        case .string(let s): return .string(scrubber.scrub(s))
+        case .array(let items): return .array(items.map { scrubbedCopy($0, &scrubber) })
+        case .object(var o):
+            for key in ["content", "text", "arguments"] { if let v = o[key] { o[key] = scrubbedCopy(v, &scrubber) } }
+            if let calls = o["tool_calls"] { o["tool_calls"] = scrubbedCopy(calls, &scrubber) }
+            if let function = o["function"] { o["function"] = scrubbedCopy(function, &scrubber) }
+            return .object(o)
+        default: return value
+        }
+    }
+}
+
+/// One JSONL output file: lines buffered in blocks, counted and hashed as they are written.
+final class JSONLFile {
+    private let handle: FileHandle
+    private var buffer: [UInt8] = []
+    private let hash = StreamingSHA256()
+    private var rows = 0
+
+    init(path: String) throws {
+        guard FileManager.default.createFile(atPath: path, contents: nil) else {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
+        }
+        handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+    }
+
+    func write(_ line: JSON) throws {
+        line.write(into: &buffer)
+        buffer.append(0x0A)
+        rows += 1
+        if buffer.count >= 1 << 20 { try flush() }
+    }
+
+    private func flush() throws {
+        guard !buffer.isEmpty else { return }
+        hash.update(buffer)
+        try handle.write(contentsOf: buffer)
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    func close() throws -> (rows: Int, sha256: String) {
+        try flush()
+        try handle.close()
+        return (rows, hash.finish())
+    }
+}

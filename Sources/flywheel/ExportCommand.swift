@@ -1,0 +1,128 @@
+import ArgumentParser
+import Foundation
+import FlywheelInspect
+import FlywheelLoop
+import FlywheelStore
+
+struct ExportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Write a training set (JSONL) from the log, with a manifest.",
+        discussion: """
+            Writes OUT (train), OUT-stem.validation.jsonl, OUT-stem.holdout.jsonl and OUT-stem.manifest.json. Only \
+            successful chat completions answered by an upstream are taken unless told otherwise; PII is scrubbed and \
+            exact duplicates removed by default; prompts are split by a hash, so one prompt never lands in two files.
+            """)
+
+    @Option(name: .long, help: "sft, dpo (OpenAI's preference shape) or dpo-trl (TRL's prompt/chosen/rejected).")
+    var format: String
+
+    @Option(name: .long, help: "The training file to write (the others go beside it).")
+    var out: String
+
+    @Option(name: .long, help: "SQLite log file.")
+    var db: String = "flywheel.db"
+
+    @Option(name: .long, help: "Only requests at or after this time (ISO 8601, or 90m, 24h, 7d ago).")
+    var since: String?
+
+    @Option(name: .long, help: "Only requests before this time.")
+    var until: String?
+
+    @Option(name: .long, help: "Only this model (requested or served).")
+    var model: String?
+
+    @Option(name: .long, help: "Only this route.")
+    var route: String?
+
+    @Option(name: .long, help: "Only requests carrying this tag.")
+    var tag: String?
+
+    @Option(name: .long, help: "Only the requests of this episode.")
+    var episode: String?
+
+    @Flag(name: .long, help: "Only answers whose latest verdict is accepted.")
+    var acceptedOnly = false
+
+    @Flag(name: .long, help: "Leave out answers whose latest verdict is rejected.")
+    var excludeRejected = false
+
+    @Flag(name: .long, help: "Only answers with a correction.")
+    var correctedOnly = false
+
+    @Option(name: .long, help: "Only answers whose mean score is at least this.")
+    var minScore: Double?
+
+    @Option(name: .long, help: "Only answers with feedback of at least this reviewer weight.")
+    var minWeight: Double?
+
+    @Flag(name: .long, help: "An edited answer replaces the logged one.")
+    var applyCorrections = false
+
+    @Flag(name: .long, help: "Also take answers of the local route.")
+    var includeLocal = false
+
+    @Flag(name: .long, help: "Also take failed, incomplete and truncated requests.")
+    var includeFailed = false
+
+    @Flag(name: .long, help: "Do not scrub PII (emails, phone numbers, cards, IBANs, IPs, keys).")
+    var noScrub = false
+
+    @Flag(name: .long, help: "Keep exact duplicates.")
+    var keepDuplicates = false
+
+    @Option(name: .long, help: "Share of prompts in the validation file (0...1).")
+    var validationFraction: Double = 0.1
+
+    @Option(name: .long, help: "Prompts kept apart as a golden set.")
+    var holdout: Int = 0
+
+    @Flag(name: .long, help: "Leave out the flywheel_request_id field (for consumers that refuse unknown keys).")
+    var noLineage = false
+
+    func run() throws {
+        guard let format = ExportOptions.Format(rawValue: format) else {
+            throw ValidationError("--format must be one of \(ExportOptions.Format.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard (0...1).contains(validationFraction) else { throw ValidationError("--validation-fraction must be 0...1") }
+        guard holdout >= 0 else { throw ValidationError("--holdout must not be negative") }
+        var options = ExportOptions(format: format)
+        options.filter = RequestFilter(model: model, route: route, tag: tag)
+        options.filter.episode = episode
+        let now = Date()
+        do {
+            options.filter.createdFrom = try since.map { try ReportCommand.millis($0, now: now) }
+            options.filter.createdBefore = try until.map { try ReportCommand.millis($0, now: now) }
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        options.acceptedOnly = acceptedOnly
+        options.excludeRejected = excludeRejected
+        options.correctedOnly = correctedOnly
+        options.minScore = minScore
+        options.minWeight = minWeight
+        options.applyCorrections = applyCorrections
+        options.includeLocal = includeLocal
+        options.includeFailed = includeFailed
+        options.scrubPII = !noScrub
+        options.deduplicate = !keepDuplicates
+        options.validationFraction = validationFraction
+        options.holdout = holdout
+        options.lineage = !noLineage
+        let reader: SQLiteLogReader
+        do {
+            reader = try SQLiteLogReader(path: db)
+        } catch {
+            Console.error("flywheel: \(TerminalText.visible("\(error)"))")
+            throw ExitCode(1)
+        }
+        let paths = DatasetExporter.Paths(out: out)
+        let onTerminal = isatty(2) == 1
+        let manifest = try DatasetExporter(queries: reader, options: options).run(paths: paths) { read in
+            if onTerminal { Console.progress("flywheel: \(read) requests read") }
+        }
+        if onTerminal { Console.error("") }
+        let rows = ["train", "validation", "holdout"].map { "\($0) \(manifest["files"]?[$0]?["rows"]?.intValue ?? 0)" }
+        Console.error("flywheel: read \(manifest["requests_read"]?.intValue ?? 0) requests; wrote \(rows.joined(separator: ", ")); manifest \(paths.manifest)")
+    }
+}

@@ -1,0 +1,148 @@
+"""flywheel export: training sets from the log in the shapes trainers take, with a manifest and lineage."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from helpers import httpx, user_msg
+
+
+def chat(fw, messages, tag: str) -> str:
+    r = httpx.post(f"{fw.base_url}/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": messages},
+                   headers={"x-flywheel-tags": tag})
+    assert r.status_code == 200, r.text
+    return r.headers["x-request-id"]
+
+
+def feedback(fw, rid: str, signal: str, **extra) -> None:
+    r = httpx.post(f"{fw.base_url}/v1/feedback", json={"request_id": rid, "signal": signal, **extra})
+    assert r.status_code == 200, r.text
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def traffic(gw):
+    """A small app's traffic with every kind of feedback, under a tag of its own (the module's daemon is shared);
+    returns (fw, ids by role, tag)."""
+    import uuid
+    fw = gw.fw
+    tag = f"export-{uuid.uuid4().hex[:8]}"
+    ids = {}
+    ids["accepted"] = chat(fw, user_msg("route ticket: printer on fire"), tag)
+    feedback(fw, ids["accepted"], "accepted")
+    ids["edited"] = chat(fw, user_msg("route ticket: cannot log in"), tag)
+    feedback(fw, ids["edited"], "edited", correction="team: identity, priority: high")
+    # The same prompt answered twice: one answer rejected, one accepted -> a preference pair.
+    same = user_msg("route ticket: refund please")
+    ids["rejected"] = chat(fw, same, tag)
+    feedback(fw, ids["rejected"], "rejected")
+    r = httpx.post(f"{fw.base_url}/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": same, "max_tokens": 2},
+                   headers={"x-flywheel-tags": tag})
+    ids["alternative"] = r.headers["x-request-id"]  # a different (shorter) answer to the same prompt
+    feedback(fw, ids["alternative"], "accepted")
+    ids["pii"] = chat(fw, user_msg("mail me at jane.doe@example.com or card 4111 1111 1111 1111"), tag)
+    ids["duplicate"] = chat(fw, user_msg("route ticket: printer on fire"), tag)
+    feedback(fw, ids["duplicate"], "accepted")
+    bad = httpx.post(f"{fw.base_url}/v1/chat/completions", json={"model": "nope", "messages": user_msg("x")})
+    assert bad.status_code == 404
+    for rid in ids.values():
+        fw.wait_logged(rid)
+    return fw, ids, tag
+
+
+def export(fw, tmp_path: Path, fmt: str, tag: str, *args: str) -> tuple[Path, dict]:
+    out = tmp_path / f"{fmt}.jsonl"
+    p = run_cli(fw.binary, "export", "--format", fmt, "--out", str(out), "--db", str(fw.db),
+                "--validation-fraction", "0", "--tag", tag, *args)
+    assert p.returncode == 0, p.stderr
+    manifest = json.loads((tmp_path / f"{fmt}.manifest.json").read_text())
+    return out, manifest
+
+
+def test_sft_export_keeps_lineage_scrubs_pii_dedupes_and_applies_corrections(traffic, tmp_path):
+    fw, ids, tag = traffic
+    out, manifest = export(fw, tmp_path, "sft", tag, "--apply-corrections", "--exclude-rejected")
+    rows = read_jsonl(out)
+    by_id = {r["flywheel_request_id"]: r for r in rows}
+    assert ids["rejected"] not in by_id and ids["duplicate"] not in by_id  # excluded; an exact duplicate
+    assert set(by_id) >= {ids["accepted"], ids["edited"], ids["alternative"], ids["pii"]}
+    assert by_id[ids["edited"]]["messages"][-1] == {"role": "assistant", "content": "team: identity, priority: high"}
+    pii = json.dumps(by_id[ids["pii"]])
+    assert "jane.doe@example.com" not in pii and "4111" not in pii and "<EMAIL>" in pii and "<CARD>" in pii
+    for row in rows:
+        assert row["messages"][-1]["role"] == "assistant"
+    assert manifest["dropped"]["duplicate"] == 1 and manifest["dropped"]["rejected"] == 1
+    assert manifest["pii_scrubbed"]["EMAIL"] >= 1 and manifest["pii_scrubbed"]["CARD"] >= 1
+    assert manifest["files"]["train"]["rows"] == len(rows)
+    assert manifest["files"]["train"]["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    # The file loads unchanged in Hugging Face datasets, as a conversational dataset.
+    datasets = pytest.importorskip("datasets")
+    ds = datasets.load_dataset("json", data_files=str(out), split="train")
+    assert ds.num_rows == len(rows) and "messages" in ds.column_names
+
+
+def test_preference_exports_pair_corrections_and_rejections(traffic, tmp_path):
+    fw, ids, tag = traffic
+    out, manifest = export(fw, tmp_path, "dpo", tag)
+    rows = {r["flywheel_request_id"]: r for r in read_jsonl(out)}
+    assert set(rows) == {ids["edited"], ids["rejected"]}
+    edited = rows[ids["edited"]]
+    assert edited["preferred_output"] == [{"role": "assistant", "content": "team: identity, priority: high"}]
+    assert edited["non_preferred_output"][0]["role"] == "assistant"
+    assert edited["input"]["messages"][-1]["role"] == "user"
+    pair = rows[ids["rejected"]]
+    # The accepted alternative for the same prompt is preferred over the rejected answer.
+    assert pair["input"]["messages"] == [{"role": "user", "content": "route ticket: refund please"}]
+    assert pair["preferred_output"][0]["content"] != pair["non_preferred_output"][0]["content"]
+    assert manifest["files"]["train"]["rows"] == 2
+    trl_out, _ = export(fw, tmp_path, "dpo-trl", tag)
+    trl = read_jsonl(trl_out)
+    assert {r["flywheel_request_id"] for r in trl} == set(rows)
+    for r in trl:
+        assert isinstance(r["prompt"], list) and r["chosen"][0]["role"] == "assistant" and r["rejected"][0]["role"] == "assistant"
+    datasets = pytest.importorskip("datasets")
+    ds = datasets.load_dataset("json", data_files=str(trl_out), split="train")
+    assert {"prompt", "chosen", "rejected"} <= set(ds.column_names)
+
+
+def test_split_and_holdout_are_by_prompt_and_the_same_every_run(traffic, tmp_path):
+    fw, _, tag = traffic
+    runs = []
+    for n in range(2):
+        d = tmp_path / f"run{n}"
+        d.mkdir()
+        out = d / "sft.jsonl"
+        p = run_cli(fw.binary, "export", "--format", "sft", "--out", str(out), "--db", str(fw.db),
+                    "--holdout", "2", "--validation-fraction", "0.5", "--tag", tag)
+        assert p.returncode == 0, p.stderr
+        runs.append({name: (d / f"sft{suffix}").read_bytes() for name, suffix in
+                     [("train", ".jsonl"), ("validation", ".validation.jsonl"), ("holdout", ".holdout.jsonl")]})
+    assert runs[0] == runs[1]
+    files = {name: [json.loads(l) for l in data.decode().splitlines()] for name, data in runs[0].items()}
+    prompts = {name: {json.dumps(r["messages"][:-1]) for r in rows} for name, rows in files.items()}
+    assert len(prompts["holdout"]) == 2
+    assert not (prompts["train"] & prompts["validation"]) and not (prompts["train"] & prompts["holdout"])
+
+
+def test_an_empty_log_and_a_bad_format_are_handled(gw, tmp_path):
+    p = run_cli(gw.fw.binary, "export", "--format", "csv", "--out", str(tmp_path / "x.jsonl"), "--db", str(gw.fw.db))
+    assert p.returncode != 0 and "--format" in p.stderr
+    empty_db = tmp_path / "empty.db"
+    import sqlite3
+    sqlite3.connect(gw.fw.db).backup(sqlite3.connect(empty_db))
+    con = sqlite3.connect(empty_db)
+    con.execute("DELETE FROM feedback")
+    con.execute("DELETE FROM requests")
+    con.commit()
+    con.close()
+    p = run_cli(gw.fw.binary, "export", "--format", "sft", "--out", str(tmp_path / "e.jsonl"), "--db", str(empty_db))
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "e.jsonl").read_text() == ""
+    assert json.loads((tmp_path / "e.manifest.json").read_text())["requests_read"] == 0
