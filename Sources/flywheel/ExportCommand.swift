@@ -20,26 +20,7 @@ struct ExportCommand: ParsableCommand {
     @Option(name: .long, help: "The training file to write (the others go beside it).")
     var out: String
 
-    @Option(name: .long, help: "SQLite log file.")
-    var db: String = "flywheel.db"
-
-    @Option(name: .long, help: "Only requests at or after this time (ISO 8601, or 90m, 24h, 7d ago).")
-    var since: String?
-
-    @Option(name: .long, help: "Only requests before this time.")
-    var until: String?
-
-    @Option(name: .long, help: "Only this model (requested or served).")
-    var model: String?
-
-    @Option(name: .long, help: "Only this route.")
-    var route: String?
-
-    @Option(name: .long, help: "Only requests carrying this tag.")
-    var tag: String?
-
-    @Option(name: .long, help: "Only the requests of this episode.")
-    var episode: String?
+    @OptionGroup var log: LogSelection
 
     @Flag(name: .long, help: "Only answers whose latest verdict is accepted.")
     var acceptedOnly = false
@@ -87,15 +68,7 @@ struct ExportCommand: ParsableCommand {
         guard (0...1).contains(validationFraction) else { throw ValidationError("--validation-fraction must be 0...1") }
         guard holdout >= 0 else { throw ValidationError("--holdout must not be negative") }
         var options = ExportOptions(format: format)
-        options.filter = RequestFilter(model: model, route: route, tag: tag)
-        options.filter.episode = episode
-        let now = Date()
-        do {
-            options.filter.createdFrom = try since.map { try ReportCommand.millis($0, now: now) }
-            options.filter.createdBefore = try until.map { try ReportCommand.millis($0, now: now) }
-        } catch {
-            throw ValidationError("\(error)")
-        }
+        options.filter = try log.filter()
         options.acceptedOnly = acceptedOnly
         options.excludeRejected = excludeRejected
         options.correctedOnly = correctedOnly
@@ -109,13 +82,7 @@ struct ExportCommand: ParsableCommand {
         options.validationFraction = validationFraction
         options.holdout = holdout
         options.lineage = !noLineage
-        let reader: SQLiteLogReader
-        do {
-            reader = try SQLiteLogReader(path: db)
-        } catch {
-            Console.error("flywheel: \(TerminalText.visible("\(error)"))")
-            throw ExitCode(1)
-        }
+        let reader = try log.openReader()
         let paths = DatasetExporter.Paths(out: out)
         let onTerminal = isatty(2) == 1
         let manifest = try DatasetExporter(queries: reader, options: options).run(paths: paths) { read in

@@ -17,14 +17,7 @@ struct ShowCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let reader: SQLiteLogReader
-        do {
-            reader = try SQLiteLogReader(path: db)
-        } catch {
-            // A missing or unreadable log is not a usage mistake: the message alone, exit 1.
-            Console.error("flywheel: \(TerminalText.visible("\(error)"))")
-            throw ExitCode(1)
-        }
+        let reader = try LogSelection.openReader(path: db)
         guard let record = try reader.request(id: id) else {
             Console.error("flywheel: no request with id '\(TerminalText.visible(id))' in \(TerminalText.visible(db))")
             throw ExitCode(1)

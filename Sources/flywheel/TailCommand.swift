@@ -9,8 +9,7 @@ struct TailCommand: ParsableCommand {
         commandName: "tail",
         abstract: "Print the newest logged requests; with --follow, keep printing new ones as they land.")
 
-    @Option(name: .long, help: "SQLite log file.")
-    var db: String = "flywheel.db"
+    @OptionGroup var log: LogSelection
 
     @Option(name: [.customShort("n"), .long], help: "How many of the newest rows to print first.")
     var lines: Int = 20
@@ -21,20 +20,8 @@ struct TailCommand: ParsableCommand {
     @Flag(name: .long, help: "One JSON object per line with the whole record (request, response, feedback).")
     var json = false
 
-    @Option(name: .long, help: "Only requests for this model (requested or served).")
-    var model: String?
-
-    @Option(name: .long, help: "Only requests handled by this route.")
-    var route: String?
-
-    @Option(name: .long, help: "Only requests carrying this tag (x-flywheel-tags).")
-    var tag: String?
-
     @Option(name: .long, help: "Only requests answered with this HTTP status.")
     var status: Int?
-
-    @Option(name: .long, help: "Only the requests of this episode (x-flywheel-episode or metadata.episode_id).")
-    var episode: String?
 
     @Flag(name: .long, help: "Only failed requests.")
     var errors = false
@@ -53,21 +40,15 @@ struct TailCommand: ParsableCommand {
             let waiter = Thread { _ = TerminationSignals.wait(); stop.set() }
             waiter.start()
         }
-        let reader: SQLiteLogReader
-        do {
-            reader = try SQLiteLogReader(path: db)
-        } catch {
-            // A missing or unreadable log is not a usage mistake: the message alone, exit 1.
-            Console.error("flywheel: \(TerminalText.visible("\(error)"))")
-            throw ExitCode(1)
-        }
+        let reader = try log.openReader()
         var options = LogTailer.Options()
         options.count = lines
         options.follow = follow
         options.json = json
         options.includeFeedback = feedback
-        options.filter = RequestFilter(model: model, route: route, tag: tag, status: status, errorsOnly: errors)
-        options.filter.episode = episode
+        options.filter = try log.filter()
+        options.filter.status = status
+        options.filter.errorsOnly = errors
         try LogTailer(reader: reader, options: options, output: Console.line).run { stop.isSet }
     }
 }

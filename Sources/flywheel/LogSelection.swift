@@ -1,0 +1,76 @@
+import ArgumentParser
+import Foundation
+import FlywheelInspect
+import FlywheelStore
+
+/// The options every command that reads the log shares: which file, and which requests of it.
+struct LogSelection: ParsableArguments {
+    @Option(name: .long, help: "SQLite log file.")
+    var db: String = "flywheel.db"
+
+    @Option(name: .long, help: "Only requests at or after this time: ISO 8601 (2026-11-30, 2026-11-30T12:00:00Z) or 90m, 24h, 7d ago.")
+    var since: String?
+
+    @Option(name: .long, help: "Only requests before this time.")
+    var until: String?
+
+    @Option(name: .long, help: "Only requests for this model (requested or served).")
+    var model: String?
+
+    @Option(name: .long, help: "Only requests handled by this route.")
+    var route: String?
+
+    @Option(name: .long, help: "Only requests carrying this tag (x-flywheel-tags).")
+    var tag: String?
+
+    @Option(name: .long, help: "Only the requests of this episode (x-flywheel-episode or metadata.episode_id).")
+    var episode: String?
+
+    /// The filter these options describe; a time that cannot be read is a usage error naming it.
+    func filter(now: Date = Date()) throws -> RequestFilter {
+        var filter = RequestFilter(model: model, route: route, tag: tag)
+        filter.episode = episode
+        do {
+            filter.createdFrom = try since.map { try Self.millis($0, now: now) }
+            filter.createdBefore = try until.map { try Self.millis($0, now: now) }
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        return filter
+    }
+
+    /// The log opened for reading. A missing or unreadable log is not a usage mistake: the message alone, exit 1.
+    func openReader() throws -> SQLiteLogReader { try Self.openReader(path: db) }
+
+    static func openReader(path: String) throws -> SQLiteLogReader {
+        do {
+            return try SQLiteLogReader(path: path)
+        } catch {
+            Console.error("flywheel: \(TerminalText.visible("\(error)"))")
+            throw ExitCode(1)
+        }
+    }
+
+    struct TimeError: Error, CustomStringConvertible {
+        var text: String
+        var description: String { "'\(text)' is not a time: use ISO 8601 (2026-11-30 or 2026-11-30T12:00:00Z) or 90m, 24h, 7d" }
+    }
+
+    /// Unix milliseconds of an ISO 8601 date or date-time, or of now minus a number of minutes, hours or days.
+    static func millis(_ text: String, now: Date) throws -> Int64 {
+        if let unit = text.last, let amount = Double(text.dropLast()), amount >= 0, amount < 1e7 {
+            let seconds: Double? = switch unit {
+            case "m": amount * 60
+            case "h": amount * 3_600
+            case "d": amount * 86_400
+            default: nil
+            }
+            if let seconds { return Int64((now.timeIntervalSince1970 - seconds) * 1000) }
+        }
+        if let date = ISO8601DateFormatter().date(from: text) { return Int64(date.timeIntervalSince1970 * 1000) }
+        let day = ISO8601DateFormatter()
+        day.formatOptions = [.withFullDate]
+        if let date = day.date(from: text) { return Int64(date.timeIntervalSince1970 * 1000) }
+        throw TimeError(text: text)
+    }
+}
