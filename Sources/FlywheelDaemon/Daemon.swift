@@ -4,6 +4,7 @@ import FlywheelGateway
 import FlywheelHTTP
 import FlywheelStore
 import FlywheelUpstream
+import Synchronization
 
 /// The daemon assembled: the log writer, the local models, the per-loop upstream clients, the gateway and the
 /// HTTP server, started and stopped in the order that loses nothing (stop accepting, drain requests, stop
@@ -14,9 +15,12 @@ public final class Daemon: Sendable {
     private let http: HTTPServer
     private let upstreams: UpstreamPool
     private let log: any LogSink
-    private let inference: LocalInference?
-    /// The local models loaded at start, in configuration order.
-    public let localModels: [LocalModel]
+    /// The facade running local models; created at start when some are configured, or by the first reload
+    /// that adds one.
+    private let inferenceBox: Mutex<LocalInference?>
+    private var inference: LocalInference? { inferenceBox.withLock { $0 } }
+    /// The local models served now, in configuration order.
+    public var localModels: [LocalModel] { inference?.models ?? [] }
 
     /// Opens the log the configuration names: SQLite at `log.path`.
     public static func openLog(_ configuration: GatewayConfiguration) throws -> any LogSink {
@@ -39,16 +43,8 @@ public final class Daemon: Sendable {
         let log = try openLog(configuration)
         var inference: LocalInference?
         if !configuration.localModels.isEmpty {
-            var limits = InferenceScheduler.Limits()
-            limits.slots = configuration.inference.slots
-            limits.maxQueued = configuration.inference.maxQueued
-            limits.promptChunk = configuration.inference.promptChunk
             do {
-                inference = try LocalInference(
-                    models: configuration.localModels.map {
-                        LocalModelSpec(name: $0.name, path: $0.path, contextLength: $0.contextLength, chatTemplate: $0.chatTemplate)
-                    },
-                    threads: configuration.inference.threads, limits: limits)
+                inference = try Self.makeInference(configuration, models: configuration.localModels)
             } catch {
                 log.close()
                 throw ConfigurationError("local_models: \(error)")
@@ -86,8 +82,55 @@ public final class Daemon: Sendable {
         self.http = server
         self.upstreams = upstreams
         self.log = log
-        self.inference = inference
-        self.localModels = inference?.models ?? []
+        self.inferenceBox = Mutex(inference)
+    }
+
+    private static func specs(_ models: [GatewayConfiguration.LocalModelSettings]) -> [LocalModelSpec] {
+        models.map { LocalModelSpec(name: $0.name, path: $0.path, contextLength: $0.contextLength, chatTemplate: $0.chatTemplate) }
+    }
+
+    private static func makeInference(_ configuration: GatewayConfiguration,
+                                      models: [GatewayConfiguration.LocalModelSettings]) throws -> LocalInference {
+        var limits = InferenceScheduler.Limits()
+        limits.slots = configuration.inference.slots
+        limits.maxQueued = configuration.inference.maxQueued
+        limits.promptChunk = configuration.inference.promptChunk
+        return try LocalInference(models: specs(models), threads: configuration.inference.threads, limits: limits)
+    }
+
+    /// Serves exactly `models` from now on, without a restart: loads what is new or changed while the old
+    /// models keep answering, then swaps them in; requests already running finish on the model they started
+    /// on. On any error nothing changes. Returns one line saying what changed. Call from one thread at a time
+    /// (the CLI calls it on SIGHUP).
+    public func reloadLocalModels(_ models: [GatewayConfiguration.LocalModelSettings]) throws -> String {
+        var names = Set<String>()
+        for m in models where !names.insert(m.name).inserted {
+            throw ConfigurationError("local_models: duplicate name '\(m.name)'")
+        }
+        let summary: String
+        let facade: LocalInference
+        if let current = inference {
+            let report: LocalInference.Reload
+            do {
+                report = try current.reload(Self.specs(models))
+            } catch {
+                throw ConfigurationError("local_models: \(error)")
+            }
+            facade = current
+            summary = "added [\(report.added.joined(separator: ", "))], replaced [\(report.replaced.joined(separator: ", "))], "
+                + "removed [\(report.removed.joined(separator: ", "))], unchanged [\(report.unchanged.joined(separator: ", "))]"
+        } else {
+            guard !models.isEmpty else { return "no local models before or after" }
+            do {
+                facade = try Self.makeInference(configuration, models: models)
+            } catch {
+                throw ConfigurationError("local_models: \(error)")
+            }
+            inferenceBox.withLock { $0 = facade }
+            summary = "added [\(models.map(\.name).joined(separator: ", "))]"
+        }
+        gateway.setLocalModels(LocalModelAdapter.entries(for: facade), inference: facade)
+        return summary
     }
 
     /// Starts accepting; returns the URL clients should use.

@@ -81,11 +81,28 @@ struct ServeCommand: ParsableCommand {
             }
         }
         Console.error("flywheel: logging to \(settings.log.path); routes: \((server.localModels.map(\.name) + settings.routes.map(\.model)).joined(separator: ", "))")
-        let signal = TerminationSignals.wait()
+        var signal = TerminationSignals.wait()
+        while signal == SIGHUP {
+            reload(server, environment: environment, locals: locals)
+            signal = TerminationSignals.wait()
+        }
         Console.error("flywheel: received \(signal == SIGINT ? "SIGINT" : "SIGTERM"), draining (up to \(settings.server.shutdownGrace) s)")
         TerminationSignals.unblock()
         server.shutdown()
         Console.error("flywheel: stopped")
+    }
+
+    /// SIGHUP: reads the configuration again and serves its `local_models` (plus the `--local-model` flags)
+    /// without a restart. Anything else in the file takes effect at the next start. A failure changes nothing.
+    private func reload(_ server: Daemon, environment: [String: String], locals: [GatewayConfiguration.LocalModelSettings]) {
+        do {
+            var settings = try config.map { try GatewayConfiguration.load(path: $0, environment: environment) } ?? GatewayConfiguration()
+            settings.applyOverrides(listen: nil, database: nil, upstreamURL: nil, upstreamKey: nil, localModels: locals, threads: nil)
+            let summary = try server.reloadLocalModels(settings.localModels)
+            Console.error("flywheel: reloaded local models: \(summary)")
+        } catch {
+            Console.error("flywheel: reload failed, still serving the previous local models: \(error)")
+        }
     }
 }
 

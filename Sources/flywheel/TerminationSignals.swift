@@ -2,14 +2,15 @@
 import Glibc
 #endif
 
-/// SIGTERM and SIGINT handling for the daemon: the signals are blocked in every thread and one thread waits
-/// for them with `sigwait`, so no async-signal-safety rules constrain what shutdown does.
+/// SIGTERM, SIGINT (stop) and SIGHUP (reload) for the daemon: the signals are blocked in every thread and one
+/// thread waits for them with `sigwait`, so no async-signal-safety rules constrain what shutdown or a reload does.
 public enum TerminationSignals {
     private static func set() -> sigset_t {
         var s = sigset_t()
         sigemptyset(&s)
         sigaddset(&s, SIGTERM)
         sigaddset(&s, SIGINT)
+        sigaddset(&s, SIGHUP)
         return s
     }
 
@@ -20,7 +21,7 @@ public enum TerminationSignals {
         signal(SIGPIPE, SIG_IGN)
     }
 
-    /// Blocks the calling thread until SIGTERM or SIGINT arrives; returns the signal number.
+    /// Blocks the calling thread until SIGTERM, SIGINT or SIGHUP arrives; returns the signal number.
     public static func wait() -> Int32 {
         var s = set()
         var received: Int32 = 0

@@ -401,3 +401,50 @@ def test_queued_requests_whose_clients_left_give_up_their_places_at_once(busy_qu
     fresh.close()
     for s, _ in running:
         s.close()
+
+
+def test_sighup_reloads_local_models_without_dropping_a_running_stream(start_flywheel, tmp_path):
+    import signal
+    from conftest import yaml_dump
+    from helpers import httpx, poll
+    cfg = {"server": {"listen": "127.0.0.1:0", "shutdown_grace": 60},
+           "local_models": [{"name": "a", "path": str(QWEN)}], "inference": {"slots": 2}}
+    fw = start_flywheel(cfg)
+
+    def model_ids() -> set[str]:
+        return {m["id"] for m in httpx.get(f"{fw.base_url}/v1/models").json()["data"]}
+
+    assert model_ids() == {"a"}
+    # A stream on 'a' that is running while 'a' is removed.
+    body = json.dumps({"model": "a", "stream": True, "max_tokens": 40, "logit_bias": NO_END,
+                       "messages": [{"role": "user", "content": "go on"}]}).encode()
+    s = socket.create_connection(("127.0.0.1", fw.port), timeout=60)
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "
+              + str(len(body)).encode() + b"\r\n\r\n" + body)
+    data = s.recv(65536)
+    assert b"200" in data.split(b"\r\n", 1)[0]
+
+    new = dict(cfg, local_models=[{"name": "b", "path": str(LLAMA)}])
+    fw.config_path.write_text(yaml_dump(dict(new, log={"path": str(fw.db)})))
+    fw.send(signal.SIGHUP)
+    poll(lambda: model_ids() == {"b"}, timeout=60, what="the reloaded model list")
+    while not data.endswith(b"0\r\n\r\n"):
+        chunk = s.recv(65536)
+        assert chunk, "the running stream was cut by the reload"
+        data += chunk
+    s.close()
+    assert b"data: [DONE]" in data
+    ok = httpx.post(f"{fw.base_url}/v1/chat/completions", json={"model": "b", "max_tokens": 2, "messages": [{"role": "user", "content": "x"}]})
+    assert ok.status_code == 200, ok.text
+    gone = httpx.post(f"{fw.base_url}/v1/chat/completions", json={"model": "a", "max_tokens": 2, "messages": [{"role": "user", "content": "x"}]})
+    assert gone.status_code == 404
+    assert "reloaded local models: added [b]" in fw.stderr() and "removed [a]" in fw.stderr()
+
+    # A bad file in the next reload changes nothing.
+    broken = dict(cfg, local_models=[{"name": "b", "path": str(LLAMA)}, {"name": "c", "path": str(tmp_path / "missing.gguf")}])
+    fw.config_path.write_text(yaml_dump(dict(broken, log={"path": str(fw.db)})))
+    fw.send(signal.SIGHUP)
+    poll(lambda: "reload failed" in fw.stderr(), timeout=60, what="the failed reload's message")
+    assert "missing.gguf" in fw.stderr()
+    assert model_ids() == {"b"}
+    assert fw.alive()

@@ -1,4 +1,5 @@
 import FlywheelKernels
+import Synchronization
 
 /// Local inference as one service: the compute pool, the models loaded onto it and the scheduler
 /// that runs their generations. What a server or a command needs to serve GGUF models, without
@@ -8,8 +9,8 @@ import FlywheelKernels
 /// naming it); call `shutdown` when done. All members may be used from any thread. Generation
 /// events arrive on the scheduler's thread (see `InferenceScheduler.submit`).
 public final class LocalInference: Sendable {
-    /// The loaded models, in the order of the specs.
-    public let models: [LocalModel]
+    /// The models served now, in the order of the specs (a snapshot: `reload` may change it).
+    public var models: [LocalModel] { served.withLock { $0.map(\.model) } }
     /// The scheduler's limits (slots, queue, prompt chunk), as clamped by the scheduler.
     public var limits: InferenceScheduler.Limits { scheduler.limits }
     /// Threads the matrix work of each step is spread over.
@@ -17,7 +18,10 @@ public final class LocalInference: Sendable {
     /// The kernel implementation chosen for this CPU ("avx2", "portable" ...), for start-up logs.
     public var kernels: String { Kernels.activePath.description }
 
-    private let byName: [String: LocalModel]
+    /// The served models with the specs they were loaded from (so a reload can tell what changed).
+    private let served: Mutex<[(spec: LocalModelSpec, model: LocalModel)]>
+    /// One reload at a time: loading maps files and may take a while.
+    private let reloading = Mutex<Void>(())
     private let pool: ComputePool
     private let scheduler: InferenceScheduler
 
@@ -29,24 +33,62 @@ public final class LocalInference: Sendable {
         var seen = Set<String>()
         for spec in specs where !seen.insert(spec.name).inserted { throw .duplicateModelName(spec.name) }
         let pool = threads.map { ComputePool(threadCount: $0) } ?? ComputePool()
-        var models: [LocalModel] = []
+        var models: [(spec: LocalModelSpec, model: LocalModel)] = []
         do {
-            for spec in specs {
-                models.append(try LocalModel(name: spec.name, path: spec.path, contextLength: spec.contextLength,
-                                             chatTemplate: spec.chatTemplate, pool: pool))
-            }
+            for spec in specs { models.append((spec, try Self.load(spec, pool: pool))) }
         } catch {
             pool.shutdown()
             throw error
         }
-        self.models = models
-        self.byName = Dictionary(uniqueKeysWithValues: models.map { ($0.name, $0) })
+        self.served = Mutex(models)
         self.pool = pool
         self.scheduler = InferenceScheduler(limits: limits)
     }
 
     /// The loaded model requests call `name`, if any.
-    public func model(named name: String) -> LocalModel? { byName[name] }
+    public func model(named name: String) -> LocalModel? { served.withLock { $0.first { $0.model.name == name }?.model } }
+
+    private static func load(_ spec: LocalModelSpec, pool: ComputePool) throws(LocalModelError) -> LocalModel {
+        try LocalModel(name: spec.name, path: spec.path, contextLength: spec.contextLength, chatTemplate: spec.chatTemplate, pool: pool)
+    }
+
+    /// What a reload did.
+    public struct Reload: Sendable {
+        public var added: [String] = []
+        public var replaced: [String] = []
+        public var removed: [String] = []
+        public var unchanged: [String] = []
+    }
+
+    /// Serves exactly `specs` from now on: loads what is new or changed (on the calling thread, while the old
+    /// models keep serving), then swaps the list in one step. Generations already running finish on the model
+    /// they started on. If any model fails to load, nothing changes and the error names it.
+    public func reload(_ specs: [LocalModelSpec]) throws(LocalModelError) -> Reload {
+        var seen = Set<String>()
+        for spec in specs where !seen.insert(spec.name).inserted { throw .duplicateModelName(spec.name) }
+        return try reloading.withLock { _ throws(LocalModelError) -> Reload in
+            let current = served.withLock { $0 }
+            var next: [(spec: LocalModelSpec, model: LocalModel)] = []
+            var report = Reload()
+            for spec in specs {
+                if let old = current.first(where: { $0.spec.name == spec.name }) {
+                    if old.spec == spec {
+                        next.append(old)
+                        report.unchanged.append(spec.name)
+                        continue
+                    }
+                    next.append((spec, try Self.load(spec, pool: pool)))
+                    report.replaced.append(spec.name)
+                } else {
+                    next.append((spec, try Self.load(spec, pool: pool)))
+                    report.added.append(spec.name)
+                }
+            }
+            report.removed = current.map(\.spec.name).filter { !seen.contains($0) }
+            served.withLock { $0 = next }
+            return report
+        }
+    }
 
     /// Queues a generation on `model` (one of `models`). `onEvent` is called on the scheduler
     /// thread, in order, and must not block. Throws `emptyPrompt`, `contextLengthExceeded`,

@@ -117,9 +117,9 @@ extension Gateway {
         }
         for feedback in implicit { submitImplicitFeedback(feedback) }
 
-        if let entry = localModels[model] {
+        if let (entry, inference) = localModel(named: model) {
             context.route = "local"
-            return serveLocally(object, entry: entry, endpoint: endpoint, context: context, writer: writer)
+            return serveLocally(object, entry: entry, inference: inference, endpoint: endpoint, context: context, writer: writer)
         }
         guard let route = router.route(forModel: model) else {
             return ledger.reject(context, .modelNotFound(model), writer: writer)

@@ -6,7 +6,7 @@ extension Gateway {
     /// Answers a chat or completions request whose model is served in process (route `local`).
     /// Called on the event loop after the common checks (auth, JSON, required fields); never blocks it:
     /// tokenizing and template rendering are quick, the generation runs on the scheduler thread.
-    func serveLocally(_ object: JSONObject, entry: LocalModelAdapter, endpoint: InferenceEndpoint,
+    func serveLocally(_ object: JSONObject, entry: LocalModelAdapter, inference: LocalInference?, endpoint: InferenceEndpoint,
                       context: RequestContext, writer: HTTPResponseWriter) {
         guard let inference, endpoint != .embeddings else {
             return ledger.reject(context, .invalidRequest("The local model '\(entry.name)' does not serve \(endpoint.rawValue).", param: "model"),

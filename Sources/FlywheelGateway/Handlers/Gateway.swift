@@ -17,10 +17,9 @@ public final class Gateway: HTTPResponder {
     public let metrics: GatewayMetrics
     let authenticator: APIKeyAuthenticator
     let signature: WebhookSignature?
-    /// Models served in process, by request name; they take precedence over routes.
-    let localModels: [String: LocalModelAdapter]
-    /// Runs local generations; nil when no local model is configured.
-    let inference: LocalInference?
+    /// Models served in process, by request name, and the facade that runs them (nil when there is none);
+    /// local models take precedence over routes. Swapped as a whole by `setLocalModels` (a reload).
+    private let local: Mutex<(models: [String: LocalModelAdapter], inference: LocalInference?)>
     let catalog: ModelCatalog
     private let routes: RouteTable
     /// Reads the HTTP server's open-connection count for `/metrics`; set once the server exists.
@@ -38,8 +37,7 @@ public final class Gateway: HTTPResponder {
             WebhookSignature(secret: $0, tolerance: configuration.feedback.signatureTolerance)
         }
         let locals = Dictionary(localModels.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
-        self.localModels = locals
-        self.inference = inference
+        self.local = Mutex((locals, inference))
         self.catalog = ModelCatalog(localNames: localModels.map(\.name), router: router, upstreams: upstreams)
         self.routes = Self.routeTable()
     }
@@ -62,6 +60,21 @@ public final class Gateway: HTTPResponder {
         table.add(["GET", "HEAD"], "/health", access: .open) { $1.writer.send(HTTPResponse.json(["status": "ok"], requestID: $1.requestID)) }
         table.add(["GET"], "/metrics", access: .open) { $1.writer.send($0.metricsResponse(requestID: $1.requestID)) }
         return table
+    }
+
+    /// The local model a request names, with the facade that runs it.
+    func localModel(named name: String) -> (LocalModelAdapter, LocalInference?)? {
+        local.withLock { l in l.models[name].map { ($0, l.inference) } }
+    }
+
+    /// The facade running local models now, if any.
+    var inference: LocalInference? { local.withLock { $0.inference } }
+
+    /// Serves `models` (run by `inference`) from now on; requests already answering keep their model.
+    public func setLocalModels(_ models: [LocalModelAdapter], inference: LocalInference?) {
+        let table = Dictionary(models.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        local.withLock { $0 = (table, inference) }
+        catalog.setLocalNames(models.map(\.name))
     }
 
     /// Where `/metrics` reads the number of open client connections.

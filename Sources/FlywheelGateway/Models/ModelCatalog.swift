@@ -14,7 +14,7 @@ final class ModelCatalog: Sendable {
     /// Seconds an upstream gets to answer before the list is served without it.
     static let fetchSeconds = 5.0
 
-    private let localNames: [String]
+    private let localNames: Mutex<[String]>
     private let router: ModelRouter
     private let upstreams: UpstreamPool
 
@@ -26,7 +26,7 @@ final class ModelCatalog: Sendable {
     private let cache = Mutex<[Int: Cached]>([:])
 
     init(localNames: [String], router: ModelRouter, upstreams: UpstreamPool) {
-        self.localNames = localNames
+        self.localNames = Mutex(localNames)
         self.router = router
         self.upstreams = upstreams
     }
@@ -98,7 +98,7 @@ final class ModelCatalog: Sendable {
     private func merged() -> [JSON] {
         var seen = Set<String>()
         var out: [JSON] = []
-        for name in localNames.sorted() where seen.insert(name).inserted {
+        for name in localNames.withLock({ $0 }).sorted() where seen.insert(name).inserted {
             out.append(Self.card(name, ownedBy: "flywheel-local"))
         }
         for name in router.exactModelNames where seen.insert(name).inserted {
@@ -114,6 +114,9 @@ final class ModelCatalog: Sendable {
         }
         return out
     }
+
+    /// The local models changed (a reload).
+    func setLocalNames(_ names: [String]) { localNames.withLock { $0 = names } }
 
     static func card(_ id: String, ownedBy: String) -> JSON {
         ["id": .string(id), "object": "model", "created": 0, "owned_by": .string(ownedBy)]
