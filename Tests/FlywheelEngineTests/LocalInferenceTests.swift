@@ -60,6 +60,34 @@ final class LocalInferenceTests: XCTestCase {
         }
     }
 
+    func testReloadAddsReplacesRemovesAndChangesNothingWhenALoadFails() throws {
+        let qwen = try ModelReference("model-qwen2-q8")
+        let llama = try ModelReference("model-llama-q8")
+        let inference = try LocalInference(models: [LocalModelSpec(name: "a", path: qwen.path),
+                                                    LocalModelSpec(name: "b", path: qwen.path)], threads: 1)
+        defer { inference.shutdown() }
+        let keptB = try XCTUnwrap(inference.model(named: "b"))
+        let report = try inference.reload([LocalModelSpec(name: "b", path: qwen.path),
+                                           LocalModelSpec(name: "a", path: qwen.path, contextLength: 32),
+                                           LocalModelSpec(name: "c", path: llama.path)])
+        XCTAssertEqual(report.unchanged, ["b"])
+        XCTAssertEqual(report.replaced, ["a"])
+        XCTAssertEqual(report.added, ["c"])
+        XCTAssertEqual(report.removed, [])
+        XCTAssertEqual(inference.models.map(\.name), ["b", "a", "c"])
+        XCTAssertTrue(inference.model(named: "b") === keptB)  // unchanged models are not loaded again
+        XCTAssertEqual(inference.model(named: "a")?.contextLength, 32)
+
+        XCTAssertThrowsError(try inference.reload([LocalModelSpec(name: "d", path: "/nonexistent/d.gguf")])) {
+            XCTAssertTrue("\($0)".contains("/nonexistent/d.gguf"), "\($0)")
+        }
+        XCTAssertEqual(inference.models.map(\.name), ["b", "a", "c"])  // a failed reload changes nothing
+
+        let emptied = try inference.reload([])
+        XCTAssertEqual(Set(emptied.removed), ["a", "b", "c"])
+        XCTAssertTrue(inference.models.isEmpty)
+    }
+
     func testShutdownRefusesFurtherGenerations() throws {
         let reference = try ModelReference("model-llama-q8")
         let inference = try LocalInference(models: [LocalModelSpec(name: "m", path: reference.path)], threads: 1)
