@@ -89,6 +89,11 @@ struct ExportCommand: ParsableCommand {
             if onTerminal { Console.progress("flywheel: \(read) requests read") }
         }
         if onTerminal { Console.error("") }
+        let bad = manifest["bad_rows"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        if !bad.isEmpty {
+            let shown = bad.prefix(10).map { TerminalText.visible($0) }.joined(separator: ", ")
+            Console.error("flywheel: skipped \(manifest["dropped"]?["unreadable_row"]?.intValue ?? bad.count) unreadable rows (\(shown)\(bad.count > 10 ? ", ..." : ""); all in the manifest)")
+        }
         let rows = ["train", "validation", "holdout"].map { "\($0) \(manifest["files"]?[$0]?["rows"]?.intValue ?? 0)" }
         Console.error("flywheel: read \(manifest["requests_read"]?.intValue ?? 0) requests; wrote \(rows.joined(separator: ", ")); manifest \(paths.manifest)")
     }

@@ -146,3 +146,27 @@ def test_an_empty_log_and_a_bad_format_are_handled(gw, tmp_path):
     assert p.returncode == 0, p.stderr
     assert (tmp_path / "e.jsonl").read_text() == ""
     assert json.loads((tmp_path / "e.manifest.json").read_text())["requests_read"] == 0
+
+
+def test_rows_with_malformed_json_are_named_and_skipped_not_fatal(traffic, tmp_path):
+    import sqlite3
+    fw, ids, tag = traffic
+    db = tmp_path / "damaged.db"
+    src = sqlite3.connect(fw.db)
+    dst = sqlite3.connect(db)
+    src.backup(dst)
+    src.close()
+    dst.execute("UPDATE requests SET response_json = '{\"choices\": [' WHERE id = ?", (ids["accepted"],))
+    dst.execute("UPDATE requests SET request_json = 'not json' WHERE id = ?", (ids["pii"],))
+    dst.commit()
+    dst.close()
+    out = tmp_path / "d.jsonl"
+    p = run_cli(fw.binary, "export", "--format", "sft", "--out", str(out), "--db", str(db), "--tag", tag,
+                "--validation-fraction", "0")
+    assert p.returncode == 0, p.stderr
+    assert ids["accepted"] in p.stderr and "unreadable" in p.stderr
+    manifest = json.loads((tmp_path / "d.manifest.json").read_text())
+    assert set(manifest["bad_rows"]) == {ids["accepted"], ids["pii"]}
+    assert manifest["dropped"]["unreadable_row"] == 2
+    written = {r["flywheel_request_id"] for r in read_jsonl(out)}
+    assert ids["edited"] in written and ids["accepted"] not in written
