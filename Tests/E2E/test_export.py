@@ -170,3 +170,54 @@ def test_rows_with_malformed_json_are_named_and_skipped_not_fatal(traffic, tmp_p
     assert manifest["dropped"]["unreadable_row"] == 2
     written = {r["flywheel_request_id"] for r in read_jsonl(out)}
     assert ids["edited"] in written and ids["accepted"] not in written
+
+
+def test_tool_calls_and_streamed_answers_export_with_their_tools_and_corrections(start_flywheel, tmp_path):
+    from conftest import base_config
+    from test_hardening import RawUpstream, json_answer
+    call = {"id": "call_1", "type": "function", "function": {"name": "route_ticket", "arguments": "{\"team\": \"billing\"}"}}
+    answer = json_answer({"id": "c1", "object": "chat.completion", "model": "m",
+                          "choices": [{"index": 0, "finish_reason": "tool_calls",
+                                       "message": {"role": "assistant", "content": None, "tool_calls": [call]}}],
+                          "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}})
+    chunks = ['{"id":"c2","object":"chat.completion.chunk","model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":"Hel"},"finish_reason":null}]}',
+              '{"id":"c2","object":"chat.completion.chunk","model":"m","choices":[{"index":0,"delta":{"content":"lo"},"finish_reason":"stop"}]}']
+    sse = "".join(f"data: {c}\n\n" for c in chunks) + "data: [DONE]\n\n"
+    stream = (f"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: {len(sse)}\r\nConnection: close\r\n\r\n" + sse).encode()
+    tools_up, stream_up = RawUpstream(answer), RawUpstream(stream)
+    try:
+        tools = [{"type": "function", "function": {"name": "route_ticket", "parameters": {"type": "object"}}}]
+        fw_tools = start_flywheel(base_config(tools_up.url, tools_up.url), name="tools")
+        r = httpx.post(f"{fw_tools.base_url}/v1/chat/completions",
+                       json={"model": "gpt-4o-mini", "messages": user_msg("my invoice is wrong"), "tools": tools})
+        assert r.status_code == 200, r.text
+        tool_id = r.headers["x-request-id"]
+        fw_tools.wait_logged(tool_id)
+        out = export_in(fw_tools, tmp_path, "tools")
+        row = next(x for x in read_jsonl(out) if x["flywheel_request_id"] == tool_id)
+        assert row["tools"] == tools
+        assert row["messages"][-1]["tool_calls"] == [call]
+
+        fw_stream = start_flywheel(base_config(stream_up.url, stream_up.url), name="stream")
+        with httpx.Client(base_url=fw_stream.base_url, timeout=30) as c:
+            with c.stream("POST", "/v1/chat/completions",
+                          json={"model": "gpt-4o-mini", "stream": True, "messages": user_msg("greet")}) as resp:
+                streamed_id = resp.headers["x-request-id"]
+                for _ in resp.iter_lines():
+                    pass
+        fw_stream.wait_logged(streamed_id)
+        feedback(fw_stream, streamed_id, "edited", correction="Hello there!")
+        plain = export_in(fw_stream, tmp_path, "plain")
+        assert read_jsonl(plain)[0]["messages"][-1] == {"role": "assistant", "content": "Hello"}
+        corrected = export_in(fw_stream, tmp_path, "corrected", "--apply-corrections")
+        assert read_jsonl(corrected)[0]["messages"][-1] == {"role": "assistant", "content": "Hello there!"}
+    finally:
+        tools_up.stop()
+        stream_up.stop()
+
+
+def export_in(fw, tmp_path: Path, name: str, *args: str) -> Path:
+    out = tmp_path / f"{name}.jsonl"
+    p = run_cli(fw.binary, "export", "--format", "sft", "--out", str(out), "--db", str(fw.db), "--validation-fraction", "0", *args)
+    assert p.returncode == 0, p.stderr
+    return out
