@@ -57,6 +57,7 @@ public final class Daemon: Sendable {
         if let loops = configuration.server.eventLoops { http.eventLoopCount = max(1, loops) }
         http.maxBodyBytes = configuration.server.maxBodyBytes
         http.maxBufferedBodyBytes = configuration.server.maxBufferedBodyBytes
+        http.bodyLimit = Gateway.bodyLimit(feedbackMaxBytes: configuration.feedback.maxBodyBytes)
         http.maxHeaderBytes = configuration.server.maxHeaderBytes
         http.maxConnections = configuration.server.maxConnections
         http.requestTimeout = configuration.server.requestTimeout

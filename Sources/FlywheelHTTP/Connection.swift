@@ -68,7 +68,8 @@ final class Connection: EventLoopHandler {
         self.context = context
         self.remoteAddress = remoteAddress
         let configuration = context.server.configuration
-        parser = HTTPParser(maxHeaderBytes: configuration.maxHeaderBytes, maxBodyBytes: configuration.maxBodyBytes)
+        parser = HTTPParser(maxHeaderBytes: configuration.maxHeaderBytes, maxBodyBytes: configuration.maxBodyBytes,
+                            bodyLimit: configuration.bodyLimit)
         lastActivityNanos = MonotonicClock.now()
     }
 

@@ -39,6 +39,10 @@ struct HTTPParser {
 
     let maxHeaderBytes: Int
     let maxBodyBytes: Int
+    /// Per-request limits below `maxBodyBytes` (see `HTTPServerConfiguration.bodyLimit`).
+    let bodyLimit: (@Sendable (String, String) -> Int?)?
+    /// The limit of the request whose body is being read.
+    private var requestBodyLimit: Int
 
     private var buffer: [UInt8] = []
     /// Everything before this index has been consumed.
@@ -55,9 +59,11 @@ struct HTTPParser {
     /// read. 0 between requests. The owner reserves memory for them before they arrive.
     private(set) var announcedBodyBytes = 0
 
-    init(maxHeaderBytes: Int, maxBodyBytes: Int) {
+    init(maxHeaderBytes: Int, maxBodyBytes: Int, bodyLimit: (@Sendable (String, String) -> Int?)? = nil) {
         self.maxHeaderBytes = maxHeaderBytes
         self.maxBodyBytes = maxBodyBytes
+        self.bodyLimit = bodyLimit
+        self.requestBodyLimit = maxBodyBytes
     }
 
     /// Bytes received but not consumed by a complete request yet.
@@ -156,8 +162,8 @@ struct HTTPParser {
                 }
                 let size = try parseChunkSize(from: readIndex, to: lineEnd)
                 readIndex = lineEnd + 2
-                if size > maxBodyBytes - body.count {
-                    throw HTTPParserError(status: 413, message: "request body larger than \(maxBodyBytes) bytes")
+                if size > requestBodyLimit - body.count {
+                    throw HTTPParserError(status: 413, message: "request body larger than \(requestBodyLimit) bytes")
                 }
                 announcedBodyBytes += size
                 state = size == 0 ? .trailers(bytes: 0) : .chunkData(remaining: size)
@@ -417,13 +423,14 @@ struct HTTPParser {
         pendingRequest = request
         body = []
         chunkExtensionBytes = 0
+        requestBodyLimit = min(maxBodyBytes, max(0, bodyLimit?(request.method, request.path) ?? maxBodyBytes))
         if hasTransferEncoding {
             try Self.checkTransferCodings(transferCodings, version: request.version, hasContentLength: contentLength != nil)
             announcedBodyBytes = 0
             state = .chunkSize
         } else if let length = contentLength, length > 0 {
-            if length > maxBodyBytes {
-                throw HTTPParserError(status: 413, message: "request body larger than \(maxBodyBytes) bytes")
+            if length > requestBodyLimit {
+                throw HTTPParserError(status: 413, message: "request body larger than \(requestBodyLimit) bytes")
             }
             announcedBodyBytes = length
             body.reserveCapacity(length)

@@ -14,6 +14,9 @@ public struct HTTPServerConfiguration: Sendable {
     public var maxHeaderBytes: Int
     /// Largest request body (Content-Length up front, or de-chunked); beyond it the answer is 413.
     public var maxBodyBytes: Int
+    /// A smaller body limit for some requests, decided from the method and path before any body byte is read
+    /// (so a too-large feedback post gets 413 at once, not after 16 MiB). Nil, or nil for a request: `maxBodyBytes`.
+    public var bodyLimit: (@Sendable (_ method: String, _ path: String) -> Int?)? = nil
     /// Server-wide cap on request-body bytes being received (buffered, not yet handed to the responder) across
     /// all connections. A body is reserved in full by its Content-Length, a chunked one chunk by chunk; one that
     /// would pass the cap is answered 503 with `Retry-After` and the connection closes. Keep it at least

@@ -409,3 +409,16 @@ def test_feedback_waiting_for_a_request_that_never_ends_gets_503_with_retry_afte
             fb = httpx.post(f"{fw.base_url}/v1/feedback", json={"request_id": rid, "signal": "accepted"}, timeout=30)
     assert_openai_error(fb.status_code, fb.headers, fb.content, expect_status=503)
     assert fb.headers.get("retry-after") == "1"
+
+
+@pytest.mark.parametrize("path", ["/v1/feedback", "/feedback", "/api/public/scores", "/v1/request/abc/feedback"])
+def test_an_oversized_feedback_body_is_refused_from_its_head_before_any_byte_of_it(gw, path):
+    with socket.create_connection(("127.0.0.1", gw.fw.port), timeout=10) as s:
+        s.sendall((f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   f"Content-Length: {2 << 20}\r\nExpect: 100-continue\r\n\r\n").encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            assert chunk
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 413"), data[:100]  # not "100 Continue"

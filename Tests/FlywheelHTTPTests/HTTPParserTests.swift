@@ -39,6 +39,18 @@ final class HTTPParserTests: XCTestCase {
         }
     }
 
+    func testAPerPathBodyLimitRefusesFromTheHeadAndCountsChunks() throws {
+        let small = HTTPParser(maxHeaderBytes: 16 * 1024, maxBodyBytes: 1 << 20,
+                               bodyLimit: { _, path in path == "/small" ? 10 : nil })
+        assertRejected("POST /small HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n", status: 413, parser: small)
+        assertRejected("POST /small HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nabcdef\r\n5\r\nabcde\r\n0\r\n\r\n",
+                       status: 413, parser: small)
+        var parser = small
+        let ok = try parseAll("POST /small HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789"
+                              + "POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n01234567890123456789", parser: &parser)
+        XCTAssertEqual(ok.map(\.body.count), [10, 20])
+    }
+
     func testSimpleGet() throws {
         let requests = try parseAll("GET /v1/models?x=1 HTTP/1.1\r\nHost: example\r\nAccept: */*\r\n\r\n")
         XCTAssertEqual(requests.count, 1)

@@ -77,6 +77,19 @@ public final class Gateway: HTTPResponder {
         catalog.setLocalNames(models.map(\.name))
     }
 
+    /// The body limit of a request known from its method and path alone, for the HTTP layer to apply before
+    /// reading the body: feedback posts (in every shape) are small.
+    public static func bodyLimit(feedbackMaxBytes: Int) -> @Sendable (String, String) -> Int? {
+        { _, path in
+            let path = normalized(path)
+            if path == "/v1/feedback" || path == "/feedback" || path == "/api/public/scores"
+                || (path.hasPrefix("/v1/request/") && path.hasSuffix("/feedback")) {
+                return feedbackMaxBytes
+            }
+            return nil
+        }
+    }
+
     /// Where `/metrics` reads the number of open client connections.
     public func setConnectionCounter(_ counter: @escaping @Sendable () -> Int) {
         connectionCounter.withLock { $0 = counter }
