@@ -70,7 +70,7 @@ let package = Package(
             swiftSettings: strict),
         // The flywheel's offline side: reports (and next export, eval, drift) over the log. Reads the store,
         // never imports the gateway.
-        .target(name: "FlywheelLoop", dependencies: ["FlywheelStore", "FlywheelJSON", "FlywheelInspect", "COpenSSL"],
+        .target(name: "FlywheelLoop", dependencies: ["FlywheelStore", "FlywheelJSON", "FlywheelInspect", "FlywheelConfig", "COpenSSL"],
                 swiftSettings: strict),
         // Reading the log for operators: `tail` and `show` formatting and follow mode.
         .target(name: "FlywheelInspect", dependencies: ["FlywheelStore", "FlywheelJSON"], swiftSettings: strict),

@@ -131,9 +131,20 @@ public struct GatewayConfiguration: Sendable, Equatable {
         public var name: String?
     }
 
+    /// USD per one million tokens.
     public struct Price: Sendable, Equatable {
         public var input: Double
         public var output: Double
+
+        public init(input: Double, output: Double) {
+            self.input = input
+            self.output = output
+        }
+
+        /// What `promptTokens` in and `completionTokens` out cost at these prices, in USD.
+        public func cost(promptTokens: Int, completionTokens: Int) -> Double {
+            (Double(promptTokens) * input + Double(completionTokens) * output) / 1_000_000
+        }
     }
 }
 

@@ -1,22 +1,12 @@
+import FlywheelConfig
 import FlywheelStore
 
 /// Requests, tokens, errors, latency, acceptance and cost per model and route over a stretch of the log, and
 /// what local answers saved when priced at an upstream model's rates. Built by streaming the log one page at
 /// a time: memory depends on the number of (model, route) pairs, not on the number of requests.
 public struct UsageReport: Sendable {
-    /// USD per one million tokens.
-    public struct Price: Sendable, Equatable {
-        public var input: Double
-        public var output: Double
-        public init(input: Double, output: Double) {
-            self.input = input
-            self.output = output
-        }
-
-        func cost(prompt: Int, completion: Int) -> Double {
-            (Double(prompt) * input + Double(completion) * output) / 1_000_000
-        }
-    }
+    /// Prices as the configuration gives them (USD per one million tokens).
+    public typealias Price = GatewayConfiguration.Price
 
     /// One (model, route) pair's figures; the totals row has model and route "*".
     public struct Row: Sendable {
@@ -92,7 +82,7 @@ public struct UsageReport: Sendable {
                 totalTTFT.add(ttft)
             }
             row.costUSD += r.costUSD ?? 0
-            if route == "local", let baseline { row.baselineCostUSD += baseline.cost(prompt: prompt, completion: completion) }
+            if route == "local", let baseline { row.baselineCostUSD += baseline.cost(promptTokens: prompt, completionTokens: completion) }
             // The latest accepted / rejected / edited verdict decides; scores are averaged on their own.
             var verdict: FeedbackSignal?
             for f in item.feedback {

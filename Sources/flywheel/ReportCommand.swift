@@ -40,7 +40,7 @@ struct ReportCommand: ParsableCommand {
             guard let price = settings.prices[baselineModel] else {
                 throw ValidationError("no price for '\(baselineModel)' in \(config); add it under prices")
             }
-            baseline = UsageReport.Price(input: price.input, output: price.output)
+            baseline = price
         }
         let reader = try log.openReader()
         let report = try UsageReport(queries: reader, filter: filter, baseline: baseline)

@@ -11,9 +11,6 @@ public struct PriceTable: Sendable {
     public func cost(requestedModel: String?, servedModel: String?, promptTokens: Int?, completionTokens: Int?) -> Double? {
         guard promptTokens != nil || completionTokens != nil else { return nil }
         let price = requestedModel.flatMap { prices[$0] } ?? servedModel.flatMap { prices[$0] }
-        guard let price else { return nil }
-        let input = Double(promptTokens ?? 0) * price.input
-        let output = Double(completionTokens ?? 0) * price.output
-        return (input + output) / 1_000_000
+        return price?.cost(promptTokens: promptTokens ?? 0, completionTokens: completionTokens ?? 0)
     }
 }
