@@ -171,7 +171,7 @@ public final class DatasetExporter {
         var tools = request["tools"]
         if tools == .null { tools = nil }
         return Example(id: r.id, prompt: prompt, tools: tools, answer: assistantMessage(message), correction: correction.map { scrub($0) },
-                       verdict: verdict, promptKey: SHA256.key(JSON.array(prompt).serialized()))
+                       verdict: verdict, promptKey: Self.promptKey(prompt))
     }
 
     /// The lines an example gives in the chosen format (DPO pairs from rejections come at the end).
@@ -231,22 +231,29 @@ public final class DatasetExporter {
         return .object(out)
     }
 
-    /// A message (or content) with its text scrubbed: string content and text parts; tool arguments too.
+    /// A message (or content) with its text scrubbed, when scrubbing is on.
     private func scrubbed(_ value: JSON) -> JSON {
-        guard options.scrubPII else { return value }
+        options.scrubPII ? Self.scrubbed(value, with: &scrubber) : value
+    }
+
+    /// `value` with its text scrubbed: string content and text parts, tool calls and their arguments.
+    private static func scrubbed(_ value: JSON, with scrubber: inout PIIScrubber) -> JSON {
         switch value {
-        case .string(let s): return .string(scrub(s))
-        case .array(let items): return .array(items.map(scrubbed))
+        case .string(let s): return .string(scrubber.scrub(s))
+        case .array(let items): return .array(items.map { scrubbed($0, with: &scrubber) })
         case .object(var o):
-            for key in ["content", "text", "arguments"] { if let v = o[key] { o[key] = scrubbed(v) } }
-            if let calls = o["tool_calls"] { o["tool_calls"] = scrubbed(calls) }
-            if let function = o["function"] { o["function"] = scrubbed(function) }
+            for key in ["content", "text", "arguments", "tool_calls", "function"] {
+                if let v = o[key] { o[key] = scrubbed(v, with: &scrubber) }
+            }
             return .object(o)
         default: return value
         }
     }
 
     private func scrub(_ text: String) -> String { options.scrubPII ? scrubber.scrub(text) : text }
+
+    /// The key a prompt is split and held out by (the same in both passes).
+    private static func promptKey(_ prompt: [JSON]) -> UInt64 { SHA256.key(JSON.array(prompt).serialized()) }
 
     /// True the first time a line's content (without its lineage) is seen.
     private func unique(_ line: JSON) -> Bool {
@@ -262,25 +269,13 @@ public final class DatasetExporter {
             guard item.record.endpoint == "/v1/chat/completions",
                   let request = try? JSONParser.parse(item.record.requestJSON, limits: .depthOnly),
                   let messages = request["messages"]?.arrayValue else { return }
-            var copy = PIIScrubber()
-            let prompt = options.scrubPII ? messages.map { Self.scrubbedCopy($0, &copy) } : messages
-            keys.insert(SHA256.key(JSON.array(prompt).serialized()))
+            // A scrubber of its own: this pass only finds the keys, the PII counts come from the writing pass.
+            var scratch = PIIScrubber()
+            let prompt = options.scrubPII ? messages.map { Self.scrubbed($0, with: &scratch) } : messages
+            keys.insert(Self.promptKey(prompt))
             if keys.count > count * 4 + 1024 { keys = Set(keys.sorted().prefix(count)) }
         }
         return Set(keys.sorted().prefix(count))
-    }
-
-    private static func scrubbedCopy(_ value: JSON, _ scrubber: inout PIIScrubber) -> JSON {
-        switch value {
-        case .string(let s): return .string(scrubber.scrub(s))
-        case .array(let items): return .array(items.map { scrubbedCopy($0, &scrubber) })
-        case .object(var o):
-            for key in ["content", "text", "arguments"] { if let v = o[key] { o[key] = scrubbedCopy(v, &scrubber) } }
-            if let calls = o["tool_calls"] { o["tool_calls"] = scrubbedCopy(calls, &scrubber) }
-            if let function = o["function"] { o["function"] = scrubbedCopy(function, &scrubber) }
-            return .object(o)
-        default: return value
-        }
     }
 }
 

@@ -11,11 +11,12 @@ enum SHA256 {
         return out
     }
 
-    static func hex(_ bytes: [UInt8]) -> String {
+    /// Lowercase hex of `bytes`.
+    static func hexString(_ bytes: [UInt8]) -> String {
         let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
-        out.reserveCapacity(64)
-        for b in digest(bytes) { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 0xF)]) }
+        out.reserveCapacity(bytes.count * 2)
+        for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 0xF)]) }
         return String(decoding: out, as: UTF8.self)
     }
 
@@ -43,7 +44,6 @@ struct StreamingSHA256 {
         var length: UInt32 = 0
         EVP_DigestFinal_ex(context, &out, &length)
         EVP_MD_CTX_free(context)
-        let digits = Array("0123456789abcdef".utf8)
-        return String(decoding: out.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 0xF)]] }, as: UTF8.self)
+        return SHA256.hexString(out)
     }
 }
