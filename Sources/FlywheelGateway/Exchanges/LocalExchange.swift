@@ -77,13 +77,7 @@ final class LocalExchange: Sendable {
             return (s.handle, s.ended)
         }
         if reason == .serverShutdown && !ended {
-            let error = Self.shutdownError
-            if stream {
-                writer.write(ServerSentEvents.encode(data: error.json.serializedString()))
-                writer.endStream()
-            } else {
-                writer.send(error.response(requestID: context.requestID))
-            }
+            writer.end(with: Self.shutdownError, streaming: stream, requestID: context.requestID)
         }
         handle?.cancel()
     }
@@ -156,16 +150,10 @@ final class LocalExchange: Sendable {
             let error = Self.mapError(failure)
             if failure == .shuttingDown { outcome.interruption = .serverShutdown }
             outcome.error = error
-            if stream {
-                // The head is long gone: report in-band, as OpenAI does mid-stream.
-                finish(outcome, firstText: firstText)
-                writer.write(ServerSentEvents.encode(data: error.json.serializedString()))
-                writer.endStream()
-            } else {
-                outcome.status = error.status
-                finish(outcome, firstText: firstText)
-                writer.send(error.response(requestID: context.requestID))
-            }
+            // A stream's head is long gone: it keeps its 200 and reports the error in-band.
+            if !stream { outcome.status = error.status }
+            finish(outcome, firstText: firstText)
+            writer.end(with: error, streaming: stream, requestID: context.requestID)
         }
     }
 

@@ -71,13 +71,7 @@ final class ProxyExchange: UpstreamResponseHandler {
             return (s.transfer, s.streaming)
         }
         if reason == .serverShutdown {
-            let error = Self.shutdownError
-            if streaming {
-                writer.write(ServerSentEvents.encode(data: error.json.serializedString()))
-                writer.endStream()
-            } else {
-                writer.send(error.response(requestID: context.requestID))
-            }
+            writer.end(with: Self.shutdownError, streaming: streaming, requestID: context.requestID)
         }
         transfer?.cancel()
     }
@@ -160,7 +154,7 @@ final class ProxyExchange: UpstreamResponseHandler {
 
         if s.streaming {
             // The head went out long ago: whatever happens now is reported inside the stream.
-            var tail: [UInt8] = []
+            var tail: OpenAIError?
             if let failure {
                 if s.interruption == .serverShutdown {
                     outcome.error = Self.shutdownError  // the client got it in the stream already
@@ -175,7 +169,7 @@ final class ProxyExchange: UpstreamResponseHandler {
                     outcome.errorDetail = detail
                     outcome.cutShort = true
                     if case .shutdown = failure { outcome.interruption = .serverShutdown }
-                    tail = ServerSentEvents.encode(data: error.json.serializedString())
+                    tail = error
                 }
             }
             let assembled = s.assembler.assembled()
@@ -185,8 +179,11 @@ final class ProxyExchange: UpstreamResponseHandler {
             outcome.usage = .init(json: s.assembler.usage)
             if let streamError = s.assembler.streamError { outcome.upstreamError = ["error": streamError] }
             ledger.finish(context, outcome)
-            if !tail.isEmpty { writer.write(tail) }
-            writer.endStream()
+            if let tail {
+                writer.end(with: tail, streaming: true, requestID: context.requestID)
+            } else {
+                writer.endStream()
+            }
             return
         }
 
