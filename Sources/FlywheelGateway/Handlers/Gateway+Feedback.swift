@@ -14,15 +14,20 @@ extension Gateway {
     func submitFeedback(_ request: GatewayRequest) {
         let writer = request.writer
         let requestID = request.requestID
-        guard request.http.body.count <= configuration.feedback.maxBodyBytes else {
-            return writer.send(OpenAIError(status: 413, message: "Feedback bodies are limited to \(configuration.feedback.maxBodyBytes) bytes.",
-                                           type: "invalid_request_error", code: "request_too_large").response(requestID: requestID))
-        }
+        if let tooLarge = feedbackTooLarge(request) { return writer.send(tooLarge) }
         switch Self.parseFeedback(request.http.body, idempotencyKey: request.http.headers["Idempotency-Key"]) {
         case .failure(let error): writer.send(error.response(requestID: requestID))
         case .success(let feedback):
             deliverFeedback(feedback, request) { result in Self.feedbackResponse(result, feedback: feedback, requestID: requestID) }
         }
+    }
+
+    /// 413 for a feedback body over `feedback.max_body_bytes`, in any shape. The daemon's HTTP server refuses
+    /// such bodies from their head already (`bodyLimit`); this holds for a gateway served without that limit.
+    func feedbackTooLarge(_ request: GatewayRequest) -> HTTPResponse? {
+        guard request.http.body.count > configuration.feedback.maxBodyBytes else { return nil }
+        return OpenAIError(status: 413, message: "Feedback bodies are limited to \(configuration.feedback.maxBodyBytes) bytes.",
+                           type: "invalid_request_error", code: "request_too_large").response(requestID: request.requestID)
     }
 
     /// The one way feedback reaches the store, whatever shape it came in: waits for a request still being

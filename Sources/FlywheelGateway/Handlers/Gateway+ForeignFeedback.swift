@@ -124,10 +124,7 @@ extension Gateway {
                                  answer: @escaping @Sendable (FeedbackSubmission?, JSONObject) -> JSON) {
         let writer = request.writer
         let requestID = request.requestID
-        guard request.http.body.count <= configuration.feedback.maxBodyBytes else {
-            return writer.send(OpenAIError(status: 413, message: "Feedback bodies are limited to \(configuration.feedback.maxBodyBytes) bytes.",
-                                           type: "invalid_request_error", code: "request_too_large").response(requestID: requestID))
-        }
+        if let tooLarge = feedbackTooLarge(request) { return writer.send(tooLarge) }
         let object: JSONObject
         do {
             guard case .object(let o) = try JSONParser.parse(request.http.body) else {
