@@ -423,7 +423,10 @@ struct HTTPParser {
         pendingRequest = request
         body = []
         chunkExtensionBytes = 0
-        requestBodyLimit = min(maxBodyBytes, max(0, bodyLimit?(request.method, request.path) ?? maxBodyBytes))
+        // Asked only of requests that have a body: most (GETs, health checks) do not.
+        if hasTransferEncoding || (contentLength ?? 0) > 0 {
+            requestBodyLimit = min(maxBodyBytes, max(0, bodyLimit?(request.method, request.path) ?? maxBodyBytes))
+        }
         if hasTransferEncoding {
             try Self.checkTransferCodings(transferCodings, version: request.version, hasContentLength: contentLength != nil)
             announcedBodyBytes = 0
