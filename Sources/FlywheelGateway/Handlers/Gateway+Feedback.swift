@@ -90,6 +90,15 @@ extension Gateway {
         return response
     }
 
+    /// The string `o[key]`, nil when absent or null; 400 naming the field when it is not a string of at most
+    /// `limit` bytes. Shared by every feedback shape.
+    static func optionalString(_ o: JSONObject, _ key: String, limit: Int) throws(OpenAIError) -> String? {
+        guard let v = o[key], v != .null else { return nil }
+        guard let s = v.stringValue else { throw .invalidRequest("'\(key)' must be a string.", param: key) }
+        guard s.utf8.count <= limit else { throw .invalidRequest("'\(key)' is longer than \(limit) bytes.", param: key) }
+        return s
+    }
+
     /// Validates a feedback body into a record; every rejection says which field and why.
     static func parseFeedback(_ body: [UInt8], idempotencyKey: String?) -> Result<FeedbackRecord, OpenAIError> {
         let json: JSON
@@ -112,12 +121,6 @@ extension Gateway {
         }
         var record = FeedbackRecord(requestID: requestID, createdAtMillis: WallClock.unixMillis(), signal: signal)
 
-        func optionalString(_ key: String, limit: Int) -> Result<String?, OpenAIError> {
-            guard let v = o[key], v != .null else { return .success(nil) }
-            guard let s = v.stringValue else { return .failure(.invalidRequest("'\(key)' must be a string.", param: key)) }
-            guard s.utf8.count <= limit else { return .failure(.invalidRequest("'\(key)' is longer than \(limit) bytes.", param: key)) }
-            return .success(s)
-        }
         func optionalNumber(_ key: String) -> Result<Double?, OpenAIError> {
             guard let v = o[key], v != .null else { return .success(nil) }
             guard let d = v.doubleValue, d.isFinite else { return .failure(.invalidRequest("'\(key)' must be a number.", param: key)) }
@@ -126,9 +129,9 @@ extension Gateway {
         do throws(OpenAIError) {
             record.value = try optionalNumber("value").get()
             record.weight = try optionalNumber("weight").get()
-            record.correction = try optionalString("correction", limit: 4 << 20).get()
-            record.comment = try optionalString("comment", limit: maxCommentBytes).get()
-            record.source = try optionalString("source", limit: maxSourceLength).get()
+            record.correction = try optionalString(o, "correction", limit: 4 << 20)
+            record.comment = try optionalString(o, "comment", limit: maxCommentBytes)
+            record.source = try optionalString(o, "source", limit: maxSourceLength)
         } catch {
             return .failure(error)
         }

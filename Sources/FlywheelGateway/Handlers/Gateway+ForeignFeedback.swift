@@ -74,15 +74,15 @@ extension Gateway {
                     throw .invalidRequest("A BOOLEAN score's 'value' must be 0 or 1.", param: "value")
                 }
                 record = FeedbackRecord(requestID: trace, createdAtMillis: now, signal: flag ? .accepted : .rejected)
-                record.comment = try Self.optionalText(o, "comment")
+                record.comment = try Self.optionalString(o, "comment", limit: Self.maxCommentBytes)
             } else if let text = value.stringValue {
                 record = FeedbackRecord(requestID: trace, createdAtMillis: now, signal: .comment)
-                let comment = try Self.optionalText(o, "comment")
+                let comment = try Self.optionalString(o, "comment", limit: Self.maxCommentBytes)
                 record.comment = comment.map { "\(text): \($0)" } ?? text
             } else if let number = value.doubleValue, number.isFinite {
                 record = FeedbackRecord(requestID: trace, createdAtMillis: now, signal: .score)
                 record.value = number
-                record.comment = try Self.optionalText(o, "comment")
+                record.comment = try Self.optionalString(o, "comment", limit: Self.maxCommentBytes)
             } else {
                 throw .invalidRequest("'value' must be a number, a boolean or a string.", param: "value")
             }
@@ -164,14 +164,6 @@ extension Gateway {
             throw .invalidRequest("'\(key)' must be at most \(maxMetricNameBytes) bytes without control characters.", param: key)
         }
         return name
-    }
-
-    private static func optionalText(_ o: JSONObject, _ key: String) throws(OpenAIError) -> String? {
-        guard let v = o[key], v != .null else { return nil }
-        guard let s = v.stringValue, s.utf8.count <= maxCommentBytes else {
-            throw .invalidRequest("'\(key)' must be a string of at most \(maxCommentBytes) bytes.", param: key)
-        }
-        return s
     }
 
     /// A demonstration's text: a string, or the text of content blocks (`[{"type": "text", "text": ...}]`).
