@@ -37,22 +37,9 @@ public final class ScriptedUpstreamServer: Sendable {
     public var deadURL: String { "http://127.0.0.1:\(deadPort)/v1" }
 
     public init() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Int32 in
-                guard bind(fd, pointer, length) == 0, listen(fd, 1024) == 0 else { return -1 }
-                return getsockname(fd, pointer, &length)
-            }
-        }
-        guard fd >= 0, bound == 0 else { throw TestSupportError("scripted server: listen failed, errno \(errno)") }
+        let (fd, boundPort) = try LoopbackPort.bind(listen: true)
         listener = fd
-        port = UInt16(bigEndian: address.sin_port)
+        port = boundPort
         deadPort = LoopbackPort.unused()
         let hits = self.hits
         Self.spawn {

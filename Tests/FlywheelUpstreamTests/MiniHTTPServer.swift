@@ -1,3 +1,4 @@
+import FlywheelTesting
 import Glibc
 import Synchronization
 
@@ -8,23 +9,9 @@ final class MiniHTTPServer: Sendable {
     private let listener: Int32
 
     init() throws {
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let (listener, boundPort) = try LoopbackPort.bind(listen: true)
         self.listener = listener
-        var one: Int32 = 1
-        setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Int32 in
-                guard bind(listener, pointer, length) == 0, listen(listener, 1024) == 0 else { return -1 }
-                return getsockname(listener, pointer, &length)
-            }
-        }
-        guard bound == 0 else { throw UpstreamSetupErrorForTests.socket(errno) }
-        port = Int(UInt16(bigEndian: address.sin_port))
+        port = Int(boundPort)
         let fd = listener
         Self.spawn {
             while true {
@@ -98,4 +85,3 @@ final class MiniHTTPServer: Sendable {
     }
 }
 
-enum UpstreamSetupErrorForTests: Error { case socket(Int32) }
