@@ -56,7 +56,7 @@ public struct UsageReport: Sendable {
 
     public private(set) var rows: [Row] = []
     public private(set) var total = Row(model: "*", route: "*")
-    /// Rows that could not be counted (none today; kept so a report can say it read everything).
+    /// Requests the report read (every one the filter selects).
     public private(set) var requestsRead = 0
 
     /// Reads every request of `filter` from `queries`. `baseline`, when given, prices local answers.

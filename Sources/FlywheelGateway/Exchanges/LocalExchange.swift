@@ -12,7 +12,6 @@ final class LocalExchange: Sendable {
     private let writer: HTTPResponseWriter
     private let context: RequestContext
     private let stream: Bool
-    private let includeUsage: Bool
     private let responses: LocalResponses
 
     private struct State {
@@ -31,7 +30,6 @@ final class LocalExchange: Sendable {
         self.writer = writer
         self.context = context
         self.stream = stream
-        self.includeUsage = includeUsage
         self.responses = LocalResponses(chat: chat, requestID: context.requestID, model: modelName,
                                         createdAtMillis: context.createdAtMillis, includeUsageField: includeUsage)
         #if DEBUG
@@ -108,7 +106,7 @@ final class LocalExchange: Sendable {
             finish(outcome, firstText: firstText)
             if stream {
                 var tail = ServerSentEvents.encode(data: responses.chunk(text: responses.chat ? nil : "", finish: summary.finishReason).serializedString())
-                if includeUsage { tail += ServerSentEvents.encode(data: responses.usageChunk(summary).serializedString()) }
+                if responses.includeUsageField { tail += ServerSentEvents.encode(data: responses.usageChunk(summary).serializedString()) }
                 tail += ServerSentEvents.encode(data: "[DONE]")
                 writer.write(tail)
                 writer.endStream()
