@@ -11,7 +11,7 @@ struct ExportCommand: ParsableCommand {
         discussion: """
             Writes OUT (train), OUT-stem.validation.jsonl, OUT-stem.holdout.jsonl and OUT-stem.manifest.json. Only \
             successful chat completions answered by an upstream are taken unless told otherwise; PII is scrubbed and \
-            exact duplicates removed by default; prompts are split by a hash, so one prompt never lands in two files.
+            exact and near duplicates removed by default; prompts are split by a hash, so one prompt never lands in two files.
             """)
 
     @Option(name: .long, help: "sft, dpo (OpenAI's preference shape) or dpo-trl (TRL's prompt/chosen/rejected).")
@@ -49,8 +49,17 @@ struct ExportCommand: ParsableCommand {
     @Flag(name: .long, help: "Do not scrub PII (emails, phone numbers, cards, IBANs, IPs, keys).")
     var noScrub = false
 
-    @Flag(name: .long, help: "Keep exact duplicates.")
+    @Flag(name: .long, help: "Keep duplicates, exact and near.")
     var keepDuplicates = false
+
+    @Flag(name: .long, help: "Keep near-duplicates (still remove exact ones).")
+    var keepNearDuplicates = false
+
+    @Option(name: .long, help: "Jaccard similarity (of word 5-grams, system prompts left out) from which a line is a near-duplicate of an earlier one (0.5...0.99).")
+    var nearThreshold: Double = 0.8
+
+    @Option(name: .long, help: "Memory for the near-duplicate index in MiB (about 150 bytes a line); past it, lines are still checked but no longer indexed (the manifest says when).")
+    var dedupeMemoryMb: Int = 64
 
     @Option(name: .long, help: "Share of prompts in the validation file (0...1).")
     var validationFraction: Double = 0.1
@@ -67,6 +76,8 @@ struct ExportCommand: ParsableCommand {
         }
         guard (0...1).contains(validationFraction) else { throw ValidationError("--validation-fraction must be 0...1") }
         guard holdout >= 0 else { throw ValidationError("--holdout must not be negative") }
+        guard (0.5...0.99).contains(nearThreshold) else { throw ValidationError("--near-threshold must be 0.5...0.99") }
+        guard (1...65_536).contains(dedupeMemoryMb) else { throw ValidationError("--dedupe-memory-mb must be 1...65536") }
         var options = ExportOptions(format: format)
         options.filter = try log.filter()
         options.acceptedOnly = acceptedOnly
@@ -79,6 +90,8 @@ struct ExportCommand: ParsableCommand {
         options.includeFailed = includeFailed
         options.scrubPII = !noScrub
         options.deduplicate = !keepDuplicates
+        options.nearDuplicateThreshold = keepNearDuplicates ? nil : nearThreshold
+        options.nearDuplicateMemory = dedupeMemoryMb << 20
         options.validationFraction = validationFraction
         options.holdout = holdout
         options.lineage = !noLineage

@@ -88,6 +88,46 @@ def test_sft_export_keeps_lineage_scrubs_pii_dedupes_and_applies_corrections(tra
     assert ds.num_rows == len(rows) and "messages" in ds.column_names
 
 
+def test_near_duplicates_are_removed_by_similarity_and_reported(gw, tmp_path):
+    """A long ticket sent twice with one word changed and another system prompt is one example; a different
+    ticket on the same template is kept. The threshold and the index are in the manifest."""
+    import random
+    import uuid
+    fw = gw.fw
+    tag = f"near-{uuid.uuid4().hex[:8]}"
+    rng = random.Random(5)
+    words = [rng.choice(["printer", "invoice", "login", "parcel", "refund", "screen", "order", "account", "late",
+                         "broken", "again", "since", "monday", "please", "urgent", "customer", "office", "floor"])
+             for _ in range(100)]
+    first = " ".join(words)
+    words[50] = "tuesday"
+    near = " ".join(words)
+    other = " ".join(rng.sample(words, len(words)))
+    ids = {
+        "first": chat(fw, [{"role": "system", "content": "Route the ticket."}, *user_msg(first)], tag),
+        "near": chat(fw, [{"role": "system", "content": "You route tickets. Answer JSON."}, *user_msg(near)], tag),
+        "other": chat(fw, user_msg(other), tag),
+    }
+    for rid in ids.values():
+        fw.wait_logged(rid)
+    out, manifest = export(fw, tmp_path, "sft", tag)
+    kept = {r["flywheel_request_id"] for r in read_jsonl(out)}
+    assert kept == {ids["first"], ids["other"]}
+    assert manifest["dropped"] == {"near_duplicate": 1}
+    near_info = manifest["deduplication"]["near"]
+    assert near_info["threshold"] == 0.8 and near_info["lines_indexed"] == 2 and near_info["index_full_after"] is None
+    assert near_info["bands"] * near_info["rows"] <= near_info["hashes"]
+    # A stricter threshold, or near-deduplication off, keeps both.
+    for args in (["--near-threshold", "0.97"], ["--keep-near-duplicates"]):
+        out, manifest = export(fw, tmp_path, "sft", tag, *args)
+        assert {r["flywheel_request_id"] for r in read_jsonl(out)} == set(ids.values()), args
+        assert "near_duplicate" not in manifest["dropped"]
+    assert manifest["deduplication"]["near"] == "off"
+    p = run_cli(fw.binary, "export", "--format", "sft", "--out", str(tmp_path / "x.jsonl"), "--db", str(fw.db),
+                "--near-threshold", "1.5")
+    assert p.returncode != 0 and "--near-threshold" in p.stderr
+
+
 def test_preference_exports_pair_corrections_and_rejections(traffic, tmp_path):
     fw, ids, tag = traffic
     out, manifest = export(fw, tmp_path, "dpo", tag)

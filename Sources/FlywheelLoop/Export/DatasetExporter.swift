@@ -28,16 +28,21 @@ public final class DatasetExporter {
     private let queries: any LogQueries
     private var scrubber = PIIScrubber()
     private var seen = Set<UInt64>()
+    private var near: NearDuplicateIndex?
     private var dropped: [String: Int] = [:]
     private var badRows: [String] = []
     private var read = 0
     /// DPO from rejections: per prompt, an accepted answer and the rejected ones waiting for it.
     private var accepted: [UInt64: JSON] = [:]
     private var rejected: [UInt64: [(id: String, prompt: [JSON], tools: JSON?, answer: JSON)]] = [:]
+    private var pendingRejections = 0
 
     public init(queries: any LogQueries, options: ExportOptions) {
         self.queries = queries
         self.options = options
+        if options.deduplicate, let threshold = options.nearDuplicateThreshold {
+            near = NearDuplicateIndex(threshold: threshold, memoryLimit: options.nearDuplicateMemory)
+        }
     }
 
     /// A logged chat completion as training material.
@@ -68,7 +73,7 @@ public final class DatasetExporter {
             if read % 10_000 == 0 { progress?(read) }
             guard let example = select(item) else { return }
             for line in lines(for: example) {
-                guard unique(line) else { drop("duplicate"); continue }
+                guard unique(line) else { continue }
                 try write(line, promptKey: example.promptKey)
             }
         }
@@ -79,7 +84,7 @@ public final class DatasetExporter {
                 for r in waiting {
                     guard r.answer != chosen else { drop("identical_pair"); continue }
                     let line = preference(id: r.id, prompt: r.prompt, tools: r.tools, chosen: chosen, rejected: r.answer)
-                    guard unique(line) else { drop("duplicate"); continue }
+                    guard unique(line) else { continue }
                     try write(line, promptKey: key)
                 }
             }
@@ -114,7 +119,7 @@ public final class DatasetExporter {
             "bad_rows": .array(badRows.map(JSON.string)),
             "pii_scrubbed": .object(JSONObject(scrubber.counts.sorted { $0.key < $1.key }.map { ($0.key, JSON.int(Int64($0.value))) })),
             "pii_scrubbing": .bool(options.scrubPII),
-            "deduplication": options.deduplicate ? "exact: SHA-256 of each line without its lineage" : "off",
+            "deduplication": deduplicationJSON(),
             "split": ["by": "SHA-256 of the prompt messages", "validation_fraction": .double(options.validationFraction),
                       "holdout_prompts": .int(Int64(holdoutKeys.count))],
             "files": .object(JSONObject(files)),
@@ -194,8 +199,13 @@ public final class DatasetExporter {
                 out.append(preference(id: e.id, prompt: e.prompt, tools: e.tools,
                                       chosen: ["role": "assistant", "content": .string(correction)], rejected: e.answer))
             } else if e.verdict == .accepted {
-                if accepted[e.promptKey] == nil { accepted[e.promptKey] = e.answer }
+                // Kept for pairing with a rejection of the same prompt, within the buffer's bound.
+                if accepted[e.promptKey] == nil {
+                    if accepted.count < options.preferenceBuffer { accepted[e.promptKey] = e.answer } else { drop("accepted_not_buffered") }
+                }
             } else if e.verdict == .rejected {
+                guard pendingRejections < options.preferenceBuffer else { drop("preference_buffer_full"); return out }
+                pendingRejections += 1
                 rejected[e.promptKey, default: []].append((e.id, e.prompt, e.tools, e.answer))
             } else {
                 drop("no_preference")
@@ -255,11 +265,60 @@ public final class DatasetExporter {
     /// The key a prompt is split and held out by (the same in both passes).
     private static func promptKey(_ prompt: [JSON]) -> UInt64 { SHA256.key(JSON.array(prompt).serialized()) }
 
-    /// True the first time a line's content (without its lineage) is seen.
+    /// True the first time a line's content (without its lineage) is seen and nothing near it was; otherwise
+    /// the drop is counted (`duplicate` or `near_duplicate`).
     private func unique(_ line: JSON) -> Bool {
         guard options.deduplicate, case .object(var o) = line else { return true }
         o["flywheel_request_id"] = nil
-        return seen.insert(SHA256.key(JSON.object(o).serialized())).inserted
+        guard seen.insert(SHA256.key(JSON.object(o).serialized())).inserted else { drop("duplicate"); return false }
+        if near != nil {
+            var text: [UInt8] = []
+            Self.conversationText(line, into: &text)
+            if near!.isDuplicate(text) == true { drop("near_duplicate"); return false }
+        }
+        return true
+    }
+
+    /// The text near-duplicates are judged by: every string of the line's messages but the system (and
+    /// developer) prompts, tool definitions, roles, ids and lineage, which are shared or random by design.
+    static func conversationText(_ value: JSON, into text: inout [UInt8]) {
+        switch value {
+        case .string(let s):
+            text.append(contentsOf: s.utf8)
+            text.append(0x0A)
+        case .array(let items):
+            for item in items { conversationText(item, into: &text) }
+        case .object(let o):
+            if let role = o["role"]?.stringValue, role == "system" || role == "developer" { return }
+            for (key, v) in o where !Self.notConversation.contains(key) {
+                conversationText(v, into: &text)
+            }
+        default: break
+        }
+    }
+
+    private static let notConversation: Set<String> = ["tools", "role", "id", "tool_call_id", "type", "flywheel_request_id"]
+
+    private func deduplicationJSON() -> JSON {
+        guard options.deduplicate else { return "off" }
+        var out = JSONObject()
+        out["exact"] = "SHA-256 of each line without its lineage"
+        if let near {
+            out["near"] = [
+                "method": "MinHash over word 5-grams of the conversation without system prompts and tool definitions; LSH bands find candidates, each checked against the earlier line's signature",
+                "threshold": .double(near.threshold),
+                "banding_midpoint": .double((near.bandingMidpoint * 1000).rounded() / 1000),
+                "hashes": .int(Int64(NearDuplicateIndex.hashCount)),
+                "bands": .int(Int64(near.bands)),
+                "rows": .int(Int64(near.rows)),
+                "lines_indexed": .int(Int64(near.indexed)),
+                "index_bytes": .int(Int64(near.memoryUsed)),
+                "index_full_after": near.fullAfter.map { .int(Int64($0)) } ?? .null,
+            ]
+        } else {
+            out["near"] = "off"
+        }
+        return .object(out)
     }
 
     /// The `count` lowest prompt keys among the requests the filter selects: the holdout, the same every run.

@@ -30,11 +30,20 @@ public struct ExportOptions: Sendable {
     /// Also take failed, incomplete and truncated requests.
     public var includeFailed = false
     public var scrubPII = true
+    /// Remove exact duplicates (and, with `nearDuplicateThreshold`, near ones).
     public var deduplicate = true
+    /// Jaccard similarity of word 5-grams above which a line counts as a near-duplicate of an earlier one
+    /// (system prompts and tool definitions left out); nil keeps near-duplicates.
+    public var nearDuplicateThreshold: Double? = 0.8
+    /// The most memory the near-duplicate index may take; past it, lines are checked but no longer indexed.
+    public var nearDuplicateMemory = 64 << 20
     /// Share of prompts (by a hash of the prompt, so one prompt never lands in both) in the validation file.
     public var validationFraction = 0.1
     /// Prompts kept apart as a golden set (the ones with the lowest prompt hashes: the same every run).
     public var holdout = 0
+    /// Preference pairs from rejections: how many accepted answers and how many rejected ones wait in memory for
+    /// their other half (the rest is counted in the manifest, never held).
+    public var preferenceBuffer = 100_000
     /// Each line names the request it came from (`flywheel_request_id`).
     public var lineage = true
 
