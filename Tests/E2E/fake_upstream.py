@@ -9,6 +9,9 @@ Deterministic behaviour:
                  whitespace-separated words (prompt = all message texts, completion =
                  answer).  ``max_tokens`` / ``max_completion_tokens`` truncate the
                  answer and give ``finish_reason: "length"``.
+  * tool calls:  with ``tools`` and a ``tool_choice`` of ``"required"`` or a named function, the answer is one
+                 call of that function (or the first tool) with arguments ``{"input": <last user message>}``,
+                 ``finish_reason: "tool_calls"``; streamed as a call chunk and two argument pieces.
   * completions: ``"echo: " + prompt`` per prompt.
   * embeddings:  ``embedding_for(text, dims)`` (sha256-derived, float32-exact values);
                  ``encoding_format: "base64"`` honoured.
@@ -79,6 +82,24 @@ def chat_answer(messages: list) -> str:
         if isinstance(m, dict) and m.get("role") == "user":
             last_user = message_text(m.get("content"))
     return "echo: " + last_user
+
+
+def tool_call_for(req: dict, cid: str) -> dict | None:
+    """The tool call a request asks for (``tool_choice`` "required" or a named function), or None."""
+    tools = req.get("tools")
+    choice = req.get("tool_choice")
+    if not isinstance(tools, list) or not tools or choice in (None, "none", "auto"):
+        return None
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+    else:
+        name = ((tools[0] or {}).get("function") or {}).get("name")
+    last_user = ""
+    for m in req.get("messages") or []:
+        if isinstance(m, dict) and m.get("role") == "user":
+            last_user = message_text(m.get("content"))
+    return {"id": "call_" + cid.rsplit("-", 1)[-1], "type": "function",
+            "function": {"name": str(name), "arguments": json.dumps({"input": last_user})}}
 
 
 def split_pieces(answer: str) -> list[str]:
@@ -284,12 +305,19 @@ class _Handler(BaseHTTPRequestHandler):
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": words(answer),
                  "total_tokens": prompt_tokens + words(answer)}
         cid = f"chatcmpl-fake-{self.fake._next_id()}"
+        call = tool_call_for(req, cid)
+        if call is not None:
+            finish = "tool_calls"
+            usage["completion_tokens"] = words(call["function"]["arguments"])
+            usage["total_tokens"] = prompt_tokens + usage["completion_tokens"]
         if not req.get("stream"):
+            message = {"role": "assistant", "content": answer, "refusal": None}
+            if call is not None:
+                message = {"role": "assistant", "content": None, "refusal": None, "tool_calls": [call]}
             return self._send_json(200, {
                 "id": cid, "object": "chat.completion", "created": CREATED, "model": model,
                 "system_fingerprint": "fp_fake",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": answer, "refusal": None},
-                             "logprobs": None, "finish_reason": finish}],
+                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
                 "usage": usage})
         include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
 
@@ -325,9 +353,20 @@ class _Handler(BaseHTTPRequestHandler):
                 release.wait(fault.get("delay", 0.2))
             self._drop()
             return
-        for piece in split_pieces(answer):
-            if not emit(chunk({"content": piece})):
-                return
+        if call is not None:
+            arguments = call["function"]["arguments"]
+            half = len(arguments) // 2
+            pieces = [{"index": 0, "id": call["id"], "type": "function",
+                       "function": {"name": call["function"]["name"], "arguments": ""}},
+                      {"index": 0, "function": {"arguments": arguments[:half]}},
+                      {"index": 0, "function": {"arguments": arguments[half:]}}]
+            for piece in pieces:
+                if not emit(chunk({"tool_calls": [piece]})):
+                    return
+        else:
+            for piece in split_pieces(answer):
+                if not emit(chunk({"content": piece})):
+                    return
         if not emit(chunk({}, finish)):
             return
         if include_usage:
