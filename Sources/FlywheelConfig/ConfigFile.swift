@@ -13,6 +13,27 @@ struct ConfigFile: Decodable {
     var prices: [String: PriceSection]?
     var local_models: [LocalModelSection]?
     var inference: InferenceSection?
+    var policies: [PolicySection]?
+
+    struct PolicySection: Decodable {
+        var model: String
+        var variants: [VariantSection]
+        var sticky: StickySection?
+        var fallback: [String]?
+        var first_token_budget: Double?
+        var allow_override: Bool?
+        var shadow: ShadowSection?
+    }
+    struct VariantSection: Decodable { var target: String; var weight: Double? }
+    struct ShadowSection: Decodable { var target: String; var rate: Double?; var max_concurrent: Int? }
+    /// `sticky: user`, `sticky: [user, episode]` or `sticky: none`.
+    struct StickySection: Decodable {
+        var keys: [String]
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.singleValueContainer()
+            if let one = try? container.decode(String.self) { keys = [one] } else { keys = try container.decode([String].self) }
+        }
+    }
 
     struct LocalModelSection: Decodable {
         var name: String
@@ -157,6 +178,28 @@ struct ConfigFile: Decodable {
         }
         for (model, p) in prices ?? [:] {
             c.prices[model] = .init(input: p.input, output: p.output)
+        }
+        for (i, p) in (policies ?? []).enumerated() {
+            var policy = GatewayConfiguration.TrafficPolicy(model: p.model, variants: p.variants.map { .init(target: $0.target, weight: $0.weight ?? 1) })
+            if let sticky = p.sticky {
+                if sticky.keys == ["none"] {
+                    policy.sticky = []
+                } else {
+                    policy.sticky = try sticky.keys.map { key in
+                        guard let k = GatewayConfiguration.TrafficPolicy.StickyKey(rawValue: key) else {
+                            throw ConfigurationError("\(source): policies[\(i)].sticky: '\(key)' is not one of user, episode, tag, none")
+                        }
+                        return k
+                    }
+                }
+            }
+            policy.fallback = p.fallback ?? []
+            policy.firstTokenBudget = p.first_token_budget
+            policy.allowOverride = p.allow_override ?? true
+            if let s = p.shadow {
+                policy.shadow = .init(target: s.target, rate: s.rate ?? 1, maxConcurrent: s.max_concurrent ?? 2)
+            }
+            c.policies.append(policy)
         }
         return c
     }

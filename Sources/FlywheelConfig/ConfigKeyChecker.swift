@@ -34,6 +34,11 @@ enum ConfigKeyChecker {
         "inference": .mapping([
             "threads": .any, "slots": .any, "max_queued": .any, "prompt_chunk": .any, "max_tokens_limit": .any,
         ]),
+        "policies": .list(.mapping([
+            "model": .any, "variants": .list(.mapping(["target": .any, "weight": .any])), "sticky": .any,
+            "fallback": .any, "first_token_budget": .any, "allow_override": .any,
+            "shadow": .mapping(["target": .any, "rate": .any, "max_concurrent": .any]),
+        ])),
     ])
 
     /// Keys that hold secrets or name where a secret is read from.

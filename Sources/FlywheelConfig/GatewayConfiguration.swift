@@ -17,8 +17,66 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var localModels: [LocalModelSettings] = []
     /// How the engine runs local models.
     public var inference = Inference()
+    /// Traffic policies by the model name apps send: splits between targets, fallbacks and shadows.
+    public var policies: [TrafficPolicy] = []
 
     public init() {}
+
+    /// How requests for one model name are spread over targets: each target is a local model name or a model
+    /// name the routes send upstream (never another policy).
+    public struct TrafficPolicy: Sendable, Equatable {
+        public struct Variant: Sendable, Equatable {
+            public var target: String
+            /// Relative share of the traffic (any non-negative numbers; they need not add up to 100).
+            public var weight: Double
+            public init(target: String, weight: Double) {
+                self.target = target
+                self.weight = weight
+            }
+        }
+        /// What keeps one caller on one variant: the first of these the request carries.
+        public enum StickyKey: String, Sendable, Equatable, CaseIterable {
+            case user, episode, tag
+        }
+        public struct Shadow: Sendable, Equatable {
+            public var target: String
+            /// Share of the requests also run on the shadow target (0...1).
+            public var rate: Double
+            /// Shadow runs at once; beyond this a shadow run is skipped (shed), never queued.
+            public var maxConcurrent: Int
+            public init(target: String, rate: Double, maxConcurrent: Int = 2) {
+                self.target = target
+                self.rate = rate
+                self.maxConcurrent = maxConcurrent
+            }
+        }
+
+        /// The model name apps send.
+        public var model: String
+        /// Listed with the candidate first, so that raising its weight keeps every caller it already had.
+        public var variants: [Variant]
+        /// Empty: every request is drawn on its own.
+        public var sticky: [StickyKey] = [.user, .episode]
+        /// Targets tried in order when the chosen one fails before its first token.
+        public var fallback: [String] = []
+        /// Seconds a target may take to its first token before the next fallback answers instead.
+        public var firstTokenBudget: Double? = nil
+        /// Whether `x-flywheel-variant` on a request may choose the variant (for testing).
+        public var allowOverride = true
+        public var shadow: Shadow? = nil
+
+        public init(model: String, variants: [Variant]) {
+            self.model = model
+            self.variants = variants
+        }
+
+        /// Every target the policy may send a request to.
+        public var targets: [String] {
+            var out: [String] = []
+            for t in variants.map(\.target) + fallback + (shadow.map { [$0.target] } ?? []) where !out.contains(t) { out.append(t) }
+            return out
+        }
+    }
 
     public struct LocalModelSettings: Sendable, Equatable {
         /// The `model` name requests use.
@@ -245,12 +303,86 @@ extension GatewayConfiguration {
         guard feedback.waitTimeout > 0, feedback.waitTimeout <= 3_600 else {
             throw ConfigurationError("feedback.wait_timeout must be more than 0 and at most 3600 seconds")
         }
+        try validatePolicies()
         var keyIDs = Set<String>()
         for k in auth.keys {
             guard !k.key.isEmpty else { throw ConfigurationError("auth.keys.\(k.id): key is empty") }
             guard keyIDs.insert(k.id).inserted else { throw ConfigurationError("auth.keys: duplicate id '\(k.id)'") }
         }
         _ = try ListenAddress(parsing: server.listen)
+    }
+}
+
+extension GatewayConfiguration {
+    /// Ranges and shapes of `policies` (their targets are checked against the models by `checkPolicyTargets`,
+    /// once command-line local models are in).
+    func validatePolicies() throws {
+        var models = Set<String>()
+        for (i, p) in policies.enumerated() {
+            let place = "policies[\(i)] (\(p.model))"
+            guard !p.model.isEmpty else { throw ConfigurationError("policies[\(i)]: model is empty") }
+            guard models.insert(p.model).inserted else { throw ConfigurationError("policies: two policies for '\(p.model)'") }
+            guard !p.variants.isEmpty else { throw ConfigurationError("\(place): needs at least one variant") }
+            for v in p.variants where !(v.weight >= 0 && v.weight.isFinite) {
+                throw ConfigurationError("\(place): the weight of '\(v.target)' must be a number >= 0")
+            }
+            guard p.variants.contains(where: { $0.weight > 0 }) else {
+                throw ConfigurationError("\(place): at least one variant needs a weight above 0")
+            }
+            var seen = Set<String>()
+            for v in p.variants where !seen.insert(v.target).inserted {
+                throw ConfigurationError("\(place): variant '\(v.target)' is listed twice")
+            }
+            for t in p.targets where !Self.isTargetName(t) {
+                throw ConfigurationError("\(place): target '\(t.prefix(64))' must be 1 to 128 characters of A-Za-z0-9 . _ : / @ + -")
+            }
+            if let b = p.firstTokenBudget, !(b > 0 && b <= 600) {
+                throw ConfigurationError("\(place): first_token_budget must be more than 0 and at most 600 seconds")
+            }
+            if let s = p.shadow {
+                guard s.rate >= 0, s.rate <= 1 else { throw ConfigurationError("\(place): shadow.rate must be 0...1") }
+                guard s.maxConcurrent >= 1, s.maxConcurrent <= 64 else {
+                    throw ConfigurationError("\(place): shadow.max_concurrent must be 1...64")
+                }
+            }
+        }
+    }
+
+    /// Target names reach response headers and metric labels: plain characters only.
+    static func isTargetName(_ name: String) -> Bool {
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:/@+-".utf8)
+        return (1...128).contains(name.utf8.count) && name.utf8.allSatisfy(allowed.contains)
+    }
+
+    /// `validatePolicies` and `checkPolicyTargets` together, for a reload.
+    public func validatePoliciesAndTargets() throws {
+        try validatePolicies()
+        try checkPolicyTargets()
+    }
+
+    /// Every policy target is a local model or a model some route sends upstream; throws naming the first that
+    /// is neither.
+    public func checkPolicyTargets() throws {
+        let locals = Set(localModels.map(\.name))
+        for p in policies {
+            for t in p.targets where !locals.contains(t) && !routes.contains(where: { Self.glob($0.model, matches: t) }) {
+                throw ConfigurationError("policies (\(p.model)): target '\(t)' is neither a local model nor routed upstream by any route")
+            }
+        }
+    }
+
+    /// `*` any run, `?` one character: the routes' pattern rule, for checking targets at load time.
+    static func glob(_ pattern: String, matches name: String) -> Bool {
+        let p = Array(pattern), n = Array(name)
+        var pi = 0, ni = 0, star = -1, mark = 0
+        while ni < n.count {
+            if pi < p.count, p[pi] == "?" || p[pi] == n[ni] { pi += 1; ni += 1 }
+            else if pi < p.count, p[pi] == "*" { star = pi; mark = ni; pi += 1 }
+            else if star >= 0 { pi = star + 1; mark += 1; ni = mark }
+            else { return false }
+        }
+        while pi < p.count, p[pi] == "*" { pi += 1 }
+        return pi == p.count
     }
 }
 

@@ -38,6 +38,7 @@ public final class Daemon: Sendable {
     public init(configuration: GatewayConfiguration,
                 openLog: (GatewayConfiguration) throws -> any LogSink = Daemon.openLog) throws {
         try configuration.validate()
+        try configuration.checkPolicyTargets()
         self.configuration = configuration
         let address = try ListenAddress(parsing: configuration.server.listen)
         let log = try openLog(configuration)
@@ -132,6 +133,22 @@ public final class Daemon: Sendable {
         }
         gateway.setLocalModels(LocalModelAdapter.entries(for: facade), inference: facade)
         return summary
+    }
+
+    /// Applies a configuration read again (SIGHUP): its local models (as `reloadLocalModels`) and its traffic
+    /// policies, whose targets must be among those models or the routes running now (routes change only at a
+    /// restart). Checks everything first; on any error nothing changes. Returns what changed, one line each.
+    public func reload(_ settings: GatewayConfiguration) throws -> [String] {
+        var next = configuration
+        next.localModels = settings.localModels
+        next.policies = settings.policies
+        try next.validatePoliciesAndTargets()
+        let models = try reloadLocalModels(settings.localModels)
+        gateway.setPolicies(settings.policies)
+        let policies = settings.policies.isEmpty ? "none"
+            : settings.policies.map { p in "\(p.model) → " + p.variants.map { "\($0.target) \($0.weight.formatted())" }.joined(separator: ", ") }
+                .joined(separator: "; ")
+        return ["local models: \(models)", "policies: \(policies)"]
     }
 
     /// Starts accepting; returns the URL clients should use.

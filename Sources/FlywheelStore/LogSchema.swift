@@ -83,6 +83,13 @@ public enum LogSchema {
             CREATE INDEX requests_episode_id ON requests(episode_id) WHERE episode_id IS NOT NULL;
             ALTER TABLE feedback ADD COLUMN episode_id TEXT;
             """),
+        // Traffic policies: the target a policy chose for the request and why (JSON: policy, reason, sticky
+        // key, bucket, fallbacks tried), so every result can be attributed to its variant.
+        Migration(version: 6, summary: "policy variant and decision on requests", sql: """
+            ALTER TABLE requests ADD COLUMN variant  TEXT;
+            ALTER TABLE requests ADD COLUMN decision TEXT;
+            CREATE INDEX requests_variant ON requests(variant, created_at) WHERE variant IS NOT NULL;
+            """),
     ]
 
     /// Brings a read-write connection up to the last of `migrations` (by default this build's list; tests

@@ -6,7 +6,7 @@ enum RequestColumns {
         "model_requested", "model_served", "route", "upstream", "stream", "status", "error_type",
         "error_message", "request_json", "response_json", "latency_ms", "ttft_ms", "upstream_ms",
         "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd", "attempts", "response_truncated",
-        "incomplete", "episode_id",
+        "incomplete", "episode_id", "variant", "decision",
     ]
 
     static let insertSQL =
@@ -46,6 +46,8 @@ enum RequestColumns {
         try s.bind(record.responseTruncated, at: 27)
         try s.bind(record.incomplete, at: 28)
         try s.bind(record.episodeID, at: 29)
+        try s.bind(record.variant, at: 30)
+        try s.bind(record.decisionJSON, at: 31)
     }
 
     /// Decodes the current row of a statement that selected `selectList`.
@@ -75,6 +77,8 @@ enum RequestColumns {
         r.responseTruncated = s.int64(27) != 0
         r.incomplete = s.int64(28) != 0
         r.episodeID = s.optionalString(29)
+        r.variant = s.optionalString(30)
+        r.decisionJSON = s.optionalString(31)
         return StoredRequest(rowID: s.int64(0), record: r)
     }
 }

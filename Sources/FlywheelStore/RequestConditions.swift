@@ -21,6 +21,7 @@ struct RequestConditions {
         if filter.createdFrom != nil { clauses.append("created_at >= ?") }
         if filter.createdBefore != nil { clauses.append("created_at < ?") }
         if filter.episode != nil { clauses.append("episode_id = ?") }
+        if filter.variant != nil { clauses.append("variant = ?") }
         self.whereClause = clauses.isEmpty ? "" : " WHERE " + clauses.joined(separator: " AND ")
     }
 
@@ -43,6 +44,7 @@ struct RequestConditions {
         try next(filter.createdFrom) { v, i throws(SQLiteError) in try s.bind(v, at: i) }
         try next(filter.createdBefore) { v, i throws(SQLiteError) in try s.bind(v, at: i) }
         try next(filter.episode) { v, i throws(SQLiteError) in try s.bind(v, at: i) }
+        try next(filter.variant) { v, i throws(SQLiteError) in try s.bind(v, at: i) }
         return index
     }
 }

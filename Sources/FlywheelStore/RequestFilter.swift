@@ -15,6 +15,8 @@ public struct RequestFilter: Sendable, Equatable {
     public var createdBefore: Int64?
     /// Only the requests of this episode.
     public var episode: String?
+    /// Only the requests a policy sent to this target.
+    public var variant: String?
 
     public init(model: String? = nil, route: String? = nil, tag: String? = nil, status: Int? = nil,
                 errorsOnly: Bool = false, createdFrom: Int64? = nil, createdBefore: Int64? = nil) {

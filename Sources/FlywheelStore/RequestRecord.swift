@@ -53,6 +53,10 @@ public struct RequestRecord: Sendable, Equatable {
     /// The episode (conversation or task) this request belongs to, from `x-flywheel-episode` or
     /// `metadata.episode_id`.
     public var episodeID: String?
+    /// The target a traffic policy chose for this request (nil when no policy applied).
+    public var variant: String?
+    /// Why: the policy's decision as JSON text (`policy`, `reason`, `sticky`, `bucket`, `tried`).
+    public var decisionJSON: String?
 
     /// Everything not given is nil, empty, false or 0.
     public init(id: String, createdAtMillis: Int64, method: String, endpoint: String,
@@ -86,5 +90,7 @@ public struct RequestRecord: Sendable, Equatable {
         self.costUSD = nil
         self.attempts = 0
         self.episodeID = nil
+        self.variant = nil
+        self.decisionJSON = nil
     }
 }

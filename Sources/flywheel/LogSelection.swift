@@ -26,10 +26,14 @@ struct LogSelection: ParsableArguments {
     @Option(name: .long, help: "Only the requests of this episode (x-flywheel-episode or metadata.episode_id).")
     var episode: String?
 
+    @Option(name: .long, help: "Only requests a traffic policy sent to this target (its variant).")
+    var variant: String?
+
     /// The filter these options describe; a time that cannot be read is a usage error naming it.
     func filter(now: Date = Date()) throws -> RequestFilter {
         var filter = RequestFilter(model: model, route: route, tag: tag)
         filter.episode = episode
+        filter.variant = variant
         do {
             filter.createdFrom = try since.map { try Self.millis($0, now: now) }
             filter.createdBefore = try until.map { try Self.millis($0, now: now) }

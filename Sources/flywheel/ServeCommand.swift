@@ -92,16 +92,16 @@ struct ServeCommand: ParsableCommand {
         Console.error("flywheel: stopped")
     }
 
-    /// SIGHUP: reads the configuration again and serves its `local_models` (plus the `--local-model` flags)
-    /// without a restart. Anything else in the file takes effect at the next start. A failure changes nothing.
+    /// SIGHUP: reads the configuration again and serves its `local_models` (plus the `--local-model` flags) and
+    /// its `policies` without a restart. Anything else in the file takes effect at the next start. A failure
+    /// changes nothing.
     private func reload(_ server: Daemon, environment: [String: String], locals: [GatewayConfiguration.LocalModelSettings]) {
         do {
             var settings = try config.map { try GatewayConfiguration.load(path: $0, environment: environment) } ?? GatewayConfiguration()
             settings.applyOverrides(listen: nil, database: nil, upstreamURL: nil, upstreamKey: nil, localModels: locals, threads: nil)
-            let summary = try server.reloadLocalModels(settings.localModels)
-            Console.error("flywheel: reloaded local models: \(summary)")
+            for line in try server.reload(settings) { Console.error("flywheel: reloaded \(line)") }
         } catch {
-            Console.error("flywheel: reload failed, still serving the previous local models: \(error)")
+            Console.error("flywheel: reload failed, still serving the previous local models and policies: \(error)")
         }
     }
 }

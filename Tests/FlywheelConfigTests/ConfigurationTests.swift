@@ -137,3 +137,62 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertEqual(try GatewayConfiguration.parse(yaml: "feedback: {webhook_secret: s, signature_tolerance: 60}").feedback.signatureTolerance, 60)
     }
 }
+
+final class PolicyConfigurationTests: XCTestCase {
+    let base = """
+    upstreams: [{name: u, base_url: "http://x/v1"}]
+    routes: [{model: "gpt-*", upstream: u}]
+    local_models: [{name: ticket-router, path: /m.gguf}]
+
+    """
+
+    func testAPolicyParsesWithItsDefaults() throws {
+        let c = try GatewayConfiguration.parse(yaml: base + """
+        policies:
+          - model: support-bot
+            variants: [{target: ticket-router, weight: 10}, {target: gpt-4o-mini, weight: 90}]
+            fallback: [gpt-4o-mini]
+            first_token_budget: 1.5
+            shadow: {target: ticket-router, rate: 0.2}
+          - model: other
+            variants: [{target: gpt-4o}]
+            sticky: none
+        """)
+        let p = try XCTUnwrap(c.policies.first)
+        XCTAssertEqual(p.variants, [.init(target: "ticket-router", weight: 10), .init(target: "gpt-4o-mini", weight: 90)])
+        XCTAssertEqual(p.sticky, [.user, .episode])
+        XCTAssertEqual(p.firstTokenBudget, 1.5)
+        XCTAssertEqual(p.shadow, .init(target: "ticket-router", rate: 0.2, maxConcurrent: 2))
+        XCTAssertEqual(p.targets, ["ticket-router", "gpt-4o-mini"])
+        XCTAssertEqual(c.policies[1].sticky, [])
+        XCTAssertEqual(c.policies[1].variants.first?.weight, 1)
+        XCTAssertNoThrow(try c.checkPolicyTargets())
+    }
+
+    func testBadPoliciesAreRefusedNamingTheProblem() {
+        let cases: [(String, String)] = [
+            ("- {model: m, variants: []}", "at least one variant"),
+            ("- {model: m, variants: [{target: gpt-4o, weight: -1}]}", "weight"),
+            ("- {model: m, variants: [{target: gpt-4o, weight: 0}]}", "above 0"),
+            ("- {model: m, variants: [{target: gpt-4o}, {target: gpt-4o}]}", "listed twice"),
+            ("- {model: m, variants: [{target: \"bad name\\r\\n\"}]}", "must be 1 to 128 characters"),
+            ("- {model: m, variants: [{target: gpt-4o}], sticky: [user, ip]}", "'ip' is not one of"),
+            ("- {model: m, variants: [{target: gpt-4o}], first_token_budget: 0}", "first_token_budget"),
+            ("- {model: m, variants: [{target: gpt-4o}], shadow: {target: gpt-4o, rate: 2}}", "shadow.rate"),
+            ("- {model: m, variants: [{target: gpt-4o}]}\n- {model: m, variants: [{target: gpt-4o}]}", "two policies"),
+            ("- {model: m, variants: [{target: gpt-4o, wieght: 1}]}", "wieght"),
+        ]
+        for (yaml, expected) in cases {
+            XCTAssertThrowsError(try GatewayConfiguration.parse(yaml: base + "policies:\n" + yaml), yaml) { error in
+                XCTAssertTrue("\(error)".contains(expected), "\(yaml): \(error)")
+            }
+        }
+    }
+
+    func testATargetThatIsNeitherLocalNorRoutedIsRefused() throws {
+        let c = try GatewayConfiguration.parse(yaml: base + "policies: [{model: m, variants: [{target: claude-3}]}]")
+        XCTAssertThrowsError(try c.checkPolicyTargets()) { error in
+            XCTAssertTrue("\(error)".contains("'claude-3' is neither a local model nor routed"), "\(error)")
+        }
+    }
+}

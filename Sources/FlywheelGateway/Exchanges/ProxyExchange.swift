@@ -15,6 +15,8 @@ final class ProxyExchange: UpstreamResponseHandler {
     /// Most bytes of a response kept: a buffered body beyond it is refused (502); a stream beyond it keeps
     /// flowing to the client while the log's copy stops there, marked truncated.
     private let maxResponseBytes: Int
+    /// Where the request goes when this upstream fails before anything reached the client (a policy's fallback).
+    private let fallback: Fallback?
 
     private struct State {
         /// Dropped at completion: the transfer's job refers back to this exchange.
@@ -29,14 +31,19 @@ final class ProxyExchange: UpstreamResponseHandler {
         var loggedStreamBytes = 0
         var logTruncated = false
         var interruption: RequestOutcome.Interruption?
+        /// Handed over to a fallback: nothing more is answered or logged here.
+        var abandoned = false
+        var budgetTimer: HTTPEventLoopTimer?
     }
     private let state = Mutex(State())
 
-    init(ledger: RequestLedger, writer: HTTPResponseWriter, context: RequestContext, maxResponseBytes: Int) {
+    init(ledger: RequestLedger, writer: HTTPResponseWriter, context: RequestContext, maxResponseBytes: Int,
+         fallback: Fallback? = nil) {
         self.ledger = ledger
         self.writer = writer
         self.context = context
         self.maxResponseBytes = maxResponseBytes
+        self.fallback = fallback
         #if DEBUG
         ExchangeCensus.proxies.add(1, ordering: .relaxed)
         #endif
@@ -58,6 +65,13 @@ final class ProxyExchange: UpstreamResponseHandler {
             return false
         }
         if done { return }
+        if let budget = fallback?.firstTokenBudget {
+            // No head within the budget: the next target answers instead (when there is one).
+            let timer = writer.eventLoop.schedule(afterMilliseconds: Int((budget * 1000).rounded(.up))) { [weak self] in
+                self?.firstTokenBudgetExpired()
+            }
+            state.withLock { $0.budgetTimer = timer }
+        }
         // A client that goes away cancels the upstream transfer: no tokens are paid for that nobody reads.
         // At the end of the shutdown grace the server asks the same, and the client is told why.
         writer.onClose { [weak self] reason in self?.interrupted(reason) }
@@ -66,10 +80,11 @@ final class ProxyExchange: UpstreamResponseHandler {
     /// On the loop, from the writer: the client left, or the shutdown grace ran out (then what is written here
     /// is the last the client gets).
     private func interrupted(_ reason: HTTPCloseReason) {
-        let (transfer, streaming) = state.withLock { s -> (UpstreamTransfer?, Bool) in
+        let (transfer, streaming, abandoned) = state.withLock { s -> (UpstreamTransfer?, Bool, Bool) in
             if s.interruption == nil { s.interruption = reason == .serverShutdown ? .serverShutdown : .clientClosed }
-            return (s.transfer, s.streaming)
+            return (s.transfer, s.streaming, s.abandoned)
         }
+        if abandoned { return }
         if reason == .serverShutdown {
             writer.end(with: Self.shutdownError, streaming: streaming, requestID: context.requestID)
         }
@@ -78,15 +93,33 @@ final class ProxyExchange: UpstreamResponseHandler {
 
     static let shutdownError = OpenAIError.serverShutdown("The gateway shut down before the response was complete; retry.")
 
+    /// On the loop: the budget ran out before the upstream's head. Hands over to the next target when there is
+    /// one (cancelling this transfer); otherwise keeps waiting.
+    private func firstTokenBudgetExpired() {
+        guard let fallback, fallback.isAvailable() else { return }
+        let transfer = state.withLock { s -> UpstreamTransfer? in
+            guard s.head == nil, !s.abandoned, s.interruption == nil, s.transfer != nil else { return nil }
+            s.abandoned = true
+            return s.transfer
+        }
+        guard let transfer else { return }
+        transfer.cancel()
+        fallback.takeOver("first_token_budget")
+    }
+
     // MARK: UpstreamResponseHandler (the driver's loop thread)
 
     func upstreamDidReceiveHead(_ head: UpstreamResponseHead) {
         let isEventStream = head.value(for: "content-type")?.hasPrefixIgnoringASCIICase("text/event-stream") ?? false
         let startStream = context.stream && head.status == 200 && isEventStream
-        state.withLock {
-            $0.head = head
-            $0.streaming = startStream
+        let (timer, abandoned) = state.withLock { s -> (HTTPEventLoopTimer?, Bool) in
+            s.head = head
+            s.streaming = startStream && !s.abandoned
+            defer { s.budgetTimer = nil }
+            return (s.budgetTimer, s.abandoned)
         }
+        if let timer { writer.eventLoop.cancel(timer) }
+        if abandoned { return }
         if startStream {
             var headers = responseHeaders(from: head)
             headers.set("Content-Type", "text/event-stream")
@@ -140,7 +173,19 @@ final class ProxyExchange: UpstreamResponseHandler {
             s.transfer = nil
             s.body = []
             s.assembler = StreamAssembler()
+            s.budgetTimer = nil
             return copy
+        }
+        if let timer = s.budgetTimer { writer.eventLoop.cancel(timer) }
+        // Handed over to a fallback target, which answers and logs the request.
+        if s.abandoned { return }
+        if !s.streaming, s.interruption == nil, let fallback, let reason = Self.fallbackReason(s, completion.error),
+           fallback.handOver(reason) {
+            state.withLock { $0.abandoned = true }
+            if let failure = completion.error, let endpoint = failure.endpointName {
+                ledger.metrics.upstreamError(upstream: endpoint, kind: failure.kind)
+            }
+            return
         }
         var outcome = RequestOutcome(status: 200)
         outcome.upstream = s.head?.endpoint
@@ -250,6 +295,19 @@ final class ProxyExchange: UpstreamResponseHandler {
 
     // MARK: helpers
 
+    /// Why a failed upstream answer that has not reached the client may go to a fallback target, or nil when it
+    /// may not (a success, an answer the client must see as is, a cancellation, a shutdown).
+    private static func fallbackReason(_ s: State, _ failure: UpstreamError?) -> String? {
+        if let failure {
+            switch failure {
+            case .connectFailed, .timedOut, .transferFailed: return "upstream_\(failure.kind)"
+            case .cancelled, .shutdown, .invalidRequest: return nil
+            }
+        }
+        guard let head = s.head, !s.bodyTooLarge else { return nil }
+        return head.status >= 500 || head.status == 429 ? "upstream_status_\(head.status)" : nil
+    }
+
     /// The upstream's headers a client may use (rate limits, processing time), never hop-by-hop ones.
     private func responseHeaders(from head: UpstreamResponseHead) -> HTTPHeaders {
         var headers = HTTPHeaders()
@@ -264,7 +322,9 @@ final class ProxyExchange: UpstreamResponseHandler {
                 headers.add("x-upstream-request-id", value)
             }
         }
+        headers.add("x-flywheel-route", context.route ?? "upstream")
         headers.add("x-flywheel-upstream", head.endpoint)
+        for (name, value) in context.decision?.headers ?? [] { headers.add(name, value) }
         return headers
     }
 

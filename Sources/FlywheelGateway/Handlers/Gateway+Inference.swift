@@ -117,26 +117,53 @@ extension Gateway {
         }
         for feedback in implicit { submitImplicitFeedback(feedback) }
 
-        if let (entry, inference) = localModel(named: model) {
-            context.route = "local"
-            return serveLocally(object, entry: entry, inference: inference, endpoint: endpoint, context: context, writer: writer)
+        if let policy = policies.policy(for: model) {
+            do throws(OpenAIError) {
+                context.decision = try PolicyDecision.decide(policy, headers: request.http.headers, user: context.user,
+                                                             episode: context.episodeID, tags: context.tags,
+                                                             requestID: context.requestID)
+            } catch {
+                return ledger.reject(context, error, writer: writer)
+            }
+            if let d = context.decision { metrics.policyDecision(policy: policy.model, variant: d.chosen, reason: d.reason.rawValue) }
+            return PolicyRun(gateway: self, policy: policy, object: object, body: request.http.body, endpoint: endpoint,
+                             writer: writer).start(context)
         }
-        guard let route = router.route(forModel: model) else {
-            return ledger.reject(context, .modelNotFound(model), writer: writer)
+        dispatch(model, object: object, body: request.http.body, endpoint: endpoint, context: context, writer: writer)
+    }
+
+    /// Sends a checked request to `target`, a local model or a model the routes send upstream. `fallback`
+    /// (from a traffic policy) takes the request over when the target fails before its first token.
+    func dispatch(_ target: String, object: JSONObject, body: [UInt8], endpoint: InferenceEndpoint, context: RequestContext,
+                  writer: HTTPResponseWriter, fallback: Fallback? = nil) {
+        var context = context
+        if let (entry, inference) = localModel(named: target) {
+            context.route = "local"
+            return serveLocally(object, entry: entry, inference: inference, endpoint: endpoint, context: context, writer: writer,
+                                fallback: fallback)
+        }
+        guard let route = router.route(forModel: target) else {
+            // A policy's target can vanish with a reload; without a policy the name is simply unknown.
+            if let fallback, fallback.handOver("unavailable") { return }
+            let error: OpenAIError = context.decision == nil ? .modelNotFound(target)
+                : .upstreamUnavailable("The target '\(target)' of the traffic policy for '\(context.modelRequested ?? target)' is not available.")
+            return ledger.reject(context, error, writer: writer)
         }
         context.route = route.name
 
-        var upstreamBody = request.http.body
-        if let rename = route.upstreamModel, rename != model {
-            object["model"] = .string(rename)
-            upstreamBody = JSON.object(object).serialized()
+        var upstreamBody = body
+        let sent = route.upstreamModel ?? target
+        if sent != object["model"]?.stringValue {
+            var renamed = object
+            renamed["model"] = .string(sent)
+            upstreamBody = JSON.object(renamed).serialized()
         }
         var headers: [(String, String)] = [("Content-Type", "application/json")]
         headers.append(("Accept", context.stream ? "text/event-stream" : "application/json"))
         let upstreamRequest = UpstreamRequest(method: "POST", path: endpoint.upstreamPath, headers: headers, body: upstreamBody,
                                               endpoints: route.endpoints, timeouts: route.timeouts, retry: route.retry)
         let exchange = ProxyExchange(ledger: ledger, writer: writer, context: context,
-                                     maxResponseBytes: configuration.server.maxResponseBytes)
+                                     maxResponseBytes: configuration.server.maxResponseBytes, fallback: fallback)
         exchange.start(upstreamRequest, client: upstreams.client(for: writer.eventLoop))
     }
 

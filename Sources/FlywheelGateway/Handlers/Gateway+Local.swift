@@ -6,9 +6,12 @@ extension Gateway {
     /// Answers a chat or completions request whose model is served in process (route `local`).
     /// Called on the event loop after the common checks (auth, JSON, required fields); never blocks it:
     /// tokenizing and template rendering are quick, the generation runs on the scheduler thread.
+    /// With a `fallback`, a request this model cannot take (too long for its context, a template it cannot
+    /// render, an endpoint it does not serve) goes to the next target instead of being refused.
     func serveLocally(_ object: JSONObject, entry: LocalModelAdapter, inference: LocalInference?, endpoint: InferenceEndpoint,
-                      context: RequestContext, writer: HTTPResponseWriter) {
+                      context: RequestContext, writer: HTTPResponseWriter, fallback: Fallback? = nil) {
         guard let inference, endpoint != .embeddings else {
+            if let fallback, fallback.handOver("unsupported_endpoint") { return }
             return ledger.reject(context, .invalidRequest("The local model '\(entry.name)' does not serve \(endpoint.rawValue).", param: "model"),
                                   writer: writer)
         }
@@ -22,9 +25,10 @@ extension Gateway {
             try Self.checkPromptFits(prompt, contextLength: entry.model.contextLength, chat: chat)
             let request = GenerationRequest(promptTokens: prompt, maxTokens: options.maxTokens, sampling: options.sampling, stop: options.stop)
             let exchange = LocalExchange(ledger: ledger, writer: writer, context: context, modelName: entry.name,
-                                         stream: options.stream, includeUsage: options.includeUsage, chat: chat)
+                                         stream: options.stream, includeUsage: options.includeUsage, chat: chat, fallback: fallback)
             exchange.start(inference: inference, model: entry.model, request: request)
         } catch {
+            if let fallback, fallback.handOver(error.code ?? "local_refused") { return }
             ledger.reject(context, error, writer: writer)
         }
     }

@@ -21,6 +21,8 @@ public final class Gateway: HTTPResponder {
     /// local models take precedence over routes. Swapped as a whole by `setLocalModels` (a reload).
     private let local: Mutex<(models: [String: LocalModelAdapter], inference: LocalInference?)>
     let catalog: ModelCatalog
+    /// Traffic policies by requested model name; consulted before local models and routes.
+    let policies: PolicyTable
     private let routes: RouteTable
     /// Reads the HTTP server's open-connection count for `/metrics`; set once the server exists.
     let connectionCounter = Mutex<(@Sendable () -> Int)?>(nil)
@@ -39,6 +41,7 @@ public final class Gateway: HTTPResponder {
         let locals = Dictionary(localModels.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         self.local = Mutex((locals, inference))
         self.catalog = ModelCatalog(localNames: localModels.map(\.name), router: router, upstreams: upstreams)
+        self.policies = PolicyTable(configuration.policies)
         self.routes = Self.routeTable()
     }
 
@@ -75,6 +78,11 @@ public final class Gateway: HTTPResponder {
         let table = Dictionary(models.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         local.withLock { $0 = (table, inference) }
         catalog.setLocalNames(models.map(\.name))
+    }
+
+    /// Applies `policies` from now on (a reload); requests already dispatched keep their decision.
+    public func setPolicies(_ policies: [GatewayConfiguration.TrafficPolicy]) {
+        self.policies.replace(policies)
     }
 
     /// The body limit of a request known from its method and path alone, for the HTTP layer to apply before

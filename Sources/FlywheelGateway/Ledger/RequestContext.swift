@@ -17,6 +17,8 @@ struct RequestContext: Sendable {
     var metadataJSON: String?
     var clientKeyID: String?
     var episodeID: String?
+    /// What a traffic policy decided, when one applies to the requested model.
+    var decision: PolicyDecision?
 
     /// The log row's request-side columns.
     func record(status: Int, latencyMillis: Double) -> RequestRecord {
@@ -30,6 +32,8 @@ struct RequestContext: Sendable {
         r.metadataJSON = metadataJSON
         r.clientKeyID = clientKeyID
         r.episodeID = episodeID
+        r.variant = decision?.target
+        r.decisionJSON = decision?.json.serializedString()
         return r
     }
 }

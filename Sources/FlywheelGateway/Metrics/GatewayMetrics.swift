@@ -14,6 +14,10 @@ public final class GatewayMetrics: Sendable {
 
     private let requests = Mutex<[RequestKey: UInt64]>([:])
     private let upstreamErrors = Mutex<[UpstreamErrorKey: UInt64]>([:])
+    /// Policy decisions by (policy, variant, reason) and hand-overs by (policy, from, reason): names from the
+    /// configuration and reasons from a fixed set, bounded like the rest.
+    private let policyDecisions = Mutex<[[String]: UInt64]>([:])
+    private let policyFallbacks = Mutex<[[String]: UInt64]>([:])
     private let durations = Mutex<[String: Histogram]>([:])
     public let overhead = Histogram(bounds: [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1])
     public let timeToFirstByte = Histogram(bounds: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30])
@@ -54,6 +58,23 @@ public final class GatewayMetrics: Sendable {
         upstreamErrors.withLock { table in
             guard table[key] != nil || table.count < Self.maxSeries else { return }
             table[key, default: 0] += 1
+        }
+    }
+
+    /// Counts a traffic policy's decision for a request.
+    public func policyDecision(policy: String, variant: String, reason: String) {
+        Self.count(policyDecisions, [policy, variant, reason].map(Self.labelValue))
+    }
+
+    /// Counts a hand-over from a failing target to the policy's next one.
+    public func policyFallback(policy: String, from: String, reason: String) {
+        Self.count(policyFallbacks, [policy, from, reason].map(Self.labelValue))
+    }
+
+    private static func count(_ table: borrowing Mutex<[[String]: UInt64]>, _ key: [String]) {
+        table.withLock { t in
+            guard t[key] != nil || t.count < maxSeries else { return }
+            t[key, default: 0] += 1
         }
     }
 
@@ -103,6 +124,19 @@ public final class GatewayMetrics: Sendable {
         for (k, v) in upstreamErrors.withLock({ $0 }).sorted(by: { ($0.key.upstream, $0.key.kind) < ($1.key.upstream, $1.key.kind) }) {
             out += "flywheel_upstream_errors_total{upstream=\"\(escape(k.upstream))\",kind=\"\(escape(k.kind))\"} \(v)\n"
         }
+        func labelled(_ name: String, _ help: String, _ labels: [String], _ table: borrowing Mutex<[[String]: UInt64]>) {
+            let rows = table.withLock { $0 }.sorted { $0.key.lexicographicallyPrecedes($1.key) }
+            guard !rows.isEmpty else { return }
+            out += "# HELP \(name) \(help)\n# TYPE \(name) counter\n"
+            for (key, value) in rows {
+                let pairs = zip(labels, key).map { "\($0)=\"\(escape($1))\"" }.joined(separator: ",")
+                out += "\(name){\(pairs)} \(value)\n"
+            }
+        }
+        labelled("flywheel_policy_decisions_total", "Requests a traffic policy sent to a variant, by policy, variant and reason (split or override).",
+                 ["policy", "variant", "reason"], policyDecisions)
+        labelled("flywheel_policy_fallbacks_total", "Hand-overs from a target that failed before its first token to the policy's next one.",
+                 ["policy", "from", "reason"], policyFallbacks)
         func scalar(_ name: String, _ type: String, _ help: String, _ value: Int) {
             out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n\(name) \(value)\n"
         }

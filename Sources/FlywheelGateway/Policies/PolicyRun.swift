@@ -1,0 +1,58 @@
+import FlywheelConfig
+import FlywheelHTTP
+import FlywheelJSON
+import Synchronization
+
+/// One request under a traffic policy: sends it to the chosen target and, when that target fails before its
+/// first token, to the policy's fallbacks in order. One target answers at a time; each hand-over is recorded in
+/// the decision (logged with the request, shown in its headers).
+final class PolicyRun: Sendable {
+    private let gateway: Gateway
+    private let policy: GatewayConfiguration.TrafficPolicy
+    private let object: JSONObject
+    private let body: [UInt8]
+    private let endpoint: InferenceEndpoint
+    private let writer: HTTPResponseWriter
+    /// Fallback targets not tried yet, in order.
+    private let remaining: Mutex<[String]>
+
+    init(gateway: Gateway, policy: GatewayConfiguration.TrafficPolicy, object: JSONObject, body: [UInt8],
+         endpoint: InferenceEndpoint, writer: HTTPResponseWriter) {
+        self.gateway = gateway
+        self.policy = policy
+        self.object = object
+        self.body = body
+        self.endpoint = endpoint
+        self.writer = writer
+        self.remaining = Mutex([])
+    }
+
+    /// Dispatches to the decision's target. On the event loop.
+    func start(_ context: RequestContext) {
+        let chosen = context.decision?.chosen
+        remaining.withLock { $0 = policy.fallback.filter { $0 != chosen } }
+        dispatch(context)
+    }
+
+    private func dispatch(_ context: RequestContext) {
+        guard let target = context.decision?.target else { return }
+        let fallback = Fallback(
+            isAvailable: { [self] in remaining.withLock { !$0.isEmpty } },
+            takeOver: { [self] reason in takeOver(context, reason: reason) },
+            firstTokenBudget: policy.firstTokenBudget)
+        gateway.dispatch(target, object: object, body: body, endpoint: endpoint, context: context, writer: writer, fallback: fallback)
+    }
+
+    /// Any thread: the current target gave way; the next one starts on the connection's loop.
+    private func takeOver(_ context: RequestContext, reason: String) {
+        guard let target = remaining.withLock({ $0.isEmpty ? nil : $0.removeFirst() }), var decision = context.decision else { return }
+        decision.tried.append(.init(target: decision.target, reason: reason))
+        decision.target = target
+        var next = context
+        next.decision = decision
+        gateway.metrics.policyFallback(policy: policy.model, from: decision.tried.last!.target, reason: reason)
+        let loop = writer.eventLoop
+        let handed = next
+        if loop.inEventLoop { dispatch(handed) } else { loop.execute { self.dispatch(handed) } }
+    }
+}
