@@ -22,6 +22,7 @@ public enum RecordFormatter {
         o["episode_id"] = .optional(r.episodeID)
         o["variant"] = .optional(r.variant)
         o["decision"] = r.decisionJSON.flatMap { try? JSONParser.parse($0, limits: .depthOnly) } ?? .null
+        o["shadow_of"] = .optional(r.shadowOf)
         o["upstream"] = .optional(r.upstream)
         o["stream"] = .bool(r.stream)
         o["status"] = .int(Int64(r.status))
@@ -106,6 +107,7 @@ public enum RecordFormatter {
         field("endpoint", "\(r.method) \(r.endpoint)\(r.stream ? " (stream)" : "")")
         field("model", r.modelRequested.map { req in r.modelServed.map { $0 == req ? req : "\(req) → served as \($0)" } ?? req })
         field("route", r.route.map { route in r.upstream.map { "\(route) via \($0)" } ?? route })
+        field("shadow of", r.shadowOf)
         field("variant", r.variant.map { variant in r.decisionJSON.map { "\(variant) (\($0))" } ?? variant })
         field("status", String(r.status))
         field("error", r.errorMessage.map { msg in r.errorType.map { "\($0): \(msg)" } ?? msg } ?? r.errorType)

@@ -84,11 +84,14 @@ public enum LogSchema {
             ALTER TABLE feedback ADD COLUMN episode_id TEXT;
             """),
         // Traffic policies: the target a policy chose for the request and why (JSON: policy, reason, sticky
-        // key, bucket, fallbacks tried), so every result can be attributed to its variant.
+        // key, bucket, fallbacks tried), so every result can be attributed to its variant; a shadow run's row
+        // names the request it shadowed, so the two answers can be paired.
         Migration(version: 6, summary: "policy variant and decision on requests", sql: """
             ALTER TABLE requests ADD COLUMN variant  TEXT;
             ALTER TABLE requests ADD COLUMN decision TEXT;
+            ALTER TABLE requests ADD COLUMN shadow_of TEXT;
             CREATE INDEX requests_variant ON requests(variant, created_at) WHERE variant IS NOT NULL;
+            CREATE INDEX requests_shadow_of ON requests(shadow_of) WHERE shadow_of IS NOT NULL;
             """),
     ]
 

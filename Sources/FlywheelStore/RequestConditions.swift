@@ -22,6 +22,7 @@ struct RequestConditions {
         if filter.createdBefore != nil { clauses.append("created_at < ?") }
         if filter.episode != nil { clauses.append("episode_id = ?") }
         if filter.variant != nil { clauses.append("variant = ?") }
+        if let shadows = filter.shadows { clauses.append(shadows ? "shadow_of IS NOT NULL" : "shadow_of IS NULL") }
         self.whereClause = clauses.isEmpty ? "" : " WHERE " + clauses.joined(separator: " AND ")
     }
 

@@ -17,6 +17,8 @@ public struct RequestFilter: Sendable, Equatable {
     public var episode: String?
     /// Only the requests a policy sent to this target.
     public var variant: String?
+    /// Only shadow runs (true), only requests clients sent (false), or both (nil).
+    public var shadows: Bool?
 
     public init(model: String? = nil, route: String? = nil, tag: String? = nil, status: Int? = nil,
                 errorsOnly: Bool = false, createdFrom: Int64? = nil, createdBefore: Int64? = nil) {

@@ -57,6 +57,9 @@ public struct RequestRecord: Sendable, Equatable {
     public var variant: String?
     /// Why: the policy's decision as JSON text (`policy`, `reason`, `sticky`, `bucket`, `tried`).
     public var decisionJSON: String?
+    /// For a shadow run (the same request run on a policy's shadow target, never returned): the id of the
+    /// request it shadowed.
+    public var shadowOf: String?
 
     /// Everything not given is nil, empty, false or 0.
     public init(id: String, createdAtMillis: Int64, method: String, endpoint: String,
@@ -92,5 +95,6 @@ public struct RequestRecord: Sendable, Equatable {
         self.episodeID = nil
         self.variant = nil
         self.decisionJSON = nil
+        self.shadowOf = nil
     }
 }

@@ -29,11 +29,20 @@ struct LogSelection: ParsableArguments {
     @Option(name: .long, help: "Only requests a traffic policy sent to this target (its variant).")
     var variant: String?
 
+    @Option(name: .long, help: "Shadow runs (a policy's second answer, never returned): include (default), exclude or only.")
+    var shadows: String = "include"
+
     /// The filter these options describe; a time that cannot be read is a usage error naming it.
     func filter(now: Date = Date()) throws -> RequestFilter {
         var filter = RequestFilter(model: model, route: route, tag: tag)
         filter.episode = episode
         filter.variant = variant
+        switch shadows {
+        case "include": filter.shadows = nil
+        case "exclude": filter.shadows = false
+        case "only": filter.shadows = true
+        default: throw ValidationError("--shadows must be include, exclude or only")
+        }
         do {
             filter.createdFrom = try since.map { try Self.millis($0, now: now) }
             filter.createdBefore = try until.map { try Self.millis($0, now: now) }

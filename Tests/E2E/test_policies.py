@@ -205,3 +205,84 @@ def test_a_policy_naming_an_unknown_target_stops_start_up(flywheel_bin, tmp_path
                        env={**os.environ, "OPENAI_API_KEY": "sk-test"}, stdin=subprocess.DEVNULL)
     assert p.returncode == 78
     assert "'claude-3' is neither a local model nor routed upstream" in p.stderr
+
+
+def shadow_rows(fw, primary_ids: list[str]) -> dict[str, dict]:
+    """Shadow rows by the request they shadow."""
+    con = sqlite3.connect(f"file:{fw.db}?mode=ro", uri=True)
+    con.row_factory = sqlite3.Row
+    marks = ",".join("?" * len(primary_ids))
+    rows = {r["shadow_of"]: dict(r) for r in con.execute(
+        f"SELECT id, shadow_of, route, variant, decision, status, request_json, response_json FROM requests "
+        f"WHERE shadow_of IN ({marks})", primary_ids)}
+    con.close()
+    return rows
+
+
+def test_shadow_runs_log_the_other_targets_answer_beside_the_real_one(start_flywheel, up):
+    fw = start_flywheel(policy_config(up.url, variants=[{"target": "gpt-4o", "weight": 1}],
+                                      shadow={"target": "tiny", "rate": 1, "max_concurrent": 8}))
+    ids = []
+    for n in range(6):
+        r = ask(fw, user=f"s{n}", stream=n % 2 == 1)
+        assert r.status_code == 200
+        assert r.headers["x-flywheel-variant"] == "gpt-4o" and r.headers["x-flywheel-decision"] == "split; sticky=user"
+        ids.append(r.headers["x-request-id"])
+    poll(lambda: len(shadow_rows(fw, ids)) == len(ids), timeout=60, what="a shadow row for every request")
+    shadows = shadow_rows(fw, ids)
+    for rid in ids:
+        row = shadows[rid]
+        assert row["id"] != rid and row["route"] == "local" and row["variant"] == "tiny" and row["status"] == 200
+        decision = json.loads(row["decision"])
+        assert decision["reason"] == "shadow" and decision["shadow_of"] == rid
+        assert json.loads(row["request_json"]).get("stream") is None  # run buffered
+        assert json.loads(row["response_json"])["object"] == "chat.completion"
+    primary = logged_rows(fw)
+    assert all(primary[rid]["variant"] == "gpt-4o" for rid in ids)
+    # Shadows are not client requests: the request metrics count only the six.
+    metrics = httpx.get(f"{fw.base_url}/metrics").text
+    assert 'flywheel_shadow_runs_total{policy="support-bot",target="tiny",outcome="admitted"} 6' in metrics
+    assert "flywheel_in_flight_requests 0" in metrics
+    # `tail` can leave shadow runs out or show only them.
+    p = fw.cli("tail", "--db", str(fw.db), "-n", "100", "--json", "--variant", "tiny")
+    assert p.returncode == 0 and {json.loads(l)["shadow_of"] for l in p.stdout.splitlines()} == set(ids)
+
+
+def test_a_slow_shadow_never_delays_the_client_and_extra_ones_are_shed(start_flywheel, up):
+    fw = start_flywheel(policy_config(up.url, variants=[{"target": "tiny", "weight": 1}],
+                                      shadow={"target": "gpt-4o", "rate": 1, "max_concurrent": 1}))
+    up.hang(seconds=60, count=1)
+    try:
+        first = ask(fw, user="a")
+        assert first.status_code == 200 and first.headers["x-flywheel-variant"] == "tiny"
+        poll(lambda: len(up.requests) == 1, timeout=30, what="the shadow reaching the upstream")
+        # The shadow hangs upstream and holds the only place: the next requests are answered, their shadows shed.
+        for n in range(3):
+            assert ask(fw, user=f"b{n}").status_code == 200
+        metrics = httpx.get(f"{fw.base_url}/metrics").text
+        assert 'flywheel_shadow_runs_total{policy="support-bot",target="gpt-4o",outcome="shed_concurrency"} 3' in metrics
+    finally:
+        up.reset()
+    rid = first.headers["x-request-id"]
+    poll(lambda: rid in shadow_rows(fw, [rid]), timeout=60, what="the released shadow's row")
+    assert shadow_rows(fw, [rid])[rid]["status"] == 200
+    # With the place free again, the next request is shadowed.
+    nxt = ask(fw, user="c").headers["x-request-id"]
+    poll(lambda: nxt in shadow_rows(fw, [nxt]), timeout=60, what="the next shadow")
+
+
+def test_shadows_are_sampled_by_rate(start_flywheel, up):
+    fw = start_flywheel(policy_config(up.url, variants=[{"target": "gpt-4o", "weight": 1}],
+                                      shadow={"target": "tiny", "rate": 0.25, "max_concurrent": 64}))
+    ids = [ask(fw, user=f"r{n}").headers["x-request-id"] for n in range(200)]
+    for rid in ids:
+        fw.wait_logged(rid)
+    # Wait until every admitted shadow has finished (in-flight shadows are counted by admissions).
+    def settled():
+        m = httpx.get(f"{fw.base_url}/metrics").text
+        admitted = next((int(l.rsplit(" ", 1)[1]) for l in m.splitlines()
+                         if l.startswith('flywheel_shadow_runs_total{') and 'outcome="admitted"' in l), 0)
+        return admitted if len(shadow_rows(fw, ids)) == admitted else None
+    admitted = poll(settled, timeout=60, what="every admitted shadow logged")
+    # 25% of 200 within about four standard errors (sqrt(.25*.75*200) = 6.1).
+    assert 26 <= admitted <= 74, admitted

@@ -96,3 +96,36 @@ final class PolicyDecisionTests: XCTestCase {
         XCTAssertEqual(headers["x-flywheel-decision"], "split; sticky=user; fallback after local (overloaded)")
     }
 }
+
+final class ShadowGateTests: XCTestCase {
+    func policy(rate: Double, maxConcurrent: Int) -> GatewayConfiguration.TrafficPolicy {
+        var p = GatewayConfiguration.TrafficPolicy(model: "m", variants: [.init(target: "a", weight: 1)])
+        p.shadow = .init(target: "b", rate: rate, maxConcurrent: maxConcurrent)
+        return p
+    }
+
+    func testAdmissionSamplesBoundsAndShedsUnderLoad() {
+        let gate = ShadowGate()
+        let p = policy(rate: 1, maxConcurrent: 2)
+        XCTAssertEqual(gate.admit(p, requestID: "r1", localQueued: nil), .admitted)
+        XCTAssertEqual(gate.admit(p, requestID: "r2", localQueued: 0), .admitted)
+        XCTAssertEqual(gate.admit(p, requestID: "r3", localQueued: nil), .shedConcurrency)
+        gate.release("m")
+        XCTAssertEqual(gate.admit(p, requestID: "r4", localQueued: 3), .shedLoad, "a local target with a queue is shed")
+        XCTAssertEqual(gate.admit(p, requestID: "r4", localQueued: nil), .admitted)
+        gate.release("m")
+        gate.release("m")
+        XCTAssertEqual(gate.inProgress, [:])
+        gate.release("m")  // one release too many never goes negative
+        XCTAssertEqual(gate.inProgress, [:])
+        // A rate of 0.3: about 30% of 10,000 request ids, and the same ids every time.
+        let sampled = policy(rate: 0.3, maxConcurrent: 64)
+        var admitted = 0
+        for n in 0..<10_000 where gate.admit(sampled, requestID: "id-\(n)", localQueued: nil) == .admitted {
+            admitted += 1
+            gate.release("m")
+        }
+        XCTAssertEqual(Double(admitted) / 10_000, 0.3, accuracy: 0.02)
+        XCTAssertEqual(gate.admit(policy(rate: 0, maxConcurrent: 1), requestID: "x", localQueued: nil), .sampledOut)
+    }
+}

@@ -9,7 +9,7 @@ import Synchronization
 /// are written token by token as the scheduler produces them. Ends exactly once with one `RequestOutcome`.
 final class LocalExchange: Sendable {
     private let ledger: RequestLedger
-    private let writer: HTTPResponseWriter
+    private let writer: any ResponseSink
     private let context: RequestContext
     private let stream: Bool
     private let responses: LocalResponses
@@ -32,7 +32,7 @@ final class LocalExchange: Sendable {
     }
     private let state = Mutex(State())
 
-    init(ledger: RequestLedger, writer: HTTPResponseWriter, context: RequestContext, modelName: String,
+    init(ledger: RequestLedger, writer: any ResponseSink, context: RequestContext, modelName: String,
          stream: Bool, includeUsage: Bool, chat: Bool, fallback: Fallback? = nil) {
         self.ledger = ledger
         self.writer = writer

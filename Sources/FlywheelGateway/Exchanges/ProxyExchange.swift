@@ -10,7 +10,7 @@ import Synchronization
 /// Ends exactly once, in `upstreamDidComplete`, with one `RequestOutcome` for the ledger.
 final class ProxyExchange: UpstreamResponseHandler {
     private let ledger: RequestLedger
-    private let writer: HTTPResponseWriter
+    private let writer: any ResponseSink
     private let context: RequestContext
     /// Most bytes of a response kept: a buffered body beyond it is refused (502); a stream beyond it keeps
     /// flowing to the client while the log's copy stops there, marked truncated.
@@ -37,7 +37,7 @@ final class ProxyExchange: UpstreamResponseHandler {
     }
     private let state = Mutex(State())
 
-    init(ledger: RequestLedger, writer: HTTPResponseWriter, context: RequestContext, maxResponseBytes: Int,
+    init(ledger: RequestLedger, writer: any ResponseSink, context: RequestContext, maxResponseBytes: Int,
          fallback: Fallback? = nil) {
         self.ledger = ledger
         self.writer = writer

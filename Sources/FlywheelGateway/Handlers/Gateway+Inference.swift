@@ -135,7 +135,7 @@ extension Gateway {
     /// Sends a checked request to `target`, a local model or a model the routes send upstream. `fallback`
     /// (from a traffic policy) takes the request over when the target fails before its first token.
     func dispatch(_ target: String, object: JSONObject, body: [UInt8], endpoint: InferenceEndpoint, context: RequestContext,
-                  writer: HTTPResponseWriter, fallback: Fallback? = nil) {
+                  writer: any ResponseSink, fallback: Fallback? = nil) {
         var context = context
         if let (entry, inference) = localModel(named: target) {
             context.route = "local"

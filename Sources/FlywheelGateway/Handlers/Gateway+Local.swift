@@ -9,7 +9,7 @@ extension Gateway {
     /// With a `fallback`, a request this model cannot take (too long for its context, a template it cannot
     /// render, an endpoint it does not serve) goes to the next target instead of being refused.
     func serveLocally(_ object: JSONObject, entry: LocalModelAdapter, inference: LocalInference?, endpoint: InferenceEndpoint,
-                      context: RequestContext, writer: HTTPResponseWriter, fallback: Fallback? = nil) {
+                      context: RequestContext, writer: any ResponseSink, fallback: Fallback? = nil) {
         guard let inference, endpoint != .embeddings else {
             if let fallback, fallback.handOver("unsupported_endpoint") { return }
             return ledger.reject(context, .invalidRequest("The local model '\(entry.name)' does not serve \(endpoint.rawValue).", param: "model"),

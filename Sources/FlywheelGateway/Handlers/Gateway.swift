@@ -23,6 +23,8 @@ public final class Gateway: HTTPResponder {
     let catalog: ModelCatalog
     /// Traffic policies by requested model name; consulted before local models and routes.
     let policies: PolicyTable
+    /// Admission of shadow runs (sampling, concurrency, shedding).
+    let shadows = ShadowGate()
     private let routes: RouteTable
     /// Reads the HTTP server's open-connection count for `/metrics`; set once the server exists.
     let connectionCounter = Mutex<(@Sendable () -> Int)?>(nil)

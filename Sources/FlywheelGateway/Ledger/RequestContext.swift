@@ -19,6 +19,10 @@ struct RequestContext: Sendable {
     var episodeID: String?
     /// What a traffic policy decided, when one applies to the requested model.
     var decision: PolicyDecision?
+    /// For a shadow run: the request it shadows. Shadow runs are logged but kept out of the request metrics.
+    var shadowOf: String?
+    /// Called once the ledger has written the request's end (a shadow run frees its place with it).
+    var onFinish: (@Sendable () -> Void)?
 
     /// The log row's request-side columns.
     func record(status: Int, latencyMillis: Double) -> RequestRecord {
@@ -34,6 +38,7 @@ struct RequestContext: Sendable {
         r.episodeID = episodeID
         r.variant = decision?.target
         r.decisionJSON = decision?.json.serializedString()
+        r.shadowOf = shadowOf
         return r
     }
 }

@@ -20,7 +20,7 @@ final class RequestLedger: Sendable {
 
     /// A logged request started: it counts as in flight, and feedback for its id waits for its row.
     func begin(_ context: RequestContext) {
-        metrics.requestStarted()
+        if context.shadowOf == nil { metrics.requestStarted() }
         inFlight.begin(context.requestID)
     }
 
@@ -31,6 +31,8 @@ final class RequestLedger: Sendable {
         let totalSeconds = Double(now &- context.receivedAtNanos) / 1e9
         log.enqueue(record(context, outcome, totalSeconds: totalSeconds))
         inFlight.end(context.requestID)
+        context.onFinish?()
+        guard context.shadowOf == nil else { return }
         let firstByteSeconds = outcome.firstByteNanos.map { Double($0 &- context.receivedAtNanos) / 1e9 }
         metrics.requestFinished(endpoint: context.endpoint, model: context.modelRequested, route: context.route,
                                 status: outcome.status, seconds: totalSeconds,
@@ -39,7 +41,7 @@ final class RequestLedger: Sendable {
     }
 
     /// Answers a request the gateway refused itself (never sent anywhere), logging it first.
-    func reject(_ context: RequestContext, _ error: OpenAIError, writer: HTTPResponseWriter) {
+    func reject(_ context: RequestContext, _ error: OpenAIError, writer: any ResponseSink) {
         finish(context, RequestOutcome(status: error.status, error: error))
         writer.send(error.response(requestID: context.requestID))
     }

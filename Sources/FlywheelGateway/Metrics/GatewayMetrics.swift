@@ -18,6 +18,7 @@ public final class GatewayMetrics: Sendable {
     /// configuration and reasons from a fixed set, bounded like the rest.
     private let policyDecisions = Mutex<[[String]: UInt64]>([:])
     private let policyFallbacks = Mutex<[[String]: UInt64]>([:])
+    private let shadowRuns = Mutex<[[String]: UInt64]>([:])
     private let durations = Mutex<[String: Histogram]>([:])
     public let overhead = Histogram(bounds: [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1])
     public let timeToFirstByte = Histogram(bounds: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30])
@@ -69,6 +70,11 @@ public final class GatewayMetrics: Sendable {
     /// Counts a hand-over from a failing target to the policy's next one.
     public func policyFallback(policy: String, from: String, reason: String) {
         Self.count(policyFallbacks, [policy, from, reason].map(Self.labelValue))
+    }
+
+    /// Counts a shadow run started (`admitted`) or skipped (`shed_concurrency`, `shed_load`).
+    public func shadowRun(policy: String, target: String, outcome: String) {
+        Self.count(shadowRuns, [policy, target, outcome].map(Self.labelValue))
     }
 
     private static func count(_ table: borrowing Mutex<[[String]: UInt64]>, _ key: [String]) {
@@ -137,6 +143,8 @@ public final class GatewayMetrics: Sendable {
                  ["policy", "variant", "reason"], policyDecisions)
         labelled("flywheel_policy_fallbacks_total", "Hand-overs from a target that failed before its first token to the policy's next one.",
                  ["policy", "from", "reason"], policyFallbacks)
+        labelled("flywheel_shadow_runs_total", "Shadow runs of sampled requests on a policy's shadow target: admitted, or shed (concurrency, load).",
+                 ["policy", "target", "outcome"], shadowRuns)
         func scalar(_ name: String, _ type: String, _ help: String, _ value: Int) {
             out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n\(name) \(value)\n"
         }

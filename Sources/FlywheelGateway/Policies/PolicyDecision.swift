@@ -10,6 +10,8 @@ struct PolicyDecision: Sendable {
         case split
         /// Chosen by the request's `x-flywheel-variant` header.
         case override
+        /// A shadow run: the same request on the policy's shadow target, logged beside the answer, never returned.
+        case shadow
     }
 
     /// A target that gave way to the next, and why (`overloaded`, `upstream_status_503`, `first_token_budget`, ...).
@@ -29,6 +31,8 @@ struct PolicyDecision: Sendable {
     /// The target answering now: `chosen`, or a fallback after `tried`.
     var target: String
     var tried: [Attempt] = []
+    /// For a shadow run, the request it shadows.
+    var shadowOf: String?
 
     static let overrideHeader = "x-flywheel-variant"
 
@@ -102,6 +106,7 @@ struct PolicyDecision: Sendable {
         o["sticky"] = .optional(stickyKey)
         o["bucket"] = .double((bucket * 10_000).rounded() / 10_000)
         o["tried"] = .array(tried.map { ["target": .string($0.target), "reason": .string($0.reason)] })
+        if let shadowOf { o["shadow_of"] = .string(shadowOf) }
         return .object(o)
     }
 

@@ -12,12 +12,12 @@ final class PolicyRun: Sendable {
     private let object: JSONObject
     private let body: [UInt8]
     private let endpoint: InferenceEndpoint
-    private let writer: HTTPResponseWriter
+    private let writer: any ResponseSink
     /// Fallback targets not tried yet, in order.
     private let remaining: Mutex<[String]>
 
     init(gateway: Gateway, policy: GatewayConfiguration.TrafficPolicy, object: JSONObject, body: [UInt8],
-         endpoint: InferenceEndpoint, writer: HTTPResponseWriter) {
+         endpoint: InferenceEndpoint, writer: any ResponseSink) {
         self.gateway = gateway
         self.policy = policy
         self.object = object
@@ -27,11 +27,43 @@ final class PolicyRun: Sendable {
         self.remaining = Mutex([])
     }
 
-    /// Dispatches to the decision's target. On the event loop.
+    /// Dispatches to the decision's target, then, when the policy has a shadow and admits this request, runs
+    /// it on the shadow target too. On the event loop.
     func start(_ context: RequestContext) {
         let chosen = context.decision?.chosen
         remaining.withLock { $0 = policy.fallback.filter { $0 != chosen } }
         dispatch(context)
+        if let shadow = policy.shadow, shadow.target != chosen { startShadow(shadow, of: context) }
+    }
+
+    /// The same request on the shadow target, answered into a `ShadowSink` and logged as its own row naming
+    /// the request it shadows. Buffered (never streamed), with no fallback.
+    private func startShadow(_ shadow: GatewayConfiguration.TrafficPolicy.Shadow, of primary: RequestContext) {
+        let gate = gateway.shadows
+        let localQueued = gateway.localModel(named: shadow.target)?.1?.counts.queued
+        let admission = gate.admit(policy, requestID: primary.requestID, localQueued: localQueued)
+        if admission != .sampledOut { gateway.metrics.shadowRun(policy: policy.model, target: shadow.target, outcome: admission.rawValue) }
+        guard admission == .admitted, var decision = primary.decision else { return }
+        var object = object
+        object["stream"] = nil
+        object["stream_options"] = nil
+        let body = JSON.object(object).serialized()
+        var context = primary
+        context.requestID = RequestID.newUUIDv7()
+        context.requestText = String(decoding: body, as: UTF8.self)
+        context.stream = false
+        context.shadowOf = primary.requestID
+        decision.reason = .shadow
+        decision.chosen = shadow.target
+        decision.target = shadow.target
+        decision.tried = []
+        decision.shadowOf = primary.requestID
+        context.decision = decision
+        let policyName = policy.model
+        context.onFinish = { gate.release(policyName) }
+        gateway.ledger.begin(context)
+        gateway.dispatch(shadow.target, object: object, body: body, endpoint: endpoint,
+                         context: context, writer: ShadowSink(eventLoop: writer.eventLoop))
     }
 
     private func dispatch(_ context: RequestContext) {
