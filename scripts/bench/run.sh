@@ -16,6 +16,8 @@
 # Usage: scripts/bench/run.sh [--direct-only]
 #   env: FLYWHEEL_BIN (default <repo>/.build/release/flywheel), DURATION (10s), WARMUP (2s),
 #        NGINX_PORT (18080), FW_PORT (18081), NGINX_WORKERS (1), OUT (<repo>/bench-out/<timestamp>)
+#        POLICY=1: run flywheel with a traffic policy on the benchmarked model (a 50/50 split per request
+#        between two model names routed to the same nginx, with a fallback), to measure what a policy costs
 #   --direct-only: only the nginx half (no flywheel binary needed) - validates the harness.
 #
 # nginx notes: runs with a private prefix under a temp dir (-p DIR -c DIR/nginx.conf), `daemon off`
@@ -86,8 +88,19 @@ echo "nginx (workers=$NGINX_WORKERS) on 127.0.0.1:$NGINX_PORT"
 
 # --- 2. flywheel ----------------------------------------------------------------------------------
 SMOKE=0
+FW_CONFIG=()
+if [[ "${POLICY:-0}" == 1 ]]; then
+  cat > "$WORK/policy.yaml" <<'YAML'
+policies:
+  - model: gpt-4o-mini
+    variants: [{target: gpt-4o-mini-bench, weight: 50}, {target: gpt-4o-mini, weight: 50}]
+    sticky: none
+    fallback: [gpt-4o-mini]
+YAML
+  FW_CONFIG=(--config "$WORK/policy.yaml")
+fi
 if [[ $DIRECT_ONLY == 0 ]]; then
-  OPENAI_API_KEY=sk-bench-upstream "$FLYWHEEL_BIN" serve --listen "127.0.0.1:$FW_PORT" \
+  OPENAI_API_KEY=sk-bench-upstream "$FLYWHEEL_BIN" serve "${FW_CONFIG[@]}" --listen "127.0.0.1:$FW_PORT" \
       --upstream-url "http://127.0.0.1:$NGINX_PORT/v1" --db "$WORK/bench.db" \
       >"$OUT/flywheel.stdout" 2>"$OUT/flywheel.stderr" &
   FW_PID=$!

@@ -5,18 +5,23 @@ import Synchronization
 /// so a request sees one consistent policy.
 final class PolicyTable: Sendable {
     private let table: Mutex<[String: GatewayConfiguration.TrafficPolicy]>
+    /// Read without the lock on every request: with no policy (the common case) the lookup costs one load.
+    private let isEmpty: Atomic<Bool>
 
     init(_ policies: [GatewayConfiguration.TrafficPolicy]) {
         table = Mutex(Self.index(policies))
+        isEmpty = Atomic(policies.isEmpty)
     }
 
     func policy(for model: String) -> GatewayConfiguration.TrafficPolicy? {
-        table.withLock { $0[model] }
+        if isEmpty.load(ordering: .acquiring) { return nil }
+        return table.withLock { $0[model] }
     }
 
     func replace(_ policies: [GatewayConfiguration.TrafficPolicy]) {
         let index = Self.index(policies)
         table.withLock { $0 = index }
+        isEmpty.store(index.isEmpty, ordering: .releasing)
     }
 
     var all: [GatewayConfiguration.TrafficPolicy] {
