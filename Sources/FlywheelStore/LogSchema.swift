@@ -93,6 +93,30 @@ public enum LogSchema {
             CREATE INDEX requests_variant ON requests(variant, created_at) WHERE variant IS NOT NULL;
             CREATE INDEX requests_shadow_of ON requests(shadow_of) WHERE shadow_of IS NOT NULL;
             """),
+        // `flywheel eval`: one row per run (what was compared, its options, its outcome) and one per dataset item
+        // (the requests it sent, each check's result, the judge's verdicts with the order they were asked in),
+        // written as items finish so an interrupted run resumes where it stopped.
+        Migration(version: 7, summary: "evaluation runs and their items", sql: """
+            CREATE TABLE eval_runs (
+                id          TEXT    PRIMARY KEY,
+                created_at  INTEGER NOT NULL,            -- unix milliseconds
+                finished_at INTEGER,
+                dataset     TEXT    NOT NULL,            -- a file path, or log:<filter>
+                candidate   TEXT    NOT NULL,
+                baseline    TEXT,                        -- null: the dataset's reference answers
+                judge       TEXT,
+                options     TEXT    NOT NULL,            -- JSON
+                status      TEXT    NOT NULL,            -- running | passed | failed | incomplete
+                summary     TEXT                         -- JSON
+            );
+            CREATE INDEX eval_runs_candidate ON eval_runs(candidate, created_at);
+            CREATE TABLE eval_items (
+                run_id      TEXT    NOT NULL REFERENCES eval_runs(id) ON DELETE CASCADE,
+                item        INTEGER NOT NULL,            -- the dataset's line number, or the log row's position
+                result      TEXT    NOT NULL,            -- JSON: requests, checks, verdicts, latencies, error
+                PRIMARY KEY (run_id, item)
+            ) WITHOUT ROWID;
+            """),
     ]
 
     /// Brings a read-write connection up to the last of `migrations` (by default this build's list; tests

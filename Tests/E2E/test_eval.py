@@ -1,0 +1,222 @@
+"""flywheel eval: a golden set run through the gateway, deterministic checks against the references, a pairwise
+judge asked in both orders, results stored and resumable, gates that set the exit status.
+
+The candidate and baseline are models the gateway routes to the fake upstream (which answers "echo: <last user
+message>"); the judges are a small fake of our own, routed as `judge-*`, whose behaviour the model name picks:
+`judge-fair` prefers an answer that starts with "echo:" (consistently, whatever its position), `judge-biased`
+always says [[A]], `judge-garbage` never gives a verdict, `judge-flaky` gives garbage on the first try only.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from conftest import base_config, run_cli, upstream_cfg
+from fake_upstream import FakeUpstream
+from helpers import httpx
+
+
+class FakeJudge:
+    def __init__(self):
+        self.calls: dict[str, int] = {}
+        self.lock = threading.Lock()
+        judge = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                model = body["model"]
+                text = body["messages"][-1]["content"]
+                with judge.lock:
+                    judge.calls[model] = judge.calls.get(model, 0) + 1
+                    n = judge.calls[model]
+                a = re.search(r"<answer_a>\n(.*?)\n</answer_a>", text, re.S).group(1)
+                b = re.search(r"<answer_b>\n(.*?)\n</answer_b>", text, re.S).group(1)
+                if model == "judge-fair":
+                    good_a, good_b = a.startswith("echo:"), b.startswith("echo:")
+                    reply = "Both are fine. [[TIE]]" if good_a == good_b else ("A is right. [[A]]" if good_a else "B is right. [[B]]")
+                elif model == "judge-biased":
+                    reply = "I always like the first one. [[A]]"
+                elif model == "judge-flaky" and n % 2 == 1:
+                    reply = "Hmm, hard to say."
+                elif model == "judge-flaky":
+                    reply = "[[A]] or [[B]]... on reflection [[TIE]]"
+                else:
+                    reply = "I cannot decide."
+                out = json.dumps({"id": "j", "object": "chat.completion", "created": 0, "model": model,
+                                  "choices": [{"index": 0, "message": {"role": "assistant", "content": reply},
+                                               "finish_reason": "stop"}],
+                                  "usage": {"prompt_tokens": 100, "completion_tokens": 5, "total_tokens": 105}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def setup(start_flywheel):
+    up = FakeUpstream().start()
+    judge = FakeJudge()
+    cfg = base_config(up.url, up.url)
+    cfg["upstreams"].append(upstream_cfg("judge", judge.url))
+    cfg["upstreams"].append(upstream_cfg("down", "http://127.0.0.1:9/v1", retries=0))
+    cfg["routes"] = [{"model": "judge-*", "upstreams": ["judge"]}, {"model": "broken-model", "upstreams": ["down"]}] + cfg["routes"]
+    cfg["prices"]["gpt-4o"] = {"input": 2.5, "output": 10}
+    fw = start_flywheel(cfg)
+    yield fw, up, judge
+    judge.stop()
+    up.stop()
+
+
+def golden(path: Path, n: int = 10, bad_lines: bool = True) -> Path:
+    """n items: even ones have the echo answer as reference (the candidate passes), odd ones another text."""
+    lines = []
+    for i in range(n):
+        ref = f"echo: question {i}" if i % 2 == 0 else f"the right answer is {i}"
+        lines.append(json.dumps({"messages": [{"role": "user", "content": f"question {i}"},
+                                              {"role": "assistant", "content": ref}],
+                                 "flywheel_request_id": f"src-{i}"}))
+    if bad_lines:
+        lines.insert(3, "{not json")
+        lines.insert(6, json.dumps({"something": "else"}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def evaluate(fw, *args: str):
+    p = run_cli(fw.binary, "eval", "--gateway", fw.base_url, "--db", str(fw.db), "--json", *args, timeout=300)
+    summary = json.loads(p.stdout) if p.stdout.strip() else None
+    return p, summary
+
+
+def test_a_golden_set_is_checked_and_judged_in_both_orders_and_stored(setup, tmp_path):
+    fw, up, judge = setup
+    data = golden(tmp_path / "golden.jsonl")
+    p, s = evaluate(fw, "--dataset", str(data), "--candidate", "gpt-4o", "--judge", "judge-fair", "--min-pass-rate", "0.4")
+    assert p.returncode == 0, p.stderr
+    # The two bad lines are named with their numbers; the rest is evaluated.
+    assert "line 4 skipped: not JSON" in p.stderr and "line 7 skipped: no 'messages'" in p.stderr
+    assert s["items"] == 10 and s["skipped_lines"] == 2 and s["status"] == "passed"
+    c = s["candidate"]
+    assert (c["answered"], c["checked"], c["passed"], c["pass_rate"]) == (10, 10, 5, 0.5)
+    assert 0.2 < c["pass_rate_ci95"][0] < 0.5 < c["pass_rate_ci95"][1] < 0.8
+    assert s["baseline_is_reference"] is True
+    # Where the reference is the echo too, the judge says tie; elsewhere the candidate wins in both orders.
+    j = s["judge"]
+    assert (j["wins"], j["ties"], j["losses"], j["errors"]) == (5, 5, 0, 0)
+    assert j["win_rate"] == 0.75 and j["consistent_under_swap"] == 1.0
+    assert judge.calls["judge-fair"] == 20  # two orders per item
+    assert c["cost_usd"] > 0 and c["latency_ms"]["p50"] > 0
+    # Stored: the run with its summary, and each item with its requests, checks and the order of each verdict.
+    con = sqlite3.connect(fw.db)
+    run = con.execute("SELECT candidate, baseline, judge, status, summary FROM eval_runs WHERE id = ?", (s["run_id"],)).fetchone()
+    assert run[:4] == ("gpt-4o", None, "judge-fair", "passed") and json.loads(run[4])["items"] == 10
+    items = {row[0]: json.loads(row[1]) for row in con.execute("SELECT item, result FROM eval_items WHERE run_id = ?", (s["run_id"],))}
+    con.close()
+    assert sorted(items) == [1, 2, 3, 5, 6, 8, 9, 10, 11, 12]  # the dataset's line numbers
+    first = items[1]
+    assert first["source_id"] == "src-0" and first["candidate"]["checks"] == {"exact": True}
+    assert [o["order"] for o in first["judge"]["orders"]] == ["candidate_first", "candidate_second"]
+    assert all(o["verdict"] == "TIE" and o["request_id"] for o in first["judge"]["orders"])
+    # The candidate's requests are in the log under the run's tag; the judge's under eval-judge.
+    rid = first["candidate"]["request_id"]
+    row = fw.wait_logged(rid)
+    assert {"eval", f"eval:{s['run_id']}"} <= set(row["tags"]) and row["model_requested"] == "gpt-4o"
+    jrow = fw.wait_logged(first["judge"]["orders"][0]["request_id"])
+    assert "eval-judge" in jrow["tags"]
+
+
+def test_a_failed_gate_exits_3_and_is_recorded(setup, tmp_path):
+    fw, _, _ = setup
+    data = golden(tmp_path / "golden.jsonl", bad_lines=False)
+    p, s = evaluate(fw, "--dataset", str(data), "--candidate", "gpt-4o", "--min-pass-rate", "0.9", "--max-regression", "0.1")
+    assert p.returncode == 3, p.stderr
+    assert s["status"] == "failed" and not s["passed"]
+    gates = {g["name"]: g for g in s["gates"]}
+    assert gates["min_pass_rate"]["passed"] is False and gates["min_pass_rate"]["value"] == 0.5
+    assert gates["max_regression"]["passed"] is False and gates["max_regression"]["value"] == 0.5
+    table = run_cli(fw.binary, "eval", "--gateway", fw.base_url, "--db", str(fw.db), "--dataset", str(data),
+                    "--candidate", "gpt-4o", "--min-pass-rate", "0.9")
+    assert table.returncode == 3 and "gate min_pass_rate 0.9: FAILED (0.500)" in table.stdout
+
+
+def test_a_position_biased_judge_gives_ties_and_a_garbage_judge_errors_never_wins(setup, tmp_path):
+    fw, _, judge = setup
+    data = golden(tmp_path / "golden.jsonl", n=4, bad_lines=False)
+    p, s = evaluate(fw, "--dataset", str(data), "--candidate", "gpt-4o", "--judge", "judge-biased")
+    assert p.returncode == 0, p.stderr
+    j = s["judge"]
+    assert (j["wins"], j["ties"], j["losses"]) == (0, 4, 0) and j["consistent_under_swap"] == 0.0
+    p, s = evaluate(fw, "--dataset", str(data), "--candidate", "gpt-4o", "--judge", "judge-garbage",
+                    "--judge-retries", "1", "--min-win-rate", "0.5")
+    assert p.returncode == 3, p.stderr
+    j = s["judge"]
+    assert (j["wins"], j["ties"], j["losses"], j["errors"]) == (0, 0, 0, 4) and j["win_rate"] is None
+    assert judge.calls["judge-garbage"] == 4 * 2 * 2  # each order asked once more
+    # A judge that answers garbage once and then decides is retried, not counted as an error.
+    p, s = evaluate(fw, "--dataset", str(data), "--candidate", "gpt-4o", "--judge", "judge-flaky", "--concurrency", "1")
+    assert p.returncode == 0 and s["judge"]["errors"] == 0 and s["judge"]["ties"] == 4
+
+
+def test_an_interrupted_run_resumes_without_asking_again(setup, tmp_path):
+    fw, up, _ = setup
+    data = golden(tmp_path / "golden.jsonl", bad_lines=False)
+    p, s = evaluate(fw, "--dataset", str(data), "--candidate", "gpt-4o")
+    assert p.returncode == 0
+    run = s["run_id"]
+    con = sqlite3.connect(fw.db)
+    con.execute("DELETE FROM eval_items WHERE run_id = ? AND item > 6", (run,))
+    con.commit()
+    con.close()
+    before = len(up.requests)
+    p, resumed = evaluate(fw, "--dataset", str(data), "--candidate", "gpt-4o", "--resume", run)
+    assert p.returncode == 0, p.stderr
+    assert "resuming" in p.stderr and len(up.requests) - before == 4
+    assert resumed["candidate"]["passed"] == s["candidate"]["passed"] and resumed["items"] == 10
+    wrong = run_cli(fw.binary, "eval", "--gateway", fw.base_url, "--db", str(fw.db), "--dataset", str(data),
+                    "--candidate", "gpt-4o-mini", "--resume", run)
+    assert wrong.returncode != 0 and "give the same options" in wrong.stderr
+
+
+def test_edge_cases_empty_dataset_unreachable_candidate_and_the_log_as_a_golden_set(setup, tmp_path):
+    fw, _, _ = setup
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n")
+    p, _ = evaluate(fw, "--dataset", str(empty), "--candidate", "gpt-4o")
+    assert p.returncode == 1 and "no usable items" in p.stderr
+    data = golden(tmp_path / "golden.jsonl", n=3, bad_lines=False)
+    p, s = evaluate(fw, "--dataset", str(data), "--candidate", "broken-model")
+    assert p.returncode == 1 and "answered no item" in p.stderr
+    assert s["status"] == "incomplete" and s["candidate"]["errors"] == 3
+    # Logged traffic as the golden set: its answers are the references.
+    for q in ("alpha", "beta", "gamma"):
+        r = httpx.post(f"{fw.base_url}/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": q}]},
+                       headers={"x-flywheel-tags": "golden"})
+        fw.wait_logged(r.headers["x-request-id"])
+    p, s = evaluate(fw, "--from-log", "--tag", "golden", "--candidate", "gpt-4o", "--baseline", "gpt-4o-mini",
+                    "--max-regression", "0")
+    assert p.returncode == 0, p.stderr
+    assert s["items"] == 3 and s["candidate"]["passed"] == 3 and s["baseline"]["passed"] == 3
+    assert s["baseline_is_reference"] is False and s["baseline"]["cost_usd"] > 0
+    bad = run_cli(fw.binary, "eval", "--candidate", "x", "--db", str(fw.db))
+    assert bad.returncode != 0 and "--dataset FILE or --from-log" in bad.stderr
