@@ -66,11 +66,11 @@ let package = Package(
         .target(
             name: "FlywheelDaemon",
             dependencies: ["FlywheelGateway", "FlywheelConfig", "FlywheelHTTP", "FlywheelSockets", "FlywheelUpstream", "FlywheelStore",
-                           "FlywheelEngine"],
+                           "FlywheelEngine", "FlywheelLoop"],
             swiftSettings: strict),
-        // The flywheel's offline side: reports (and next export, eval, drift) over the log. Reads the store,
+        // The flywheel's offline side: reports, export, eval, promotion (and next drift) over the log. Reads the store,
         // never imports the gateway.
-        .target(name: "FlywheelLoop", dependencies: ["FlywheelStore", "FlywheelJSON", "FlywheelInspect", "FlywheelConfig", "COpenSSL"],
+        .target(name: "FlywheelLoop", dependencies: ["FlywheelStore", "FlywheelJSON", "FlywheelInspect", "FlywheelConfig", "FlywheelUpstream", "COpenSSL"],
                 swiftSettings: strict),
         // Reading the log for operators: `tail` and `show` formatting and follow mode.
         .target(name: "FlywheelInspect", dependencies: ["FlywheelStore", "FlywheelJSON"], swiftSettings: strict),

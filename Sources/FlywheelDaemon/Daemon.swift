@@ -1,4 +1,5 @@
 import FlywheelConfig
+import Foundation
 import FlywheelEngine
 import FlywheelGateway
 import FlywheelHTTP
@@ -18,6 +19,8 @@ public final class Daemon: Sendable {
     /// The facade running local models; created at start when some are configured, or by the first reload
     /// that adds one.
     private let inferenceBox: Mutex<LocalInference?>
+    /// The traffic policies in force: the configuration's, with the newest promotion or rollback applied.
+    private let policies: PolicySync
     private var inference: LocalInference? { inferenceBox.withLock { $0 } }
     /// The local models served now, in configuration order.
     public var localModels: [LocalModel] { inference?.models ?? [] }
@@ -85,6 +88,13 @@ public final class Daemon: Sendable {
         self.upstreams = upstreams
         self.log = log
         self.inferenceBox = Mutex(inference)
+        self.policies = PolicySync(gateway: gateway, path: configuration.log.path) { Self.say($0) }
+        policies.adopt(configuration.policies)
+    }
+
+    /// A line for the operator on the daemon's stderr.
+    static func say(_ line: String) {
+        FileHandle.standardError.write(Data((line + "\n").utf8))
     }
 
     private static func specs(_ models: [GatewayConfiguration.LocalModelSettings]) -> [LocalModelSpec] {
@@ -144,7 +154,7 @@ public final class Daemon: Sendable {
         next.policies = settings.policies
         try next.validatePoliciesAndTargets()
         let models = try reloadLocalModels(settings.localModels)
-        gateway.setPolicies(settings.policies)
+        policies.adopt(settings.policies)
         let policies = settings.policies.isEmpty ? "none"
             : settings.policies.map { p in "\(p.model) → " + p.variants.map { "\($0.target) \($0.weight.formatted())" }.joined(separator: ", ") }
                 .joined(separator: "; ")
@@ -165,6 +175,7 @@ public final class Daemon: Sendable {
         }
         let address = try ListenAddress(parsing: configuration.server.listen)
         let host = address.host.contains(":") ? "[\(address.host)]" : address.host
+        policies.start()
         return "http://\(host):\(http.port)"
     }
 
@@ -179,6 +190,7 @@ public final class Daemon: Sendable {
     /// Graceful stop: no new connections, in-flight requests and streams get `server.shutdown_grace` seconds,
     /// then the upstream client stops and the log is flushed and closed. Blocks until all of that is done.
     public func shutdown() {
+        policies.shutdown()
         http.shutdown(gracePeriod: configuration.server.shutdownGrace)
         upstreams.shutdown()
         // Generations still running after the grace period end with an error (their clients are gone).

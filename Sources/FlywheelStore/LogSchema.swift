@@ -117,6 +117,25 @@ public enum LogSchema {
                 PRIMARY KEY (run_id, item)
             ) WITHOUT ROWID;
             """),
+        // Traffic policy changes: promotions, rollbacks, rollout steps and the configuration's own split, in
+        // order. The newest row per model is the split in force; the daemon polls for new rows, so a change
+        // made by the CLI goes live without a restart, and every change says when, from where, why and on
+        // which evaluation it relied.
+        Migration(version: 8, summary: "traffic policy changes", sql: """
+            CREATE TABLE policy_changes (
+                id          INTEGER PRIMARY KEY,
+                created_at  INTEGER NOT NULL,            -- unix milliseconds
+                model       TEXT    NOT NULL,            -- the policy's model name
+                variants    TEXT    NOT NULL,            -- JSON [{target, weight}]: the split from now on
+                previous    TEXT,                        -- JSON: the split before
+                action      TEXT    NOT NULL,            -- config | promote | rollback | rollout_step | rollout_rollback
+                reason      TEXT,
+                source      TEXT    NOT NULL,            -- who: cli:<user>@<host>, daemon, daemon:rollout
+                eval_run    TEXT,                        -- the evaluation the change relied on
+                forced      INTEGER NOT NULL DEFAULT 0
+            );
+            CREATE INDEX policy_changes_model ON policy_changes(model, id);
+            """),
     ]
 
     /// Brings a read-write connection up to the last of `migrations` (by default this build's list; tests
