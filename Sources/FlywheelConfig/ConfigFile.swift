@@ -23,6 +23,21 @@ struct ConfigFile: Decodable {
         var first_token_budget: Double?
         var allow_override: Bool?
         var shadow: ShadowSection?
+        var rollout: RolloutSection?
+    }
+    struct RolloutSection: Decodable {
+        var target: String?
+        var steps: [Double]?
+        var step_seconds: Double?
+        var min_requests: Int?
+        var window_seconds: Double?
+        var check_seconds: Double?
+        var max_acceptance_drop: Double?
+        var min_feedback: Int?
+        var max_error_rate: Double?
+        var max_p95_latency_ms: Double?
+        var min_eval_win_rate: Double?
+        var webhook: String?
     }
     struct VariantSection: Decodable { var target: String; var weight: Double? }
     struct ShadowSection: Decodable { var target: String; var rate: Double?; var max_concurrent: Int? }
@@ -198,6 +213,22 @@ struct ConfigFile: Decodable {
             policy.allowOverride = p.allow_override ?? true
             if let s = p.shadow {
                 policy.shadow = .init(target: s.target, rate: s.rate ?? 1, maxConcurrent: s.max_concurrent ?? 2)
+            }
+            if let r = p.rollout {
+                var rollout = GatewayConfiguration.TrafficPolicy.Rollout()
+                rollout.target = r.target
+                rollout.steps = r.steps ?? rollout.steps
+                rollout.stepSeconds = r.step_seconds ?? rollout.stepSeconds
+                rollout.minRequests = r.min_requests ?? rollout.minRequests
+                rollout.windowSeconds = r.window_seconds
+                rollout.checkSeconds = r.check_seconds ?? rollout.checkSeconds
+                rollout.maxAcceptanceDrop = r.max_acceptance_drop ?? rollout.maxAcceptanceDrop
+                rollout.minFeedback = r.min_feedback ?? rollout.minFeedback
+                rollout.maxErrorRate = r.max_error_rate ?? rollout.maxErrorRate
+                rollout.maxP95LatencyMillis = r.max_p95_latency_ms
+                rollout.minEvalWinRate = r.min_eval_win_rate
+                rollout.webhook = r.webhook
+                policy.rollout = rollout
             }
             c.policies.append(policy)
         }

@@ -38,6 +38,10 @@ enum ConfigKeyChecker {
             "model": .any, "variants": .list(.mapping(["target": .any, "weight": .any])), "sticky": .any,
             "fallback": .any, "first_token_budget": .any, "allow_override": .any,
             "shadow": .mapping(["target": .any, "rate": .any, "max_concurrent": .any]),
+            "rollout": .mapping(Dictionary(uniqueKeysWithValues: [
+                "target", "steps", "step_seconds", "min_requests", "window_seconds", "check_seconds", "max_acceptance_drop",
+                "min_feedback", "max_error_rate", "max_p95_latency_ms", "min_eval_win_rate", "webhook",
+            ].map { ($0, Shape.any) })),
         ])),
     ])
 

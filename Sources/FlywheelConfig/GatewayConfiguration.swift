@@ -64,6 +64,35 @@ public struct GatewayConfiguration: Sendable, Equatable {
         /// Whether `x-flywheel-variant` on a request may choose the variant (for testing).
         public var allowOverride = true
         public var shadow: Shadow? = nil
+        /// Raises one target's share step by step while guardrails hold; rolls it back when one fails.
+        public var rollout: Rollout? = nil
+
+        /// A progressive rollout: the daemon checks it every `checkSeconds`.
+        public struct Rollout: Sendable, Equatable {
+            /// The target rolled out; nil: the first variant.
+            public var target: String?
+            /// Shares in percent, rising.
+            public var steps: [Double] = [5, 25, 50, 100]
+            /// Seconds at a step (guardrails holding) before the next.
+            public var stepSeconds: Double = 300
+            /// The target's requests in the window before a step may advance or a guardrail be judged.
+            public var minRequests = 50
+            /// The window the guardrails look at, in seconds; nil: `stepSeconds`.
+            public var windowSeconds: Double? = nil
+            public var checkSeconds: Double = 10
+            /// The target's acceptance rate may be at most this below the other variants'.
+            public var maxAcceptanceDrop: Double? = 0.05
+            /// Feedback verdicts each side needs before acceptance is compared.
+            public var minFeedback = 20
+            public var maxErrorRate: Double? = 0.02
+            public var maxP95LatencyMillis: Double? = nil
+            /// The target's latest judged evaluation must have at least this win rate.
+            public var minEvalWinRate: Double? = nil
+            /// POSTed (JSON) on every step and rollback.
+            public var webhook: String? = nil
+
+            public init() {}
+        }
 
         public init(model: String, variants: [Variant]) {
             self.model = model
@@ -338,6 +367,25 @@ extension GatewayConfiguration {
             }
             if let b = p.firstTokenBudget, !(b > 0 && b <= 600) {
                 throw ConfigurationError("\(place): first_token_budget must be more than 0 and at most 600 seconds")
+            }
+            if let r = p.rollout {
+                guard p.variants.count >= 2 else { throw ConfigurationError("\(place): a rollout needs at least two variants") }
+                let target = r.target ?? p.variants[0].target
+                guard p.variants.contains(where: { $0.target == target }) else {
+                    throw ConfigurationError("\(place): rollout.target '\(target)' is not one of its variants")
+                }
+                guard !r.steps.isEmpty, r.steps.allSatisfy({ $0 > 0 && $0 <= 100 }), zip(r.steps, r.steps.dropFirst()).allSatisfy({ $0 < $1 }) else {
+                    throw ConfigurationError("\(place): rollout.steps must be rising percentages above 0 and at most 100")
+                }
+                guard r.stepSeconds > 0, r.checkSeconds > 0, (r.windowSeconds ?? 1) > 0, r.minRequests >= 1, r.minFeedback >= 1 else {
+                    throw ConfigurationError("\(place): rollout step_seconds, check_seconds, window_seconds, min_requests and min_feedback must be positive")
+                }
+                for (name, value) in [("max_acceptance_drop", r.maxAcceptanceDrop), ("max_error_rate", r.maxErrorRate), ("min_eval_win_rate", r.minEvalWinRate)] {
+                    if let value, !(0...1).contains(value) { throw ConfigurationError("\(place): rollout.\(name) must be 0...1") }
+                }
+                if let w = r.webhook, !(w.hasPrefix("http://") || w.hasPrefix("https://")) {
+                    throw ConfigurationError("\(place): rollout.webhook must be an http:// or https:// URL")
+                }
             }
             if let s = p.shadow {
                 guard s.rate >= 0, s.rate <= 1 else { throw ConfigurationError("\(place): shadow.rate must be 0...1") }

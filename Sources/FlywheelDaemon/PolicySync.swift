@@ -16,6 +16,8 @@ final class PolicySync: Sendable {
     private let interval: Double
     private let store: StoreAccess
     private let configured = Mutex<[GatewayConfiguration.TrafficPolicy]>([])
+    /// The policies in force (the configured ones with the newest split), as last applied.
+    private let effective = Mutex<[GatewayConfiguration.TrafficPolicy]>([])
     private let lastSeen = Atomic<Int64>(-1)
     private let stop = DispatchSemaphore(value: 0)
     private let stopped = Atomic<Bool>(false)
@@ -69,6 +71,7 @@ final class PolicySync: Sendable {
                 let latest = try store.latestPerModel()
                 let effective = PolicySplit.effective(policies, latest: latest)
                 gateway.setPolicies(effective)
+                self.effective.withLock { $0 = effective }
                 if lastSeen.load(ordering: .relaxed) >= 0 {
                     for (old, new) in zip(policies, effective) where latest[old.model].map({ $0.id > lastSeen.load(ordering: .relaxed) }) == true {
                         let change = latest[old.model]!
@@ -94,8 +97,13 @@ final class PolicySync: Sendable {
     func start() {
         guard !running.exchange(true, ordering: .relaxed) else { return }
         let thread = Thread { [self] in
+            var rollouts = RolloutRunner(path: path)
             while stop.wait(timeout: .now() + interval) == .timedOut {
                 sync()
+                let policies = effective.withLock { $0 }.filter { $0.rollout != nil }
+                if !policies.isEmpty, rollouts.check(policies, changes: { body in try withStore(body) }, say: say) {
+                    sync()
+                }
             }
             finished.signal()
         }

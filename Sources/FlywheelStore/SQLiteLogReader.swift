@@ -15,6 +15,11 @@ public final class SQLiteLogReader: LogQueries {
 
     deinit { connection.close() }
 
+    /// Runs `body` on the reader's connection, SQLite errors translated (for queries kept beside their record types).
+    func withConnection<T>(_ body: (SQLiteConnection) throws(SQLiteError) -> T) throws(StoreError) -> T {
+        try translatingSQLiteErrors { () throws(SQLiteError) in try body(connection) }
+    }
+
     public func latestRequests(limit: Int, filter: RequestFilter) throws(StoreError) -> [StoredRequest] {
         let conditions = RequestConditions(filter)
         let sql = "SELECT * FROM (SELECT \(RequestColumns.selectList) FROM requests\(conditions.whereClause) ORDER BY row_id DESC LIMIT ?) ORDER BY row_id ASC"

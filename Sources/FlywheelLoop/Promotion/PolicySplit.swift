@@ -73,7 +73,7 @@ public struct PromotionError: Error, CustomStringConvertible, Sendable {
 
 extension Double {
     /// `25`, `12.5`: no trailing zeros.
-    var percentText: String {
+    public var percentText: String {
         self == rounded() ? String(Int(self)) : String(format: "%.2f", self).replacingOccurrences(of: #"\.?0+$"#, with: "", options: .regularExpression)
     }
 }
