@@ -199,6 +199,8 @@ struct ConfigFile: Decodable {
             if let sticky = p.sticky {
                 if sticky.keys == ["none"] {
                     policy.sticky = []
+                } else if sticky.keys.contains("none") {
+                    throw ConfigurationError("\(source): policies[\(i)].sticky: 'none' stands alone (sticky: none)")
                 } else {
                     policy.sticky = try sticky.keys.map { key in
                         guard let k = GatewayConfiguration.TrafficPolicy.StickyKey(rawValue: key) else {

@@ -358,9 +358,16 @@ extension GatewayConfiguration {
             guard p.variants.contains(where: { $0.weight > 0 }) else {
                 throw ConfigurationError("\(place): at least one variant needs a weight above 0")
             }
+            guard p.variants.reduce(0, { $0 + $1.weight }).isFinite else {
+                throw ConfigurationError("\(place): the weights are too large to add up; use percentages")
+            }
             var seen = Set<String>()
             for v in p.variants where !seen.insert(v.target).inserted {
                 throw ConfigurationError("\(place): variant '\(v.target)' is listed twice")
+            }
+            var fallbacks = Set<String>()
+            for t in p.fallback where !fallbacks.insert(t).inserted {
+                throw ConfigurationError("\(place): fallback '\(t)' is listed twice")
             }
             for t in p.targets where !Self.isTargetName(t) {
                 throw ConfigurationError("\(place): target '\(t.prefix(64))' must be 1 to 128 characters of A-Za-z0-9 . _ : / @ + -")

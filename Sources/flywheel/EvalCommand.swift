@@ -27,6 +27,9 @@ struct EvalCommand: ParsableCommand {
     @Flag(name: .long, help: "Take the items from the log instead (successful chat completions the filters select; their logged answers are the references).")
     var fromLog = false
 
+    @Flag(name: .long, help: "Judge the shadow pairs in the log offline: the side --candidate answered against the other (needs --judge).")
+    var fromShadows = false
+
     @OptionGroup var log: LogSelection
 
     @Option(name: .long, help: "The model to evaluate (a local model or a routed model name).")
@@ -84,7 +87,13 @@ struct EvalCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard (dataset != nil) != fromLog else { throw ValidationError("give --dataset FILE or --from-log (one of them)") }
+        guard [dataset != nil, fromLog, fromShadows].filter({ $0 }).count == 1 else {
+            throw ValidationError("give --dataset FILE, --from-log or --from-shadows (one of them)")
+        }
+        if fromShadows {
+            guard judge != nil else { throw ValidationError("--from-shadows needs --judge: the answers are logged, only a judge can compare them") }
+            guard baseline == nil else { throw ValidationError("--from-shadows takes no --baseline: the other side of each pair is the baseline") }
+        }
         guard (1...64).contains(concurrency) else { throw ValidationError("--concurrency must be 1...64") }
         guard timeout > 0, timeout <= 3_600 else { throw ValidationError("--timeout must be more than 0 and at most 3600 seconds") }
         guard (0...10).contains(judgeRetries) else { throw ValidationError("--judge-retries must be 0...10") }
@@ -125,6 +134,9 @@ struct EvalCommand: ParsableCommand {
         if let dataset {
             (items, problems) = try EvalDataset.load(path: dataset)
             source = dataset
+        } else if fromShadows {
+            (items, problems) = try EvalDataset.fromShadows(try log.openReader(), filter: try log.filter(), candidate: candidate, limit: limit)
+            source = "shadows"
         } else {
             (items, problems) = try EvalDataset.fromLog(try log.openReader(), filter: try log.filter(), limit: limit)
             source = "log"

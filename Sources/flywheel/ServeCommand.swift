@@ -80,6 +80,9 @@ struct ServeCommand: ParsableCommand {
                 Console.error("flywheel: warning: \(problem); chat requests for '\(model.name)' will be refused")
             }
         }
+        for policy in settings.policies where server.localModels.contains(where: { $0.name == policy.model }) {
+            Console.error("flywheel: warning: the traffic policy for '\(policy.model)' takes every request for that name; the local model '\(policy.model)' answers only as one of its targets")
+        }
         Console.error("flywheel: logging to \(settings.log.path); routes: \((server.localModels.map(\.name) + settings.routes.map(\.model)).joined(separator: ", "))")
         var signal = TerminationSignals.wait()
         while signal == SIGHUP {

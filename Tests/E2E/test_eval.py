@@ -17,15 +17,19 @@ from pathlib import Path
 
 import pytest
 
-from conftest import base_config, run_cli, upstream_cfg
+from conftest import REPO_ROOT, base_config, run_cli, upstream_cfg
 from fake_upstream import FakeUpstream
 from helpers import httpx
+
+
+QWEN = REPO_ROOT / "Tests" / "FlywheelEngineTests" / "Fixtures" / "model-qwen2-q8.gguf"
 
 
 class FakeJudge:
     def __init__(self):
         self.calls: dict[str, int] = {}
         self.lock = threading.Lock()
+        self.release = threading.Event()
         judge = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -48,6 +52,9 @@ class FakeJudge:
                     reply = "Both are fine. [[TIE]]" if good_a == good_b else ("A is right. [[A]]" if good_a else "B is right. [[B]]")
                 elif model == "judge-biased":
                     reply = "I always like the first one. [[A]]"
+                elif model == "judge-slow":
+                    judge.release.wait(30)
+                    reply = "[[A]]"
                 elif model == "judge-flaky" and n % 2 == 1:
                     reply = "Hmm, hard to say."
                 elif model == "judge-flaky":
@@ -69,6 +76,7 @@ class FakeJudge:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self):
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -80,8 +88,13 @@ def setup(start_flywheel):
     cfg = base_config(up.url, up.url)
     cfg["upstreams"].append(upstream_cfg("judge", judge.url))
     cfg["upstreams"].append(upstream_cfg("down", "http://127.0.0.1:9/v1", retries=0))
-    cfg["routes"] = [{"model": "judge-*", "upstreams": ["judge"]}, {"model": "broken-model", "upstreams": ["down"]}] + cfg["routes"]
+    cfg["upstreams"].append(upstream_cfg("flaky", up.url, retries=0))
+    cfg["routes"] = [{"model": "judge-*", "upstreams": ["judge"]}, {"model": "broken-model", "upstreams": ["down"]},
+                     {"model": "gpt-4o-overloaded", "upstreams": ["flaky"]}] + cfg["routes"]
     cfg["prices"]["gpt-4o"] = {"input": 2.5, "output": 10}
+    cfg["local_models"] = [{"name": "tiny", "path": str(QWEN)}]
+    cfg["policies"] = [{"model": "support-bot", "variants": [{"target": "gpt-4o", "weight": 1}],
+                        "shadow": {"target": "tiny", "rate": 1, "max_concurrent": 8}}]
     fw = start_flywheel(cfg)
     yield fw, up, judge
     judge.stop()
@@ -219,4 +232,54 @@ def test_edge_cases_empty_dataset_unreachable_candidate_and_the_log_as_a_golden_
     assert s["items"] == 3 and s["candidate"]["passed"] == 3 and s["baseline"]["passed"] == 3
     assert s["baseline_is_reference"] is False and s["baseline"]["cost_usd"] > 0
     bad = run_cli(fw.binary, "eval", "--candidate", "x", "--db", str(fw.db))
-    assert bad.returncode != 0 and "--dataset FILE or --from-log" in bad.stderr
+    assert bad.returncode != 0 and "--dataset FILE, --from-log or --from-shadows" in bad.stderr
+
+
+def test_a_judge_that_times_out_is_an_error_and_an_overloaded_candidate_is_asked_again(setup, tmp_path):
+    fw, up, judge = setup
+    data = golden(tmp_path / "golden.jsonl", n=2, bad_lines=False)
+    p, s = evaluate(fw, "--dataset", str(data), "--candidate", "gpt-4o", "--judge", "judge-slow", "--timeout", "1",
+                    "--judge-retries", "0")
+    judge.release.set()
+    assert p.returncode == 0, p.stderr
+    assert s["judge"]["errors"] == 2 and s["judge"]["wins"] == 0
+    # 503s from the candidate (the gateway passes them on: this upstream is not retried) are asked again.
+    up.fail(503, count=2, retry_after=0)
+    p, s = evaluate(fw, "--dataset", str(data), "--candidate", "gpt-4o-overloaded", "--concurrency", "1")
+    assert p.returncode == 0, p.stderr
+    assert s["candidate"]["answered"] == 2 and s["candidate"]["errors"] == 0
+    con = sqlite3.connect(fw.db)
+    attempts = [json.loads(r[0])["candidate"]["attempts"] for r in con.execute("SELECT result FROM eval_items WHERE run_id = ?", (s["run_id"],))]
+    con.close()
+    assert sorted(attempts) == [1, 3]
+
+
+def test_shadow_pairs_are_judged_offline_from_the_log(setup, tmp_path):
+    fw, up, judge = setup
+    ids = []
+    for i in range(4):
+        r = httpx.post(f"{fw.base_url}/v1/chat/completions", timeout=60, headers={"x-flywheel-tags": "shadowed"},
+                       json={"model": "support-bot", "max_tokens": 4, "messages": [{"role": "user", "content": f"ticket {i}"}]})
+        assert r.status_code == 200 and r.headers["x-flywheel-variant"] == "gpt-4o"
+        ids.append(r.headers["x-request-id"])
+    def shadows_logged():
+        con = sqlite3.connect(fw.db)
+        n = con.execute("SELECT count(*) FROM requests WHERE shadow_of IS NOT NULL").fetchone()[0]
+        con.close()
+        return n == 4
+    from helpers import poll
+    poll(shadows_logged, timeout=60, what="the four shadow rows")
+    before = len(up.requests)
+    # The local model (gibberish) against the frontier's echo: the fair judge prefers the echo in both orders.
+    p, s = evaluate(fw, "--from-shadows", "--candidate", "tiny", "--judge", "judge-fair")
+    assert p.returncode == 0, p.stderr
+    assert s["items"] == 4 and s["judge"]["losses"] == 4 and s["judge"]["consistent_under_swap"] == 1.0
+    assert s["baseline"]["name"] == "the other side of each shadow pair"
+    assert len(up.requests) == before  # nothing asked of the models, only of the judge
+    # From the other side, the frontier wins; pairs where neither side is the candidate are named and skipped.
+    p, s = evaluate(fw, "--from-shadows", "--candidate", "gpt-4o", "--judge", "judge-fair")
+    assert s["judge"]["wins"] == 4
+    p, _ = evaluate(fw, "--from-shadows", "--candidate", "someone-else", "--judge", "judge-fair")
+    assert p.returncode == 1 and "neither side is 'someone-else'" in p.stderr
+    bad = run_cli(fw.binary, "eval", "--from-shadows", "--candidate", "tiny", "--db", str(fw.db))
+    assert bad.returncode != 0 and "needs --judge" in bad.stderr

@@ -181,6 +181,13 @@ final class PolicyConfigurationTests: XCTestCase {
             ("- {model: m, variants: [{target: gpt-4o}], shadow: {target: gpt-4o, rate: 2}}", "shadow.rate"),
             ("- {model: m, variants: [{target: gpt-4o}]}\n- {model: m, variants: [{target: gpt-4o}]}", "two policies"),
             ("- {model: m, variants: [{target: gpt-4o, wieght: 1}]}", "wieght"),
+            ("- {model: m, variants: [{target: gpt-4o, weight: 1e308}, {target: gpt-4o-mini, weight: 1e308}]}", "too large"),
+            ("- {model: m, variants: [{target: gpt-4o}], fallback: [gpt-4o-mini, gpt-4o-mini]}", "listed twice"),
+            ("- {model: m, variants: [{target: gpt-4o}], sticky: [user, none]}", "'none' stands alone"),
+            ("- {model: m, variants: [{target: gpt-4o}], rollout: {steps: [50, 20]}}", "two variants"),
+            ("- {model: m, variants: [{target: gpt-4o}, {target: gpt-4o-mini}], rollout: {steps: [50, 20]}}", "rising"),
+            ("- {model: m, variants: [{target: gpt-4o}, {target: gpt-4o-mini}], rollout: {target: x}}", "not one of its variants"),
+            ("- {model: m, variants: [{target: gpt-4o}, {target: gpt-4o-mini}], rollout: {webhook: ftp://x}}", "webhook"),
         ]
         for (yaml, expected) in cases {
             XCTAssertThrowsError(try GatewayConfiguration.parse(yaml: base + "policies:\n" + yaml), yaml) { error in

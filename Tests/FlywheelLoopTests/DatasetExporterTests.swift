@@ -66,6 +66,7 @@ final class DatasetExporterTests: XCTestCase {
             ("a", long, "answer", nil), ("b", long, "answer", nil),
             ("c", long.replacingOccurrences(of: "word15x100", with: "changed"), "answer", nil),
             ("d", "something else entirely", "answer", nil),
+            ("e", "a question with no answer", "  ", nil),
         ]
         let (path, directory) = try makeLog(rows)
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -75,9 +76,10 @@ final class DatasetExporterTests: XCTestCase {
         XCTAssertEqual(deduplicated.lines.compactMap { $0["flywheel_request_id"]?.stringValue }, ["a", "d"])
         XCTAssertEqual(deduplicated.manifest["dropped"]?["duplicate"]?.intValue, 1)
         XCTAssertEqual(deduplicated.manifest["dropped"]?["near_duplicate"]?.intValue, 1)
+        XCTAssertEqual(deduplicated.manifest["dropped"]?["empty_answer"]?.intValue, 1)
         options.deduplicate = false
         let kept = try export(path, options, in: directory)
-        XCTAssertEqual(kept.lines.count, 4)
+        XCTAssertEqual(kept.lines.count, 4)  // the empty answer is still left out
         XCTAssertEqual(kept.manifest["deduplication"], "off")
     }
 }

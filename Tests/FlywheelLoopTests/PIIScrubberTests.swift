@@ -27,3 +27,19 @@ final class PIIScrubberTests: XCTestCase {
         XCTAssertEqual(s.scrub(""), "")
     }
 }
+
+final class PIIScrubberScaleTests: XCTestCase {
+    /// Long runs of word characters (a hex dump, a minified line) are scanned once, not once per position: these
+    /// inputs took minutes when the e-mail rule could start anywhere in a run. (No timing is asserted: a
+    /// regression shows as a test that takes minutes.)
+    func testLongWordRunsAreScrubbedInOnePass() {
+        var s = PIIScrubber()
+        let run = String(repeating: "a", count: 100_000)
+        XCTAssertEqual(s.scrub(run), run)
+        XCTAssertEqual(s.scrub(run + "@"), run + "@")
+        XCTAssertEqual(s.scrub(run + "@" + String(repeating: "b", count: 100_000)), run + "@" + String(repeating: "b", count: 100_000))
+        XCTAssertEqual(s.scrub("x " + run + "@example.com y"), "x <EMAIL> y")
+        XCTAssertEqual(s.scrub(String(repeating: "1", count: 100_000)).count, 100_000)
+        XCTAssertEqual(s.scrub("mail jane.doe@mail.example.co.uk now"), "mail <EMAIL> now")
+    }
+}

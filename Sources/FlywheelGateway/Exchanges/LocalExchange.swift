@@ -116,7 +116,7 @@ final class LocalExchange: Sendable {
         }
         if abandoned { return }
         if reason == .serverShutdown && !ended {
-            writer.end(with: Self.shutdownError, streaming: stream, requestID: context.requestID)
+            writer.end(with: Self.shutdownError, streaming: stream && state.withLock { $0.headSent }, context: context)
         }
         handle?.cancel()
     }
@@ -214,7 +214,7 @@ final class LocalExchange: Sendable {
             let headSent = state.withLock { $0.headSent }
             if !(stream && headSent) { outcome.status = error.status }
             finish(outcome, firstText: firstText)
-            writer.end(with: error, streaming: stream && headSent, requestID: context.requestID)
+            writer.end(with: error, streaming: stream && headSent, context: context)
         }
     }
 

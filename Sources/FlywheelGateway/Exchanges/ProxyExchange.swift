@@ -34,6 +34,10 @@ final class ProxyExchange: UpstreamResponseHandler {
         /// Handed over to a fallback: nothing more is answered or logged here.
         var abandoned = false
         var budgetTimer: HTTPEventLoopTimer?
+        /// With a fallback, a stream's head and its first bytes wait for the first output (a role chunk is not
+        /// output), so a stream that stalls or fails before its first token can still change hands.
+        var pendingHead: HTTPHeaders?
+        var held: [UInt8] = []
     }
     private let state = Mutex(State())
 
@@ -82,23 +86,25 @@ final class ProxyExchange: UpstreamResponseHandler {
     private func interrupted(_ reason: HTTPCloseReason) {
         let (transfer, streaming, abandoned) = state.withLock { s -> (UpstreamTransfer?, Bool, Bool) in
             if s.interruption == nil { s.interruption = reason == .serverShutdown ? .serverShutdown : .clientClosed }
-            return (s.transfer, s.streaming, s.abandoned)
+            return (s.transfer, s.streaming && s.pendingHead == nil, s.abandoned)
         }
         if abandoned { return }
         if reason == .serverShutdown {
-            writer.end(with: Self.shutdownError, streaming: streaming, requestID: context.requestID)
+            writer.end(with: Self.shutdownError, streaming: streaming, context: context)
         }
         transfer?.cancel()
     }
 
     static let shutdownError = OpenAIError.serverShutdown("The gateway shut down before the response was complete; retry.")
+    /// Most bytes of a stream held back while waiting for its first output.
+    static let maxHeldBytes = 1 << 20
 
     /// On the loop: the budget ran out before the upstream's head. Hands over to the next target when there is
     /// one (cancelling this transfer); otherwise keeps waiting.
     private func firstTokenBudgetExpired() {
         guard let fallback, fallback.isAvailable() else { return }
         let transfer = state.withLock { s -> UpstreamTransfer? in
-            guard s.head == nil, !s.abandoned, s.interruption == nil, s.transfer != nil else { return nil }
+            guard s.head == nil || s.pendingHead != nil, !s.abandoned, s.interruption == nil, s.transfer != nil else { return nil }
             s.abandoned = true
             return s.transfer
         }
@@ -112,18 +118,22 @@ final class ProxyExchange: UpstreamResponseHandler {
     func upstreamDidReceiveHead(_ head: UpstreamResponseHead) {
         let isEventStream = head.value(for: "content-type")?.hasPrefixIgnoringASCIICase("text/event-stream") ?? false
         let startStream = context.stream && head.status == 200 && isEventStream
+        let holdHead = startStream && fallback != nil
+        var headers = responseHeaders(from: head)
+        if startStream {
+            headers.set("Content-Type", "text/event-stream")
+            headers.set("Cache-Control", "no-cache")
+        }
         let (timer, abandoned) = state.withLock { s -> (HTTPEventLoopTimer?, Bool) in
             s.head = head
             s.streaming = startStream && !s.abandoned
+            if holdHead { s.pendingHead = headers; return (nil, s.abandoned) }
             defer { s.budgetTimer = nil }
             return (s.budgetTimer, s.abandoned)
         }
         if let timer { writer.eventLoop.cancel(timer) }
         if abandoned { return }
-        if startStream {
-            var headers = responseHeaders(from: head)
-            headers.set("Content-Type", "text/event-stream")
-            headers.set("Cache-Control", "no-cache")
+        if startStream && !holdHead {
             writer.startStream(status: 200, headers: headers)
         }
         for _ in 0..<max(0, head.attempts - 1) {
@@ -135,7 +145,9 @@ final class ProxyExchange: UpstreamResponseHandler {
     }
 
     func upstreamDidReceiveBody(_ chunk: [UInt8]) {
+        var release: (head: HTTPHeaders, bytes: [UInt8], timer: HTTPEventLoopTimer?)?
         let (forward, cancel) = state.withLock { s -> (Bool, UpstreamTransfer?) in
+            if s.abandoned { return (false, nil) }
             if s.streaming {
                 if !s.parseFailed && !s.logTruncated {
                     do {
@@ -151,6 +163,17 @@ final class ProxyExchange: UpstreamResponseHandler {
                         s.parseFailed = true  // still forwarded; only the log's copy is lost
                     }
                 }
+                if let head = s.pendingHead {
+                    // Held until the first output (or bytes that cannot be judged, or too many to hold).
+                    s.held.append(contentsOf: chunk)
+                    if s.assembler.producedOutput || s.parseFailed || s.logTruncated || s.held.count > Self.maxHeldBytes {
+                        release = (head, s.held, s.budgetTimer)
+                        s.pendingHead = nil
+                        s.held = []
+                        s.budgetTimer = nil
+                    }
+                    return (false, nil)
+                }
                 return (true, nil)
             }
             guard !s.bodyTooLarge else { return (false, nil) }
@@ -161,6 +184,11 @@ final class ProxyExchange: UpstreamResponseHandler {
             }
             s.body.append(contentsOf: chunk)
             return (false, nil)
+        }
+        if let release {
+            if let timer = release.timer { writer.eventLoop.cancel(timer) }
+            writer.startStream(status: 200, headers: release.head)
+            writer.write(release.bytes)
         }
         if forward { writer.write(chunk) }
         cancel?.cancel()
@@ -197,6 +225,17 @@ final class ProxyExchange: UpstreamResponseHandler {
             ledger.metrics.upstreamError(upstream: endpoint, kind: failure.kind)
         }
 
+        if s.streaming, let held = s.pendingHead {
+            // A held stream ended before its first output: another target may answer instead; otherwise the
+            // client gets what there was.
+            if s.interruption == nil, let fallback, completion.error.map({ !$0.isCancellation }) ?? (s.assembler.streamError != nil),
+               fallback.handOver(completion.error.map { "upstream_\($0.kind)" } ?? "upstream_stream_error") {
+                state.withLock { $0.abandoned = true }
+                return
+            }
+            writer.startStream(status: 200, headers: held)
+            writer.write(s.held)
+        }
         if s.streaming {
             // The head went out long ago: whatever happens now is reported inside the stream.
             var tail: OpenAIError?
@@ -225,7 +264,7 @@ final class ProxyExchange: UpstreamResponseHandler {
             if let streamError = s.assembler.streamError { outcome.upstreamError = ["error": streamError] }
             ledger.finish(context, outcome)
             if let tail {
-                writer.end(with: tail, streaming: true, requestID: context.requestID)
+                writer.end(with: tail, streaming: true, context: context)
             } else {
                 writer.endStream()
             }
@@ -237,7 +276,7 @@ final class ProxyExchange: UpstreamResponseHandler {
             let error = OpenAIError.upstreamUnavailable("The upstream response exceeded the gateway's limit of \(maxResponseBytes) bytes.")
             outcome.status = error.status
             outcome.error = error
-            response = error.response(requestID: context.requestID)
+            response = context.errorResponse(error)
         } else if let failure {
             if s.interruption == .serverShutdown {
                 outcome.status = Self.shutdownError.status
@@ -254,7 +293,7 @@ final class ProxyExchange: UpstreamResponseHandler {
                 outcome.status = error.status
                 outcome.error = error
                 outcome.errorDetail = detail
-                response = error.response(requestID: context.requestID)
+                response = context.errorResponse(error)
             }
         } else if let head = s.head {
             outcome.status = head.status
@@ -287,7 +326,7 @@ final class ProxyExchange: UpstreamResponseHandler {
             let error = OpenAIError.upstreamUnavailable("The upstream closed without a response.")
             outcome.status = error.status
             outcome.error = error
-            response = error.response(requestID: context.requestID)
+            response = context.errorResponse(error)
         }
         ledger.finish(context, outcome)
         if let response { writer.send(response) }

@@ -20,12 +20,12 @@ extension HTTPResponseWriter: ResponseSink {}
 extension ResponseSink {
     /// Ends the response with `error`. A stream whose head went out reports it in-band, as OpenAI does
     /// mid-stream: one `data: {"error": ...}` event, then the stream's end. Otherwise it is the whole answer.
-    func end(with error: OpenAIError, streaming: Bool, requestID: String) {
+    func end(with error: OpenAIError, streaming: Bool, context: RequestContext) {
         if streaming {
             write(ServerSentEvents.encode(data: error.json.serializedString()))
             endStream()
         } else {
-            send(error.response(requestID: requestID))
+            send(context.errorResponse(error))
         }
     }
 }

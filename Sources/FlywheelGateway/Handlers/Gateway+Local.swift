@@ -7,7 +7,8 @@ extension Gateway {
     /// Called on the event loop after the common checks (auth, JSON, required fields); never blocks it:
     /// tokenizing and template rendering are quick, the generation runs on the scheduler thread.
     /// With a `fallback`, a request this model cannot take (too long for its context, a template it cannot
-    /// render, an endpoint it does not serve) goes to the next target instead of being refused.
+    /// render, a field local models do not support, an endpoint it does not serve) goes to the next target
+    /// instead of being refused; an invalid request is refused as usual.
     func serveLocally(_ object: JSONObject, entry: LocalModelAdapter, inference: LocalInference?, endpoint: InferenceEndpoint,
                       context: RequestContext, writer: any ResponseSink, fallback: Fallback? = nil) {
         guard let inference, endpoint != .embeddings else {
@@ -19,7 +20,7 @@ extension Gateway {
         do throws(OpenAIError) {
             let options = try LocalGenerationOptions(object, chat: chat, maxTokensLimit: configuration.inference.maxTokensLimit)
             if let bad = options.sampling.logitBias.keys.first(where: { Int($0) >= entry.vocabularySize }) {
-                throw .invalidRequest("'logit_bias' names token \(bad), but the vocabulary has \(entry.vocabularySize) tokens.", param: "logit_bias")
+                throw .invalidRequest("'logit_bias' names token \(bad), but the vocabulary has \(entry.vocabularySize) tokens.", param: "logit_bias", code: OpenAIError.localModelLimit)
             }
             let prompt = try chat ? Self.chatPromptTokens(object, entry: entry) : Self.completionPromptTokens(object, entry: entry)
             try Self.checkPromptFits(prompt, contextLength: entry.model.contextLength, chat: chat)
@@ -28,7 +29,8 @@ extension Gateway {
                                          stream: options.stream, includeUsage: options.includeUsage, chat: chat, fallback: fallback)
             exchange.start(inference: inference, model: entry.model, request: request)
         } catch {
-            if let fallback, fallback.handOver(error.code ?? "local_refused") { return }
+            // Only what this model cannot do goes elsewhere; a request that is wrong for every model is refused here.
+            if let fallback, let code = error.code, OpenAIError.localCapabilityCodes.contains(code), fallback.handOver(code) { return }
             ledger.reject(context, error, writer: writer)
         }
     }

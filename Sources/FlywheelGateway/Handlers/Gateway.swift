@@ -72,6 +72,11 @@ public final class Gateway: HTTPResponder {
         local.withLock { l in l.models[name].map { ($0, l.inference) } }
     }
 
+    /// Whether `target` names a local model or a model a route sends upstream right now.
+    func canServe(_ target: String) -> Bool {
+        localModel(named: target) != nil || router.route(forModel: target) != nil
+    }
+
     /// The facade running local models now, if any.
     var inference: LocalInference? { local.withLock { $0.inference } }
 

@@ -1,3 +1,4 @@
+import FlywheelHTTP
 import FlywheelStore
 
 /// What the log needs to know about a request before it is answered. Built on the event loop as the
@@ -23,6 +24,13 @@ struct RequestContext: Sendable {
     var shadowOf: String?
     /// Called once the ledger has written the request's end (a shadow run frees its place with it).
     var onFinish: (@Sendable () -> Void)?
+
+    /// `error` as the client's response: OpenAI's shape, the request id, and what a traffic policy decided.
+    func errorResponse(_ error: OpenAIError) -> HTTPResponse {
+        var response = error.response(requestID: requestID)
+        for (name, value) in decision?.headers ?? [] { response.headers.add(name, value) }
+        return response
+    }
 
     /// The log row's request-side columns.
     func record(status: Int, latencyMillis: Double) -> RequestRecord {

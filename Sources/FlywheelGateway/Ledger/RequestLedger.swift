@@ -43,7 +43,7 @@ final class RequestLedger: Sendable {
     /// Answers a request the gateway refused itself (never sent anywhere), logging it first.
     func reject(_ context: RequestContext, _ error: OpenAIError, writer: any ResponseSink) {
         finish(context, RequestOutcome(status: error.status, error: error))
-        writer.send(error.response(requestID: context.requestID))
+        writer.send(context.errorResponse(error))
     }
 
     func record(_ context: RequestContext, _ outcome: RequestOutcome, totalSeconds: Double) -> RequestRecord {

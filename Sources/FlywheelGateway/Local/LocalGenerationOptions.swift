@@ -38,7 +38,7 @@ struct LocalGenerationOptions {
         if let m = try integer(maxKey) {
             guard m >= 1 else { throw .invalidRequest("'\(maxKey)' must be at least 1.", param: maxKey) }
             guard m <= maxTokensLimit else {
-                throw .invalidRequest("'\(maxKey)' is \(m); this gateway allows at most \(maxTokensLimit) for local models.", param: maxKey)
+                throw .invalidRequest("'\(maxKey)' is \(m); this gateway allows at most \(maxTokensLimit) for local models.", param: maxKey, code: OpenAIError.localModelLimit)
             }
             maxTokens = m
         } else {
@@ -46,7 +46,7 @@ struct LocalGenerationOptions {
             maxTokens = chat ? maxTokensLimit : 16
         }
         if let n = try integer("n"), n != 1 {
-            throw .invalidRequest("Local models generate one choice per request; 'n' must be 1.", param: "n")
+            throw .invalidRequest("Local models generate one choice per request; 'n' must be 1.", param: "n", code: OpenAIError.localModelLimit)
         }
         if let t = try number("temperature") { sampling.temperature = Float(t) }
         if let p = try number("top_p") { sampling.topP = Float(p) }
@@ -102,13 +102,13 @@ struct LocalGenerationOptions {
         }
 
         if let logprobs = object["logprobs"], logprobs != .null, logprobs != .bool(false) {
-            throw .invalidRequest("'logprobs' is not supported by local models yet.", param: "logprobs")
+            throw .invalidRequest("'logprobs' is not supported by local models yet.", param: "logprobs", code: OpenAIError.localModelLimit)
         }
         if let format = object["response_format"]?["type"]?.stringValue, format != "text" {
-            throw .invalidRequest("'response_format' \(format) is not supported by local models; only 'text'.", param: "response_format")
+            throw .invalidRequest("'response_format' \(format) is not supported by local models; only 'text'.", param: "response_format", code: OpenAIError.localModelLimit)
         }
         if let choice = object["tool_choice"], choice != .null, choice != .string("auto"), choice != .string("none") {
-            throw .invalidRequest("Local models cannot be forced to call a tool; 'tool_choice' must be 'auto' or 'none'.", param: "tool_choice")
+            throw .invalidRequest("Local models cannot be forced to call a tool; 'tool_choice' must be 'auto' or 'none'.", param: "tool_choice", code: OpenAIError.localModelLimit)
         }
     }
 }

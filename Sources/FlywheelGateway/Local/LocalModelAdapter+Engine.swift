@@ -83,7 +83,7 @@ extension LocalModelAdapter {
                 throw .invalidRequest("\(partParam) must be a content part object with a 'type'.", param: partParam)
             }
             guard type == "text" else {
-                throw .invalidRequest("\(partParam) is a '\(type)' part; local models accept text parts only.", param: partParam)
+                throw .invalidRequest("\(partParam) is a '\(type)' part; local models accept text parts only.", param: partParam, code: OpenAIError.localModelLimit)
             }
             guard let piece = part["text"]?.stringValue else {
                 throw .invalidRequest("\(partParam) is a text part without a string 'text'.", param: partParam)

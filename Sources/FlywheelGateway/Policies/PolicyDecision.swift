@@ -55,7 +55,11 @@ struct PolicyDecision: Sendable {
             }
         }
         let bucket = Self.bucket(policy: policy.model, key: key)
-        if let wanted = headers[overrideHeader] {
+        let overrides = headers.values(overrideHeader)
+        if overrides.count > 1 {
+            throw .invalidRequest("Send \(overrideHeader) once.", param: overrideHeader)
+        }
+        if let wanted = overrides.first {
             guard policy.allowOverride else {
                 throw .invalidRequest("The traffic policy for '\(policy.model)' does not allow choosing a variant with \(overrideHeader).",
                                       param: overrideHeader)

@@ -69,20 +69,37 @@ final class PolicyRun: Sendable {
     private func dispatch(_ context: RequestContext) {
         guard let target = context.decision?.target else { return }
         let fallback = Fallback(
-            isAvailable: { [self] in remaining.withLock { !$0.isEmpty } },
+            isAvailable: { [self] in remaining.withLock { $0.contains(where: gateway.canServe) } },
             takeOver: { [self] reason in takeOver(context, reason: reason) },
             firstTokenBudget: policy.firstTokenBudget)
         gateway.dispatch(target, object: object, body: body, endpoint: endpoint, context: context, writer: writer, fallback: fallback)
     }
 
-    /// Any thread: the current target gave way; the next one starts on the connection's loop.
+    /// Any thread: the current target gave way; the next one that can still serve (a reload may have removed
+    /// some) starts on the connection's loop.
     private func takeOver(_ context: RequestContext, reason: String) {
-        guard let target = remaining.withLock({ $0.isEmpty ? nil : $0.removeFirst() }), var decision = context.decision else { return }
+        guard var decision = context.decision else { return }
         decision.tried.append(.init(target: decision.target, reason: reason))
+        var found: String?
+        while let candidate = remaining.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) {
+            if gateway.canServe(candidate) { found = candidate; break }
+            decision.tried.append(.init(target: candidate, reason: "unavailable"))
+        }
+        guard let target = found else {
+            // Every fallback vanished (a reload) after the exchange handed over: the request is answered here.
+            var ended = context
+            ended.decision = decision
+            let error = OpenAIError.upstreamUnavailable("No target of the traffic policy for '\(policy.model)' is available.")
+            let loop = writer.eventLoop
+            let final = ended
+            let finish: @Sendable () -> Void = { [gateway, writer] in gateway.ledger.reject(final, error, writer: writer) }
+            if loop.inEventLoop { finish() } else { loop.execute(finish) }
+            return
+        }
         decision.target = target
         var next = context
         next.decision = decision
-        gateway.metrics.policyFallback(policy: policy.model, from: decision.tried.last!.target, reason: reason)
+        gateway.metrics.policyFallback(policy: policy.model, from: context.decision?.target ?? "?", reason: reason)
         let loop = writer.eventLoop
         let handed = next
         if loop.inEventLoop { dispatch(handed) } else { loop.execute { self.dispatch(handed) } }

@@ -33,6 +33,8 @@ public struct StreamAssembler {
     public private(set) var chunkCount = 0
     /// Payloads that were not JSON; they are passed to the client unchanged but cannot be assembled.
     public private(set) var unparsedCount = 0
+    /// Set by the first chunk that carries output: text, content, a refusal or a tool call (a role alone is not).
+    public private(set) var producedOutput = false
 
     public init() {}
 
@@ -54,7 +56,12 @@ public struct StreamAssembler {
         for c in obj["choices"]?.arrayValue ?? [] {
             let index = c["index"]?.intValue ?? 0
             var choice = choices[index] ?? Choice()
-            if let text = c["text"]?.stringValue { choice.text += text }
+            if let text = c["text"]?.stringValue { choice.text += text; if !text.isEmpty { producedOutput = true } }
+            if let delta = c["delta"]?.objectValue {
+                if let content = delta["content"]?.stringValue, !content.isEmpty { producedOutput = true }
+                if let refusal = delta["refusal"]?.stringValue, !refusal.isEmpty { producedOutput = true }
+                if delta["tool_calls"]?.arrayValue?.isEmpty == false { producedOutput = true }
+            }
             if let delta = c["delta"]?.objectValue {
                 if let role = delta["role"]?.stringValue { choice.role = role }
                 if let content = delta["content"]?.stringValue { choice.content += content; choice.hasContent = true }

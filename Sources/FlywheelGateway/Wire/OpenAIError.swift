@@ -22,6 +22,12 @@ public struct OpenAIError: Error, Sendable, Equatable {
         ["error": ["message": .string(message), "type": .string(type), "param": .optional(param), "code": .optional(code)]]
     }
 
+    /// The code of a valid request a local model cannot serve (a field or value it does not support, a token
+    /// outside its vocabulary): another target may.
+    public static let localModelLimit = "unsupported_by_local_model"
+    /// Codes of refusals that are about the local model, not the request: a policy's fallback may take them.
+    static let localCapabilityCodes: Set<String> = [localModelLimit, "context_length_exceeded", "chat_template_error"]
+
     /// The error as a JSON HTTP response carrying `requestID`.
     public func response(requestID: String) -> HTTPResponse {
         .json(json, status: status, requestID: requestID)

@@ -13,6 +13,18 @@ public struct EvalItem: Sendable {
     public var prompt: [JSON]
     public var tools: JSON?
     public var reference: JSON?
+    /// Answers already logged (a shadow pair judged offline): nothing is asked of the models, only of the judge.
+    public var given: GivenAnswers?
+}
+
+/// The two logged answers of a shadow pair: the candidate's side and the other one.
+public struct GivenAnswers: Sendable {
+    public var candidate: JSON
+    public var candidateRequestID: String
+    public var baseline: JSON
+    public var baselineRequestID: String
+    /// The target that gave the baseline's answer.
+    public var baselineTarget: String
 }
 
 /// Reads evaluation items from an export file (`sft` or `dpo` lines) or from the log. A line that cannot be used
@@ -115,6 +127,56 @@ public enum EvalDataset {
             items.append(EvalItem(item: position, sourceID: r.id, prompt: messages, tools: tools, reference: message))
         }
         return (items, problems)
+    }
+}
+
+extension EvalDataset {
+    /// Shadow pairs from the log (a request and its shadow run), the side `candidate` answered as the candidate
+    /// and the other side as the baseline, both answers as logged. Pairs where neither side is the candidate,
+    /// or one side failed, are reported and skipped.
+    public static func fromShadows(_ queries: any LogQueries, filter: RequestFilter, candidate: String,
+                                   limit: Int?) throws -> (items: [EvalItem], problems: [Problem]) {
+        var items: [EvalItem] = []
+        var problems: [Problem] = []
+        var filter = filter
+        filter.shadows = true
+        var position = 0
+        var shadows: [RequestRecord] = []
+        try queries.forEachRequest(RequestQuery(filter: filter, limit: 500, includeFeedback: false)) { entry in
+            if let limit, shadows.count >= limit { return }
+            shadows.append(entry.record)
+        }
+        for shadow in shadows {
+            position += 1
+            guard let primaryID = shadow.shadowOf, let primary = try queries.request(id: primaryID) else {
+                problems.append(Problem(line: position, reason: "shadow \(shadow.id): the request it shadows is not in the log"))
+                continue
+            }
+            let pair = [(shadow, primary), (primary, shadow)].first { $0.0.variant == candidate }
+            guard let (mine, theirs) = pair else {
+                problems.append(Problem(line: position, reason: "shadow pair \(primary.id): neither side is '\(candidate)'"))
+                continue
+            }
+            guard mine.status < 400, theirs.status < 400, mine.errorType == nil, theirs.errorType == nil,
+                  let a = answer(mine), let b = answer(theirs),
+                  let request = try? JSONParser.parse(primary.requestJSON, limits: .depthOnly),
+                  let messages = request["messages"]?.arrayValue, !messages.isEmpty else {
+                problems.append(Problem(line: position, reason: "shadow pair \(primary.id): a side failed or is unreadable"))
+                continue
+            }
+            var tools = request["tools"]
+            if tools == .null { tools = nil }
+            items.append(EvalItem(item: position, sourceID: primary.id, prompt: messages, tools: tools, reference: nil,
+                                  given: GivenAnswers(candidate: a, candidateRequestID: mine.id, baseline: b, baselineRequestID: theirs.id,
+                                                      baselineTarget: theirs.variant ?? theirs.modelRequested ?? "?")))
+        }
+        return (items, problems)
+    }
+
+    private static func answer(_ record: RequestRecord) -> JSON? {
+        guard let text = record.responseJSON, let response = try? JSONParser.parse(text, limits: .depthOnly),
+              let message = response["choices"]?[0]?["message"], message.objectValue != nil else { return nil }
+        return message
     }
 }
 

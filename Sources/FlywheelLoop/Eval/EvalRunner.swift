@@ -96,6 +96,16 @@ public final class EvalRunner: Sendable {
         var result = JSONObject()
         result["item"] = .int(Int64(item.item))
         result["source_id"] = .optional(item.sourceID)
+        if let given = item.given {
+            // A shadow pair: both answers are in the log; only the judge is asked.
+            result["candidate"] = ["request_id": .string(given.candidateRequestID), "answer": given.candidate, "logged": true]
+            result["baseline"] = ["request_id": .string(given.baselineRequestID), "answer": given.baseline, "logged": true,
+                                  "target": .string(given.baselineTarget)]
+            if let judge = options.judge {
+                result["judge"] = judgePair(judge, item, candidate: given.candidate, baseline: given.baseline, client: client)
+            }
+            return .object(result)
+        }
         let candidate = answer(options.candidate, item, client: client)
         var candidateJSON = candidate.json
         if let message = candidate.message, item.reference != nil || options.checks.regex != nil {

@@ -52,8 +52,9 @@ public struct EvalSummary: Sendable {
     /// from the log rows of its requests (rows still being written are waited for up to `wait` seconds).
     public init(results: [JSON], options: EvalOptions, gates: EvalGates, queries: (any LogQueries)?, wait: Double = 10) {
         candidate = Side(name: options.candidate)
-        baseline = Side(name: options.baseline ?? "reference")
-        baselineIsReference = options.baseline == nil
+        let shadowPairs = results.contains { $0["baseline"]?["logged"]?.boolValue == true }
+        baseline = Side(name: options.baseline ?? (shadowPairs ? "the other side of each shadow pair" : "reference"))
+        baselineIsReference = options.baseline == nil && !shadowPairs
         items = results.count
         for r in results {
             Self.add(r["candidate"], to: &candidate)

@@ -187,6 +187,11 @@ public final class DatasetExporter {
             if options.applyCorrections, let correction = e.correction {
                 answer = ["role": "assistant", "content": .string(correction)]
             }
+            // An answer with no text and no tool call teaches nothing.
+            if EvalChecks.text(answer["content"]).allSatisfy(\.isWhitespace), answer["tool_calls"]?.arrayValue?.isEmpty ?? true {
+                drop("empty_answer")
+                return []
+            }
             var line = JSONObject()
             line["messages"] = .array(e.prompt + [answer])
             if let tools = e.tools { line["tools"] = tools }
