@@ -122,3 +122,40 @@ def poll(fn: Callable[[], Any], timeout: float = 5.0, interval: float = 0.05, wh
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
         time.sleep(interval)
+
+
+class LoopbackHTTPServer:
+    """A small HTTP/1.1 server on a free loopback port for the fakes a test needs (a judge, a webhook receiver, an
+    upstream that stalls): `on_post(handler, body_bytes)` answers each POST through the standard library's
+    handler (`send_response`, `send_header`, `end_headers`, `wfile`). Stopped with `stop()`."""
+
+    def __init__(self, on_post: Callable[[Any, bytes], None], path: str = "/v1"):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                on_post(self, self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def send_json(handler: Any, status: int, body: Any) -> None:
+    """Answers a LoopbackHTTPServer request with a JSON body."""
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)

@@ -12,14 +12,13 @@ import json
 import re
 import sqlite3
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from conftest import REPO_ROOT, base_config, run_cli, upstream_cfg
 from fake_upstream import FakeUpstream
-from helpers import httpx
+from helpers import LoopbackHTTPServer, httpx, send_json
 
 
 QWEN = REPO_ROOT / "Tests" / "FlywheelEngineTests" / "Fixtures" / "model-qwen2-q8.gguf"
@@ -30,55 +29,39 @@ class FakeJudge:
         self.calls: dict[str, int] = {}
         self.lock = threading.Lock()
         self.release = threading.Event()
-        judge = self
+        self.server = LoopbackHTTPServer(self.answer)
+        self.url = self.server.url
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                model = body["model"]
-                text = body["messages"][-1]["content"]
-                with judge.lock:
-                    judge.calls[model] = judge.calls.get(model, 0) + 1
-                    n = judge.calls[model]
-                a = re.search(r"<answer_a>\n(.*?)\n</answer_a>", text, re.S).group(1)
-                b = re.search(r"<answer_b>\n(.*?)\n</answer_b>", text, re.S).group(1)
-                if model == "judge-fair":
-                    good_a, good_b = a.startswith("echo:"), b.startswith("echo:")
-                    reply = "Both are fine. [[TIE]]" if good_a == good_b else ("A is right. [[A]]" if good_a else "B is right. [[B]]")
-                elif model == "judge-biased":
-                    reply = "I always like the first one. [[A]]"
-                elif model == "judge-slow":
-                    judge.release.wait(30)
-                    reply = "[[A]]"
-                elif model == "judge-flaky" and n % 2 == 1:
-                    reply = "Hmm, hard to say."
-                elif model == "judge-flaky":
-                    reply = "[[A]] or [[B]]... on reflection [[TIE]]"
-                else:
-                    reply = "I cannot decide."
-                out = json.dumps({"id": "j", "object": "chat.completion", "created": 0, "model": model,
-                                  "choices": [{"index": 0, "message": {"role": "assistant", "content": reply},
-                                               "finish_reason": "stop"}],
-                                  "usage": {"prompt_tokens": 100, "completion_tokens": 5, "total_tokens": 105}}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def answer(self, handler, raw: bytes) -> None:
+        body = json.loads(raw)
+        model = body["model"]
+        text = body["messages"][-1]["content"]
+        with self.lock:
+            self.calls[model] = self.calls.get(model, 0) + 1
+            n = self.calls[model]
+        a = re.search(r"<answer_a>\n(.*?)\n</answer_a>", text, re.S).group(1)
+        b = re.search(r"<answer_b>\n(.*?)\n</answer_b>", text, re.S).group(1)
+        if model == "judge-fair":
+            good_a, good_b = a.startswith("echo:"), b.startswith("echo:")
+            reply = "Both are fine. [[TIE]]" if good_a == good_b else ("A is right. [[A]]" if good_a else "B is right. [[B]]")
+        elif model == "judge-biased":
+            reply = "I always like the first one. [[A]]"
+        elif model == "judge-slow":
+            self.release.wait(30)
+            reply = "[[A]]"
+        elif model == "judge-flaky" and n % 2 == 1:
+            reply = "Hmm, hard to say."
+        elif model == "judge-flaky":
+            reply = "[[A]] or [[B]]... on reflection [[TIE]]"
+        else:
+            reply = "I cannot decide."
+        send_json(handler, 200, {"id": "j", "object": "chat.completion", "created": 0, "model": model,
+                                 "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+                                 "usage": {"prompt_tokens": 100, "completion_tokens": 5, "total_tokens": 105}})
 
     def stop(self):
         self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
 
 @pytest.fixture

@@ -6,14 +6,12 @@ stderr, a webhook call, a row in the log.
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from conftest import base_config, run_cli, upstream_cfg
 from fake_upstream import FakeUpstream
-from helpers import httpx, poll
+from helpers import LoopbackHTTPServer, httpx, poll
 
 
 class Hook:
@@ -21,27 +19,17 @@ class Hook:
 
     def __init__(self):
         self.events: list[dict] = []
-        hook = self
+        self.server = LoopbackHTTPServer(self.receive, path="/hook")
+        self.url = self.server.url
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                hook.events.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def receive(self, handler, raw: bytes) -> None:
+        self.events.append(json.loads(raw))
+        handler.send_response(204)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
 
     def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
 
 @pytest.fixture

@@ -107,28 +107,12 @@ public final class EvalRunner: Sendable {
             return .object(result)
         }
         let candidate = answer(options.candidate, item, client: client)
-        var candidateJSON = candidate.json
-        if let message = candidate.message, item.reference != nil || options.checks.regex != nil {
-            let checks = options.checks.run(answer: message, reference: item.reference)
-            candidateJSON["checks"] = .object(JSONObject(checks.sorted { $0.key < $1.key }.map { ($0.key, .bool($0.value)) }))
-            candidateJSON["passed"] = .bool(checks.values.allSatisfy { $0 })
-        } else if candidate.message == nil {
-            candidateJSON["passed"] = false  // no answer fails every check
-        }
-        result["candidate"] = .object(candidateJSON)
+        result["candidate"] = .object(checked(candidate, item))
 
         var baselineMessage = item.reference
         if let baseline = options.baseline {
             let answered = answer(baseline, item, client: client)
-            var baselineJSON = answered.json
-            if let message = answered.message, item.reference != nil || options.checks.regex != nil {
-                let checks = options.checks.run(answer: message, reference: item.reference)
-                baselineJSON["checks"] = .object(JSONObject(checks.sorted { $0.key < $1.key }.map { ($0.key, .bool($0.value)) }))
-                baselineJSON["passed"] = .bool(checks.values.allSatisfy { $0 })
-            } else if answered.message == nil {
-                baselineJSON["passed"] = false
-            }
-            result["baseline"] = .object(baselineJSON)
+            result["baseline"] = .object(checked(answered, item))
             baselineMessage = answered.message
         } else if item.reference != nil {
             result["baseline"] = ["reference": true]
@@ -143,6 +127,21 @@ public final class EvalRunner: Sendable {
             }
         }
         return .object(result)
+    }
+
+    /// An answer's stored form with its checks against the item's reference (and the regex): `checks` by name
+    /// and `passed`. No answer fails every check.
+    private func checked(_ answer: Answer, _ item: EvalItem) -> JSONObject {
+        var out = answer.json
+        guard let message = answer.message else {
+            out["passed"] = false
+            return out
+        }
+        guard item.reference != nil || options.checks.regex != nil else { return out }
+        let checks = options.checks.run(answer: message, reference: item.reference)
+        out["checks"] = .object(JSONObject(checks.sorted { $0.key < $1.key }.map { ($0.key, .bool($0.value)) }))
+        out["passed"] = .bool(checks.values.allSatisfy { $0 })
+        return out
     }
 
     struct Answer {
