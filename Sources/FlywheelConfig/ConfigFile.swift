@@ -115,7 +115,12 @@ struct ConfigFile: Decodable {
     }
     struct PriceSection: Decodable { var input: Double; var output: Double }
 
-    func resolve(environment: [String: String], source: String) throws -> GatewayConfiguration {
+    /// `readOnly`: a tool that only reads the file (prices, policies) does not need its secrets; environment
+    /// variables that are not set resolve to a placeholder instead of an error.
+    func resolve(environment: [String: String], source: String, readOnly: Bool = false) throws -> GatewayConfiguration {
+        let secret = { (literal: String?, env: String?, what: String) throws -> String? in
+            try Self.secret(literal: literal, env: env, environment: environment, what: what, placeholderWhenUnset: readOnly)
+        }
         var c = GatewayConfiguration()
         if let s = server {
             c.server.listen = s.listen ?? c.server.listen
@@ -131,7 +136,7 @@ struct ConfigFile: Decodable {
             c.server.maxBufferedBodyBytes = s.max_buffered_body_bytes ?? c.server.maxBufferedBodyBytes
         }
         for k in auth?.keys ?? [] {
-            let key = try Self.secret(literal: k.key, env: k.key_env, environment: environment, what: "auth.keys.\(k.id)")
+            let key = try secret(k.key, k.key_env, "auth.keys.\(k.id)")
             guard let key else { throw ConfigurationError("\(source): auth.keys.\(k.id) needs key or key_env") }
             c.auth.keys.append(.init(id: k.id, key: key))
         }
@@ -143,8 +148,7 @@ struct ConfigFile: Decodable {
             c.log.cacheMB = l.cache_mb ?? c.log.cacheMB
         }
         if let f = feedback {
-            c.feedback.webhookSecret = try Self.secret(literal: f.webhook_secret, env: f.webhook_secret_env,
-                                                       environment: environment, what: "feedback.webhook_secret")
+            c.feedback.webhookSecret = try secret(f.webhook_secret, f.webhook_secret_env, "feedback.webhook_secret")
             c.feedback.maxBodyBytes = f.max_body_bytes ?? c.feedback.maxBodyBytes
             c.feedback.signatureTolerance = f.signature_tolerance ?? c.feedback.signatureTolerance
             c.feedback.waitTimeout = f.wait_timeout ?? c.feedback.waitTimeout
@@ -152,7 +156,7 @@ struct ConfigFile: Decodable {
         for u in upstreams ?? [] {
             var up = GatewayConfiguration.Upstream(name: u.name, baseURL: u.base_url)
             // With neither key given, the upstream uses OPENAI_API_KEY, as the SDKs do.
-            up.apiKey = try Self.secret(literal: u.api_key, env: u.api_key_env, environment: environment, what: "upstreams.\(u.name).api_key")
+            up.apiKey = try secret(u.api_key, u.api_key_env, "upstreams.\(u.name).api_key")
                 ?? (u.api_key_env == nil ? environment["OPENAI_API_KEY"] : nil)
             up.headers = u.headers ?? [:]
             up.connectTimeout = u.timeouts?.connect ?? up.connectTimeout
@@ -238,16 +242,21 @@ struct ConfigFile: Decodable {
     }
 
     /// A literal value, or the named environment variable, which must then be set.
-    static func secret(literal: String?, env: String?, environment: [String: String], what: String) throws -> String? {
+    static func secret(literal: String?, env: String?, environment: [String: String], what: String,
+                       placeholderWhenUnset: Bool = false) throws -> String? {
         if literal != nil && env != nil {
             throw ConfigurationError("\(what): give the secret or the environment variable that holds it, not both")
         }
         if let literal { return literal }
         guard let env else { return nil }
         guard let value = environment[env] else {
+            if placeholderWhenUnset { return "<\(env) unset>" }
             throw ConfigurationError("\(what): environment variable \(env) is not set")
         }
-        guard !value.isEmpty else { throw ConfigurationError("\(what): environment variable \(env) is empty") }
+        guard !value.isEmpty else {
+            if placeholderWhenUnset { return "<\(env) empty>" }
+            throw ConfigurationError("\(what): environment variable \(env) is empty")
+        }
         return value
     }
 

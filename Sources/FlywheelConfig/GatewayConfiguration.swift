@@ -245,18 +245,22 @@ public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
 extension GatewayConfiguration {
     /// Reads and validates a YAML configuration file. Environment references (`*_env` keys) are resolved
     /// against `environment`.
-    public static func load(path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> GatewayConfiguration {
+    /// `readOnly`: for tools that read the file but never use its secrets (`report`): unset secret variables are
+    /// not an error.
+    public static func load(path: String, environment: [String: String] = ProcessInfo.processInfo.environment,
+                            readOnly: Bool = false) throws -> GatewayConfiguration {
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
             throw ConfigurationError("cannot read config file \(path): \(error.localizedDescription)")
         }
-        return try parse(yaml: text, source: path, environment: environment)
+        return try parse(yaml: text, source: path, environment: environment, readOnly: readOnly)
     }
 
     /// Parses YAML text; `source` names it in error messages.
-    public static func parse(yaml: String, source: String = "config", environment: [String: String] = [:]) throws -> GatewayConfiguration {
+    public static func parse(yaml: String, source: String = "config", environment: [String: String] = [:],
+                             readOnly: Bool = false) throws -> GatewayConfiguration {
         let file: ConfigFile
         do {
             try ConfigKeyChecker.check(yaml: yaml, source: source)
@@ -268,7 +272,7 @@ extension GatewayConfiguration {
         } catch {
             throw ConfigurationError("\(source): \(error)")
         }
-        let config = try file.resolve(environment: environment, source: source)
+        let config = try file.resolve(environment: environment, source: source, readOnly: readOnly)
         try config.validate()
         return config
     }

@@ -7,7 +7,7 @@ extension UsageReport {
     public func json(from: String?, until: String?) -> JSON {
         func row(_ r: Row) -> JSON {
             [
-                "model": .string(r.model), "route": .string(r.route), "requests": .int(Int64(r.requests)),
+                "model": .string(r.model), "route": .string(r.route), "variant": .optional(r.variant), "requests": .int(Int64(r.requests)),
                 "errors": .int(Int64(r.errors)), "error_rate": .double(r.errorRate),
                 "prompt_tokens": .int(Int64(r.promptTokens)), "completion_tokens": .int(Int64(r.completionTokens)),
                 "latency_ms": ["p50": .optional(r.latency.percentile(0.5)), "p90": .optional(r.latency.percentile(0.9)),
@@ -25,9 +25,10 @@ extension UsageReport {
 
     /// The report for people: one line per (model, route), then the totals.
     public func table() -> String {
-        let header = ["model", "route", "requests", "errors", "tokens in/out", "p50 ms", "p99 ms", "accepted", "cost $", "saved $"]
+        let header = ["model", "route", "variant", "requests", "errors", "tokens in/out", "p50 ms", "p99 ms", "accepted", "cost $", "saved $"]
         func cells(_ r: Row) -> [String] {
-            [TerminalText.visible(String(r.model.prefix(48))), TerminalText.visible(String(r.route.prefix(24))), "\(r.requests)", String(format: "%.1f%%", r.errorRate * 100),
+            [TerminalText.visible(String(r.model.prefix(48))), TerminalText.visible(String(r.route.prefix(24))),
+             TerminalText.visible(String((r.variant ?? "-").prefix(48))), "\(r.requests)", String(format: "%.1f%%", r.errorRate * 100),
              "\(r.promptTokens)/\(r.completionTokens)",
              r.latency.percentile(0.5).map { String(format: "%.0f", $0) } ?? "-",
              r.latency.percentile(0.99).map { String(format: "%.0f", $0) } ?? "-",

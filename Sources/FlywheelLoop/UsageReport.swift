@@ -8,10 +8,12 @@ public struct UsageReport: Sendable {
     /// Prices as the configuration gives them (USD per one million tokens).
     public typealias Price = GatewayConfiguration.Price
 
-    /// One (model, route) pair's figures; the totals row has model and route "*".
+    /// One (model, route, variant) group's figures; the totals row has model and route "*".
     public struct Row: Sendable {
         public var model: String
         public var route: String
+        /// The target a traffic policy chose, for requests under a policy.
+        public var variant: String?
         public var requests = 0
         public var errors = 0
         public var promptTokens = 0
@@ -55,12 +57,18 @@ public struct UsageReport: Sendable {
     }
 
     public private(set) var rows: [Row] = []
-    public private(set) var total = Row(model: "*", route: "*")
+    public private(set) var total = Row(model: "*", route: "*", variant: nil)
     /// Requests the report read (every one the filter selects).
     public private(set) var requestsRead = 0
 
     /// Reads every request of `filter` from `queries`. `baseline`, when given, prices local answers.
     public init(queries: any LogQueries, filter: RequestFilter, baseline: Price? = nil) throws {
+        try self.init(queries: queries, filter: filter, baselineFor: { _ in baseline })
+    }
+
+    /// Reads every request of `filter` from `queries`; `baselineFor` prices a local answer (the requested model
+    /// in, the upstream rates it replaced out), nil when nothing does.
+    public init(queries: any LogQueries, filter: RequestFilter, baselineFor: (String) -> Price?) throws {
         var byKey: [String: Row] = [:]
         var totalLatency = LatencyDigest()
         var totalTTFT = LatencyDigest()
@@ -68,8 +76,8 @@ public struct UsageReport: Sendable {
             let r = item.record
             let model = r.modelRequested ?? r.modelServed ?? "-"
             let route = r.route ?? "-"
-            let key = model + "\u{0}" + route
-            var row = byKey[key] ?? Row(model: model, route: route)
+            let key = model + "\u{0}" + route + "\u{0}" + (r.variant ?? "")
+            var row = byKey[key] ?? Row(model: model, route: route, variant: r.variant)
             row.requests += 1
             if r.status >= 400 || r.errorType != nil { row.errors += 1 }
             let prompt = max(0, r.promptTokens ?? 0), completion = max(0, r.completionTokens ?? 0)
@@ -82,7 +90,9 @@ public struct UsageReport: Sendable {
                 totalTTFT.add(ttft)
             }
             row.costUSD += r.costUSD ?? 0
-            if route == "local", let baseline { row.baselineCostUSD += baseline.cost(promptTokens: prompt, completionTokens: completion) }
+            if route == "local", let baseline = baselineFor(model) {
+                row.baselineCostUSD += baseline.cost(promptTokens: prompt, completionTokens: completion)
+            }
             // The latest accepted / rejected / edited verdict decides; scores are averaged on their own.
             var verdict: FeedbackSignal?
             for f in item.feedback {
@@ -102,7 +112,7 @@ public struct UsageReport: Sendable {
             byKey[key] = row
             requestsRead += 1
         }
-        rows = byKey.values.sorted { ($0.model, $0.route) < ($1.model, $1.route) }
+        rows = byKey.values.sorted { ($0.model, $0.route, $0.variant ?? "") < ($1.model, $1.route, $1.variant ?? "") }
         for row in rows { total.merge(row) }
         total.latency = totalLatency
         total.timeToFirstToken = totalTTFT

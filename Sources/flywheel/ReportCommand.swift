@@ -8,10 +8,12 @@ import FlywheelStore
 struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
-        abstract: "Requests, tokens, errors, latency, acceptance and cost per model and route.",
+        abstract: "Requests, tokens, errors, latency, acceptance and cost per model, route and variant.",
         discussion: """
-            Reads the log (it never needs the daemon). With --config and --baseline-model, answers of the route 'local' are \
-            priced at that model's rates from the config's prices, and the report shows what they saved.
+            Reads the log (it never needs the daemon). Rows are per model, route and policy variant. With --config, \
+            answers of the route 'local' are priced at the rates of the upstream model they stand in for (the requested \
+            model when it has a price, else the first priced variant of its traffic policy), or with --baseline-model \
+            at that model's rates, and the report shows what they saved.
             """)
 
     @OptionGroup var log: LogSelection
@@ -32,7 +34,7 @@ struct ReportCommand: ParsableCommand {
             guard let config else { throw ValidationError("--baseline-model needs --config (its prices price the model)") }
             let settings: GatewayConfiguration
             do {
-                settings = try GatewayConfiguration.load(path: config)
+                settings = try GatewayConfiguration.load(path: config, readOnly: true)
             } catch {
                 Console.error("flywheel: error: \(error)")
                 throw ExitCode(78)
@@ -42,8 +44,22 @@ struct ReportCommand: ParsableCommand {
             }
             baseline = price
         }
+        var prices: [String: UsageReport.Price] = [:]
+        var policies: [String: [String]] = [:]
+        if baseline == nil, let config {
+            do {
+                let settings = try GatewayConfiguration.load(path: config, readOnly: true)
+                prices = settings.prices
+                for p in settings.policies { policies[p.model] = p.variants.map(\.target) }
+            } catch {
+                Console.error("flywheel: error: \(error)")
+                throw ExitCode(78)
+            }
+        }
         let reader = try log.openReader()
-        let report = try UsageReport(queries: reader, filter: filter, baseline: baseline)
+        let report = try UsageReport(queries: reader, filter: filter) { model in
+            baseline ?? prices[model] ?? policies[model]?.lazy.compactMap { prices[$0] }.first
+        }
         if json {
             Console.line(report.json(from: log.since, until: log.until).serializedString())
         } else {

@@ -346,3 +346,20 @@ def test_invalid_requests_are_refused_not_sent_to_the_fallback_and_errors_carry_
     twice = httpx.post(f"{fw.base_url}/v1/chat/completions", headers=[("x-flywheel-variant", "tiny"), ("x-flywheel-variant", "gpt-4o")],
                        json={"model": "support-bot", "messages": [{"role": "user", "content": "x"}]})
     assert twice.status_code == 400 and "once" in twice.json()["error"]["message"]
+
+
+def test_the_report_splits_by_variant_and_prices_local_answers_at_the_policys_upstream_rates(start_flywheel, up, tmp_path):
+    cfg = policy_config(up.url)
+    cfg["prices"] = {"gpt-4o": {"input": 2.5, "output": 10.0}}
+    fw = start_flywheel(cfg)
+    ids = [ask(fw, user=f"r{n}").headers["x-request-id"] for n in range(40)]
+    for rid in ids:
+        fw.wait_logged(rid)
+    p = fw.cli("report", "--db", str(fw.db), "--json", "--config", str(fw.config_path))
+    assert p.returncode == 0, p.stderr
+    rows = {(r["model"], r["route"], r["variant"]): r for r in json.loads(p.stdout)["rows"]}
+    local, frontier = rows[("support-bot", "local", "tiny")], rows[("support-bot", "upstream", "gpt-4o")]
+    assert local["requests"] + frontier["requests"] == 40
+    expected = (local["prompt_tokens"] * 2.5 + local["completion_tokens"] * 10.0) / 1e6
+    assert local["saved_usd"] > 0 and abs(local["saved_usd"] - expected) < 1e-12
+    assert frontier["saved_usd"] == 0
