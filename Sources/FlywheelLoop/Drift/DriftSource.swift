@@ -1,0 +1,90 @@
+import Foundation
+import FlywheelJSON
+import FlywheelStore
+
+/// Where drift observations come from: an export file (what the model was trained on) or a window of the log.
+/// Both are read as streams into a seeded reservoir sample, so memory stays bounded whatever their size.
+public enum DriftSource {
+    /// Observations of an export file's lines (`sft`, `dpo`, `dpo-trl`); lines that cannot be used are counted.
+    public static func export(path: String, cap: Int, seed: UInt64 = 7) throws -> (observations: [DriftObservation], total: Int, skipped: Int) {
+        guard let file = fopen(path, "r") else { throw EvalError("cannot read \(path): \(String(cString: strerror(errno)))") }
+        defer { fclose(file) }
+        var reservoir = Reservoir<DriftObservation>(cap: cap, seed: seed)
+        var skipped = 0
+        var buffer: UnsafeMutablePointer<CChar>?
+        var capacity = 0
+        defer { free(buffer) }
+        while true {
+            let length = getline(&buffer, &capacity, file)
+            if length < 0 { break }
+            guard let buffer, length > 0 else { continue }
+            let bytes = Array(UnsafeRawBufferPointer(start: buffer, count: length))
+            if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { continue }
+            guard length <= EvalDataset.maxLineBytes, let line = try? JSONParser.parse(bytes, limits: .depthOnly),
+                  let item = try? EvalDataset.item(from: line, line: 0) else {
+                skipped += 1
+                continue
+            }
+            reservoir.add(DriftObservation(messages: item.prompt, tools: item.tools, answer: item.reference))
+        }
+        return (reservoir.items, reservoir.seen, skipped)
+    }
+
+    /// Observations of the chat completions `filter` selects (shadow runs left out): failures count with no
+    /// answer, the latest accepted/rejected/edited verdict says whether the answer was rejected.
+    public static func log(_ queries: any LogQueries, filter: RequestFilter, cap: Int, seed: UInt64 = 11) throws -> (observations: [DriftObservation], total: Int) {
+        var reservoir = Reservoir<DriftObservation>(cap: cap, seed: seed)
+        var filter = filter
+        filter.shadows = false
+        try queries.forEachRequest(RequestQuery(filter: filter, limit: 500, includeFeedback: true)) { entry in
+            let r = entry.record
+            guard r.endpoint == "/v1/chat/completions" else { return }
+            // Reservoir sampling decides first, so unsampled rows are never parsed.
+            guard reservoir.admit() else { return }
+            guard let request = try? JSONParser.parse(r.requestJSON, limits: .depthOnly), let messages = request["messages"]?.arrayValue else { return }
+            let failed = r.status >= 400 || r.errorType != nil
+            let answer = failed ? nil : r.responseJSON.flatMap { try? JSONParser.parse($0, limits: .depthOnly) }?["choices"]?[0]?["message"]
+            var o = DriftObservation(messages: messages, tools: request["tools"], answer: answer)
+            o.failed = failed
+            o.refused = o.refused ?? (failed ? nil : false)
+            var verdict: FeedbackSignal?
+            for f in entry.feedback where f.signal == .accepted || f.signal == .rejected || f.signal == .edited { verdict = f.signal }
+            o.rejected = verdict.map { $0 == .rejected }
+            reservoir.place(o)
+        }
+        return (reservoir.items, reservoir.seen)
+    }
+}
+
+/// Algorithm R: keeps a uniform sample of `cap` items of a stream of unknown length.
+struct Reservoir<T> {
+    let cap: Int
+    private(set) var items: [T] = []
+    private(set) var seen = 0
+    private var rng: SeededRandom
+    private var slot: Int?
+
+    init(cap: Int, seed: UInt64) {
+        self.cap = max(1, cap)
+        rng = SeededRandom(seed: seed)
+    }
+
+    mutating func add(_ item: T) {
+        if admit() { place(item) }
+    }
+
+    /// Counts one more item of the stream; true when it is to be kept (then `place` it).
+    mutating func admit() -> Bool {
+        seen += 1
+        if items.count < cap { slot = nil; return true }
+        let j = Int(rng.next() % UInt64(seen))
+        guard j < cap else { return false }
+        slot = j
+        return true
+    }
+
+    mutating func place(_ item: T) {
+        if let slot { items[slot] = item } else { items.append(item) }
+        slot = nil
+    }
+}

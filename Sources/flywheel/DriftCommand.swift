@@ -1,0 +1,120 @@
+import ArgumentParser
+import Foundation
+import FlywheelInspect
+import FlywheelLoop
+import FlywheelStore
+
+struct DriftCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "drift",
+        abstract: "Compare recent traffic with what the model was trained on, and say whether it drifted.",
+        discussion: """
+            The baseline is an export file (--baseline, e.g. the sft file a model was trained on) or a past window of \
+            the log (--baseline-window); the window is recent traffic (--window, default the last 24 hours). RANGE is \
+            SINCE or SINCE..UNTIL, each ISO 8601 or 90m / 24h / 7d ago. Signals: prompt and answer lengths (PSI), \
+            character trigrams and script mix (Jensen–Shannon distance), new or vanished tools and system prompts, \
+            error / refusal / rejection rates (log baselines only), and a kernel two-sample test (MMD) on hashed prompt \
+            vectors; an effect counts only with a permutation p-value below --alpha. Exit status: 0 ok, 3 warn, 4 alert, \
+            1 on errors.
+            """)
+
+    @Option(name: .long, help: "An export file (sft, dpo or dpo-trl lines) the model was trained on.")
+    var baseline: String?
+
+    @Option(name: .long, help: "A past window of the log as the baseline: SINCE[..UNTIL].")
+    var baselineWindow: String?
+
+    @Option(name: .long, help: "The recent traffic: SINCE[..UNTIL].")
+    var window: String = "24h"
+
+    @Option(name: .long, help: "SQLite log file.")
+    var db: String = "flywheel.db"
+
+    @Option(name: .long, help: "Only requests for this model (requested or served).")
+    var model: String?
+
+    @Option(name: .long, help: "Only requests carrying this tag.")
+    var tag: String?
+
+    @Option(name: .long, help: "Only requests a policy sent to this target.")
+    var variant: String?
+
+    @Option(name: .long, help: "Significance level of each tested signal.")
+    var alpha: Double = 0.005
+
+    @Option(name: .long, help: "Requests per side the tests look at (a uniform sample beyond).")
+    var sample: Int = 2_000
+
+    @Flag(name: .long, help: "Print one JSON object.")
+    var json = false
+
+    @Option(name: .long, help: "Also write a self-contained HTML page with the charts.")
+    var html: String?
+
+    func validate() throws {
+        guard (baseline != nil) != (baselineWindow != nil) else { throw ValidationError("give --baseline FILE or --baseline-window RANGE (one of them)") }
+        guard alpha > 0, alpha < 1 else { throw ValidationError("--alpha must be between 0 and 1") }
+        guard (100...1_000_000).contains(sample) else { throw ValidationError("--sample must be 100...1000000") }
+    }
+
+    func range(_ text: String, now: Date) throws -> (Int64?, Int64?) {
+        let parts = text.components(separatedBy: "..")
+        guard parts.count <= 2, let first = parts.first, !first.isEmpty else { throw ValidationError("a range is SINCE or SINCE..UNTIL, got '\(text)'") }
+        do {
+            let since = try LogSelection.millis(first, now: now)
+            let until = try parts.count == 2 && !parts[1].isEmpty ? LogSelection.millis(parts[1], now: now) : nil
+            if let until, until <= since { throw ValidationError("the range '\(text)' ends before it starts") }
+            return (since, until)
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+
+    func run() throws {
+        let now = Date()
+        var thresholds = DriftThresholds()
+        thresholds.alpha = alpha
+        thresholds.sample = sample
+        thresholds.permutations = max(200, Int((2 / alpha).rounded(.up)))
+        var filter = RequestFilter(model: model, tag: tag)
+        filter.variant = variant
+        let reader = try LogSelection.openReader(path: db)
+        var current = filter
+        (current.createdFrom, current.createdBefore) = try range(window, now: now)
+        let baselineObservations: [DriftObservation]
+        let baselineTotal: Int
+        if let baseline {
+            let loaded = try DriftSource.export(path: baseline, cap: sample)
+            if loaded.skipped > 0 { Console.error("flywheel: drift: \(loaded.skipped) lines of \(baseline) skipped (not export lines)") }
+            (baselineObservations, baselineTotal) = (loaded.observations, loaded.total)
+        } else {
+            var past = filter
+            (past.createdFrom, past.createdBefore) = try range(baselineWindow!, now: now)
+            (baselineObservations, baselineTotal) = try DriftSource.log(reader, filter: past, cap: sample)
+        }
+        let (windowObservations, windowTotal) = try DriftSource.log(reader, filter: current, cap: sample)
+        var result = DriftAnalyzer.analyze(baseline: baselineObservations, window: windowObservations, thresholds: thresholds)
+        result.baselineCount = baselineTotal
+        result.windowCount = windowTotal
+        if let html {
+            do {
+                try Data(result.html(title: "Flywheel drift").utf8).write(to: URL(fileURLWithPath: html))
+            } catch {
+                Console.error("flywheel: drift: cannot write \(html): \(error.localizedDescription)")
+                throw ExitCode(1)
+            }
+        }
+        if json {
+            Console.line(result.json.serializedString())
+        } else {
+            Console.write(TerminalText.visible(result.table(), multiline: true))
+        }
+        switch result.status {
+        case .alert: throw ExitCode(4)
+        case .warn: throw ExitCode(3)
+        default: break
+        }
+    }
+}

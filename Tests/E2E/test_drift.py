@@ -1,0 +1,77 @@
+"""flywheel drift: recent traffic against what the model was trained on (an export of earlier traffic): quiet when
+the traffic is alike, flagged (with the signals that moved) when a new language and a new tool arrive; JSON,
+table, HTML and the exit status a cron job acts on."""
+from __future__ import annotations
+
+import json
+import random
+
+from conftest import run_cli
+from helpers import httpx
+
+EN = ["invoice", "refund", "charge", "payment", "card", "billing", "parcel", "delivery", "order", "late", "address",
+      "tracking", "my", "the", "is", "please", "help", "again", "not", "working"]
+RU = ["заказ", "посылка", "доставка", "оплата", "счёт", "возврат", "пароль", "почта", "помогите", "пожалуйста", "мой", "не"]
+TOOLS = {"route_ticket": {"type": "function", "function": {"name": "route_ticket", "parameters": {"type": "object"}}},
+         "lookup_order": {"type": "function", "function": {"name": "lookup_order", "parameters": {"type": "object"}}}}
+
+
+def traffic(fw, tag: str, words: list[str], tools: list[str], n: int, seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(n):
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(8, 30)))
+        r = httpx.post(f"{fw.base_url}/v1/chat/completions", headers={"x-flywheel-tags": tag},
+                       json={"model": "gpt-4o-mini", "tools": [TOOLS[t] for t in tools],
+                             "messages": [{"role": "system", "content": "Route the ticket."}, {"role": "user", "content": text}]})
+        assert r.status_code == 200, r.text
+    fw.wait_logged(r.headers["x-request-id"])
+
+
+def drift(fw, *args: str):
+    return run_cli(fw.binary, "drift", "--db", str(fw.db), "--window", "1h", *args)
+
+
+def test_alike_traffic_is_quiet_and_a_new_language_and_tool_are_flagged(gw, tmp_path):
+    fw = gw.fw
+    traffic(fw, "drift-train", EN, ["route_ticket"], 120, seed=1)
+    p = run_cli(fw.binary, "export", "--format", "sft", "--out", str(tmp_path / "train.jsonl"), "--db", str(fw.db),
+                "--tag", "drift-train", "--validation-fraction", "0", "--keep-duplicates")
+    assert p.returncode == 0, p.stderr
+    baseline = str(tmp_path / "train.jsonl")
+
+    traffic(fw, "drift-same", EN, ["route_ticket"], 120, seed=2)
+    p = drift(fw, "--baseline", baseline, "--tag", "drift-same", "--json")
+    assert p.returncode == 0, p.stdout + p.stderr
+    quiet = json.loads(p.stdout)
+    assert quiet["status"] == "ok" and quiet["judged"] and quiet["window_requests"] == 120
+    assert quiet["baseline_requests"] == 120
+
+    traffic(fw, "drift-new", RU, ["route_ticket", "lookup_order"], 120, seed=3)
+    page = tmp_path / "drift.html"
+    p = drift(fw, "--baseline", baseline, "--tag", "drift-new", "--json", "--html", str(page))
+    assert p.returncode == 4, p.stdout + p.stderr
+    flagged = json.loads(p.stdout)
+    assert flagged["status"] == "alert"
+    signals = {s["name"]: s for s in flagged["signals"]}
+    assert signals["script_mix"]["status"] == "alert" and "cyrillic" in signals["script_mix"]["detail"]
+    assert signals["new_tools"]["status"] == "alert" and "lookup_order" in signals["new_tools"]["detail"]
+    assert signals["prompt_trigrams"]["status"] in ("warn", "alert") and signals["prompt_trigrams"]["p_value"] < 0.005
+    assert signals["error_rate"]["status"] == "skipped"  # an export knows no outcomes
+    html = page.read_text()
+    assert html.startswith("<!doctype html>") and "<svg" in html and "http" not in html.split("<svg", 1)[1].replace("http://www.w3.org/2000/svg", "")
+    table = drift(fw, "--baseline", baseline, "--tag", "drift-new")
+    assert table.returncode == 4 and "drift: ALERT" in table.stdout and "script_mix" in table.stdout
+
+
+def test_a_log_window_baseline_knows_outcomes_and_bad_ranges_are_refused(gw, tmp_path):
+    fw = gw.fw
+    traffic(fw, "drift-log", EN, [], 60, seed=4)
+    p = run_cli(fw.binary, "drift", "--db", str(fw.db), "--baseline-window", "1h", "--window", "1h", "--tag", "drift-log", "--json")
+    assert p.returncode == 0, p.stdout + p.stderr
+    signals = {s["name"]: s for s in json.loads(p.stdout)["signals"]}
+    assert signals["error_rate"]["status"] == "ok" and signals["error_rate"]["score"] == 0
+    for args, expected in [(["--window", "1h"], "--baseline FILE or --baseline-window"),
+                           (["--baseline-window", "1h..2h"], "ends before it starts"),
+                           (["--baseline-window", "yesterday"], "not a time")]:
+        p = run_cli(fw.binary, "drift", "--db", str(fw.db), *args)
+        assert p.returncode != 0 and expected in p.stderr, (args, p.stderr)
