@@ -14,6 +14,18 @@ struct ConfigFile: Decodable {
     var local_models: [LocalModelSection]?
     var inference: InferenceSection?
     var policies: [PolicySection]?
+    var drift: DriftSection?
+
+    struct DriftSection: Decodable {
+        var baseline: String?
+        var baseline_window: String?
+        var window: String?
+        var interval: Double?
+        var model: String?
+        var alpha: Double?
+        var sample: Int?
+        var webhook: String?
+    }
 
     struct PolicySection: Decodable {
         var model: String
@@ -197,6 +209,18 @@ struct ConfigFile: Decodable {
         }
         for (model, p) in prices ?? [:] {
             c.prices[model] = .init(input: p.input, output: p.output)
+        }
+        if let d = drift {
+            var watch = GatewayConfiguration.DriftWatch()
+            watch.baseline = d.baseline
+            watch.baselineWindow = d.baseline_window
+            watch.window = d.window ?? watch.window
+            watch.interval = d.interval ?? watch.interval
+            watch.model = d.model
+            watch.alpha = d.alpha ?? watch.alpha
+            watch.sample = d.sample ?? watch.sample
+            watch.webhook = d.webhook
+            c.drift = watch
         }
         for (i, p) in (policies ?? []).enumerated() {
             var policy = GatewayConfiguration.TrafficPolicy(model: p.model, variants: p.variants.map { .init(target: $0.target, weight: $0.weight ?? 1) })

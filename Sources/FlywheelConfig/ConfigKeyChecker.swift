@@ -34,6 +34,9 @@ enum ConfigKeyChecker {
         "inference": .mapping([
             "threads": .any, "slots": .any, "max_queued": .any, "prompt_chunk": .any, "max_tokens_limit": .any,
         ]),
+        "drift": .mapping(Dictionary(uniqueKeysWithValues: [
+            "baseline", "baseline_window", "window", "interval", "model", "alpha", "sample", "webhook",
+        ].map { ($0, Shape.any) })),
         "policies": .list(.mapping([
             "model": .any, "variants": .list(.mapping(["target": .any, "weight": .any])), "sticky": .any,
             "fallback": .any, "first_token_budget": .any, "allow_override": .any,

@@ -19,6 +19,26 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var inference = Inference()
     /// Traffic policies by the model name apps send: splits between targets, fallbacks and shadows.
     public var policies: [TrafficPolicy] = []
+    /// The drift check the daemon runs on a schedule, when configured.
+    public var drift: DriftWatch? = nil
+
+    /// `flywheel drift` in the background: its scores go to `/metrics`, a change of verdict to the daemon's
+    /// output and the webhook.
+    public struct DriftWatch: Sendable, Equatable {
+        /// An export file the model was trained on, or a past window of the log (`SINCE..UNTIL`).
+        public var baseline: String?
+        public var baselineWindow: String?
+        /// The recent traffic, `SINCE[..UNTIL]`.
+        public var window = "1h"
+        /// Seconds between checks.
+        public var interval = 600.0
+        public var model: String?
+        public var alpha = 0.005
+        public var sample = 2_000
+        public var webhook: String?
+
+        public init() {}
+    }
 
     public init() {}
 
@@ -337,6 +357,20 @@ extension GatewayConfiguration {
             throw ConfigurationError("feedback.wait_timeout must be more than 0 and at most 3600 seconds")
         }
         try validatePolicies()
+        if let d = drift {
+            guard (d.baseline != nil) != (d.baselineWindow != nil) else {
+                throw ConfigurationError("drift: give baseline (an export file) or baseline_window (a past window of the log), one of them")
+            }
+            if let file = d.baseline, !FileManager.default.isReadableFile(atPath: file) {
+                throw ConfigurationError("drift.baseline: cannot read \(file)")
+            }
+            guard d.interval >= 1 else { throw ConfigurationError("drift.interval must be at least 1 second") }
+            guard d.alpha > 0, d.alpha < 1 else { throw ConfigurationError("drift.alpha must be between 0 and 1") }
+            guard (100...1_000_000).contains(d.sample) else { throw ConfigurationError("drift.sample must be 100...1000000") }
+            if let w = d.webhook, !(w.hasPrefix("http://") || w.hasPrefix("https://")) {
+                throw ConfigurationError("drift.webhook must be an http:// or https:// URL")
+            }
+        }
         var keyIDs = Set<String>()
         for k in auth.keys {
             guard !k.key.isEmpty else { throw ConfigurationError("auth.keys.\(k.id): key is empty") }

@@ -21,6 +21,8 @@ public final class Daemon: Sendable {
     private let inferenceBox: Mutex<LocalInference?>
     /// The traffic policies in force: the configuration's, with the newest promotion or rollback applied.
     private let policies: PolicySync
+    /// The scheduled drift check, when configured.
+    private let driftWatch: DriftWatch?
     private var inference: LocalInference? { inferenceBox.withLock { $0 } }
     /// The local models served now, in configuration order.
     public var localModels: [LocalModel] { inference?.models ?? [] }
@@ -42,6 +44,7 @@ public final class Daemon: Sendable {
                 openLog: (GatewayConfiguration) throws -> any LogSink = Daemon.openLog) throws {
         try configuration.validate()
         try configuration.checkPolicyTargets()
+        if let drift = configuration.drift { try DriftWatch.checkRanges(drift) }
         self.configuration = configuration
         let address = try ListenAddress(parsing: configuration.server.listen)
         let log = try openLog(configuration)
@@ -89,6 +92,9 @@ public final class Daemon: Sendable {
         self.log = log
         self.inferenceBox = Mutex(inference)
         self.policies = PolicySync(gateway: gateway, path: configuration.log.path) { Self.say($0) }
+        self.driftWatch = configuration.drift.map {
+            DriftWatch(settings: $0, path: configuration.log.path, metrics: gateway.metrics) { Self.say($0) }
+        }
         policies.adopt(configuration.policies)
     }
 
@@ -176,6 +182,7 @@ public final class Daemon: Sendable {
         let address = try ListenAddress(parsing: configuration.server.listen)
         let host = address.host.contains(":") ? "[\(address.host)]" : address.host
         policies.start()
+        driftWatch?.start()
         return "http://\(host):\(http.port)"
     }
 
@@ -191,6 +198,7 @@ public final class Daemon: Sendable {
     /// then the upstream client stops and the log is flushed and closed. Blocks until all of that is done.
     public func shutdown() {
         policies.shutdown()
+        driftWatch?.shutdown()
         http.shutdown(gracePeriod: configuration.server.shutdownGrace)
         upstreams.shutdown()
         // Generations still running after the grace period end with an error (their clients are gone).

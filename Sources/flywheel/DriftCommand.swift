@@ -58,15 +58,9 @@ struct DriftCommand: ParsableCommand {
     }
 
     func range(_ text: String, now: Date) throws -> (Int64?, Int64?) {
-        let parts = text.components(separatedBy: "..")
-        guard parts.count <= 2, let first = parts.first, !first.isEmpty else { throw ValidationError("a range is SINCE or SINCE..UNTIL, got '\(text)'") }
         do {
-            let since = try LogSelection.millis(first, now: now)
-            let until = try parts.count == 2 && !parts[1].isEmpty ? LogSelection.millis(parts[1], now: now) : nil
-            if let until, until <= since { throw ValidationError("the range '\(text)' ends before it starts") }
-            return (since, until)
-        } catch let error as ValidationError {
-            throw error
+            let r = try TimeExpression.range(text, now: now)
+            return (r.since, r.until)
         } catch {
             throw ValidationError("\(error)")
         }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import FlywheelInspect
+import FlywheelLoop
 import FlywheelStore
 
 /// The options every command that reads the log shares: which file, and which requests of it.
@@ -64,26 +65,8 @@ struct LogSelection: ParsableArguments {
         }
     }
 
-    struct TimeError: Error, CustomStringConvertible {
-        var text: String
-        var description: String { "'\(text)' is not a time: use ISO 8601 (2026-11-30 or 2026-11-30T12:00:00Z) or 90m, 24h, 7d" }
-    }
-
     /// Unix milliseconds of an ISO 8601 date or date-time, or of now minus a number of minutes, hours or days.
     static func millis(_ text: String, now: Date) throws -> Int64 {
-        if let unit = text.last, let amount = Double(text.dropLast()), amount >= 0, amount < 1e7 {
-            let seconds: Double? = switch unit {
-            case "m": amount * 60
-            case "h": amount * 3_600
-            case "d": amount * 86_400
-            default: nil
-            }
-            if let seconds { return Int64((now.timeIntervalSince1970 - seconds) * 1000) }
-        }
-        if let date = ISO8601DateFormatter().date(from: text) { return Int64(date.timeIntervalSince1970 * 1000) }
-        let day = ISO8601DateFormatter()
-        day.formatOptions = [.withFullDate]
-        if let date = day.date(from: text) { return Int64(date.timeIntervalSince1970 * 1000) }
-        throw TimeError(text: text)
+        try TimeExpression.millis(text, now: now)
     }
 }

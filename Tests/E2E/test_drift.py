@@ -75,3 +75,31 @@ def test_a_log_window_baseline_knows_outcomes_and_bad_ranges_are_refused(gw, tmp
                            (["--baseline-window", "yesterday"], "not a time")]:
         p = run_cli(fw.binary, "drift", "--db", str(fw.db), *args)
         assert p.returncode != 0 and expected in p.stderr, (args, p.stderr)
+
+
+def test_the_daemon_checks_drift_on_a_schedule_publishes_it_and_calls_the_webhook(start_flywheel, fake, tmp_path):
+    from conftest import base_config
+    from helpers import poll
+    from test_rollout import Hook
+    cfg = base_config(fake.url, fake.url)
+    first = start_flywheel(cfg, name="drifting")
+    traffic(first, "train", EN, ["route_ticket"], 100, seed=5)
+    p = run_cli(first.binary, "export", "--format", "sft", "--out", str(tmp_path / "train.jsonl"), "--db", str(first.db),
+                "--validation-fraction", "0", "--keep-duplicates")
+    assert p.returncode == 0, p.stderr
+    assert first.stop() == 0
+    hook = Hook()
+    try:
+        cfg["drift"] = {"baseline": str(tmp_path / "train.jsonl"), "window": "1h", "interval": 1, "webhook": hook.url}
+        fw = start_flywheel(cfg, name="drifting")  # the same log
+        poll(lambda: "drift OK over 100 requests" in fw.stderr(), timeout=60, what="the first check")
+        metrics = httpx.get(f"{fw.base_url}/metrics").text
+        assert "flywheel_drift_status 0" in metrics and 'flywheel_drift_score{signal="script_mix"}' in metrics
+        traffic(fw, "new", RU, ["route_ticket", "lookup_order"], 150, seed=6)
+        poll(lambda: "drift ALERT" in fw.stderr(), timeout=60, what="the alert")
+        poll(lambda: "flywheel_drift_status 2" in httpx.get(f"{fw.base_url}/metrics").text, timeout=30, what="the alert in /metrics")
+        poll(lambda: hook.events, timeout=30, what="the webhook")
+        assert hook.events[0]["event"] == "drift" and hook.events[0]["status"] == "alert"
+        assert fw.stderr().count("drift ALERT") == 1  # said once, when the verdict changed
+    finally:
+        hook.stop()

@@ -19,6 +19,8 @@ public final class GatewayMetrics: Sendable {
     private let policyDecisions = Mutex<[[String]: UInt64]>([:])
     private let policyFallbacks = Mutex<[[String]: UInt64]>([:])
     private let shadowRuns = Mutex<[[String]: UInt64]>([:])
+    /// The latest drift check: each signal's score and status (0 ok, 1 warn, 2 alert), the verdict, its time.
+    private let drift = Mutex<(signals: [(name: String, score: Double?, status: Int?)], status: Int, at: Double)?>(nil)
     private let durations = Mutex<[String: Histogram]>([:])
     public let overhead = Histogram(bounds: [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1])
     public let timeToFirstByte = Histogram(bounds: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30])
@@ -70,6 +72,11 @@ public final class GatewayMetrics: Sendable {
     /// Counts a hand-over from a failing target to the policy's next one.
     public func policyFallback(policy: String, from: String, reason: String) {
         Self.count(policyFallbacks, [policy, from, reason].map(Self.labelValue))
+    }
+
+    /// Records the latest drift check (statuses: 0 ok, 1 warn, 2 alert; nil for a skipped signal).
+    public func setDrift(signals: [(name: String, score: Double?, status: Int?)], status: Int, at: Double) {
+        drift.withLock { $0 = (signals, status, at) }
     }
 
     /// Counts a shadow run started (`admitted`) or skipped (`shed_concurrency`, `shed_load`).
@@ -145,6 +152,14 @@ public final class GatewayMetrics: Sendable {
                  ["policy", "from", "reason"], policyFallbacks)
         labelled("flywheel_shadow_runs_total", "Shadow runs of sampled requests on a policy's shadow target: admitted, or shed (concurrency, load).",
                  ["policy", "target", "outcome"], shadowRuns)
+        if let d = drift.withLock({ $0 }) {
+            out += "# HELP flywheel_drift_score The latest drift check's score per signal (see flywheel drift).\n# TYPE flywheel_drift_score gauge\n"
+            for s in d.signals { if let score = s.score { out += "flywheel_drift_score{signal=\"\(escape(s.name))\"} \(score)\n" } }
+            out += "# HELP flywheel_drift_signal_status The latest drift check's verdict per signal: 0 ok, 1 warn, 2 alert.\n# TYPE flywheel_drift_signal_status gauge\n"
+            for s in d.signals { if let status = s.status { out += "flywheel_drift_signal_status{signal=\"\(escape(s.name))\"} \(status)\n" } }
+            out += "# HELP flywheel_drift_status The latest drift check's verdict: 0 ok, 1 warn, 2 alert.\n# TYPE flywheel_drift_status gauge\nflywheel_drift_status \(d.status)\n"
+            out += "# HELP flywheel_drift_last_check_timestamp_seconds When the latest drift check ran.\n# TYPE flywheel_drift_last_check_timestamp_seconds gauge\nflywheel_drift_last_check_timestamp_seconds \(Int(d.at))\n"
+        }
         func scalar(_ name: String, _ type: String, _ help: String, _ value: Int) {
             out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n\(name) \(value)\n"
         }

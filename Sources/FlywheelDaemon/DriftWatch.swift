@@ -1,0 +1,125 @@
+import Dispatch
+import FlywheelConfig
+import FlywheelGateway
+import FlywheelJSON
+import FlywheelLoop
+import FlywheelStore
+import FlywheelUpstream
+import Foundation
+import Synchronization
+
+/// The drift check on a schedule, on a thread of its own (never on the request path): every `interval` it
+/// compares the window with the baseline as `flywheel drift` does, publishes the scores to `/metrics`, and when
+/// the verdict changes says so on the daemon's output and, for a warning or an alert, POSTs it to the webhook.
+final class DriftWatch: Sendable {
+    private let settings: GatewayConfiguration.DriftWatch
+    private let path: String
+    private let metrics: GatewayMetrics
+    private let say: @Sendable (String) -> Void
+    private let stop = DispatchSemaphore(value: 0)
+    private let finished = DispatchSemaphore(value: 0)
+    private let running = Atomic<Bool>(false)
+    private let stopped = Atomic<Bool>(false)
+
+    /// The ranges, checked at start-up, so a typo stops the daemon instead of failing every check.
+    static func checkRanges(_ settings: GatewayConfiguration.DriftWatch) throws {
+        do {
+            _ = try TimeExpression.range(settings.window, now: Date())
+            if let b = settings.baselineWindow { _ = try TimeExpression.range(b, now: Date()) }
+        } catch {
+            throw ConfigurationError("drift: \(error)")
+        }
+    }
+
+    init(settings: GatewayConfiguration.DriftWatch, path: String, metrics: GatewayMetrics, say: @escaping @Sendable (String) -> Void) {
+        self.settings = settings
+        self.path = path
+        self.metrics = metrics
+        self.say = say
+    }
+
+    func start() {
+        guard !running.exchange(true, ordering: .relaxed) else { return }
+        let thread = Thread { [self] in
+            var state = State()
+            repeat {
+                check(&state)
+            } while stop.wait(timeout: .now() + settings.interval) == .timedOut
+            finished.signal()
+        }
+        thread.name = "flywheel-drift"
+        thread.qualityOfService = .background
+        thread.start()
+    }
+
+    func shutdown() {
+        guard running.load(ordering: .relaxed), !stopped.exchange(true, ordering: .relaxed) else { return }
+        stop.signal()
+        finished.wait()
+    }
+
+    /// What the checking thread keeps between checks (its own: never shared).
+    private struct State {
+        var reader: SQLiteLogReader?
+        var exportBaseline: (observations: [DriftObservation], total: Int)?
+        var lastStatus: DriftStatus?
+    }
+
+    private func check(_ state: inout State) {
+        do {
+            if state.reader == nil { state.reader = try SQLiteLogReader(path: path) }
+            let now = Date()
+            var filter = RequestFilter(model: settings.model)
+            let window = try TimeExpression.range(settings.window, now: now)
+            filter.createdFrom = window.since
+            filter.createdBefore = window.until
+            let baseline: (observations: [DriftObservation], total: Int)
+            if let file = settings.baseline {
+                if state.exportBaseline == nil {
+                    let loaded = try DriftSource.export(path: file, cap: settings.sample)
+                    state.exportBaseline = (loaded.observations, loaded.total)
+                }
+                baseline = state.exportBaseline!
+            } else {
+                var past = RequestFilter(model: settings.model)
+                let range = try TimeExpression.range(settings.baselineWindow!, now: now)
+                past.createdFrom = range.since
+                past.createdBefore = range.until
+                baseline = try DriftSource.log(state.reader!, filter: past, cap: settings.sample)
+            }
+            let current = try DriftSource.log(state.reader!, filter: filter, cap: settings.sample)
+            var thresholds = DriftThresholds()
+            thresholds.alpha = settings.alpha
+            thresholds.sample = settings.sample
+            thresholds.permutations = max(200, Int((2 / settings.alpha).rounded(.up)))
+            var result = DriftAnalyzer.analyze(baseline: baseline.observations, window: current.observations, thresholds: thresholds)
+            result.baselineCount = baseline.total
+            result.windowCount = current.total
+            func rank(_ s: DriftStatus) -> Int? { switch s { case .ok: 0; case .warn: 1; case .alert: 2; case .skipped: nil } }
+            metrics.setDrift(signals: result.signals.map { ($0.name, $0.score, rank($0.status)) }, status: rank(result.status) ?? 0,
+                             at: now.timeIntervalSince1970)
+            if result.status != state.lastStatus {
+                let moved = result.signals.filter { $0.status > .ok }.map { "\($0.name) \(String(format: "%.3f", $0.score ?? 0))" }
+                let line = "drift \(result.status.rawValue.uppercased()) over \(current.total) requests" + (moved.isEmpty ? "" : ": " + moved.joined(separator: ", "))
+                say(result.status > .ok ? "flywheel: warning: \(line)" : "flywheel: \(line)")
+                if result.status > .ok, let url = settings.webhook { notify(url, result) }
+                state.lastStatus = result.status
+            }
+        } catch {
+            say("flywheel: warning: drift check failed: \(error)")
+            state.reader = nil
+        }
+    }
+
+    private func notify(_ url: String, _ result: DriftResult) {
+        var body = result.json.objectValue ?? JSONObject()
+        body["event"] = "drift"
+        body["at"] = .string(ISO8601DateFormatter().string(from: Date()))
+        do {
+            let response = try BlockingHTTPClient().post(url, body: JSON.object(body).serialized(), headers: [("Content-Type", "application/json")], timeout: 5)
+            if response.status >= 300 { say("flywheel: warning: drift webhook answered \(response.status)") }
+        } catch {
+            say("flywheel: warning: drift webhook failed: \(error)")
+        }
+    }
+}
