@@ -103,3 +103,55 @@ def test_the_daemon_checks_drift_on_a_schedule_publishes_it_and_calls_the_webhoo
         assert fw.stderr().count("drift ALERT") == 1  # said once, when the verdict changed
     finally:
         hook.stop()
+
+
+def ask(fw, text: str, tag: str, tools: list[str] = ()) -> str:
+    r = httpx.post(f"{fw.base_url}/v1/chat/completions", headers={"x-flywheel-tags": tag},
+                   json={"model": "gpt-4o-mini", "tools": [TOOLS[t] for t in tools],
+                         "messages": [{"role": "system", "content": "Route the ticket."}, {"role": "user", "content": text}]})
+    assert r.status_code == 200, r.text
+    return r.headers["x-request-id"]
+
+
+def test_outliers_rank_what_the_baseline_never_saw_first(gw, tmp_path):
+    fw = gw.fw
+    traffic(fw, "o-train", EN, ["route_ticket"], 80, seed=7)
+    p = run_cli(fw.binary, "export", "--format", "sft", "--out", str(tmp_path / "t.jsonl"), "--db", str(fw.db),
+                "--tag", "o-train", "--validation-fraction", "0", "--keep-duplicates")
+    assert p.returncode == 0, p.stderr
+    traffic(fw, "o-win", EN, ["route_ticket"], 30, seed=8)
+    odd = {
+        ask(fw, "посылка не пришла, помогите пожалуйста, заказ потерян", "o-win", ["route_ticket"]),
+        ask(fw, " ".join(["refund"] * 400), "o-win", ["route_ticket"]),
+        ask(fw, "where is my parcel please", "o-win", ["route_ticket", "lookup_order"]),
+    }
+    fw.wait_logged(next(iter(odd)))
+    p = run_cli(fw.binary, "outliers", "--db", str(fw.db), "--baseline", str(tmp_path / "t.jsonl"), "--window", "1h",
+                "--tag", "o-win", "-n", "3", "--json")
+    assert p.returncode == 0, p.stderr
+    top = [json.loads(line) for line in p.stdout.splitlines()]
+    assert {o["id"] for o in top} == odd, top
+    reasons = " ".join(r for o in top for r in o["reasons"])
+    assert "lookup_order" in reasons and "characters" in reasons
+    table = run_cli(fw.binary, "outliers", "--db", str(fw.db), "--baseline", str(tmp_path / "t.jsonl"), "--tag", "o-win", "-n", "1")
+    assert table.returncode == 0 and table.stdout.split()[1] in odd
+
+
+def test_corrections_are_ranked_by_weight_change_and_rarity(gw):
+    fw = gw.fw
+    big = ask(fw, "my invoice shows the wrong vat rate for march", "c-rank")
+    small = ask(fw, "parcel late again please help", "c-rank")
+    light = ask(fw, "password reset mail never arrives", "c-rank")
+    for rid in (big, small, light):
+        fw.wait_logged(rid)
+    for rid, correction, weight in [(big, "team: billing, priority: high", 3), (small, "echo: parcel late again please help!", None),
+                                    (light, "team: identity", None)]:
+        body = {"request_id": rid, "signal": "edited", "correction": correction}
+        if weight:
+            body["weight"] = weight
+        assert httpx.post(f"{fw.base_url}/v1/feedback", json=body).status_code == 200
+    p = run_cli(fw.binary, "corrections", "--db", str(fw.db), "--tag", "c-rank", "--json")
+    assert p.returncode == 0, p.stderr
+    ranked = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [r["id"] for r in ranked] == [big, light, small], ranked
+    assert ranked[0]["weight"] == 3 and ranked[-1]["change"] < ranked[1]["change"]

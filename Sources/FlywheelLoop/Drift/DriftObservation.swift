@@ -21,6 +21,10 @@ public struct DriftObservation: Sendable {
     public var failed: Bool?
     public var refused: Bool?
     public var rejected: Bool?
+    /// For log rows: the request's id, its error type and the start of its prompt (for outlier listings).
+    public var requestID: String?
+    public var errorType: String?
+    public var preview: String?
 
     public static let ngramBuckets = 512
     public static let vectorDimensions = 64
@@ -44,6 +48,7 @@ public struct DriftObservation: Sendable {
         self.tools = (tools?.arrayValue ?? []).compactMap { $0["function"]?["name"]?.stringValue ?? $0["name"]?.stringValue }
         systemPrompt = system.map(Self.hash)
         let scalars = Array(promptText.unicodeScalars.prefix(Self.maxTextScalars))
+        preview = String(String.UnicodeScalarView(scalars.prefix(120)))
         script = Self.dominantScript(scalars)
         (ngrams, vector) = Self.features(scalars)
         if let answer, answer["refusal"]?.stringValue?.isEmpty == false { refused = true }

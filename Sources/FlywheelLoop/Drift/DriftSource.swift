@@ -46,6 +46,8 @@ public enum DriftSource {
             let answer = failed ? nil : r.responseJSON.flatMap { try? JSONParser.parse($0, limits: .depthOnly) }?["choices"]?[0]?["message"]
             var o = DriftObservation(messages: messages, tools: request["tools"], answer: answer)
             o.failed = failed
+            o.requestID = r.id
+            o.errorType = r.errorType
             o.refused = o.refused ?? (failed ? nil : false)
             var verdict: FeedbackSignal?
             for f in entry.feedback where f.signal == .accepted || f.signal == .rejected || f.signal == .edited { verdict = f.signal }

@@ -1,0 +1,135 @@
+import ArgumentParser
+import Foundation
+import FlywheelInspect
+import FlywheelJSON
+import FlywheelLoop
+import FlywheelStore
+
+struct OutliersCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "outliers",
+        abstract: "Requests far from what the model was trained on, ranked, with ids `flywheel show` opens.",
+        discussion: """
+            Scores each request of the window (a uniform sample of --sample when there are more) by the distance of its \
+            prompt to the nearest baseline prompt (hashed word and trigram vectors, 1 − cosine similarity), plus a \
+            weight for a length beyond the baseline's extremes, a tool the baseline never offered, and a failure of a \
+            kind the baseline does not have.
+            """)
+
+    @Option(name: .long, help: "An export file the model was trained on.")
+    var baseline: String?
+
+    @Option(name: .long, help: "A past window of the log as the baseline: SINCE[..UNTIL].")
+    var baselineWindow: String?
+
+    @Option(name: .long, help: "The requests to rank: SINCE[..UNTIL].")
+    var window: String = "24h"
+
+    @Option(name: .long, help: "SQLite log file.")
+    var db: String = "flywheel.db"
+
+    @Option(name: .long, help: "Only requests for this model.")
+    var model: String?
+
+    @Option(name: .long, help: "Only requests carrying this tag.")
+    var tag: String?
+
+    @Option(name: [.customShort("n"), .long], help: "How many to list.")
+    var limit: Int = 20
+
+    @Option(name: .long, help: "Window requests looked at (a uniform sample beyond).")
+    var sample: Int = 5_000
+
+    @Flag(name: .long, help: "One JSON object per outlier.")
+    var json = false
+
+    func validate() throws {
+        guard (baseline != nil) != (baselineWindow != nil) else { throw ValidationError("give --baseline FILE or --baseline-window RANGE (one of them)") }
+        guard limit >= 1, (100...1_000_000).contains(sample) else { throw ValidationError("-n must be positive and --sample 100...1000000") }
+    }
+
+    func run() throws {
+        let now = Date()
+        let reader = try LogSelection.openReader(path: db)
+        var filter = RequestFilter(model: model, tag: tag)
+        do {
+            let w = try TimeExpression.range(window, now: now)
+            (filter.createdFrom, filter.createdBefore) = (w.since, w.until)
+            let base: [DriftObservation]
+            if let baseline {
+                base = try DriftSource.export(path: baseline, cap: 2_000).observations
+            } else {
+                var past = RequestFilter(model: model, tag: tag)
+                let b = try TimeExpression.range(baselineWindow!, now: now)
+                (past.createdFrom, past.createdBefore) = (b.since, b.until)
+                base = try DriftSource.log(reader, filter: past, cap: 2_000).observations
+            }
+            guard !base.isEmpty else { throw ValidationError("the baseline has no requests") }
+            let current = try DriftSource.log(reader, filter: filter, cap: sample).observations
+            for o in OutlierRanking.rank(window: current, baseline: base, limit: limit) {
+                if json {
+                    Console.line(JSON.object(JSONObject([("id", .string(o.requestID)), ("score", .double((o.score * 1000).rounded() / 1000)),
+                                                        ("distance", .double((o.distance * 1000).rounded() / 1000)),
+                                                        ("reasons", .array(o.reasons.map(JSON.string))), ("preview", .string(o.preview))])).serializedString())
+                } else {
+                    Console.line(TerminalText.visible(String(format: "%.2f  ", o.score) + o.requestID + "  " + o.reasons.joined(separator: "; ")
+                                                      + "\n      " + o.preview.replacingOccurrences(of: "\n", with: " ")))
+                }
+            }
+        } catch let error as TimeExpression.Problem {
+            throw ValidationError("\(error)")
+        }
+    }
+}
+
+struct CorrectionsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "corrections",
+        abstract: "Corrections ranked by value for review and for the next export.",
+        discussion: """
+            Every request with a correction (an `edited` verdict) in the selection, scored by the reviewer's weight (sent \
+            with the feedback; 1 when none), how much the correction changed the answer (word-set Jaccard distance) \
+            and how rare its prompt is among the corrections. `flywheel export --corrected-only --apply-corrections` \
+            turns them into training data.
+            """)
+
+    @OptionGroup var log: LogSelection
+
+    @Option(name: [.customShort("n"), .long], help: "How many to list.")
+    var limit: Int = 20
+
+    @Flag(name: .long, help: "One JSON object per correction.")
+    var json = false
+
+    func run() throws {
+        let reader = try log.openReader()
+        var candidates: [CorrectionRanking.Candidate] = []
+        var filter = try log.filter()
+        filter.shadows = false
+        try reader.forEachRequest(RequestQuery(filter: filter, limit: 500, includeFeedback: true)) { entry in
+            guard let edit = entry.feedback.last(where: { $0.signal == .edited && $0.correction != nil }),
+                  let request = try? JSONParser.parse(entry.record.requestJSON, limits: .depthOnly),
+                  let messages = request["messages"]?.arrayValue else { return }
+            let answer = entry.record.responseJSON.flatMap { try? JSONParser.parse($0, limits: .depthOnly) }?["choices"]?[0]?["message"]
+            let weight = entry.feedback.compactMap(\.weight).max()
+            candidates.append(.init(requestID: entry.record.id, prompt: DriftObservation(messages: messages, tools: request["tools"], answer: answer),
+                                    answer: answer?["content"]?.stringValue ?? "", correction: edit.correction!, weight: weight,
+                                    source: edit.source))
+        }
+        for c in CorrectionRanking.rank(candidates, limit: limit) {
+            if json {
+                Console.line(JSON.object(JSONObject([
+                    ("id", .string(c.requestID)), ("score", .double((c.score * 1000).rounded() / 1000)), ("weight", .double(c.weight)),
+                    ("change", .double((c.change * 1000).rounded() / 1000)), ("rarity", .double((c.rarity * 1000).rounded() / 1000)),
+                    ("source", .optional(c.source)), ("preview", .string(c.preview)), ("correction", .string(c.correction)),
+                ])).serializedString())
+            } else {
+                Console.line(TerminalText.visible(String(format: "%.2f  weight %g  change %.2f  rarity %.2f  ", c.score, c.weight, c.change, c.rarity)
+                                                  + c.requestID + (c.source.map { "  (\($0))" } ?? "")
+                                                  + "\n      " + c.preview.replacingOccurrences(of: "\n", with: " ")
+                                                  + "\n      → " + c.correction.prefix(120).replacingOccurrences(of: "\n", with: " ")))
+            }
+        }
+        if candidates.isEmpty && !json { Console.error("flywheel: no corrections in the selection") }
+    }
+}
