@@ -23,6 +23,8 @@ public final class Daemon: Sendable {
     private let policies: PolicySync
     /// The scheduled drift check, when configured.
     private let driftWatch: DriftWatch?
+    /// The dashboard's log-based figures, computed while someone watches.
+    private let dashboardJob: DashboardJob
     private var inference: LocalInference? { inferenceBox.withLock { $0 } }
     /// The local models served now, in configuration order.
     public var localModels: [LocalModel] { inference?.models ?? [] }
@@ -93,8 +95,9 @@ public final class Daemon: Sendable {
         self.inferenceBox = Mutex(inference)
         self.policies = PolicySync(gateway: gateway, path: configuration.log.path) { Self.say($0) }
         self.driftWatch = configuration.drift.map {
-            DriftWatch(settings: $0, path: configuration.log.path, metrics: gateway.metrics) { Self.say($0) }
+            DriftWatch(settings: $0, path: configuration.log.path, gateway: gateway) { Self.say($0) }
         }
+        self.dashboardJob = DashboardJob(gateway: gateway, configuration: configuration)
         policies.adopt(configuration.policies)
     }
 
@@ -183,6 +186,7 @@ public final class Daemon: Sendable {
         let host = address.host.contains(":") ? "[\(address.host)]" : address.host
         policies.start()
         driftWatch?.start()
+        dashboardJob.start()
         return "http://\(host):\(http.port)"
     }
 
@@ -199,6 +203,7 @@ public final class Daemon: Sendable {
     public func shutdown() {
         policies.shutdown()
         driftWatch?.shutdown()
+        dashboardJob.shutdown()
         http.shutdown(gracePeriod: configuration.server.shutdownGrace)
         upstreams.shutdown()
         // Generations still running after the grace period end with an error (their clients are gone).

@@ -14,7 +14,8 @@ import Synchronization
 final class DriftWatch: Sendable {
     private let settings: GatewayConfiguration.DriftWatch
     private let path: String
-    private let metrics: GatewayMetrics
+    private let gateway: Gateway
+    private var metrics: GatewayMetrics { gateway.metrics }
     private let say: @Sendable (String) -> Void
     private let stop = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
@@ -31,10 +32,10 @@ final class DriftWatch: Sendable {
         }
     }
 
-    init(settings: GatewayConfiguration.DriftWatch, path: String, metrics: GatewayMetrics, say: @escaping @Sendable (String) -> Void) {
+    init(settings: GatewayConfiguration.DriftWatch, path: String, gateway: Gateway, say: @escaping @Sendable (String) -> Void) {
         self.settings = settings
         self.path = path
-        self.metrics = metrics
+        self.gateway = gateway
         self.say = say
     }
 
@@ -98,6 +99,12 @@ final class DriftWatch: Sendable {
             func rank(_ s: DriftStatus) -> Int? { switch s { case .ok: 0; case .warn: 1; case .alert: 2; case .skipped: nil } }
             metrics.setDrift(signals: result.signals.map { ($0.name, $0.score, rank($0.status)) }, status: rank(result.status) ?? 0,
                              at: now.timeIntervalSince1970)
+            // The window's outliers for the dashboard, against the same baseline.
+            let outliers = OutlierRanking.rank(window: current.observations, baseline: baseline.observations, limit: 10)
+            gateway.setDashboardOutliers(.array(outliers.map { o in
+                ["id": .string(o.requestID), "score": .double((o.score * 100).rounded() / 100), "reasons": .array(o.reasons.map(JSON.string)),
+                 "preview": .string(String(o.preview.prefix(120)))]
+            }))
             if result.status != state.lastStatus {
                 let moved = result.signals.filter { $0.status > .ok }.map { "\($0.name) \(String(format: "%.3f", $0.score ?? 0))" }
                 let line = "drift \(result.status.rawValue.uppercased()) over \(current.total) requests" + (moved.isEmpty ? "" : ": " + moved.joined(separator: ", "))

@@ -61,6 +61,13 @@ public struct UsageReport: Sendable {
     /// Requests the report read (every one the filter selects).
     public private(set) var requestsRead = 0
 
+    /// The rates a local answer for `model` replaced: the requested model's own price, else the first priced
+    /// variant of its traffic policy.
+    public static func upstreamRates(prices: [String: Price], policies: [GatewayConfiguration.TrafficPolicy]) -> @Sendable (String) -> Price? {
+        let targets = Dictionary(policies.map { ($0.model, $0.variants.map(\.target)) }, uniquingKeysWith: { a, _ in a })
+        return { model in prices[model] ?? targets[model]?.lazy.compactMap { prices[$0] }.first }
+    }
+
     /// Reads every request of `filter` from `queries`. `baseline`, when given, prices local answers.
     public init(queries: any LogQueries, filter: RequestFilter, baseline: Price? = nil) throws {
         try self.init(queries: queries, filter: filter, baselineFor: { _ in baseline })

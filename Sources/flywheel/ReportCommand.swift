@@ -44,22 +44,18 @@ struct ReportCommand: ParsableCommand {
             }
             baseline = price
         }
-        var prices: [String: UsageReport.Price] = [:]
-        var policies: [String: [String]] = [:]
+        var rates: (String) -> UsageReport.Price? = { _ in baseline }
         if baseline == nil, let config {
             do {
                 let settings = try GatewayConfiguration.load(path: config, readOnly: true)
-                prices = settings.prices
-                for p in settings.policies { policies[p.model] = p.variants.map(\.target) }
+                rates = UsageReport.upstreamRates(prices: settings.prices, policies: settings.policies)
             } catch {
                 Console.error("flywheel: error: \(error)")
                 throw ExitCode(78)
             }
         }
         let reader = try log.openReader()
-        let report = try UsageReport(queries: reader, filter: filter) { model in
-            baseline ?? prices[model] ?? policies[model]?.lazy.compactMap { prices[$0] }.first
-        }
+        let report = try UsageReport(queries: reader, filter: filter, baselineFor: rates)
         if json {
             Console.line(report.json(from: log.since, until: log.until).serializedString())
         } else {

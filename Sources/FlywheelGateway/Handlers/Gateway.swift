@@ -25,6 +25,8 @@ public final class Gateway: HTTPResponder {
     let policies: PolicyTable
     /// Admission of shadow runs (sampling, concurrency, shedding).
     let shadows = ShadowGate()
+    /// What background jobs computed for the dashboard.
+    let dashboard = DashboardFeed()
     private let routes: RouteTable
     /// Reads the HTTP server's open-connection count for `/metrics`; set once the server exists.
     let connectionCounter = Mutex<(@Sendable () -> Int)?>(nil)
@@ -64,6 +66,10 @@ public final class Gateway: HTTPResponder {
         table.add(["GET", "HEAD"], "/healthz", access: .open) { $1.writer.send(HTTPResponse.json(["status": "ok"], requestID: $1.requestID)) }
         table.add(["GET", "HEAD"], "/health", access: .open) { $1.writer.send(HTTPResponse.json(["status": "ok"], requestID: $1.requestID)) }
         table.add(["GET"], "/metrics", access: .open) { $1.writer.send($0.metricsResponse(requestID: $1.requestID)) }
+        // The dashboard: its traffic previews are client data, so it takes a client key when keys exist.
+        table.add(["GET"], "/", access: .client) { $0.serveDashboardPage($1) }
+        table.add(["GET"], "/dashboard/data", access: .client) { $0.serveDashboardData($1) }
+        table.add(["GET"], "/dashboard/events", access: .client) { $0.serveDashboardEvents($1) }
         return table
     }
 

@@ -11,6 +11,8 @@ final class RequestLedger: Sendable {
     let metrics: GatewayMetrics
     let prices: PriceTable
     let inFlight = InFlightRequests()
+    /// The dashboard's live tail.
+    let recent = RecentRequests()
 
     init(log: any LogSink, metrics: GatewayMetrics, prices: PriceTable) {
         self.log = log
@@ -29,7 +31,10 @@ final class RequestLedger: Sendable {
     func finish(_ context: RequestContext, _ outcome: RequestOutcome) {
         let now = MonotonicClock.now()
         let totalSeconds = Double(now &- context.receivedAtNanos) / 1e9
-        log.enqueue(record(context, outcome, totalSeconds: totalSeconds))
+        let row = record(context, outcome, totalSeconds: totalSeconds)
+        recent.add(.init(at: row.createdAtMillis, id: row.id, model: row.modelRequested ?? "-", route: row.route ?? "-", variant: row.variant,
+                         status: row.status, latencyMillis: row.latencyMillis, tokens: row.totalTokens ?? 0, costUSD: row.costUSD))
+        log.enqueue(row)
         inFlight.end(context.requestID)
         context.onFinish?()
         guard context.shadowOf == nil else { return }

@@ -21,6 +21,9 @@ public final class GatewayMetrics: Sendable {
     private let shadowRuns = Mutex<[[String]: UInt64]>([:])
     /// The latest drift check: each signal's score and status (0 ok, 1 warn, 2 alert), the verdict, its time.
     private let drift = Mutex<(signals: [(name: String, score: Double?, status: Int?)], status: Int, at: Double)?>(nil)
+    /// The last drift checks, oldest first (at most `driftHistory`), for the dashboard.
+    private let driftChecks = Mutex<[(at: Double, status: Int, scores: [String: Double])]>([])
+    static let driftHistory = 100
     private let durations = Mutex<[String: Histogram]>([:])
     public let overhead = Histogram(bounds: [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1])
     public let timeToFirstByte = Histogram(bounds: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30])
@@ -77,7 +80,23 @@ public final class GatewayMetrics: Sendable {
     /// Records the latest drift check (statuses: 0 ok, 1 warn, 2 alert; nil for a skipped signal).
     public func setDrift(signals: [(name: String, score: Double?, status: Int?)], status: Int, at: Double) {
         drift.withLock { $0 = (signals, status, at) }
+        var scores: [String: Double] = [:]
+        for s in signals { if let score = s.score { scores[s.name] = score } }
+        driftChecks.withLock { h in
+            h.append((at, status, scores))
+            if h.count > Self.driftHistory { h.removeFirst(h.count - Self.driftHistory) }
+        }
     }
+
+    /// The drift checks so far, oldest first: time, verdict (0 ok, 1 warn, 2 alert) and each signal's score.
+    public var driftHistory: [(at: Double, status: Int, scores: [String: Double])] { driftChecks.withLock { $0 } }
+
+    /// Requests answered since start, by model, route and status.
+    var requestCounts: [(model: String, route: String, status: Int, count: UInt64)] {
+        requests.withLock { table in table.map { ($0.key.model, $0.key.route, $0.key.status, $0.value) } }
+    }
+
+    var inFlightCount: Int { inFlight.load(ordering: .relaxed) }
 
     /// Counts a shadow run started (`admitted`) or skipped (`shed_concurrency`, `shed_load`).
     public func shadowRun(policy: String, target: String, outcome: String) {

@@ -1,0 +1,73 @@
+"""The dashboard in a real headless Chromium: the page loads from the daemon with no external assets and no
+console errors, renders its charts and tables from real traffic (live counters, the log's last hour, drift
+checks and outliers), and updates when new requests arrive (server-sent events). A screenshot is kept in
+.build/test-artifacts/dashboard.png."""
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from conftest import REPO_ROOT, base_config, run_cli
+from helpers import httpx, poll
+
+ARTIFACTS = REPO_ROOT / ".build" / "test-artifacts"
+
+
+def send(fw, n: int, words: list[str], tag: str, seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(n):
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(6, 20)))
+        r = httpx.post(f"{fw.base_url}/v1/chat/completions", headers={"x-flywheel-tags": tag},
+                       json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]})
+        assert r.status_code == 200
+
+
+def test_the_dashboard_renders_real_traffic_and_updates_live(start_flywheel, fake, tmp_path):
+    pytest.importorskip("websocket")
+    from browser import Browser
+    cfg = base_config(fake.url, fake.url)
+    first = start_flywheel(cfg, name="dash")
+    english = ["invoice", "refund", "parcel", "late", "order", "please", "help", "my", "the", "is"]
+    send(first, 60, english, "train", 1)
+    p = run_cli(first.binary, "export", "--format", "sft", "--out", str(tmp_path / "t.jsonl"), "--db", str(first.db),
+                "--validation-fraction", "0", "--keep-duplicates")
+    assert p.returncode == 0, p.stderr
+    assert first.stop() == 0
+    cfg["drift"] = {"baseline": str(tmp_path / "t.jsonl"), "window": "1h", "interval": 1}
+    fw = start_flywheel(cfg, name="dash")
+    send(fw, 20, ["посылка", "заказ", "помогите", "не", "пришла"], "new", 2)
+    poll(lambda: "drift" in fw.stderr(), timeout=60, what="a drift check")
+
+    page = httpx.get(f"{fw.base_url}/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "src=\"http" not in page.text and "href=\"http" not in page.text  # nothing fetched from elsewhere
+
+    browser = Browser()
+    try:
+        browser.open(fw.base_url + "/")
+        browser.wait_for("Number(document.body.dataset.updates || 0) >= 2", what="two live updates")
+        # Charts and tables from the traffic: the live tail, a request-rate series, the routes table.
+        assert browser.evaluate("document.querySelectorAll('#tail tbody tr').length") >= 20
+        assert browser.evaluate("document.querySelectorAll('#chart-rps polyline.series').length") >= 1
+        assert browser.evaluate("document.getElementById('c-total').textContent") == "20"  # since this daemon started
+        browser.wait_for("document.getElementById('routes-note').textContent.startsWith('From the log')", timeout=60,
+                         what="the log's figures (computed while someone watches)")
+        assert "gpt-4o-mini" in browser.evaluate("document.getElementById('routes').textContent")
+        browser.wait_for("document.querySelectorAll('#chart-drift polyline.series').length > 0", what="the drift chart")
+        browser.wait_for("document.querySelectorAll('#outliers tbody tr').length > 0", what="the outliers")
+        # New requests arrive: the page shows them without a reload.
+        before = int(browser.evaluate("document.body.dataset.requests"))
+        send(fw, 5, ["hello", "again"], "live", 3)
+        browser.wait_for(f"Number(document.body.dataset.requests) >= {before + 5}", what="the new requests on the page")
+        assert browser.evaluate("document.getElementById('c-total').textContent") == str(before + 5)
+        browser.pump(0.5)
+        shot = browser.screenshot(ARTIFACTS / "dashboard.png")
+        assert shot.stat().st_size > 10_000
+        errors = [c for c in browser.console if c["type"] in ("error", "assert")]
+        assert not errors and not browser.exceptions, (errors, browser.exceptions)
+    finally:
+        browser.close()
+    snapshot = httpx.get(f"{fw.base_url}/dashboard/data").json()
+    assert snapshot["requests"] == 25 and snapshot["drift"]["history"] and json.dumps(snapshot)
