@@ -25,6 +25,7 @@ struct ConfigFile: Decodable {
         var alpha: Double?
         var sample: Int?
         var webhook: String?
+        var thresholds: [String: Double]?
     }
 
     struct PolicySection: Decodable {
@@ -105,6 +106,7 @@ struct ConfigFile: Decodable {
         var max_body_bytes: Int?
         var signature_tolerance: Double?
         var wait_timeout: Double?
+        var source_weights: [String: Double]?
     }
     struct TimeoutsSection: Decodable { var connect: Double?; var first_byte: Double?; var total: Double? }
     struct RetriesSection: Decodable { var max: Int?; var initial_backoff: Double?; var max_backoff: Double? }
@@ -164,6 +166,7 @@ struct ConfigFile: Decodable {
             c.feedback.maxBodyBytes = f.max_body_bytes ?? c.feedback.maxBodyBytes
             c.feedback.signatureTolerance = f.signature_tolerance ?? c.feedback.signatureTolerance
             c.feedback.waitTimeout = f.wait_timeout ?? c.feedback.waitTimeout
+            c.feedback.sourceWeights = f.source_weights ?? [:]
         }
         for u in upstreams ?? [] {
             var up = GatewayConfiguration.Upstream(name: u.name, baseURL: u.base_url)
@@ -220,6 +223,7 @@ struct ConfigFile: Decodable {
             watch.alpha = d.alpha ?? watch.alpha
             watch.sample = d.sample ?? watch.sample
             watch.webhook = d.webhook
+            watch.thresholds = d.thresholds ?? [:]
             c.drift = watch
         }
         for (i, p) in (policies ?? []).enumerated() {

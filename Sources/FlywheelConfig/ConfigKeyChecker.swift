@@ -19,7 +19,7 @@ enum ConfigKeyChecker {
         "auth": .mapping(["keys": .list(.mapping(["id": .any, "key": .any, "key_env": .any]))]),
         "log": .mapping(["path": .any, "queue_capacity": .any, "batch_size": .any, "flush_interval": .any, "cache_mb": .any]),
         "feedback": .mapping(["webhook_secret": .any, "webhook_secret_env": .any, "max_body_bytes": .any,
-                              "signature_tolerance": .any, "wait_timeout": .any]),
+                              "signature_tolerance": .any, "wait_timeout": .any, "source_weights": .mapOf(.any)]),
         "upstreams": .list(.mapping([
             "name": .any, "base_url": .any, "api_key": .any, "api_key_env": .any, "headers": .mapOf(.any),
             "timeouts": .mapping(["connect": .any, "first_byte": .any, "total": .any]),
@@ -35,7 +35,7 @@ enum ConfigKeyChecker {
             "threads": .any, "slots": .any, "max_queued": .any, "prompt_chunk": .any, "max_tokens_limit": .any,
         ]),
         "drift": .mapping(Dictionary(uniqueKeysWithValues: [
-            "baseline", "baseline_window", "window", "interval", "model", "alpha", "sample", "webhook",
+            "baseline", "baseline_window", "window", "interval", "model", "alpha", "sample", "webhook", "thresholds",
         ].map { ($0, Shape.any) })),
         "policies": .list(.mapping([
             "model": .any, "variants": .list(.mapping(["target": .any, "weight": .any])), "sticky": .any,

@@ -36,9 +36,16 @@ public struct GatewayConfiguration: Sendable, Equatable {
         public var alpha = 0.005
         public var sample = 2_000
         public var webhook: String?
+        /// Thresholds by signal (`psi_warn`, `psi_alert`, `js_warn`, `js_alert`, `new_share_warn`, `new_share_alert`,
+        /// `rate_warn`, `rate_alert`, `mmd_alert`); unset ones keep the defaults named in `DriftThresholds`.
+        public var thresholds: [String: Double] = [:]
 
         public init() {}
     }
+
+    /// The names `drift.thresholds` accepts.
+    public static let driftThresholdNames: Set<String> = ["psi_warn", "psi_alert", "js_warn", "js_alert", "new_share_warn",
+                                                          "new_share_alert", "rate_warn", "rate_alert", "mmd_alert"]
 
     public init() {}
 
@@ -204,6 +211,9 @@ public struct GatewayConfiguration: Sendable, Equatable {
         /// Seconds a feedback request waits for its request's row (in flight, or queued behind a busy writer)
         /// before it gets 503 with `Retry-After`.
         public var waitTimeout = 10.0
+        /// A reviewer weight per feedback source (`langfuse:quality`, `implicit:edit`, `helicone`, ...) for
+        /// feedback sent without one (`flywheel corrections` ranks by it).
+        public var sourceWeights: [String: Double] = [:]
     }
 
     public struct Upstream: Sendable, Equatable {
@@ -370,6 +380,15 @@ extension GatewayConfiguration {
             if let w = d.webhook, !(w.hasPrefix("http://") || w.hasPrefix("https://")) {
                 throw ConfigurationError("drift.webhook must be an http:// or https:// URL")
             }
+            for (name, value) in d.thresholds {
+                guard Self.driftThresholdNames.contains(name) else {
+                    throw ConfigurationError("drift.thresholds: unknown '\(name)' (known: \(Self.driftThresholdNames.sorted().joined(separator: ", ")))")
+                }
+                guard value >= 0, value.isFinite else { throw ConfigurationError("drift.thresholds.\(name) must be a number >= 0") }
+            }
+        }
+        for (source, weight) in feedback.sourceWeights where !(weight >= 0 && weight.isFinite) {
+            throw ConfigurationError("feedback.source_weights.\(source) must be a number >= 0")
         }
         var keyIDs = Set<String>()
         for k in auth.keys {

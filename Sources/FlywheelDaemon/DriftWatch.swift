@@ -89,7 +89,7 @@ final class DriftWatch: Sendable {
                 baseline = try DriftSource.log(state.reader!, filter: past, cap: settings.sample)
             }
             let current = try DriftSource.log(state.reader!, filter: filter, cap: settings.sample)
-            var thresholds = DriftThresholds()
+            var thresholds = DriftThresholds(overrides: settings.thresholds)
             thresholds.alpha = settings.alpha
             thresholds.sample = settings.sample
             thresholds.permutations = max(200, Int((2 / settings.alpha).rounded(.up)))

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import FlywheelConfig
 import FlywheelInspect
 import FlywheelLoop
 import FlywheelStore
@@ -39,6 +40,9 @@ struct DriftCommand: ParsableCommand {
     @Option(name: .long, help: "Only requests a policy sent to this target.")
     var variant: String?
 
+    @Option(name: .long, help: "A configuration file whose drift.thresholds apply (its secrets are not needed).")
+    var config: String?
+
     @Option(name: .long, help: "Significance level of each tested signal.")
     var alpha: Double = 0.005
 
@@ -69,6 +73,14 @@ struct DriftCommand: ParsableCommand {
     func run() throws {
         let now = Date()
         var thresholds = DriftThresholds()
+        if let config {
+            do {
+                thresholds = DriftThresholds(overrides: try GatewayConfiguration.load(path: config, readOnly: true).drift?.thresholds ?? [:])
+            } catch {
+                Console.error("flywheel: error: \(error)")
+                throw ExitCode(78)
+            }
+        }
         thresholds.alpha = alpha
         thresholds.sample = sample
         thresholds.permutations = max(200, Int((2 / alpha).rounded(.up)))

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import FlywheelConfig
 import FlywheelInspect
 import FlywheelJSON
 import FlywheelLoop
@@ -98,10 +99,22 @@ struct CorrectionsCommand: ParsableCommand {
     @Option(name: [.customShort("n"), .long], help: "How many to list.")
     var limit: Int = 20
 
+    @Option(name: .long, help: "A configuration file whose feedback.source_weights weigh feedback sent without a weight.")
+    var config: String?
+
     @Flag(name: .long, help: "One JSON object per correction.")
     var json = false
 
     func run() throws {
+        var sourceWeights: [String: Double] = [:]
+        if let config {
+            do {
+                sourceWeights = try GatewayConfiguration.load(path: config, readOnly: true).feedback.sourceWeights
+            } catch {
+                Console.error("flywheel: error: \(error)")
+                throw ExitCode(78)
+            }
+        }
         let reader = try log.openReader()
         var candidates: [CorrectionRanking.Candidate] = []
         var filter = try log.filter()
@@ -111,7 +124,7 @@ struct CorrectionsCommand: ParsableCommand {
                   let request = try? JSONParser.parse(entry.record.requestJSON, limits: .depthOnly),
                   let messages = request["messages"]?.arrayValue else { return }
             let answer = entry.record.responseJSON.flatMap { try? JSONParser.parse($0, limits: .depthOnly) }?["choices"]?[0]?["message"]
-            let weight = entry.feedback.compactMap(\.weight).max()
+            let weight = entry.feedback.compactMap(\.weight).max() ?? edit.source.flatMap { sourceWeights[$0] }
             candidates.append(.init(requestID: entry.record.id, prompt: DriftObservation(messages: messages, tools: request["tools"], answer: answer),
                                     answer: answer?["content"]?.stringValue ?? "", correction: edit.correction!, weight: weight,
                                     source: edit.source))

@@ -155,3 +155,33 @@ def test_corrections_are_ranked_by_weight_change_and_rarity(gw):
     ranked = [json.loads(line) for line in p.stdout.splitlines()]
     assert [r["id"] for r in ranked] == [big, light, small], ranked
     assert ranked[0]["weight"] == 3 and ranked[-1]["change"] < ranked[1]["change"]
+
+
+def test_thresholds_and_reviewer_weights_come_from_the_config(gw, tmp_path):
+    from conftest import yaml_dump
+    fw = gw.fw
+    traffic(fw, "t-base", EN, ["route_ticket"], 60, seed=9)
+    p = run_cli(fw.binary, "export", "--format", "sft", "--out", str(tmp_path / "b.jsonl"), "--db", str(fw.db),
+                "--tag", "t-base", "--validation-fraction", "0", "--keep-duplicates")
+    assert p.returncode == 0
+    traffic(fw, "t-new", EN, ["route_ticket", "lookup_order"], 60, seed=10)
+    # A new tool in every request is an alert by default; with new_share_alert at 1.01 it can only warn.
+    config = tmp_path / "flywheel.yaml"
+    config.write_text(yaml_dump({"drift": {"baseline": str(tmp_path / "b.jsonl"), "thresholds": {"new_share_alert": 1.01}},
+                                 "feedback": {"source_weights": {"implicit:edit": 5}},
+                                 "upstreams": [{"name": "u", "base_url": "http://127.0.0.1:9/v1", "api_key_env": "NOT_SET_HERE"}]}))
+    p = drift(fw, "--baseline", str(tmp_path / "b.jsonl"), "--tag", "t-new", "--json", "--config", str(config))
+    signals = {s["name"]: s for s in json.loads(p.stdout)["signals"]}
+    assert signals["new_tools"]["status"] == "warn" and signals["new_tools"]["alert"] == 1.01
+    # An implicit edit (no weight sent) weighs what the config says for its source.
+    first = ask(fw, "where is my parcel", "w-rank")
+    fw.wait_logged(first)
+    r = httpx.post(f"{fw.base_url}/v1/chat/completions", headers={"x-flywheel-tags": "w-rank", "x-flywheel-edits": first},
+                   json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "where is my parcel"},
+                                                              {"role": "assistant", "content": "team: shipping"},
+                                                              {"role": "user", "content": "thanks"}]})
+    assert r.status_code == 200
+    fw.wait_logged(first, lambda row: row["feedback"])
+    p = run_cli(fw.binary, "corrections", "--db", str(fw.db), "--tag", "w-rank", "--json", "--config", str(config))
+    ranked = [json.loads(line) for line in p.stdout.splitlines()]
+    assert ranked[0]["id"] == first and ranked[0]["weight"] == 5 and ranked[0]["source"] == "implicit:edit"

@@ -34,6 +34,24 @@ public struct DriftThresholds: Sendable {
     public var minObservations = 30
 
     public init() {}
+
+    /// The defaults with `overrides` (by the config's names: `psi_warn`, `js_alert`, ...) applied.
+    public init(overrides: [String: Double]) {
+        for (name, value) in overrides {
+            switch name {
+            case "psi_warn": psiWarn = value
+            case "psi_alert": psiAlert = value
+            case "js_warn": jsWarn = value
+            case "js_alert": jsAlert = value
+            case "new_share_warn": newShareWarn = value
+            case "new_share_alert": newShareAlert = value
+            case "rate_warn": rateWarn = value
+            case "rate_alert": rateAlert = value
+            case "mmd_alert": mmdAlert = value
+            default: break
+            }
+        }
+    }
 }
 
 public enum DriftStatus: String, Sendable, Comparable {
