@@ -26,6 +26,7 @@ struct ConfigFile: Decodable {
         var sample: Int?
         var webhook: String?
         var thresholds: [String: Double]?
+        var local_model: String?
     }
 
     struct PolicySection: Decodable {
@@ -224,6 +225,7 @@ struct ConfigFile: Decodable {
             watch.sample = d.sample ?? watch.sample
             watch.webhook = d.webhook
             watch.thresholds = d.thresholds ?? [:]
+            watch.localModel = d.local_model
             c.drift = watch
         }
         for (i, p) in (policies ?? []).enumerated() {

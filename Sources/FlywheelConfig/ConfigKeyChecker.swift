@@ -35,7 +35,7 @@ enum ConfigKeyChecker {
             "threads": .any, "slots": .any, "max_queued": .any, "prompt_chunk": .any, "max_tokens_limit": .any,
         ]),
         "drift": .mapping(Dictionary(uniqueKeysWithValues: [
-            "baseline", "baseline_window", "window", "interval", "model", "alpha", "sample", "webhook", "thresholds",
+            "baseline", "baseline_window", "window", "interval", "model", "alpha", "sample", "webhook", "thresholds", "local_model",
         ].map { ($0, Shape.any) })),
         "policies": .list(.mapping([
             "model": .any, "variants": .list(.mapping(["target": .any, "weight": .any])), "sticky": .any,

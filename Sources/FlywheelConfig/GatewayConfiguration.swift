@@ -33,6 +33,8 @@ public struct GatewayConfiguration: Sendable, Equatable {
         /// Seconds between checks.
         public var interval = 600.0
         public var model: String?
+        /// A local model whose tokenizer adds the token unigram signal.
+        public var localModel: String?
         public var alpha = 0.005
         public var sample = 2_000
         public var webhook: String?

@@ -94,8 +94,10 @@ public final class Daemon: Sendable {
         self.log = log
         self.inferenceBox = Mutex(inference)
         self.policies = PolicySync(gateway: gateway, path: configuration.log.path) { Self.say($0) }
-        self.driftWatch = configuration.drift.map {
-            DriftWatch(settings: $0, path: configuration.log.path, gateway: gateway) { Self.say($0) }
+        self.driftWatch = configuration.drift.map { settings in
+            DriftWatch(settings: settings, path: configuration.log.path, gateway: gateway,
+                       tokenizer: { [weak gateway] in settings.localModel.flatMap { gateway?.localTokenizer(named: $0) } },
+                       say: { Self.say($0) })
         }
         self.dashboardJob = DashboardJob(gateway: gateway, configuration: configuration)
         policies.adopt(configuration.policies)

@@ -17,6 +17,8 @@ final class DriftWatch: Sendable {
     private let gateway: Gateway
     private var metrics: GatewayMetrics { gateway.metrics }
     private let say: @Sendable (String) -> Void
+    /// The tokenizer of `drift.local_model`, looked up at each check (a reload may replace the model).
+    private let tokenizer: @Sendable () -> (@Sendable (String) -> [Int32])?
     private let stop = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
     private let running = Atomic<Bool>(false)
@@ -32,7 +34,9 @@ final class DriftWatch: Sendable {
         }
     }
 
-    init(settings: GatewayConfiguration.DriftWatch, path: String, gateway: Gateway, say: @escaping @Sendable (String) -> Void) {
+    init(settings: GatewayConfiguration.DriftWatch, path: String, gateway: Gateway,
+         tokenizer: @escaping @Sendable () -> (@Sendable (String) -> [Int32])? = { nil }, say: @escaping @Sendable (String) -> Void) {
+        self.tokenizer = tokenizer
         self.settings = settings
         self.path = path
         self.gateway = gateway
@@ -74,10 +78,11 @@ final class DriftWatch: Sendable {
             let window = try TimeExpression.range(settings.window, now: now)
             filter.createdFrom = window.since
             filter.createdBefore = window.until
+            let tokenize = tokenizer()
             let baseline: (observations: [DriftObservation], total: Int)
             if let file = settings.baseline {
-                if state.exportBaseline == nil {
-                    let loaded = try DriftSource.export(path: file, cap: settings.sample)
+                if state.exportBaseline == nil || (tokenize != nil) != (state.exportBaseline!.observations.first?.tokens != nil) {
+                    let loaded = try DriftSource.export(path: file, cap: settings.sample, tokenize: tokenize)
                     state.exportBaseline = (loaded.observations, loaded.total)
                 }
                 baseline = state.exportBaseline!
@@ -86,9 +91,9 @@ final class DriftWatch: Sendable {
                 let range = try TimeExpression.range(settings.baselineWindow!, now: now)
                 past.createdFrom = range.since
                 past.createdBefore = range.until
-                baseline = try DriftSource.log(state.reader!, filter: past, cap: settings.sample)
+                baseline = try DriftSource.log(state.reader!, filter: past, cap: settings.sample, tokenize: tokenize)
             }
-            let current = try DriftSource.log(state.reader!, filter: filter, cap: settings.sample)
+            let current = try DriftSource.log(state.reader!, filter: filter, cap: settings.sample, tokenize: tokenize)
             var thresholds = DriftThresholds(overrides: settings.thresholds)
             thresholds.alpha = settings.alpha
             thresholds.sample = settings.sample

@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import FlywheelTokenizer
+import FlywheelEngine
 import FlywheelConfig
 import FlywheelInspect
 import FlywheelLoop
@@ -39,6 +41,9 @@ struct DriftCommand: ParsableCommand {
 
     @Option(name: .long, help: "Only requests a policy sent to this target.")
     var variant: String?
+
+    @Option(name: .long, help: "A GGUF model whose tokenizer adds the token unigram signal (the local model being watched).")
+    var localModel: String?
 
     @Option(name: .long, help: "A configuration file whose drift.thresholds apply (its secrets are not needed).")
     var config: String?
@@ -86,21 +91,31 @@ struct DriftCommand: ParsableCommand {
         thresholds.permutations = max(200, Int((2 / alpha).rounded(.up)))
         var filter = RequestFilter(model: model, tag: tag)
         filter.variant = variant
+        var tokenize: ((String) -> [Int32])?
+        if let localModel {
+            do {
+                let tokenizer = Tokenizer(try TokenizerVocabulary(gguf: try GGUFFile(path: localModel)))
+                tokenize = { tokenizer.encode($0, addSpecial: false) }
+            } catch {
+                Console.error("flywheel: drift: cannot read the tokenizer of \(localModel): \(error)")
+                throw ExitCode(1)
+            }
+        }
         let reader = try LogSelection.openReader(path: db)
         var current = filter
         (current.createdFrom, current.createdBefore) = try range(window, now: now)
         let baselineObservations: [DriftObservation]
         let baselineTotal: Int
         if let baseline {
-            let loaded = try DriftSource.export(path: baseline, cap: sample)
+            let loaded = try DriftSource.export(path: baseline, cap: sample, tokenize: tokenize)
             if loaded.skipped > 0 { Console.error("flywheel: drift: \(loaded.skipped) lines of \(baseline) skipped (not export lines)") }
             (baselineObservations, baselineTotal) = (loaded.observations, loaded.total)
         } else {
             var past = filter
             (past.createdFrom, past.createdBefore) = try range(baselineWindow!, now: now)
-            (baselineObservations, baselineTotal) = try DriftSource.log(reader, filter: past, cap: sample)
+            (baselineObservations, baselineTotal) = try DriftSource.log(reader, filter: past, cap: sample, tokenize: tokenize)
         }
-        let (windowObservations, windowTotal) = try DriftSource.log(reader, filter: current, cap: sample)
+        let (windowObservations, windowTotal) = try DriftSource.log(reader, filter: current, cap: sample, tokenize: tokenize)
         var result = DriftAnalyzer.analyze(baseline: baselineObservations, window: windowObservations, thresholds: thresholds)
         result.baselineCount = baselineTotal
         result.windowCount = windowTotal

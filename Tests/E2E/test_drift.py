@@ -185,3 +185,21 @@ def test_thresholds_and_reviewer_weights_come_from_the_config(gw, tmp_path):
     p = run_cli(fw.binary, "corrections", "--db", str(fw.db), "--tag", "w-rank", "--json", "--config", str(config))
     ranked = [json.loads(line) for line in p.stdout.splitlines()]
     assert ranked[0]["id"] == first and ranked[0]["weight"] == 5 and ranked[0]["source"] == "implicit:edit"
+
+
+def test_a_local_models_tokenizer_adds_the_token_unigram_signal(gw, tmp_path):
+    from conftest import REPO_ROOT
+    qwen = REPO_ROOT / "Tests" / "FlywheelEngineTests" / "Fixtures" / "model-qwen2-q8.gguf"
+    fw = gw.fw
+    traffic(fw, "k-base", EN, [], 60, seed=11)
+    p = run_cli(fw.binary, "export", "--format", "sft", "--out", str(tmp_path / "k.jsonl"), "--db", str(fw.db),
+                "--tag", "k-base", "--validation-fraction", "0", "--keep-duplicates")
+    assert p.returncode == 0
+    traffic(fw, "k-new", RU, [], 60, seed=12)
+    p = drift(fw, "--baseline", str(tmp_path / "k.jsonl"), "--tag", "k-new", "--json", "--local-model", str(qwen))
+    signals = {s["name"]: s for s in json.loads(p.stdout)["signals"]}
+    assert signals["prompt_tokens"]["status"] in ("warn", "alert") and signals["prompt_tokens"]["p_value"] < 0.005
+    without = {s["name"] for s in json.loads(drift(fw, "--baseline", str(tmp_path / "k.jsonl"), "--tag", "k-new", "--json").stdout)["signals"]}
+    assert "prompt_tokens" not in without
+    bad = drift(fw, "--baseline", str(tmp_path / "k.jsonl"), "--local-model", str(tmp_path / "missing.gguf"))
+    assert bad.returncode == 1 and "cannot read the tokenizer" in bad.stderr

@@ -78,6 +78,12 @@ public final class Gateway: HTTPResponder {
         local.withLock { l in l.models[name].map { ($0, l.inference) } }
     }
 
+    /// The tokenizer of the local model `name` (text to token ids, as a completions prompt is tokenized), for the
+    /// drift watch; nil when no such model is served.
+    public func localTokenizer(named name: String) -> (@Sendable (String) -> [Int32])? {
+        localModel(named: name)?.0.textPrompt
+    }
+
     /// Whether `target` names a local model or a model a route sends upstream right now.
     func canServe(_ target: String) -> Bool {
         localModel(named: target) != nil || router.route(forModel: target) != nil

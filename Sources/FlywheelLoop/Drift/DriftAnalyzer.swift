@@ -125,6 +125,18 @@ public enum DriftAnalyzer {
         signals.append(graded("prompt_trigrams", gramScore, gramP, warn: t.jsWarn, alert: t.jsAlert,
                               "Jensen–Shannon distance of hashed character trigrams"))
 
+        // Token unigrams under the local model's tokenizer, when both sides were tokenized.
+        let tb = b.compactMap(\.tokens), tw = w.compactMap(\.tokens)
+        if tb.count == b.count, tw.count == w.count, !tb.isEmpty, !tw.isEmpty {
+            let size = DriftObservation.tokenBuckets
+            let tokenScore = jsDistance(histogram(tb, size), histogram(tw, size))
+            let tokenP = permutationP(tb + tw, split: tb.count, observed: tokenScore, t.permutations, &rng) {
+                jsDistance(histogram($0, size), histogram($1, size))
+            }
+            signals.append(graded("prompt_tokens", tokenScore, tokenP, warn: t.jsWarn, alert: t.jsAlert,
+                                  "Jensen–Shannon distance of the local model's token unigrams"))
+        }
+
         // Script mix.
         let scripts = Array(Set(b.map(\.script) + w.map(\.script))).sorted()
         let index = Dictionary(uniqueKeysWithValues: scripts.enumerated().map { ($1, $0) })

@@ -17,6 +17,8 @@ public struct DriftObservation: Sendable {
     public var ngrams: [UInt16]
     /// The prompt's hashed word and trigram counts, L2-normalised (`vectorDimensions`).
     public var vector: [Float]
+    /// The prompt's token ids under a local model's tokenizer, folded into `tokenBuckets` (when one was given).
+    public var tokens: [UInt16]?
     /// Outcomes, known for log rows only.
     public var failed: Bool?
     public var refused: Bool?
@@ -27,12 +29,14 @@ public struct DriftObservation: Sendable {
     public var preview: String?
 
     public static let ngramBuckets = 512
+    public static let tokenBuckets = 4_096
     public static let vectorDimensions = 64
     /// Prompt text beyond this is not looked at (the length still counts all of it).
     static let maxTextScalars = 4_000
 
-    /// From the prompt messages, the tools offered and the answer message (any of them may be missing).
-    public init(messages: [JSON], tools: JSON?, answer: JSON?) {
+    /// From the prompt messages, the tools offered and the answer message (any of them may be missing);
+    /// `tokenize`, when given, is a local model's tokenizer (for the token unigram signal).
+    public init(messages: [JSON], tools: JSON?, answer: JSON?, tokenize: ((String) -> [Int32])? = nil) {
         var promptText = ""
         var system: String?
         for m in messages {
@@ -51,6 +55,10 @@ public struct DriftObservation: Sendable {
         preview = String(String.UnicodeScalarView(scalars.prefix(120)))
         script = Self.dominantScript(scalars)
         (ngrams, vector) = Self.features(scalars)
+        if let tokenize {
+            let text = String(String.UnicodeScalarView(scalars))
+            tokens = tokenize(text).map { UInt16(UInt32(bitPattern: $0) % UInt32(Self.tokenBuckets)) }
+        }
         if let answer, answer["refusal"]?.stringValue?.isEmpty == false { refused = true }
     }
 

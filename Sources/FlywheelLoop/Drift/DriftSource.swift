@@ -6,7 +6,8 @@ import FlywheelStore
 /// Both are read as streams into a seeded reservoir sample, so memory stays bounded whatever their size.
 public enum DriftSource {
     /// Observations of an export file's lines (`sft`, `dpo`, `dpo-trl`); lines that cannot be used are counted.
-    public static func export(path: String, cap: Int, seed: UInt64 = 7) throws -> (observations: [DriftObservation], total: Int, skipped: Int) {
+    public static func export(path: String, cap: Int, seed: UInt64 = 7,
+                              tokenize: ((String) -> [Int32])? = nil) throws -> (observations: [DriftObservation], total: Int, skipped: Int) {
         guard let file = fopen(path, "r") else { throw EvalError("cannot read \(path): \(String(cString: strerror(errno)))") }
         defer { fclose(file) }
         var reservoir = Reservoir<DriftObservation>(cap: cap, seed: seed)
@@ -25,14 +26,17 @@ public enum DriftSource {
                 skipped += 1
                 continue
             }
-            reservoir.add(DriftObservation(messages: item.prompt, tools: item.tools, answer: item.reference))
+            if reservoir.admit() {
+                reservoir.place(DriftObservation(messages: item.prompt, tools: item.tools, answer: item.reference, tokenize: tokenize))
+            }
         }
         return (reservoir.items, reservoir.seen, skipped)
     }
 
     /// Observations of the chat completions `filter` selects (shadow runs left out): failures count with no
     /// answer, the latest accepted/rejected/edited verdict says whether the answer was rejected.
-    public static func log(_ queries: any LogQueries, filter: RequestFilter, cap: Int, seed: UInt64 = 11) throws -> (observations: [DriftObservation], total: Int) {
+    public static func log(_ queries: any LogQueries, filter: RequestFilter, cap: Int, seed: UInt64 = 11,
+                           tokenize: ((String) -> [Int32])? = nil) throws -> (observations: [DriftObservation], total: Int) {
         var reservoir = Reservoir<DriftObservation>(cap: cap, seed: seed)
         var filter = filter
         filter.shadows = false
@@ -44,7 +48,7 @@ public enum DriftSource {
             guard let request = try? JSONParser.parse(r.requestJSON, limits: .depthOnly), let messages = request["messages"]?.arrayValue else { return }
             let failed = r.status >= 400 || r.errorType != nil
             let answer = failed ? nil : r.responseJSON.flatMap { try? JSONParser.parse($0, limits: .depthOnly) }?["choices"]?[0]?["message"]
-            var o = DriftObservation(messages: messages, tools: request["tools"], answer: answer)
+            var o = DriftObservation(messages: messages, tools: request["tools"], answer: answer, tokenize: tokenize)
             o.failed = failed
             o.requestID = r.id
             o.errorType = r.errorType
