@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import FlywheelTokenizer
 import FlywheelEngine
+import FlywheelKernels
 import FlywheelConfig
 import FlywheelInspect
 import FlywheelLoop
@@ -42,8 +43,11 @@ struct DriftCommand: ParsableCommand {
     @Option(name: .long, help: "Only requests a policy sent to this target.")
     var variant: String?
 
-    @Option(name: .long, help: "A GGUF model whose tokenizer adds the token unigram signal (the local model being watched).")
+    @Option(name: .long, help: "A GGUF model (the local model being watched): its tokenizer adds the token unigram signal, and its mean-pooled hidden states are the prompt vectors of the kernel test.")
     var localModel: String?
+
+    @Flag(name: .long, help: "With --local-model, keep hashed vectors for the kernel test (faster than running the model).")
+    var hashedVectors = false
 
     @Option(name: .long, help: "A configuration file whose drift.thresholds apply (its secrets are not needed).")
     var config: String?
@@ -92,10 +96,21 @@ struct DriftCommand: ParsableCommand {
         var filter = RequestFilter(model: model, tag: tag)
         filter.variant = variant
         var tokenize: ((String) -> [Int32])?
+        var embed: ((DriftObservation) -> [Float]?)?
         if let localModel {
             do {
-                let tokenizer = Tokenizer(try TokenizerVocabulary(gguf: try GGUFFile(path: localModel)))
+                let file = try GGUFFile(path: localModel)
+                let tokenizer = Tokenizer(try TokenizerVocabulary(gguf: file))
                 tokenize = { tokenizer.encode($0, addSpecial: false) }
+                if !hashedVectors {
+                    let model = try LlamaModel(file: file)
+                    let limit = min(512, model.config.contextLength)
+                    let context = try InferenceContext(model: model, maxTokens: limit, pool: ComputePool())
+                    embed = { o in
+                        let tokens = tokenizer.encode(o.text, addSpecial: true).prefix(limit)
+                        return tokens.isEmpty ? nil : try? context.meanPooledHiddenState(Array(tokens))
+                    }
+                }
             } catch {
                 Console.error("flywheel: drift: cannot read the tokenizer of \(localModel): \(error)")
                 throw ExitCode(1)
@@ -116,7 +131,7 @@ struct DriftCommand: ParsableCommand {
             (baselineObservations, baselineTotal) = try DriftSource.log(reader, filter: past, cap: sample, tokenize: tokenize)
         }
         let (windowObservations, windowTotal) = try DriftSource.log(reader, filter: current, cap: sample, tokenize: tokenize)
-        var result = DriftAnalyzer.analyze(baseline: baselineObservations, window: windowObservations, thresholds: thresholds)
+        var result = DriftAnalyzer.analyze(baseline: baselineObservations, window: windowObservations, thresholds: thresholds, embed: embed)
         result.baselineCount = baselineTotal
         result.windowCount = windowTotal
         if let html {

@@ -199,7 +199,12 @@ def test_a_local_models_tokenizer_adds_the_token_unigram_signal(gw, tmp_path):
     p = drift(fw, "--baseline", str(tmp_path / "k.jsonl"), "--tag", "k-new", "--json", "--local-model", str(qwen))
     signals = {s["name"]: s for s in json.loads(p.stdout)["signals"]}
     assert signals["prompt_tokens"]["status"] in ("warn", "alert") and signals["prompt_tokens"]["p_value"] < 0.005
-    without = {s["name"] for s in json.loads(drift(fw, "--baseline", str(tmp_path / "k.jsonl"), "--tag", "k-new", "--json").stdout)["signals"]}
-    assert "prompt_tokens" not in without
+    assert "hidden states" in signals["prompt_embedding_mmd"]["detail"]
+    assert signals["prompt_embedding_mmd"]["status"] in ("warn", "alert"), signals["prompt_embedding_mmd"]
+    without = {s["name"]: s for s in json.loads(drift(fw, "--baseline", str(tmp_path / "k.jsonl"), "--tag", "k-new", "--json").stdout)["signals"]}
+    assert "prompt_tokens" not in without and "hashed" in without["prompt_embedding_mmd"]["detail"]
+    hashed = json.loads(drift(fw, "--baseline", str(tmp_path / "k.jsonl"), "--tag", "k-new", "--json", "--local-model", str(qwen),
+                              "--hashed-vectors").stdout)
+    assert "hashed" in {s["name"]: s for s in hashed["signals"]}["prompt_embedding_mmd"]["detail"]
     bad = drift(fw, "--baseline", str(tmp_path / "k.jsonl"), "--local-model", str(tmp_path / "missing.gguf"))
     assert bad.returncode == 1 and "cannot read the tokenizer" in bad.stderr

@@ -148,6 +148,40 @@ public final class InferenceContext {
         logitRowCount = allLogits ? count : 1
     }
 
+    /// A sentence vector for `tokens`: the sequence is reset, the tokens evaluated, and the last layer's output
+    /// (the residual stream before the final norm) averaged over the tokens and L2-normalised. Computes no
+    /// logits. For drift and outlier checks, which compare prompts as the model represents them.
+    /// Throws as `evaluate` does.
+    public func meanPooledHiddenState(_ tokens: some Collection<Int32>) throws -> [Float] {
+        reset()
+        let count = tokens.count
+        guard count > 0 else { throw InferenceError.noTokens }
+        guard count <= capacity else { throw InferenceError.contextFull(position: 0, adding: count, capacity: capacity) }
+        for token in tokens where token < 0 || Int(token) >= config.vocabularySize {
+            throw InferenceError.tokenOutOfRange(token: token, vocabularySize: config.vocabularySize)
+        }
+        let d = config.embeddingLength
+        var sum = [Double](repeating: 0, count: d)
+        var index = tokens.startIndex
+        var done = 0
+        while done < count {
+            let batch = min(batchCapacity, count - done)
+            for b in 0 ..< batch {
+                weights.embed(token: Int(tokens[index]), into: scratch.residual + b * d)
+                tokens.formIndex(after: &index)
+            }
+            forward(batch: batch, start: position)
+            for b in 0 ..< batch {
+                for i in 0 ..< d { sum[i] += Double(scratch.residual[b * d + i]) }
+            }
+            position += batch
+            done += batch
+        }
+        let norm = sum.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        reset()
+        return sum.map { Float(norm > 0 ? $0 / norm : 0) }
+    }
+
     /// Calls `body` with the logits of the last `evaluate`: `logitRowCount` rows of `vocabularySize`.
     /// The buffer is valid only during the call and is overwritten by the next `evaluate`.
     public func withLogits<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {

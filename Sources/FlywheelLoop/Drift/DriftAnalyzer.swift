@@ -84,8 +84,10 @@ public struct DriftResult: Sendable {
 
 /// Compares a window of traffic with a baseline, signal by signal. Deterministic for a seed.
 public enum DriftAnalyzer {
+    /// `embed`, when given (a local model's mean-pooled hidden states), gives the prompt vectors of the kernel
+    /// test instead of the hashed ones; it is asked only for the test's sample.
     public static func analyze(baseline: [DriftObservation], window: [DriftObservation], thresholds t: DriftThresholds = .init(),
-                               seed: UInt64 = 1) -> DriftResult {
+                               seed: UInt64 = 1, embed: ((DriftObservation) -> [Float]?)? = nil) -> DriftResult {
         var rng = SeededRandom(seed: seed)
         let b = sample(baseline, t.sample, &rng), w = sample(window, t.sample, &rng)
         var signals: [DriftSignal] = []
@@ -189,12 +191,17 @@ public enum DriftAnalyzer {
         }
 
         // The prompts as vectors: a kernel two-sample test.
-        let vb = sample(b, t.mmdSample, &rng).map(\.vector), vw = sample(w, t.mmdSample, &rng).map(\.vector)
+        func vectors(_ items: [DriftObservation]) -> [[Float]] {
+            guard let embed else { return items.map(\.vector) }
+            return items.compactMap(embed)
+        }
+        let vb = vectors(sample(b, t.mmdSample, &rng)), vw = vectors(sample(w, t.mmdSample, &rng))
         if vb.count >= t.minObservations && vw.count >= t.minObservations {
             let (score, p) = mmdTest(vb, vw, permutations: t.permutations, &rng)
             let status: DriftStatus = p >= t.alpha || !enough ? .ok : score >= t.mmdAlert ? .alert : .warn
             signals.append(DriftSignal(name: "prompt_embedding_mmd", score: score, warn: 0, alert: t.mmdAlert, pValue: p, status: status,
-                                       detail: "squared MMD of hashed word and trigram vectors (RBF kernel)"))
+                                       detail: embed == nil ? "squared MMD of hashed word and trigram vectors (RBF kernel)"
+                                                            : "squared MMD of the local model's mean-pooled hidden states (RBF kernel)"))
         } else {
             signals.append(DriftSignal(name: "prompt_embedding_mmd", score: nil, warn: 0, alert: t.mmdAlert, pValue: nil, status: .skipped,
                                        detail: "fewer than \(t.minObservations) requests on a side"))

@@ -27,6 +27,8 @@ public struct DriftObservation: Sendable {
     public var requestID: String?
     public var errorType: String?
     public var preview: String?
+    /// The prompt's text as looked at (at most `maxTextScalars`), for a model's own vector of it.
+    public var text: String = ""
 
     public static let ngramBuckets = 512
     public static let tokenBuckets = 4_096
@@ -53,6 +55,7 @@ public struct DriftObservation: Sendable {
         systemPrompt = system.map(Self.hash)
         let scalars = Array(promptText.unicodeScalars.prefix(Self.maxTextScalars))
         preview = String(String.UnicodeScalarView(scalars.prefix(120)))
+        text = String(String.UnicodeScalarView(scalars))
         script = Self.dominantScript(scalars)
         (ngrams, vector) = Self.features(scalars)
         if let tokenize {
