@@ -12,11 +12,7 @@ final class DashboardJob: Sendable {
     private let gateway: Gateway
     private let path: String
     private let rates: @Sendable (String) -> UsageReport.Price?
-    private let stop = DispatchSemaphore(value: 0)
-    private let finished = DispatchSemaphore(value: 0)
-    private let running = Atomic<Bool>(false)
-    private let stopped = Atomic<Bool>(false)
-    static let interval = 5.0
+    private let loop = BackgroundLoop(name: "flywheel-dashboard", interval: 5)
 
     init(gateway: Gateway, configuration: GatewayConfiguration) {
         self.gateway = gateway
@@ -25,32 +21,23 @@ final class DashboardJob: Sendable {
     }
 
     func start() {
-        guard !running.exchange(true, ordering: .relaxed) else { return }
-        let thread = Thread { [self] in
+        loop.start { [self] in
             var reader: SQLiteLogReader?
-            while stop.wait(timeout: .now() + Self.interval) == .timedOut {
-                guard gateway.dashboardWatched(within: 60) else { continue }
+            return {
+                guard self.gateway.dashboardWatched(within: 60) else { return }
                 do {
-                    if reader == nil { reader = try SQLiteLogReader(path: path) }
+                    if reader == nil { reader = try SQLiteLogReader(path: self.path) }
                     var filter = RequestFilter()
                     filter.createdFrom = Int64((Date().timeIntervalSince1970 - 3_600) * 1000)
                     filter.shadows = false
-                    let report = try UsageReport(queries: reader!, filter: filter, baselineFor: rates)
-                    gateway.setDashboardReport(report.json(from: "1h", until: nil))
+                    let report = try UsageReport(queries: reader!, filter: filter, baselineFor: self.rates)
+                    self.gateway.setDashboardReport(report.json(from: "1h", until: nil))
                 } catch {
                     reader = nil
                 }
             }
-            finished.signal()
         }
-        thread.name = "flywheel-dashboard"
-        thread.qualityOfService = .background
-        thread.start()
     }
 
-    func shutdown() {
-        guard running.load(ordering: .relaxed), !stopped.exchange(true, ordering: .relaxed) else { return }
-        stop.signal()
-        finished.wait()
-    }
+    func shutdown() { loop.shutdown() }
 }

@@ -19,10 +19,7 @@ final class DriftWatch: Sendable {
     private let say: @Sendable (String) -> Void
     /// The tokenizer of `drift.local_model`, looked up at each check (a reload may replace the model).
     private let tokenizer: @Sendable () -> (@Sendable (String) -> [Int32])?
-    private let stop = DispatchSemaphore(value: 0)
-    private let finished = DispatchSemaphore(value: 0)
-    private let running = Atomic<Bool>(false)
-    private let stopped = Atomic<Bool>(false)
+    private let loop: BackgroundLoop
 
     /// The ranges, checked at start-up, so a typo stops the daemon instead of failing every check.
     static func checkRanges(_ settings: GatewayConfiguration.DriftWatch) throws {
@@ -41,27 +38,17 @@ final class DriftWatch: Sendable {
         self.path = path
         self.gateway = gateway
         self.say = say
+        self.loop = BackgroundLoop(name: "flywheel-drift", interval: settings.interval, runFirst: true)
     }
 
     func start() {
-        guard !running.exchange(true, ordering: .relaxed) else { return }
-        let thread = Thread { [self] in
+        loop.start { [self] in
             var state = State()
-            repeat {
-                check(&state)
-            } while stop.wait(timeout: .now() + settings.interval) == .timedOut
-            finished.signal()
+            return { self.check(&state) }
         }
-        thread.name = "flywheel-drift"
-        thread.qualityOfService = .background
-        thread.start()
     }
 
-    func shutdown() {
-        guard running.load(ordering: .relaxed), !stopped.exchange(true, ordering: .relaxed) else { return }
-        stop.signal()
-        finished.wait()
-    }
+    func shutdown() { loop.shutdown() }
 
     /// What the checking thread keeps between checks (its own: never shared).
     private struct State {

@@ -19,10 +19,7 @@ final class PolicySync: Sendable {
     /// The policies in force (the configured ones with the newest split), as last applied.
     private let effective = Mutex<[GatewayConfiguration.TrafficPolicy]>([])
     private let lastSeen = Atomic<Int64>(-1)
-    private let stop = DispatchSemaphore(value: 0)
-    private let stopped = Atomic<Bool>(false)
-    private let finished = DispatchSemaphore(value: 0)
-    private let running = Atomic<Bool>(false)
+    private let loop: BackgroundLoop
     /// Called with each line worth telling the operator (a change applied, a store problem).
     private let say: @Sendable (String) -> Void
 
@@ -30,6 +27,7 @@ final class PolicySync: Sendable {
         self.gateway = gateway
         self.path = path
         self.store = StoreAccess(path: path)
+        self.loop = BackgroundLoop(name: "flywheel-policies", interval: interval)
         self.interval = interval
         self.say = say
     }
@@ -95,27 +93,19 @@ final class PolicySync: Sendable {
 
     /// Polls every `interval` seconds on a thread of its own until `shutdown`.
     func start() {
-        guard !running.exchange(true, ordering: .relaxed) else { return }
-        let thread = Thread { [self] in
+        loop.start { [self] in
             var rollouts = RolloutRunner(path: path)
-            while stop.wait(timeout: .now() + interval) == .timedOut {
-                sync()
-                let policies = effective.withLock { $0 }.filter { $0.rollout != nil }
-                if !policies.isEmpty, rollouts.check(policies, changes: { body in try withStore(body) }, say: say) {
-                    sync()
+            return {
+                self.sync()
+                let policies = self.effective.withLock { $0 }.filter { $0.rollout != nil }
+                if !policies.isEmpty, rollouts.check(policies, changes: { body in try self.withStore(body) }, say: self.say) {
+                    self.sync()
                 }
             }
-            finished.signal()
         }
-        thread.name = "flywheel-policies"
-        thread.start()
     }
 
-    func shutdown() {
-        guard running.load(ordering: .relaxed), !stopped.exchange(true, ordering: .relaxed) else { return }
-        stop.signal()
-        finished.wait()
-    }
+    func shutdown() { loop.shutdown() }
 }
 
 /// The change store, opened on first use, and the lock that serialises every use of it: its SQLite connection

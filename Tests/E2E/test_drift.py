@@ -19,16 +19,20 @@ TOOLS = {"route_ticket": {"type": "function", "function": {"name": "route_ticket
 def traffic(fw, tag: str, words: list[str], tools: list[str], n: int, seed: int) -> None:
     rng = random.Random(seed)
     for _ in range(n):
-        text = " ".join(rng.choice(words) for _ in range(rng.randint(8, 30)))
-        r = httpx.post(f"{fw.base_url}/v1/chat/completions", headers={"x-flywheel-tags": tag},
-                       json={"model": "gpt-4o-mini", "tools": [TOOLS[t] for t in tools],
-                             "messages": [{"role": "system", "content": "Route the ticket."}, {"role": "user", "content": text}]})
-        assert r.status_code == 200, r.text
-    fw.wait_logged(r.headers["x-request-id"])
+        rid = ask(fw, " ".join(rng.choice(words) for _ in range(rng.randint(8, 30))), tag, tools)
+    fw.wait_logged(rid)
+
+
+def ask(fw, text: str, tag: str, tools: list[str] = ()) -> str:
+    r = httpx.post(f"{fw.base_url}/v1/chat/completions", headers={"x-flywheel-tags": tag},
+                   json={"model": "gpt-4o-mini", "tools": [TOOLS[t] for t in tools],
+                         "messages": [{"role": "system", "content": "Route the ticket."}, {"role": "user", "content": text}]})
+    assert r.status_code == 200, r.text
+    return r.headers["x-request-id"]
 
 
 def drift(fw, *args: str):
-    return run_cli(fw.binary, "drift", "--db", str(fw.db), "--window", "1h", *args)
+    return run_cli(fw.binary, "drift", "--db", str(fw.db), "--window", "1h", *args, timeout=180)
 
 
 def test_alike_traffic_is_quiet_and_a_new_language_and_tool_are_flagged(gw, tmp_path):
@@ -105,14 +109,6 @@ def test_the_daemon_checks_drift_on_a_schedule_publishes_it_and_calls_the_webhoo
         hook.stop()
 
 
-def ask(fw, text: str, tag: str, tools: list[str] = ()) -> str:
-    r = httpx.post(f"{fw.base_url}/v1/chat/completions", headers={"x-flywheel-tags": tag},
-                   json={"model": "gpt-4o-mini", "tools": [TOOLS[t] for t in tools],
-                         "messages": [{"role": "system", "content": "Route the ticket."}, {"role": "user", "content": text}]})
-    assert r.status_code == 200, r.text
-    return r.headers["x-request-id"]
-
-
 def test_outliers_rank_what_the_baseline_never_saw_first(gw, tmp_path):
     fw = gw.fw
     traffic(fw, "o-train", EN, ["route_ticket"], 80, seed=7)
@@ -125,12 +121,13 @@ def test_outliers_rank_what_the_baseline_never_saw_first(gw, tmp_path):
         ask(fw, " ".join(["refund"] * 400), "o-win", ["route_ticket"]),
         ask(fw, "where is my parcel please", "o-win", ["route_ticket", "lookup_order"]),
     }
-    fw.wait_logged(next(iter(odd)))
+    for rid in odd:
+        fw.wait_logged(rid)
     p = run_cli(fw.binary, "outliers", "--db", str(fw.db), "--baseline", str(tmp_path / "t.jsonl"), "--window", "1h",
                 "--tag", "o-win", "-n", "3", "--json")
     assert p.returncode == 0, p.stderr
     top = [json.loads(line) for line in p.stdout.splitlines()]
-    assert {o["id"] for o in top} == odd, top
+    assert {o["id"] for o in top} == odd, json.dumps(top, ensure_ascii=False)[:3000]
     reasons = " ".join(r for o in top for r in o["reasons"])
     assert "lookup_order" in reasons and "characters" in reasons
     table = run_cli(fw.binary, "outliers", "--db", str(fw.db), "--baseline", str(tmp_path / "t.jsonl"), "--tag", "o-win", "-n", "1")

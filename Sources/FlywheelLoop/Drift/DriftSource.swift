@@ -8,23 +8,13 @@ public enum DriftSource {
     /// Observations of an export file's lines (`sft`, `dpo`, `dpo-trl`); lines that cannot be used are counted.
     public static func export(path: String, cap: Int, seed: UInt64 = 7,
                               tokenize: ((String) -> [Int32])? = nil) throws -> (observations: [DriftObservation], total: Int, skipped: Int) {
-        guard let file = fopen(path, "r") else { throw EvalError("cannot read \(path): \(String(cString: strerror(errno)))") }
-        defer { fclose(file) }
         var reservoir = Reservoir<DriftObservation>(cap: cap, seed: seed)
         var skipped = 0
-        var buffer: UnsafeMutablePointer<CChar>?
-        var capacity = 0
-        defer { free(buffer) }
-        while true {
-            let length = getline(&buffer, &capacity, file)
-            if length < 0 { break }
-            guard let buffer, length > 0 else { continue }
-            let bytes = Array(UnsafeRawBufferPointer(start: buffer, count: length))
-            if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { continue }
-            guard length <= EvalDataset.maxLineBytes, let line = try? JSONParser.parse(bytes, limits: .depthOnly),
+        try JSONLLines.forEach(path: path, maxLineBytes: EvalDataset.maxLineBytes) { _, bytes in
+            guard let bytes, let line = try? JSONParser.parse(bytes, limits: .depthOnly),
                   let item = try? EvalDataset.item(from: line, line: 0) else {
                 skipped += 1
-                continue
+                return
             }
             if reservoir.admit() {
                 reservoir.place(DriftObservation(messages: item.prompt, tools: item.tools, answer: item.reference, tokenize: tokenize))

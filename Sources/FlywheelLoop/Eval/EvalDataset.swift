@@ -39,33 +39,18 @@ public enum EvalDataset {
     static let maxLineBytes = 8 << 20
 
     public static func load(path: String) throws -> (items: [EvalItem], problems: [Problem]) {
-        guard let file = fopen(path, "r") else {
-            throw EvalError("cannot read the dataset \(path): \(String(cString: strerror(errno)))")
-        }
-        defer { fclose(file) }
         var items: [EvalItem] = []
         var problems: [Problem] = []
-        var lineNumber = 0
-        var buffer: UnsafeMutablePointer<CChar>?
-        var capacity = 0
-        defer { free(buffer) }
-        while true {
-            let length = getline(&buffer, &capacity, file)
-            if length < 0 { break }
-            lineNumber += 1
-            guard let buffer, length > 0 else { continue }
-            guard length <= maxLineBytes else {
-                problems.append(Problem(line: lineNumber, reason: "longer than \(maxLineBytes) bytes"))
-                continue
+        try JSONLLines.forEach(path: path, maxLineBytes: maxLineBytes) { number, bytes in
+            guard let bytes else {
+                return problems.append(Problem(line: number, reason: "longer than \(maxLineBytes) bytes"))
             }
-            let bytes = UnsafeRawBufferPointer(start: buffer, count: length)
-            if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { continue }
             do {
-                items.append(try item(from: JSONParser.parse(Array(bytes), limits: .depthOnly), line: lineNumber))
+                items.append(try item(from: JSONParser.parse(bytes, limits: .depthOnly), line: number))
             } catch let error as EvalError {
-                problems.append(Problem(line: lineNumber, reason: error.message))
+                problems.append(Problem(line: number, reason: error.message))
             } catch {
-                problems.append(Problem(line: lineNumber, reason: "not JSON (\(error))"))
+                problems.append(Problem(line: number, reason: "not JSON (\(error))"))
             }
         }
         return (items, problems)
