@@ -3,6 +3,7 @@ import Foundation
 import FlywheelEngine
 import FlywheelGateway
 import FlywheelHTTP
+import FlywheelLoop
 import FlywheelStore
 import FlywheelUpstream
 import Synchronization
@@ -166,9 +167,10 @@ public final class Daemon: Sendable {
         try next.validatePoliciesAndTargets()
         let models = try reloadLocalModels(settings.localModels)
         policies.adopt(settings.policies)
-        let policies = settings.policies.isEmpty ? "none"
-            : settings.policies.map { p in "\(p.model) → " + p.variants.map { "\($0.target) \($0.weight.formatted())" }.joined(separator: ", ") }
-                .joined(separator: "; ")
+        // The splits in force after the reload (a promotion can outlive an unchanged configuration).
+        let inForce = gateway.policiesInForce
+        let policies = inForce.isEmpty ? "none"
+            : inForce.map { p in "\(p.model) → " + PolicySplit.describe(p.variants) }.joined(separator: "; ")
         return ["local models: \(models)", "policies: \(policies)"]
     }
 

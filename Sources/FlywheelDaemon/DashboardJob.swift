@@ -1,6 +1,7 @@
 import Dispatch
 import FlywheelConfig
 import FlywheelGateway
+import FlywheelJSON
 import FlywheelLoop
 import FlywheelStore
 import Foundation
@@ -31,7 +32,13 @@ final class DashboardJob: Sendable {
                     filter.createdFrom = Int64((Date().timeIntervalSince1970 - 3_600) * 1000)
                     filter.shadows = false
                     let report = try UsageReport(queries: reader!, filter: filter, baselineFor: self.rates)
-                    self.gateway.setDashboardReport(report.json(from: "1h", until: nil))
+                    var json = report.json(from: "1h", until: nil).objectValue ?? JSONObject()
+                    // The busiest rows only: model names are the clients' to choose.
+                    let rows = (json["rows"]?.arrayValue ?? []).sorted {
+                        ($0["requests"]?.intValue ?? 0) > ($1["requests"]?.intValue ?? 0)
+                    }
+                    json["rows"] = .array(Array(rows.prefix(50)))
+                    self.gateway.setDashboardReport(.object(json))
                 } catch {
                     reader = nil
                 }

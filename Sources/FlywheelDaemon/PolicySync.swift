@@ -66,7 +66,17 @@ final class PolicySync: Sendable {
             let applied: Bool = try withStore { store throws in
                 let top = try store.maxID()
                 guard top != lastSeen.load(ordering: .relaxed) else { return false }
-                let latest = try store.latestPerModel()
+                // Each policy's newest change that fits it: a damaged row (not JSON, other targets, no weight) is
+                // skipped with a warning, never taken as a reason to fall back to the configured split.
+                var latest: [String: PolicyChange] = [:]
+                for policy in policies {
+                    for change in try store.changes(model: policy.model, limit: 50) {
+                        if PolicySplit.fits(change, policy) { latest[policy.model] = change; break }
+                        if change.id > lastSeen.load(ordering: .relaxed) {
+                            say("flywheel: warning: policy change \(change.id) for \(policy.model) cannot be applied (its split does not fit the policy); skipped")
+                        }
+                    }
+                }
                 let effective = PolicySplit.effective(policies, latest: latest)
                 gateway.setPolicies(effective)
                 self.effective.withLock { $0 = effective }

@@ -46,7 +46,14 @@ struct RolloutRunner {
         let current = PolicySplit.normalized(policy.variants)
         let weight = current.first { $0.target == target }?.weight ?? 0
         var lastChange: PolicyChange?
-        try changes { store in lastChange = try store.changes(model: policy.model, limit: 1).first }
+        var halted = false
+        try changes { store in
+            let recent = try store.changes(model: policy.model, limit: 200)
+            lastChange = recent.first
+            // A rollback by the guardrails holds until an operator promotes or the configuration changes; an
+            // operator's rollback does not restart it.
+            halted = recent.first { ["promote", "config", "rollout_rollback"].contains($0.action) }?.action == "rollout_rollback"
+        }
         let window = rollout.windowSeconds ?? rollout.stepSeconds
         let stats = try reader!.variantStats(model: policy.model, since: Int64((now.timeIntervalSince1970 - window) * 1000))
         var others = VariantStats()
@@ -59,7 +66,8 @@ struct RolloutRunner {
         let eval = try evals!.latestRuns(candidate: target, limit: 1).first
         let winRate = eval?.summaryJSON.flatMap { try? JSONParser.parse($0, limits: .depthOnly) }?["judge"]?["win_rate"]?.doubleValue
         let since = lastChange.map { now.timeIntervalSince1970 - Double($0.createdAtMillis) / 1000 } ?? .infinity
-        let decision = RolloutJudge.decide(rollout, .init(currentWeight: weight, secondsSinceChange: since, lastAction: lastChange?.action,
+        let decision = RolloutJudge.decide(rollout, .init(currentWeight: weight, secondsSinceChange: since,
+                                                          lastAction: halted ? "rollout_rollback" : lastChange?.action,
                                                           target: stats[target] ?? VariantStats(), others: others,
                                                           evalStatus: eval?.status, evalWinRate: winRate))
         let next: [PolicySplit.Variant]

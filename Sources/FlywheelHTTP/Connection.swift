@@ -34,6 +34,8 @@ final class Connection: EventLoopHandler {
     private var parser: HTTPParser
     private var phase = Phase.reading
     private var output = OutputBuffer()
+    /// Bytes written by the responder and not yet taken by the client.
+    var pendingOutputBytes: Int { output.count }
     private var interest: EpollEvents = []
     private var readPaused = false
     private var isProcessingInput = false

@@ -43,6 +43,12 @@ public final class HTTPResponseWriter: Sendable {
         }
     }
 
+    /// Loop thread only. Bytes written and not yet taken by the client: a streaming responder with more to say
+    /// than the client reads (a dashboard) can skip a beat instead of queueing.
+    public var pendingOutputBytes: Int {
+        connection.loop.inEventLoop ? connection.value.pendingOutputBytes : 0
+    }
+
     /// Sends `bytes` as one chunk, immediately (no buffering delay). Empty writes are ignored.
     public func write(_ bytes: [UInt8]) {
         guard !isClosed, !bytes.isEmpty else { return }

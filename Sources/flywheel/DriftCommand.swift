@@ -19,7 +19,7 @@ struct DriftCommand: ParsableCommand {
             character trigrams and script mix (Jensen–Shannon distance), new or vanished tools and system prompts, \
             error / refusal / rejection rates (log baselines only), and a kernel two-sample test (MMD) on hashed prompt \
             vectors; an effect counts only with a permutation p-value below --alpha. Exit status: 0 ok, 3 warn, 4 alert, \
-            1 on errors.
+            2 not judged (too few requests on a side), 1 on errors.
             """)
 
     @Option(name: .long, help: "An export file (sft, dpo or dpo-trl lines) the model was trained on.")
@@ -150,7 +150,7 @@ struct DriftCommand: ParsableCommand {
         switch result.status {
         case .alert: throw ExitCode(4)
         case .warn: throw ExitCode(3)
-        default: break
+        default: if !result.judged { throw ExitCode(2) }
         }
     }
 }

@@ -163,6 +163,13 @@ struct EvalCommand: ParsableCommand {
             guard run.candidate == candidate, run.baseline == baseline, run.judge == judge, run.dataset == source else {
                 throw ValidationError("--resume: run \(resume) compared \(run.candidate) with \(run.baseline ?? "the references") on \(run.dataset); give the same options")
             }
+            // What changes an item's result must match too.
+            // Both sides as parsed text, so 0 and 0.0 compare equal.
+            let recorded = (try? JSONParser.parse(run.optionsJSON, limits: .depthOnly)) ?? .null
+            let now = (try? JSONParser.parse(options.json.serializedString(), limits: .depthOnly)) ?? .null
+            for key in ["expect_regex", "rubric", "temperature", "max_tokens"] where (recorded[key] ?? .null) != (now[key] ?? .null) {
+                throw ValidationError("--resume: run \(resume) ran with a different \(key.replacingOccurrences(of: "_", with: "-")); give the same options")
+            }
             for (item, text) in try store.items(run: resume) {
                 if let parsed = try? JSONParser.parse(text, limits: .depthOnly) { stored[item] = parsed }
             }
@@ -204,7 +211,8 @@ struct EvalCommand: ParsableCommand {
         let reader = try? SQLiteLogReader(path: log.db)
         let summary = EvalSummary(results: all, options: options, gates: gates, queries: reader)
         let everythingFailed = summary.candidate.answered == 0
-        let status = everythingFailed ? "incomplete" : summary.passed ? "passed" : "failed"
+        // "passed" means a gate held: a run without one proves nothing a promotion could rely on.
+        let status = everythingFailed ? "incomplete" : summary.gates.isEmpty ? "completed" : summary.passed ? "passed" : "failed"
         var summaryJSON = summary.json.objectValue ?? JSONObject()
         summaryJSON["run_id"] = .string(runID)
         summaryJSON["status"] = .string(status)

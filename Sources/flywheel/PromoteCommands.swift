@@ -26,10 +26,15 @@ private func openChanges(_ db: String) throws -> SQLitePolicyChangeStore {
 
 /// The split in force for `model`, from the change log the daemon keeps.
 private func current(_ store: SQLitePolicyChangeStore, _ model: String) throws -> (PolicyChange, [PolicySplit.Variant]) {
-    guard let change = try store.changes(model: model, limit: 1).first, let variants = PolicySplit.decode(change.variantsJSON) else {
-        throw ValidationError("no traffic policy for '\(model)' in the log: the daemon records each configured policy when it starts")
+    let recent = try store.changes(model: model, limit: 200)
+    guard !recent.isEmpty else {
+        throw ValidationError("no traffic policy for '\(TerminalText.visible(String(model.prefix(200))))' in the log: the daemon records each configured policy when it starts")
     }
-    return (change, variants)
+    // The newest change that can be read (a damaged row is skipped, as the daemon skips it).
+    guard let change = recent.first(where: { PolicySplit.decode($0.variantsJSON) != nil }) else {
+        throw ValidationError("none of the recent changes of '\(TerminalText.visible(model))' can be read; restart the daemon to record its configured split")
+    }
+    return (change, PolicySplit.decode(change.variantsJSON)!)
 }
 
 struct PromoteCommand: ParsableCommand {
@@ -63,6 +68,10 @@ struct PromoteCommand: ParsableCommand {
 
     func run() throws {
         let store = try openChanges(db)
+        try store.transaction { try promote(store) }
+    }
+
+    private func promote(_ store: SQLitePolicyChangeStore) throws {
         let (change, variants) = try current(store, model)
         let next: [PolicySplit.Variant]
         do {
@@ -79,6 +88,7 @@ struct PromoteCommand: ParsableCommand {
             let problem: String? = switch latest?.status {
             case nil: "no evaluation of '\(route)' is on record; run `flywheel eval --candidate \(route) ...` first"
             case "passed"?: nil
+            case "completed"?: "the latest evaluation of '\(route)' (\(latest!.id)) ran no gate (give --min-pass-rate, --min-win-rate or --max-regression)"
             case let status?: "the latest evaluation of '\(route)' (\(latest!.id)) is \(status)"
                 + (status == "failed" ? ": it failed its gate" : "")
             }
@@ -114,10 +124,23 @@ struct RollbackCommand: ParsableCommand {
 
     func run() throws {
         let store = try openChanges(db)
+        try store.transaction { try rollback(store) }
+    }
+
+    private func rollback(_ store: SQLitePolicyChangeStore) throws {
         let (_, variants) = try current(store, model)
-        guard let undone = try store.changes(model: model, limit: 200).first(where: { $0.action == "promote" || $0.action == "rollout_step" }),
-              let previous = undone.previousJSON.flatMap(PolicySplit.decode) else {
-            throw ValidationError("'\(model)' has no promotion or rollout step to roll back")
+        let recent = try store.changes(model: model, limit: 200)
+        guard let undone = recent.first(where: { ["promote", "rollout_step", "rollout_rollback", "config"].contains($0.action) }),
+              undone.action != "config", let previous = undone.previousJSON.flatMap(PolicySplit.decode) else {
+            throw ValidationError("'\(model)' has no promotion or rollout step since its configured split to roll back")
+        }
+        if undone.action == "rollout_rollback" {
+            Console.error("flywheel: rollback refused: the rollout's guardrails already took the split back (change \(undone.id): \(TerminalText.visible(undone.reason ?? ""))). Promote explicitly to change it.")
+            throw ExitCode(1)
+        }
+        if PolicySplit.normalized(previous) == PolicySplit.normalized(variants) {
+            Console.error("flywheel: nothing to roll back: change \(undone.id) is already undone (the split in force is its previous one)")
+            throw ExitCode(1)
         }
         let recorded = try store.record(PolicyChange(model: model, variantsJSON: PolicySplit.encode(previous), previousJSON: PolicySplit.encode(variants),
                                                      action: "rollback", reason: reason ?? "rolled back change \(undone.id)",

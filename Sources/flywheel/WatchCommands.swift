@@ -73,8 +73,8 @@ struct OutliersCommand: ParsableCommand {
                                                         ("distance", .double((o.distance * 1000).rounded() / 1000)),
                                                         ("reasons", .array(o.reasons.map(JSON.string))), ("preview", .string(o.preview))])).serializedString())
                 } else {
-                    Console.line(TerminalText.visible(String(format: "%.2f  ", o.score) + o.requestID + "  " + o.reasons.joined(separator: "; ")
-                                                      + "\n      " + o.preview.replacingOccurrences(of: "\n", with: " ")))
+                    Console.line(TerminalText.visible(String(format: "%.2f  ", o.score) + o.requestID + "  " + o.reasons.joined(separator: "; ")))
+                    Console.line("      " + TerminalText.visible(o.preview.replacingOccurrences(of: "\n", with: " ")))
                 }
             }
         } catch let error as TimeExpression.Problem {
@@ -138,9 +138,9 @@ struct CorrectionsCommand: ParsableCommand {
                 ])).serializedString())
             } else {
                 Console.line(TerminalText.visible(String(format: "%.2f  weight %g  change %.2f  rarity %.2f  ", c.score, c.weight, c.change, c.rarity)
-                                                  + c.requestID + (c.source.map { "  (\($0))" } ?? "")
-                                                  + "\n      " + c.preview.replacingOccurrences(of: "\n", with: " ")
-                                                  + "\n      → " + c.correction.prefix(120).replacingOccurrences(of: "\n", with: " ")))
+                                                  + c.requestID + (c.source.map { "  (\($0))" } ?? "")))
+                Console.line("      " + TerminalText.visible(c.preview.replacingOccurrences(of: "\n", with: " ")))
+                Console.line("      → " + TerminalText.visible(c.correction.prefix(120).replacingOccurrences(of: "\n", with: " ")))
             }
         }
         if candidates.isEmpty && !json { Console.error("flywheel: no corrections in the selection") }

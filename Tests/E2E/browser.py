@@ -97,7 +97,10 @@ class Browser:
     def wait_for(self, expression: str, timeout: float = 30, what: str = "condition") -> Any:
         deadline = time.monotonic() + timeout
         while True:
-            value = self.evaluate(expression)
+            try:
+                value = self.evaluate(expression)
+            except RuntimeError:
+                value = None  # the page is still loading (no body yet)
             if value:
                 return value
             if time.monotonic() > deadline:

@@ -47,7 +47,7 @@ def test_the_dashboard_renders_real_traffic_and_updates_live(start_flywheel, fak
     browser = Browser()
     try:
         browser.open(fw.base_url + "/")
-        browser.wait_for("Number(document.body.dataset.updates || 0) >= 2", what="two live updates")
+        browser.wait_for("document.body && Number(document.body.dataset.updates || 0) >= 2", what="two live updates")
         # Charts and tables from the traffic: the live tail, a request-rate series, the routes table.
         assert browser.evaluate("document.querySelectorAll('#tail tbody tr').length") >= 20
         assert browser.evaluate("document.querySelectorAll('#chart-rps polyline.series').length") >= 1
@@ -71,3 +71,19 @@ def test_the_dashboard_renders_real_traffic_and_updates_live(start_flywheel, fak
         browser.close()
     snapshot = httpx.get(f"{fw.base_url}/dashboard/data").json()
     assert snapshot["requests"] == 25 and snapshot["drift"]["history"] and json.dumps(snapshot)
+
+
+def test_with_client_keys_the_dashboard_takes_one_in_its_address(start_flywheel, fake):
+    cfg = base_config(fake.url, fake.url)
+    cfg["auth"] = {"keys": [{"id": "ops", "key": "sk-dash-123"}]}
+    fw = start_flywheel(cfg)
+    assert httpx.get(f"{fw.base_url}/").status_code == 401
+    assert httpx.get(f"{fw.base_url}/?key=wrong").status_code == 401
+    page = httpx.get(f"{fw.base_url}/?key=sk-dash-123")
+    assert page.status_code == 200 and "EventSource(\"dashboard/events\" + location.search)" in page.text
+    assert httpx.get(f"{fw.base_url}/dashboard/data", headers={"Authorization": "Bearer sk-dash-123"}).status_code == 200
+    assert httpx.get(f"{fw.base_url}/dashboard/data?key=sk-dash-123").json()["requests"] == 0
+    # The API itself still takes keys in headers only.
+    r = httpx.post(f"{fw.base_url}/v1/chat/completions?key=sk-dash-123", json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == 401
+    assert httpx.head(f"{fw.base_url}/?key=sk-dash-123").status_code == 200

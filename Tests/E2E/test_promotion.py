@@ -77,6 +77,12 @@ def test_promotion_needs_a_passing_eval_goes_live_and_rolls_back(start_flywheel,
     assert e.returncode == 3
     p = cli(fw, "promote", "support-bot", "--route", "tiny", "--weight", "10")
     assert p.returncode == 1 and "failed its gate" in p.stderr
+    # An evaluation without a gate proves nothing: still refused.
+    e = run_cli(fw.binary, "eval", "--gateway", fw.base_url, "--db", str(fw.db), "--dataset", str(golden(tmp_path)),
+                "--candidate", "tiny", "--max-tokens", "3")
+    assert e.returncode == 0
+    p = cli(fw, "promote", "support-bot", "--route", "tiny", "--weight", "10")
+    assert p.returncode == 1 and "ran no gate" in p.stderr
     p = cli(fw, "promote", "support-bot", "--route", "tiny", "--weight", "10", "--force", "--reason", "canary")
     assert p.returncode == 0 and "warning" in p.stderr
     # Rollback restores the split before the latest promotion.

@@ -97,6 +97,9 @@ def test_a_rollout_waits_for_an_eval_climbs_the_steps_and_rolls_back_on_errors(e
     assert [c["action"] for c in changes] == ["rollout_rollback", "rollout_step", "rollout_step", "rollout_step", "config"]
     assert changes[0]["source"] == "daemon:rollout" and "error rate" in changes[0]["reason"]
     assert changes[-2]["eval_run"]  # the first step relied on the evaluation
+    # An operator's rollback cannot undo the guardrails' rollback (that would put the failing target back).
+    p = run_cli(fw.binary, "rollback", "support-bot", "--db", str(fw.db))
+    assert p.returncode == 1 and "guardrails already took the split back" in p.stderr
     # Rolled back: it stays down until an operator acts.
     traffic(fw, 10, "later")
     assert fw.stderr().count("rolled back to 0%") == 1

@@ -21,6 +21,13 @@ public struct APIKeyAuthenticator: Sendable {
         case rejected
     }
 
+    /// A key given in a URL's query (`key=...`), for pages a browser opens.
+    public func authenticate(queryKey key: String?) -> Outcome {
+        guard isEnabled else { return .open }
+        guard let key, let id = idsByKey[key] else { return .rejected }
+        return .authenticated(id: id)
+    }
+
     public func authenticate(_ headers: HTTPHeaders) -> Outcome {
         guard isEnabled else { return .open }
         guard let value = headers["Authorization"], let key = Self.bearerToken(value) ?? Self.basicPassword(value) else {

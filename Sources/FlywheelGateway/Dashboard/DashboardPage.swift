@@ -190,12 +190,12 @@ enum DashboardPage {
     }
 
     function poll() {
-      fetch("dashboard/data", { cache: "no-store" }).then((r) => r.json()).then(render)
+      fetch("dashboard/data" + location.search, { cache: "no-store" }).then((r) => r.json()).then(render)
         .catch(() => text($("status"), "disconnected; retrying")).finally(() => setTimeout(poll, 2000));
     }
 
     if (window.EventSource) {
-      const events = new EventSource("dashboard/events");
+      const events = new EventSource("dashboard/events" + location.search);
       events.onmessage = (e) => render(JSON.parse(e.data));
       events.onerror = () => text($("status"), "reconnecting…");
     } else {

@@ -11,6 +11,11 @@ final class DashboardFeed: Sendable {
     /// When a dashboard last asked for data (monotonic nanoseconds): the log-based report is computed only
     /// while someone watches.
     let lastWatched = Atomic<UInt64>(0)
+    /// The last snapshot event and when it was built: every dashboard shares it for a second.
+    let event = Mutex<(at: UInt64, bytes: [UInt8])?>(nil)
+    /// Rows of a snapshot's tables at most (models are client-chosen names: many of them must not make every
+    /// snapshot large).
+    static let maxRows = 50
 }
 
 extension Gateway {
@@ -38,7 +43,12 @@ extension Gateway {
 
     /// `GET /dashboard/data`: one snapshot as JSON.
     func serveDashboardData(_ request: GatewayRequest) {
-        request.writer.send(HTTPResponse.json(dashboardSnapshot(), requestID: request.requestID))
+        var headers = HTTPHeaders()
+        headers.add("Content-Type", "application/json")
+        headers.add("x-request-id", request.requestID)
+        let event = dashboardEvent()
+        // The cached event is "data: <json>\n\n": the JSON is its middle.
+        request.writer.send(HTTPResponse(status: 200, headers: headers, body: Array(event.dropFirst(6).dropLast(2))))
     }
 
     /// `GET /dashboard/events`: a snapshot now and every second after, as server-sent events, until the client
@@ -56,8 +66,18 @@ extension Gateway {
 
     private func pushDashboard(to writer: HTTPResponseWriter) {
         guard !writer.isClosed else { return }
-        writer.write(ServerSentEvents.encode(data: dashboardSnapshot().serializedString()))
+        // A client that has not taken the last snapshot skips this one: nothing queues up for it.
+        if writer.pendingOutputBytes == 0 { writer.write(dashboardEvent()) }
         writer.eventLoop.schedule(afterMilliseconds: 1_000) { [weak self] in self?.pushDashboard(to: writer) }
+    }
+
+    /// The current snapshot as one SSE event, built at most once a second whatever the number of dashboards.
+    private func dashboardEvent() -> [UInt8] {
+        let now = MonotonicClock.now()
+        if let cached = dashboard.event.withLock({ c in c.flatMap { now &- $0.at < 900_000_000 ? $0.bytes : nil } }) { return cached }
+        let bytes = ServerSentEvents.encode(data: dashboardSnapshot().serializedString())
+        dashboard.event.withLock { $0 = (now, bytes) }
+        return bytes
     }
 
     /// The live figures: totals, requests per model and route since start, latency of the recent requests,
@@ -93,7 +113,7 @@ extension Gateway {
             "requests": .int(Int64(total)),
             "in_flight": .int(Int64(metrics.inFlightCount)),
             "open_connections": .int(Int64(connectionCounter.withLock { $0 }?() ?? 0)),
-            "routes": .array(routes.values.sorted { ($0.model, $0.route) < ($1.model, $1.route) }.map { r in
+            "routes": .array(routes.values.sorted { ($0.requests, $1.model) > ($1.requests, $0.model) }.prefix(DashboardFeed.maxRows).map { r in
                 ["model": .string(r.model), "route": .string(r.route), "requests": .int(Int64(r.requests)), "errors": .int(Int64(r.errors))]
             }),
             "latency_ms": .object(JSONObject(latencies.sorted { $0.key < $1.key }.map { route, values in

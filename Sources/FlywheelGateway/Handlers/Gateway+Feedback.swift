@@ -139,8 +139,8 @@ extension Gateway {
         switch signal {
         case .score where record.value == nil:
             return .failure(.invalidRequest("A 'score' signal needs a numeric 'value'.", param: "value"))
-        case .edited where record.correction == nil:
-            return .failure(.invalidRequest("An 'edited' signal needs the corrected answer in 'correction'.", param: "correction"))
+        case .edited where record.correction?.allSatisfy(\.isWhitespace) ?? true:
+            return .failure(.invalidRequest("An 'edited' signal needs the corrected answer, not empty, in 'correction'.", param: "correction"))
         case .comment where record.comment == nil:
             return .failure(.invalidRequest("A 'comment' signal needs a 'comment'.", param: "comment"))
         default: break

@@ -1,4 +1,5 @@
 import FlywheelConfig
+import Foundation
 import FlywheelEngine
 import FlywheelHTTP
 import FlywheelJSON
@@ -67,9 +68,9 @@ public final class Gateway: HTTPResponder {
         table.add(["GET", "HEAD"], "/health", access: .open) { $1.writer.send(HTTPResponse.json(["status": "ok"], requestID: $1.requestID)) }
         table.add(["GET"], "/metrics", access: .open) { $1.writer.send($0.metricsResponse(requestID: $1.requestID)) }
         // The dashboard: its traffic previews are client data, so it takes a client key when keys exist.
-        table.add(["GET"], "/", access: .client) { $0.serveDashboardPage($1) }
-        table.add(["GET"], "/dashboard/data", access: .client) { $0.serveDashboardData($1) }
-        table.add(["GET"], "/dashboard/events", access: .client) { $0.serveDashboardEvents($1) }
+        table.add(["GET", "HEAD"], "/", access: .browser) { $0.serveDashboardPage($1) }
+        table.add(["GET"], "/dashboard/data", access: .browser) { $0.serveDashboardData($1) }
+        table.add(["GET"], "/dashboard/events", access: .browser) { $0.serveDashboardEvents($1) }
         return table
     }
 
@@ -98,6 +99,9 @@ public final class Gateway: HTTPResponder {
         local.withLock { $0 = (table, inference) }
         catalog.setLocalNames(models.map(\.name))
     }
+
+    /// The traffic policies in force now, by model name.
+    public var policiesInForce: [GatewayConfiguration.TrafficPolicy] { policies.all }
 
     /// Applies `policies` from now on (a reload); requests already dispatched keep their decision.
     public func setPolicies(_ policies: [GatewayConfiguration.TrafficPolicy]) {
@@ -167,6 +171,16 @@ public final class Gateway: HTTPResponder {
                 return OpenAIError(status: 401, message: "Missing or invalid x-flywheel-signature: expected sha256=<hex HMAC-SHA256 of the raw body>, or t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<raw body>\">.",
                                    type: "invalid_request_error", code: "invalid_signature")
             }
+        case .browser:
+            var outcome = authenticator.authenticate(request.http.headers)
+            if outcome == .rejected, request.http.headers["Authorization"] == nil {
+                outcome = authenticator.authenticate(queryKey: Self.queryValue("key", in: request.http.query))
+            }
+            switch outcome {
+            case .rejected: return .invalidAPIKey()
+            case .authenticated(let id): request.clientKeyID = id; return nil
+            case .open: return nil
+            }
         case .client, .webhook:
             switch authenticator.authenticate(request.http.headers) {
             case .rejected: return .invalidAPIKey()
@@ -174,6 +188,17 @@ public final class Gateway: HTTPResponder {
             case .open: return nil
             }
         }
+    }
+
+    /// The percent-decoded value of `name` in a query string (`a=1&key=...`), or nil.
+    static func queryValue(_ name: String, in query: String?) -> String? {
+        guard let query else { return nil }
+        for pair in query.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2, parts[0] == name else { continue }
+            return String(parts[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding
+        }
+        return nil
     }
 
     /// Tolerates one trailing slash, as clients that join base URLs carelessly send it.

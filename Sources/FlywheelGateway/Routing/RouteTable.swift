@@ -8,6 +8,9 @@ enum EndpointAccess: Sendable {
     case client
     /// Feedback: a webhook signature when a secret is configured, else a client key.
     case webhook
+    /// The dashboard: a client key, also accepted as `?key=` (a browser's address bar and `EventSource` cannot
+    /// send headers).
+    case browser
 }
 
 /// `(method, path) → handler`, built once at start. Exact paths, plus prefixes for paths that carry an id

@@ -180,8 +180,9 @@ public enum DriftAnalyzer {
                                 ("rejection_rate", \DriftObservation.rejected)] as [(String, KeyPath<DriftObservation, Bool?>)] {
             let x = baseline.compactMap { $0[keyPath: outcome] }, y = window.compactMap { $0[keyPath: outcome] }
             guard !x.isEmpty, !y.isEmpty else {
+                let exportBaseline = !baseline.isEmpty && baseline.allSatisfy { $0.failed == nil }
                 signals.append(DriftSignal(name: name, score: nil, warn: t.rateWarn, alert: t.rateAlert, pValue: nil, status: .skipped,
-                                           detail: "not known for an export"))
+                                           detail: exportBaseline ? "not known for an export" : "no requests on a side"))
                 continue
             }
             let p1 = Double(x.filter { $0 }.count) / Double(x.count), p2 = Double(y.filter { $0 }.count) / Double(y.count)

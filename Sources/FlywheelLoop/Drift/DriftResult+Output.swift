@@ -26,7 +26,9 @@ extension DriftResult {
         }
         var widths = rows[0].map(\.count)
         for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
-        var out = "drift: \(status.rawValue.uppercased()) (\(windowCount) requests against a baseline of \(baselineCount))\n"
+        var out = judged
+            ? "drift: \(status.rawValue.uppercased()) (\(windowCount) requests against a baseline of \(baselineCount))\n"
+            : "drift: NOT JUDGED: too few requests (\(windowCount) in the window, \(baselineCount) in the baseline)\n"
         for r in rows {
             out += r.enumerated().map { i, c in i == r.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
                 .joined(separator: "  ") + "\n"

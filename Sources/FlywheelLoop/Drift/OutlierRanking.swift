@@ -106,7 +106,7 @@ public enum CorrectionRanking {
                 nearest = max(nearest, dot)
             }
             let rarity = Double(1 - nearest)
-            let weight = c.weight ?? 1
+            let weight = min(max(c.weight ?? 1, 0), 1_000)  // a weight is a reviewer's trust, not a lever
             out.append(Correction(requestID: c.requestID, score: weight * (0.5 + change) * (0.5 + rarity), weight: weight, change: change,
                                   rarity: rarity, source: c.source, preview: c.prompt.preview ?? "", correction: c.correction))
         }

@@ -48,7 +48,8 @@ public enum PairwiseJudge {
         return [["role": "system", "content": .string(rubric)], ["role": "user", "content": .string(user)]]
     }
 
-    /// A message as text: its content, then its tool calls as `name(arguments)`.
+    /// A message as text: its content, then its tool calls as `name(arguments)`. The prompt's own tags and the
+    /// verdict markers are broken up inside it, so an answer cannot close its section or cast a verdict.
     static func render(_ message: JSON) -> String {
         var out = EvalChecks.text(message["content"])
         for call in message["tool_calls"]?.arrayValue ?? [] {
@@ -56,7 +57,13 @@ public enum PairwiseJudge {
             let args = call["function"]?["arguments"]?.stringValue ?? ""
             out += (out.isEmpty ? "" : "\n") + "[tool call] \(name)(\(args))"
         }
-        return out
+        return neutralized(out)
+    }
+
+    static func neutralized(_ text: String) -> String {
+        text.replacingOccurrences(of: "[[", with: "[ [").replacingOccurrences(of: "]]", with: "] ]")
+            .replacingOccurrences(of: "<answer", with: "< answer").replacingOccurrences(of: "</answer", with: "< /answer")
+            .replacingOccurrences(of: "<conversation", with: "< conversation").replacingOccurrences(of: "</conversation", with: "< /conversation")
     }
 
     /// The verdict in a judge's reply: the last of `[[A]]`, `[[B]]`, `[[TIE]]` it contains (judges restate the

@@ -59,6 +59,12 @@ public enum PolicySplit {
         }
     }
 
+    /// Whether `change` can stand as `policy`'s split: readable, naming the same targets, some weight above 0.
+    public static func fits(_ change: PolicyChange, _ policy: GatewayConfiguration.TrafficPolicy) -> Bool {
+        guard let variants = decode(change.variantsJSON) else { return false }
+        return Set(variants.map(\.target)) == Set(policy.variants.map(\.target)) && variants.contains { $0.weight > 0 }
+    }
+
     /// A short human form: `ticket-router 25%, gpt-4o-mini 75%`.
     public static func describe(_ variants: [Variant]) -> String {
         normalized(variants).map { "\($0.target) \($0.weight.percentText)%" }.joined(separator: ", ")
