@@ -112,8 +112,11 @@ struct EvalCommand: ParsableCommand {
         options.baseline = baseline
         options.judge = judge
         if let rubricFile {
-            guard let text = try? String(contentsOfFile: rubricFile, encoding: .utf8), !text.isEmpty else {
+            guard let text = try? String(contentsOfFile: rubricFile, encoding: .utf8) else {
                 throw ValidationError("--rubric-file: cannot read \(rubricFile)")
+            }
+            guard ["[[A]]", "[[B]]", "[[TIE]]"].allSatisfy(text.contains) else {
+                throw ValidationError("--rubric-file: the rubric must ask for a verdict of [[A]], [[B]] or [[TIE]] (the replies are read for them)")
             }
             options.rubric = text
         }

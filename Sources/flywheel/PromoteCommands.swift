@@ -16,6 +16,13 @@ private func openChanges(_ db: String) throws -> SQLitePolicyChangeStore {
     guard FileManager.default.fileExists(atPath: db) else {
         throw ValidationError("no log at \(db): give the daemon's --db")
     }
+    // Only a Flywheel log, as the daemon left it: another SQLite file is never written to.
+    do {
+        _ = try SQLiteLogReader(path: db)
+    } catch {
+        Console.error("flywheel: \(db) is not a Flywheel log this version can use: \(error)")
+        throw ExitCode(1)
+    }
     do {
         return try SQLitePolicyChangeStore(path: db)
     } catch {
@@ -80,6 +87,10 @@ struct PromoteCommand: ParsableCommand {
             throw ValidationError("\(error)")
         }
         let before = PolicySplit.normalized(variants).first { $0.target == route }?.weight ?? 0
+        guard next != PolicySplit.normalized(variants) else {
+            Console.line("\(TerminalText.visible(model)): already \(PolicySplit.describe(next)); nothing recorded.")
+            return
+        }
         var evalRun: String?
         if weight > before {
             let evals = try SQLiteEvalStore(path: db)

@@ -215,6 +215,11 @@ def test_edge_cases_empty_dataset_unreachable_candidate_and_the_log_as_a_golden_
     assert p.returncode == 0, p.stderr
     assert s["items"] == 3 and s["candidate"]["passed"] == 3 and s["baseline"]["passed"] == 3
     assert s["baseline_is_reference"] is False and s["baseline"]["cost_usd"] > 0
+    rubric = tmp_path / "rubric.txt"
+    rubric.write_text("Say which one is better.")
+    p = run_cli(fw.binary, "eval", "--gateway", fw.base_url, "--db", str(fw.db), "--dataset", str(data), "--candidate", "gpt-4o",
+                "--judge", "judge-fair", "--rubric-file", str(rubric))
+    assert p.returncode != 0 and "[[A]], [[B]] or [[TIE]]" in p.stderr
     bad = run_cli(fw.binary, "eval", "--candidate", "x", "--db", str(fw.db))
     assert bad.returncode != 0 and "--dataset FILE, --from-log or --from-shadows" in bad.stderr
 

@@ -125,3 +125,19 @@ def test_promote_refuses_what_it_cannot_do(start_flywheel, up):
         assert p.returncode != 0 and expected in p.stderr, (args, p.stderr)
     p = run_cli(fw.binary, "promotions", "--db", str(fw.db.parent / "missing.db"))
     assert p.returncode != 0 and "no log at" in p.stderr
+    # A promotion that changes nothing records nothing.
+    before = cli(fw, "promotions", "--json").stdout
+    p = cli(fw, "promote", "support-bot", "--route", "gpt-4o", "--weight", "100")
+    assert p.returncode == 0 and "nothing recorded" in p.stdout and cli(fw, "promotions", "--json").stdout == before
+    # Another SQLite file is never written to.
+    import sqlite3
+    other = fw.db.parent / "other.db"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE t (x)")
+    con.commit()
+    con.close()
+    p = run_cli(fw.binary, "promotions", "--db", str(other))
+    assert p.returncode == 1 and "not a Flywheel log" in p.stderr
+    con = sqlite3.connect(other)
+    assert [r[0] for r in con.execute("SELECT name FROM sqlite_master")] == ["t"]
+    con.close()
