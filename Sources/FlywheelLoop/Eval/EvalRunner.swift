@@ -71,21 +71,31 @@ public final class EvalRunner: Sendable {
         let recordLock = Mutex(())
         let failures = Mutex<[String]>([])
         let workers = max(1, min(options.concurrency, items.count))
-        DispatchQueue.concurrentPerform(iterations: workers) { _ in
-            let client: BlockingHTTPClient
-            do {
-                client = try BlockingHTTPClient()
-            } catch {
-                failures.withLock { $0.append("\(error)") }
-                return
+        // Threads of their own: the workers block on the network, and a dispatch pool sized to the cores would
+        // run only that many at once.
+        let done = DispatchGroup()
+        for n in 0..<workers {
+            done.enter()
+            let thread = Thread { [self] in
+                defer { done.leave() }
+                let client: BlockingHTTPClient
+                do {
+                    client = try BlockingHTTPClient()
+                } catch {
+                    failures.withLock { $0.append("\(error)") }
+                    return
+                }
+                while true {
+                    let index = next.add(1, ordering: .relaxed).oldValue
+                    guard index < items.count else { return }
+                    let result = evaluate(items[index], client: client)
+                    recordLock.withLock { _ in record(items[index], result) }
+                }
             }
-            while true {
-                let index = next.add(1, ordering: .relaxed).oldValue
-                guard index < items.count else { return }
-                let result = evaluate(items[index], client: client)
-                recordLock.withLock { _ in record(items[index], result) }
-            }
+            thread.name = "flywheel-eval-\(n)"
+            thread.start()
         }
+        done.wait()
         if let failure = failures.withLock({ $0.first }) { throw EvalError("could not start a worker: \(failure)") }
     }
 
