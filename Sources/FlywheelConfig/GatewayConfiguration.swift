@@ -479,24 +479,10 @@ extension GatewayConfiguration {
     public func checkPolicyTargets() throws {
         let locals = Set(localModels.map(\.name))
         for p in policies {
-            for t in p.targets where !locals.contains(t) && !routes.contains(where: { Self.glob($0.model, matches: t) }) {
+            for t in p.targets where !locals.contains(t) && !routes.contains(where: { ModelPattern($0.model).matches(t) }) {
                 throw ConfigurationError("policies (\(p.model)): target '\(t)' is neither a local model nor routed upstream by any route")
             }
         }
-    }
-
-    /// `*` any run, `?` one character: the routes' pattern rule, for checking targets at load time.
-    static func glob(_ pattern: String, matches name: String) -> Bool {
-        let p = Array(pattern), n = Array(name)
-        var pi = 0, ni = 0, star = -1, mark = 0
-        while ni < n.count {
-            if pi < p.count, p[pi] == "?" || p[pi] == n[ni] { pi += 1; ni += 1 }
-            else if pi < p.count, p[pi] == "*" { star = pi; mark = ni; pi += 1 }
-            else if star >= 0 { pi = star + 1; mark += 1; ni = mark }
-            else { return false }
-        }
-        while pi < p.count, p[pi] == "*" { pi += 1 }
-        return pi == p.count
     }
 }
 

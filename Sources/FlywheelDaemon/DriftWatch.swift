@@ -61,30 +61,23 @@ final class DriftWatch: Sendable {
         do {
             if state.reader == nil { state.reader = try SQLiteLogReader(path: path) }
             let now = Date()
-            var filter = RequestFilter(model: settings.model)
-            let window = try TimeExpression.range(settings.window, now: now)
-            filter.createdFrom = window.since
-            filter.createdBefore = window.until
+            let filter = RequestFilter(model: settings.model)
             let tokenize = tokenizer()
             let baseline: (observations: [DriftObservation], total: Int)
             if let file = settings.baseline {
+                // The export does not change between checks: read once (again when the tokenizer came or went).
                 if state.exportBaseline == nil || (tokenize != nil) != (state.exportBaseline!.observations.first?.tokens != nil) {
                     let loaded = try DriftSource.export(path: file, cap: settings.sample, tokenize: tokenize)
                     state.exportBaseline = (loaded.observations, loaded.total)
                 }
                 baseline = state.exportBaseline!
             } else {
-                var past = RequestFilter(model: settings.model)
-                let range = try TimeExpression.range(settings.baselineWindow!, now: now)
-                past.createdFrom = range.since
-                past.createdBefore = range.until
-                baseline = try DriftSource.log(state.reader!, filter: past, cap: settings.sample, tokenize: tokenize)
+                baseline = try DriftSource.log(state.reader!, filter: filter, range: settings.baselineWindow!, now: now,
+                                               cap: settings.sample, tokenize: tokenize)
             }
-            let current = try DriftSource.log(state.reader!, filter: filter, cap: settings.sample, tokenize: tokenize)
-            var thresholds = DriftThresholds(overrides: settings.thresholds)
-            thresholds.alpha = settings.alpha
-            thresholds.sample = settings.sample
-            thresholds.permutations = max(200, Int((2 / settings.alpha).rounded(.up)))
+            let current = try DriftSource.log(state.reader!, filter: filter, range: settings.window, now: now,
+                                              cap: settings.sample, tokenize: tokenize)
+            let thresholds = DriftThresholds(overrides: settings.thresholds, alpha: settings.alpha, sample: settings.sample)
             var result = DriftAnalyzer.analyze(baseline: baseline.observations, window: current.observations, thresholds: thresholds)
             result.baselineCount = baseline.total
             result.windowCount = current.total

@@ -70,29 +70,10 @@ struct DriftCommand: ParsableCommand {
         guard (100...1_000_000).contains(sample) else { throw ValidationError("--sample must be 100...1000000") }
     }
 
-    func range(_ text: String, now: Date) throws -> (Int64?, Int64?) {
-        do {
-            let r = try TimeExpression.range(text, now: now)
-            return (r.since, r.until)
-        } catch {
-            throw ValidationError("\(error)")
-        }
-    }
-
     func run() throws {
         let now = Date()
-        var thresholds = DriftThresholds()
-        if let config {
-            do {
-                thresholds = DriftThresholds(overrides: try GatewayConfiguration.load(path: config, readOnly: true).drift?.thresholds ?? [:])
-            } catch {
-                Console.error("flywheel: error: \(error)")
-                throw ExitCode(78)
-            }
-        }
-        thresholds.alpha = alpha
-        thresholds.sample = sample
-        thresholds.permutations = max(200, Int((2 / alpha).rounded(.up)))
+        let overrides = try config.map { try ConfigReading.load($0).drift?.thresholds ?? [:] } ?? [:]
+        let thresholds = DriftThresholds(overrides: overrides, alpha: alpha, sample: sample)
         var filter = RequestFilter(model: model, tag: tag)
         filter.variant = variant
         var tokenize: ((String) -> [Int32])?
@@ -117,20 +98,17 @@ struct DriftCommand: ParsableCommand {
             }
         }
         let reader = try LogSelection.openReader(path: db)
-        var current = filter
-        (current.createdFrom, current.createdBefore) = try range(window, now: now)
-        let baselineObservations: [DriftObservation]
-        let baselineTotal: Int
-        if let baseline {
-            let loaded = try DriftSource.export(path: baseline, cap: sample, tokenize: tokenize)
-            if loaded.skipped > 0 { Console.error("flywheel: drift: \(loaded.skipped) lines of \(baseline) skipped (not export lines)") }
-            (baselineObservations, baselineTotal) = (loaded.observations, loaded.total)
-        } else {
-            var past = filter
-            (past.createdFrom, past.createdBefore) = try range(baselineWindow!, now: now)
-            (baselineObservations, baselineTotal) = try DriftSource.log(reader, filter: past, cap: sample, tokenize: tokenize)
+        let base: (observations: [DriftObservation], total: Int, skipped: Int)
+        let (windowObservations, windowTotal): ([DriftObservation], Int)
+        do {
+            base = try DriftSource.baseline(file: baseline, window: baselineWindow, queries: reader, filter: filter, now: now,
+                                            cap: sample, tokenize: tokenize)
+            (windowObservations, windowTotal) = try DriftSource.log(reader, filter: filter, range: window, now: now, cap: sample, tokenize: tokenize)
+        } catch let error as TimeExpression.Problem {
+            throw ValidationError("\(error)")
         }
-        let (windowObservations, windowTotal) = try DriftSource.log(reader, filter: current, cap: sample, tokenize: tokenize)
+        if base.skipped > 0, let baseline { Console.error("flywheel: drift: \(base.skipped) lines of \(baseline) skipped (not export lines)") }
+        let (baselineObservations, baselineTotal) = (base.observations, base.total)
         var result = DriftAnalyzer.analyze(baseline: baselineObservations, window: windowObservations, thresholds: thresholds, embed: embed)
         result.baselineCount = baselineTotal
         result.windowCount = windowTotal

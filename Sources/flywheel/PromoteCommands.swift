@@ -80,14 +80,15 @@ struct PromoteCommand: ParsableCommand {
 
     private func promote(_ store: SQLitePolicyChangeStore) throws {
         let (change, variants) = try current(store, model)
+        let inForce = PolicySplit.normalized(variants)
         let next: [PolicySplit.Variant]
         do {
-            next = try PolicySplit.setting(route, to: weight, in: PolicySplit.normalized(variants))
+            next = try PolicySplit.setting(route, to: weight, in: inForce)
         } catch {
             throw ValidationError("\(error)")
         }
-        let before = PolicySplit.normalized(variants).first { $0.target == route }?.weight ?? 0
-        guard next != PolicySplit.normalized(variants) else {
+        let before = inForce.first { $0.target == route }?.weight ?? 0
+        guard next != inForce else {
             Console.line("\(TerminalText.visible(model)): already \(PolicySplit.describe(next)); nothing recorded.")
             return
         }

@@ -29,29 +29,19 @@ struct ReportCommand: ParsableCommand {
 
     func run() throws {
         let filter = try log.filter()
-        var baseline: UsageReport.Price?
-        if let baselineModel {
-            guard let config else { throw ValidationError("--baseline-model needs --config (its prices price the model)") }
-            let settings: GatewayConfiguration
-            do {
-                settings = try GatewayConfiguration.load(path: config, readOnly: true)
-            } catch {
-                Console.error("flywheel: error: \(error)")
-                throw ExitCode(78)
-            }
-            guard let price = settings.prices[baselineModel] else {
-                throw ValidationError("no price for '\(baselineModel)' in \(config); add it under prices")
-            }
-            baseline = price
+        if baselineModel != nil, config == nil {
+            throw ValidationError("--baseline-model needs --config (its prices price the model)")
         }
-        var rates: (String) -> UsageReport.Price? = { _ in baseline }
-        if baseline == nil, let config {
-            do {
-                let settings = try GatewayConfiguration.load(path: config, readOnly: true)
+        var rates: (String) -> UsageReport.Price? = { _ in nil }
+        if let config {
+            let settings = try ConfigReading.load(config)
+            if let baselineModel {
+                guard let price = settings.prices[baselineModel] else {
+                    throw ValidationError("no price for '\(baselineModel)' in \(config); add it under prices")
+                }
+                rates = { _ in price }
+            } else {
                 rates = UsageReport.upstreamRates(prices: settings.prices, policies: settings.policies)
-            } catch {
-                Console.error("flywheel: error: \(error)")
-                throw ExitCode(78)
             }
         }
         let reader = try log.openReader()

@@ -52,21 +52,12 @@ struct OutliersCommand: ParsableCommand {
     func run() throws {
         let now = Date()
         let reader = try LogSelection.openReader(path: db)
-        var filter = RequestFilter(model: model, tag: tag)
+        let filter = RequestFilter(model: model, tag: tag)
         do {
-            let w = try TimeExpression.range(window, now: now)
-            (filter.createdFrom, filter.createdBefore) = (w.since, w.until)
-            let base: [DriftObservation]
-            if let baseline {
-                base = try DriftSource.export(path: baseline, cap: 2_000).observations
-            } else {
-                var past = RequestFilter(model: model, tag: tag)
-                let b = try TimeExpression.range(baselineWindow!, now: now)
-                (past.createdFrom, past.createdBefore) = (b.since, b.until)
-                base = try DriftSource.log(reader, filter: past, cap: 2_000).observations
-            }
+            let base = try DriftSource.baseline(file: baseline, window: baselineWindow, queries: reader, filter: filter, now: now,
+                                                cap: 2_000).observations
             guard !base.isEmpty else { throw ValidationError("the baseline has no requests") }
-            let current = try DriftSource.log(reader, filter: filter, cap: sample).observations
+            let current = try DriftSource.log(reader, filter: filter, range: window, now: now, cap: sample).observations
             for o in OutlierRanking.rank(window: current, baseline: base, limit: limit) {
                 if json {
                     Console.line(JSON.object(JSONObject([("id", .string(o.requestID)), ("score", .double((o.score * 1000).rounded() / 1000)),
@@ -108,12 +99,7 @@ struct CorrectionsCommand: ParsableCommand {
     func run() throws {
         var sourceWeights: [String: Double] = [:]
         if let config {
-            do {
-                sourceWeights = try GatewayConfiguration.load(path: config, readOnly: true).feedback.sourceWeights
-            } catch {
-                Console.error("flywheel: error: \(error)")
-                throw ExitCode(78)
-            }
+            sourceWeights = try ConfigReading.load(config).feedback.sourceWeights
         }
         let reader = try log.openReader()
         var candidates: [CorrectionRanking.Candidate] = []

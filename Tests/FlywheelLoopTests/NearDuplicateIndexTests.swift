@@ -3,18 +3,9 @@ import FlywheelJSON
 @testable import FlywheelLoop
 
 final class NearDuplicateIndexTests: XCTestCase {
-    /// A seeded generator, so every run draws the same texts.
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            return NearDuplicateIndex.mix(state)
-        }
-    }
-
     static let vocabulary = (0..<5_000).map { "w\($0)" }
 
-    func words(_ count: Int, _ rng: inout SplitMix) -> [String] {
+    func words(_ count: Int, _ rng: inout SeededRandom) -> [String] {
         (0..<count).map { _ in Self.vocabulary.randomElement(using: &rng)! }
     }
 
@@ -76,7 +67,7 @@ final class NearDuplicateIndexTests: XCTestCase {
     /// threshold (64 hashes: a standard error of about 0.05). Seeded, so the counts are the same every run; the
     /// bounds leave room for 200 trials' sampling error.
     func testDetectionFollowsTheThreshold() {
-        var rng = SplitMix(state: 42)
+        var rng = SeededRandom(seed: 42)
         let trials = 200
         // Replacing k spread-out words of 100 changes 5k of the 96 shingles: J = (96 - 5k) / (96 + 5k).
         for (k, low, high) in [(1, 0.9, 1.0), (3, 0.0, 0.3), (5, 0.0, 0.02), (12, 0.0, 0.0)] {
@@ -100,7 +91,7 @@ final class NearDuplicateIndexTests: XCTestCase {
     /// 0.6). Every text has a candidate by chance somewhere among so many neighbours; the signature check keeps
     /// nearly all of them.
     func testTemplatedTextsBelowTheThresholdAreKept() {
-        var rng = SplitMix(state: 11)
+        var rng = SeededRandom(seed: 11)
         let template = words(60, &rng)
         var index = NearDuplicateIndex(threshold: 0.8, memoryLimit: 8 << 20)
         var dropped = 0
@@ -118,7 +109,7 @@ final class NearDuplicateIndexTests: XCTestCase {
 
     /// Many unrelated texts in one index: none is taken for a duplicate of another.
     func testUnrelatedTextsAreKept() {
-        var rng = SplitMix(state: 7)
+        var rng = SeededRandom(seed: 7)
         var index = NearDuplicateIndex(threshold: 0.8, memoryLimit: 8 << 20)
         var falsePositives = 0
         for _ in 0..<2_000 where index.isDuplicate(text(words(20, &rng))) == true { falsePositives += 1 }
@@ -128,7 +119,7 @@ final class NearDuplicateIndexTests: XCTestCase {
     }
 
     func testAFullIndexStillChecksButStopsGrowing() throws {
-        var rng = SplitMix(state: 9)
+        var rng = SeededRandom(seed: 9)
         let limit = (1 << 16) * 6   // the smallest table the index allows
         var index = NearDuplicateIndex(threshold: 0.8, memoryLimit: limit)
         let first = words(8, &rng)

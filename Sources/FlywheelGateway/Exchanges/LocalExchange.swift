@@ -65,10 +65,7 @@ final class LocalExchange: Sendable {
             $0.promptTokens = request.promptTokens.count
         }
         if stream && fallback == nil { sendStreamHead() }
-        if let budget = fallback?.firstTokenBudget {
-            let timer = writer.eventLoop.schedule(afterMilliseconds: Int((budget * 1000).rounded(.up))) { [weak self] in
-                self?.firstTokenBudgetExpired()
-            }
+        if let timer = fallback?.startBudget(on: writer.eventLoop, { [weak self] in self?.firstTokenBudgetExpired() }) {
             state.withLock { s in if s.firstTextNanos == nil && !s.ended { s.budgetTimer = timer } }
         }
         // A client that goes away stops its generation: the slot goes to the next request. At the end of the

@@ -69,11 +69,8 @@ final class ProxyExchange: UpstreamResponseHandler {
             return false
         }
         if done { return }
-        if let budget = fallback?.firstTokenBudget {
-            // No head within the budget: the next target answers instead (when there is one).
-            let timer = writer.eventLoop.schedule(afterMilliseconds: Int((budget * 1000).rounded(.up))) { [weak self] in
-                self?.firstTokenBudgetExpired()
-            }
+        // No first output within the budget: the next target answers instead (when there is one).
+        if let timer = fallback?.startBudget(on: writer.eventLoop, { [weak self] in self?.firstTokenBudgetExpired() }) {
             state.withLock { $0.budgetTimer = timer }
         }
         // A client that goes away cancels the upstream transfer: no tokens are paid for that nobody reads.

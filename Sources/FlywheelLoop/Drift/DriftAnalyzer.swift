@@ -35,6 +35,15 @@ public struct DriftThresholds: Sendable {
 
     public init() {}
 
+    /// The defaults with `overrides` (by the config's names: `psi_warn`, `js_alert`, ...), a significance level and
+    /// a sample size; enough permutations for a p-value to fall below `alpha` (at least 2 / alpha).
+    public init(overrides: [String: Double], alpha: Double, sample: Int) {
+        self.init(overrides: overrides)
+        self.alpha = alpha
+        self.sample = sample
+        permutations = max(200, Int((2 / alpha).rounded(.up)))
+    }
+
     /// The defaults with `overrides` (by the config's names: `psi_warn`, `js_alert`, ...) applied.
     public init(overrides: [String: Double]) {
         for (name, value) in overrides {

@@ -42,7 +42,7 @@ public struct DriftObservation: Sendable {
         var promptText = ""
         var system: String?
         for m in messages {
-            let text = Self.text(m["content"])
+            let text = EvalChecks.text(m["content"])
             if m["role"]?.stringValue == "system" || m["role"]?.stringValue == "developer" {
                 system = (system ?? "") + text
             } else {
@@ -50,7 +50,7 @@ public struct DriftObservation: Sendable {
             }
         }
         promptLength = Double(promptText.unicodeScalars.count)
-        answerLength = answer.map { Double(Self.text($0["content"]).unicodeScalars.count) }
+        answerLength = answer.map { Double(EvalChecks.text($0["content"]).unicodeScalars.count) }
         self.tools = (tools?.arrayValue ?? []).compactMap { $0["function"]?["name"]?.stringValue ?? $0["name"]?.stringValue }
         systemPrompt = system.map(Self.hash)
         let scalars = Array(promptText.unicodeScalars.prefix(Self.maxTextScalars))
@@ -63,14 +63,6 @@ public struct DriftObservation: Sendable {
             tokens = tokenize(text).map { UInt16(UInt32(bitPattern: $0) % UInt32(Self.tokenBuckets)) }
         }
         if let answer, answer["refusal"]?.stringValue?.isEmpty == false { refused = true }
-    }
-
-    static func text(_ content: JSON?) -> String {
-        switch content {
-        case .string(let s)?: return s
-        case .array(let parts)?: return parts.compactMap { $0["text"]?.stringValue }.joined(separator: "\n")
-        default: return ""
-        }
     }
 
     static func hash<S: StringProtocol>(_ s: S) -> UInt64 {

@@ -52,6 +52,27 @@ public enum DriftSource {
     }
 }
 
+extension DriftSource {
+    /// The requests of `filter` within `range` (`SINCE[..UNTIL]`, see `TimeExpression`).
+    public static func log(_ queries: any LogQueries, filter: RequestFilter, range: String, now: Date, cap: Int,
+                           tokenize: ((String) -> [Int32])? = nil) throws -> (observations: [DriftObservation], total: Int) {
+        var within = filter
+        let r = try TimeExpression.range(range, now: now)
+        (within.createdFrom, within.createdBefore) = (r.since, r.until)
+        return try log(queries, filter: within, cap: cap, tokenize: tokenize)
+    }
+
+    /// A baseline: an export `file`, or the requests of `filter` within the past `window`; with the lines of the
+    /// file that could not be used (0 for a window).
+    public static func baseline(file: String?, window: String?, queries: any LogQueries, filter: RequestFilter, now: Date, cap: Int,
+                                tokenize: ((String) -> [Int32])? = nil) throws -> (observations: [DriftObservation], total: Int, skipped: Int) {
+        if let file { return try export(path: file, cap: cap, tokenize: tokenize) }
+        guard let window else { throw EvalError("a baseline is an export file or a past window of the log") }
+        let (observations, total) = try log(queries, filter: filter, range: window, now: now, cap: cap, tokenize: tokenize)
+        return (observations, total, 0)
+    }
+}
+
 /// Algorithm R: keeps a uniform sample of `cap` items of a stream of unknown length.
 struct Reservoir<T> {
     let cap: Int
