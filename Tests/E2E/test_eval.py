@@ -245,19 +245,26 @@ def test_a_judge_that_times_out_is_an_error_and_an_overloaded_candidate_is_asked
 
 def test_shadow_pairs_are_judged_offline_from_the_log(setup, tmp_path):
     fw, up, judge = setup
+    from helpers import poll
+
+    def shadows_logged(of=None):
+        con = sqlite3.connect(fw.db)
+        if of is None:
+            n = con.execute("SELECT count(*) FROM requests WHERE shadow_of IS NOT NULL").fetchone()[0]
+        else:
+            n = con.execute("SELECT count(*) FROM requests WHERE shadow_of = ?", (of,)).fetchone()[0]
+        con.close()
+        return n
     ids = []
     for i in range(4):
         r = httpx.post(f"{fw.base_url}/v1/chat/completions", timeout=60, headers={"x-flywheel-tags": "shadowed"},
                        json={"model": "support-bot", "max_tokens": 4, "messages": [{"role": "user", "content": f"ticket {i}"}]})
         assert r.status_code == 200 and r.headers["x-flywheel-variant"] == "gpt-4o"
         ids.append(r.headers["x-request-id"])
-    def shadows_logged():
-        con = sqlite3.connect(fw.db)
-        n = con.execute("SELECT count(*) FROM requests WHERE shadow_of IS NOT NULL").fetchone()[0]
-        con.close()
-        return n == 4
-    from helpers import poll
-    poll(shadows_logged, timeout=60, what="the four shadow rows")
+        # Each shadow run is logged before the next request: a local shadow target with generations waiting
+        # sheds the next shadow by design, so requests sent faster than the model answers would lose some.
+        poll(lambda: shadows_logged(of=ids[-1]) == 1, timeout=60, what=f"the shadow row of request {i}")
+    poll(lambda: shadows_logged() == 4, timeout=60, what="the four shadow rows")
     before = len(up.requests)
     # The local model (gibberish) against the frontier's echo: the fair judge prefers the echo in both orders.
     p, s = evaluate(fw, "--from-shadows", "--candidate", "tiny", "--judge", "judge-fair")
