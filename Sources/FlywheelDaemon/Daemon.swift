@@ -6,7 +6,6 @@ import FlywheelHTTP
 import FlywheelLoop
 import FlywheelStore
 import FlywheelUpstream
-import Synchronization
 
 /// The daemon assembled: the log writer, the local models, the per-loop upstream clients, the gateway and the
 /// HTTP server, started and stopped in the order that loses nothing (stop accepting, drain requests, stop
@@ -17,16 +16,15 @@ public final class Daemon: Sendable {
     private let http: HTTPServer
     private let upstreams: UpstreamPool
     private let log: any LogSink
-    /// The facade running local models; created at start when some are configured, or by the first reload
-    /// that adds one.
-    private let inferenceBox: Mutex<LocalInference?>
     /// The traffic policies in force: the configuration's, with the newest promotion or rollback applied.
     private let policies: PolicySync
     /// The scheduled drift check, when configured.
     private let driftWatch: DriftWatch?
     /// The dashboard's log-based figures, computed while someone watches.
     private let dashboardJob: DashboardJob
-    private var inference: LocalInference? { inferenceBox.withLock { $0 } }
+    /// The facade running local models, as the gateway holds it: created at start when some are configured, or
+    /// by the first reload that adds one.
+    private var inference: LocalInference? { gateway.inference }
     /// The local models served now, in configuration order.
     public var localModels: [LocalModel] { inference?.models ?? [] }
 
@@ -93,7 +91,6 @@ public final class Daemon: Sendable {
         self.http = server
         self.upstreams = upstreams
         self.log = log
-        self.inferenceBox = Mutex(inference)
         self.policies = PolicySync(gateway: gateway, path: configuration.log.path) { Self.say($0) }
         self.driftWatch = configuration.drift.map { settings in
             DriftWatch(settings: settings, path: configuration.log.path, gateway: gateway,
@@ -127,10 +124,6 @@ public final class Daemon: Sendable {
     /// on. On any error nothing changes. Returns one line saying what changed. Call from one thread at a time
     /// (the CLI calls it on SIGHUP).
     public func reloadLocalModels(_ models: [GatewayConfiguration.LocalModelSettings]) throws -> String {
-        var names = Set<String>()
-        for m in models where !names.insert(m.name).inserted {
-            throw ConfigurationError("local_models: duplicate name '\(m.name)'")
-        }
         let summary: String
         let facade: LocalInference
         if let current = inference {
@@ -150,7 +143,6 @@ public final class Daemon: Sendable {
             } catch {
                 throw ConfigurationError("local_models: \(error)")
             }
-            inferenceBox.withLock { $0 = facade }
             summary = "added [\(models.map(\.name).joined(separator: ", "))]"
         }
         gateway.setLocalModels(LocalModelAdapter.entries(for: facade), inference: facade)

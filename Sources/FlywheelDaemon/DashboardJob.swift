@@ -32,13 +32,7 @@ final class DashboardJob: Sendable {
                     filter.createdFrom = Int64((Date().timeIntervalSince1970 - 3_600) * 1000)
                     filter.shadows = false
                     let report = try UsageReport(queries: reader!, filter: filter, baselineFor: self.rates)
-                    var json = report.json(from: "1h", until: nil).objectValue ?? JSONObject()
-                    // The busiest rows only: model names are the clients' to choose.
-                    let rows = (json["rows"]?.arrayValue ?? []).sorted {
-                        ($0["requests"]?.intValue ?? 0) > ($1["requests"]?.intValue ?? 0)
-                    }
-                    json["rows"] = .array(Array(rows.prefix(50)))
-                    self.gateway.setDashboardReport(.object(json))
+                    self.gateway.setDashboardReport(report.json(from: "1h", until: nil))
                 } catch {
                     reader = nil
                 }

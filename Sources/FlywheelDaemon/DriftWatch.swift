@@ -4,7 +4,6 @@ import FlywheelGateway
 import FlywheelJSON
 import FlywheelLoop
 import FlywheelStore
-import FlywheelUpstream
 import Foundation
 import Synchronization
 
@@ -94,24 +93,14 @@ final class DriftWatch: Sendable {
                 let moved = result.signals.filter { $0.status > .ok }.map { "\($0.name) \(String(format: "%.3f", $0.score ?? 0))" }
                 let line = "drift \(result.status.rawValue.uppercased()) over \(current.total) requests" + (moved.isEmpty ? "" : ": " + moved.joined(separator: ", "))
                 say(result.status > .ok ? "flywheel: warning: \(line)" : "flywheel: \(line)")
-                if result.status > .ok, let url = settings.webhook { notify(url, result) }
+                if result.status > .ok, let url = settings.webhook {
+                    Webhook.post(url, event: "drift", result.json.objectValue ?? JSONObject(), what: "drift", say: say)
+                }
                 state.lastStatus = result.status
             }
         } catch {
             say("flywheel: warning: drift check failed: \(error)")
             state.reader = nil
-        }
-    }
-
-    private func notify(_ url: String, _ result: DriftResult) {
-        var body = result.json.objectValue ?? JSONObject()
-        body["event"] = "drift"
-        body["at"] = .string(ISO8601DateFormatter().string(from: Date()))
-        do {
-            let response = try BlockingHTTPClient().post(url, body: JSON.object(body).serialized(), headers: [("Content-Type", "application/json")], timeout: 5)
-            if response.status >= 300 { say("flywheel: warning: drift webhook answered \(response.status)") }
-        } catch {
-            say("flywheel: warning: drift webhook failed: \(error)")
         }
     }
 }

@@ -13,11 +13,8 @@ import Synchronization
 final class PolicySync: Sendable {
     private let gateway: Gateway
     private let path: String
-    private let interval: Double
     private let store: StoreAccess
     private let configured = Mutex<[GatewayConfiguration.TrafficPolicy]>([])
-    /// The policies in force (the configured ones with the newest split), as last applied.
-    private let effective = Mutex<[GatewayConfiguration.TrafficPolicy]>([])
     private let lastSeen = Atomic<Int64>(-1)
     private let loop: BackgroundLoop
     /// Called with each line worth telling the operator (a change applied, a store problem).
@@ -28,7 +25,6 @@ final class PolicySync: Sendable {
         self.path = path
         self.store = StoreAccess(path: path)
         self.loop = BackgroundLoop(name: "flywheel-policies", interval: interval)
-        self.interval = interval
         self.say = say
     }
 
@@ -79,7 +75,6 @@ final class PolicySync: Sendable {
                 }
                 let effective = PolicySplit.effective(policies, latest: latest)
                 gateway.setPolicies(effective)
-                self.effective.withLock { $0 = effective }
                 if lastSeen.load(ordering: .relaxed) >= 0 {
                     for (old, new) in zip(policies, effective) where latest[old.model].map({ $0.id > lastSeen.load(ordering: .relaxed) }) == true {
                         let change = latest[old.model]!
@@ -107,7 +102,8 @@ final class PolicySync: Sendable {
             var rollouts = RolloutRunner(path: path)
             return {
                 self.sync()
-                let policies = self.effective.withLock { $0 }.filter { $0.rollout != nil }
+                // The policies in force, as the gateway has them (also after a reload that dropped them all).
+                let policies = self.gateway.policiesInForce.filter { $0.rollout != nil }
                 if !policies.isEmpty, rollouts.check(policies, changes: { body in try self.withStore(body) }, say: self.say) {
                     self.sync()
                 }

@@ -2,7 +2,6 @@ import FlywheelConfig
 import FlywheelJSON
 import FlywheelLoop
 import FlywheelStore
-import FlywheelUpstream
 import Foundation
 
 /// Runs the progressive rollouts of the policies that have one, on the policy thread: every `check_seconds` it
@@ -102,20 +101,11 @@ struct RolloutRunner {
         } else {
             say("flywheel: rollout of \(target) for \(policy.model): \(reason)")
         }
-        if let url = rollout.webhook { notify(url, policy: policy.model, target: target, action: action, weight: next.first { $0.target == target }?.weight ?? 0, reason: reason, say: say) }
-        return true
-    }
-
-    /// POSTs the change to the rollout's webhook (5 s at most; a failure is reported, not retried).
-    private func notify(_ url: String, policy: String, target: String, action: String, weight: Double, reason: String,
-                        say: @Sendable (String) -> Void) {
-        let body: JSON = ["event": .string(action), "policy": .string(policy), "target": .string(target), "weight": .double(weight),
-                          "reason": .string(reason), "at": .string(ISO8601DateFormatter().string(from: Date()))]
-        do {
-            let response = try BlockingHTTPClient().post(url, body: body.serialized(), headers: [("Content-Type", "application/json")], timeout: 5)
-            if response.status >= 300 { say("flywheel: warning: rollout webhook answered \(response.status)") }
-        } catch {
-            say("flywheel: warning: rollout webhook failed: \(error)")
+        if let url = rollout.webhook {
+            let weight = next.first { $0.target == target }?.weight ?? 0
+            Webhook.post(url, event: action, JSONObject([("policy", .string(policy.model)), ("target", .string(target)), ("weight", .double(weight)),
+                                                         ("reason", .string(reason))]), what: "rollout", say: say)
         }
+        return true
     }
 }

@@ -239,30 +239,25 @@ final class SQLiteBatchWriter: @unchecked Sendable {
                 return .failure(.idempotencyConflict(key))
             }
         }
+        // The requests it is stored against: the one it names, or, for episode feedback, every request of the
+        // episode logged so far (the idempotency key on the first row).
+        let ids: [String]
         if let episode = feedback.episodeID {
-            return try applyToEpisode(feedback, episode: episode)
+            ids = try connection.withStatement(Self.episodeRequestsSQL) { s throws(SQLiteError) -> [String] in
+                try s.bind(episode, at: 1)
+                var ids: [String] = []
+                while try s.step() { ids.append(s.string(0)) }
+                return ids
+            }
+            guard !ids.isEmpty else { return .failure(.unknownRequest("episode:" + episode)) }
+        } else {
+            let known = try connection.withStatement(Self.requestExistsSQL) { s throws(SQLiteError) in
+                try s.bind(feedback.requestID, at: 1)
+                return try s.step()
+            }
+            guard known else { return .failure(.unknownRequest(feedback.requestID)) }
+            ids = [feedback.requestID]
         }
-        let known = try connection.withStatement(Self.requestExistsSQL) { s throws(SQLiteError) in
-            try s.bind(feedback.requestID, at: 1)
-            return try s.step()
-        }
-        guard known else { return .failure(.unknownRequest(feedback.requestID)) }
-        try connection.withStatement(FeedbackColumns.insertSQL) { s throws(SQLiteError) in
-            try FeedbackColumns.bind(feedback, to: s)
-            _ = try s.step()
-        }
-        return .success(FeedbackSubmission(feedbackID: connection.lastInsertRowID, duplicate: false))
-    }
-
-    /// Episode feedback: one row per request of the episode logged so far, the idempotency key on the first.
-    private func applyToEpisode(_ feedback: FeedbackRecord, episode: String) throws(SQLiteError) -> Result<FeedbackSubmission, StoreError> {
-        let ids = try connection.withStatement(Self.episodeRequestsSQL) { s throws(SQLiteError) -> [String] in
-            try s.bind(episode, at: 1)
-            var ids: [String] = []
-            while try s.step() { ids.append(s.string(0)) }
-            return ids
-        }
-        guard !ids.isEmpty else { return .failure(.unknownRequest("episode:" + episode)) }
         var firstRowID: Int64 = 0
         for (i, id) in ids.enumerated() {
             var row = feedback

@@ -22,23 +22,7 @@ struct DriftCommand: ParsableCommand {
             2 not judged (too few requests on a side), 1 on errors.
             """)
 
-    @Option(name: .long, help: "An export file (sft, dpo or dpo-trl lines) the model was trained on.")
-    var baseline: String?
-
-    @Option(name: .long, help: "A past window of the log as the baseline: SINCE[..UNTIL].")
-    var baselineWindow: String?
-
-    @Option(name: .long, help: "The recent traffic: SINCE[..UNTIL].")
-    var window: String = "24h"
-
-    @Option(name: .long, help: "SQLite log file.")
-    var db: String = "flywheel.db"
-
-    @Option(name: .long, help: "Only requests for this model (requested or served).")
-    var model: String?
-
-    @Option(name: .long, help: "Only requests carrying this tag.")
-    var tag: String?
+    @OptionGroup var selection: DriftSelection
 
     @Option(name: .long, help: "Only requests a policy sent to this target.")
     var variant: String?
@@ -65,16 +49,14 @@ struct DriftCommand: ParsableCommand {
     var html: String?
 
     func validate() throws {
-        guard (baseline != nil) != (baselineWindow != nil) else { throw ValidationError("give --baseline FILE or --baseline-window RANGE (one of them)") }
         guard alpha > 0, alpha < 1 else { throw ValidationError("--alpha must be between 0 and 1") }
         guard (100...1_000_000).contains(sample) else { throw ValidationError("--sample must be 100...1000000") }
     }
 
     func run() throws {
-        let now = Date()
         let overrides = try config.map { try ConfigReading.load($0).drift?.thresholds ?? [:] } ?? [:]
         let thresholds = DriftThresholds(overrides: overrides, alpha: alpha, sample: sample)
-        var filter = RequestFilter(model: model, tag: tag)
+        var filter = selection.filter
         filter.variant = variant
         var tokenize: ((String) -> [Int32])?
         var embed: ((DriftObservation) -> [Float]?)?
@@ -97,21 +79,13 @@ struct DriftCommand: ParsableCommand {
                 throw ExitCode(1)
             }
         }
-        let reader = try LogSelection.openReader(path: db)
-        let base: (observations: [DriftObservation], total: Int, skipped: Int)
-        let (windowObservations, windowTotal): ([DriftObservation], Int)
-        do {
-            base = try DriftSource.baseline(file: baseline, window: baselineWindow, queries: reader, filter: filter, now: now,
-                                            cap: sample, tokenize: tokenize)
-            (windowObservations, windowTotal) = try DriftSource.log(reader, filter: filter, range: window, now: now, cap: sample, tokenize: tokenize)
-        } catch let error as TimeExpression.Problem {
-            throw ValidationError("\(error)")
+        let (base, current) = try selection.load(filter, baselineCap: sample, cap: sample, tokenize: tokenize)
+        if base.skipped > 0, let baseline = selection.baseline {
+            Console.error("flywheel: drift: \(base.skipped) lines of \(baseline) skipped (not export lines)")
         }
-        if base.skipped > 0, let baseline { Console.error("flywheel: drift: \(base.skipped) lines of \(baseline) skipped (not export lines)") }
-        let (baselineObservations, baselineTotal) = (base.observations, base.total)
-        var result = DriftAnalyzer.analyze(baseline: baselineObservations, window: windowObservations, thresholds: thresholds, embed: embed)
-        result.baselineCount = baselineTotal
-        result.windowCount = windowTotal
+        var result = DriftAnalyzer.analyze(baseline: base.observations, window: current.observations, thresholds: thresholds, embed: embed)
+        result.baselineCount = base.total
+        result.windowCount = current.total
         if let html {
             do {
                 try Data(result.html(title: "Flywheel drift").utf8).write(to: URL(fileURLWithPath: html))

@@ -136,6 +136,7 @@ struct EvalCommand: ParsableCommand {
         let source: String
         if let dataset {
             (items, problems) = try EvalDataset.load(path: dataset)
+            if let limit { items = Array(items.prefix(limit)) }
             source = dataset
         } else if fromShadows {
             (items, problems) = try EvalDataset.fromShadows(try log.openReader(), filter: try log.filter(), candidate: candidate, limit: limit)
@@ -144,7 +145,6 @@ struct EvalCommand: ParsableCommand {
             (items, problems) = try EvalDataset.fromLog(try log.openReader(), filter: try log.filter(), limit: limit)
             source = "log"
         }
-        if let limit { items = Array(items.prefix(limit)) }
         for p in problems.prefix(20) { Console.error("flywheel: eval: line \(p.line) skipped: \(TerminalText.visible(p.reason))") }
         if problems.count > 20 { Console.error("flywheel: eval: \(problems.count - 20) more lines skipped") }
         guard !items.isEmpty else {
@@ -213,9 +213,7 @@ struct EvalCommand: ParsableCommand {
         let all = results.withLock { r in items.compactMap { r[$0.item] } }
         let reader = try? SQLiteLogReader(path: log.db)
         let summary = EvalSummary(results: all, options: options, gates: gates, queries: reader)
-        let everythingFailed = summary.candidate.answered == 0
-        // "passed" means a gate held: a run without one proves nothing a promotion could rely on.
-        let status = everythingFailed ? "incomplete" : summary.gates.isEmpty ? "completed" : summary.passed ? "passed" : "failed"
+        let status = summary.status
         var summaryJSON = summary.json.objectValue ?? JSONObject()
         summaryJSON["run_id"] = .string(runID)
         summaryJSON["status"] = .string(status)
@@ -226,7 +224,7 @@ struct EvalCommand: ParsableCommand {
         } else {
             Console.write(TerminalText.visible(summary.table(runID: runID), multiline: true))
         }
-        if everythingFailed {
+        if status == "incomplete" {
             let firstError = all.lazy.compactMap { $0["candidate"]?["error"]?.stringValue }.first ?? "no answers"
             Console.error("flywheel: eval: the candidate answered no item (\(TerminalText.visible(firstError)))")
             throw ExitCode(1)

@@ -45,8 +45,8 @@ struct LogSelection: ParsableArguments {
         default: throw ValidationError("--shadows must be include, exclude or only")
         }
         do {
-            filter.createdFrom = try since.map { try Self.millis($0, now: now) }
-            filter.createdBefore = try until.map { try Self.millis($0, now: now) }
+            filter.createdFrom = try since.map { try TimeExpression.millis($0, now: now) }
+            filter.createdBefore = try until.map { try TimeExpression.millis($0, now: now) }
         } catch {
             throw ValidationError("\(error)")
         }
@@ -63,10 +63,5 @@ struct LogSelection: ParsableArguments {
             Console.error("flywheel: \(TerminalText.visible("\(error)"))")
             throw ExitCode(1)
         }
-    }
-
-    /// Unix milliseconds of an ISO 8601 date or date-time, or of now minus a number of minutes, hours or days.
-    static func millis(_ text: String, now: Date) throws -> Int64 {
-        try TimeExpression.millis(text, now: now)
     }
 }

@@ -31,17 +31,19 @@ private func openChanges(_ db: String) throws -> SQLitePolicyChangeStore {
     }
 }
 
-/// The split in force for `model`, from the change log the daemon keeps.
-private func current(_ store: SQLitePolicyChangeStore, _ model: String) throws -> (PolicyChange, [PolicySplit.Variant]) {
+/// The split in force for `model`, from the change log the daemon keeps, and the recent changes it was read from
+/// (newest first).
+private func current(_ store: SQLitePolicyChangeStore, _ model: String)
+    throws -> (change: PolicyChange, variants: [PolicySplit.Variant], recent: [PolicyChange]) {
     let recent = try store.changes(model: model, limit: 200)
     guard !recent.isEmpty else {
         throw ValidationError("no traffic policy for '\(TerminalText.visible(String(model.prefix(200))))' in the log: the daemon records each configured policy when it starts")
     }
     // The newest change that can be read (a damaged row is skipped, as the daemon skips it).
-    guard let change = recent.first(where: { PolicySplit.decode($0.variantsJSON) != nil }) else {
+    guard let (change, variants) = recent.lazy.compactMap({ c in PolicySplit.decode(c.variantsJSON).map { (c, $0) } }).first else {
         throw ValidationError("none of the recent changes of '\(TerminalText.visible(model))' can be read; restart the daemon to record its configured split")
     }
-    return (change, PolicySplit.decode(change.variantsJSON)!)
+    return (change, variants, recent)
 }
 
 struct PromoteCommand: ParsableCommand {
@@ -79,7 +81,7 @@ struct PromoteCommand: ParsableCommand {
     }
 
     private func promote(_ store: SQLitePolicyChangeStore) throws {
-        let (change, variants) = try current(store, model)
+        let (change, variants, _) = try current(store, model)
         let inForce = PolicySplit.normalized(variants)
         let next: [PolicySplit.Variant]
         do {
@@ -140,8 +142,7 @@ struct RollbackCommand: ParsableCommand {
     }
 
     private func rollback(_ store: SQLitePolicyChangeStore) throws {
-        let (_, variants) = try current(store, model)
-        let recent = try store.changes(model: model, limit: 200)
+        let (_, variants, recent) = try current(store, model)
         guard let undone = recent.first(where: { ["promote", "rollout_step", "rollout_rollback", "config"].contains($0.action) }),
               undone.action != "config", let previous = undone.previousJSON.flatMap(PolicySplit.decode) else {
             throw ValidationError("'\(model)' has no promotion or rollout step since its configured split to roll back")

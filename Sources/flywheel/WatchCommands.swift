@@ -17,23 +17,7 @@ struct OutliersCommand: ParsableCommand {
             kind the baseline does not have.
             """)
 
-    @Option(name: .long, help: "An export file the model was trained on.")
-    var baseline: String?
-
-    @Option(name: .long, help: "A past window of the log as the baseline: SINCE[..UNTIL].")
-    var baselineWindow: String?
-
-    @Option(name: .long, help: "The requests to rank: SINCE[..UNTIL].")
-    var window: String = "24h"
-
-    @Option(name: .long, help: "SQLite log file.")
-    var db: String = "flywheel.db"
-
-    @Option(name: .long, help: "Only requests for this model.")
-    var model: String?
-
-    @Option(name: .long, help: "Only requests carrying this tag.")
-    var tag: String?
+    @OptionGroup var selection: DriftSelection
 
     @Option(name: [.customShort("n"), .long], help: "How many to list.")
     var limit: Int = 20
@@ -45,31 +29,21 @@ struct OutliersCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard (baseline != nil) != (baselineWindow != nil) else { throw ValidationError("give --baseline FILE or --baseline-window RANGE (one of them)") }
         guard limit >= 1, (100...1_000_000).contains(sample) else { throw ValidationError("-n must be positive and --sample 100...1000000") }
     }
 
     func run() throws {
-        let now = Date()
-        let reader = try LogSelection.openReader(path: db)
-        let filter = RequestFilter(model: model, tag: tag)
-        do {
-            let base = try DriftSource.baseline(file: baseline, window: baselineWindow, queries: reader, filter: filter, now: now,
-                                                cap: 2_000).observations
-            guard !base.isEmpty else { throw ValidationError("the baseline has no requests") }
-            let current = try DriftSource.log(reader, filter: filter, range: window, now: now, cap: sample).observations
-            for o in OutlierRanking.rank(window: current, baseline: base, limit: limit) {
-                if json {
-                    Console.line(JSON.object(JSONObject([("id", .string(o.requestID)), ("score", .double((o.score * 1000).rounded() / 1000)),
-                                                        ("distance", .double((o.distance * 1000).rounded() / 1000)),
-                                                        ("reasons", .array(o.reasons.map(JSON.string))), ("preview", .string(o.preview))])).serializedString())
-                } else {
-                    Console.line(TerminalText.visible(String(format: "%.2f  ", o.score) + o.requestID + "  " + o.reasons.joined(separator: "; ")))
-                    Console.line("      " + TerminalText.visible(o.preview.replacingOccurrences(of: "\n", with: " ")))
-                }
+        let (base, current) = try selection.load(selection.filter, baselineCap: 2_000, cap: sample)
+        guard !base.observations.isEmpty else { throw ValidationError("the baseline has no requests") }
+        for o in OutlierRanking.rank(window: current.observations, baseline: base.observations, limit: limit) {
+            if json {
+                Console.line(JSON.object(JSONObject([("id", .string(o.requestID)), ("score", .double((o.score * 1000).rounded() / 1000)),
+                                                    ("distance", .double((o.distance * 1000).rounded() / 1000)),
+                                                    ("reasons", .array(o.reasons.map(JSON.string))), ("preview", .string(o.preview))])).serializedString())
+            } else {
+                Console.line(TerminalText.visible(String(format: "%.2f  ", o.score) + o.requestID + "  " + o.reasons.joined(separator: "; ")))
+                Console.line("      " + TerminalText.visible(o.preview.replacingOccurrences(of: "\n", with: " ")))
             }
-        } catch let error as TimeExpression.Problem {
-            throw ValidationError("\(error)")
         }
     }
 }
@@ -107,11 +81,10 @@ struct CorrectionsCommand: ParsableCommand {
         filter.shadows = false
         try reader.forEachRequest(RequestQuery(filter: filter, limit: 500, includeFeedback: true)) { entry in
             guard let edit = entry.feedback.last(where: { $0.signal == .edited && $0.correction != nil }),
-                  let request = try? JSONParser.parse(entry.record.requestJSON, limits: .depthOnly),
-                  let messages = request["messages"]?.arrayValue else { return }
-            let answer = entry.record.responseJSON.flatMap { try? JSONParser.parse($0, limits: .depthOnly) }?["choices"]?[0]?["message"]
+                  let (messages, tools) = entry.record.chatPrompt else { return }
+            let answer = entry.record.chatMessage
             let weight = entry.feedback.compactMap(\.weight).max() ?? edit.source.flatMap { sourceWeights[$0] }
-            candidates.append(.init(requestID: entry.record.id, prompt: DriftObservation(messages: messages, tools: request["tools"], answer: answer),
+            candidates.append(.init(requestID: entry.record.id, prompt: DriftObservation(messages: messages, tools: tools, answer: answer),
                                     answer: answer?["content"]?.stringValue ?? "", correction: edit.correction!, weight: weight,
                                     source: edit.source))
         }

@@ -53,11 +53,6 @@ CHATML = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
-# Split rules as the real models' tokenizer.json files carry them (see to_gguf.py).
-QWEN2_REGEX = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
-               r"""|\s*[\r\n]+|\s+(?!\S)|\s+""")
-LLAMA3_REGEX = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
-                r"""|\s*[\r\n]+|\s+(?!\S)|\s+""")
 LISTEN_RE = re.compile(r"flywheel: listening on (http://\S+)")
 T0 = time.monotonic()
 
@@ -136,6 +131,7 @@ def export_texts(rows: list[dict]) -> list[str]:
 def build_tokenizer(arch: str, texts: list[str], vocab_size: int):
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
+    from to_gguf import LLAMA3_REGEX, QWEN2_REGEX  # the split rules the converter recognises
 
     llama = arch == "llama"
     tok = Tokenizer(models.BPE(ignore_merges=llama))  # Llama 3 tokenizers look whole words up first

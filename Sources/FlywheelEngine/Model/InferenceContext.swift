@@ -118,32 +118,15 @@ public final class InferenceContext {
     /// `allLogits` (rows in token order). Read them with `withLogits` or `logitsArray()`.
     /// Throws `InferenceError` (and changes nothing) when a token is out of range or the context is full.
     public func evaluate(_ tokens: some Collection<Int32>, allLogits: Bool = false) throws {
+        try check(tokens)
         let count = tokens.count
-        guard count > 0 else { throw InferenceError.noTokens }
-        guard count <= capacity - position else {
-            throw InferenceError.contextFull(position: position, adding: count, capacity: capacity)
-        }
-        for token in tokens where token < 0 || Int(token) >= config.vocabularySize {
-            throw InferenceError.tokenOutOfRange(token: token, vocabularySize: config.vocabularySize)
-        }
         if allLogits { reserveLogitRows(count) }
-
-        var index = tokens.startIndex
-        var done = 0
-        while done < count {
-            let batch = min(batchCapacity, count - done)
-            for b in 0 ..< batch {
-                weights.embed(token: Int(tokens[index]), into: scratch.residual + b * config.embeddingLength)
-                tokens.formIndex(after: &index)
-            }
-            forward(batch: batch, start: position)
+        forwardInBatches(tokens) { batch, done in
             if allLogits {
                 computeLogits(rows: 0 ..< batch, into: logits + done * config.vocabularySize)
             } else if done + batch == count {
                 computeLogits(rows: batch - 1 ..< batch, into: logits)
             }
-            position += batch
-            done += batch
         }
         logitRowCount = allLogits ? count : 1
     }
@@ -154,32 +137,48 @@ public final class InferenceContext {
     /// Throws as `evaluate` does.
     public func meanPooledHiddenState(_ tokens: some Collection<Int32>) throws -> [Float] {
         reset()
+        try check(tokens)
+        let d = config.embeddingLength
+        var sum = [Double](repeating: 0, count: d)
+        forwardInBatches(tokens) { batch, _ in
+            for b in 0 ..< batch {
+                for i in 0 ..< d { sum[i] += Double(scratch.residual[b * d + i]) }
+            }
+        }
+        let norm = sum.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        reset()
+        return sum.map { Float(norm > 0 ? $0 / norm : 0) }
+    }
+
+    /// Throws when `tokens` cannot be appended: none, more than the context has room for, or out of range.
+    private func check(_ tokens: some Collection<Int32>) throws {
         let count = tokens.count
         guard count > 0 else { throw InferenceError.noTokens }
-        guard count <= capacity else { throw InferenceError.contextFull(position: 0, adding: count, capacity: capacity) }
+        guard count <= capacity - position else {
+            throw InferenceError.contextFull(position: position, adding: count, capacity: capacity)
+        }
         for token in tokens where token < 0 || Int(token) >= config.vocabularySize {
             throw InferenceError.tokenOutOfRange(token: token, vocabularySize: config.vocabularySize)
         }
-        let d = config.embeddingLength
-        var sum = [Double](repeating: 0, count: d)
+    }
+
+    /// Appends `tokens` in batches of at most `batchCapacity`, calling `afterBatch(batch, done)` once each batch
+    /// has run through the layers (its outputs in `scratch.residual`, `done` tokens before it).
+    private func forwardInBatches(_ tokens: some Collection<Int32>, _ afterBatch: (_ batch: Int, _ done: Int) -> Void) {
+        let count = tokens.count
         var index = tokens.startIndex
         var done = 0
         while done < count {
             let batch = min(batchCapacity, count - done)
             for b in 0 ..< batch {
-                weights.embed(token: Int(tokens[index]), into: scratch.residual + b * d)
+                weights.embed(token: Int(tokens[index]), into: scratch.residual + b * config.embeddingLength)
                 tokens.formIndex(after: &index)
             }
             forward(batch: batch, start: position)
-            for b in 0 ..< batch {
-                for i in 0 ..< d { sum[i] += Double(scratch.residual[b * d + i]) }
-            }
+            afterBatch(batch, done)
             position += batch
             done += batch
         }
-        let norm = sum.reduce(0) { $0 + $1 * $1 }.squareRoot()
-        reset()
-        return sum.map { Float(norm > 0 ? $0 / norm : 0) }
     }
 
     /// Calls `body` with the logits of the last `evaluate`: `logitRowCount` rows of `vocabularySize`.

@@ -30,8 +30,7 @@ public final class LocalInference: Sendable {
     /// releasing the pool), or `duplicateModelName` when two specs share a name.
     public init(models specs: [LocalModelSpec], threads: Int? = nil,
                 limits: InferenceScheduler.Limits = InferenceScheduler.Limits()) throws(LocalModelError) {
-        var seen = Set<String>()
-        for spec in specs where !seen.insert(spec.name).inserted { throw .duplicateModelName(spec.name) }
+        try Self.checkNames(specs)
         let pool = threads.map { ComputePool(threadCount: $0) } ?? ComputePool()
         var models: [(spec: LocalModelSpec, model: LocalModel)] = []
         do {
@@ -43,6 +42,11 @@ public final class LocalInference: Sendable {
         self.served = Mutex(models)
         self.pool = pool
         self.scheduler = InferenceScheduler(limits: limits)
+    }
+
+    private static func checkNames(_ specs: [LocalModelSpec]) throws(LocalModelError) {
+        var seen = Set<String>()
+        for spec in specs where !seen.insert(spec.name).inserted { throw .duplicateModelName(spec.name) }
     }
 
     /// The loaded model requests call `name`, if any.
@@ -64,8 +68,7 @@ public final class LocalInference: Sendable {
     /// models keep serving), then swaps the list in one step. Generations already running finish on the model
     /// they started on. If any model fails to load, nothing changes and the error names it.
     public func reload(_ specs: [LocalModelSpec]) throws(LocalModelError) -> Reload {
-        var seen = Set<String>()
-        for spec in specs where !seen.insert(spec.name).inserted { throw .duplicateModelName(spec.name) }
+        try Self.checkNames(specs)
         return try reloading.withLock { _ throws(LocalModelError) -> Reload in
             let current = served.withLock { $0 }
             var next: [(spec: LocalModelSpec, model: LocalModel)] = []
@@ -84,7 +87,8 @@ public final class LocalInference: Sendable {
                     report.added.append(spec.name)
                 }
             }
-            report.removed = current.map(\.spec.name).filter { !seen.contains($0) }
+            let names = Set(specs.map(\.name))
+            report.removed = current.map(\.spec.name).filter { !names.contains($0) }
             served.withLock { $0 = next }
             return report
         }

@@ -20,7 +20,13 @@ final class DashboardFeed: Sendable {
 
 extension Gateway {
     /// Gives the dashboard the log-based figures of the last hour (`UsageReport.json`), computed off the loops.
-    public func setDashboardReport(_ report: JSON) { dashboard.report.withLock { $0 = report } }
+    /// Its rows are kept busiest first, `maxRows` at most: model names are the clients' to choose.
+    public func setDashboardReport(_ report: JSON) {
+        var object = report.objectValue ?? JSONObject()
+        let busiest = (object["rows"]?.arrayValue ?? []).sorted { ($0["requests"]?.intValue ?? 0) > ($1["requests"]?.intValue ?? 0) }
+        object["rows"] = .array(Array(busiest.prefix(DashboardFeed.maxRows)))
+        dashboard.report.withLock { $0 = .object(object) }
+    }
 
     /// Whether a dashboard asked for data within the last `seconds`.
     public func dashboardWatched(within seconds: Double) -> Bool {

@@ -80,7 +80,11 @@ final class LocalExchange: Sendable {
             defer { s.headSent = true }
             return !s.headSent
         }
-        guard first else { return }
+        if first { writeStreamHead() }
+    }
+
+    /// Writes the stream's head: only by whoever set `headSent`.
+    private func writeStreamHead() {
         var headers = HTTPHeaders()
         headers.add("Content-Type", "text/event-stream")
         headers.add("Cache-Control", "no-cache")
@@ -125,17 +129,20 @@ final class LocalExchange: Sendable {
     private func handle(_ event: GenerationEvent) {
         switch event {
         case .text(let piece):
-            let (abandoned, timer) = state.withLock { s -> (Bool, HTTPEventLoopTimer?) in
-                guard !s.abandoned else { return (true, nil) }
+            // One lock a token: the text, the first token's time, the budget timer and whether the head is due.
+            let (abandoned, timer, headDue) = state.withLock { s -> (Bool, HTTPEventLoopTimer?, Bool) in
+                guard !s.abandoned else { return (true, nil, false) }
                 s.text += piece
                 if s.firstTextNanos == nil { s.firstTextNanos = MonotonicClock.now() }
+                let headDue = stream && !s.headSent
+                if stream { s.headSent = true }
                 defer { s.budgetTimer = nil }
-                return (false, s.budgetTimer)
+                return (false, s.budgetTimer, headDue)
             }
             if abandoned { return }
             if let timer { cancelOnLoop(timer) }
             if stream {
-                sendStreamHead()
+                if headDue { writeStreamHead() }
                 writer.write(responses.textChunkFrame(piece))
             }
         case .finished(let summary):

@@ -1,5 +1,4 @@
 import FlywheelConfig
-import Foundation
 import FlywheelEngine
 import FlywheelHTTP
 import FlywheelJSON
@@ -91,7 +90,7 @@ public final class Gateway: HTTPResponder {
     }
 
     /// The facade running local models now, if any.
-    var inference: LocalInference? { local.withLock { $0.inference } }
+    public var inference: LocalInference? { local.withLock { $0.inference } }
 
     /// Serves `models` (run by `inference`) from now on; requests already answering keep their model.
     public func setLocalModels(_ models: [LocalModelAdapter], inference: LocalInference?) {
@@ -196,7 +195,7 @@ public final class Gateway: HTTPResponder {
         for pair in query.split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             guard parts.count == 2, parts[0] == name else { continue }
-            return String(parts[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding
+            return percentDecoded(String(parts[1].map { $0 == "+" ? " " : $0 }))
         }
         return nil
     }

@@ -40,8 +40,8 @@ final class PolicyRun: Sendable {
     /// the request it shadows. Buffered (never streamed), with no fallback.
     private func startShadow(_ shadow: GatewayConfiguration.TrafficPolicy.Shadow, of primary: RequestContext) {
         let gate = gateway.shadows
-        let localQueued = gateway.localModel(named: shadow.target)?.1?.counts.queued
-        let admission = gate.admit(policy, requestID: primary.requestID, localQueued: localQueued)
+        let admission = gate.admit(policy, requestID: primary.requestID,
+                                   localQueued: self.gateway.localModel(named: shadow.target)?.1?.counts.queued)
         if admission != .sampledOut { gateway.metrics.shadowRun(policy: policy.model, target: shadow.target, outcome: admission.rawValue) }
         guard admission == .admitted, var decision = primary.decision else { return }
         var object = object

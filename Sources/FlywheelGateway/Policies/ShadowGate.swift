@@ -14,13 +14,14 @@ final class ShadowGate: Sendable {
 
     private let running = Mutex<[String: Int]>([:])
 
-    /// Admits a shadow run (taking a place the caller must `release`), or says why not.
-    func admit(_ policy: GatewayConfiguration.TrafficPolicy, requestID: String, localQueued: Int?) -> Admission {
+    /// Admits a shadow run (taking a place the caller must `release`), or says why not. `localQueued` (the
+    /// local shadow target's waiting generations, nil for an upstream) is asked only for a sampled request.
+    func admit(_ policy: GatewayConfiguration.TrafficPolicy, requestID: String, localQueued: @autoclosure () -> Int?) -> Admission {
         guard let shadow = policy.shadow else { return .sampledOut }
         guard shadow.rate > 0, PolicyDecision.bucket(policy: "shadow\u{0}" + policy.model, key: requestID) < shadow.rate else {
             return .sampledOut
         }
-        if let queued = localQueued, queued > 0 { return .shedLoad }
+        if let queued = localQueued(), queued > 0 { return .shedLoad }
         return running.withLock { table in
             let now = table[policy.model, default: 0]
             guard now < shadow.maxConcurrent else { return .shedConcurrency }

@@ -58,14 +58,16 @@ public struct StreamAssembler {
             var choice = choices[index] ?? Choice()
             if let text = c["text"]?.stringValue { choice.text += text; if !text.isEmpty { producedOutput = true } }
             if let delta = c["delta"]?.objectValue {
-                if let content = delta["content"]?.stringValue, !content.isEmpty { producedOutput = true }
-                if let refusal = delta["refusal"]?.stringValue, !refusal.isEmpty { producedOutput = true }
-                if delta["tool_calls"]?.arrayValue?.isEmpty == false { producedOutput = true }
-            }
-            if let delta = c["delta"]?.objectValue {
                 if let role = delta["role"]?.stringValue { choice.role = role }
-                if let content = delta["content"]?.stringValue { choice.content += content; choice.hasContent = true }
-                if let refusal = delta["refusal"]?.stringValue { choice.refusal = (choice.refusal ?? "") + refusal }
+                if let content = delta["content"]?.stringValue {
+                    choice.content += content; choice.hasContent = true
+                    if !content.isEmpty { producedOutput = true }
+                }
+                if let refusal = delta["refusal"]?.stringValue {
+                    choice.refusal = (choice.refusal ?? "") + refusal
+                    if !refusal.isEmpty { producedOutput = true }
+                }
+                if delta["tool_calls"]?.arrayValue?.isEmpty == false { producedOutput = true }
                 for call in delta["tool_calls"]?.arrayValue ?? [] {
                     let ti = call["index"]?.intValue ?? 0
                     var tc = choice.toolCalls[ti] ?? ToolCall()

@@ -221,14 +221,13 @@ public enum DriftAnalyzer {
 
     // MARK: statistics
 
+    /// A uniform sample of `cap` of `items` (all of them when they fit), drawn with `rng`.
     static func sample<T>(_ items: [T], _ cap: Int, _ rng: inout SeededRandom) -> [T] {
         guard items.count > cap else { return items }
-        var chosen = Array(items.prefix(cap))
-        for i in cap..<items.count {
-            let j = Int(rng.next() % UInt64(i + 1))
-            if j < cap { chosen[j] = items[i] }
-        }
-        return chosen
+        var reservoir = Reservoir<T>(cap: cap, rng: rng)
+        for item in items { reservoir.add(item) }
+        rng = reservoir.rng
+        return reservoir.items
     }
 
     static func median(_ x: [Double]) -> Double {

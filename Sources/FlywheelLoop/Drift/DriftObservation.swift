@@ -59,7 +59,6 @@ public struct DriftObservation: Sendable {
         script = Self.dominantScript(scalars)
         (ngrams, vector) = Self.features(scalars)
         if let tokenize {
-            let text = String(String.UnicodeScalarView(scalars))
             tokens = tokenize(text).map { UInt16(UInt32(bitPattern: $0) % UInt32(Self.tokenBuckets)) }
         }
         if let answer, answer["refusal"]?.stringValue?.isEmpty == false { refused = true }

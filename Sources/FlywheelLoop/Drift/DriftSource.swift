@@ -35,10 +35,9 @@ public enum DriftSource {
             guard r.endpoint == "/v1/chat/completions" else { return }
             // Reservoir sampling decides first, so unsampled rows are never parsed.
             guard reservoir.admit() else { return }
-            guard let request = try? JSONParser.parse(r.requestJSON, limits: .depthOnly), let messages = request["messages"]?.arrayValue else { return }
+            guard let (messages, tools) = r.chatPrompt else { return }
             let failed = r.status >= 400 || r.errorType != nil
-            let answer = failed ? nil : r.responseJSON.flatMap { try? JSONParser.parse($0, limits: .depthOnly) }?["choices"]?[0]?["message"]
-            var o = DriftObservation(messages: messages, tools: request["tools"], answer: answer, tokenize: tokenize)
+            var o = DriftObservation(messages: messages, tools: tools, answer: failed ? nil : r.chatMessage, tokenize: tokenize)
             o.failed = failed
             o.requestID = r.id
             o.errorType = r.errorType
@@ -78,12 +77,16 @@ struct Reservoir<T> {
     let cap: Int
     private(set) var items: [T] = []
     private(set) var seen = 0
-    private var rng: SeededRandom
+    private(set) var rng: SeededRandom
     private var slot: Int?
 
     init(cap: Int, seed: UInt64) {
+        self.init(cap: cap, rng: SeededRandom(seed: seed))
+    }
+
+    init(cap: Int, rng: SeededRandom) {
         self.cap = max(1, cap)
-        rng = SeededRandom(seed: seed)
+        self.rng = rng
     }
 
     mutating func add(_ item: T) {

@@ -8,11 +8,16 @@ import FlywheelJSON
 /// - anything else: `exact` (equal after trimming and collapsing whitespace).
 /// Plus `regex` when a pattern is given. An answer passes when every check it got passes.
 public struct EvalChecks: Sendable {
-    public var regex: String?
+    public let regex: String?
+    /// `regex` compiled once, here, for every answer the run checks.
+    private let pattern: NSRegularExpression?
 
     public init(regex: String? = nil) throws {
         if let regex {
-            guard (try? NSRegularExpression(pattern: regex)) != nil else { throw EvalError("--expect-regex: '\(regex)' is not a valid regular expression") }
+            guard let pattern = try? NSRegularExpression(pattern: regex) else { throw EvalError("--expect-regex: '\(regex)' is not a valid regular expression") }
+            self.pattern = pattern
+        } else {
+            pattern = nil
         }
         self.regex = regex
     }
@@ -32,7 +37,7 @@ public struct EvalChecks: Sendable {
                 out["exact"] = Self.normalized(text) == Self.normalized(Self.text(reference["content"]))
             }
         }
-        if let regex, let pattern = try? NSRegularExpression(pattern: regex) {
+        if let pattern {
             out["regex"] = pattern.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) != nil
         }
         return out

@@ -100,15 +100,10 @@ public enum EvalDataset {
             guard r.endpoint == "/v1/chat/completions", r.status < 400, r.errorType == nil, !r.incomplete else { return }
             if let limit, items.count >= limit { return }
             position += 1
-            guard let request = try? JSONParser.parse(r.requestJSON, limits: .depthOnly),
-                  let messages = request["messages"]?.arrayValue, !messages.isEmpty,
-                  let text = r.responseJSON, let response = try? JSONParser.parse(text, limits: .depthOnly),
-                  let message = response["choices"]?[0]?["message"], message.objectValue != nil else {
+            guard let (messages, tools) = r.chatPrompt, !messages.isEmpty, let message = r.chatAnswer else {
                 problems.append(Problem(line: position, reason: "log row \(r.id) is unreadable"))
                 return
             }
-            var tools = request["tools"]
-            if tools == .null { tools = nil }
             items.append(EvalItem(item: position, sourceID: r.id, prompt: messages, tools: tools, reference: message))
         }
         return (items, problems)
@@ -143,25 +138,16 @@ extension EvalDataset {
                 continue
             }
             guard mine.status < 400, theirs.status < 400, mine.errorType == nil, theirs.errorType == nil,
-                  let a = answer(mine), let b = answer(theirs),
-                  let request = try? JSONParser.parse(primary.requestJSON, limits: .depthOnly),
-                  let messages = request["messages"]?.arrayValue, !messages.isEmpty else {
+                  let a = mine.chatAnswer, let b = theirs.chatAnswer,
+                  let (messages, tools) = primary.chatPrompt, !messages.isEmpty else {
                 problems.append(Problem(line: position, reason: "shadow pair \(primary.id): a side failed or is unreadable"))
                 continue
             }
-            var tools = request["tools"]
-            if tools == .null { tools = nil }
             items.append(EvalItem(item: position, sourceID: primary.id, prompt: messages, tools: tools, reference: nil,
                                   given: GivenAnswers(candidate: a, candidateRequestID: mine.id, baseline: b, baselineRequestID: theirs.id,
                                                       baselineTarget: theirs.variant ?? theirs.modelRequested ?? "?")))
         }
         return (items, problems)
-    }
-
-    private static func answer(_ record: RequestRecord) -> JSON? {
-        guard let text = record.responseJSON, let response = try? JSONParser.parse(text, limits: .depthOnly),
-              let message = response["choices"]?[0]?["message"], message.objectValue != nil else { return nil }
-        return message
     }
 }
 

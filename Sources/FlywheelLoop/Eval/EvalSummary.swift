@@ -47,6 +47,12 @@ public struct EvalSummary: Sendable {
     public var judged: Int { wins + ties + losses }
     public var winRate: Double? { judged == 0 ? nil : (Double(wins) + Double(ties) / 2) / Double(judged) }
     public var passed: Bool { gates.allSatisfy(\.passed) }
+    /// The run's status as recorded (and read by `flywheel promote` and a rollout's guardrail): `incomplete` when
+    /// the candidate answered nothing, `completed` without a gate (a run without one proves nothing a promotion
+    /// could rely on), else `passed` or `failed`.
+    public var status: String {
+        candidate.answered == 0 ? "incomplete" : gates.isEmpty ? "completed" : passed ? "passed" : "failed"
+    }
 
     /// Figures from the item results (`EvalRunner.evaluate`'s JSON); `queries`, when given, prices each side
     /// from the log rows of its requests (rows still being written are waited for up to `wait` seconds).

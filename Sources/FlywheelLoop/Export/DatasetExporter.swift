@@ -142,10 +142,7 @@ public final class DatasetExporter {
             guard !r.responseTruncated else { drop("truncated"); return nil }
         }
         if !options.includeLocal, r.route == "local" { drop("local_route"); return nil }
-        guard let request = try? JSONParser.parse(r.requestJSON, limits: .depthOnly),
-              let messages = request["messages"]?.arrayValue, !messages.isEmpty,
-              let responseText = r.responseJSON, let response = try? JSONParser.parse(responseText, limits: .depthOnly),
-              let message = response["choices"]?[0]?["message"], message.objectValue != nil else {
+        guard let (messages, tools) = r.chatPrompt, !messages.isEmpty, let message = r.chatAnswer else {
             drop("unreadable_row")
             if badRows.count < 100 { badRows.append(r.id) }
             return nil
@@ -173,8 +170,6 @@ public final class DatasetExporter {
             guard let w = maxWeight, w >= minWeight else { drop("below_min_weight"); return nil }
         }
         let prompt = messages.map { scrubbed($0) }
-        var tools = request["tools"]
-        if tools == .null { tools = nil }
         return Example(id: r.id, prompt: prompt, tools: tools, answer: assistantMessage(message), correction: correction.map { scrub($0) },
                        verdict: verdict, promptKey: Self.promptKey(prompt))
     }
@@ -329,12 +324,11 @@ public final class DatasetExporter {
     /// The `count` lowest prompt keys among the requests the filter selects: the holdout, the same every run.
     private func lowestPromptKeys(_ count: Int) throws -> Set<UInt64> {
         var keys = Set<UInt64>()
+        // A scrubber of its own (its rules compiled once for the pass): this pass only finds the keys, the PII
+        // counts come from the writing pass.
+        var scratch = PIIScrubber()
         try queries.forEachRequest(RequestQuery(filter: options.filter, limit: 500, includeFeedback: false)) { item in
-            guard item.record.endpoint == "/v1/chat/completions",
-                  let request = try? JSONParser.parse(item.record.requestJSON, limits: .depthOnly),
-                  let messages = request["messages"]?.arrayValue else { return }
-            // A scrubber of its own: this pass only finds the keys, the PII counts come from the writing pass.
-            var scratch = PIIScrubber()
+            guard item.record.endpoint == "/v1/chat/completions", let messages = item.record.chatPrompt?.messages else { return }
             let prompt = options.scrubPII ? messages.map { Self.scrubbed($0, with: &scratch) } : messages
             keys.insert(Self.promptKey(prompt))
             if keys.count > count * 4 + 1024 { keys = Set(keys.sorted().prefix(count)) }

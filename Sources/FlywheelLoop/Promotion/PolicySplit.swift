@@ -50,9 +50,7 @@ public enum PolicySplit {
     public static func effective(_ configured: [GatewayConfiguration.TrafficPolicy],
                                  latest: [String: PolicyChange]) -> [GatewayConfiguration.TrafficPolicy] {
         configured.map { policy in
-            guard let change = latest[policy.model], let variants = decode(change.variantsJSON),
-                  Set(variants.map(\.target)) == Set(policy.variants.map(\.target)),
-                  variants.contains(where: { $0.weight > 0 }) else { return policy }
+            guard let change = latest[policy.model], let variants = fitting(change, policy) else { return policy }
             var p = policy
             p.variants = variants
             return p
@@ -61,8 +59,15 @@ public enum PolicySplit {
 
     /// Whether `change` can stand as `policy`'s split: readable, naming the same targets, some weight above 0.
     public static func fits(_ change: PolicyChange, _ policy: GatewayConfiguration.TrafficPolicy) -> Bool {
-        guard let variants = decode(change.variantsJSON) else { return false }
-        return Set(variants.map(\.target)) == Set(policy.variants.map(\.target)) && variants.contains { $0.weight > 0 }
+        fitting(change, policy) != nil
+    }
+
+    /// The split of `change` when it can stand as `policy`'s (see `fits`), else nil.
+    static func fitting(_ change: PolicyChange, _ policy: GatewayConfiguration.TrafficPolicy) -> [Variant]? {
+        guard let variants = decode(change.variantsJSON),
+              Set(variants.map(\.target)) == Set(policy.variants.map(\.target)),
+              variants.contains(where: { $0.weight > 0 }) else { return nil }
+        return variants
     }
 
     /// A short human form: `ticket-router 25%, gpt-4o-mini 75%`.
