@@ -258,7 +258,7 @@ final class Connection: EventLoopHandler {
         isHTTP10 = request.version == .http1_0
         responseStarted = false
         isStreaming = false
-        let writer = HTTPResponseWriter(connection: LoopBound(self, loop: loop))
+        let writer = HTTPResponseWriter(connection: LoopBound(self, loop: loop), server: server)
         self.writer = writer
         server.inFlight.add(1, ordering: .relaxed)
         server.responder.respond(to: request, writer: writer)

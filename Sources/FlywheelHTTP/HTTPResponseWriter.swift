@@ -13,11 +13,18 @@ public final class HTTPResponseWriter: Sendable {
     }
 
     private let connection: LoopBound<Connection>
+    private let server: HTTPServerState
     private let status = Atomic<UInt8>(Status.open.rawValue)
 
-    init(connection: LoopBound<Connection>) {
+    init(connection: LoopBound<Connection>, server: HTTPServerState) {
         self.connection = connection
+        self.server = server
     }
+
+    /// True once the server is shutting down: it accepts nothing new and waits, up to its grace period, for the
+    /// responses in progress. A response that would not end on its own (a live event stream) should end now.
+    /// Any thread.
+    public var serverIsDraining: Bool { server.isDraining.load(ordering: .relaxed) }
 
     /// Sends a complete response with `Content-Length`.
     public func send(_ response: HTTPResponse) {

@@ -87,3 +87,30 @@ def test_with_client_keys_the_dashboard_takes_one_in_its_address(start_flywheel,
     r = httpx.post(f"{fw.base_url}/v1/chat/completions?key=sk-dash-123", json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]})
     assert r.status_code == 401
     assert httpx.head(f"{fw.base_url}/?key=sk-dash-123").status_code == 200
+
+
+def test_an_open_dashboard_does_not_hold_the_shutdown(start_flywheel, fake):
+    """A live view never ends on its own: at SIGTERM its stream ends cleanly and the daemon exits well inside a
+    long grace period (which is for requests in progress, not for dashboards)."""
+    import threading
+    cfg = base_config(fake.url, fake.url)
+    cfg.setdefault("server", {})["shutdown_grace"] = 300
+    fw = start_flywheel(cfg)
+    got = {"events": 0, "ended": threading.Event(), "error": None}
+
+    def watch():
+        try:
+            with httpx.stream("GET", f"{fw.base_url}/dashboard/events", timeout=httpx.Timeout(10, read=None)) as r:
+                for line in r.iter_lines():
+                    if line.startswith("data: "):
+                        got["events"] += 1
+        except Exception as e:  # noqa: BLE001 - any error is reported by the assertion below
+            got["error"] = repr(e)
+        got["ended"].set()
+    reader = threading.Thread(target=watch, daemon=True)
+    reader.start()
+    poll(lambda: got["events"] >= 1, timeout=30, what="the first dashboard event")
+    # Well under the 300 s grace: a dashboard holding the drain would run into this limit and fail.
+    assert fw.stop(timeout=60) == 0
+    assert got["ended"].wait(30) and got["error"] is None, got["error"]
+    assert "draining" in fw.stderr()

@@ -72,6 +72,8 @@ extension Gateway {
 
     private func pushDashboard(to writer: HTTPResponseWriter) {
         guard !writer.isClosed else { return }
+        // A live view never ends on its own: at shutdown it ends at once rather than holding the drain.
+        if writer.serverIsDraining { return writer.endStream() }
         // A client that has not taken the last snapshot skips this one: nothing queues up for it.
         if writer.pendingOutputBytes == 0 { writer.write(dashboardEvent()) }
         writer.eventLoop.schedule(afterMilliseconds: 1_000) { [weak self] in self?.pushDashboard(to: writer) }
