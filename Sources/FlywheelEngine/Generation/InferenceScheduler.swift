@@ -61,6 +61,8 @@ public final class InferenceScheduler: Sendable {
 
     private struct Shared {
         var waiting: [Job] = []
+        /// Work queued with `perform`, run on the scheduler thread before the next step.
+        var tasks: [@Sendable (Result<Void, GenerationError>) -> Void] = []
         /// Jobs holding a slot (set by the scheduler thread), so submitters can count free slots.
         var activeCount = 0
         var stopping = false
@@ -115,6 +117,21 @@ public final class InferenceScheduler: Sendable {
         return handle
     }
 
+    /// Runs `task` on the scheduler thread between two steps, with `.success` (the only thread that may use the
+    /// models' compute pool, e.g. for embeddings), or with `.failure(.shuttingDown)` if the scheduler stops first.
+    /// Tasks run in the order queued, before the next generation step; each should be short (one input), so
+    /// streams keep flowing. Throws `queueFull` when `maxQueued` tasks are waiting, `shuttingDown` after `shutdown`.
+    public func perform(_ task: @escaping @Sendable (Result<Void, GenerationError>) -> Void) throws(GenerationError) {
+        let refusal: GenerationError? = shared.withLock { s in
+            if s.stopping { return .shuttingDown }
+            if s.tasks.count >= max(1, limits.maxQueued) { return .queueFull(limit: limits.maxQueued) }
+            s.tasks.append(task)
+            return nil
+        }
+        if let refusal { throw refusal }
+        wakeup.lock(); wakeup.signal(); wakeup.unlock()
+    }
+
     /// Removes a cancelled job that is still waiting and reports it, on the cancelling thread. Whoever
     /// takes a job out of `waiting` under the lock (this, admission or shutdown) is the one that ends it,
     /// so it ends exactly once; a job already admitted is ended by the scheduler thread instead.
@@ -155,6 +172,7 @@ public final class InferenceScheduler: Sendable {
         while true {
             // Admit waiting jobs into free slots; sleep when there is nothing to do.
             var stopping = false
+            var tasks: [@Sendable (Result<Void, GenerationError>) -> Void] = []
             wakeup.lock()
             while true {
                 let (admitted, stop) = shared.withLock { s -> ([Job], Bool) in
@@ -163,11 +181,13 @@ public final class InferenceScheduler: Sendable {
                     let taken = Array(s.waiting.prefix(n))
                     s.waiting.removeFirst(n)
                     s.activeCount = active.count + n
+                    tasks = s.tasks
+                    s.tasks = []
                     return (taken, s.stopping)
                 }
                 active.append(contentsOf: admitted)
                 stopping = stop
-                if stopping || !active.isEmpty { break }
+                if stopping || !active.isEmpty || !tasks.isEmpty { break }
                 wakeup.wait()
             }
             wakeup.unlock()
@@ -175,9 +195,13 @@ public final class InferenceScheduler: Sendable {
             if stopping {
                 let queued = shared.withLock { s -> [Job] in defer { s.waiting = [] }; return s.waiting }
                 for job in active + queued { finishFailed(job, .shuttingDown) }
+                let late = shared.withLock { s in defer { s.tasks = [] }; return s.tasks }
+                for task in tasks + late { task(.failure(.shuttingDown)) }
                 exited.signal()
                 return
             }
+            for task in tasks { task(.success(())) }
+            if active.isEmpty { continue }
 
             turn = turn % active.count
             let job = active[turn]

@@ -102,6 +102,12 @@ public final class LocalInference: Sendable {
         try scheduler.submit(model: model, request: request, onEvent: onEvent)
     }
 
+    /// Runs `task` on the scheduler thread between generation steps (see `InferenceScheduler.perform`): the one
+    /// thread allowed to evaluate models on the shared pool outside a generation.
+    public func perform(_ task: @escaping @Sendable (Result<Void, GenerationError>) -> Void) throws(GenerationError) {
+        try scheduler.perform(task)
+    }
+
     /// A snapshot for metrics: generations running and waiting, tokens evaluated and generated so far.
     public var counts: (active: Int, queued: Int, promptTokens: Int, generatedTokens: Int) { scheduler.counts }
 
