@@ -53,15 +53,20 @@ struct GenerateCommand: ParsableCommand {
     @Option(name: .long, help: "Context length (prompt plus output). Default: the model's, at most 4096.")
     var contextLength: Int?
 
+    @Option(name: .long, help: "Run this many generations of the prompt at once (continuous batching) and print their aggregate speed and per-stream latency instead of the text. Default 1.")
+    var parallel: Int = 1
+
     func validate() throws {
         guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be at least 1") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if system != nil && !chat { throw ValidationError("--system needs --chat") }
+        guard (1 ... 256).contains(parallel) else { throw ValidationError("--parallel must be between 1 and 256") }
     }
 
     func run() throws {
         var limits = InferenceScheduler.Limits()
-        limits.slots = 1
+        limits.slots = parallel
+        limits.maxQueued = parallel
         limits.promptChunk = 512
         let loadStart = DispatchTime.now().uptimeNanoseconds
         let inference: LocalInference
@@ -99,11 +104,12 @@ struct GenerateCommand: ParsableCommand {
         sampling.seed = seed
         if let problem = sampling.validationError() { throw ValidationError(problem.message) }
 
+        let request = GenerationRequest(promptTokens: tokens, maxTokens: maxTokens, sampling: sampling, stop: stop)
+        if parallel > 1 { return try runParallel(inference: inference, model: local, request: request) }
         let done = DispatchSemaphore(value: 0)
         let outcome = Mutex<Result<GenerationSummary, GenerationError>?>(nil)
         do {
-            _ = try inference.submit(model: local, request: GenerationRequest(promptTokens: tokens, maxTokens: maxTokens,
-                                                                              sampling: sampling, stop: stop)) { event in
+            _ = try inference.submit(model: local, request: request) { event in
                 switch event {
                 case .text(let text): Console.write(text)
                 case .finished(let summary): outcome.withLock { $0 = .success(summary) }; done.signal()
@@ -125,5 +131,53 @@ struct GenerateCommand: ParsableCommand {
         case nil:
             break
         }
+    }
+
+    /// `--parallel N`: N copies of the request at once; prints aggregate decode speed, and time to first token and
+    /// time between tokens as percentiles over all streams.
+    private func runParallel(inference: LocalInference, model: LocalModel, request: GenerationRequest) throws {
+        struct Stream {
+            var result: Result<GenerationSummary, GenerationError>?
+        }
+        let streams = Mutex([Stream](repeating: Stream(), count: parallel))
+        let done = DispatchSemaphore(value: 0)
+        let started = DispatchTime.now().uptimeNanoseconds
+        for i in 0 ..< parallel {
+            do {
+                _ = try inference.submit(model: model, request: request) { event in
+                    switch event {
+                    case .text: break
+                    case .finished(let summary): streams.withLock { $0[i].result = .success(summary) }; done.signal()
+                    case .failed(let error): streams.withLock { $0[i].result = .failure(error) }; done.signal()
+                    }
+                }
+            } catch {
+                throw ValidationError("\(error)")
+            }
+        }
+        for _ in 0 ..< parallel { done.wait() }
+        let wall = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        let all = streams.withLock { $0 }
+        var summaries: [GenerationSummary] = []
+        for stream in all {
+            switch stream.result {
+            case .success(let s)?: summaries.append(s)
+            case .failure(let error)?: throw ValidationError("\(error)")
+            case nil: break
+            }
+        }
+        let generated = summaries.reduce(0) { $0 + $1.completionTokens }
+        let decodeRate = summaries.reduce(0.0) { $0 + $1.decodeTokensPerSecond }
+        let firstTokens = summaries.map { ($0.queueSeconds + $0.promptSeconds) * 1000 }.sorted()
+        let gaps = summaries.flatMap { $0.tokenGapsMilliseconds.map(Double.init) }.sorted()
+        func percentile(_ sorted: [Double], _ p: Double) -> Double {
+            // Nearest rank.
+            sorted.isEmpty ? 0 : sorted[max(0, Int((p * Double(sorted.count)).rounded(.up)) - 1)]
+        }
+        Console.error(String(format: "flywheel: %d streams, prompt %d tokens each; generated %d tokens in %.3f s (%.1f tokens/s overall); decode %.1f tokens/s aggregate, %.1f per stream",
+                             parallel, request.promptTokens.count, generated, wall, Double(generated) / wall, decodeRate,
+                             decodeRate / Double(max(1, summaries.count))))
+        Console.error(String(format: "flywheel: time to first token p50 %.1f ms, p99 %.1f ms; time between tokens p50 %.1f ms, p99 %.1f ms",
+                             percentile(firstTokens, 0.5), percentile(firstTokens, 0.99), percentile(gaps, 0.5), percentile(gaps, 0.99)))
     }
 }

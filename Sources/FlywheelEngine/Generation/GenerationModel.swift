@@ -12,6 +12,19 @@ public protocol GenerationModel: AnyObject, Sendable {
     func isEndOfGeneration(_ token: Int32) -> Bool
     /// A decoder that turns generated ids into text, one id at a time.
     func makeTextStream() -> any TokenTextStream
+    /// Evaluates one step of several of this model's sequences together (continuous batching): appends each
+    /// entry's tokens to its sequence and returns the logits predicting each one's next token, in entry order
+    /// (each buffer belongs to its sequence, valid until that sequence's next evaluation). A sequence appears at
+    /// most once. On a throw, the step failed for every entry. The default appends one entry at a time.
+    func appendBatch(_ entries: [(sequence: any TokenSequence, tokens: ArraySlice<Int32>)]) throws
+        -> [UnsafeMutableBufferPointer<Float>]
+}
+
+extension GenerationModel {
+    public func appendBatch(_ entries: [(sequence: any TokenSequence, tokens: ArraySlice<Int32>)]) throws
+        -> [UnsafeMutableBufferPointer<Float>] {
+        try entries.map { try $0.sequence.append($0.tokens) }
+    }
 }
 
 /// One sequence's evaluation state (its KV cache). Used by the scheduler thread only.
@@ -25,6 +38,14 @@ public protocol TokenSequence: AnyObject {
     /// Evaluates `tokens` after the cached ones and returns the logits predicting the next token.
     /// The buffer belongs to the sequence and is valid until the next call.
     func append(_ tokens: ArraySlice<Int32>) throws -> UnsafeMutableBufferPointer<Float>
+    /// Replaces this sequence's contents with the first `count` tokens of `other` (a sequence of the same model
+    /// holding a prompt prefix this one needs), copying their cached keys and values instead of evaluating them
+    /// again. Returns false, changing nothing, when it cannot (the default).
+    func adoptPrefix(of other: any TokenSequence, count: Int) -> Bool
+}
+
+extension TokenSequence {
+    public func adoptPrefix(of other: any TokenSequence, count: Int) -> Bool { false }
 }
 
 /// Incremental detokenization: `append` returns the text that became complete with `token`

@@ -38,6 +38,8 @@ public struct GenerationSummary: Sendable {
     public var decodeSeconds: Double
     /// The sampling seed used (reported so a run can be reproduced).
     public var seed: UInt64
+    /// Milliseconds between consecutive generated tokens (one fewer than the tokens sampled), for latency figures.
+    public var tokenGapsMilliseconds: [Float] = []
 
     /// Prompt tokens evaluated per second.
     public var promptTokensPerSecond: Double {

@@ -1,18 +1,23 @@
 import Foundation
 import Synchronization
 
-/// Runs local generations on one dedicated thread, fairly.
+/// Runs local generations on one dedicated thread, with continuous batching.
 ///
-/// Up to `slots` generations are active at once; the thread takes turns among them, one decode
-/// token or one prompt chunk each, so a long prompt never freezes other streams and every
-/// client sees tokens. Further requests wait in FIFO order up to `maxQueued`; beyond that
-/// `submit` throws `queueFull` at once, so callers can answer 503 instead of hanging.
+/// Up to `slots` generations are active at once. Each step evaluates, in one batched pass per model
+/// (`GenerationModel.appendBatch`), the next token of every generation that is decoding plus up to
+/// `promptChunk` prompt tokens of those still reading their prompts (oldest first), then samples a token
+/// for each one that has logits. So eight streams cost about one forward pass per token, not eight; new
+/// requests join between steps, and a long prompt never freezes the streams: it advances a chunk per step
+/// beside them. Further requests wait in FIFO order up to `maxQueued`; beyond that `submit` throws
+/// `queueFull` at once, so callers can answer 503 instead of hanging.
 ///
 /// The matrix work inside each step is spread over the model's compute pool by the model itself;
 /// only this thread ever calls into models, so the pool has exactly one caller.
 ///
-/// Finished sequences keep their KV cache: the next request for the same model whose prompt
-/// starts with the same tokens (the previous turns of a chat) skips evaluating that prefix.
+/// Prompt prefixes are reused: finished sequences keep their KV cache, and a new generation takes the
+/// idle sequence sharing the longest prefix with its prompt (the previous turns of a chat); when a running
+/// generation holds a longer shared prefix (a common system prompt), its keys and values are copied
+/// instead of evaluated again.
 public final class InferenceScheduler: Sendable {
     public struct Limits: Sendable {
         /// Generations evaluated concurrently (each holds a KV cache).
@@ -40,10 +45,15 @@ public final class InferenceScheduler: Sendable {
         var promptDone = 0
         var cachedPrompt = 0
         var generated = 0
-        var logits: UnsafeMutableBufferPointer<Float>?
+        /// The sampled token to evaluate next (decoding), nil while the prompt is being read.
+        var pending: Int32?
+        /// The tokens this step evaluates for the job.
+        var stepTokens: ArraySlice<Int32> = []
         var startedAt: UInt64 = 0
         var promptFinishedAt: UInt64 = 0
         var firstTokenAt: UInt64 = 0
+        var lastTokenAt: UInt64 = 0
+        var tokenGaps: [Float] = []
 
         init(model: any GenerationModel, request: GenerationRequest, handle: GenerationHandle,
              onEvent: @escaping @Sendable (GenerationEvent) -> Void) {
@@ -168,7 +178,6 @@ public final class InferenceScheduler: Sendable {
 
     private func runLoop() {
         var active: [Job] = []
-        var turn = 0
         while true {
             // Admit waiting jobs into free slots; sleep when there is nothing to do.
             var stopping = false
@@ -202,86 +211,142 @@ public final class InferenceScheduler: Sendable {
             }
             for task in tasks { task(.success(())) }
             if active.isEmpty { continue }
-
-            turn = turn % active.count
-            let job = active[turn]
-            if step(job) {
-                active.remove(at: turn)
-                shared.withLock { $0.activeCount = active.count }
-            } else {
-                turn += 1
-            }
+            runStep(&active)
+            shared.withLock { $0.activeCount = active.count }
         }
     }
 
-    /// Advances `job` by one prompt chunk or one token; returns true when the job is over.
-    private func step(_ job: Job) -> Bool {
-        if job.handle.isCancelled {
-            finishFailed(job, .cancelled)
-            return true
-        }
-        do {
-            if job.sequence == nil { try begin(job) }
-            guard let sequence = job.sequence else { return true }
+    /// One step: drops cancelled jobs, gives new ones a sequence, evaluates every job's next tokens in one
+    /// batched pass per model, and samples for each job that now has logits. Removes the jobs that ended.
+    private func runStep(_ active: inout [Job]) {
+        var ended = Set<ObjectIdentifier>()
+        var work: [Job] = []
+        var promptBudget = limits.promptChunk
+        for job in active {
+            if job.handle.isCancelled {
+                finishFailed(job, .cancelled)
+                ended.insert(ObjectIdentifier(job))
+                continue
+            }
+            if job.sequence == nil {
+                do {
+                    try begin(job, running: active)
+                } catch {
+                    finishFailed(job, .evaluationFailed("\(error)"))
+                    ended.insert(ObjectIdentifier(job))
+                    continue
+                }
+            }
+            if let token = job.pending {
+                job.stepTokens = [token]
+                work.append(job)
+                continue
+            }
             let prompt = job.request.promptTokens
-            if job.promptDone < prompt.count {
-                let end = min(prompt.count, job.promptDone + limits.promptChunk)
-                job.logits = try sequence.append(prompt[job.promptDone ..< end])
-                promptTokensTotal.add(end - job.promptDone, ordering: .relaxed)
-                job.promptDone = end
-                if end == prompt.count { job.promptFinishedAt = Job.now() }
-                return false
-            }
-            return try generateOne(job, sequence: sequence)
-        } catch let error as GenerationError {
-            finishFailed(job, error)
-            return true
-        } catch {
-            finishFailed(job, .evaluationFailed("\(error)"))
-            return true
+            guard promptBudget > 0, job.promptDone < prompt.count else { continue }
+            let end = min(prompt.count, job.promptDone + promptBudget)
+            job.stepTokens = prompt[job.promptDone ..< end]
+            promptBudget -= end - job.promptDone
+            work.append(job)
         }
+        // One pass per model, in the order the jobs came.
+        var models: [ObjectIdentifier] = []
+        var groups: [ObjectIdentifier: [Job]] = [:]
+        for job in work {
+            let key = ObjectIdentifier(job.model)
+            if groups[key] == nil { models.append(key) }
+            groups[key, default: []].append(job)
+        }
+        for key in models {
+            let group = groups[key]!
+            let logits: [UnsafeMutableBufferPointer<Float>]
+            do {
+                logits = try group[0].model.appendBatch(group.map { ($0.sequence!, $0.stepTokens) })
+            } catch {
+                for job in group {
+                    finishFailed(job, .evaluationFailed("\(error)"))
+                    ended.insert(ObjectIdentifier(job))
+                }
+                continue
+            }
+            for (job, logits) in zip(group, logits) {
+                let count = job.stepTokens.count
+                job.stepTokens = []
+                if job.pending != nil {
+                    job.pending = nil
+                } else {
+                    promptTokensTotal.add(count, ordering: .relaxed)
+                    job.promptDone += count
+                    guard job.promptDone == job.request.promptTokens.count else { continue }
+                    job.promptFinishedAt = Job.now()
+                }
+                if sampleNext(job, logits: logits) { ended.insert(ObjectIdentifier(job)) }
+            }
+        }
+        if !ended.isEmpty { active.removeAll { ended.contains(ObjectIdentifier($0)) } }
     }
 
-    /// Gives `job` a sequence, reusing the idle one that shares the longest prompt prefix.
-    private func begin(_ job: Job) throws {
+    /// Gives `job` a sequence: the idle one sharing the longest prompt prefix, or a fresh one; then, if a
+    /// running generation of the same model has evaluated a longer shared prefix, copies that prefix over.
+    private func begin(_ job: Job, running: [Job]) throws {
         job.startedAt = Job.now()
         let prompt = job.request.promptTokens
         let key = ObjectIdentifier(job.model)
         var bestIndex: Int?
         var bestShared = -1
         for (i, entry) in idle.sequences.enumerated() where entry.model == key {
-            let cached = entry.sequence.tokens
-            var n = 0
-            let limit = min(cached.count, prompt.count)
-            while n < limit, cached[n] == prompt[n] { n += 1 }
+            let n = Self.sharedPrefix(entry.sequence.tokens, prompt)
             if n > bestShared { bestShared = n; bestIndex = i }
         }
         let sequence: any TokenSequence
         if let i = bestIndex {
             sequence = idle.sequences.remove(at: i).sequence
-            // Keep at least one prompt token to evaluate: its logits pick the first new token.
-            let keep = min(bestShared, prompt.count - 1)
-            sequence.truncate(to: keep)
-            job.cachedPrompt = keep
         } else {
             // Free the least recently used idle cache first, so memory stays at `slots` sequences.
             while !idle.sequences.isEmpty, idle.sequences.count + idle.inUse >= limits.slots {
                 idle.sequences.removeFirst()
             }
             sequence = try job.model.makeSequence(capacity: job.model.contextLength)
-            sequence.truncate(to: 0)
+            bestShared = 0
         }
+        // Keep at least one prompt token to evaluate: its logits pick the first new token.
+        var keep = min(max(0, bestShared), prompt.count - 1)
+        sequence.truncate(to: keep)
+        var donor: (sequence: any TokenSequence, shared: Int)?
+        for other in running where other !== job && ObjectIdentifier(other.model) == key {
+            guard let candidate = other.sequence else { continue }
+            let n = min(Self.sharedPrefix(candidate.tokens, prompt), prompt.count - 1)
+            if n > keep, n > (donor?.shared ?? 0) { donor = (candidate, n) }
+        }
+        if let donor, sequence.adoptPrefix(of: donor.sequence, count: donor.shared) { keep = donor.shared }
+        job.cachedPrompt = keep
         job.sequence = sequence
         idle.inUse += 1
-        job.promptDone = job.cachedPrompt
+        job.promptDone = keep
         job.textStream = job.model.makeTextStream()
         job.sampler.observe(prompt)
     }
 
-    private func generateOne(_ job: Job, sequence: any TokenSequence) throws -> Bool {
-        guard let logits = job.logits else { throw GenerationError.evaluationFailed("no logits after the prompt") }
+    /// How many leading tokens `a` and `b` share.
+    private static func sharedPrefix(_ a: [Int32], _ b: [Int32]) -> Int {
+        var n = 0
+        let limit = min(a.count, b.count)
+        while n < limit, a[n] == b[n] { n += 1 }
+        return n
+    }
+
+    /// Samples the job's next token from `logits` and reports it; returns true when the job is over, else
+    /// leaves the token pending for the next step.
+    private func sampleNext(_ job: Job, logits: UnsafeMutableBufferPointer<Float>) -> Bool {
+        guard let sequence = job.sequence else { return true }
         let token = job.sampler.sample(logits)
-        if job.generated == 0 { job.firstTokenAt = Job.now() }
+        let now = Job.now()
+        if job.generated == 0 {
+            job.firstTokenAt = now
+        } else {
+            job.tokenGaps.append(Float(Double(now &- job.lastTokenAt) / 1e6))
+        }
+        job.lastTokenAt = now
         if job.model.isEndOfGeneration(token) {
             flushText(job)
             finish(job, reason: .stop)
@@ -311,7 +376,7 @@ public final class InferenceScheduler: Sendable {
             finish(job, reason: .length)
             return true
         }
-        job.logits = try sequence.append([token][...])
+        job.pending = token
         return false
     }
 
@@ -330,7 +395,7 @@ public final class InferenceScheduler: Sendable {
             queueSeconds: Double(job.startedAt &- job.submittedAt) / 1e9,
             promptSeconds: Double(job.promptFinishedAt &- job.startedAt) / 1e9,
             decodeSeconds: job.firstTokenAt == 0 ? 0 : Double(end &- job.firstTokenAt) / 1e9,
-            seed: job.sampler.seed)
+            seed: job.sampler.seed, tokenGapsMilliseconds: job.tokenGaps)
         release(job)
         job.onEvent(.finished(summary))
     }
@@ -344,7 +409,7 @@ public final class InferenceScheduler: Sendable {
     private func release(_ job: Job) {
         guard let sequence = job.sequence else { return }
         job.sequence = nil
-        job.logits = nil
+        job.pending = nil
         idle.inUse -= 1
         idle.sequences.append((ObjectIdentifier(job.model), sequence))
         if idle.sequences.count > limits.slots { idle.sequences.removeFirst() }

@@ -10,6 +10,9 @@ public enum InferenceError: Error, CustomStringConvertible, Equatable, Sendable 
     case invalidCapacity(requested: Int, contextLength: Int)
     /// `truncate(to:)` was asked for a position outside `0 ... position`.
     case invalidTruncation(to: Int, position: Int)
+    /// An `InferenceBatch` was given a context it cannot evaluate together with the others: of another model,
+    /// longer than the batch's `maxPositions`, or listed twice.
+    case notBatchable(String)
 
     public var description: String {
         switch self {
@@ -23,6 +26,8 @@ public enum InferenceError: Error, CustomStringConvertible, Equatable, Sendable 
             return "inference: capacity \(requested) must be between 1 and the model's context length \(contextLength)"
         case let .invalidTruncation(to, position):
             return "inference: cannot truncate to \(to); the sequence holds \(position) position(s)"
+        case let .notBatchable(reason):
+            return "inference: cannot batch: \(reason)"
         }
     }
 }

@@ -44,8 +44,30 @@ final class KVCache {
         for d in 0 ..< headDimension { block[d * KVCache.blockLength + lane] = key[d] }
     }
 
+    /// Stores the value of one position of one head.     value: (headDimension)
+    func storeValue(_ value: UnsafePointer<Float>, layer: Int, head: Int, position: Int) {
+        (values(layer: layer, head: head) + position * headDimension).update(from: value, count: headDimension)
+    }
+
     /// V for one head: (capacity, headDimension).
     func values(layer: Int, head: Int) -> UnsafeMutablePointer<Float> {
         values + ((layer * kvHeadCount + head) * capacity) * headDimension
+    }
+
+    /// Copies the keys and values of positions `0 ..< positions` of every layer and head from `other` (a cache of
+    /// the same shape, any capacity of at least `positions`).
+    func copyPrefix(of other: KVCache, positions: Int) {
+        precondition(other.layerCount == layerCount && other.kvHeadCount == kvHeadCount
+                     && other.headDimension == headDimension && positions <= capacity && positions <= other.capacity,
+                     "cache shapes")
+        guard positions > 0 else { return }
+        let keyFloats = (positions + KVCache.blockLength - 1) / KVCache.blockLength * KVCache.blockLength * headDimension
+        for layer in 0 ..< layerCount {
+            for head in 0 ..< kvHeadCount {
+                keys(layer: layer, head: head).update(from: other.keys(layer: layer, head: head), count: keyFloats)
+                values(layer: layer, head: head).update(from: other.values(layer: layer, head: head),
+                                                        count: positions * headDimension)
+            }
+        }
     }
 }

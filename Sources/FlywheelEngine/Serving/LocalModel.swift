@@ -18,6 +18,10 @@ public final class LocalModel: GenerationModel {
     /// Tokens per sequence (prompt plus completion).
     public let contextLength: Int
     private let pool: ComputePool
+    /// The batch evaluator the scheduler thread uses, made on first use.
+    private let batch = BatchHolder()
+    /// The pool this model's contexts compute on (for embeddings, which make their own contexts).
+    var computePool: ComputePool { pool }
 
     /// The context used when none is configured: the model's own, capped so a 128k-context model does
     /// not reserve gigabytes of KV cache per slot.
@@ -116,6 +120,21 @@ public final class LocalModel: GenerationModel {
         try ContextSequence(context: InferenceContext(model: model, maxTokens: min(capacity, contextLength), pool: pool))
     }
 
+    /// One forward pass per step for all of this model's sequences in the batch (`InferenceBatch`).
+    public func appendBatch(_ entries: [(sequence: any TokenSequence, tokens: ArraySlice<Int32>)]) throws
+        -> [UnsafeMutableBufferPointer<Float>] {
+        var work: [(context: InferenceContext, tokens: ArraySlice<Int32>)] = []
+        work.reserveCapacity(entries.count)
+        for (sequence, tokens) in entries {
+            guard let sequence = sequence as? ContextSequence else {
+                throw InferenceError.notBatchable("a sequence not made by this model")
+            }
+            work.append((sequence.context, tokens))
+        }
+        try batch.evaluator(model: model, pool: pool, maxPositions: contextLength).evaluate(work)
+        return entries.map { ($0.sequence as! ContextSequence).didAppend($0.tokens) }
+    }
+
     public func isEndOfGeneration(_ token: Int32) -> Bool {
         tokenizer.isEndOfGeneration(token)
     }
@@ -127,20 +146,16 @@ public final class LocalModel: GenerationModel {
 
 extension TokenStreamDecoder: TokenTextStream {}
 
-/// A `TokenSequence` over an `InferenceContext`: remembers which tokens are cached and keeps a
-/// mutable copy of the last logits for the sampler (which applies penalties in place).
+/// A `TokenSequence` over an `InferenceContext`: remembers which tokens are cached; the sampler reads (and
+/// applies penalties in place to) the context's own logits.
 final class ContextSequence: TokenSequence {
     let context: InferenceContext
     private(set) var tokens: [Int32] = []
-    private let logits: UnsafeMutableBufferPointer<Float>
 
     init(context: InferenceContext) {
         self.context = context
-        self.logits = .allocate(capacity: context.model.config.vocabularySize)
         tokens.reserveCapacity(context.capacity)
     }
-
-    deinit { logits.deallocate() }
 
     var capacity: Int { context.capacity }
 
@@ -157,10 +172,33 @@ final class ContextSequence: TokenSequence {
 
     func append(_ new: ArraySlice<Int32>) throws -> UnsafeMutableBufferPointer<Float> {
         try context.evaluate(new)
+        return didAppend(new)
+    }
+
+    /// Records tokens the context has just evaluated (alone or in a batch) and returns its logits.
+    func didAppend(_ new: ArraySlice<Int32>) -> UnsafeMutableBufferPointer<Float> {
         tokens.append(contentsOf: new)
-        context.withLogits { source in
-            _ = logits.update(fromContentsOf: source.prefix(logits.count))
-        }
-        return logits
+        return context.lastLogits
+    }
+
+    func adoptPrefix(of other: any TokenSequence, count: Int) -> Bool {
+        guard let other = other as? ContextSequence, other !== self, count <= other.tokens.count,
+              (try? context.copyPrefix(of: other.context, count: count)) != nil else { return false }
+        tokens.removeAll(keepingCapacity: true)
+        tokens.append(contentsOf: other.tokens.prefix(count))
+        return true
+    }
+}
+
+/// Holds a model's `InferenceBatch`. Only the scheduler thread (the one caller of the model's pool) touches it,
+/// hence `@unchecked Sendable`.
+final class BatchHolder: @unchecked Sendable {
+    private var made: InferenceBatch?
+
+    func evaluator(model: LlamaModel, pool: ComputePool, maxPositions: Int) -> InferenceBatch {
+        if let made { return made }
+        let batch = InferenceBatch(model: model, pool: pool, maxPositions: maxPositions)
+        made = batch
+        return batch
     }
 }
