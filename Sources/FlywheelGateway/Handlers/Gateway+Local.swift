@@ -3,7 +3,8 @@ import FlywheelHTTP
 import FlywheelJSON
 
 extension Gateway {
-    /// Answers a chat or completions request whose model is served in process (route `local`).
+    /// Answers a chat, completions or embeddings request whose model is served in process (route `local`);
+    /// embeddings go on to `serveLocalEmbeddings`.
     /// Called on the event loop after the common checks (auth, JSON, required fields); never blocks it:
     /// tokenizing and template rendering are quick, the generation runs on the scheduler thread.
     /// With a `fallback`, a request this model cannot take (too long for its context, a template it cannot
@@ -11,10 +12,13 @@ extension Gateway {
     /// instead of being refused; an invalid request is refused as usual.
     func serveLocally(_ object: JSONObject, entry: LocalModelAdapter, inference: LocalInference?, endpoint: InferenceEndpoint,
                       context: RequestContext, writer: any ResponseSink, fallback: Fallback? = nil) {
-        guard let inference, endpoint != .embeddings else {
+        guard let inference else {
             if let fallback, fallback.handOver("unsupported_endpoint") { return }
             return ledger.reject(context, .invalidRequest("The local model '\(entry.name)' does not serve \(endpoint.rawValue).", param: "model"),
                                   writer: writer)
+        }
+        if endpoint == .embeddings {
+            return serveLocalEmbeddings(object, entry: entry, inference: inference, context: context, writer: writer, fallback: fallback)
         }
         let chat = endpoint == .chatCompletions
         do throws(OpenAIError) {
