@@ -77,6 +77,7 @@ struct ConfigFile: Decodable {
         var max_queued: Int?
         var prompt_chunk: Int?
         var max_tokens_limit: Int?
+        var kv_cache_mb: Int?
     }
 
     struct ServerSection: Decodable {
@@ -210,6 +211,7 @@ struct ConfigFile: Decodable {
             c.inference.maxQueued = i.max_queued ?? c.inference.maxQueued
             c.inference.promptChunk = i.prompt_chunk ?? c.inference.promptChunk
             c.inference.maxTokensLimit = i.max_tokens_limit ?? c.inference.maxTokensLimit
+            c.inference.kvCacheMB = i.kv_cache_mb
         }
         for (model, p) in prices ?? [:] {
             c.prices[model] = .init(input: p.input, output: p.output)

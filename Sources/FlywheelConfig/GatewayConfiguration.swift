@@ -165,6 +165,9 @@ public struct GatewayConfiguration: Sendable, Equatable {
         public var promptChunk = 128
         /// Upper bound on `max_tokens` (and the default when a request gives none).
         public var maxTokensLimit = 4096
+        /// MiB of KV cache all local sequences together may hold; nil: no budget (caches still grow only as
+        /// sequences do). A generation reserves its prompt plus max_tokens when it starts.
+        public var kvCacheMB: Int? = nil
     }
 
     public struct Server: Sendable, Equatable {
@@ -347,6 +350,7 @@ extension GatewayConfiguration {
         guard inference.maxQueued >= 0 else { throw ConfigurationError("inference.max_queued must not be negative") }
         guard inference.promptChunk >= 1 else { throw ConfigurationError("inference.prompt_chunk must be positive") }
         guard inference.maxTokensLimit >= 1 else { throw ConfigurationError("inference.max_tokens_limit must be positive") }
+        if let mb = inference.kvCacheMB, mb < 1 || mb > 1 << 24 { throw ConfigurationError("inference.kv_cache_mb must be 1...16777216") }
         guard server.maxBodyBytes > 0, server.maxHeaderBytes >= 1024, server.maxConnections > 0 else {
             throw ConfigurationError("server: max_body_bytes, max_header_bytes (>= 1024) and max_connections must be positive")
         }

@@ -250,3 +250,108 @@ final class BatchedDecodingTests: XCTestCase {
         XCTAssertEqual(joined.text, alone.text)
     }
 }
+
+/// KV cache memory by need: caches grow as sequences do (results unchanged), and the scheduler keeps all
+/// sequences within a configured budget.
+final class CacheBudgetTests: XCTestCase {
+    func testAGrowingCacheGivesTheSameLogitsAsOneAllocatedUpFront() throws {
+        let model = try LlamaModel(path: ModelReference("model-qwen2-q8").path)
+        let pool = ComputePool(threadCount: 2)
+        defer { pool.shutdown() }
+        var rng = SplitMix64(seed: 21)
+        let tokens = (0 ..< 90).map { _ in Int32(rng.next(below: model.config.vocabularySize)) }
+        let whole = try InferenceContext(model: model, maxTokens: 128, pool: pool, batchCapacity: 64, attentionTile: 8,
+                                         attentionChunk: 64, initialCachePositions: 128)
+        let growing = try InferenceContext(model: model, maxTokens: 128, pool: pool, batchCapacity: 64, attentionTile: 8,
+                                           attentionChunk: 64, initialCachePositions: 8)
+        let perPosition = InferenceContext.cacheBytesPerToken(model)
+        XCTAssertEqual(whole.cacheBytes, 128 * perPosition)
+        XCTAssertEqual(growing.cacheBytes, 8 * perPosition)
+        // Chunks that cross several growths (8 -> 16 -> 32 -> 64 -> 128), and single tokens.
+        var at = 0
+        for chunk in [5, 9, 1, 20, 1, 1, 30, 23] {
+            try whole.evaluate(tokens[at ..< at + chunk])
+            try growing.evaluate(tokens[at ..< at + chunk])
+            at += chunk
+            XCTAssertEqual(growing.logitsArray(), whole.logitsArray(), "after \(at) tokens")
+            XCTAssertGreaterThanOrEqual(growing.cacheBytes, at * perPosition)
+        }
+        XCTAssertEqual(at, tokens.count)
+        XCTAssertEqual(growing.cacheBytes, 128 * perPosition, "never past the context")
+        // An exact reservation allocates what was asked, not double.
+        let reserved = try InferenceContext(model: model, maxTokens: 128, pool: pool, batchCapacity: 64, attentionTile: 8,
+                                            attentionChunk: 64, initialCachePositions: 8)
+        reserved.reserve(40)
+        XCTAssertEqual(reserved.cacheBytes, 40 * perPosition)
+    }
+
+    private func greedy(_ prompt: [Int32], max: Int?) -> GenerationRequest {
+        var p = SamplingParameters()
+        p.temperature = 0
+        return GenerationRequest(promptTokens: prompt, maxTokens: max, sampling: p)
+    }
+
+    func testGenerationsWaitForCacheAndOneThatCanNeverFitIsRefused() throws {
+        let pool = ComputePool(threadCount: 2)
+        defer { pool.shutdown() }
+        let model = try LocalModel(name: "llama", path: ModelReference("model-llama-q8").path, contextLength: 64, pool: pool)
+        let perToken = model.cacheBytesPerToken
+        XCTAssertGreaterThan(perToken, 0)
+        var limits = InferenceScheduler.Limits()
+        limits.slots = 4
+        // Room for one generation of 4 + 12 tokens (and its cache's rounding to 8 positions), not two.
+        limits.cacheBudgetBytes = 24 * perToken
+        let scheduler = InferenceScheduler(limits: limits)
+        defer { scheduler.shutdown() }
+
+        XCTAssertThrowsError(try scheduler.submit(model: model, request: greedy([1, 2, 3, 4], max: nil)) { _ in }) { error in
+            guard case GenerationError.cacheBudgetExceeded(let tokens, let needed, let budget)? = error as? GenerationError else {
+                return XCTFail("\(error)")
+            }
+            XCTAssertEqual(tokens, 64, "no max_tokens: the whole context")
+            XCTAssertEqual(needed, 64 * perToken)
+            XCTAssertEqual(budget, 24 * perToken)
+        }
+
+        // Two fit the slots but not the budget together: the second starts only when the first has ended.
+        let order = Mutex<[String]>([])
+        let logs = [EventLog(), EventLog()]
+        for (i, log) in logs.enumerated() {
+            _ = try scheduler.submit(model: model, request: greedy([Int32(1 + i), 2, 3, 4], max: 12)) { event in
+                switch event {
+                case .text: order.withLock { if $0.last != "text \(i)" { $0.append("text \(i)") } }
+                case .finished, .failed: order.withLock { $0.append("end \(i)") }
+                }
+                log.handler(event)
+            }
+        }
+        for log in logs { log.wait() }
+        XCTAssertNil(logs[0].failure)
+        XCTAssertNil(logs[1].failure)
+        let events = order.withLock { $0 }
+        let firstEnd = try XCTUnwrap(events.firstIndex(of: "end 0"))
+        XCTAssertFalse(events[..<firstEnd].contains("text 1"), "the second waited for the first: \(events)")
+        XCTAssertEqual(logs[1].summary?.completionTokens, 12)
+
+        // With room for both they overlap.
+        var roomy = limits
+        roomy.cacheBudgetBytes = 64 * perToken
+        let both = InferenceScheduler(limits: roomy)
+        defer { both.shutdown() }
+        let overlap = Mutex<[String]>([])
+        let more = [EventLog(), EventLog()]
+        for (i, log) in more.enumerated() {
+            _ = try both.submit(model: model, request: greedy([Int32(1 + i), 2, 3, 4], max: 12)) { event in
+                switch event {
+                case .text: overlap.withLock { $0.append("text \(i)") }
+                case .finished, .failed: overlap.withLock { $0.append("end \(i)") }
+                }
+                log.handler(event)
+            }
+        }
+        for log in more { log.wait() }
+        let seen = overlap.withLock { $0 }
+        let end = try XCTUnwrap(seen.firstIndex { $0.hasPrefix("end") })
+        XCTAssertTrue(seen[..<end].contains("text 0") && seen[..<end].contains("text 1"), "\(seen)")
+    }
+}

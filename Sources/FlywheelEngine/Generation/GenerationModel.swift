@@ -12,6 +12,8 @@ public protocol GenerationModel: AnyObject, Sendable {
     func isEndOfGeneration(_ token: Int32) -> Bool
     /// A decoder that turns generated ids into text, one id at a time.
     func makeTextStream() -> any TokenTextStream
+    /// Bytes of KV cache a sequence holds per token (0 when not known: no cache budget applies).
+    var cacheBytesPerToken: Int { get }
     /// Evaluates one step of several of this model's sequences together (continuous batching): appends each
     /// entry's tokens to its sequence and returns the logits predicting each one's next token, in entry order
     /// (each buffer belongs to its sequence, valid until that sequence's next evaluation). A sequence appears at
@@ -21,6 +23,8 @@ public protocol GenerationModel: AnyObject, Sendable {
 }
 
 extension GenerationModel {
+    public var cacheBytesPerToken: Int { 0 }
+
     public func appendBatch(_ entries: [(sequence: any TokenSequence, tokens: ArraySlice<Int32>)]) throws
         -> [UnsafeMutableBufferPointer<Float>] {
         try entries.map { try $0.sequence.append($0.tokens) }
@@ -42,10 +46,17 @@ public protocol TokenSequence: AnyObject {
     /// holding a prompt prefix this one needs), copying their cached keys and values instead of evaluating them
     /// again. Returns false, changing nothing, when it cannot (the default).
     func adoptPrefix(of other: any TokenSequence, count: Int) -> Bool
+    /// Allocates room for `count` tokens now, keeping the cached ones, so evaluating up to there needs no more
+    /// memory (the scheduler reserves what a generation may use when it starts). The default does nothing.
+    func reserve(_ count: Int)
+    /// Bytes of cache memory the sequence holds now (0 when not known).
+    var reservedBytes: Int { get }
 }
 
 extension TokenSequence {
     public func adoptPrefix(of other: any TokenSequence, count: Int) -> Bool { false }
+    public func reserve(_ count: Int) {}
+    public var reservedBytes: Int { 0 }
 }
 
 /// Incremental detokenization: `append` returns the text that became complete with `token`

@@ -76,6 +76,8 @@ public enum GenerationError: Error, Sendable, Equatable, CustomStringConvertible
     case shuttingDown
     /// The model failed to evaluate (a bug or resource problem, not the caller's fault).
     case evaluationFailed(String)
+    /// The generation may hold more KV cache (prompt plus `max_tokens`) than the whole configured budget.
+    case cacheBudgetExceeded(tokens: Int, neededBytes: Int, budgetBytes: Int)
 
     public var description: String {
         switch self {
@@ -88,6 +90,9 @@ public enum GenerationError: Error, Sendable, Equatable, CustomStringConvertible
         case .cancelled: return "The generation was cancelled."
         case .shuttingDown: return "The local model is shutting down."
         case .evaluationFailed(let message): return "The local model failed: \(message)"
+        case .cacheBudgetExceeded(let tokens, let needed, let budget):
+            let mb = { (bytes: Int) in (bytes + (1 << 20) - 1) >> 20 }
+            return "This request may use \(tokens) tokens of context (prompt plus max_tokens), which need \(mb(needed)) MiB of KV cache; the local model's cache budget is \(mb(budget)) MiB. Lower max_tokens or shorten the prompt."
         }
     }
 }

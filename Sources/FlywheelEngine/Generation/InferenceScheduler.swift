@@ -26,6 +26,12 @@ public final class InferenceScheduler: Sendable {
         public var maxQueued: Int = 32
         /// Prompt tokens evaluated per turn, so other slots keep streaming during a long prompt.
         public var promptChunk: Int = 128
+        /// Bytes of KV cache all sequences together may hold (running and idle ones), or nil for no limit. A
+        /// generation reserves its prompt plus `maxTokens` (or the whole context) when it starts, so it never runs
+        /// out mid-way; one that does not fit waits for running ones to end, and one larger than the whole
+        /// budget is refused at `submit` (`cacheBudgetExceeded`). Without a budget caches still grow only as
+        /// sequences do.
+        public var cacheBudgetBytes: Int?
         public init() {}
     }
 
@@ -38,6 +44,11 @@ public final class InferenceScheduler: Sendable {
         let handle: GenerationHandle
         let onEvent: @Sendable (GenerationEvent) -> Void
         let submittedAt: UInt64
+        /// Tokens the generation may hold (prompt plus its limit, at most the context) and their cache bytes.
+        let needTokens: Int
+        let needBytes: Int
+        /// Cache bytes charged to this job while it runs (its sequence's allocation).
+        var chargedBytes = 0
         var sequence: (any TokenSequence)?
         var sampler: Sampler
         var textStream: (any TokenTextStream)?
@@ -62,6 +73,8 @@ public final class InferenceScheduler: Sendable {
             self.handle = handle
             self.onEvent = onEvent
             self.submittedAt = Self.now()
+            self.needTokens = min(model.contextLength, request.promptTokens.count + (request.maxTokens ?? model.contextLength))
+            self.needBytes = needTokens * model.cacheBytesPerToken
             self.sampler = Sampler(parameters: request.sampling)
             self.matcher = StopSequenceMatcher(stops: request.stop)
         }
@@ -115,6 +128,9 @@ public final class InferenceScheduler: Sendable {
         }
         let handle = GenerationHandle { [weak self] handle in self?.withdraw(handle) }
         let job = Job(model: model, request: request, handle: handle, onEvent: onEvent)
+        if let budget = limits.cacheBudgetBytes, job.needBytes > budget {
+            throw .cacheBudgetExceeded(tokens: job.needTokens, neededBytes: job.needBytes, budgetBytes: budget)
+        }
         let refusal: GenerationError? = shared.withLock { s in
             if s.stopping { return .shuttingDown }
             // Running plus waiting jobs may not exceed the slots plus the queue.
@@ -184,9 +200,17 @@ public final class InferenceScheduler: Sendable {
             var tasks: [@Sendable (Result<Void, GenerationError>) -> Void] = []
             wakeup.lock()
             while true {
+                let charged = active.reduce(0) { $0 + max($1.chargedBytes, $1.needBytes) }
                 let (admitted, stop) = shared.withLock { s -> ([Job], Bool) in
-                    let free = max(0, limits.slots - active.count)
-                    let n = min(free, s.waiting.count)
+                    // FIFO while slots are free and the cache budget holds the next one's need.
+                    var n = 0
+                    var committed = charged
+                    while n < s.waiting.count, active.count + n < limits.slots {
+                        let need = s.waiting[n].needBytes
+                        if let budget = limits.cacheBudgetBytes, committed + need > budget { break }
+                        committed += need
+                        n += 1
+                    }
                     let taken = Array(s.waiting.prefix(n))
                     s.waiting.removeFirst(n)
                     s.activeCount = active.count + n
@@ -298,6 +322,14 @@ public final class InferenceScheduler: Sendable {
             let n = Self.sharedPrefix(entry.sequence.tokens, prompt)
             if n > bestShared { bestShared = n; bestIndex = i }
         }
+        // What the other running generations hold or may grow to.
+        let othersCharged = running.reduce(0) { $1 === job ? $0 : $0 + max($1.chargedBytes, $1.needBytes) }
+        if let i = bestIndex, let budget = limits.cacheBudgetBytes,
+           othersCharged + max(job.needBytes, idle.sequences[i].sequence.reservedBytes) > budget {
+            // Reusing it would hold more than the budget allows: free it and start small.
+            idle.sequences.remove(at: i)
+            bestIndex = nil
+        }
         let sequence: any TokenSequence
         if let i = bestIndex {
             sequence = idle.sequences.remove(at: i).sequence
@@ -319,6 +351,15 @@ public final class InferenceScheduler: Sendable {
             if n > keep, n > (donor?.shared ?? 0) { donor = (candidate, n) }
         }
         if let donor, sequence.adoptPrefix(of: donor.sequence, count: donor.shared) { keep = donor.shared }
+        sequence.reserve(job.needTokens)
+        job.chargedBytes = sequence.reservedBytes
+        // Idle caches go, least recently used first, while everything held passes the budget.
+        if let budget = limits.cacheBudgetBytes {
+            var held = othersCharged + max(job.chargedBytes, job.needBytes) + idle.sequences.reduce(0) { $0 + $1.sequence.reservedBytes }
+            while held > budget, !idle.sequences.isEmpty {
+                held -= idle.sequences.removeFirst().sequence.reservedBytes
+            }
+        }
         job.cachedPrompt = keep
         job.sequence = sequence
         idle.inUse += 1

@@ -55,6 +55,7 @@ public final class InferenceBatch {
             }
             try context.check(tokens)
         }
+        for (context, tokens) in entries { context.makeRoom(for: tokens.count) }
         var entry = 0
         var offset = 0
         while entry < entries.count {

@@ -33,8 +33,32 @@ public final class InferenceContext {
     private var logits: UnsafeMutablePointer<Float>
     private var logitsCapacityRows: Int
 
+    /// Positions a new context's KV cache holds before it first grows.
+    static let initialCachePositions = 256
+
+    /// Bytes of KV cache allocated now (it grows as the sequence does, up to `capacity` positions).
+    public var cacheBytes: Int { cache.allocatedBytes }
+
+    /// Bytes of KV cache per position for `model`.
+    public static func cacheBytesPerToken(_ model: LlamaModel) -> Int {
+        KVCache.bytesPerPosition(
+            layerCount: model.config.layerCount, kvHeadCount: model.config.kvHeadCount,
+            headDimension: model.config.headDimension)
+    }
+
+    /// Allocates KV cache for `positions` positions now (at most `capacity`), exactly, so evaluating up to there
+    /// never reallocates. The cached positions are kept.
+    public func reserve(_ positions: Int) {
+        cache.reserve(positions, keeping: position, exact: true)
+    }
+
+    /// Makes room in the cache for `count` more positions (after `check`).
+    func makeRoom(for count: Int) {
+        cache.reserve(position + count, keeping: position)
+    }
+
     /// Makes a context for up to `maxTokens` positions (at most the model's context length), with its KV
-    /// cache (`layers · kvHeads · maxTokens · headDimension` floats, twice); scratch for `batchCapacity`
+    /// cache (`layers · kvHeads · headDimension` floats per position, twice; allocated as the sequence grows); scratch for `batchCapacity`
     /// tokens is made when it first evaluates on its own. `pool` does the matrix work; contexts may share a
     /// pool only if they never evaluate at the same time (`ComputePool.run` takes one caller at a time).
     /// Throws `InferenceError.invalidCapacity`.
@@ -49,7 +73,7 @@ public final class InferenceContext {
     /// cache positions per step, a multiple of `KVCache.blockLength`. Neither changes the results.
     init(
         model: LlamaModel, maxTokens: Int, pool: ComputePool, batchCapacity: Int, attentionTile: Int,
-        attentionChunk: Int
+        attentionChunk: Int, initialCachePositions: Int = InferenceContext.initialCachePositions
     ) throws {
         precondition(attentionTile >= 1 && attentionChunk >= KVCache.blockLength
                      && attentionChunk % KVCache.blockLength == 0, "attention blocking")
@@ -63,8 +87,8 @@ public final class InferenceContext {
         self.capacity = maxTokens
         self.batchCapacity = max(1, min(batchCapacity, maxTokens))
         self.cache = KVCache(
-            layerCount: config.layerCount, kvHeadCount: config.kvHeadCount, capacity: maxTokens,
-            headDimension: config.headDimension)
+            layerCount: config.layerCount, kvHeadCount: config.kvHeadCount, maxCapacity: maxTokens,
+            initialCapacity: min(maxTokens, initialCachePositions), headDimension: config.headDimension)
         self.attentionTile = attentionTile
         self.attentionChunk = attentionChunk
         self.logits = .allocate(capacity: config.vocabularySize)
@@ -91,6 +115,7 @@ public final class InferenceContext {
     public func evaluate(_ tokens: some Collection<Int32>, allLogits: Bool = false) throws {
         try check(tokens)
         let count = tokens.count
+        makeRoom(for: count)
         if allLogits { reserveLogitRows(count) }
         let pass = self.pass
         forwardInBatches(tokens) { batch, done in
@@ -110,6 +135,7 @@ public final class InferenceContext {
     public func meanPooledHiddenState(_ tokens: some Collection<Int32>) throws -> [Float] {
         reset()
         try check(tokens)
+        makeRoom(for: tokens.count)
         let d = config.embeddingLength
         var sum = [Double](repeating: 0, count: d)
         let pass = self.pass

@@ -3,25 +3,42 @@
 /// blocks of 8 positions stored dimension-major, so the scores of 8 positions are one vector sum over the
 /// dimensions (`TransformerMath.scores`) with no horizontal additions.
 ///
+/// Memory is allocated by need: `capacity` positions now, grown by `reserve` up to `maxCapacity` (the
+/// sequence's context), so a slot serving short chats does not hold its worst case.
+///
 /// Owned by one `InferenceContext`; not thread-safe beyond the head-disjoint writes the context makes
 /// from its pool threads.
 final class KVCache {
     let layerCount: Int
     let kvHeadCount: Int
-    /// Positions per head (rounded up to a whole key block).
-    let capacity: Int
+    /// Positions allocated per head now (a whole number of key blocks).
+    private(set) var capacity: Int
+    /// The most positions the cache may grow to (rounded up to a whole key block).
+    let maxCapacity: Int
     /// Positions per key block.
     static let blockLength = 8
     let headDimension: Int
-    private let keys: UnsafeMutablePointer<Float>
-    private let values: UnsafeMutablePointer<Float>
+    private var keys: UnsafeMutablePointer<Float>
+    private var values: UnsafeMutablePointer<Float>
 
-    init(layerCount: Int, kvHeadCount: Int, capacity: Int, headDimension: Int) {
+    /// Bytes of keys and values per position.
+    static func bytesPerPosition(layerCount: Int, kvHeadCount: Int, headDimension: Int) -> Int {
+        2 * layerCount * kvHeadCount * headDimension * MemoryLayout<Float>.size
+    }
+
+    /// Bytes allocated now.
+    var allocatedBytes: Int {
+        capacity * Self.bytesPerPosition(layerCount: layerCount, kvHeadCount: kvHeadCount, headDimension: headDimension)
+    }
+
+    /// A cache for up to `maxCapacity` positions, with `initialCapacity` of them allocated now.
+    init(layerCount: Int, kvHeadCount: Int, maxCapacity: Int, initialCapacity: Int, headDimension: Int) {
         self.layerCount = layerCount
         self.kvHeadCount = kvHeadCount
-        self.capacity = (capacity + KVCache.blockLength - 1) / KVCache.blockLength * KVCache.blockLength
+        self.maxCapacity = Self.wholeBlocks(maxCapacity)
+        self.capacity = min(self.maxCapacity, Self.wholeBlocks(max(initialCapacity, 1)))
         self.headDimension = headDimension
-        let count = layerCount * kvHeadCount * self.capacity * headDimension
+        let count = layerCount * kvHeadCount * capacity * headDimension
         // Never read before written: attention only reads positions already evaluated.
         keys = .allocate(capacity: count)
         values = .allocate(capacity: count)
@@ -30,6 +47,36 @@ final class KVCache {
     deinit {
         keys.deallocate()
         values.deallocate()
+    }
+
+    private static func wholeBlocks(_ positions: Int) -> Int {
+        (positions + blockLength - 1) / blockLength * blockLength
+    }
+
+    /// Makes room for `positions` positions (at most `maxCapacity`), keeping the first `keeping`. Grows to at
+    /// least twice the current size (or exactly `positions` when `exact`), so a sequence growing token by token
+    /// copies its cache O(log n) times. Never shrinks.
+    func reserve(_ positions: Int, keeping: Int, exact: Bool = false) {
+        let needed = min(maxCapacity, Self.wholeBlocks(positions))
+        guard needed > capacity else { return }
+        let grown = exact ? needed : min(maxCapacity, max(needed, 2 * capacity))
+        let count = layerCount * kvHeadCount * grown * headDimension
+        let newKeys = UnsafeMutablePointer<Float>.allocate(capacity: count)
+        let newValues = UnsafeMutablePointer<Float>.allocate(capacity: count)
+        let keep = min(keeping, capacity)
+        if keep > 0 {
+            let keyFloats = Self.wholeBlocks(keep) * headDimension
+            for unit in 0 ..< layerCount * kvHeadCount {
+                (newKeys + unit * grown * headDimension).update(from: keys + unit * capacity * headDimension, count: keyFloats)
+                (newValues + unit * grown * headDimension).update(from: values + unit * capacity * headDimension,
+                                                                  count: keep * headDimension)
+            }
+        }
+        keys.deallocate()
+        values.deallocate()
+        keys = newKeys
+        values = newValues
+        capacity = grown
     }
 
     /// K for one head: (capacity / 8, headDimension, 8).
@@ -58,9 +105,10 @@ final class KVCache {
     /// the same shape, any capacity of at least `positions`).
     func copyPrefix(of other: KVCache, positions: Int) {
         precondition(other.layerCount == layerCount && other.kvHeadCount == kvHeadCount
-                     && other.headDimension == headDimension && positions <= capacity && positions <= other.capacity,
+                     && other.headDimension == headDimension && positions <= other.capacity && positions <= maxCapacity,
                      "cache shapes")
         guard positions > 0 else { return }
+        reserve(positions, keeping: 0)
         let keyFloats = (positions + KVCache.blockLength - 1) / KVCache.blockLength * KVCache.blockLength * headDimension
         for layer in 0 ..< layerCount {
             for head in 0 ..< kvHeadCount {

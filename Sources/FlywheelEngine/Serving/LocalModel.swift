@@ -120,6 +120,8 @@ public final class LocalModel: GenerationModel {
         try ContextSequence(context: InferenceContext(model: model, maxTokens: min(capacity, contextLength), pool: pool))
     }
 
+    public var cacheBytesPerToken: Int { InferenceContext.cacheBytesPerToken(model) }
+
     /// One forward pass per step for all of this model's sequences in the batch (`InferenceBatch`).
     public func appendBatch(_ entries: [(sequence: any TokenSequence, tokens: ArraySlice<Int32>)]) throws
         -> [UnsafeMutableBufferPointer<Float>] {
@@ -180,6 +182,10 @@ final class ContextSequence: TokenSequence {
         tokens.append(contentsOf: new)
         return context.lastLogits
     }
+
+    func reserve(_ count: Int) { context.reserve(count) }
+
+    var reservedBytes: Int { context.cacheBytes }
 
     func adoptPrefix(of other: any TokenSequence, count: Int) -> Bool {
         guard let other = other as? ContextSequence, other !== self, count <= other.tokens.count,

@@ -234,6 +234,7 @@ final class LocalExchange: Sendable {
         switch error {
         case .queueFull: return "overloaded"
         case .evaluationFailed: return "local_error"
+        case .cacheBudgetExceeded: return OpenAIError.localModelLimit
         case .contextLengthExceeded, .emptyPrompt, .shuttingDown, .cancelled: return nil
         }
     }
@@ -265,6 +266,8 @@ final class LocalExchange: Sendable {
             return .clientClosed(error.description)
         case .evaluationFailed:
             return .serverError(error.description)
+        case .cacheBudgetExceeded:
+            return .invalidRequest(error.description, param: "max_tokens", code: OpenAIError.localModelLimit)
         }
     }
 }
