@@ -75,7 +75,7 @@ final class ConfigurationTests: XCTestCase {
         let c = try GatewayConfiguration.parse(yaml: """
         local_models:
           - {name: bot, path: /m/bot.gguf, context_length: 2048, chat_template: "{{ messages }}"}
-        inference: {threads: 3, slots: 4, max_queued: 5, prompt_chunk: 64, max_tokens_limit: 512}
+        inference: {threads: 3, slots: 4, max_queued: 5, prompt_chunk: 64, max_tokens_limit: 512, kv_cache_mb: 256}
         """)
         XCTAssertEqual(c.localModels, [.init(name: "bot", path: "/m/bot.gguf", contextLength: 2048, chatTemplate: "{{ messages }}")])
         XCTAssertEqual(c.inference.threads, 3)
@@ -83,6 +83,8 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertEqual(c.inference.maxQueued, 5)
         XCTAssertEqual(c.inference.promptChunk, 64)
         XCTAssertEqual(c.inference.maxTokensLimit, 512)
+        XCTAssertEqual(c.inference.kvCacheMB, 256)
+        XCTAssertNil(try GatewayConfiguration.parse(yaml: "inference: {slots: 2}").inference.kvCacheMB, "no budget by default")
     }
 
     func testLocalModelMistakesAreNamed() {
@@ -93,6 +95,7 @@ final class ConfigurationTests: XCTestCase {
             ("local_models: [{name: a, path: x, chat_template_file: /nonexistent/t.jinja}]", "/nonexistent/t.jinja"),
             ("local_models: [{name: a, path: x, chat_templat: t}]", "unknown key 'chat_templat'"),
             ("inference: {slots: 0}", "inference.slots"),
+            ("inference: {kv_cache_mb: 0}", "inference.kv_cache_mb"),
         ]
         for (yaml, expected) in cases {
             XCTAssertThrowsError(try GatewayConfiguration.parse(yaml: yaml), yaml) { error in

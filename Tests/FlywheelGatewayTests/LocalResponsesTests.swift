@@ -1,4 +1,5 @@
 import FlywheelHTTP
+import FlywheelEngine
 import FlywheelJSON
 import XCTest
 @testable import FlywheelGateway
@@ -18,5 +19,21 @@ final class LocalResponsesTests: XCTestCase {
                 }
             }
         }
+    }
+}
+
+final class LocalGenerationErrorTests: XCTestCase {
+    /// A generation that can never fit the KV cache budget is the client's to fix (400 naming max_tokens), and a
+    /// local limit a policy's fallback may take; an overload is a 503 a fallback may take.
+    func testCacheBudgetAndOverloadMapToTheirStatusesAndFallbacks() {
+        let budget = GenerationError.cacheBudgetExceeded(tokens: 4096, neededBytes: 96 << 20, budgetBytes: 64 << 20)
+        let error = LocalExchange.mapError(budget)
+        XCTAssertEqual(error.status, 400)
+        XCTAssertEqual(error.code, OpenAIError.localModelLimit)
+        XCTAssertTrue(error.message.contains("96 MiB") && error.message.contains("64 MiB"), error.message)
+        XCTAssertEqual(LocalExchange.fallbackReason(budget), OpenAIError.localModelLimit)
+        XCTAssertEqual(LocalExchange.mapError(.queueFull(limit: 3)).status, 503)
+        XCTAssertEqual(LocalExchange.fallbackReason(.queueFull(limit: 3)), "overloaded")
+        XCTAssertNil(LocalExchange.fallbackReason(.cancelled))
     }
 }
