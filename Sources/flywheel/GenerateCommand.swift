@@ -11,7 +11,7 @@ struct GenerateCommand: ParsableCommand {
         abstract: "Generate text with a local GGUF model.",
         discussion: "Prints the generated text to stdout as it is produced, and the timings (prompt and decode tokens/s) to stderr.")
 
-    @Option(name: .long, help: "The GGUF model file (llama or qwen2 architecture; F32, F16 or Q8_0 weights).")
+    @Option(name: .long, help: "The GGUF model file (llama or qwen2 architecture; F32, F16, BF16, Q8_0, Q4_0/Q4_1/Q5_0/Q5_1, K-quants Q2_K...Q6_K, IQ4_NL/IQ4_XS weights).")
     var model: String
 
     @Option(name: .long, help: "The prompt text.")

@@ -102,16 +102,16 @@ final class GGUFFileTests: XCTestCase {
         XCTAssertEqual(file.int("general.alignment"), 64)
         XCTAssertEqual(file.tensors.map(\.name), ["a", "b"])
         let b = try XCTUnwrap(file.tensor(named: "b"))
-        XCTAssertEqual(b.type.rawValue, 2)
+        XCTAssertEqual(b.type.rawValue, 16)
         XCTAssertFalse(b.type.isSupported)
         XCTAssertNil(b.byteCount)
         let expectedB = try XCTUnwrap((expected["tensors"] as? [[String: Any]])?.last)
         XCTAssertEqual(b.shape, expectedB["shape"] as? [Int])
-        XCTAssertEqual(b.shape, [64, 1])
+        XCTAssertEqual(b.shape, [256, 1])
         XCTAssertEqual(b.offset, 64)
         XCTAssertThrowsError(try file.withTensorBytes("b") { _ in }) { error in
-            XCTAssertEqual(error as? GGUFError, .unsupportedTensorType(name: "b", typeID: 2))
-            XCTAssertTrue("\(error)".contains("Q4_0"), "\(error)")
+            XCTAssertEqual(error as? GGUFError, .unsupportedTensorType(name: "b", typeID: 16))
+            XCTAssertTrue("\(error)".contains("IQ2_XXS"), "\(error)")
         }
         let a = try file.withTensorBytes("a") { raw in (0 ..< 3).map { raw.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) } }
         XCTAssertEqual(a, [1, 2, 3])

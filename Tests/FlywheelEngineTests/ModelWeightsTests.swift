@@ -37,10 +37,10 @@ final class ModelWeightsTests: XCTestCase {
 
     func testUnsupportedTensorTypeNamesTensorAndType() {
         var builder = ModelBuilder()
-        builder.change(tensor: "blk.0.attn_v.weight", type: 12)  // Q4_K
-        assertModelError(builder, .unsupportedTensorType(tensor: "blk.0.attn_v.weight", type: GGUFTensorType(rawValue: 12)))
-        XCTAssertTrue(ModelError.unsupportedTensorType(tensor: "t", type: GGUFTensorType(rawValue: 12))
-            .description.contains("Q4_K"))
+        builder.change(tensor: "blk.0.attn_v.weight", type: 16)  // IQ2_XXS: no layout here
+        assertModelError(builder, .unsupportedTensorType(tensor: "blk.0.attn_v.weight", type: GGUFTensorType(rawValue: 16)))
+        XCTAssertTrue(ModelError.unsupportedTensorType(tensor: "t", type: GGUFTensorType(rawValue: 16))
+            .description.contains("IQ2_XXS"))
     }
 
     func testQuantizedNormIsRejected() {

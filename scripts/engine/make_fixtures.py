@@ -6,7 +6,7 @@ Writes, into Tests/FlywheelEngineTests/Fixtures/:
   tiny.gguf         GGUF v3, default alignment 32: metadata of every value type (scalars, strings,
                     typed arrays, a nested array, a tiny tokenizer vocabulary) and three tensors:
                     F32 [4, 3], F16 [8], Q8_0 [64, 2] (shapes in GGUF order, innermost first).
-  unsupported.gguf  GGUF v3, general.alignment = 64: one F32 tensor and one Q4_0 tensor
+  unsupported.gguf  GGUF v3, general.alignment = 64: one F32 tensor and one IQ2_XXS tensor
                     (a type the reader lists but refuses to hand out).
   expected.json     What the Swift tests must find in both files (read back with gguf.GGUFReader
                     as an independent check of offsets).
@@ -109,16 +109,17 @@ def write_unsupported(path):
     w = gguf.GGUFWriter(path, "llama")
     w.add_custom_alignment(64)
     w.add_tensor("a", np.array([1.0, 2.0, 3.0], dtype=np.float32))
-    # Q4_0: blocks of 32 elements, 18 bytes each (f16 scale + 16 bytes of nibbles).
-    raw = np.frombuffer((np.float16(1.0).tobytes() + bytes(range(16))) * 2, dtype=np.uint8).reshape(1, 36)
-    w.add_tensor("b", raw, raw_dtype=QT.Q4_0)
+    # IQ2_XXS: super-blocks of 256 elements, 66 bytes each (a type the engine has no layout for; it used to
+    # be Q4_0, until the engine learned Q4_0).
+    raw = np.frombuffer(np.float16(1.0).tobytes() + bytes(range(64)), dtype=np.uint8).reshape(1, 66)
+    w.add_tensor("b", raw, raw_dtype=QT.IQ2_XXS)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
     return [
         {"name": "a", "shape": [3], "type": 0, "byte_count": 12, "values": [1.0, 2.0, 3.0]},
-        {"name": "b", "shape": [64, 1], "type": 2, "byte_count": None},
+        {"name": "b", "shape": [256, 1], "type": 16, "byte_count": None},
     ]
 
 

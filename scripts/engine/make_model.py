@@ -210,6 +210,7 @@ def main():
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--kv-heads", type=int, default=2)
+    p.add_argument("--head-dim", type=int, help="attention.key_length/value_length (default n_embd / heads)")
     p.add_argument("--ffn", type=int, default=128)
     p.add_argument("--vocab", type=int, default=384)
     p.add_argument("--ctx", type=int, default=256)
@@ -236,8 +237,8 @@ def main():
     if a.eps is not None:
         cfg["eps"] = a.eps
     arch, n_embd, n_head, n_kv = cfg["arch"], cfg["n_embd"], cfg["heads"], cfg["kv_heads"]
-    head_dim = n_embd // n_head
-    assert n_embd % n_head == 0 and n_head % n_kv == 0 and head_dim % 2 == 0
+    head_dim = a.head_dim or n_embd // n_head
+    assert (a.head_dim or n_embd % n_head == 0) and n_head % n_kv == 0 and head_dim % 2 == 0
     bias = a.bias or arch == "qwen2"
     rng = np.random.default_rng(a.seed)
 
@@ -255,6 +256,9 @@ def main():
     w.add_feed_forward_length(cfg["ffn"])
     w.add_head_count(n_head)
     w.add_head_count_kv(n_kv)
+    if a.head_dim:
+        w.add_key_length(head_dim)
+        w.add_value_length(head_dim)
     w.add_layer_norm_rms_eps(cfg["eps"])
     w.add_rope_freq_base(cfg["rope_base"])
     if not a.no_rope_dims:

@@ -14,9 +14,10 @@ Written from the math, not from the Swift code:
   rmsnorm(x) = x / sqrt(mean(x^2) + eps);  rope pair (a, b) at position p, pair index i of d/2:
   theta = (p / linear_scale) * base^(-2i/rope_dims) / rope_freqs[i];  (a, b) -> (a cos - b sin, a sin + b cos)
 
-Weights are dequantized (Q8_0, F16, F32) to float64; activations stay float64 (the engine quantizes them to Q8_0,
-so expect differences of about 1e-2 relative; --emulate-q8 rounds them the same way, to tell quantization error
-from a real mistake).
+Weights are dequantized to float64 (F32, F16; Q8_0, BF16 and the other block types such as Q4_K or Q6_K through
+gguf-py); activations stay float64 (the engine quantizes them to Q8_0, so expect differences of about 1e-2 relative;
+--emulate-q8 rounds them the same way, and requantizes every matrix to Q8_0 as the engine does at load, to tell
+quantization error from a real mistake).
 
 Usage: python3 scripts/engine/reference.py MODEL.gguf --tokens 1,2,3 [--generate 16] [--check-permutation]
 Prints JSON: {"tokens", "logits" (one row per position), "generated", "generated_margins"}.
@@ -54,7 +55,7 @@ def load(path):
         eps=field(f"{arch}.attention.layer_norm_rms_epsilon"),
         base=field(f"{arch}.rope.freq_base", 10000.0),
     )
-    cfg["head_dim"] = cfg["n_embd"] // cfg["n_head"]
+    cfg["head_dim"] = field(f"{arch}.attention.key_length", cfg["n_embd"] // cfg["n_head"])
     cfg["rope_dims"] = field(f"{arch}.rope.dimension_count", cfg["head_dim"])
     scaling = field(f"{arch}.rope.scaling.type", "none")
     if scaling not in ("none", "linear"):
@@ -64,12 +65,11 @@ def load(path):
     weights = {}
     for t in reader.tensors:
         qtype = QT(t.tensor_type)
-        if qtype == QT.Q8_0:
-            array = gguf.quants.dequantize(t.data, qtype)
-        elif qtype in (QT.F16, QT.F32):
+        if qtype in (QT.F16, QT.F32):
             array = np.asarray(t.data)
         else:
-            sys.exit(f"{t.name}: unsupported type {qtype.name}")
+            # Q8_0, BF16 and the other block types (Q4_0 ... Q6_K, IQ4_NL, IQ4_XS): gguf-py's dequantizers.
+            array = gguf.quants.dequantize(t.data, qtype)
         # numpy order is GGUF order reversed: a [n_in, n_out] GGUF matrix is (n_out, n_in) here.
         shape = tuple(int(d) for d in reversed(t.shape.tolist()))
         weights[t.name] = np.asarray(array, dtype=np.float64).reshape(shape)

@@ -13,7 +13,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable, Sendable {
     case missingTensor(String)
     /// A tensor's shape (GGUF order, innermost first) is not the one the configuration implies.
     case wrongShape(tensor: String, expected: [Int], found: [Int])
-    /// A tensor's ggml type is one the engine cannot compute with (only F32, F16 and Q8_0 are).
+    /// A tensor's ggml type is one the engine cannot load: matrices may be any type with a layout
+    /// (`GGUFTensorType.supported`), vectors F32, F16 or BF16.
     case unsupportedTensorType(tensor: String, type: GGUFTensorType)
 
     public var description: String {
@@ -31,7 +32,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable, Sendable {
         case let .wrongShape(tensor, expected, found):
             return "model: tensor \"\(tensor)\" has shape \(found), expected \(expected)"
         case let .unsupportedTensorType(tensor, type):
-            return "model: tensor \"\(tensor)\" has type \(type); supported types are F32, F16 and Q8_0"
+            let matrices = GGUFTensorType.supported.map(\.name).joined(separator: ", ")
+            return "model: tensor \"\(tensor)\" has type \(type), which the engine cannot load (matrices: \(matrices); vectors: F32, F16, BF16)"
         }
     }
 }

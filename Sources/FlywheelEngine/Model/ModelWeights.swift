@@ -3,9 +3,11 @@ import FlywheelKernels
 /// All weights of a model, ready for the int8 kernels.
 ///
 /// Q8_0 matrices in the file are used in place: `Q8Matrix` views into the file's read-only mapping,
-/// which this value keeps alive. F16 and F32 matrices are quantized to Q8_0 once, here, into memory
-/// the weights own (the kernels only multiply Q8_0; the cost is the usual Q8_0 rounding, about 0.4%
-/// relative per weight). Norm weights and biases become `[Float]`.
+/// which this value keeps alive. Matrices of every other type with a layout (F32, F16, BF16, Q4_0, Q4_1,
+/// Q5_0, Q5_1, IQ4_NL, the K-quants Q2_K...Q6_K, IQ4_XS) are expanded to floats row by row
+/// (`Dequantization`) and requantized to Q8_0 once, here, into memory the weights own: the kernels only
+/// multiply Q8_0. The cost is the usual Q8_0 rounding on top of the file's own, about 0.4% relative per
+/// weight. Norm weights and biases (F32, F16 or BF16) become `[Float]`.
 /// Without `output.weight` the output projection is the token embedding (tied embeddings).
 public struct ModelWeights: Sendable {
     static let tokenEmbeddingName = "token_embd.weight"
@@ -23,6 +25,10 @@ public struct ModelWeights: Sendable {
     /// `rope_freqs.weight` (ropeDimensionCount / 2), Llama 3.1-style frequency factors: RoPE pair i turns
     /// `factor[i]` times slower. `nil` when the file has none.
     public let ropeFrequencyFactors: [Float]?
+
+    /// How many matrices of each file type were loaded (the tied output counted once, as the embedding).
+    /// Every type but Q8_0 was requantized to Q8_0 at load.
+    public let matrixTypes: [GGUFTensorType: Int]
 
     /// The mapping that the in-place matrices point into.
     private let file: GGUFFile
@@ -69,6 +75,22 @@ public struct ModelWeights: Sendable {
         ropeFrequencyFactors = try loader.optionalVector("rope_freqs.weight", count: config.ropeDimensionCount / 2)
         self.file = file
         self.ownedStorage = loader.ownedStorage
+        self.matrixTypes = loader.matrixTypes
+    }
+
+    /// The matrices' file types for people: "Q8_0×7 as stored" or
+    /// "Q4_K×5, Q6_K×2 requantized to Q8_0 at load, Q8_0×1 as stored" (most frequent first).
+    public var typeSummary: String {
+        func list(_ entries: [(key: GGUFTensorType, value: Int)]) -> String {
+            entries.sorted { ($0.value, $1.key.rawValue) > ($1.value, $0.key.rawValue) }
+                .map { "\($0.key.name)×\($0.value)" }.joined(separator: ", ")
+        }
+        let requantized = matrixTypes.filter { $0.key != .q8_0 }.map { $0 }
+        let stored = matrixTypes.filter { $0.key == .q8_0 }.map { $0 }
+        var parts: [String] = []
+        if !requantized.isEmpty { parts.append(list(requantized) + " requantized to Q8_0 at load") }
+        if !stored.isEmpty { parts.append(list(stored) + " as stored") }
+        return parts.joined(separator: ", ")
     }
 
     /// Writes row `token` of the embedding, dequantized, to `out` (d floats).
@@ -80,41 +102,44 @@ public struct ModelWeights: Sendable {
     private struct Loader {
         let file: GGUFFile
         var ownedStorage: [QuantizedStorage] = []
+        var matrixTypes: [GGUFTensorType: Int] = [:]
 
         init(file: GGUFFile) { self.file = file }
 
-        /// A (rows, columns) matrix: GGUF shape [columns, rows].
+        /// A (rows, columns) matrix: GGUF shape [columns, rows]. Q8_0 is used in place; any other type
+        /// with a layout is requantized to Q8_0 row by row.
         mutating func matrix(_ name: String, rows: Int, columns: Int) throws -> Q8Matrix {
             let info = try tensor(name, shape: [columns, rows])
-            switch info.type {
-            case .q8_0:
+            let type = info.type
+            guard let layout = type.layout else { throw ModelError.unsupportedTensorType(tensor: name, type: type) }
+            matrixTypes[type, default: 0] += 1
+            if type == .q8_0 {
                 // The pointer outlives the closure on purpose: it points into the file's mapping, which
                 // lives as long as the GGUFFile that ModelWeights holds.
                 let base = try file.withTensorBytes(name) { $0.baseAddress! }
                 return Q8Matrix(base: base, rows: rows, columns: columns)
-            case .f16, .f32:
-                let isHalf = info.type == .f16
-                let storage = try file.withTensorBytes(name) { bytes in
-                    QuantizedStorage(rows: rows, columns: columns) { row, out in
-                        Self.convert(bytes, isHalf: isHalf, from: row * columns, count: columns, into: out)
-                    }
-                }
-                ownedStorage.append(storage)
-                return storage.matrix
-            default:
-                throw ModelError.unsupportedTensorType(tensor: name, type: info.type)
             }
+            // The reader checked at open that rows are whole blocks and that rows * rowBytes bytes lie
+            // inside the file; ModelConfig checked that columns are whole Q8_0 blocks.
+            let rowBytes = columns / layout.blockSize * layout.blockBytes
+            let storage = try file.withTensorBytes(name) { bytes in
+                QuantizedStorage(rows: rows, columns: columns) { row, out in
+                    Dequantization.dequantize(type, bytes.baseAddress! + row * rowBytes, count: columns, into: out)
+                }
+            }
+            ownedStorage.append(storage)
+            return storage.matrix
         }
 
-        /// A vector of `count` floats stored as F32 or F16.
+        /// A vector of `count` floats stored as F32, F16 or BF16.
         func vector(_ name: String, count: Int) throws -> [Float] {
             let info = try tensor(name, shape: [count])
-            guard info.type == .f32 || info.type == .f16 else {
+            guard info.type == .f32 || info.type == .f16 || info.type == .bf16 else {
                 throw ModelError.unsupportedTensorType(tensor: name, type: info.type)
             }
             return try file.withTensorBytes(name) { bytes in
                 [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
-                    Self.convert(bytes, isHalf: info.type == .f16, from: 0, count: count, into: buffer.baseAddress!)
+                    Dequantization.dequantize(info.type, bytes.baseAddress!, count: count, into: buffer.baseAddress!)
                     initialized = count
                 }
             }
@@ -128,23 +153,6 @@ public struct ModelWeights: Sendable {
             guard let info = file.tensor(named: name) else { throw ModelError.missingTensor(name) }
             guard info.shape == shape else { throw ModelError.wrongShape(tensor: name, expected: shape, found: info.shape) }
             return info
-        }
-
-        /// Elements `start ..< start + count` of an F16 or F32 tensor as floats.
-        private static func convert(
-            _ bytes: UnsafeRawBufferPointer, isHalf: Bool, from start: Int, count: Int,
-            into out: UnsafeMutablePointer<Float>
-        ) {
-            let base = bytes.baseAddress!
-            if isHalf {
-                for i in 0 ..< count {
-                    out[i] = Float(Float16(bitPattern: base.loadUnaligned(fromByteOffset: (start + i) * 2, as: UInt16.self)))
-                }
-            } else {
-                for i in 0 ..< count {
-                    out[i] = Float(bitPattern: base.loadUnaligned(fromByteOffset: (start + i) * 4, as: UInt32.self))
-                }
-            }
         }
     }
 }

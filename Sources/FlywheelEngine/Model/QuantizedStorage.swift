@@ -1,6 +1,6 @@
 import FlywheelKernels
 
-/// Heap memory holding Q8_0 rows that the model made itself (from F16 or F32 weights at load time).
+/// Heap memory holding Q8_0 rows that the model made itself (from weights of any other type, at load time).
 ///
 /// Written only inside `init`, before the object is shared, and freed in `deinit`; in between it is
 /// read-only, so sharing it across threads is safe. That is why it is `@unchecked Sendable`.

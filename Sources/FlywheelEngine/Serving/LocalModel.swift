@@ -77,10 +77,11 @@ public final class LocalModel: GenerationModel {
         self.pool = pool
     }
 
-    /// One line for logs: architecture, size and context.
+    /// One line for logs: architecture, size, context, and the weights' types in the file (and which of
+    /// them were requantized to Q8_0 at load).
     public var summary: String {
         let c = model.config
-        return "\(c.architecture.rawValue), \(c.layerCount) layers, d=\(c.embeddingLength), heads \(c.headCount)/\(c.kvHeadCount), vocab \(c.vocabularySize), context \(contextLength) of \(c.contextLength)"
+        return "\(c.architecture.rawValue), \(c.layerCount) layers, d=\(c.embeddingLength), heads \(c.headCount)/\(c.kvHeadCount), vocab \(c.vocabularySize), context \(contextLength) of \(c.contextLength), weights \(model.weights.typeSummary)"
     }
 
     // MARK: prompts
