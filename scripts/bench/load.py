@@ -195,8 +195,13 @@ class Daemon:
         self._err = open(self.stderr_path, "wb")
         self.cmd = [str(Path(binary).resolve()), "serve", "--config", str(self.config_path)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
-        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=self._err, env=env, cwd=self.dir)
+        try:
+            self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=self._err, env=env, cwd=self.dir)
+        except OSError:
+            self._err.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
         try:
             self.port = self._wait_listening(start_timeout)
             self.base_url = f"http://127.0.0.1:{self.port}"
