@@ -11,11 +11,11 @@ internal import _Builtin_intrinsics.intel
 /// the portable versions in the engine's `TransformerMath`.
 public enum AttentionKernelsAVX2 {
     /// scores[t] = scale · (query · key t) for t in 0 ..< count, rounded up to a multiple of 8 (`scores`
-    /// must hold that many). Keys come in blocks of 8 positions, dimension-major inside a block.
+    /// must hold that many). Keys (f16) come in blocks of 8 positions, dimension-major inside a block.
     /// query (hd), keyBlocks (⌈count/8⌉, hd, 8) -> scores (⌈count/8⌉·8)
     @inline(never)
     public static func scores(
-        query: UnsafePointer<Float>, keyBlocks: UnsafePointer<Float>, count: Int, dimension hd: Int, scale: Float,
+        query: UnsafePointer<Float>, keyBlocks: UnsafePointer<Float16>, count: Int, dimension hd: Int, scale: Float,
         into scores: UnsafeMutablePointer<Float>
     ) {
         let blocks = (count + 7) / 8
@@ -31,14 +31,14 @@ public enum AttentionKernelsAVX2 {
             for d in 0 ..< hd {
                 let q = _mm256_set1_ps(query[d])
                 let p = k + d * 8
-                s0 = _mm256_fmadd_ps(q, _mm256_loadu_ps(p), s0)
-                s1 = _mm256_fmadd_ps(q, _mm256_loadu_ps(p + size), s1)
-                s2 = _mm256_fmadd_ps(q, _mm256_loadu_ps(p + 2 * size), s2)
-                s3 = _mm256_fmadd_ps(q, _mm256_loadu_ps(p + 3 * size), s3)
-                s4 = _mm256_fmadd_ps(q, _mm256_loadu_ps(p + 4 * size), s4)
-                s5 = _mm256_fmadd_ps(q, _mm256_loadu_ps(p + 5 * size), s5)
-                s6 = _mm256_fmadd_ps(q, _mm256_loadu_ps(p + 6 * size), s6)
-                s7 = _mm256_fmadd_ps(q, _mm256_loadu_ps(p + 7 * size), s7)
+                s0 = _mm256_fmadd_ps(q, half8(p), s0)
+                s1 = _mm256_fmadd_ps(q, half8(p + size), s1)
+                s2 = _mm256_fmadd_ps(q, half8(p + 2 * size), s2)
+                s3 = _mm256_fmadd_ps(q, half8(p + 3 * size), s3)
+                s4 = _mm256_fmadd_ps(q, half8(p + 4 * size), s4)
+                s5 = _mm256_fmadd_ps(q, half8(p + 5 * size), s5)
+                s6 = _mm256_fmadd_ps(q, half8(p + 6 * size), s6)
+                s7 = _mm256_fmadd_ps(q, half8(p + 7 * size), s7)
             }
             let out = scores + block * 8
             _mm256_storeu_ps(out, _mm256_mul_ps(s0, factor))
@@ -54,7 +54,7 @@ public enum AttentionKernelsAVX2 {
         while block < blocks {
             let k = keyBlocks + block * size
             var s0 = _mm256_setzero_ps()
-            for d in 0 ..< hd { s0 = _mm256_fmadd_ps(_mm256_set1_ps(query[d]), _mm256_loadu_ps(k + d * 8), s0) }
+            for d in 0 ..< hd { s0 = _mm256_fmadd_ps(_mm256_set1_ps(query[d]), half8(k + d * 8), s0) }
             _mm256_storeu_ps(scores + block * 8, _mm256_mul_ps(s0, factor))
             block += 1
         }
@@ -99,10 +99,10 @@ public enum AttentionKernelsAVX2 {
     /// out = Σ_t weights[t] · rows[t] (or out += that, when `accumulating`): the attention-weighted sum
     /// of value rows. The terms are added in order of t, on top of `out` when accumulating, so a sum
     /// split into consecutive calls is bit-identical to one call.
-    /// rows (count, dimension), weights (count) -> out (dimension)
+    /// rows (count, dimension; f16), weights (count) -> out (dimension)
     @inline(never)
     public static func weightedSum(
-        _ rows: UnsafePointer<Float>, weights: UnsafePointer<Float>, count: Int, dimension: Int,
+        _ rows: UnsafePointer<Float16>, weights: UnsafePointer<Float>, count: Int, dimension: Int,
         accumulating: Bool, into out: UnsafeMutablePointer<Float>
     ) {
         @inline(__always) func initial(_ p: UnsafeMutablePointer<Float>) -> __m256 {
@@ -117,14 +117,14 @@ public enum AttentionKernelsAVX2 {
             for t in 0 ..< count {
                 let w = _mm256_set1_ps(weights[t])
                 let p = rows + t * dimension + column
-                s0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(p), s0)
-                s1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(p + 8), s1)
-                s2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(p + 16), s2)
-                s3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(p + 24), s3)
-                s4 = _mm256_fmadd_ps(w, _mm256_loadu_ps(p + 32), s4)
-                s5 = _mm256_fmadd_ps(w, _mm256_loadu_ps(p + 40), s5)
-                s6 = _mm256_fmadd_ps(w, _mm256_loadu_ps(p + 48), s6)
-                s7 = _mm256_fmadd_ps(w, _mm256_loadu_ps(p + 56), s7)
+                s0 = _mm256_fmadd_ps(w, half8(p), s0)
+                s1 = _mm256_fmadd_ps(w, half8(p + 8), s1)
+                s2 = _mm256_fmadd_ps(w, half8(p + 16), s2)
+                s3 = _mm256_fmadd_ps(w, half8(p + 24), s3)
+                s4 = _mm256_fmadd_ps(w, half8(p + 32), s4)
+                s5 = _mm256_fmadd_ps(w, half8(p + 40), s5)
+                s6 = _mm256_fmadd_ps(w, half8(p + 48), s6)
+                s7 = _mm256_fmadd_ps(w, half8(p + 56), s7)
             }
             _mm256_storeu_ps(o, s0)
             _mm256_storeu_ps(o + 8, s1)
@@ -139,14 +139,14 @@ public enum AttentionKernelsAVX2 {
         while column + 8 <= dimension {
             var s0 = initial(out + column)
             for t in 0 ..< count {
-                s0 = _mm256_fmadd_ps(_mm256_set1_ps(weights[t]), _mm256_loadu_ps(rows + t * dimension + column), s0)
+                s0 = _mm256_fmadd_ps(_mm256_set1_ps(weights[t]), half8(rows + t * dimension + column), s0)
             }
             _mm256_storeu_ps(out + column, s0)
             column += 8
         }
         while column < dimension {
             var sum: Float = accumulating ? out[column] : 0
-            for t in 0 ..< count { sum = sum.addingProduct(weights[t], rows[t * dimension + column]) }
+            for t in 0 ..< count { sum = sum.addingProduct(weights[t], Float(rows[t * dimension + column])) }
             out[column] = sum
             column += 1
         }
@@ -172,6 +172,12 @@ public enum AttentionKernelsAVX2 {
         p = p * (r * r) + r + 1
         let bits = (unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000 &+ 127) &<< 23
         return p * unsafeBitCast(bits, to: SIMD8<Float>.self)
+    }
+
+    /// Eight halves at `p` as eight floats (`vcvtph2ps`).
+    @inline(__always)
+    static func half8(_ p: UnsafePointer<Float16>) -> __m256 {
+        _mm256_cvtph_ps(unsafeBitCast(UnsafeRawPointer(p).loadUnaligned(as: SIMD8<UInt16>.self), to: __m128i.self))
     }
 
     @inline(__always)

@@ -230,7 +230,7 @@ final class InferenceSchedulerTests: XCTestCase {
         XCTAssertEqual(model.state.withLock { $0.sequences }, 1)
     }
 
-    func testConcurrentGenerationsTakeTurns() throws {
+    func testConcurrentGenerationsAdvanceTogether() throws {
         let scheduler = InferenceScheduler()
         let model = CountingModel()
         let order = Mutex<[Int]>([])
@@ -247,7 +247,11 @@ final class InferenceSchedulerTests: XCTestCase {
         a.wait(); b.wait()
         let seen = order.withLock { $0 }
         XCTAssertEqual(seen.count, 12)
-        XCTAssertEqual(Array(seen.prefix(4)).sorted(), [0, 0, 1, 1], "both streams progress from the start: \(seen)")
+        // Every step carries both: a token of each per step, the second joining in the first step or (if it was
+        // submitted while the first step was already running) in the next one.
+        let together = Array([[Int]](repeating: [0, 1], count: 6).joined())
+        let joinedLate = [0] + Array([[Int]](repeating: [0, 1], count: 5).joined()) + [1]
+        XCTAssertTrue(seen == together || seen == joinedLate, "both streams advance in every step: \(seen)")
     }
 
     func testShutdownFailsQueuedAndRunningGenerations() throws {

@@ -13,14 +13,18 @@ final class TransformerMathTests: XCTestCase {
         (0 ..< count).map { _ in Float((Double(generator.next() % 2_000_001) / 1_000_000 - 1) * scale) }
     }
 
-    /// Keys (count, hd) rearranged into the cache's blocks of 8 positions, dimension-major.
-    private func blocked(_ keys: [Float], count: Int, dimension hd: Int) -> [Float] {
-        var out = [Float](repeating: .nan, count: (count + 7) / 8 * 8 * hd)
+    /// Keys (count, hd) rearranged into the cache's blocks of 8 positions, dimension-major, as f16 (the cache's
+    /// storage). The lanes past `count` hold NaN: they must never reach a score.
+    private func blocked(_ keys: [Float], count: Int, dimension hd: Int) -> [Float16] {
+        var out = [Float16](repeating: .nan, count: (count + 7) / 8 * 8 * hd)
         for t in 0 ..< count {
-            for d in 0 ..< hd { out[(t / 8) * 8 * hd + d * 8 + t % 8] = keys[t * hd + d] }
+            for d in 0 ..< hd { out[(t / 8) * 8 * hd + d * 8 + t % 8] = Float16(keys[t * hd + d]) }
         }
         return out
     }
+
+    /// Values rounded to f16, as the cache stores them.
+    private func halves(_ values: [Float]) -> [Float16] { values.map { Float16($0) } }
 
     func testVectorExpIsWithinAFewUlpOfLibm() {
         var worst: Double = 0
@@ -54,7 +58,7 @@ final class TransformerMathTests: XCTestCase {
         var scores = [Float](repeating: 0, count: 24)
         TransformerMath.scores(query: query, keyBlocks: blocks, count: count, dimension: hd, scale: 0.5, into: &scores)
         for t in 0 ..< count {
-            let expected = (0 ..< hd).map { Double(query[$0]) * Double(keys[t * hd + $0]) }.reduce(0, +) * 0.5
+            let expected = (0 ..< hd).map { Double(query[$0]) * Double(Float16(keys[t * hd + $0])) }.reduce(0, +) * 0.5
             XCTAssertEqual(Double(scores[t]), expected, accuracy: 1e-5, "position \(t)")
         }
     }
@@ -62,7 +66,7 @@ final class TransformerMathTests: XCTestCase {
     func testWeightedSumSplitIntoAccumulatingCallsIsBitIdentical() {
         var generator = SplitMix64(seed: 3)
         let (dimension, count) = (40, 30)
-        let rows = randomFloats(count * dimension, &generator)
+        let rows = halves(randomFloats(count * dimension, &generator))
         let weights = randomFloats(count, &generator)
         var whole = [Float](repeating: 0, count: dimension)
         TransformerMath.weightedSum(rows, weights: weights, count: count, dimension: dimension, accumulating: false, into: &whole)
@@ -103,7 +107,7 @@ final class TransformerMathTests: XCTestCase {
             XCTAssertEqual(fastTotal, portableTotal, accuracy: 1e-4 * portableTotal)
             for t in 0 ..< count { XCTAssertEqual(fast[t], portable[t], accuracy: 1e-5) }
 
-            let values = randomFloats(count * hd, &generator)
+            let values = halves(randomFloats(count * hd, &generator))
             var portableOut = [Float](repeating: 0, count: hd), fastOut = portableOut
             TransformerMath.weightedSum(values, weights: portable, count: count, dimension: hd, accumulating: false, into: &portableOut)
             AttentionKernelsAVX2.weightedSum(values, weights: portable, count: count, dimension: hd, accumulating: false, into: &fastOut)

@@ -16,8 +16,8 @@ Written from the math, not from the Swift code:
 
 Weights are dequantized to float64 (F32, F16; Q8_0, BF16 and the other block types such as Q4_K or Q6_K through
 gguf-py); activations stay float64 (the engine quantizes them to Q8_0, so expect differences of about 1e-2 relative;
---emulate-q8 rounds them the same way, and requantizes every matrix to Q8_0 as the engine does at load, to tell
-quantization error from a real mistake).
+--emulate-q8 rounds them the same way, rounds keys and values to f16 as the engine's KV cache stores them, and
+requantizes every matrix to Q8_0 as the engine does at load, to tell quantization error from a real mistake).
 
 Usage: python3 scripts/engine/reference.py MODEL.gguf --tokens 1,2,3 [--generate 16] [--check-permutation]
 Prints JSON: {"tokens", "logits" (one row per position), "generated", "generated_margins"}.
@@ -152,6 +152,10 @@ def forward(cfg, w, tokens, neox=None, unpermute=False):
         q = rope(proj["q"], positions, cfg, factors, neox)
         k = rope(proj["k"], positions, cfg, factors, neox)
         v = proj["v"]
+        if ACTIVATIONS["quantize"]:
+            # The engine's KV cache holds keys and values as f16.
+            k = k.astype(np.float16).astype(np.float64)
+            v = v.astype(np.float16).astype(np.float64)
         group = n_head // n_kv
         att = np.empty((T, n_head, hd))
         for head in range(n_head):
@@ -184,7 +188,7 @@ def main():
     p.add_argument("--check-permutation", action="store_true")
     p.add_argument("--decimals", type=int, default=5)
     p.add_argument("--emulate-q8", action="store_true",
-                   help="round every matrix input (and F16/F32 matrices) to Q8_0 the way the engine does; "
+                   help="round every matrix input (and F16/F32 matrices) to Q8_0 and keys/values to f16 the way the engine does; "
                         "shows how much of a difference from the engine is quantization")
     a = p.parse_args()
 

@@ -338,7 +338,7 @@ final class ForwardPass {
     /// scores[t] = scale · (query · key t), t < count; `keys` is the first key block.
     @inline(__always)
     private func computeScores(
-        query: UnsafePointer<Float>, keys: UnsafePointer<Float>, count: Int, scale: Float,
+        query: UnsafePointer<Float>, keys: UnsafePointer<Float16>, count: Int, scale: Float,
         into scores: UnsafeMutablePointer<Float>
     ) {
         #if arch(x86_64)
@@ -365,7 +365,7 @@ final class ForwardPass {
     /// out (+)= Σ_t weights[t] · values[t], t < count.
     @inline(__always)
     private func accumulateValues(
-        _ values: UnsafePointer<Float>, weights: UnsafePointer<Float>, count: Int, accumulating: Bool,
+        _ values: UnsafePointer<Float16>, weights: UnsafePointer<Float>, count: Int, accumulating: Bool,
         into out: UnsafeMutablePointer<Float>
     ) {
         #if arch(x86_64)

@@ -136,7 +136,7 @@ enum TransformerMath {
     /// Each score is a sum over the dimensions in order, so it does not depend on `count`.
     /// query (hd), keyBlocks (⌈count/8⌉, hd, 8) -> scores (count)
     static func scores(
-        query: UnsafePointer<Float>, keyBlocks: UnsafePointer<Float>, count: Int, dimension hd: Int, scale: Float,
+        query: UnsafePointer<Float>, keyBlocks: UnsafePointer<Float16>, count: Int, dimension hd: Int, scale: Float,
         into scores: UnsafeMutablePointer<Float>
     ) {
         let blocks = (count + 7) / 8
@@ -172,6 +172,12 @@ enum TransformerMath {
     @inline(__always)
     private static func load(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
         UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+    }
+
+    /// Eight halves at `p`, widened to floats.
+    @inline(__always)
+    private static func load(_ p: UnsafePointer<Float16>) -> SIMD8<Float> {
+        SIMD8<Float>(UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float16>.self))
     }
 
     @inline(__always)
@@ -211,9 +217,9 @@ enum TransformerMath {
     /// out = Σ_t weights[t] · rows[t] (or out += that, when `accumulating`): the attention-weighted sum
     /// of value rows. The terms are added in order of t, on top of `out` when accumulating, so a sum
     /// split into consecutive calls is bit-identical to one call.
-    /// rows (count, dimension), weights (count) -> out (dimension)
+    /// rows (count, dimension; f16), weights (count) -> out (dimension)
     static func weightedSum(
-        _ rows: UnsafePointer<Float>, weights: UnsafePointer<Float>, count: Int, dimension: Int,
+        _ rows: UnsafePointer<Float16>, weights: UnsafePointer<Float>, count: Int, dimension: Int,
         accumulating: Bool, into out: UnsafeMutablePointer<Float>
     ) {
         @inline(__always) func initial(_ p: UnsafeMutablePointer<Float>) -> SIMD8<Float> {
@@ -240,7 +246,7 @@ enum TransformerMath {
         }
         while column < dimension {
             var sum: Float = accumulating ? out[column] : 0
-            for t in 0 ..< count { sum += weights[t] * rows[t * dimension + column] }
+            for t in 0 ..< count { sum += weights[t] * Float(rows[t * dimension + column]) }
             out[column] = sum
             column += 1
         }
