@@ -140,11 +140,6 @@ final class BatchedDecodingTests: XCTestCase {
         }
     }
 
-    private func greedy(_ prompt: [Int32], max: Int) -> GenerationRequest {
-        var p = SamplingParameters()
-        p.temperature = 0
-        return GenerationRequest(promptTokens: prompt, maxTokens: max, sampling: p)
-    }
 
     func testConcurrentGenerationsGiveTheTokensTheyGiveAloneUnderJoinsAndCancellations() throws {
         let pool = ComputePool(threadCount: 2)
@@ -163,7 +158,7 @@ final class BatchedDecodingTests: XCTestCase {
             defer { scheduler.shutdown() }
             for (prompt, length) in zip(prompts, lengths) {
                 let log = EventLog()
-                _ = try scheduler.submit(model: model, request: greedy(prompt, max: length), onEvent: log.handler)
+                _ = try scheduler.submit(model: model, request: GenerationRequest.greedy(prompt, max: length), onEvent: log.handler)
                 log.wait()
                 XCTAssertNil(log.failure)
                 expected.append(log.text)
@@ -183,22 +178,22 @@ final class BatchedDecodingTests: XCTestCase {
         let secondToken = DispatchSemaphore(value: 0)
         let seen = Mutex(0)
         var handles: [GenerationHandle] = []
-        handles.append(try scheduler.submit(model: model, request: greedy(prompts[0], max: lengths[0])) { event in
+        handles.append(try scheduler.submit(model: model, request: GenerationRequest.greedy(prompts[0], max: lengths[0])) { event in
             logs[0].handler(event)
             if case .text = event, seen.withLock({ $0 += 1; return $0 }) == 1 { firstText.signal() }
         })
         let cancelAfter = Mutex(0)
-        handles.append(try scheduler.submit(model: model, request: greedy(prompts[1], max: lengths[1])) { event in
+        handles.append(try scheduler.submit(model: model, request: GenerationRequest.greedy(prompts[1], max: lengths[1])) { event in
             logs[1].handler(event)
             if case .text = event, cancelAfter.withLock({ $0 += 1; return $0 }) == 2 { secondToken.signal() }
         })
         XCTAssertEqual(firstText.wait(timeout: .now() + 30), .success)
         for i in 2 ... 3 {
-            handles.append(try scheduler.submit(model: model, request: greedy(prompts[i], max: lengths[i]), onEvent: logs[i].handler))
+            handles.append(try scheduler.submit(model: model, request: GenerationRequest.greedy(prompts[i], max: lengths[i]), onEvent: logs[i].handler))
         }
         XCTAssertEqual(secondToken.wait(timeout: .now() + 30), .success)
         handles[1].cancel()
-        handles.append(try scheduler.submit(model: model, request: greedy(prompts[4], max: lengths[4]), onEvent: logs[4].handler))
+        handles.append(try scheduler.submit(model: model, request: GenerationRequest.greedy(prompts[4], max: lengths[4]), onEvent: logs[4].handler))
         for log in logs { log.wait() }
 
         for i in [0, 2, 3, 4] {
@@ -224,26 +219,26 @@ final class BatchedDecodingTests: XCTestCase {
         let scheduler = InferenceScheduler(limits: limits)
         defer { scheduler.shutdown() }
         let alone = EventLog()
-        _ = try scheduler.submit(model: model, request: greedy(second, max: 6), onEvent: alone.handler)
+        _ = try scheduler.submit(model: model, request: GenerationRequest.greedy(second, max: 6), onEvent: alone.handler)
         alone.wait()
         // Evict the idle sequence so only a running generation can lend the prefix.
         let other = EventLog()
-        _ = try scheduler.submit(model: model, request: greedy([1, 2], max: 1), onEvent: other.handler)
+        _ = try scheduler.submit(model: model, request: GenerationRequest.greedy([1, 2], max: 1), onEvent: other.handler)
         other.wait()
         let filler = EventLog()
-        _ = try scheduler.submit(model: model, request: greedy([3, 4], max: 1), onEvent: filler.handler)
+        _ = try scheduler.submit(model: model, request: GenerationRequest.greedy([3, 4], max: 1), onEvent: filler.handler)
         filler.wait()
 
         let running = EventLog()
         let streaming = DispatchSemaphore(value: 0)
         let once = Mutex(false)
-        _ = try scheduler.submit(model: model, request: greedy(first, max: 40)) { event in
+        _ = try scheduler.submit(model: model, request: GenerationRequest.greedy(first, max: 40)) { event in
             running.handler(event)
             if case .text = event, once.withLock({ first in defer { first = true }; return !first }) { streaming.signal() }
         }
         XCTAssertEqual(streaming.wait(timeout: .now() + 30), .success)
         let joined = EventLog()
-        _ = try scheduler.submit(model: model, request: greedy(second, max: 6), onEvent: joined.handler)
+        _ = try scheduler.submit(model: model, request: GenerationRequest.greedy(second, max: 6), onEvent: joined.handler)
         joined.wait()
         running.wait()
         XCTAssertEqual(joined.summary?.cachedPromptTokens, shared.count)
@@ -285,11 +280,6 @@ final class CacheBudgetTests: XCTestCase {
         XCTAssertEqual(reserved.cacheBytes, 40 * perPosition)
     }
 
-    private func greedy(_ prompt: [Int32], max: Int?) -> GenerationRequest {
-        var p = SamplingParameters()
-        p.temperature = 0
-        return GenerationRequest(promptTokens: prompt, maxTokens: max, sampling: p)
-    }
 
     func testGenerationsWaitForCacheAndOneThatCanNeverFitIsRefused() throws {
         let pool = ComputePool(threadCount: 2)
@@ -304,7 +294,7 @@ final class CacheBudgetTests: XCTestCase {
         let scheduler = InferenceScheduler(limits: limits)
         defer { scheduler.shutdown() }
 
-        XCTAssertThrowsError(try scheduler.submit(model: model, request: greedy([1, 2, 3, 4], max: nil)) { _ in }) { error in
+        XCTAssertThrowsError(try scheduler.submit(model: model, request: GenerationRequest.greedy([1, 2, 3, 4], max: nil)) { _ in }) { error in
             guard case GenerationError.cacheBudgetExceeded(let tokens, let needed, let budget)? = error as? GenerationError else {
                 return XCTFail("\(error)")
             }
@@ -317,7 +307,7 @@ final class CacheBudgetTests: XCTestCase {
         let order = Mutex<[String]>([])
         let logs = [EventLog(), EventLog()]
         for (i, log) in logs.enumerated() {
-            _ = try scheduler.submit(model: model, request: greedy([Int32(1 + i), 2, 3, 4], max: 12)) { event in
+            _ = try scheduler.submit(model: model, request: GenerationRequest.greedy([Int32(1 + i), 2, 3, 4], max: 12)) { event in
                 switch event {
                 case .text: order.withLock { if $0.last != "text \(i)" { $0.append("text \(i)") } }
                 case .finished, .failed: order.withLock { $0.append("end \(i)") }
@@ -341,7 +331,7 @@ final class CacheBudgetTests: XCTestCase {
         let overlap = Mutex<[String]>([])
         let more = [EventLog(), EventLog()]
         for (i, log) in more.enumerated() {
-            _ = try both.submit(model: model, request: greedy([Int32(1 + i), 2, 3, 4], max: 12)) { event in
+            _ = try both.submit(model: model, request: GenerationRequest.greedy([Int32(1 + i), 2, 3, 4], max: 12)) { event in
                 switch event {
                 case .text: overlap.withLock { $0.append("text \(i)") }
                 case .finished, .failed: overlap.withLock { $0.append("end \(i)") }

@@ -82,17 +82,12 @@ final class EventLog: Sendable {
 }
 
 final class InferenceSchedulerTests: XCTestCase {
-    private func greedy(_ prompt: [Int32], max: Int? = nil, stop: [String] = []) -> GenerationRequest {
-        var p = SamplingParameters()
-        p.temperature = 0
-        return GenerationRequest(promptTokens: prompt, maxTokens: max, sampling: p, stop: stop)
-    }
 
     func testGeneratesUntilTheEndTokenAndReportsUsage() throws {
         let scheduler = InferenceScheduler()
         let model = CountingModel()
         let log = EventLog()
-        _ = try scheduler.submit(model: model, request: greedy([1, 2, 10]), onEvent: log.handler)
+        _ = try scheduler.submit(model: model, request: GenerationRequest.greedy([1, 2, 10]), onEvent: log.handler)
         log.wait()
         XCTAssertEqual(log.text, "t11 t12 t13 t14 ")
         XCTAssertEqual(log.summary?.finishReason, .stop)
@@ -103,7 +98,7 @@ final class InferenceSchedulerTests: XCTestCase {
     func testMaxTokensEndsWithLength() throws {
         let scheduler = InferenceScheduler()
         let log = EventLog()
-        _ = try scheduler.submit(model: CountingModel(), request: greedy([0], max: 3), onEvent: log.handler)
+        _ = try scheduler.submit(model: CountingModel(), request: GenerationRequest.greedy([0], max: 3), onEvent: log.handler)
         log.wait()
         XCTAssertEqual(log.text, "t1 t2 t3 ")
         XCTAssertEqual(log.summary?.finishReason, .length)
@@ -113,7 +108,7 @@ final class InferenceSchedulerTests: XCTestCase {
     func testStopStringEndsTheGenerationWithoutBeingSent() throws {
         let scheduler = InferenceScheduler()
         let log = EventLog()
-        _ = try scheduler.submit(model: CountingModel(), request: greedy([0], stop: ["3 t4"]), onEvent: log.handler)
+        _ = try scheduler.submit(model: CountingModel(), request: GenerationRequest.greedy([0], stop: ["3 t4"]), onEvent: log.handler)
         log.wait()
         XCTAssertEqual(log.text, "t1 t2 t")
         XCTAssertEqual(log.summary?.finishReason, .stop)
@@ -123,7 +118,7 @@ final class InferenceSchedulerTests: XCTestCase {
         let scheduler = InferenceScheduler()
         let log = EventLog()
         // Capacity 6 and a 4-token prompt: two tokens are generated, the second fills the context.
-        _ = try scheduler.submit(model: CountingModel(contextLength: 6), request: greedy([0, 0, 0, 0]), onEvent: log.handler)
+        _ = try scheduler.submit(model: CountingModel(contextLength: 6), request: GenerationRequest.greedy([0, 0, 0, 0]), onEvent: log.handler)
         log.wait()
         XCTAssertEqual(log.summary?.finishReason, .length)
         XCTAssertEqual(log.summary?.completionTokens, 2)
@@ -131,14 +126,14 @@ final class InferenceSchedulerTests: XCTestCase {
 
     func testPromptThatFillsTheContextIsRefusedUpFront() {
         let scheduler = InferenceScheduler()
-        XCTAssertThrowsError(try scheduler.submit(model: CountingModel(contextLength: 4), request: greedy([1, 2, 3, 4]), onEvent: { _ in })) {
+        XCTAssertThrowsError(try scheduler.submit(model: CountingModel(contextLength: 4), request: GenerationRequest.greedy([1, 2, 3, 4]), onEvent: { _ in })) {
             XCTAssertEqual($0 as? GenerationError, .contextLengthExceeded(promptTokens: 4, contextLength: 4))
         }
     }
 
     func testEmptyPromptIsRefusedUpFrontAsEmpty() {
         let scheduler = InferenceScheduler()
-        XCTAssertThrowsError(try scheduler.submit(model: CountingModel(), request: greedy([]), onEvent: { _ in })) {
+        XCTAssertThrowsError(try scheduler.submit(model: CountingModel(), request: GenerationRequest.greedy([]), onEvent: { _ in })) {
             XCTAssertEqual($0 as? GenerationError, .emptyPrompt)
         }
     }
@@ -151,9 +146,9 @@ final class InferenceSchedulerTests: XCTestCase {
         let model = CountingModel()
         model.close()
         let first = EventLog(), second = EventLog()
-        _ = try scheduler.submit(model: model, request: greedy([0]), onEvent: first.handler)
-        _ = try scheduler.submit(model: model, request: greedy([0]), onEvent: second.handler)
-        XCTAssertThrowsError(try scheduler.submit(model: model, request: greedy([0]), onEvent: { _ in })) {
+        _ = try scheduler.submit(model: model, request: GenerationRequest.greedy([0]), onEvent: first.handler)
+        _ = try scheduler.submit(model: model, request: GenerationRequest.greedy([0]), onEvent: second.handler)
+        XCTAssertThrowsError(try scheduler.submit(model: model, request: GenerationRequest.greedy([0]), onEvent: { _ in })) {
             XCTAssertEqual($0 as? GenerationError, .queueFull(limit: 1))
         }
         model.open()
@@ -184,11 +179,11 @@ final class InferenceSchedulerTests: XCTestCase {
         let model = CountingModel()
         model.close()  // the two running generations stay in their first evaluation until opened
         let running = [EventLog(), EventLog()]
-        for log in running { _ = try scheduler.submit(model: model, request: greedy([0]), onEvent: log.handler) }
+        for log in running { _ = try scheduler.submit(model: model, request: GenerationRequest.greedy([0]), onEvent: log.handler) }
         let queued = (0 ..< 32).map { _ in EventLog() }
         var handles: [GenerationHandle] = []
-        for log in queued { handles.append(try scheduler.submit(model: model, request: greedy([0]), onEvent: log.handler)) }
-        XCTAssertThrowsError(try scheduler.submit(model: model, request: greedy([0]), onEvent: { _ in })) {
+        for log in queued { handles.append(try scheduler.submit(model: model, request: GenerationRequest.greedy([0]), onEvent: log.handler)) }
+        XCTAssertThrowsError(try scheduler.submit(model: model, request: GenerationRequest.greedy([0]), onEvent: { _ in })) {
             XCTAssertEqual($0 as? GenerationError, .queueFull(limit: 32))
         }
 
@@ -202,7 +197,7 @@ final class InferenceSchedulerTests: XCTestCase {
 
         // Their places are free for fresh requests at once.
         let fresh = (0 ..< 32).map { _ in EventLog() }
-        for log in fresh { _ = try scheduler.submit(model: model, request: greedy([0], max: 1), onEvent: log.handler) }
+        for log in fresh { _ = try scheduler.submit(model: model, request: GenerationRequest.greedy([0], max: 1), onEvent: log.handler) }
 
         model.open()
         for log in running + fresh { log.wait() }
@@ -217,11 +212,11 @@ final class InferenceSchedulerTests: XCTestCase {
         let scheduler = InferenceScheduler()
         let model = CountingModel()
         let first = EventLog()
-        _ = try scheduler.submit(model: model, request: greedy([5, 6, 7, 8], max: 2), onEvent: first.handler)
+        _ = try scheduler.submit(model: model, request: GenerationRequest.greedy([5, 6, 7, 8], max: 2), onEvent: first.handler)
         first.wait()
         let before = model.state.withLock { $0.evaluated }
         let second = EventLog()
-        _ = try scheduler.submit(model: model, request: greedy([5, 6, 7, 8, 9, 10], max: 1), onEvent: second.handler)
+        _ = try scheduler.submit(model: model, request: GenerationRequest.greedy([5, 6, 7, 8, 9, 10], max: 1), onEvent: second.handler)
         second.wait()
         // The first request cached its prompt and its first generated token (9); only 10 is new.
         XCTAssertEqual(second.summary?.cachedPromptTokens, 5)
@@ -238,7 +233,7 @@ final class InferenceSchedulerTests: XCTestCase {
         model.close()
         for (index, log) in [a, b].enumerated() {
             let handler = log.handler
-            _ = try scheduler.submit(model: model, request: greedy([0], max: 6), onEvent: { event in
+            _ = try scheduler.submit(model: model, request: GenerationRequest.greedy([0], max: 6), onEvent: { event in
                 if case .text = event { order.withLock { $0.append(index) } }
                 handler(event)
             })
@@ -264,11 +259,11 @@ final class InferenceSchedulerTests: XCTestCase {
         p.temperature = 0
         p.logitBias = [15: -1000]
         _ = try scheduler.submit(model: model, request: GenerationRequest(promptTokens: [0], sampling: p), onEvent: running.handler)
-        _ = try scheduler.submit(model: model, request: greedy([0]), onEvent: queued.handler)
+        _ = try scheduler.submit(model: model, request: GenerationRequest.greedy([0]), onEvent: queued.handler)
         scheduler.shutdown()
         running.wait(); queued.wait()
         XCTAssertEqual(running.failure, .shuttingDown)
         XCTAssertEqual(queued.failure, .shuttingDown)
-        XCTAssertThrowsError(try scheduler.submit(model: model, request: greedy([0]), onEvent: { _ in }))
+        XCTAssertThrowsError(try scheduler.submit(model: model, request: GenerationRequest.greedy([0]), onEvent: { _ in }))
     }
 }

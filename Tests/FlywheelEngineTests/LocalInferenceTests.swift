@@ -5,11 +5,6 @@ import XCTest
 /// The serving facade over the checked-in model fixtures: loading, lookup by name, a greedy
 /// generation through its scheduler, and refusals at load time.
 final class LocalInferenceTests: XCTestCase {
-    private func greedy(_ prompt: [Int32], max: Int) -> GenerationRequest {
-        var p = SamplingParameters()
-        p.temperature = 0
-        return GenerationRequest(promptTokens: prompt, maxTokens: max, sampling: p)
-    }
 
     func testLoadsModelsByNameAndGeneratesTheReferenceTokens() throws {
         let qwen = try ModelReference("model-qwen2-q8")
@@ -39,7 +34,7 @@ final class LocalInferenceTests: XCTestCase {
         XCTAssertGreaterThan(expectedCount, 0, "the fixture should generate before ending")
 
         let log = EventLog()
-        _ = try inference.submit(model: model, request: greedy(qwen.tokens, max: steps), onEvent: log.handler)
+        _ = try inference.submit(model: model, request: GenerationRequest.greedy(qwen.tokens, max: steps), onEvent: log.handler)
         log.wait()
         XCTAssertEqual(log.summary?.completionTokens, expectedCount)
         XCTAssertEqual(log.text, expected)
@@ -93,7 +88,7 @@ final class LocalInferenceTests: XCTestCase {
         let inference = try LocalInference(models: [LocalModelSpec(name: "m", path: reference.path)], threads: 1)
         inference.shutdown()
         inference.shutdown()  // idempotent
-        XCTAssertThrowsError(try inference.submit(model: inference.models[0], request: greedy(reference.tokens, max: 1), onEvent: { _ in })) {
+        XCTAssertThrowsError(try inference.submit(model: inference.models[0], request: GenerationRequest.greedy(reference.tokens, max: 1), onEvent: { _ in })) {
             XCTAssertEqual($0 as? GenerationError, .shuttingDown)
         }
     }

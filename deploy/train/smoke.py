@@ -15,8 +15,9 @@
                 runs its full length), plus the prompt token count.
 
 The reference is the merged model loaded back from its saved directory and run in float32 the way the
-engine computes: weights rounded through Q8_0 exactly as the GGUF file stores them, and each matrix
-product's input rounded through Q8_0 per token as the int8 kernels do. What is left is float32 summation
+engine computes: weights rounded through Q8_0 exactly as the GGUF file stores them, each matrix
+product's input rounded through Q8_0 per token as the int8 kernels do, and keys (after RoPE) and values
+rounded to f16 as the engine's KV cache stores them. What is left is float32 summation
 order and the exp/sqrt of two implementations. Greedy answers must be equal; a divergence is accepted
 only at a step where the reference's top-2 logits are within --tie-margin of each other (a genuine
 near-tie), and reported. Agreement with the plain float32 model is printed as well.
@@ -183,9 +184,13 @@ def emulate_q8(model) -> None:
     """Makes `model` compute as the engine does: every matrix rounded through Q8_0 as the GGUF file stores
     it (blocks of 32 along the input dimension; llama's q/k row permutation moves whole rows, so the
     rounding is the same), and every matrix input rounded through Q8_0 per token before the product, as
-    the engine's int8 kernels quantize activations. Norms, RoPE, attention and softmax stay float32."""
+    the engine's int8 kernels quantize activations; keys after RoPE and values rounded to f16, as the engine's
+    KV cache holds them. Norms, RoPE, attention and softmax stay float32."""
     import numpy as np
     import torch
+
+    _round_rotated_keys_when_emulating()
+    model._flywheel_emulated = True
 
     done = set()
     with torch.no_grad():
@@ -200,9 +205,38 @@ def emulate_q8(model) -> None:
         flat = x.detach().reshape(-1, shape[-1]).cpu().numpy().astype(np.float32)
         return (torch.from_numpy(_q8(flat)).reshape(shape).to(x.dtype),) + tuple(args[1:])
 
-    for module in model.modules():
+    def round_output_to_half(module, args, output):
+        return output.to(torch.float16).to(output.dtype)
+
+    for name, module in model.named_modules():
         if isinstance(module, torch.nn.Linear):
             module.register_forward_pre_hook(round_input)
+            if name.endswith("v_proj"):
+                module.register_forward_hook(round_output_to_half)
+
+
+_EMULATING = {"on": False}
+
+
+def _round_rotated_keys_when_emulating() -> None:
+    """Wraps the llama and qwen2 modules' `apply_rotary_pos_emb` so that, while an emulated model runs, the rotated
+    keys come back rounded to f16 (the other models in the process are untouched)."""
+    import torch
+    import transformers.models.llama.modeling_llama as llama
+    import transformers.models.qwen2.modeling_qwen2 as qwen2
+
+    for module in (llama, qwen2):
+        original = module.apply_rotary_pos_emb
+        if getattr(original, "_flywheel_wrapped", False):
+            continue
+
+        def rotate(q, k, *args, _original=original, **kwargs):
+            q, k = _original(q, k, *args, **kwargs)
+            if _EMULATING["on"]:
+                k = k.to(torch.float16).to(k.dtype)
+            return q, k
+        rotate._flywheel_wrapped = True
+        module.apply_rotary_pos_emb = rotate
 
 
 def greedy(model, prompt_ids: list[int], steps: int, banned: list[int]) -> tuple[list[int], list[float]]:
@@ -211,6 +245,7 @@ def greedy(model, prompt_ids: list[int], steps: int, banned: list[int]) -> tuple
 
     ids = list(prompt_ids)
     out, margins = [], []
+    _EMULATING["on"] = getattr(model, "_flywheel_emulated", False)
     with torch.no_grad():
         for _ in range(steps):
             logits = model(torch.tensor([ids])).logits[0, -1].double()
@@ -219,6 +254,7 @@ def greedy(model, prompt_ids: list[int], steps: int, banned: list[int]) -> tuple
             out.append(int(top.indices[0]))
             margins.append(float(top.values[0] - top.values[1]))
             ids.append(out[-1])
+    _EMULATING["on"] = False
     return out, margins
 
 
