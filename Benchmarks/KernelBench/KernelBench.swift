@@ -15,6 +15,9 @@ enum KernelBench {
         let quick = arguments.contains("quick")
         // `mul`: only the fast paths' matMul rates (hot matrix), for tuning the tiles.
         let mulOnly = arguments.contains("mul")
+        // `decode`: matMul with the small batches of continuous batching's decode steps (B = 1...16) on the cold
+        // matrix: weight GB/s and tokens per step-second, to see how the cost grows with the streams in a step.
+        let decodeOnly = arguments.contains("decode")
         print("active path: \(Kernels.activePath); default threads: \(ComputePool.defaultThreadCount)")
         let pool1 = ComputePool(threadCount: 1)
         let pool2 = ComputePool(threadCount: 2)
@@ -68,7 +71,22 @@ enum KernelBench {
             }
             print("memory read ceiling \(threads)T: \(f(rate)) GB/s (\(coldMiB) MiB, 16-byte loads)")
         }
-        if quick || mulOnly { paths.removeFirst() }
+        if quick || mulOnly || decodeOnly { paths.removeFirst() }
+        if decodeOnly {
+            for (name, _, matMul) in paths {
+                for (threads, pool) in [(2, pool2)] {
+                    var line = pad(name, 9) + "\(threads)T  matMul on \(coldMiB) MiB cold, weight GB/s by B:"
+                    for b in [1, 2, 3, 4, 5, 7, 8, 9, 12, 16] {
+                        let rate = measure(bytes: cold.bytes, minimumSeconds: 1) {
+                            split(pool, cold.matrix.rows) { matMul(cold.matrix, xs.base, b, out, cold.matrix.rows, $0) }
+                        }
+                        line += " \(b):\(f(rate))"
+                    }
+                    print(line)
+                }
+            }
+            return
+        }
         if mulOnly {
             for (name, _, matMul) in paths {
                 for (threads, pool) in [(1, pool1), (2, pool2)] {

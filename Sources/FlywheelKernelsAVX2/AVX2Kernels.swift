@@ -78,7 +78,10 @@ public enum AVX2Kernels {
     /// Tiles of 2 weight rows by 4 activation rows keep 8 accumulators in registers: each weight
     /// block is loaded and made absolute once for four tokens, the activation blocks come from L1,
     /// and the activation scales are converted to floats once per call rather than once per pair.
-    /// Every output is summed in the same order as `matVec` and `dot`, so results are bit-identical.
+    /// The last batch % 4 tokens take 2 x 2 and 2 x 1 tiles on the same two rows while they are in
+    /// L1, so a batch of 2, 3 or 7 (continuous batching's decode steps) still streams the weights
+    /// from memory once. Every output is summed in the same order as `matVec` and `dot`, so results
+    /// are bit-identical.
     @inline(never)
     public static func matMul(
         base: UnsafeRawPointer, rowStride: Int, blocks: Int, x: UnsafeRawPointer, xStride: Int, batch: Int,
@@ -86,33 +89,102 @@ public enum AVX2Kernels {
     ) {
         guard batch > 0, !rows.isEmpty else { return }
         let fullBatch = batch & ~3
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, blocks &* fullBatch)) { buffer in
-            // xScales[j * fullBatch + b]: the scale of activation b's block j, so a tile reads 4 at once.
+        // Scales are laid out for 4-token tiles; the last 1 to 3 tokens get a stride of their own count.
+        let tailTokens = batch &- fullBatch
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, blocks &* batch)) { buffer in
+            // xScales[j * fullBatch + b]: the scale of activation b's block j, so a tile reads 4 at once;
+            // then tailScales[j * tailTokens + t] for the tokens after fullBatch.
             let xScales = buffer.baseAddress!
-            for b in 0 ..< fullBatch {
+            let tailScales = xScales + blocks &* fullBatch
+            for b in 0 ..< batch {
                 for j in 0 ..< blocks {
-                    xScales[j &* fullBatch &+ b] = halfScale(x + (b &* xStride &+ j &* blockBytes))[0]
+                    let scale = halfScale(x + (b &* xStride &+ j &* blockBytes))[0]
+                    if b < fullBatch {
+                        xScales[j &* fullBatch &+ b] = scale
+                    } else {
+                        tailScales[j &* tailTokens &+ (b &- fullBatch)] = scale
+                    }
                 }
             }
             let fullRows = rows.lowerBound + (rows.count & ~1)
+            let tail = x + fullBatch &* xStride
             var r = rows.lowerBound
             while r < fullRows {
+                let w = base + r &* rowStride
                 var b = 0
                 while b < fullBatch {
-                    tile2x4(base + r &* rowStride, rowStride, blocks, x + b &* xStride, xStride,
+                    tile2x4(w, rowStride, blocks, x + b &* xStride, xStride,
                             xScales + b, fullBatch, out + (b &* outStride &+ r), outStride)
                     b &+= 4
+                }
+                let o = out + (fullBatch &* outStride &+ r)
+                switch tailTokens {
+                case 3:
+                    tile2x2(w, rowStride, blocks, tail, xStride, tailScales, 3, o, outStride)
+                    tile2x1(w, rowStride, blocks, tail + 2 &* xStride, tailScales + 2, 3, o + 2 &* outStride)
+                case 2:
+                    tile2x2(w, rowStride, blocks, tail, xStride, tailScales, 2, o, outStride)
+                case 1:
+                    tile2x1(w, rowStride, blocks, tail, tailScales, 1, o)
+                default:
+                    break
                 }
                 r &+= 2
             }
         }
-        // What the tiles leave: an odd last row, and the last batch % 4 activation rows.
+        // What the tiles leave: an odd last row.
         for b in 0 ..< batch {
-            let rest = b < fullBatch ? (rows.lowerBound + (rows.count & ~1)) ..< rows.upperBound : rows
-            for r in rest {
+            for r in (rows.lowerBound + (rows.count & ~1)) ..< rows.upperBound {
                 out[b &* outStride &+ r] = dot(base + r &* rowStride, x + b &* xStride, blocks: blocks)
             }
         }
+    }
+
+    /// Two weight rows by two activation rows (the tail of a batch).
+    @inline(__always)
+    static func tile2x2(
+        _ w0: UnsafeRawPointer, _ rowStride: Int, _ blocks: Int, _ x0: UnsafeRawPointer, _ xStride: Int,
+        _ xScales: UnsafePointer<Float>, _ xScaleStride: Int, _ out: UnsafeMutablePointer<Float>, _ outStride: Int
+    ) {
+        let w1 = w0 + rowStride
+        let x1 = x0 + xStride
+        var a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00
+        for j in 0 ..< blocks {
+            let o = j &* blockBytes
+            let s = xScales + j &* xScaleStride
+            let q0 = quants(x0 + o), q1 = quants(x1 + o)
+            let v0 = quants(w0 + o), v1 = quants(w1 + o)
+            let abs0 = _mm256_sign_epi8(v0, v0), abs1 = _mm256_sign_epi8(v1, v1)
+            let d0 = halfScale(w0 + o)[0], d1 = halfScale(w1 + o)[0]
+            a00 = _mm256_fmadd_ps(_mm256_set1_ps(s[0] * d0), signedProduct(abs0, v0, q0), a00)
+            a01 = _mm256_fmadd_ps(_mm256_set1_ps(s[1] * d0), signedProduct(abs0, v0, q1), a01)
+            a10 = _mm256_fmadd_ps(_mm256_set1_ps(s[0] * d1), signedProduct(abs1, v1, q0), a10)
+            a11 = _mm256_fmadd_ps(_mm256_set1_ps(s[1] * d1), signedProduct(abs1, v1, q1), a11)
+        }
+        out[0] = horizontalSum(a00)
+        out[1] = horizontalSum(a10)
+        out[outStride] = horizontalSum(a01)
+        out[outStride &+ 1] = horizontalSum(a11)
+    }
+
+    /// Two weight rows by one activation row (the tail of a batch).
+    @inline(__always)
+    static func tile2x1(
+        _ w0: UnsafeRawPointer, _ rowStride: Int, _ blocks: Int, _ x0: UnsafeRawPointer,
+        _ xScales: UnsafePointer<Float>, _ xScaleStride: Int, _ out: UnsafeMutablePointer<Float>
+    ) {
+        let w1 = w0 + rowStride
+        var a0 = _mm256_setzero_ps(), a1 = a0
+        for j in 0 ..< blocks {
+            let o = j &* blockBytes
+            let dx = xScales[j &* xScaleStride]
+            let q = quants(x0 + o)
+            let v0 = quants(w0 + o), v1 = quants(w1 + o)
+            a0 = _mm256_fmadd_ps(_mm256_set1_ps(dx * halfScale(w0 + o)[0]), signedProduct(_mm256_sign_epi8(v0, v0), v0, q), a0)
+            a1 = _mm256_fmadd_ps(_mm256_set1_ps(dx * halfScale(w1 + o)[0]), signedProduct(_mm256_sign_epi8(v1, v1), v1, q), a1)
+        }
+        out[0] = horizontalSum(a0)
+        out[1] = horizontalSum(a1)
     }
 
     @inline(__always)

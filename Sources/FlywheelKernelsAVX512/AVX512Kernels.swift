@@ -69,8 +69,10 @@ public enum AVX512Kernels {
     ///
     /// Tiles of 3 weight rows by 4 activation rows keep 12 accumulators and the 4 prepared
     /// activation pairs in registers (a 4 x 4 tile spilled accumulators): each weight pair is loaded
-    /// and biased once for four tokens, each activation pair serves three weight rows. Leftover
-    /// outputs go one at a time; all give the same bits as `matVec`.
+    /// and biased once for four tokens, each activation pair serves three weight rows. The last
+    /// batch % 4 tokens take a 3 x 1...3 tile on the same three rows while they are in L1, so a batch
+    /// of 2, 3 or 7 (continuous batching's decode steps) still streams the weights from memory once.
+    /// Leftover rows go one output at a time; all give the same bits as `matVec`.
     @inline(never)
     public static func matMul(
         base: UnsafeRawPointer, rowStride: Int, blocks: Int, x: UnsafeRawPointer, xStride: Int, batch: Int,
@@ -88,24 +90,29 @@ public enum AVX512Kernels {
             var r = rows.lowerBound
             while r < fullRows {
                 var b = 0
+                while b &+ 8 <= fullBatch {
+                    tile3x8(base + r &* rowStride, rowStride, blocks, prepared + b &* tokenStride, tokenStride,
+                            out + (b &* outStride &+ r), outStride, halves)
+                    b &+= 8
+                }
                 while b < fullBatch {
                     tile3x4(base + r &* rowStride, rowStride, blocks, prepared + b &* tokenStride, tokenStride,
                             out + (b &* outStride &+ r), outStride, halves)
                     b &+= 4
                 }
+                if batch > fullBatch {
+                    tile3xTail(base + r &* rowStride, rowStride, blocks, prepared + fullBatch &* tokenStride,
+                               tokenStride, batch &- fullBatch, out + (fullBatch &* outStride &+ r), outStride, halves)
+                }
                 r &+= 3
             }
-            // The last rows.count % 3 rows for those tokens, then the last batch % 4 tokens as matVec does.
+            // The last rows.count % 3 rows, one output at a time.
             while r < rows.upperBound {
-                for b in 0 ..< fullBatch {
+                for b in 0 ..< batch {
                     out[b &* outStride &+ r] = single(base + r &* rowStride, blocks, prepared + b &* tokenStride,
                                                       halves)
                 }
                 r &+= 1
-            }
-            for b in fullBatch ..< batch {
-                rowsOfOneToken(base, rowStride, blocks, prepared + b &* tokenStride, out + b &* outStride, rows,
-                               halves, prefetch: false)
             }
         }
     }
@@ -152,6 +159,84 @@ public enum AVX512Kernels {
         store(a01, a11, a21, to: out + outStride)
         store(a02, a12, a22, to: out + 2 &* outStride)
         store(a03, a13, a23, to: out + 3 &* outStride)
+    }
+
+    /// Three weight rows by eight prepared activation rows: each weight pair is loaded and biased once for eight
+    /// tokens and the rows stream past once (two 3 x 4 tiles would walk the rows twice and hold twice the
+    /// activations in L1 at a time).
+    @inline(__always)
+    static func tile3x8(
+        _ w0: UnsafeRawPointer, _ rowStride: Int, _ blocks: Int, _ x0: UnsafeRawPointer, _ tokenStride: Int,
+        _ out: UnsafeMutablePointer<Float>, _ outStride: Int, _ halves: __m512i
+    ) {
+        let w1 = w0 + rowStride, w2 = w1 + rowStride
+        let zero = _mm512_setzero_ps()
+        var a0 = (zero, zero, zero, zero, zero, zero, zero, zero)
+        var a1 = a0, a2 = a0
+        forEachPair(blocks) { p, full in
+            let o = p &* pairBytes
+            let x = x0 + p &* preparedPairBytes
+            let (q0, d0) = weightPair(w0 + o, full, halves)
+            let (q1, d1) = weightPair(w1 + o, full, halves)
+            let (q2, d2) = weightPair(w2 + o, full, halves)
+            @inline(__always) func token(_ t: Int, _ s0: inout __m512, _ s1: inout __m512, _ s2: inout __m512) {
+                let xt = x + t &* tokenStride
+                s0 = accumulate(s0, q0, d0, xt)
+                s1 = accumulate(s1, q1, d1, xt)
+                s2 = accumulate(s2, q2, d2, xt)
+            }
+            token(0, &a0.0, &a1.0, &a2.0)
+            token(1, &a0.1, &a1.1, &a2.1)
+            token(2, &a0.2, &a1.2, &a2.2)
+            token(3, &a0.3, &a1.3, &a2.3)
+            token(4, &a0.4, &a1.4, &a2.4)
+            token(5, &a0.5, &a1.5, &a2.5)
+            token(6, &a0.6, &a1.6, &a2.6)
+            token(7, &a0.7, &a1.7, &a2.7)
+        }
+        store(a0.0, a1.0, a2.0, to: out)
+        store(a0.1, a1.1, a2.1, to: out + outStride)
+        store(a0.2, a1.2, a2.2, to: out + 2 &* outStride)
+        store(a0.3, a1.3, a2.3, to: out + 3 &* outStride)
+        store(a0.4, a1.4, a2.4, to: out + 4 &* outStride)
+        store(a0.5, a1.5, a2.5, to: out + 5 &* outStride)
+        store(a0.6, a1.6, a2.6, to: out + 6 &* outStride)
+        store(a0.7, a1.7, a2.7, to: out + 7 &* outStride)
+    }
+
+    /// Three weight rows by `tokens` (1...3) prepared activation rows: the tail of a batch.
+    @inline(__always)
+    static func tile3xTail(
+        _ w0: UnsafeRawPointer, _ rowStride: Int, _ blocks: Int, _ x0: UnsafeRawPointer, _ tokenStride: Int,
+        _ tokens: Int, _ out: UnsafeMutablePointer<Float>, _ outStride: Int, _ halves: __m512i
+    ) {
+        let w1 = w0 + rowStride, w2 = w1 + rowStride
+        let x1 = x0 + tokenStride, x2 = x1 + tokenStride
+        var a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00
+        var a10 = a00, a11 = a00, a12 = a00
+        var a20 = a00, a21 = a00, a22 = a00
+        forEachPair(blocks) { p, full in
+            let o = p &* pairBytes, xo = p &* preparedPairBytes
+            let (q0, d0) = weightPair(w0 + o, full, halves)
+            let (q1, d1) = weightPair(w1 + o, full, halves)
+            let (q2, d2) = weightPair(w2 + o, full, halves)
+            a00 = accumulate(a00, q0, d0, x0 + xo)
+            a10 = accumulate(a10, q1, d1, x0 + xo)
+            a20 = accumulate(a20, q2, d2, x0 + xo)
+            if tokens > 1 {
+                a01 = accumulate(a01, q0, d0, x1 + xo)
+                a11 = accumulate(a11, q1, d1, x1 + xo)
+                a21 = accumulate(a21, q2, d2, x1 + xo)
+            }
+            if tokens > 2 {
+                a02 = accumulate(a02, q0, d0, x2 + xo)
+                a12 = accumulate(a12, q1, d1, x2 + xo)
+                a22 = accumulate(a22, q2, d2, x2 + xo)
+            }
+        }
+        store(a00, a10, a20, to: out)
+        if tokens > 1 { store(a01, a11, a21, to: out + outStride) }
+        if tokens > 2 { store(a02, a12, a22, to: out + 2 &* outStride) }
     }
 
     /// Four weight rows against one prepared activation row; results to `out[0]`, `out[step]`, ...

@@ -167,14 +167,26 @@ struct GenerateCommand: ParsableCommand {
             }
         }
         let generated = summaries.reduce(0) { $0 + $1.completionTokens }
-        let decodeRate = summaries.reduce(0.0) { $0 + $1.decodeTokensPerSecond }
+        // Aggregate decode: tokens per second while every stream is decoding (after the last first token, before
+        // the first stream ends), so prompt steps of late joiners do not dilute it. Token times are rebuilt from
+        // each stream's first token (queue + prompt after submission) and its gaps.
+        let times: [[Double]] = summaries.map { s in
+            var t = s.queueSeconds + s.promptSeconds
+            return [t] + s.tokenGapsMilliseconds.map { t += Double($0) / 1000; return t }
+        }
+        let windowStart = times.map { $0.first ?? 0 }.max() ?? 0
+        let windowEnd = times.map { $0.last ?? 0 }.min() ?? 0
+        let inWindow = times.reduce(0) { $0 + $1.filter { $0 > windowStart && $0 <= windowEnd }.count }
+        let decodeRate = windowEnd > windowStart
+            ? Double(inWindow) / (windowEnd - windowStart)
+            : summaries.reduce(0.0) { $0 + $1.decodeTokensPerSecond }
         let firstTokens = summaries.map { ($0.queueSeconds + $0.promptSeconds) * 1000 }.sorted()
         let gaps = summaries.flatMap { $0.tokenGapsMilliseconds.map(Double.init) }.sorted()
         func percentile(_ sorted: [Double], _ p: Double) -> Double {
             // Nearest rank.
             sorted.isEmpty ? 0 : sorted[max(0, Int((p * Double(sorted.count)).rounded(.up)) - 1)]
         }
-        Console.error(String(format: "flywheel: %d streams, prompt %d tokens each; generated %d tokens in %.3f s (%.1f tokens/s overall); decode %.1f tokens/s aggregate, %.1f per stream",
+        Console.error(String(format: "flywheel: %d streams, prompt %d tokens each; generated %d tokens in %.3f s (%.1f tokens/s overall); decode %.1f tokens/s aggregate while all decode, %.1f per stream",
                              parallel, request.promptTokens.count, generated, wall, Double(generated) / wall, decodeRate,
                              decodeRate / Double(max(1, summaries.count))))
         Console.error(String(format: "flywheel: time to first token p50 %.1f ms, p99 %.1f ms; time between tokens p50 %.1f ms, p99 %.1f ms",
