@@ -76,7 +76,7 @@ enum KernelBench {
             for (name, _, matMul) in paths {
                 for (threads, pool) in [(2, pool2)] {
                     var line = pad(name, 9) + "\(threads)T  matMul on \(coldMiB) MiB cold, weight GB/s by B:"
-                    for b in [1, 2, 3, 4, 5, 7, 8, 9, 12, 16] {
+                    for b in [1, 2, 3, 4, 5, 7, 8, 9, 12, 16, 24, 32] {
                         let rate = measure(bytes: cold.bytes, minimumSeconds: 1) {
                             split(pool, cold.matrix.rows) { matMul(cold.matrix, xs.base, b, out, cold.matrix.rows, $0) }
                         }

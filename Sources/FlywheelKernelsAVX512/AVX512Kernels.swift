@@ -67,12 +67,12 @@ public enum AVX512Kernels {
     /// `out[b * outStride + r] = W[r] · x[b]` for `r` in `rows` and `b` in `0 ..< batch`, where
     /// activation row `b` starts at `x + b * xStride`.
     ///
-    /// Tiles of 3 weight rows by 4 activation rows keep 12 accumulators and the 4 prepared
-    /// activation pairs in registers (a 4 x 4 tile spilled accumulators): each weight pair is loaded
-    /// and biased once for four tokens, each activation pair serves three weight rows. The last
-    /// batch % 4 tokens take a 3 x 1...3 tile on the same three rows while they are in L1, so a batch
-    /// of 2, 3 or 7 (continuous batching's decode steps) still streams the weights from memory once.
-    /// Leftover rows go one output at a time; all give the same bits as `matVec`.
+    /// Tokens go in panels of 8 (the last takes what is left, up to 15); a panel walks the rows in
+    /// groups of 3: a 3 x 8 tile (24 accumulators), a 3 x 4 tile (12 accumulators, the 4 prepared
+    /// activation pairs in registers), then a 3 x 1...3 tile for the last tokens, all on the same three
+    /// rows while they are in L1. So each weight pair is loaded and biased once per panel, and a batch
+    /// of up to 15 (continuous batching's decode steps) streams the weights once. Leftover rows go one
+    /// output at a time; all give the same bits as `matVec`.
     @inline(never)
     public static func matMul(
         base: UnsafeRawPointer, rowStride: Int, blocks: Int, x: UnsafeRawPointer, xStride: Int, batch: Int,
@@ -85,28 +85,36 @@ public enum AVX512Kernels {
         }
         withPrepared(x, xStride: xStride, batch: batch, blocks: blocks) { prepared, tokenStride in
             let halves = halfSelector()
-            let fullBatch = batch & ~3
             let fullRows = rows.lowerBound &+ rows.count / 3 &* 3
-            var r = rows.lowerBound
-            while r < fullRows {
-                var b = 0
-                while b &+ 8 <= fullBatch {
-                    tile3x8(base + r &* rowStride, rowStride, blocks, prepared + b &* tokenStride, tokenStride,
-                            out + (b &* outStride &+ r), outStride, halves)
-                    b &+= 8
+            // Panels of 8 tokens (the last one takes the 0...7 left over): each walks the rows once, so its
+            // activations stay in L1 beside the weights (16 tokens at a time would not fit).
+            var panel = 0
+            while panel < batch {
+                let tokens = batch &- panel < 16 ? batch &- panel : 8
+                var r = rows.lowerBound
+                while r < fullRows {
+                    let w = base + r &* rowStride
+                    var t = 0
+                    while t &+ 8 <= tokens {
+                        tile3x8(w, rowStride, blocks, prepared + (panel &+ t) &* tokenStride, tokenStride,
+                                out + ((panel &+ t) &* outStride &+ r), outStride, halves)
+                        t &+= 8
+                    }
+                    while t &+ 4 <= tokens {
+                        tile3x4(w, rowStride, blocks, prepared + (panel &+ t) &* tokenStride, tokenStride,
+                                out + ((panel &+ t) &* outStride &+ r), outStride, halves)
+                        t &+= 4
+                    }
+                    if t < tokens {
+                        tile3xTail(w, rowStride, blocks, prepared + (panel &+ t) &* tokenStride, tokenStride, tokens &- t,
+                                   out + ((panel &+ t) &* outStride &+ r), outStride, halves)
+                    }
+                    r &+= 3
                 }
-                while b < fullBatch {
-                    tile3x4(base + r &* rowStride, rowStride, blocks, prepared + b &* tokenStride, tokenStride,
-                            out + (b &* outStride &+ r), outStride, halves)
-                    b &+= 4
-                }
-                if batch > fullBatch {
-                    tile3xTail(base + r &* rowStride, rowStride, blocks, prepared + fullBatch &* tokenStride,
-                               tokenStride, batch &- fullBatch, out + (fullBatch &* outStride &+ r), outStride, halves)
-                }
-                r &+= 3
+                panel &+= tokens
             }
             // The last rows.count % 3 rows, one output at a time.
+            var r = fullRows
             while r < rows.upperBound {
                 for b in 0 ..< batch {
                     out[b &* outStride &+ r] = single(base + r &* rowStride, blocks, prepared + b &* tokenStride,

@@ -107,10 +107,10 @@ final class AVX512KernelsTests: XCTestCase {
         var random = TestRandom(state: 54)
         for blocks in [1, 2, 5, 6] {
             let w = Q8TestRows.random(rows: 11, blocks: blocks, quants: -128 ... 127, &random)
-            let xs = Q8TestRows.random(rows: 20, blocks: blocks, &random)
+            let xs = Q8TestRows.random(rows: 27, blocks: blocks, &random)
             w.withMatrix { matrix, _ in xs.bytes.withUnsafeBytes { px in
-                // Every tile: 3 x 8, 3 x 4 and the 1...3-token tails, alone and together.
-                for batch in [1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 15, 16, 20] {
+                // Every tile (3 x 8, 3 x 4, the 1...3-token tails) and panel split (16 -> 8 + 8, 27 -> 8 + 8 + 11).
+                for batch in [1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 15, 16, 20, 27] {
                     for rows in [0 ..< 11, 2 ..< 9, 4 ..< 8, 10 ..< 11, 3 ..< 3] {
                         let outStride = 12
                         var mul = [Float](repeating: .nan, count: batch * outStride)
