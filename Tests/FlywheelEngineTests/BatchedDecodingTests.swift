@@ -123,8 +123,11 @@ final class BatchedDecodingTests: XCTestCase {
     final class RecordingModel: GenerationModel, @unchecked Sendable {
         let inner: LocalModel
         let widest = Mutex(0)
+        /// The most KV cache bytes the sequences of one step held together.
+        let mostHeld = Mutex(0)
         var name: String { inner.name }
         var contextLength: Int { inner.contextLength }
+        var cacheBytesPerToken: Int { inner.cacheBytesPerToken }
         init(_ inner: LocalModel) { self.inner = inner }
         func makeSequence(capacity: Int) throws -> any TokenSequence { try inner.makeSequence(capacity: capacity) }
         func isEndOfGeneration(_ token: Int32) -> Bool { inner.isEndOfGeneration(token) }
@@ -132,7 +135,10 @@ final class BatchedDecodingTests: XCTestCase {
         func appendBatch(_ entries: [(sequence: any TokenSequence, tokens: ArraySlice<Int32>)]) throws
             -> [UnsafeMutableBufferPointer<Float>] {
             widest.withLock { $0 = max($0, entries.count) }
-            return try inner.appendBatch(entries)
+            let logits = try inner.appendBatch(entries)
+            let held = entries.reduce(0) { $0 + $1.sequence.reservedBytes }
+            mostHeld.withLock { $0 = max($0, held) }
+            return logits
         }
         struct Ids: TokenTextStream {
             mutating func append(_ token: Int32) -> String { "\(token) " }
@@ -284,7 +290,8 @@ final class CacheBudgetTests: XCTestCase {
     func testGenerationsWaitForCacheAndOneThatCanNeverFitIsRefused() throws {
         let pool = ComputePool(threadCount: 2)
         defer { pool.shutdown() }
-        let model = try LocalModel(name: "llama", path: ModelReference("model-llama-q8").path, contextLength: 64, pool: pool)
+        let local = try LocalModel(name: "llama", path: ModelReference("model-llama-q8").path, contextLength: 64, pool: pool)
+        let model = BatchedDecodingTests.RecordingModel(local)
         let perToken = model.cacheBytesPerToken
         XCTAssertGreaterThan(perToken, 0)
         var limits = InferenceScheduler.Limits()
@@ -322,6 +329,8 @@ final class CacheBudgetTests: XCTestCase {
         let firstEnd = try XCTUnwrap(events.firstIndex(of: "end 0"))
         XCTAssertFalse(events[..<firstEnd].contains("text 1"), "the second waited for the first: \(events)")
         XCTAssertEqual(logs[1].summary?.completionTokens, 12)
+        XCTAssertLessThanOrEqual(model.mostHeld.withLock { $0 }, 24 * perToken, "what the sequences held stayed in the budget")
+        XCTAssertGreaterThanOrEqual(model.mostHeld.withLock { $0 }, 16 * perToken, "a generation holds its prompt + max_tokens")
 
         // With room for both they overlap.
         var roomy = limits

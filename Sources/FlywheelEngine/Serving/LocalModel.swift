@@ -117,8 +117,12 @@ public final class LocalModel: GenerationModel {
 
     // MARK: GenerationModel
 
+    /// A sequence whose KV cache starts at one key block: the scheduler reserves what each generation may use
+    /// (`reserve`), so the cache budget counts what is really held.
     public func makeSequence(capacity: Int) throws -> any TokenSequence {
-        try ContextSequence(context: InferenceContext(model: model, maxTokens: min(capacity, contextLength), pool: pool))
+        try ContextSequence(context: InferenceContext(
+            model: model, maxTokens: min(capacity, contextLength), pool: pool, batchCapacity: 64, attentionTile: 8,
+            attentionChunk: 64, initialCachePositions: KVCache.blockLength))
     }
 
     public var cacheBytesPerToken: Int { InferenceContext.cacheBytesPerToken(model) }
