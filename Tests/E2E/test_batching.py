@@ -33,9 +33,17 @@ def ask(fw, content, max_tokens, system=None):
     return text, usage
 
 
+def scrape(fw):
+    with fw.http() as c:
+        text = c.get("/metrics").text
+    return {line.split()[0]: float(line.split()[1]) for line in text.splitlines() if line.startswith("flywheel_local_")}
+
+
 def test_concurrent_streams_get_the_answers_they_get_alone(four_slots):
     lengths = [24, 40, 16, 32, 8, 28]
     alone = [ask(four_slots, p, n)[0] for p, n in zip(PROMPTS, lengths)]
+    before = scrape(four_slots)
+    assert before["flywheel_local_step_rows_total"] >= before["flywheel_local_steps_total"] > 0
     results: list = [None] * len(PROMPTS)
 
     def run(i):
@@ -49,6 +57,13 @@ def test_concurrent_streams_get_the_answers_they_get_alone(four_slots):
     for i, (text, usage) in enumerate(results):
         assert text == alone[i], f"stream {i} differs when batched"
         assert usage.completion_tokens == lengths[i]
+    after = scrape(four_slots)
+    steps = after["flywheel_local_steps_total"] - before["flywheel_local_steps_total"]
+    rows = after["flywheel_local_step_rows_total"] - before["flywheel_local_step_rows_total"]
+    # 148 tokens generated in fewer steps than tokens: most steps carried several streams.
+    assert sum(lengths) - len(lengths) <= rows and steps < sum(lengths), (steps, rows)
+    assert after["flywheel_local_generations_active"] == 0
+    assert after["flywheel_local_kv_cache_bytes"] > 0  # idle caches kept for prefix reuse
 
 
 def test_a_shared_system_prompt_is_not_evaluated_again(four_slots):

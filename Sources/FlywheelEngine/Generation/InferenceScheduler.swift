@@ -177,6 +177,15 @@ public final class InferenceScheduler: Sendable {
     private let promptTokensTotal = Atomic<Int>(0)
     private let generatedTokensTotal = Atomic<Int>(0)
 
+    /// A snapshot for metrics: batched steps run, token rows evaluated in them (rows / steps is the mean batch),
+    /// and the KV cache bytes all sequences (running and idle) hold after the latest step.
+    public var batching: (steps: Int, rows: Int, cacheBytes: Int) {
+        (stepsTotal.load(ordering: .relaxed), stepRowsTotal.load(ordering: .relaxed), cacheBytesHeld.load(ordering: .relaxed))
+    }
+    private let stepsTotal = Atomic<Int>(0)
+    private let stepRowsTotal = Atomic<Int>(0)
+    private let cacheBytesHeld = Atomic<Int>(0)
+
     /// Fails everything queued or running with `shuttingDown` and joins the thread.
     public func shutdown() {
         let first = shared.withLock { s -> Bool in
@@ -274,6 +283,7 @@ public final class InferenceScheduler: Sendable {
             work.append(job)
         }
         // One pass per model, in the order the jobs came.
+        var rows = 0
         var models: [ObjectIdentifier] = []
         var groups: [ObjectIdentifier: [Job]] = [:]
         for job in work {
@@ -295,6 +305,7 @@ public final class InferenceScheduler: Sendable {
             }
             for (job, logits) in zip(group, logits) {
                 let count = job.stepTokens.count
+                rows += count
                 job.stepTokens = []
                 if job.pending != nil {
                     job.pending = nil
@@ -308,6 +319,13 @@ public final class InferenceScheduler: Sendable {
             }
         }
         if !ended.isEmpty { active.removeAll { ended.contains(ObjectIdentifier($0)) } }
+        if rows > 0 {
+            stepsTotal.add(1, ordering: .relaxed)
+            stepRowsTotal.add(rows, ordering: .relaxed)
+        }
+        let held = active.reduce(0) { $0 + ($1.sequence?.reservedBytes ?? 0) }
+            + idle.sequences.reduce(0) { $0 + $1.sequence.reservedBytes }
+        cacheBytesHeld.store(held, ordering: .relaxed)
     }
 
     /// Gives `job` a sequence: the idle one sharing the longest prompt prefix, or a fresh one; then, if a

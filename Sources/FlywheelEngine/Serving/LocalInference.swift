@@ -111,6 +111,9 @@ public final class LocalInference: Sendable {
     /// A snapshot for metrics: generations running and waiting, tokens evaluated and generated so far.
     public var counts: (active: Int, queued: Int, promptTokens: Int, generatedTokens: Int) { scheduler.counts }
 
+    /// A snapshot for metrics: batched steps, token rows in them, KV cache bytes held (see `InferenceScheduler.batching`).
+    public var batching: (steps: Int, rows: Int, cacheBytes: Int) { scheduler.batching }
+
     /// Fails everything queued or running with `shuttingDown`, joins the scheduler thread, then the
     /// pool's workers (in that order: the pool must not stop under a running step). Idempotent.
     public func shutdown() {

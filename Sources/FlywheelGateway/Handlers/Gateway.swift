@@ -217,6 +217,7 @@ public final class Gateway: HTTPResponder {
             gauges.localQueued = counts.queued
             gauges.localPromptTokens = counts.promptTokens
             gauges.localGeneratedTokens = counts.generatedTokens
+            gauges.localBatching = inference.batching
         }
         let text = metrics.render(gauges)
         var headers = HTTPHeaders()
