@@ -349,7 +349,9 @@ extension GatewayConfiguration {
         guard inference.slots >= 1, inference.slots <= 64 else { throw ConfigurationError("inference.slots must be 1...64") }
         guard inference.maxQueued >= 0 else { throw ConfigurationError("inference.max_queued must not be negative") }
         guard inference.promptChunk >= 1 else { throw ConfigurationError("inference.prompt_chunk must be positive") }
-        guard inference.maxTokensLimit >= 1 else { throw ConfigurationError("inference.max_tokens_limit must be positive") }
+        guard inference.maxTokensLimit >= 1, inference.maxTokensLimit <= 1 << 24 else {
+            throw ConfigurationError("inference.max_tokens_limit must be 1...16777216")
+        }
         if let mb = inference.kvCacheMB, mb < 1 || mb > 1 << 24 { throw ConfigurationError("inference.kv_cache_mb must be 1...16777216") }
         guard server.maxBodyBytes > 0, server.maxHeaderBytes >= 1024, server.maxConnections > 0 else {
             throw ConfigurationError("server: max_body_bytes, max_header_bytes (>= 1024) and max_connections must be positive")

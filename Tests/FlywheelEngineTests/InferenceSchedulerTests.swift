@@ -208,6 +208,25 @@ final class InferenceSchedulerTests: XCTestCase {
         }
     }
 
+    func testAnUnrelatedRequestDoesNotTakeOverAnIdleConversationWhileThereIsRoom() throws {
+        var limits = InferenceScheduler.Limits()
+        limits.slots = 2
+        let scheduler = InferenceScheduler(limits: limits)
+        let model = CountingModel()
+        let conversation = (0 ..< 30).map { Int32($0 % 12) }
+        func run(_ prompt: [Int32], max: Int) throws -> EventLog {
+            let log = EventLog()
+            _ = try scheduler.submit(model: model, request: GenerationRequest.greedy(prompt, max: max), onEvent: log.handler)
+            log.wait()
+            return log
+        }
+        _ = try run(conversation, max: 2)
+        _ = try run([13, 14], max: 1)  // shares nothing: a second sequence, not the conversation's cache
+        XCTAssertEqual(model.state.withLock { $0.sequences }, 2)
+        let next = try run(conversation + [3, 4], max: 1)
+        XCTAssertEqual(next.summary?.cachedPromptTokens, 30, "the conversation's cache was still there")
+    }
+
     func testSharedPromptPrefixIsNotEvaluatedAgain() throws {
         let scheduler = InferenceScheduler()
         let model = CountingModel()

@@ -73,7 +73,9 @@ public final class InferenceScheduler: Sendable {
             self.handle = handle
             self.onEvent = onEvent
             self.submittedAt = Self.now()
-            self.needTokens = min(model.contextLength, request.promptTokens.count + (request.maxTokens ?? model.contextLength))
+            // Both terms capped at the context first: a max_tokens near Int.max must not overflow the sum.
+            let context = model.contextLength
+            self.needTokens = min(context, min(request.promptTokens.count, context) + min(request.maxTokens ?? context, context))
             self.needBytes = needTokens * model.cacheBytesPerToken
             self.sampler = Sampler(parameters: request.sampling)
             self.matcher = StopSequenceMatcher(stops: request.stop)
@@ -97,8 +99,12 @@ public final class InferenceScheduler: Sendable {
 
     /// Idle sequences kept for prefix reuse, by model identity. Scheduler thread only.
     private final class Idle: @unchecked Sendable {
-        // Only touched by the scheduler thread.
-        var sequences: [(model: ObjectIdentifier, sequence: any TokenSequence)] = []
+        // Only touched by the scheduler thread. The model itself, not its address: a model freed after a reload
+        // must not hand its caches to a model that a later load puts at the same address.
+        var sequences: [(model: any GenerationModel, sequence: any TokenSequence)] = []
+        /// The models served now, once a reload has said so: a finished generation of any other model does not keep
+        /// its cache (nor, through it, the model).
+        var served: [any GenerationModel]?
         /// Sequences held by running jobs; with the idle ones, never more than `slots` exist.
         var inUse = 0
     }
@@ -333,12 +339,17 @@ public final class InferenceScheduler: Sendable {
     private func begin(_ job: Job, running: [Job]) throws {
         job.startedAt = Job.now()
         let prompt = job.request.promptTokens
-        let key = ObjectIdentifier(job.model)
         var bestIndex: Int?
         var bestShared = -1
-        for (i, entry) in idle.sequences.enumerated() where entry.model == key {
+        for (i, entry) in idle.sequences.enumerated() where entry.model === job.model {
             let n = Self.sharedPrefix(entry.sequence.tokens, prompt)
             if n > bestShared { bestShared = n; bestIndex = i }
+        }
+        // While there is room for another sequence, an idle cache that shares little of what it holds (a BOS token
+        // of a long system prompt) stays for the conversation it holds, and this job starts a fresh one.
+        if let i = bestIndex, bestShared < Self.worthReusing, 2 * bestShared < idle.sequences[i].sequence.tokens.count,
+           idle.sequences.count + idle.inUse < limits.slots {
+            bestIndex = nil
         }
         // What the other running generations hold or may grow to.
         let othersCharged = running.reduce(0) { $1 === job ? $0 : $0 + max($1.chargedBytes, $1.needBytes) }
@@ -363,7 +374,7 @@ public final class InferenceScheduler: Sendable {
         var keep = min(max(0, bestShared), prompt.count - 1)
         sequence.truncate(to: keep)
         var donor: (sequence: any TokenSequence, shared: Int)?
-        for other in running where other !== job && ObjectIdentifier(other.model) == key {
+        for other in running where other !== job && other.model === job.model {
             guard let candidate = other.sequence else { continue }
             let n = min(Self.sharedPrefix(candidate.tokens, prompt), prompt.count - 1)
             if n > keep, n > (donor?.shared ?? 0) { donor = (candidate, n) }
@@ -384,6 +395,23 @@ public final class InferenceScheduler: Sendable {
         job.promptDone = keep
         job.textStream = job.model.makeTextStream()
         job.sampler.observe(prompt)
+    }
+
+    /// Shared prompt tokens that make an idle cache worth taking over when a fresh sequence could be made instead
+    /// (so does sharing at least half of what it holds).
+    static let worthReusing = 16
+
+    /// Frees the idle caches of models other than `models` (a reload replaced or removed them), and keeps none of
+    /// theirs when their running generations end, so a replaced model's weights are not kept alive by caches
+    /// nobody can use. Runs on the scheduler thread between steps.
+    public func dropIdleSequences(keeping models: [any GenerationModel]) {
+        let task: @Sendable (Result<Void, GenerationError>) -> Void = { [weak self] result in
+            guard let self, case .success = result else { return }
+            self.idle.served = models
+            self.idle.sequences.removeAll { entry in !models.contains { $0 === entry.model } }
+        }
+        shared.withLock { s in if !s.stopping { s.tasks.append(task) } }
+        wakeup.lock(); wakeup.signal(); wakeup.unlock()
     }
 
     /// How many leading tokens `a` and `b` share.
@@ -470,7 +498,8 @@ public final class InferenceScheduler: Sendable {
         job.sequence = nil
         job.pending = nil
         idle.inUse -= 1
-        idle.sequences.append((ObjectIdentifier(job.model), sequence))
+        if let served = idle.served, !served.contains(where: { $0 === job.model }) { return }
+        idle.sequences.append((job.model, sequence))
         if idle.sequences.count > limits.slots { idle.sequences.removeFirst() }
     }
 }

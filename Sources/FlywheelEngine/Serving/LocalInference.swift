@@ -90,6 +90,7 @@ public final class LocalInference: Sendable {
             let names = Set(specs.map(\.name))
             report.removed = current.map(\.spec.name).filter { !names.contains($0) }
             served.withLock { $0 = next }
+            scheduler.dropIdleSequences(keeping: next.map(\.model))
             return report
         }
     }
