@@ -332,6 +332,17 @@ final class CacheBudgetTests: XCTestCase {
         XCTAssertLessThanOrEqual(model.mostHeld.withLock { $0 }, 24 * perToken, "what the sequences held stayed in the budget")
         XCTAssertGreaterThanOrEqual(model.mostHeld.withLock { $0 }, 16 * perToken, "a generation holds its prompt + max_tokens")
 
+        // A default max_tokens (not the client's) shrinks to what the budget holds instead of being refused.
+        var open = GenerationRequest.greedy([1, 2, 3, 4], max: 4096)
+        open.maxTokensFitsBudget = true
+        let shrunk = EventLog()
+        _ = try scheduler.submit(model: model, request: open, onEvent: shrunk.handler)
+        shrunk.wait()
+        XCTAssertNil(shrunk.failure)
+        let summary = try XCTUnwrap(shrunk.summary)
+        XCTAssertLessThanOrEqual(summary.completionTokens, 20, "24 positions of budget, 4 of them the prompt")
+        if summary.finishReason == .length { XCTAssertEqual(summary.completionTokens, 20) }
+
         // With room for both they overlap.
         var roomy = limits
         roomy.cacheBudgetBytes = 64 * perToken

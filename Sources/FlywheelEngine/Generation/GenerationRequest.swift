@@ -6,6 +6,9 @@ public struct GenerationRequest: Sendable {
     public var sampling: SamplingParameters
     /// Generation ends before any of these strings; they are not part of the output.
     public var stop: [String]
+    /// Whether `maxTokens` may shrink to what the scheduler's KV cache budget holds (it was a default, not the
+    /// client's): such a request ends with `length` where the budget does, instead of being refused.
+    public var maxTokensFitsBudget = false
 
     public init(promptTokens: [Int32], maxTokens: Int? = nil, sampling: SamplingParameters = SamplingParameters(), stop: [String] = []) {
         self.promptTokens = promptTokens

@@ -76,7 +76,9 @@ public final class InferenceScheduler: Sendable {
             // Both terms capped at the context first: a max_tokens near Int.max must not overflow the sum.
             let context = model.contextLength
             self.needTokens = min(context, min(request.promptTokens.count, context) + min(request.maxTokens ?? context, context))
-            self.needBytes = needTokens * model.cacheBytesPerToken
+            // The cache holds whole blocks of positions.
+            self.needBytes = (needTokens + KVCache.blockLength - 1) / KVCache.blockLength * KVCache.blockLength
+                * model.cacheBytesPerToken
             self.sampler = Sampler(parameters: request.sampling)
             self.matcher = StopSequenceMatcher(stops: request.stop)
         }
@@ -131,6 +133,13 @@ public final class InferenceScheduler: Sendable {
         if request.promptTokens.isEmpty { throw .emptyPrompt }
         if request.promptTokens.count >= capacity {
             throw .contextLengthExceeded(promptTokens: request.promptTokens.count, contextLength: capacity)
+        }
+        var request = request
+        let perToken = model.cacheBytesPerToken
+        if let budget = limits.cacheBudgetBytes, request.maxTokensFitsBudget, perToken > 0 {
+            // A default max_tokens shrinks to what the budget holds beside the prompt (at least one token).
+            let fits = budget / perToken / KVCache.blockLength * KVCache.blockLength - request.promptTokens.count
+            if fits >= 1, fits < request.maxTokens ?? Int.max { request.maxTokens = fits }
         }
         let handle = GenerationHandle { [weak self] handle in self?.withdraw(handle) }
         let job = Job(model: model, request: request, handle: handle, onEvent: onEvent)

@@ -28,7 +28,8 @@ extension Gateway {
             }
             let prompt = try chat ? Self.chatPromptTokens(object, entry: entry) : Self.completionPromptTokens(object, entry: entry)
             try Self.checkPromptFits(prompt, contextLength: entry.model.contextLength, chat: chat)
-            let request = GenerationRequest(promptTokens: prompt, maxTokens: options.maxTokens, sampling: options.sampling, stop: options.stop)
+            var request = GenerationRequest(promptTokens: prompt, maxTokens: options.maxTokens, sampling: options.sampling, stop: options.stop)
+            request.maxTokensFitsBudget = options.maxTokensIsDefault
             let exchange = LocalExchange(ledger: ledger, writer: writer, context: context, modelName: entry.name,
                                          stream: options.stream, includeUsage: options.includeUsage, chat: chat, fallback: fallback)
             exchange.start(inference: inference, model: entry.model, request: request)

@@ -11,6 +11,9 @@ import FlywheelJSON
 /// with a 400 naming the field rather than silently ignored.
 struct LocalGenerationOptions {
     var maxTokens: Int?
+    /// Whether `maxTokens` is the gateway's default rather than the client's: a default may shrink to what the KV
+    /// cache budget holds instead of refusing the request.
+    var maxTokensIsDefault = false
     var sampling = SamplingParameters()
     var stop: [String] = []
     var stream = false
@@ -44,6 +47,7 @@ struct LocalGenerationOptions {
         } else {
             // OpenAI's legacy completions default to 16 tokens; chat runs until the model stops.
             maxTokens = chat ? maxTokensLimit : 16
+            maxTokensIsDefault = true
         }
         if let n = try integer("n"), n != 1 {
             throw .invalidRequest("Local models generate one choice per request; 'n' must be 1.", param: "n", code: OpenAIError.localModelLimit)
