@@ -15,7 +15,7 @@ import threading
 
 import pytest
 
-from conftest import Launcher, run_cli, uid, yaml_dump
+from conftest import run_cli, uid, yaml_dump
 from helpers import httpx, poll
 from test_local_model import LLAMA, NO_END, QWEN
 
@@ -74,12 +74,9 @@ def stream_text(data: bytes) -> str:
 
 
 @pytest.fixture
-def launcher(flywheel_bin, tmp_path):
-    launcher = Launcher(flywheel_bin, tmp_path)
-    yield launcher
-    problems = launcher.stop_all()
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
+def launcher(start_flywheel):
+    """conftest's launcher (daemons stopped and checked after the test)."""
+    return start_flywheel
 
 
 # ---------------------------------------------------------------- defects
