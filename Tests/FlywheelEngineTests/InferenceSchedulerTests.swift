@@ -208,6 +208,29 @@ final class InferenceSchedulerTests: XCTestCase {
         }
     }
 
+    func testAShortPromptBehindALongOneIsNotKeptWaitingForIt() throws {
+        var limits = InferenceScheduler.Limits()
+        limits.slots = 2
+        limits.promptChunk = 8
+        let scheduler = InferenceScheduler(limits: limits)
+        let model = CountingModel()
+        let order = Mutex<[String]>([])
+        let long = EventLog(), short = EventLog()
+        model.close()  // both are admitted before the first step runs
+        _ = try scheduler.submit(model: model, request: GenerationRequest.greedy((0 ..< 48).map { Int32($0 % 12) }, max: 1)) { event in
+            if case .text = event { order.withLock { $0.append("long") } }
+            long.handler(event)
+        }
+        _ = try scheduler.submit(model: model, request: GenerationRequest.greedy([1, 2], max: 1)) { event in
+            if case .text = event { order.withLock { $0.append("short") } }
+            short.handler(event)
+        }
+        model.open()
+        long.wait(); short.wait()
+        // The long prompt takes 6 steps of 8 tokens; the short one reads its 2 tokens in the first or second.
+        XCTAssertEqual(order.withLock { $0 }, ["short", "long"])
+    }
+
     func testAnUnrelatedRequestDoesNotTakeOverAnIdleConversationWhileThereIsRoom() throws {
         var limits = InferenceScheduler.Limits()
         limits.slots = 2

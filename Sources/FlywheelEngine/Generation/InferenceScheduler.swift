@@ -5,7 +5,8 @@ import Synchronization
 ///
 /// Up to `slots` generations are active at once. Each step evaluates, in one batched pass per model
 /// (`GenerationModel.appendBatch`), the next token of every generation that is decoding plus up to
-/// `promptChunk` prompt tokens of those still reading their prompts (oldest first), then samples a token
+/// `promptChunk` prompt tokens of those still reading their prompts (a different one first each step), then
+/// samples a token
 /// for each one that has logits. So eight streams cost about one forward pass per token, not eight; new
 /// requests join between steps, and a long prompt never freezes the streams: it advances a chunk per step
 /// beside them. Further requests wait in FIFO order up to `maxQueued`; beyond that `submit` throws
@@ -107,6 +108,8 @@ public final class InferenceScheduler: Sendable {
         /// The models served now, once a reload has said so: a finished generation of any other model does not keep
         /// its cache (nor, through it, the model).
         var served: [any GenerationModel]?
+        /// Which prompt-reading generation gets the first claim on the next step's prompt budget.
+        var promptTurn = 0
         /// Sequences held by running jobs; with the idle ones, never more than `slots` exist.
         var inUse = 0
     }
@@ -269,7 +272,7 @@ public final class InferenceScheduler: Sendable {
     private func runStep(_ active: inout [Job]) {
         var ended = Set<ObjectIdentifier>()
         var work: [Job] = []
-        var promptBudget = limits.promptChunk
+        var reading: [Job] = []
         for job in active {
             if job.handle.isCancelled {
                 finishFailed(job, .cancelled)
@@ -290,12 +293,22 @@ public final class InferenceScheduler: Sendable {
                 work.append(job)
                 continue
             }
-            let prompt = job.request.promptTokens
-            guard promptBudget > 0, job.promptDone < prompt.count else { continue }
-            let end = min(prompt.count, job.promptDone + promptBudget)
-            job.stepTokens = prompt[job.promptDone ..< end]
-            promptBudget -= end - job.promptDone
-            work.append(job)
+            if job.promptDone < job.request.promptTokens.count { reading.append(job) }
+        }
+        // The prompt budget goes to the generations reading their prompts, a different one first each step, so a
+        // short prompt behind a long one gets its first token after a step or two, not after the whole long prompt.
+        var promptBudget = limits.promptChunk
+        if !reading.isEmpty {
+            let first = idle.promptTurn % reading.count
+            idle.promptTurn &+= 1
+            for k in 0 ..< reading.count where promptBudget > 0 {
+                let job = reading[(first + k) % reading.count]
+                let prompt = job.request.promptTokens
+                let end = min(prompt.count, job.promptDone + promptBudget)
+                job.stepTokens = prompt[job.promptDone ..< end]
+                promptBudget -= end - job.promptDone
+                work.append(job)
+            }
         }
         // One pass per model, in the order the jobs came.
         var rows = 0
