@@ -18,6 +18,9 @@ enum KernelBench {
         // `decode`: matMul with the small batches of continuous batching's decode steps (B = 1...16) on the cold
         // matrix: weight GB/s and tokens per step-second, to see how the cost grows with the streams in a step.
         let decodeOnly = arguments.contains("decode")
+        // `shapes`: matVec on the matrices of a Qwen2.5-0.5B-shaped model (enough copies of each to be cold), to
+        // compare with the 2048-column cold matrix.
+        let shapesOnly = arguments.contains("shapes")
         print("active path: \(Kernels.activePath); default threads: \(ComputePool.defaultThreadCount)")
         let pool1 = ComputePool(threadCount: 1)
         let pool2 = ComputePool(threadCount: 2)
@@ -71,7 +74,28 @@ enum KernelBench {
             }
             print("memory read ceiling \(threads)T: \(f(rate)) GB/s (\(coldMiB) MiB, 16-byte loads)")
         }
-        if quick || mulOnly || decodeOnly { paths.removeFirst() }
+        if quick || mulOnly || decodeOnly || shapesOnly { paths.removeFirst() }
+        if shapesOnly {
+            // (rows, columns): attn_q/o, ffn_gate/up, ffn_down, the tied output (Qwen2.5-0.5B shape).
+            let shapes = [(896, 896), (4864, 896), (896, 4864), (151936, 896)]
+            for (rows, columns) in shapes {
+                let copies = max(1, (256 << 20) / (rows * Q8Block.rowByteCount(columns)))
+                let matrix = RandomMatrix(rows: rows * copies, columns: columns, seed: 9)
+                for (name, matVec, _) in paths {
+                    var next = 0
+                    let rate = measure(bytes: rows * Q8Block.rowByteCount(columns), minimumSeconds: 1) {
+                        // One copy per call, in turn, so each call reads memory as decode does.
+                        let first = next * rows
+                        next = (next + 1) % copies
+                        split(pool2, rows) { r in
+                            matVec(matrix.matrix, xs.base, out, (first + r.lowerBound) ..< (first + r.upperBound))
+                        }
+                    }
+                    print(pad(name, 9) + "2T  matVec \(rows)x\(columns) cold: \(f(rate)) GB/s")
+                }
+            }
+            return
+        }
         if decodeOnly {
             for (name, _, matMul) in paths {
                 for (threads, pool) in [(2, pool2)] {
