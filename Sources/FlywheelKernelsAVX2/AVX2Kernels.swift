@@ -114,21 +114,25 @@ public enum AVX2Kernels {
             var r = rows.lowerBound
             while r < fullRows {
                 let w = base + r &* rowStride
+                // The first tile of each row pair prefetches the pair after next (four rows ahead, as matVec does);
+                // the others find the two rows in L1.
+                var ahead = rowStride &* 4
                 var b = 0
                 while b < fullBatch {
                     tile2x4(w, rowStride, blocks, x + b &* xStride, xStride,
-                            xScales + b, fullBatch, out + (b &* outStride &+ r), outStride)
+                            xScales + b, fullBatch, out + (b &* outStride &+ r), outStride, ahead)
+                    ahead = 0
                     b &+= 4
                 }
                 let o = out + (fullBatch &* outStride &+ r)
                 switch tailTokens {
                 case 3:
-                    tile2x2(w, rowStride, blocks, tail, xStride, tailScales, 3, o, outStride)
-                    tile2x1(w, rowStride, blocks, tail + 2 &* xStride, tailScales + 2, 3, o + 2 &* outStride)
+                    tile2x2(w, rowStride, blocks, tail, xStride, tailScales, 3, o, outStride, ahead)
+                    tile2x1(w, rowStride, blocks, tail + 2 &* xStride, tailScales + 2, 3, o + 2 &* outStride, 0)
                 case 2:
-                    tile2x2(w, rowStride, blocks, tail, xStride, tailScales, 2, o, outStride)
+                    tile2x2(w, rowStride, blocks, tail, xStride, tailScales, 2, o, outStride, ahead)
                 case 1:
-                    tile2x1(w, rowStride, blocks, tail, tailScales, 1, o)
+                    tile2x1(w, rowStride, blocks, tail, tailScales, 1, o, ahead)
                 default:
                     break
                 }
@@ -147,13 +151,18 @@ public enum AVX2Kernels {
     @inline(__always)
     static func tile2x2(
         _ w0: UnsafeRawPointer, _ rowStride: Int, _ blocks: Int, _ x0: UnsafeRawPointer, _ xStride: Int,
-        _ xScales: UnsafePointer<Float>, _ xScaleStride: Int, _ out: UnsafeMutablePointer<Float>, _ outStride: Int
+        _ xScales: UnsafePointer<Float>, _ xScaleStride: Int, _ out: UnsafeMutablePointer<Float>, _ outStride: Int,
+        _ ahead: Int
     ) {
         let w1 = w0 + rowStride
         let x1 = x0 + xStride
         var a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00
         for j in 0 ..< blocks {
             let o = j &* blockBytes
+            if ahead != 0 {
+                fw_prefetch(w0 + (o &+ ahead))
+                fw_prefetch(w1 + (o &+ ahead))
+            }
             let s = xScales + j &* xScaleStride
             let q0 = quants(x0 + o), q1 = quants(x1 + o)
             let v0 = quants(w0 + o), v1 = quants(w1 + o)
@@ -174,12 +183,16 @@ public enum AVX2Kernels {
     @inline(__always)
     static func tile2x1(
         _ w0: UnsafeRawPointer, _ rowStride: Int, _ blocks: Int, _ x0: UnsafeRawPointer,
-        _ xScales: UnsafePointer<Float>, _ xScaleStride: Int, _ out: UnsafeMutablePointer<Float>
+        _ xScales: UnsafePointer<Float>, _ xScaleStride: Int, _ out: UnsafeMutablePointer<Float>, _ ahead: Int
     ) {
         let w1 = w0 + rowStride
         var a0 = _mm256_setzero_ps(), a1 = a0
         for j in 0 ..< blocks {
             let o = j &* blockBytes
+            if ahead != 0 {
+                fw_prefetch(w0 + (o &+ ahead))
+                fw_prefetch(w1 + (o &+ ahead))
+            }
             let dx = xScales[j &* xScaleStride]
             let q = quants(x0 + o)
             let v0 = quants(w0 + o), v1 = quants(w1 + o)
@@ -193,7 +206,8 @@ public enum AVX2Kernels {
     @inline(__always)
     static func tile2x4(
         _ w0: UnsafeRawPointer, _ rowStride: Int, _ blocks: Int, _ x0: UnsafeRawPointer, _ xStride: Int,
-        _ xScales: UnsafePointer<Float>, _ xScaleStride: Int, _ out: UnsafeMutablePointer<Float>, _ outStride: Int
+        _ xScales: UnsafePointer<Float>, _ xScaleStride: Int, _ out: UnsafeMutablePointer<Float>, _ outStride: Int,
+        _ ahead: Int
     ) {
         let w1 = w0 + rowStride
         let x1 = x0 + xStride, x2 = x1 + xStride, x3 = x2 + xStride
@@ -201,6 +215,10 @@ public enum AVX2Kernels {
         var a10 = a00, a11 = a00, a12 = a00, a13 = a00
         for j in 0 ..< blocks {
             let o = j &* blockBytes
+            if ahead != 0 {
+                fw_prefetch(w0 + (o &+ ahead))
+                fw_prefetch(w1 + (o &+ ahead))
+            }
             let dx = UnsafeRawPointer(xScales + j &* xScaleStride).loadUnaligned(as: SIMD4<Float>.self)
             rowStep(w0 + o, x0 + o, x1 + o, x2 + o, x3 + o, dx, &a00, &a01, &a02, &a03)
             rowStep(w1 + o, x0 + o, x1 + o, x2 + o, x3 + o, dx, &a10, &a11, &a12, &a13)

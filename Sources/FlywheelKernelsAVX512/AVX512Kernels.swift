@@ -93,20 +93,25 @@ public enum AVX512Kernels {
                 var r = rows.lowerBound
                 while r < fullRows {
                     let w = base + r &* rowStride
+                    // The first tile of a row group prefetches the group after next (six rows ahead); the others
+                    // find the three rows in L1.
+                    var ahead = rowStride &* 6
                     var t = 0
                     while t &+ 8 <= tokens {
                         tile3x8(w, rowStride, blocks, prepared + (panel &+ t) &* tokenStride, tokenStride,
-                                out + ((panel &+ t) &* outStride &+ r), outStride, halves)
+                                out + ((panel &+ t) &* outStride &+ r), outStride, halves, ahead)
+                        ahead = 0
                         t &+= 8
                     }
                     while t &+ 4 <= tokens {
                         tile3x4(w, rowStride, blocks, prepared + (panel &+ t) &* tokenStride, tokenStride,
-                                out + ((panel &+ t) &* outStride &+ r), outStride, halves)
+                                out + ((panel &+ t) &* outStride &+ r), outStride, halves, ahead)
+                        ahead = 0
                         t &+= 4
                     }
                     if t < tokens {
                         tile3xTail(w, rowStride, blocks, prepared + (panel &+ t) &* tokenStride, tokenStride, tokens &- t,
-                                   out + ((panel &+ t) &* outStride &+ r), outStride, halves)
+                                   out + ((panel &+ t) &* outStride &+ r), outStride, halves, ahead)
                     }
                     r &+= 3
                 }
@@ -146,7 +151,8 @@ public enum AVX512Kernels {
     @inline(__always)
     static func tile3x4(
         _ w0: UnsafeRawPointer, _ rowStride: Int, _ blocks: Int, _ x0: UnsafeRawPointer, _ tokenStride: Int,
-        _ out: UnsafeMutablePointer<Float>, _ outStride: Int, _ halves: __m512i
+        _ out: UnsafeMutablePointer<Float>, _ outStride: Int, _ halves: __m512i,
+        _ ahead: Int
     ) {
         let w1 = w0 + rowStride, w2 = w1 + rowStride
         let x1 = x0 + tokenStride, x2 = x1 + tokenStride, x3 = x2 + tokenStride
@@ -155,6 +161,14 @@ public enum AVX512Kernels {
         var a20 = a00, a21 = a00, a22 = a00, a23 = a00
         forEachPair(blocks) { p, full in
             let o = p &* pairBytes, xo = p &* preparedPairBytes
+            if ahead != 0 {
+                fw_prefetch(w0 + (o &+ ahead))
+                fw_prefetch(w0 + (o &+ ahead &+ 64))
+                fw_prefetch(w1 + (o &+ ahead))
+                fw_prefetch(w1 + (o &+ ahead &+ 64))
+                fw_prefetch(w2 + (o &+ ahead))
+                fw_prefetch(w2 + (o &+ ahead &+ 64))
+            }
             let (q0, d0) = weightPair(w0 + o, full, halves)
             rowStep(q0, d0, x0 + xo, x1 + xo, x2 + xo, x3 + xo, &a00, &a01, &a02, &a03)
             let (q1, d1) = weightPair(w1 + o, full, halves)
@@ -174,7 +188,8 @@ public enum AVX512Kernels {
     @inline(__always)
     static func tile3x8(
         _ w0: UnsafeRawPointer, _ rowStride: Int, _ blocks: Int, _ x0: UnsafeRawPointer, _ tokenStride: Int,
-        _ out: UnsafeMutablePointer<Float>, _ outStride: Int, _ halves: __m512i
+        _ out: UnsafeMutablePointer<Float>, _ outStride: Int, _ halves: __m512i,
+        _ ahead: Int
     ) {
         let w1 = w0 + rowStride, w2 = w1 + rowStride
         let zero = _mm512_setzero_ps()
@@ -182,6 +197,14 @@ public enum AVX512Kernels {
         var a1 = a0, a2 = a0
         forEachPair(blocks) { p, full in
             let o = p &* pairBytes
+            if ahead != 0 {
+                fw_prefetch(w0 + (o &+ ahead))
+                fw_prefetch(w0 + (o &+ ahead &+ 64))
+                fw_prefetch(w1 + (o &+ ahead))
+                fw_prefetch(w1 + (o &+ ahead &+ 64))
+                fw_prefetch(w2 + (o &+ ahead))
+                fw_prefetch(w2 + (o &+ ahead &+ 64))
+            }
             let x = x0 + p &* preparedPairBytes
             let (q0, d0) = weightPair(w0 + o, full, halves)
             let (q1, d1) = weightPair(w1 + o, full, halves)
@@ -215,7 +238,8 @@ public enum AVX512Kernels {
     @inline(__always)
     static func tile3xTail(
         _ w0: UnsafeRawPointer, _ rowStride: Int, _ blocks: Int, _ x0: UnsafeRawPointer, _ tokenStride: Int,
-        _ tokens: Int, _ out: UnsafeMutablePointer<Float>, _ outStride: Int, _ halves: __m512i
+        _ tokens: Int, _ out: UnsafeMutablePointer<Float>, _ outStride: Int, _ halves: __m512i,
+        _ ahead: Int
     ) {
         let w1 = w0 + rowStride, w2 = w1 + rowStride
         let x1 = x0 + tokenStride, x2 = x1 + tokenStride
@@ -224,6 +248,14 @@ public enum AVX512Kernels {
         var a20 = a00, a21 = a00, a22 = a00
         forEachPair(blocks) { p, full in
             let o = p &* pairBytes, xo = p &* preparedPairBytes
+            if ahead != 0 {
+                fw_prefetch(w0 + (o &+ ahead))
+                fw_prefetch(w0 + (o &+ ahead &+ 64))
+                fw_prefetch(w1 + (o &+ ahead))
+                fw_prefetch(w1 + (o &+ ahead &+ 64))
+                fw_prefetch(w2 + (o &+ ahead))
+                fw_prefetch(w2 + (o &+ ahead &+ 64))
+            }
             let (q0, d0) = weightPair(w0 + o, full, halves)
             let (q1, d1) = weightPair(w1 + o, full, halves)
             let (q2, d2) = weightPair(w2 + o, full, halves)
