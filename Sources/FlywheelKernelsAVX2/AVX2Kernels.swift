@@ -147,6 +147,13 @@ public enum AVX2Kernels {
         }
     }
 
+    /// Prefetches byte `offset` of two rows (a tile's rows some rows ahead).
+    @inline(__always)
+    static func prefetchRows(_ w0: UnsafeRawPointer, _ w1: UnsafeRawPointer, at offset: Int) {
+        fw_prefetch(w0 + offset)
+        fw_prefetch(w1 + offset)
+    }
+
     /// Two weight rows by two activation rows (the tail of a batch).
     @inline(__always)
     static func tile2x2(
@@ -159,10 +166,7 @@ public enum AVX2Kernels {
         var a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00
         for j in 0 ..< blocks {
             let o = j &* blockBytes
-            if ahead != 0 {
-                fw_prefetch(w0 + (o &+ ahead))
-                fw_prefetch(w1 + (o &+ ahead))
-            }
+            if ahead != 0 { prefetchRows(w0, w1, at: o &+ ahead) }
             let s = xScales + j &* xScaleStride
             let q0 = quants(x0 + o), q1 = quants(x1 + o)
             let v0 = quants(w0 + o), v1 = quants(w1 + o)
@@ -189,10 +193,7 @@ public enum AVX2Kernels {
         var a0 = _mm256_setzero_ps(), a1 = a0
         for j in 0 ..< blocks {
             let o = j &* blockBytes
-            if ahead != 0 {
-                fw_prefetch(w0 + (o &+ ahead))
-                fw_prefetch(w1 + (o &+ ahead))
-            }
+            if ahead != 0 { prefetchRows(w0, w1, at: o &+ ahead) }
             let dx = xScales[j &* xScaleStride]
             let q = quants(x0 + o)
             let v0 = quants(w0 + o), v1 = quants(w1 + o)
@@ -215,10 +216,7 @@ public enum AVX2Kernels {
         var a10 = a00, a11 = a00, a12 = a00, a13 = a00
         for j in 0 ..< blocks {
             let o = j &* blockBytes
-            if ahead != 0 {
-                fw_prefetch(w0 + (o &+ ahead))
-                fw_prefetch(w1 + (o &+ ahead))
-            }
+            if ahead != 0 { prefetchRows(w0, w1, at: o &+ ahead) }
             let dx = UnsafeRawPointer(xScales + j &* xScaleStride).loadUnaligned(as: SIMD4<Float>.self)
             rowStep(w0 + o, x0 + o, x1 + o, x2 + o, x3 + o, dx, &a00, &a01, &a02, &a03)
             rowStep(w1 + o, x0 + o, x1 + o, x2 + o, x3 + o, dx, &a10, &a11, &a12, &a13)

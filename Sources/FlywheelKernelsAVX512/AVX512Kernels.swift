@@ -161,14 +161,7 @@ public enum AVX512Kernels {
         var a20 = a00, a21 = a00, a22 = a00, a23 = a00
         forEachPair(blocks) { p, full in
             let o = p &* pairBytes, xo = p &* preparedPairBytes
-            if ahead != 0 {
-                fw_prefetch(w0 + (o &+ ahead))
-                fw_prefetch(w0 + (o &+ ahead &+ 64))
-                fw_prefetch(w1 + (o &+ ahead))
-                fw_prefetch(w1 + (o &+ ahead &+ 64))
-                fw_prefetch(w2 + (o &+ ahead))
-                fw_prefetch(w2 + (o &+ ahead &+ 64))
-            }
+            if ahead != 0 { prefetchPairs(w0, w1, w2, at: o &+ ahead) }
             let (q0, d0) = weightPair(w0 + o, full, halves)
             rowStep(q0, d0, x0 + xo, x1 + xo, x2 + xo, x3 + xo, &a00, &a01, &a02, &a03)
             let (q1, d1) = weightPair(w1 + o, full, halves)
@@ -197,14 +190,7 @@ public enum AVX512Kernels {
         var a1 = a0, a2 = a0
         forEachPair(blocks) { p, full in
             let o = p &* pairBytes
-            if ahead != 0 {
-                fw_prefetch(w0 + (o &+ ahead))
-                fw_prefetch(w0 + (o &+ ahead &+ 64))
-                fw_prefetch(w1 + (o &+ ahead))
-                fw_prefetch(w1 + (o &+ ahead &+ 64))
-                fw_prefetch(w2 + (o &+ ahead))
-                fw_prefetch(w2 + (o &+ ahead &+ 64))
-            }
+            if ahead != 0 { prefetchPairs(w0, w1, w2, at: o &+ ahead) }
             let x = x0 + p &* preparedPairBytes
             let (q0, d0) = weightPair(w0 + o, full, halves)
             let (q1, d1) = weightPair(w1 + o, full, halves)
@@ -248,14 +234,7 @@ public enum AVX512Kernels {
         var a20 = a00, a21 = a00, a22 = a00
         forEachPair(blocks) { p, full in
             let o = p &* pairBytes, xo = p &* preparedPairBytes
-            if ahead != 0 {
-                fw_prefetch(w0 + (o &+ ahead))
-                fw_prefetch(w0 + (o &+ ahead &+ 64))
-                fw_prefetch(w1 + (o &+ ahead))
-                fw_prefetch(w1 + (o &+ ahead &+ 64))
-                fw_prefetch(w2 + (o &+ ahead))
-                fw_prefetch(w2 + (o &+ ahead &+ 64))
-            }
+            if ahead != 0 { prefetchPairs(w0, w1, w2, at: o &+ ahead) }
             let (q0, d0) = weightPair(w0 + o, full, halves)
             let (q1, d1) = weightPair(w1 + o, full, halves)
             let (q2, d2) = weightPair(w2 + o, full, halves)
@@ -314,6 +293,17 @@ public enum AVX512Kernels {
         out[step] = reduce(a1)
         out[2 &* step] = reduce(a2)
         out[3 &* step] = reduce(a3)
+    }
+
+    /// Prefetches the 68-byte block pair at byte `offset` of three rows (two cache lines each).
+    @inline(__always)
+    static func prefetchPairs(_ w0: UnsafeRawPointer, _ w1: UnsafeRawPointer, _ w2: UnsafeRawPointer, at offset: Int) {
+        fw_prefetch(w0 + offset)
+        fw_prefetch(w0 + (offset &+ 64))
+        fw_prefetch(w1 + offset)
+        fw_prefetch(w1 + (offset &+ 64))
+        fw_prefetch(w2 + offset)
+        fw_prefetch(w2 + (offset &+ 64))
     }
 
     /// One weight row against one prepared activation row.
