@@ -76,6 +76,7 @@ struct ConfigFile: Decodable {
         var slots: Int?
         var max_queued: Int?
         var prompt_chunk: Int?
+        var prompt_chunk_while_decoding: Int?
         var max_tokens_limit: Int?
         var kv_cache_mb: Int?
     }
@@ -210,6 +211,7 @@ struct ConfigFile: Decodable {
             c.inference.slots = i.slots ?? c.inference.slots
             c.inference.maxQueued = i.max_queued ?? c.inference.maxQueued
             c.inference.promptChunk = i.prompt_chunk ?? c.inference.promptChunk
+            c.inference.promptChunkWhileDecoding = i.prompt_chunk_while_decoding ?? min(c.inference.promptChunkWhileDecoding, c.inference.promptChunk)
             c.inference.maxTokensLimit = i.max_tokens_limit ?? c.inference.maxTokensLimit
             c.inference.kvCacheMB = i.kv_cache_mb
         }

@@ -32,7 +32,7 @@ enum ConfigKeyChecker {
             "name": .any, "path": .any, "context_length": .any, "chat_template": .any, "chat_template_file": .any,
         ])),
         "inference": .mapping([
-            "threads": .any, "slots": .any, "max_queued": .any, "prompt_chunk": .any, "kv_cache_mb": .any, "max_tokens_limit": .any,
+            "threads": .any, "slots": .any, "max_queued": .any, "prompt_chunk": .any, "prompt_chunk_while_decoding": .any, "kv_cache_mb": .any, "max_tokens_limit": .any,
         ]),
         "drift": .mapping(Dictionary(uniqueKeysWithValues: [
             "baseline", "baseline_window", "window", "interval", "model", "alpha", "sample", "webhook", "thresholds", "local_model",

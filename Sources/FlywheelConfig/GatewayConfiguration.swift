@@ -161,8 +161,11 @@ public struct GatewayConfiguration: Sendable, Equatable {
         public var slots = 2
         /// Generations that may wait for a slot; beyond this requests get 503 at once.
         public var maxQueued = 32
-        /// Prompt tokens evaluated per turn, so a long prompt does not stall other streams.
+        /// Prompt tokens evaluated per step when no local generation is decoding.
         public var promptChunk = 128
+        /// Prompt tokens per step while generations decode (at most `promptChunk`), so a new prompt holds up the
+        /// streams' next tokens by a small piece at a time.
+        public var promptChunkWhileDecoding = 32
         /// Upper bound on `max_tokens` (and the default when a request gives none).
         public var maxTokensLimit = 4096
         /// MiB of KV cache all local sequences together may hold; nil: no budget (caches still grow only as
@@ -349,6 +352,9 @@ extension GatewayConfiguration {
         guard inference.slots >= 1, inference.slots <= 64 else { throw ConfigurationError("inference.slots must be 1...64") }
         guard inference.maxQueued >= 0 else { throw ConfigurationError("inference.max_queued must not be negative") }
         guard inference.promptChunk >= 1 else { throw ConfigurationError("inference.prompt_chunk must be positive") }
+        guard inference.promptChunkWhileDecoding >= 1, inference.promptChunkWhileDecoding <= inference.promptChunk else {
+            throw ConfigurationError("inference.prompt_chunk_while_decoding must be 1...prompt_chunk")
+        }
         guard inference.maxTokensLimit >= 1, inference.maxTokensLimit <= 1 << 24 else {
             throw ConfigurationError("inference.max_tokens_limit must be 1...16777216")
         }

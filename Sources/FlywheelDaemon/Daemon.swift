@@ -116,6 +116,7 @@ public final class Daemon: Sendable {
         limits.slots = configuration.inference.slots
         limits.maxQueued = configuration.inference.maxQueued
         limits.promptChunk = configuration.inference.promptChunk
+        limits.promptChunkWhileDecoding = configuration.inference.promptChunkWhileDecoding
         limits.cacheBudgetBytes = configuration.inference.kvCacheMB.map { $0 << 20 }
         return try LocalInference(models: specs(models), threads: configuration.inference.threads, limits: limits)
     }

@@ -68,6 +68,7 @@ struct GenerateCommand: ParsableCommand {
         limits.slots = parallel
         limits.maxQueued = parallel
         limits.promptChunk = 512
+        limits.promptChunkWhileDecoding = 512
         let loadStart = DispatchTime.now().uptimeNanoseconds
         let inference: LocalInference
         do {

@@ -75,13 +75,16 @@ final class ConfigurationTests: XCTestCase {
         let c = try GatewayConfiguration.parse(yaml: """
         local_models:
           - {name: bot, path: /m/bot.gguf, context_length: 2048, chat_template: "{{ messages }}"}
-        inference: {threads: 3, slots: 4, max_queued: 5, prompt_chunk: 64, max_tokens_limit: 512, kv_cache_mb: 256}
+        inference: {threads: 3, slots: 4, max_queued: 5, prompt_chunk: 64, prompt_chunk_while_decoding: 8, max_tokens_limit: 512, kv_cache_mb: 256}
         """)
         XCTAssertEqual(c.localModels, [.init(name: "bot", path: "/m/bot.gguf", contextLength: 2048, chatTemplate: "{{ messages }}")])
         XCTAssertEqual(c.inference.threads, 3)
         XCTAssertEqual(c.inference.slots, 4)
         XCTAssertEqual(c.inference.maxQueued, 5)
         XCTAssertEqual(c.inference.promptChunk, 64)
+        XCTAssertEqual(c.inference.promptChunkWhileDecoding, 8)
+        XCTAssertEqual(try GatewayConfiguration.parse(yaml: "inference: {prompt_chunk: 16}").inference.promptChunkWhileDecoding, 16,
+                       "the default never exceeds prompt_chunk")
         XCTAssertEqual(c.inference.maxTokensLimit, 512)
         XCTAssertEqual(c.inference.kvCacheMB, 256)
         XCTAssertNil(try GatewayConfiguration.parse(yaml: "inference: {slots: 2}").inference.kvCacheMB, "no budget by default")
@@ -96,6 +99,7 @@ final class ConfigurationTests: XCTestCase {
             ("local_models: [{name: a, path: x, chat_templat: t}]", "unknown key 'chat_templat'"),
             ("inference: {slots: 0}", "inference.slots"),
             ("inference: {kv_cache_mb: 0}", "inference.kv_cache_mb"),
+            ("inference: {prompt_chunk: 16, prompt_chunk_while_decoding: 32}", "inference.prompt_chunk_while_decoding"),
         ]
         for (yaml, expected) in cases {
             XCTAssertThrowsError(try GatewayConfiguration.parse(yaml: yaml), yaml) { error in

@@ -208,6 +208,55 @@ final class InferenceSchedulerTests: XCTestCase {
         }
     }
 
+    /// The stand-in model seen through `appendBatch`, recording each step's entries (token counts).
+    final class StepLog: GenerationModel, @unchecked Sendable {
+        let inner = CountingModel()
+        let steps = Mutex<[[Int]]>([])
+        var name: String { inner.name }
+        var contextLength: Int { inner.contextLength }
+        func makeSequence(capacity: Int) throws -> any TokenSequence { try inner.makeSequence(capacity: capacity) }
+        func isEndOfGeneration(_ token: Int32) -> Bool { inner.isEndOfGeneration(token) }
+        func makeTextStream() -> any TokenTextStream { inner.makeTextStream() }
+        func appendBatch(_ entries: [(sequence: any TokenSequence, tokens: ArraySlice<Int32>)]) throws
+            -> [UnsafeMutableBufferPointer<Float>] {
+            steps.withLock { $0.append(entries.map(\.tokens.count)) }
+            return try entries.map { try $0.sequence.append($0.tokens) }
+        }
+    }
+
+    func testANewPromptAdvancesInSmallPiecesWhileOthersDecode() throws {
+        var limits = InferenceScheduler.Limits()
+        limits.slots = 2
+        limits.promptChunk = 16
+        limits.promptChunkWhileDecoding = 4
+        let scheduler = InferenceScheduler(limits: limits)
+        let model = StepLog()
+        let decoding = EventLog(), streaming = DispatchSemaphore(value: 0)
+        let once = Mutex(false)
+        // Token t predicts t + 1 and 15 ends: a prompt ending in 0 decodes 14 tokens.
+        _ = try scheduler.submit(model: model, request: GenerationRequest.greedy([0], max: 14)) { event in
+            // Hold the stream at its next step until the second request is queued, so they overlap.
+            if case .text = event, once.withLock({ first in defer { first = true }; return !first }) {
+                model.inner.close()
+                streaming.signal()
+            }
+            decoding.handler(event)
+        }
+        XCTAssertEqual(streaming.wait(timeout: .now() + 10), .success)
+        let late = EventLog()
+        _ = try scheduler.submit(model: model, request: GenerationRequest.greedy([Int32](repeating: 1, count: 12) + [0], max: 1),
+                                 onEvent: late.handler)
+        model.inner.open()
+        late.wait()
+        decoding.wait()
+        let steps = model.steps.withLock { $0 }
+        // The 13-token prompt went in pieces of at most 4 beside the decode row; alone, a step takes up to 16.
+        let mixed = steps.filter { $0.count == 2 }
+        XCTAssertFalse(mixed.isEmpty, "\(steps)")
+        XCTAssertTrue(mixed.allSatisfy { $0.max()! <= 4 }, "\(steps)")
+        XCTAssertEqual(mixed.reduce(0) { $0 + $1.max()! }, 13, "the whole prompt went in pieces beside the stream: \(steps)")
+    }
+
     func testAShortPromptBehindALongOneIsNotKeptWaitingForIt() throws {
         var limits = InferenceScheduler.Limits()
         limits.slots = 2

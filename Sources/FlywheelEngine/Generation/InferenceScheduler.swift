@@ -25,8 +25,11 @@ public final class InferenceScheduler: Sendable {
         public var slots: Int = 2
         /// Generations waiting for a slot before new ones are refused.
         public var maxQueued: Int = 32
-        /// Prompt tokens evaluated per turn, so other slots keep streaming during a long prompt.
+        /// Prompt tokens evaluated per step when no generation is decoding.
         public var promptChunk: Int = 128
+        /// Prompt tokens per step while generations are decoding (at most `promptChunk`): a step that carries
+        /// prompt tokens is slower for every stream, so new prompts advance in smaller pieces beside them.
+        public var promptChunkWhileDecoding: Int = 32
         /// Bytes of KV cache all sequences together may hold (running and idle ones), or nil for no limit. A
         /// generation reserves its prompt plus `maxTokens` (or the whole context) when it starts, so it never runs
         /// out mid-way; one that does not fit waits for running ones to end, and one larger than the whole
@@ -120,6 +123,7 @@ public final class InferenceScheduler: Sendable {
         limits.slots = max(1, limits.slots)
         limits.maxQueued = max(0, limits.maxQueued)
         limits.promptChunk = max(1, limits.promptChunk)
+        limits.promptChunkWhileDecoding = min(max(1, limits.promptChunkWhileDecoding), limits.promptChunk)
         self.limits = limits
         let t = Thread { [self] in self.runLoop() }
         t.name = "flywheel-inference"
@@ -297,7 +301,7 @@ public final class InferenceScheduler: Sendable {
         }
         // The prompt budget goes to the generations reading their prompts, a different one first each step, so a
         // short prompt behind a long one gets its first token after a step or two, not after the whole long prompt.
-        var promptBudget = limits.promptChunk
+        var promptBudget = work.isEmpty ? limits.promptChunk : limits.promptChunkWhileDecoding
         if !reading.isEmpty {
             let first = idle.promptTurn % reading.count
             idle.promptTurn &+= 1
