@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import FlywheelChatTemplate
 import FlywheelEngine
+import FlywheelLoop
 import Foundation
 import Synchronization
 
@@ -181,12 +182,9 @@ struct GenerateCommand: ParsableCommand {
         let decodeRate = windowEnd > windowStart
             ? Double(inWindow) / (windowEnd - windowStart)
             : summaries.reduce(0.0) { $0 + $1.decodeTokensPerSecond }
-        let firstTokens = summaries.map { ($0.queueSeconds + $0.promptSeconds) * 1000 }.sorted()
-        let gaps = summaries.flatMap { $0.tokenGapsMilliseconds.map(Double.init) }.sorted()
-        func percentile(_ sorted: [Double], _ p: Double) -> Double {
-            // Nearest rank.
-            sorted.isEmpty ? 0 : sorted[max(0, Int((p * Double(sorted.count)).rounded(.up)) - 1)]
-        }
+        let firstTokens = summaries.map { ($0.queueSeconds + $0.promptSeconds) * 1000 }
+        let gaps = summaries.flatMap { $0.tokenGapsMilliseconds.map(Double.init) }
+        func percentile(_ values: [Double], _ p: Double) -> Double { nearestRankPercentile(values, p) ?? 0 }
         Console.error(String(format: "flywheel: %d streams, prompt %d tokens each; generated %d tokens in %.3f s (%.1f tokens/s overall); decode %.1f tokens/s aggregate while all decode, %.1f per stream",
                              parallel, request.promptTokens.count, generated, wall, Double(generated) / wall, decodeRate,
                              decodeRate / Double(max(1, summaries.count))))

@@ -18,36 +18,21 @@ import time
 import openai
 import pytest
 
-from conftest import REPO_ROOT, Launcher, base_config, uid
-from fake_upstream import FakeUpstream, embedding_for
-from helpers import httpx, poll
+from conftest import REPO_ROOT, Launcher, uid
+from fake_upstream import embedding_for
+from helpers import httpx
+from test_local_model import LLAMA, QWEN, local_daemon
 
-FIXTURES = REPO_ROOT / "Tests" / "FlywheelEngineTests" / "Fixtures"
-QWEN = FIXTURES / "model-qwen2-q8.gguf"    # vocabulary 320, width 64, context 256
-LLAMA = FIXTURES / "model-llama-q8.gguf"
-WIDTH = 64
+WIDTH = 64  # the tiny models' width (vocabulary 320, context 256)
 
 
 @pytest.fixture(scope="module")
 def emb(flywheel_bin, tmp_path_factory):
     """One daemon: tiny-llama and tiny-qwen (context 256), short-qwen (context 32), text-embedding-3-small routed
     to a fake upstream, and a policy 'emb-policy' on tiny-llama falling back to that upstream model."""
-    primary = FakeUpstream().start()
-    launcher = Launcher(flywheel_bin, tmp_path_factory.mktemp("emb"))
-    cfg = base_config(primary.url, primary.url)
-    cfg["local_models"] = [{"name": "short-qwen", "path": str(QWEN), "context_length": 32}]
-    cfg["policies"] = [{"model": "emb-policy", "variants": [{"target": "tiny-llama", "weight": 1}],
-                        "fallback": ["text-embedding-3-small"]}]
-    try:
-        fw = launcher(cfg, args=["--local-model", f"tiny-qwen={QWEN}", "--local-model", f"tiny-llama={LLAMA}"],
-                      name="emb")
-        fw.primary = primary
-        yield fw
-    finally:
-        problems = launcher.stop_all()
-        primary.stop()
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
+    policies = [{"model": "emb-policy", "variants": [{"target": "tiny-llama", "weight": 1}],
+                 "fallback": ["text-embedding-3-small"]}]
+    yield from local_daemon(flywheel_bin, tmp_path_factory.mktemp("emb"), "emb", {"policies": policies})
 
 
 def f32(values) -> list[float]:

@@ -23,23 +23,31 @@ LLAMA = FIXTURES / "model-llama-q8.gguf"
 NO_END = {"306": -100, "307": -100, "308": -100}  # bans the end tokens: generations run to max_tokens
 
 
-@pytest.fixture(scope="module")
-def local(flywheel_bin, tmp_path_factory):
-    """One daemon: local models tiny-qwen and tiny-llama (CLI flags), short-qwen (config, context 32),
-    and gpt-4o-mini routed to a fake upstream."""
+def local_daemon(flywheel_bin, tmp_dir, name: str, extra: dict | None = None):
+    """A daemon serving local models tiny-qwen and tiny-llama (CLI flags) and short-qwen (config, context 32), with
+    the base config's models routed to a fake upstream (`fw.primary`); `extra` adds config keys. Yields it, then
+    stops it and the upstream and fails the test on any problem."""
     primary = FakeUpstream().start()
-    launcher = Launcher(flywheel_bin, tmp_path_factory.mktemp("local"))
+    launcher = Launcher(flywheel_bin, tmp_dir)
     cfg = base_config(primary.url, primary.url)
     cfg["local_models"] = [{"name": "short-qwen", "path": str(QWEN), "context_length": 32}]
+    cfg.update(extra or {})
     try:
         fw = launcher(cfg, args=["--local-model", f"tiny-qwen={QWEN}", "--local-model", f"tiny-llama={LLAMA}"],
-                      name="local")
+                      name=name)
+        fw.primary = primary
         yield fw
     finally:
         problems = launcher.stop_all()
         primary.stop()
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def local(flywheel_bin, tmp_path_factory):
+    """One daemon: local models tiny-qwen, tiny-llama and short-qwen, and gpt-4o-mini routed to a fake upstream."""
+    yield from local_daemon(flywheel_bin, tmp_path_factory.mktemp("local"), "local")
 
 
 def chat(fw, content="hello there", model="tiny-qwen", **kw):

@@ -53,6 +53,8 @@ public final class InferenceScheduler: Sendable {
         let needBytes: Int
         /// Cache bytes charged to this job while it runs (its sequence's allocation).
         var chargedBytes = 0
+        /// What the budget counts for this job: its allocation, or its need until it has one (or if that is more).
+        var budgetBytes: Int { max(chargedBytes, needBytes) }
         var sequence: (any TokenSequence)?
         var sampler: Sampler
         var textStream: (any TokenTextStream)?
@@ -81,8 +83,7 @@ public final class InferenceScheduler: Sendable {
             let context = model.contextLength
             self.needTokens = min(context, min(request.promptTokens.count, context) + min(request.maxTokens ?? context, context))
             // The cache holds whole blocks of positions.
-            self.needBytes = (needTokens + KVCache.blockLength - 1) / KVCache.blockLength * KVCache.blockLength
-                * model.cacheBytesPerToken
+            self.needBytes = KVCache.wholeBlocks(needTokens) * model.cacheBytesPerToken
             self.sampler = Sampler(parameters: request.sampling)
             self.matcher = StopSequenceMatcher(stops: request.stop)
         }
@@ -115,6 +116,8 @@ public final class InferenceScheduler: Sendable {
         var promptTurn = 0
         /// Sequences held by running jobs; with the idle ones, never more than `slots` exist.
         var inUse = 0
+        /// KV cache bytes the idle sequences hold.
+        var heldBytes: Int { sequences.reduce(0) { $0 + $1.sequence.reservedBytes } }
     }
     private let idle = Idle()
 
@@ -231,7 +234,7 @@ public final class InferenceScheduler: Sendable {
             var tasks: [@Sendable (Result<Void, GenerationError>) -> Void] = []
             wakeup.lock()
             while true {
-                let charged = active.reduce(0) { $0 + max($1.chargedBytes, $1.needBytes) }
+                let charged = active.reduce(0) { $0 + $1.budgetBytes }
                 let (admitted, stop) = shared.withLock { s -> ([Job], Bool) in
                     // FIFO while slots are free and the cache budget holds the next one's need.
                     var n = 0
@@ -355,8 +358,7 @@ public final class InferenceScheduler: Sendable {
             stepsTotal.add(1, ordering: .relaxed)
             stepRowsTotal.add(rows, ordering: .relaxed)
         }
-        let held = active.reduce(0) { $0 + ($1.sequence?.reservedBytes ?? 0) }
-            + idle.sequences.reduce(0) { $0 + $1.sequence.reservedBytes }
+        let held = active.reduce(0) { $0 + ($1.sequence?.reservedBytes ?? 0) } + idle.heldBytes
         cacheBytesHeld.store(held, ordering: .relaxed)
     }
 
@@ -378,7 +380,7 @@ public final class InferenceScheduler: Sendable {
             bestIndex = nil
         }
         // What the other running generations hold or may grow to.
-        let othersCharged = running.reduce(0) { $1 === job ? $0 : $0 + max($1.chargedBytes, $1.needBytes) }
+        let othersCharged = running.reduce(0) { $1 === job ? $0 : $0 + $1.budgetBytes }
         if let i = bestIndex, let budget = limits.cacheBudgetBytes,
            othersCharged + max(job.needBytes, idle.sequences[i].sequence.reservedBytes) > budget {
             // Reusing it would hold more than the budget allows: free it and start small.
@@ -410,7 +412,7 @@ public final class InferenceScheduler: Sendable {
         job.chargedBytes = sequence.reservedBytes
         // Idle caches go, least recently used first, while everything held passes the budget.
         if let budget = limits.cacheBudgetBytes {
-            var held = othersCharged + max(job.chargedBytes, job.needBytes) + idle.sequences.reduce(0) { $0 + $1.sequence.reservedBytes }
+            var held = othersCharged + job.budgetBytes + idle.heldBytes
             while held > budget, !idle.sequences.isEmpty {
                 held -= idle.sequences.removeFirst().sequence.reservedBytes
             }

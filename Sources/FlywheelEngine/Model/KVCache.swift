@@ -51,7 +51,8 @@ final class KVCache {
         values.deallocate()
     }
 
-    private static func wholeBlocks(_ positions: Int) -> Int {
+    /// `positions` rounded up to whole key blocks: what a cache holding them allocates.
+    static func wholeBlocks(_ positions: Int) -> Int {
         (positions + blockLength - 1) / blockLength * blockLength
     }
 
@@ -65,15 +66,8 @@ final class KVCache {
         let count = layerCount * kvHeadCount * grown * headDimension
         let newKeys = UnsafeMutablePointer<Float16>.allocate(capacity: count)
         let newValues = UnsafeMutablePointer<Float16>.allocate(capacity: count)
-        let keep = min(keeping, capacity)
-        if keep > 0 {
-            let keyFloats = Self.wholeBlocks(keep) * headDimension
-            for unit in 0 ..< layerCount * kvHeadCount {
-                (newKeys + unit * grown * headDimension).update(from: keys + unit * capacity * headDimension, count: keyFloats)
-                (newValues + unit * grown * headDimension).update(from: values + unit * capacity * headDimension,
-                                                                  count: keep * headDimension)
-            }
-        }
+        Self.copy(min(keeping, capacity), headDimension: headDimension, heads: layerCount * kvHeadCount,
+                  from: (keys, values, capacity), to: (newKeys, newValues, grown))
         keys.deallocate()
         values.deallocate()
         keys = newKeys
@@ -112,13 +106,24 @@ final class KVCache {
                      "cache shapes")
         guard positions > 0 else { return }
         reserve(positions, keeping: 0)
-        let keyFloats = (positions + KVCache.blockLength - 1) / KVCache.blockLength * KVCache.blockLength * headDimension
-        for layer in 0 ..< layerCount {
-            for head in 0 ..< kvHeadCount {
-                keys(layer: layer, head: head).update(from: other.keys(layer: layer, head: head), count: keyFloats)
-                values(layer: layer, head: head).update(from: other.values(layer: layer, head: head),
-                                                        count: positions * headDimension)
-            }
+        Self.copy(positions, headDimension: headDimension, heads: layerCount * kvHeadCount,
+                  from: (other.keys, other.values, other.capacity), to: (keys, values, capacity))
+    }
+
+    /// Copies positions `0 ..< positions` of every (layer, head) between two caches' storage of the given
+    /// capacities (positions per head): keys in whole blocks, values row by row.
+    private static func copy(
+        _ positions: Int, headDimension: Int, heads: Int,
+        from source: (keys: UnsafeMutablePointer<Float16>, values: UnsafeMutablePointer<Float16>, capacity: Int),
+        to target: (keys: UnsafeMutablePointer<Float16>, values: UnsafeMutablePointer<Float16>, capacity: Int)
+    ) {
+        guard positions > 0 else { return }
+        let keyElements = wholeBlocks(positions) * headDimension
+        for unit in 0 ..< heads {
+            (target.keys + unit * target.capacity * headDimension)
+                .update(from: source.keys + unit * source.capacity * headDimension, count: keyElements)
+            (target.values + unit * target.capacity * headDimension)
+                .update(from: source.values + unit * source.capacity * headDimension, count: positions * headDimension)
         }
     }
 }

@@ -140,13 +140,6 @@ public struct EvalSummary: Sendable {
         return (max(0, center - half), min(1, center + half))
     }
 
-    static func percentile(_ values: [Double], _ p: Double) -> Double? {
-        guard !values.isEmpty else { return nil }
-        let sorted = values.sorted()
-        let rank = Int((p * Double(sorted.count)).rounded(.up)) - 1
-        return sorted[min(max(rank, 0), sorted.count - 1)]
-    }
-
     // MARK: output
 
     public var json: JSON {
@@ -159,8 +152,8 @@ public struct EvalSummary: Sendable {
             o["passed"] = .int(Int64(s.passed))
             o["pass_rate"] = s.passRate.map(JSON.double) ?? .null
             if let ci = Self.wilson(Double(s.passed), s.checked) { o["pass_rate_ci95"] = [.double(ci.low), .double(ci.high)] }
-            o["latency_ms"] = ["p50": Self.percentile(s.latencies, 0.5).map(JSON.double) ?? .null,
-                               "p95": Self.percentile(s.latencies, 0.95).map(JSON.double) ?? .null]
+            o["latency_ms"] = ["p50": nearestRankPercentile(s.latencies, 0.5).map(JSON.double) ?? .null,
+                               "p95": nearestRankPercentile(s.latencies, 0.95).map(JSON.double) ?? .null]
             o["cost_usd"] = s.costUSD.map(JSON.double) ?? .null
             o["prompt_tokens"] = .int(Int64(s.promptTokens))
             o["completion_tokens"] = .int(Int64(s.completionTokens))
@@ -193,7 +186,7 @@ public struct EvalSummary: Sendable {
             Self.wilson(successes, n).map { String(format: " [%.1f–%.1f]", $0.low * 100, $0.high * 100) } ?? ""
         }
         func ms(_ s: Side) -> String {
-            guard let p50 = Self.percentile(s.latencies, 0.5), let p95 = Self.percentile(s.latencies, 0.95) else { return "-" }
+            guard let p50 = nearestRankPercentile(s.latencies, 0.5), let p95 = nearestRankPercentile(s.latencies, 0.95) else { return "-" }
             return String(format: "%.0f / %.0f ms", p50, p95)
         }
         func cost(_ s: Side) -> String { s.costUSD.map { String(format: "$%.6f", $0) } ?? "-" }
