@@ -248,13 +248,14 @@ final class TransferJob: @unchecked Sendable {
     }
 
     /// Loop thread: where the next attempt would go, or nil when retries and fallbacks are exhausted or would
-    /// start past the total deadline.
+    /// start past the total deadline. A `Retry-After` beyond the policy's cap or the deadline skips the retries
+    /// on this endpoint (the next one is tried at once, or the answer goes to the client).
     func nextPlan(now: UInt64, retryAfter: Double?) -> Plan? {
         guard now < totalDeadline else { return nil }
         let retriesDone = triesOnEndpoint - 1
         if retriesDone < request.retry.maxRetries {
-            let delay = request.retry.backoffNanos(retry: retriesDone + 1, retryAfter: retryAfter)
-            if now &+ delay < totalDeadline {
+            if let delay = request.retry.backoffNanos(retry: retriesDone + 1, retryAfter: retryAfter),
+               now &+ delay < totalDeadline {
                 return Plan(endpointIndex: endpointIndex, delayNanos: delay)
             }
         }
@@ -308,7 +309,7 @@ final class TransferJob: @unchecked Sendable {
         while valueEnd > valueStart, line[valueEnd - 1] == 0x20 || line[valueEnd - 1] == 0x09 { valueEnd -= 1 }
         let value = String(decoding: UnsafeRawBufferPointer(rebasing: line[valueStart..<valueEnd]), as: UTF8.self)
         if colon == 11, Self.equalsIgnoringCase(name, "retry-after") {
-            retryAfter = Double(value)
+            retryAfter = RetryAfter.seconds(value)
         }
         responseHeaders.append((name, value))
         return true

@@ -151,13 +151,56 @@ final class UpstreamClientTests: XCTestCase {
                                     "the retry must wait for Retry-After")
     }
 
-    func testRetryAfterIsCappedAtMaxBackoff() throws {
+    func testRetryAfterBeyondTheCapIsNotRetriedSoonerButGoesToTheClient() throws {
+        // Asking again after max_backoff (0.2 s) when the upstream said 30 s would only be refused again: the
+        // answer, with its Retry-After, goes to the caller at once.
         let request = UpstreamRequest(method: "GET",
-                                      path: "/flaky?key=\(uniqueKey())&fail=1&status=503&retry_after=30",
+                                      path: "/flaky?key=\(uniqueKey())&fail=1&status=429&retry_after=30",
                                       endpoints: [endpoint()],
-                                      retry: RetryPolicy(maxRetries: 1, initialBackoff: 0.01, maxBackoff: 0.2))
-        let handler = run(request, seconds: 15)  // an uncapped wait (30 s) would not complete in time
+                                      retry: RetryPolicy(maxRetries: 2, initialBackoff: 0.01, maxBackoff: 0.2))
+        let handler = run(request, seconds: 15)
+        XCTAssertEqual(handler.head?.status, 429)
+        XCTAssertEqual(handler.head?.attempts, 1)
+        XCTAssertEqual(handler.head?.headers.first { $0.0.lowercased() == "retry-after" }?.1, "30")
+    }
+
+    func testRetryAfterBeyondTheCapMovesToTheNextEndpoint() throws {
+        let key = uniqueKey()
+        let request = UpstreamRequest(method: "GET", path: "/flaky?key=\(key)&fail=1&status=503&retry_after=30",
+                                      endpoints: [endpoint("a"), endpoint("b")],
+                                      retry: RetryPolicy(maxRetries: 2, initialBackoff: 0.01, maxBackoff: 0.2))
+        let handler = run(request, seconds: 15)
         XCTAssertEqual(handler.head?.status, 200)
+        XCTAssertEqual(handler.head?.endpoint, "b")
+        XCTAssertEqual(handler.head?.attempts, 2)
+    }
+
+    func testRetryAfterAsAnHTTPDateIsHonoured() throws {
+        // A date about a second ahead (whole seconds: it may round down to 0 s, never up past the cap).
+        var now = time(nil) + 1
+        var parts = tm()
+        gmtime_r(&now, &parts)
+        var buffer = [CChar](repeating: 0, count: 64)
+        let length = strftime(&buffer, buffer.count, "%a, %d %b %Y %H:%M:%S GMT", &parts)
+        let date = String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let encoded = date.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
+        let request = UpstreamRequest(method: "GET",
+                                      path: "/flaky?key=\(uniqueKey())&fail=1&status=503&retry_after=\(encoded)",
+                                      endpoints: [endpoint()],
+                                      retry: RetryPolicy(maxRetries: 1, initialBackoff: 0.01, maxBackoff: 5))
+        let handler = run(request, seconds: 15)
+        XCTAssertEqual(handler.head?.status, 200)
+        XCTAssertEqual(handler.head?.attempts, 2)
+    }
+
+    func testRetryAfterPastTheTotalDeadlineIsNotWaitedFor() throws {
+        let request = UpstreamRequest(method: "GET", path: "/flaky?key=\(uniqueKey())&fail=1&status=503&retry_after=3",
+                                      endpoints: [endpoint()],
+                                      timeouts: UpstreamTimeouts(connect: 2, firstByte: 2, total: 1),
+                                      retry: RetryPolicy(maxRetries: 2, initialBackoff: 0.01, maxBackoff: 5))
+        let handler = run(request, seconds: 15)
+        XCTAssertEqual(handler.head?.status, 503)
+        XCTAssertEqual(handler.head?.attempts, 1)
     }
 
     func test400IsNotRetried() throws {
@@ -425,7 +468,7 @@ final class UpstreamClientTests: XCTestCase {
         XCTAssertEqual(chain.left.load(ordering: .relaxed), 0)
     }
 
-    func testHelpers() {
+    func testHelpers() throws {
         XCTAssertEqual(TransferJob.joinURL("http://h/v1", "/chat"), "http://h/v1/chat")
         XCTAssertEqual(TransferJob.joinURL("http://h/v1/", "/chat"), "http://h/v1/chat")
         XCTAssertEqual(TransferJob.joinURL("http://h/v1/", "chat"), "http://h/v1/chat")
@@ -438,12 +481,14 @@ final class UpstreamClientTests: XCTestCase {
         XCTAssertFalse(TransferJob.isDropped("Content-Type"))
         let policy = RetryPolicy(initialBackoff: 0.2, maxBackoff: 1)
         for retry in 1...6 {
-            let nanos = policy.backoffNanos(retry: retry, retryAfter: nil)
+            let nanos = try XCTUnwrap(policy.backoffNanos(retry: retry, retryAfter: nil))
             let base = min(0.2 * Double(1 << (retry - 1)), 1) * 1e9
             XCTAssertGreaterThanOrEqual(Double(nanos), base / 2 - 1)
             XCTAssertLessThanOrEqual(Double(nanos), base + 1)
         }
-        XCTAssertEqual(policy.backoffNanos(retry: 1, retryAfter: 30), 1_000_000_000)
+        XCTAssertNil(policy.backoffNanos(retry: 1, retryAfter: 30), "longer than the cap: not retried sooner")
+        XCTAssertEqual(policy.backoffNanos(retry: 1, retryAfter: 1), 1_000_000_000)
+        XCTAssertEqual(policy.backoffNanos(retry: 1, retryAfter: 0), 0)
     }
 
     // MARK: the driver's loop thread
