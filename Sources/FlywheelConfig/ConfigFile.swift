@@ -111,7 +111,7 @@ struct ConfigFile: Decodable {
         var wait_timeout: Double?
         var source_weights: [String: Double]?
     }
-    struct TimeoutsSection: Decodable { var connect: Double?; var first_byte: Double?; var total: Double? }
+    struct TimeoutsSection: Decodable { var connect: Double?; var first_byte: Double?; var total: Double?; var idle: Double? }
     struct RetriesSection: Decodable { var max: Int?; var initial_backoff: Double?; var max_backoff: Double? }
     struct UpstreamSection: Decodable {
         var name: String
@@ -180,6 +180,7 @@ struct ConfigFile: Decodable {
             up.connectTimeout = u.timeouts?.connect ?? up.connectTimeout
             up.firstByteTimeout = u.timeouts?.first_byte ?? up.firstByteTimeout
             up.totalTimeout = u.timeouts?.total ?? up.totalTimeout
+            up.idleTimeout = u.timeouts?.idle ?? up.idleTimeout
             up.maxRetries = u.retries?.max ?? up.maxRetries
             up.initialBackoff = u.retries?.initial_backoff ?? up.initialBackoff
             up.maxBackoff = u.retries?.max_backoff ?? up.maxBackoff

@@ -22,7 +22,7 @@ enum ConfigKeyChecker {
                               "signature_tolerance": .any, "wait_timeout": .any, "source_weights": .mapOf(.any)]),
         "upstreams": .list(.mapping([
             "name": .any, "base_url": .any, "api_key": .any, "api_key_env": .any, "headers": .mapOf(.any),
-            "timeouts": .mapping(["connect": .any, "first_byte": .any, "total": .any]),
+            "timeouts": .mapping(["connect": .any, "first_byte": .any, "total": .any, "idle": .any]),
             "retries": .mapping(["max": .any, "initial_backoff": .any, "max_backoff": .any]),
         ])),
         "upstream_tls": .mapping(["ca_bundle": .any, "verify": .any]),

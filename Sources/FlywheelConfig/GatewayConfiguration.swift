@@ -232,6 +232,8 @@ public struct GatewayConfiguration: Sendable, Equatable {
         public var connectTimeout = 10.0
         public var firstByteTimeout = 120.0
         public var totalTimeout = 600.0
+        /// Longest silence of a response after its head (0: off).
+        public var idleTimeout = 300.0
         public var maxRetries = 2
         public var initialBackoff = 0.2
         public var maxBackoff = 5.0
@@ -327,6 +329,9 @@ extension GatewayConfiguration {
             guard u.maxRetries >= 0, u.maxRetries <= 10 else { throw ConfigurationError("upstreams.\(u.name).retries.max must be 0...10") }
             for (label, t) in [("connect", u.connectTimeout), ("first_byte", u.firstByteTimeout), ("total", u.totalTimeout)] where !(t > 0) {
                 throw ConfigurationError("upstreams.\(u.name).timeouts.\(label) must be > 0")
+            }
+            guard u.idleTimeout >= 0, u.idleTimeout.isFinite else {
+                throw ConfigurationError("upstreams.\(u.name).timeouts.idle must be >= 0 (0 turns it off)")
             }
         }
         if let bundle = upstreamTLS.caBundle, !FileManager.default.isReadableFile(atPath: bundle) {

@@ -71,6 +71,8 @@ final class TransferJob: @unchecked Sendable {
     var swallowedBytes = 0
     var plannedNext: Plan?
     var firstByteNanos: UInt64?
+    /// When the last body byte (or the head) of the current attempt arrived: the idle deadline counts from it.
+    var lastByteNanos: UInt64 = 0
 
     // TransferDeadlines bookkeeping.
     var heapIndex = -1
@@ -198,11 +200,14 @@ final class TransferJob: @unchecked Sendable {
     func receiveBody(_ bytes: UnsafeRawBufferPointer) -> Bool {
         if cancelRequested.load(ordering: .relaxed) { return false }
         if committed {
-            if firstByteNanos == nil { firstByteNanos = MonotonicClock.now() }
+            let now = MonotonicClock.now()
+            lastByteNanos = now
+            if firstByteNanos == nil { firstByteNanos = now }
             handler?.upstreamDidReceiveBody(Array(bytes))
             return true
         }
         if swallowing {
+            lastByteNanos = MonotonicClock.now()
             swallowedBytes += bytes.count
             return swallowedBytes <= 65_536  // a huge error body is not worth draining: drop the connection
         }

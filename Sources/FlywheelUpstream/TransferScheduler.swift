@@ -265,10 +265,34 @@ final class TransferScheduler: @unchecked Sendable, CurlMultiDriverDelegate {
                 let error = UpstreamError.timedOut(endpoint: job.endpoint.name, phase: "first byte",
                                                    seconds: job.request.timeouts.firstByte)
                 retryOrFinish(job, error)
+            case .running:
+                // The idle deadline, checked lazily: body bytes only move `lastByteNanos`.
+                let due = idleDue(job)
+                if now < due {
+                    if due < job.totalDeadline { deadlines.schedule(job, at: due) }
+                } else if job.swallowing, let plan = job.plannedNext {
+                    detach(job)  // a stalled error body being drained: go on with the planned retry
+                    follow(job, plan)
+                } else {
+                    finish(job, .timedOut(endpoint: job.endpoint.name, phase: "next byte",
+                                          seconds: job.request.timeouts.idle))
+                }
             default:
                 break
             }
         }
+    }
+
+    /// When the current attempt's silence since its last byte reaches `timeouts.idle`.
+    private func idleDue(_ job: TransferJob) -> UInt64 {
+        job.lastByteNanos &+ RetryPolicy.nanos(job.request.timeouts.idle)
+    }
+
+    /// After the head: arms the idle deadline (unless turned off or later than the total one, which curl enforces).
+    private func scheduleIdleDeadline(_ job: TransferJob) {
+        guard job.request.timeouts.idle > 0 else { return }
+        let due = idleDue(job)
+        if due < job.totalDeadline { deadlines.schedule(job, at: due) }
     }
 
     // MARK: Transfers (loop thread)
@@ -410,6 +434,8 @@ final class TransferScheduler: @unchecked Sendable, CurlMultiDriverDelegate {
             return true
         }
         deadlines.remove(job)  // first-byte deadline met
+        job.lastByteNanos = MonotonicClock.now()
+        scheduleIdleDeadline(job)
         if job.request.retry.retryableStatuses.contains(job.status),
            let plan = job.nextPlan(now: MonotonicClock.now(), retryAfter: job.retryAfter) {
             job.swallowing = true

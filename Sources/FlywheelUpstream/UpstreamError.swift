@@ -4,7 +4,8 @@
 public enum UpstreamError: Error, Sendable, CustomStringConvertible, Equatable {
     /// DNS failure, connection refused, TLS handshake or certificate failure.
     case connectFailed(endpoint: String, reason: UpstreamFailureReason)
-    /// `phase` is "connect", "first byte" or "total"; `seconds` is the limit that was exceeded.
+    /// `phase` is "connect", "first byte", "next byte" (the idle limit after the head) or "total"; `seconds` is
+    /// the limit that was exceeded.
     case timedOut(endpoint: String, phase: String, seconds: Double)
     /// The connection broke or the upstream misbehaved after the request was sent (reset mid-stream etc.).
     case transferFailed(endpoint: String, reason: UpstreamFailureReason)
@@ -43,6 +44,7 @@ public enum UpstreamError: Error, Sendable, CustomStringConvertible, Equatable {
             switch phase {
             case "connect": return "timed out while connecting"
             case "first byte": return "timed out waiting for the response"
+            case "next byte": return "the response stalled"
             default: return "timed out"
             }
         case .cancelled:
@@ -58,7 +60,7 @@ public enum UpstreamError: Error, Sendable, CustomStringConvertible, Equatable {
     var isRetryable: Bool {
         switch self {
         case .connectFailed: return true
-        case let .timedOut(_, phase, _): return phase != "total"
+        case let .timedOut(_, phase, _): return phase == "connect" || phase == "first byte"
         default: return false
         }
     }

@@ -53,6 +53,21 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertThrowsError(try ListenAddress(parsing: "127.0.0.1:99999"))
     }
 
+    func testTheUpstreamIdleTimeoutParsesDefaultsAndIsChecked() throws {
+        let c = try GatewayConfiguration.parse(yaml: """
+        upstreams: [{name: u, base_url: "http://x/v1", api_key: k, timeouts: {idle: 2.5}}, {name: v, base_url: "http://y/v1", api_key: k}]
+        """)
+        XCTAssertEqual(c.upstreams.map(\.idleTimeout), [2.5, 300])
+        XCTAssertEqual(try GatewayConfiguration.parse(yaml: """
+        upstreams: [{name: u, base_url: "http://x/v1", api_key: k, timeouts: {idle: 0}}]
+        """).upstreams.first?.idleTimeout, 0)
+        XCTAssertThrowsError(try GatewayConfiguration.parse(yaml: """
+        upstreams: [{name: u, base_url: "http://x/v1", api_key: k, timeouts: {idle: -1}}]
+        """)) { error in
+            XCTAssertTrue("\(error)".contains("upstreams.u.timeouts.idle"), "\(error)")
+        }
+    }
+
     func testUnknownKeysAreRejectedWithTheirPath() {
         XCTAssertThrowsError(try GatewayConfiguration.parse(yaml: "server: {shutdown_grase: 5}")) { error in
             XCTAssertTrue("\(error)".contains("unknown key 'shutdown_grase' in server"), "\(error)")

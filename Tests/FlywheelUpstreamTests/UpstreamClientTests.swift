@@ -312,6 +312,27 @@ final class UpstreamClientTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(elapsed(started, handler.state.withLock { $0.completedAt }), 0.55)
     }
 
+    func testAStreamThatStallsAfterItsHeadEndsAtTheIdleLimit() throws {
+        let request = UpstreamRequest(method: "GET", path: "/sse?n=2&delay=120", endpoints: [endpoint(), endpoint("second")],
+                                      timeouts: UpstreamTimeouts(connect: 2, firstByte: 5, total: 60, idle: 0.4),
+                                      retry: fastRetry())
+        let handler = run(request, seconds: 30)
+        XCTAssertEqual(handler.head?.status, 200)
+        XCTAssertEqual(handler.chunkCount, 1)
+        XCTAssertEqual(handler.head?.attempts, 1, "bytes were delivered: no retry, no fallback")
+        XCTAssertEqual(handler.error, .timedOut(endpoint: "fake", phase: "next byte", seconds: 0.4))
+        XCTAssertEqual(handler.error?.publicSummary, "the response stalled")
+    }
+
+    func testEveryByteRestartsTheIdleLimit() throws {
+        // 8 events 0.2 s apart: 1.4 s in all, longer than the idle limit, each gap well under it.
+        let request = UpstreamRequest(method: "GET", path: "/sse?n=8&delay=0.2", endpoints: [endpoint()],
+                                      timeouts: UpstreamTimeouts(connect: 2, firstByte: 5, total: 60, idle: 1))
+        let handler = run(request, seconds: 30)
+        XCTAssertNil(handler.error)
+        XCTAssertEqual(handler.bodyText.components(separatedBy: "data: ").count - 1, 8)
+    }
+
     func testCancelMidStreamCompletesWithoutWaitingForTheNextEvent() throws {
         let transferBox = Mutex<UpstreamTransfer?>(nil)
         let handler = RecordingHandler(onChunk: { count in

@@ -34,7 +34,8 @@ public struct ModelRouter: Sendable {
             }
             let timeouts = UpstreamTimeouts(connect: primary?.connectTimeout ?? 10,
                                             firstByte: primary?.firstByteTimeout ?? 120,
-                                            total: primary?.totalTimeout ?? 600)
+                                            total: primary?.totalTimeout ?? 600,
+                                            idle: primary?.idleTimeout ?? 300)
             var retry = RetryPolicy()
             retry.maxRetries = primary?.maxRetries ?? retry.maxRetries
             retry.initialBackoff = primary?.initialBackoff ?? retry.initialBackoff
