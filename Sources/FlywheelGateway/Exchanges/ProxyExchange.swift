@@ -48,6 +48,9 @@ final class ProxyExchange: UpstreamResponseHandler {
         self.context = context
         self.maxResponseBytes = maxResponseBytes
         self.fallback = fallback
+        // One event larger than the log may keep cannot be assembled anyway (nor more than 4 MiB of one).
+        let eventLimit = max(1024, min(4 << 20, maxResponseBytes))
+        state.withLock { $0.parser = ServerSentEventParser(maxEventBytes: eventLimit) }
         #if DEBUG
         ExchangeCensus.proxies.add(1, ordering: .relaxed)
         #endif
@@ -222,10 +225,11 @@ final class ProxyExchange: UpstreamResponseHandler {
             ledger.metrics.upstreamError(upstream: endpoint, kind: failure.kind)
         }
 
+        let cutOff = s.streaming && Self.endedWithoutItsEnd(s, failure)
         if s.streaming, let held = s.pendingHead {
             // A held stream ended before its first output: another target may answer instead; otherwise the
             // client gets what there was.
-            if s.interruption == nil, let fallback, completion.error.map({ !$0.isCancellation }) ?? (s.assembler.streamError != nil),
+            if s.interruption == nil, let fallback, completion.error.map({ !$0.isCancellation }) ?? (s.assembler.streamError != nil || cutOff),
                fallback.handOver(completion.error.map { "upstream_\($0.kind)" } ?? "upstream_stream_error") {
                 state.withLock { $0.abandoned = true }
                 return
@@ -253,9 +257,26 @@ final class ProxyExchange: UpstreamResponseHandler {
                     tail = error
                 }
             }
+            if cutOff {
+                // A clean end of the transfer, but not of the stream: no [DONE] and no finish_reason. The
+                // client is told, as for a reset, so that it does not take a cut answer for a whole one.
+                let error = OpenAIError.upstreamUnavailable("The upstream's stream ended before it was complete.")
+                outcome.error = error
+                outcome.errorDetail = "The upstream '\(s.head?.endpoint ?? "?")' ended its event stream without [DONE] or a finish_reason."
+                outcome.cutShort = true
+                tail = error
+                if let endpoint = s.head?.endpoint { ledger.metrics.upstreamError(upstream: endpoint, kind: "stream_cut") }
+            }
             let assembled = s.assembler.assembled()
             outcome.responseText = assembled?.serializedString()
-            outcome.responseTruncated = s.logTruncated
+            outcome.responseTruncated = s.logTruncated || s.parseFailed
+            if s.parseFailed || s.assembler.unparsedCount > 0, s.assembler.streamError == nil {
+                // Passed to the client as they came; the log says why its copy lacks them.
+                let what = s.parseFailed ? "an event longer than \(s.parser.maxEventBytes) bytes; the log's copy stops before it"
+                                         : "\(s.assembler.unparsedCount) event(s) whose data is not JSON"
+                outcome.upstreamError = ["error": ["message": .string("the upstream's stream had \(what)"),
+                                                   "code": .string("upstream_stream_unparsed")]]
+            }
             outcome.modelServed = assembled?["model"]?.stringValue ?? s.assembler.servedModel
             outcome.usage = .init(json: s.assembler.usage)
             if let streamError = s.assembler.streamError { outcome.upstreamError = ["error": streamError] }
@@ -330,6 +351,15 @@ final class ProxyExchange: UpstreamResponseHandler {
     }
 
     // MARK: helpers
+
+    /// True when a stream's transfer ended cleanly but the stream did not: neither `[DONE]` nor any choice's
+    /// `finish_reason` nor an error event came (bytes that could not be read leave it undecided: false).
+    private static func endedWithoutItsEnd(_ s: State, _ failure: UpstreamError?) -> Bool {
+        guard failure == nil, s.interruption == nil, !s.parseFailed, !s.logTruncated, !s.assembler.sawDone,
+              s.assembler.streamError == nil else { return false }
+        let choices = s.assembler.assembled()?["choices"]?.arrayValue ?? []
+        return !choices.contains { ($0["finish_reason"] ?? .null) != .null }
+    }
 
     /// Why a failed upstream answer that has not reached the client may go to a fallback target, or nil when it
     /// may not (a success, an answer the client must see as is, a cancellation, a shutdown).
