@@ -71,6 +71,7 @@ public final class Daemon: Sendable {
         http.requestTimeout = configuration.server.requestTimeout
         http.idleTimeout = configuration.server.idleTimeout
         http.writeTimeout = configuration.server.writeTimeout
+        http.report = { Self.say("flywheel: " + $0) }
         http.errorRenderer = { status, message in
             OpenAIError.forHTTPStatus(status, message: message).response(requestID: RequestID.newUUIDv7())
         }

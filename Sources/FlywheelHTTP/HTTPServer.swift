@@ -74,7 +74,11 @@ public final class HTTPServer: Sendable {
                 for loop in loops { loop.start() }
                 acceptorLoop.execute {
                     var next = 0
-                    let acceptor = Acceptor(listener: listener, loop: acceptorLoop) { socket, address in
+                    let report = configuration.report
+                    let onShortage: ((Int32, Int) -> Void)? = report.map { say in
+                        { errno, ticks in say(Self.shortageLine(errno: errno, pausedTicks: ticks, server: server)) }
+                    }
+                    let acceptor = Acceptor(listener: listener, loop: acceptorLoop, onShortage: onShortage) { socket, address in
                         Self.distribute(socket, address: address, server: server, contexts: contexts, next: &next)
                     }
                     let outcome: Result<LoopBound<Acceptor>, SocketError>
@@ -192,6 +196,22 @@ public final class HTTPServer: Sendable {
         while hasActiveConnections && MonotonicClock.now() < deadline {
             usleep(2_000)
         }
+    }
+
+    /// What the operator is told when accepting stops for lack of resources (`errno` != 0) and when it resumes.
+    static func shortageLine(errno: Int32, pausedTicks: Int, server: HTTPServerState) -> String {
+        let open = server.openConnections.load(ordering: .relaxed)
+        guard errno != 0 else {
+            return "accepting connections again after \(pausedTicks) paused tick(s); \(open) connection(s) open"
+        }
+        let cause: String
+        switch errno {
+        case EMFILE: cause = "the process is out of file descriptors (EMFILE: raise LimitNOFILE / ulimit -n)"
+        case ENFILE: cause = "the system is out of file descriptors (ENFILE: fs.file-max)"
+        default: cause = "the kernel is out of memory for sockets (\(errno == ENOBUFS ? "ENOBUFS" : "ENOMEM"))"
+        }
+        return "cannot accept connections: \(cause); \(open) connection(s) open keep being served, new ones wait "
+            + "in the listen backlog and accepting is retried every tick; said once until it recovers"
     }
 
     private static func listen(host: String, port: UInt16) throws -> Socket {

@@ -38,6 +38,10 @@ public struct HTTPServerConfiguration: Sendable {
     /// Renders protocol-level errors this module produces itself (400, 408, 413, 431, 501, 503, 505...).
     /// Default: text/plain. The server adds `Retry-After` to its 503s unless the rendered response has one.
     public var errorRenderer: @Sendable (_ status: Int, _ message: String) -> HTTPResponse
+    /// Lines for the operator about the server itself, each said once per episode, never per connection: today
+    /// that accepting stopped for lack of file descriptors (or kernel memory) and that it resumed. Called on the
+    /// accepting loop's thread; must return quickly. Nil: not said.
+    public var report: (@Sendable (_ line: String) -> Void)? = nil
 
     public init(host: String = "127.0.0.1", port: UInt16 = 8080) {
         self.host = host

@@ -1,4 +1,5 @@
 import CCurl
+import Glibc
 import Dispatch
 import Synchronization
 
@@ -414,6 +415,10 @@ final class TransferScheduler: @unchecked Sendable, CurlMultiDriverDelegate {
         case CURLE_URL_MALFORMAT:
             return .invalidRequest("endpoint \(name): \(message)")
         default:
+            var osErrno = osErrno
+            if osErrno == 0, code == CURLE_COULDNT_CONNECT || code == CURLE_COULDNT_RESOLVE_HOST {
+                osErrno = Self.socketErrnoNow()  // curl does not keep socket()'s errno: ask again
+            }
             var cause = UpstreamFailureReason.Cause(curlCode: code, osErrno: osErrno)
             if cause == .receiveFailed || cause == .sendFailed, message.contains("reset by peer") {
                 cause = .connectionReset  // curl did not record the errno, but its message names the reset
@@ -424,6 +429,15 @@ final class TransferScheduler: @unchecked Sendable, CurlMultiDriverDelegate {
             }
             return .transferFailed(endpoint: name, reason: reason)
         }
+    }
+
+    /// The errno of opening a socket right now (EMFILE when the process is out of descriptors), 0 if it works.
+    /// Only on a failed connect, whose socket() curl may have failed without recording why.
+    static func socketErrnoNow() -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return errno }
+        Glibc.close(fd)
+        return 0
     }
 
     /// Header callback (inside `curl_multi_socket_action`): the header block of the current attempt is complete.

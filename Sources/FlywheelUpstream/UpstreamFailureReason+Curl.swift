@@ -6,6 +6,10 @@ extension UpstreamFailureReason.Cause {
     /// (CURLINFO_OS_ERRNO), which tells a refused connection from an unreachable host and a reset from other
     /// receive errors.
     init(curlCode code: CURLcode, osErrno: Int32) {
+        if osErrno == EMFILE || osErrno == ENFILE {
+            self = .outOfDescriptors  // socket() failed here, whatever curl made of it
+            return
+        }
         switch code {
         case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY:
             self = .hostNotFound

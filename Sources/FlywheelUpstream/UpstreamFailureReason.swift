@@ -15,6 +15,8 @@ public struct UpstreamFailureReason: Sendable, Equatable, CustomStringConvertibl
         case responseIncomplete
         case sendFailed
         case receiveFailed
+        /// The gateway itself could not open a socket (EMFILE, ENFILE): nothing is wrong with the upstream.
+        case outOfDescriptors
         case other
 
         /// A short phrase that names no host, address or port, e.g. "connection refused".
@@ -32,6 +34,7 @@ public struct UpstreamFailureReason: Sendable, Equatable, CustomStringConvertibl
             case .responseIncomplete: return "upstream response ended early"
             case .sendFailed: return "sending the request failed"
             case .receiveFailed: return "receiving the response failed"
+            case .outOfDescriptors: return "the gateway is out of file descriptors"
             case .other: return "transfer failed"
             }
         }

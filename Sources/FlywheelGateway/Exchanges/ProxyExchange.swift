@@ -311,7 +311,9 @@ final class ProxyExchange: UpstreamResponseHandler {
                 outcome.status = error.status
                 outcome.error = error
                 outcome.errorDetail = detail
-                response = context.errorResponse(error)
+                var answer = context.errorResponse(error)
+                if error.status == 503 { answer.headers.add("Retry-After", "1") }
+                response = answer
             }
         } else if let head = s.head {
             outcome.status = head.status
@@ -400,6 +402,9 @@ final class ProxyExchange: UpstreamResponseHandler {
         switch error {
         case .timedOut(let endpoint, let phase, let seconds):
             return (.upstreamTimeout("The upstream '\(endpoint)' timed out (\(phase), after \(seconds) s)."), nil)
+        case .connectFailed(let endpoint, let reason) where reason.cause == .outOfDescriptors:
+            return (.overloaded("The gateway is out of file descriptors; retry shortly."),
+                    "Could not connect to the upstream '\(endpoint)': \(reason) (out of file descriptors)")
         case .connectFailed(let endpoint, let reason):
             return (.upstreamUnavailable("The upstream '\(endpoint)' could not be reached (\(error.publicSummary))."),
                     "Could not reach the upstream '\(endpoint)': \(reason)")
