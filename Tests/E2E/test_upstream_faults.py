@@ -160,7 +160,8 @@ def sse(*events: bytes, end: bool = True, then: str | None = None, up: RawUpstre
 @pytest.fixture(scope="module")
 def faulty(flywheel_bin, tmp_path_factory):
     """Routes: raw-model -> [raw]; raw-fb -> [raw, good]; drip-model -> [drip] (the raw server with a 1.5 s total
-    deadline); the raw upstream's idle limit is 0.5 s, its retry cap 3 s; events over 64 KiB are not assembled."""
+    deadline and no idle limit); the raw upstream's idle limit is 0.5 s, its retry cap 3 s; events over 64 KiB
+    are not assembled."""
     up = RawUpstream()
     good = FakeUpstream().start()
     cfg = base_config(good.url, good.url, max_response_bytes=65536)
@@ -168,7 +169,7 @@ def faulty(flywheel_bin, tmp_path_factory):
     raw["timeouts"]["idle"] = 0.5
     raw["retries"]["max_backoff"] = 3
     drip = upstream_cfg("drip", up.url, retries=0, first_byte=5, total=1.5)
-    drip["timeouts"]["idle"] = 1
+    drip["timeouts"]["idle"] = 0  # off: only the total deadline can end a drip
     cfg["upstreams"] = [raw, drip, upstream_cfg("good", good.url)]
     cfg["routes"] = [{"model": "raw-model", "upstreams": ["raw"]}, {"model": "raw-fb", "upstreams": ["raw", "good"]},
                      {"model": "drip-model", "upstreams": ["drip"]}]
