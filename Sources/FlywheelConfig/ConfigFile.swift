@@ -94,7 +94,13 @@ struct ConfigFile: Decodable {
         var max_response_bytes: Int?
         var max_buffered_body_bytes: Int?
     }
-    struct AuthSection: Decodable { var keys: [KeySection]? }
+    struct AuthSection: Decodable {
+        var keys: [KeySection]?
+        var admin_key: String?
+        var admin_key_env: String?
+        var metrics_require_admin: Bool?
+        var allow_open: Bool?
+    }
     struct KeySection: Decodable { var id: String; var key: String?; var key_env: String? }
     struct LogSection: Decodable {
         var path: String?
@@ -157,6 +163,9 @@ struct ConfigFile: Decodable {
             guard let key else { throw ConfigurationError("\(source): auth.keys.\(k.id) needs key or key_env") }
             c.auth.keys.append(.init(id: k.id, key: key))
         }
+        c.auth.adminKey = try secret(auth?.admin_key, auth?.admin_key_env, "auth.admin_key")
+        c.auth.metricsRequireAdmin = auth?.metrics_require_admin ?? false
+        c.auth.allowOpen = auth?.allow_open ?? false
         if let l = log {
             c.log.path = l.path ?? c.log.path
             c.log.queueCapacity = l.queue_capacity ?? c.log.queueCapacity

@@ -193,6 +193,13 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public struct Auth: Sendable, Equatable {
         /// When non-empty, clients must present one of these as `Authorization: Bearer <key>`.
         public var keys: [APIKey] = []
+        /// The key of the admin endpoints (dashboard, `POST /admin/reload`, `/metrics` when `metricsRequireAdmin`);
+        /// nil: they answer loopback peers only.
+        public var adminKey: String? = nil
+        /// `/metrics` takes the admin key too (needs `adminKey`).
+        public var metricsRequireAdmin = false
+        /// Listen on a non-loopback address even when no key exists (no `keys`, no virtual keys in the log).
+        public var allowOpen = false
     }
 
     public struct APIKey: Sendable, Equatable {
@@ -413,6 +420,13 @@ extension GatewayConfiguration {
         for k in auth.keys {
             guard !k.key.isEmpty else { throw ConfigurationError("auth.keys.\(k.id): key is empty") }
             guard keyIDs.insert(k.id).inserted else { throw ConfigurationError("auth.keys: duplicate id '\(k.id)'") }
+            guard k.key != auth.adminKey else { throw ConfigurationError("auth.keys.\(k.id): a client key cannot be the admin key") }
+        }
+        if let admin = auth.adminKey, admin.utf8.count < 16 {
+            throw ConfigurationError("auth.admin_key must be at least 16 characters (it opens the dashboard and reloads)")
+        }
+        if auth.metricsRequireAdmin, auth.adminKey == nil {
+            throw ConfigurationError("auth.metrics_require_admin needs auth.admin_key (or admin_key_env)")
         }
         _ = try ListenAddress(parsing: server.listen)
     }

@@ -136,6 +136,34 @@ public enum LogSchema {
             );
             CREATE INDEX policy_changes_model ON policy_changes(model, id);
             """),
+        // Virtual API keys (`flywheel keys`): only a salted SHA-256 of each key's secret is stored; the id is the
+        // key's public part, so a request's key is found by id and its secret checked against the hash. Every
+        // create and revoke adds a row to api_key_changes, whose newest id the daemon polls (a change goes live
+        // within a second). Spend per key is summed from the requests at start-up: the partial index holds only
+        // keyed rows and covers the sum.
+        Migration(version: 9, summary: "virtual API keys", sql: """
+            CREATE TABLE api_keys (
+                id          TEXT    PRIMARY KEY,         -- the public part of fw_<id>_<secret>
+                name        TEXT    NOT NULL,
+                salt        TEXT    NOT NULL,            -- hex, 16 random bytes
+                hash        TEXT    NOT NULL,            -- hex SHA-256(salt || secret)
+                models      TEXT,                        -- JSON array of model globs; null: any model
+                rpm         INTEGER,
+                tpm         INTEGER,
+                budget_usd  REAL,
+                expires_at  INTEGER,                     -- unix milliseconds
+                created_at  INTEGER NOT NULL,            -- unix milliseconds
+                revoked_at  INTEGER
+            ) WITHOUT ROWID;
+            CREATE TABLE api_key_changes (
+                id          INTEGER PRIMARY KEY,
+                created_at  INTEGER NOT NULL,            -- unix milliseconds
+                key_id      TEXT    NOT NULL,
+                action      TEXT    NOT NULL,            -- create | revoke
+                source      TEXT    NOT NULL             -- cli:<user>@<host>
+            );
+            CREATE INDEX requests_client_key_cost ON requests(client_key_id, cost_usd) WHERE client_key_id IS NOT NULL;
+            """),
     ]
 
     /// Brings a read-write connection up to the last of `migrations` (by default this build's list; tests

@@ -108,6 +108,13 @@ extension Gateway {
             return ledger.reject(context, .invalidRequest("'stream' must be a boolean.", param: "stream"), writer: writer)
         }
         context.stream = endpoint != .embeddings && object["stream"]?.boolValue == true
+        if let key = request.clientKey {
+            // The key's rights, then its limits: a request that would be served counts against its rate.
+            guard key.allows(model) else { return ledger.reject(context, .modelNotAllowed(model, keyID: key.id), writer: writer) }
+            if let refusal = ledger.keyUsage.admit(key, now: Int64(MonotonicClock.now() / 1_000_000_000)) {
+                return ledger.reject(context, refusal, writer: writer)
+            }
+        }
         let implicit: [FeedbackRecord]
         do throws(OpenAIError) {
             context.episodeID = try Self.episode(request.http.headers, object)

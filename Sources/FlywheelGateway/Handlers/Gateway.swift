@@ -15,7 +15,12 @@ public final class Gateway: HTTPResponder {
     let upstreams: UpstreamPool
     let ledger: RequestLedger
     public let metrics: GatewayMetrics
+    /// Client keys: the configured ones and the log's virtual keys (swapped in by the daemon's key watch).
     let authenticator: APIKeyAuthenticator
+    /// Who may use the admin endpoints; swapped whole by `setAuth`.
+    let admin: Mutex<AdminAccess>
+    /// Runs the daemon's reload (the one SIGHUP runs) for `POST /admin/reload`; set by the daemon.
+    let reloader = Mutex<(@Sendable () throws -> [String])?>(nil)
     let signature: WebhookSignature?
     /// Models served in process, by request name, and the facade that runs them (nil when there is none);
     /// local models take precedence over routes. Swapped as a whole by `setLocalModels` (a reload).
@@ -39,6 +44,7 @@ public final class Gateway: HTTPResponder {
         self.metrics = metrics
         self.ledger = RequestLedger(log: log, metrics: metrics, prices: PriceTable(configuration.prices))
         self.authenticator = APIKeyAuthenticator(keys: configuration.auth.keys)
+        self.admin = Mutex(AdminAccess(adminKey: configuration.auth.adminKey, metricsRequireAdmin: configuration.auth.metricsRequireAdmin))
         self.signature = configuration.feedback.webhookSecret.map {
             WebhookSignature(secret: $0, tolerance: configuration.feedback.signatureTolerance)
         }
@@ -65,11 +71,16 @@ public final class Gateway: HTTPResponder {
         table.addPrefix(["GET"], "/v1/models/", access: .client) { $0.retrieveModel($1) }
         table.add(["GET", "HEAD"], "/healthz", access: .open) { $1.writer.send(HTTPResponse.json(["status": "ok"], requestID: $1.requestID)) }
         table.add(["GET", "HEAD"], "/health", access: .open) { $1.writer.send(HTTPResponse.json(["status": "ok"], requestID: $1.requestID)) }
-        table.add(["GET"], "/metrics", access: .open) { $1.writer.send($0.metricsResponse(requestID: $1.requestID)) }
-        // The dashboard: its traffic previews are client data, so it takes a client key when keys exist.
-        table.add(["GET", "HEAD"], "/", access: .browser) { $0.serveDashboardPage($1) }
-        table.add(["GET"], "/dashboard/data", access: .browser) { $0.serveDashboardData($1) }
-        table.add(["GET"], "/dashboard/events", access: .browser) { $0.serveDashboardEvents($1) }
+        table.add(["GET"], "/metrics", access: .metrics) { $1.writer.send($0.metricsResponse(requestID: $1.requestID)) }
+        // The dashboard: its traffic previews are client data. The admin key opens it; without one, loopback peers
+        // with a client key when keys exist (see AdminAccess).
+        table.add(["GET", "HEAD"], "/", access: .dashboard) { $0.serveDashboardPage($1) }
+        table.add(["GET"], "/dashboard/data", access: .dashboard) { $0.serveDashboardData($1) }
+        table.add(["GET"], "/dashboard/events", access: .dashboard) { $0.serveDashboardEvents($1) }
+        table.add(["GET", "HEAD"], "/login", access: .open) { $0.serveLoginPage($1) }
+        table.add(["POST"], "/login", access: .open) { $0.logIn($1) }
+        table.add(["POST"], "/logout", access: .open) { $0.logOut($1) }
+        table.add(["POST"], "/admin/reload", access: .admin) { $0.reloadConfiguration($1) }
         return table
     }
 
@@ -142,6 +153,10 @@ public final class Gateway: HTTPResponder {
             incoming.pathRest = rest
         }
         if let refusal = checkAccess(endpoint.access, &incoming) {
+            if endpoint.access == .dashboard, path == "/", refusal.status == 401, admin.withLock({ $0.isConfigured }) {
+                // A browser gets its ways in: its own Basic prompt, or the login form in the body.
+                return writer.send(loginPageResponse(status: 401, requestID: requestID, next: "/", failed: false))
+            }
             if endpoint.logged {
                 let context = requestContext(incoming, endpoint: path)
                 ledger.begin(context)
@@ -154,9 +169,27 @@ public final class Gateway: HTTPResponder {
 
     /// The access step: nil when the request may go on (with its key id filled in), else the error to answer.
     private func checkAccess(_ access: EndpointAccess, _ request: inout GatewayRequest) -> OpenAIError? {
+        let now = WallClock.unixMillis()
         switch access {
         case .open:
             return nil
+        case .metrics:
+            let admin = admin.withLock { $0 }
+            guard admin.metricsRequireAdmin else { return nil }
+            return admin.check(request.http, withCookie: true, nowSeconds: now / 1000) == .allowed ? nil : .adminKeyRequired()
+        case .admin:
+            switch admin.withLock({ $0 }).check(request.http, withCookie: false, nowSeconds: now / 1000) {
+            case .allowed, .unconfigured: return nil
+            case .unauthenticated: return .adminKeyRequired()
+            case .notLoopback: return .adminOnlyOnLoopback()
+            }
+        case .dashboard:
+            switch admin.withLock({ $0 }).check(request.http, withCookie: true, nowSeconds: now / 1000) {
+            case .allowed: return nil
+            case .unauthenticated: return .adminKeyRequired()
+            case .notLoopback: return .adminOnlyOnLoopback()
+            case .unconfigured: return checkAccess(.browser, &request)
+            }
         case .webhook where signature != nil:
             // Webhooks prove themselves by signing the exact bytes they sent.
             guard let signature else { return nil }
@@ -171,21 +204,28 @@ public final class Gateway: HTTPResponder {
                                    type: "invalid_request_error", code: "invalid_signature")
             }
         case .browser:
-            var outcome = authenticator.authenticate(request.http.headers)
-            if outcome == .rejected, request.http.headers["Authorization"] == nil {
-                outcome = authenticator.authenticate(queryKey: Self.queryValue("key", in: request.http.query))
+            var outcome = authenticator.authenticate(request.http.headers, nowMillis: now)
+            if case .rejected = outcome, request.http.headers["Authorization"] == nil {
+                outcome = authenticator.authenticate(queryKey: Self.queryValue("key", in: request.http.query), nowMillis: now)
             }
-            switch outcome {
-            case .rejected: return .invalidAPIKey()
-            case .authenticated(let id): request.clientKeyID = id; return nil
-            case .open: return nil
-            }
+            return accept(outcome, &request)
         case .client, .webhook:
-            switch authenticator.authenticate(request.http.headers) {
-            case .rejected: return .invalidAPIKey()
-            case .authenticated(let id): request.clientKeyID = id; return nil
-            case .open: return nil
-            }
+            return accept(authenticator.authenticate(request.http.headers, nowMillis: now), &request)
+        }
+    }
+
+    /// A client key's outcome: nil (the key noted on the request) or the 401 to answer. A revoked or expired key's
+    /// id is noted too, so the log says which key was refused.
+    private func accept(_ outcome: APIKeyAuthenticator.Outcome, _ request: inout GatewayRequest) -> OpenAIError? {
+        switch outcome {
+        case .open: return nil
+        case .authenticated(let key):
+            request.clientKey = key
+            request.clientKeyID = key.id
+            return nil
+        case .rejected(let refusal):
+            request.clientKeyID = refusal.keyID
+            return refusal.error
         }
     }
 

@@ -13,6 +13,8 @@ final class RequestLedger: Sendable {
     let inFlight = InFlightRequests()
     /// The dashboard's live tail.
     let recent = RecentRequests()
+    /// Virtual keys' rate windows and spend: the ledger adds each answered request's tokens and cost.
+    let keyUsage = KeyLimiter()
 
     init(log: any LogSink, metrics: GatewayMetrics, prices: PriceTable) {
         self.log = log
@@ -35,6 +37,9 @@ final class RequestLedger: Sendable {
         recent.add(.init(at: row.createdAtMillis, id: row.id, model: row.modelRequested ?? "-", route: row.route ?? "-", variant: row.variant,
                          status: row.status, latencyMillis: row.latencyMillis, tokens: row.totalTokens ?? 0, costUSD: row.costUSD))
         log.enqueue(row)
+        if let key = context.clientKeyID, context.shadowOf == nil {
+            keyUsage.record(keyID: key, tokens: row.totalTokens ?? 0, costUSD: row.costUSD ?? 0, now: Int64(now / 1_000_000_000))
+        }
         inFlight.end(context.requestID)
         context.onFinish?()
         guard context.shadowOf == nil else { return }

@@ -8,9 +8,15 @@ enum EndpointAccess: Sendable {
     case client
     /// Feedback: a webhook signature when a secret is configured, else a client key.
     case webhook
-    /// The dashboard: a client key, also accepted as `?key=` (a browser's address bar and `EventSource` cannot
-    /// send headers).
+    /// A client key, also accepted as `?key=` (a browser's address bar and `EventSource` cannot send headers).
     case browser
+    /// The dashboard: the admin key (Bearer, Basic or the login cookie); without an admin key, loopback peers
+    /// as `browser`.
+    case dashboard
+    /// Admin actions (`POST /admin/reload`): the admin key (Bearer or Basic); without one, loopback peers.
+    case admin
+    /// `/metrics`: open, or the admin key with `auth.metrics_require_admin`.
+    case metrics
 }
 
 /// `(method, path) → handler`, built once at start. Exact paths, plus prefixes for paths that carry an id
@@ -72,6 +78,8 @@ struct GatewayRequest: Sendable {
     var writer: HTTPResponseWriter
     /// The Flywheel key's id when keys are configured and the client presented one.
     var clientKeyID: String?
+    /// The key itself (limits, models) when the client presented a valid one.
+    var clientKey: ClientKey?
     /// For prefix routes: the part of the path after the prefix.
     var pathRest: String?
 }

@@ -9,6 +9,8 @@ public struct OpenAIError: Error, Sendable, Equatable {
     public var type: String
     public var param: String?
     public var code: String?
+    /// Extra response headers (`retry-after` on a 429); never part of the body.
+    public var headers: [String: String] = [:]
 
     public init(status: Int, message: String, type: String, param: String? = nil, code: String? = nil) {
         self.status = status
@@ -30,7 +32,9 @@ public struct OpenAIError: Error, Sendable, Equatable {
 
     /// The error as a JSON HTTP response carrying `requestID`.
     public func response(requestID: String) -> HTTPResponse {
-        .json(json, status: status, requestID: requestID)
+        var response = HTTPResponse.json(json, status: status, requestID: requestID)
+        for (name, value) in headers.sorted(by: { $0.key < $1.key }) { response.headers.add(name, value) }
+        return response
     }
 }
 
@@ -55,6 +59,18 @@ extension OpenAIError {
     public static func invalidAPIKey() -> OpenAIError {
         OpenAIError(status: 401, message: "Incorrect or missing API key. Send it as 'Authorization: Bearer <key>'.",
                     type: "invalid_request_error", code: "invalid_api_key")
+    }
+    public static func adminKeyRequired() -> OpenAIError {
+        OpenAIError(status: 401, message: "This endpoint needs the admin key (auth.admin_key): send it as 'Authorization: Bearer <admin key>' or log in at /login.",
+                    type: "invalid_request_error", code: "admin_key_required")
+    }
+    public static func adminOnlyOnLoopback() -> OpenAIError {
+        OpenAIError(status: 403, message: "Admin endpoints answer only this machine (a loopback address) while no admin key is configured; set auth.admin_key to use them from elsewhere.",
+                    type: "invalid_request_error", code: "admin_key_required")
+    }
+    public static func modelNotAllowed(_ model: String, keyID: String) -> OpenAIError {
+        OpenAIError(status: 403, message: "The API key \(keyID) may not use the model '\(model)'.",
+                    type: "invalid_request_error", param: "model", code: "model_not_allowed")
     }
     public static func notFound(path: String) -> OpenAIError {
         OpenAIError(status: 404, message: "Unknown path: \(path)", type: "invalid_request_error", code: "unknown_url")
