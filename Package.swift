@@ -77,7 +77,7 @@ let package = Package(
         // The command line: one file per subcommand, no logic.
         .executableTarget(
             name: "flywheel",
-            dependencies: ["FlywheelDaemon", "FlywheelConfig", "FlywheelInspect", "FlywheelLoop", "FlywheelStore", "FlywheelEngine",
+            dependencies: ["FlywheelDaemon", "FlywheelGateway", "FlywheelConfig", "FlywheelInspect", "FlywheelLoop", "FlywheelStore", "FlywheelEngine",
                            "FlywheelChatTemplate", "CLinux",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),

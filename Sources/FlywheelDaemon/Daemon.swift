@@ -6,6 +6,7 @@ import FlywheelHTTP
 import FlywheelLoop
 import FlywheelStore
 import FlywheelUpstream
+import Synchronization
 
 /// The daemon assembled: the log writer, the local models, the per-loop upstream clients, the gateway and the
 /// HTTP server, started and stopped in the order that loses nothing (stop accepting, drain requests, stop
@@ -22,6 +23,12 @@ public final class Daemon: Sendable {
     private let driftWatch: DriftWatch?
     /// The dashboard's log-based figures, computed while someone watches.
     private let dashboardJob: DashboardJob
+    /// The log's virtual keys, polled and swapped into the gateway.
+    private let keySync: KeySync
+    /// One reload at a time (SIGHUP and `POST /admin/reload`).
+    private let reloading = Mutex<Void>(())
+    /// What the start-up says about authentication.
+    public let authSummary: String
     /// The facade running local models, as the gateway holds it: created at start when some are configured, or
     /// by the first reload that adds one.
     private var inference: LocalInference? { gateway.inference }
@@ -61,6 +68,15 @@ public final class Daemon: Sendable {
         let upstreams = UpstreamPool()
         let gateway = Gateway(configuration: configuration, upstreams: upstreams, log: log,
                               localModels: inference.map(LocalModelAdapter.entries(for:)) ?? [], inference: inference)
+        let keySync = KeySync(gateway: gateway, path: configuration.log.path) { Self.say($0) }
+        let virtualKeys = keySync.load() ?? 0
+        do {
+            authSummary = try Self.checkOpenness(configuration, address: address, virtualKeys: virtualKeys)
+        } catch {
+            inference?.shutdown()
+            log.close()
+            throw error
+        }
         var http = HTTPServerConfiguration(host: address.host, port: address.port)
         if let loops = configuration.server.eventLoops { http.eventLoopCount = max(1, loops) }
         http.maxBodyBytes = configuration.server.maxBodyBytes
@@ -99,7 +115,34 @@ public final class Daemon: Sendable {
                        say: { Self.say($0) })
         }
         self.dashboardJob = DashboardJob(gateway: gateway, configuration: configuration)
+        self.keySync = keySync
         policies.adopt(configuration.policies)
+    }
+
+    /// With no key at all (no `auth.keys`, no virtual key in the log, revoked ones included) the gateway serves
+    /// anyone: allowed on a loopback address, elsewhere only with `auth.allow_open`. Returns the line to say at start.
+    static func checkOpenness(_ configuration: GatewayConfiguration, address: ListenAddress, virtualKeys: Int) throws -> String {
+        let admin = configuration.auth.adminKey == nil
+            ? "no admin key (the dashboard and /admin/reload answer loopback peers only)" : "admin key set"
+        guard configuration.auth.keys.isEmpty && virtualKeys == 0 else {
+            return "auth: on (\(configuration.auth.keys.count) configured keys, \(virtualKeys) virtual keys in the log); \(admin)"
+        }
+        let loopback = isLoopback(host: address.host)
+        guard loopback || configuration.auth.allowOpen else {
+            throw ConfigurationError("no API keys exist (auth.keys is empty and the log has no virtual keys), so anyone who can reach \(configuration.server.listen) could use the gateway. Listen on a loopback address (127.0.0.1), create a key first (flywheel keys create --name NAME --db \(configuration.log.path)), or allow it with auth.allow_open: true or --allow-open")
+        }
+        return "warning: auth: off, no API keys exist: every client is served" + (loopback ? " (loopback only)" : " on a non-loopback address (allow_open)")
+            + "; the first `flywheel keys create` turns auth on without a restart; \(admin)"
+    }
+
+    static func isLoopback(host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+
+    /// The reload `POST /admin/reload` runs: `reload` reads the configuration again and applies it with
+    /// `reload(_:)`, the path SIGHUP takes (which runs one reload at a time).
+    public func setReloader(_ reload: @escaping @Sendable () throws -> [String]) {
+        gateway.setReloader(reload)
     }
 
     /// A line for the operator on the daemon's stderr.
@@ -156,6 +199,10 @@ public final class Daemon: Sendable {
     /// policies, whose targets must be among those models or the routes running now (routes change only at a
     /// restart). Checks everything first; on any error nothing changes. Returns what changed, one line each.
     public func reload(_ settings: GatewayConfiguration) throws -> [String] {
+        try reloading.withLock { _ in try reloadNow(settings) }
+    }
+
+    private func reloadNow(_ settings: GatewayConfiguration) throws -> [String] {
         var next = configuration
         next.localModels = settings.localModels
         next.policies = settings.policies
@@ -184,6 +231,7 @@ public final class Daemon: Sendable {
         let address = try ListenAddress(parsing: configuration.server.listen)
         let host = address.host.contains(":") ? "[\(address.host)]" : address.host
         policies.start()
+        keySync.start()
         driftWatch?.start()
         dashboardJob.start()
         return "http://\(host):\(http.port)"
@@ -201,6 +249,7 @@ public final class Daemon: Sendable {
     /// then the upstream client stops and the log is flushed and closed. Blocks until all of that is done.
     public func shutdown() {
         policies.shutdown()
+        keySync.shutdown()
         driftWatch?.shutdown()
         dashboardJob.shutdown()
         http.shutdown(gracePeriod: configuration.server.shutdownGrace)

@@ -38,6 +38,12 @@ public struct APIKeyUsage: Sendable, Equatable {
     public var requests: Int
     public var totalTokens: Int
     public var costUSD: Double
+
+    public init(requests: Int, totalTokens: Int, costUSD: Double) {
+        self.requests = requests
+        self.totalTokens = totalTokens
+        self.costUSD = costUSD
+    }
 }
 
 /// Why a key could not be created or revoked; the message is for the operator.

@@ -33,6 +33,9 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .long, help: "Compute threads for local models. Default: the cores available.")
     var threads: Int?
 
+    @Flag(name: .long, help: "Listen on a non-loopback address even when no API key exists (as auth.allow_open: true).")
+    var allowOpen = false
+
     func run() throws {
         let environment = ProcessInfo.processInfo.environment
         var settings: GatewayConfiguration
@@ -50,6 +53,7 @@ struct ServeCommand: ParsableCommand {
         }
         settings.applyOverrides(listen: listen, database: db, upstreamURL: upstreamURL,
                                 upstreamKey: environment[upstreamKeyEnv], localModels: locals, threads: threads)
+        if allowOpen { settings.auth.allowOpen = true }
         if settings.routes.isEmpty && settings.localModels.isEmpty {
             throw ValidationError("Nothing to route to: pass --upstream-url URL or --local-model NAME=PATH, or give routes or local_models in --config.")
         }
@@ -74,6 +78,12 @@ struct ServeCommand: ParsableCommand {
             throw ExitCode(StartupExit.unavailable)
         }
         Console.error("flywheel: listening on \(url)")
+        Console.error("flywheel: \(server.authSummary)")
+        let config = self.config
+        server.setReloader { [weak server] in
+            guard let server else { return [] }
+            return try server.reload(Self.settings(config: config, environment: environment, locals: locals))
+        }
         for model in server.localModels {
             Console.error("flywheel: local model '\(model.name)' from \(model.path): \(model.summary)")
             if let problem = model.chatTemplateProblem {
@@ -100,12 +110,21 @@ struct ServeCommand: ParsableCommand {
     /// changes nothing.
     private func reload(_ server: Daemon, environment: [String: String], locals: [GatewayConfiguration.LocalModelSettings]) {
         do {
-            var settings = try config.map { try GatewayConfiguration.load(path: $0, environment: environment) } ?? GatewayConfiguration()
-            settings.applyOverrides(listen: nil, database: nil, upstreamURL: nil, upstreamKey: nil, localModels: locals, threads: nil)
+            let settings = try Self.settings(config: config, environment: environment, locals: locals)
             for line in try server.reload(settings) { Console.error("flywheel: reloaded \(line)") }
         } catch {
             Console.error("flywheel: reload failed, still serving the previous local models and policies: \(error)")
         }
+    }
+}
+
+extension ServeCommand {
+    /// The configuration as a reload reads it: the file again, with the `--local-model` flags.
+    static func settings(config: String?, environment: [String: String],
+                         locals: [GatewayConfiguration.LocalModelSettings]) throws -> GatewayConfiguration {
+        var settings = try config.map { try GatewayConfiguration.load(path: $0, environment: environment) } ?? GatewayConfiguration()
+        settings.applyOverrides(listen: nil, database: nil, upstreamURL: nil, upstreamKey: nil, localModels: locals, threads: nil)
+        return settings
     }
 }
 
