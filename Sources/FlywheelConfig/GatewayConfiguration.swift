@@ -205,6 +205,11 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public struct APIKey: Sendable, Equatable {
         public var id: String
         public var key: String
+
+        public init(id: String, key: String) {
+            self.id = id
+            self.key = key
+        }
     }
 
     public struct Log: Sendable, Equatable {

@@ -20,7 +20,12 @@ extension UsageReport {
             ]
         }
         return ["from": .optional(from), "until": .optional(until), "requests_read": .int(Int64(requestsRead)),
-                "rows": .array(rows.map(row)), "total": row(total)]
+                "rows": .array(rows.map(row)), "total": row(total),
+                "keys": .array(keyRows.map { k in
+                    ["key": .string(k.model), "requests": .int(Int64(k.requests)), "errors": .int(Int64(k.errors)),
+                     "prompt_tokens": .int(Int64(k.promptTokens)), "completion_tokens": .int(Int64(k.completionTokens)),
+                     "latency_ms_p50": .optional(k.latency.percentile(0.5)), "cost_usd": .double(k.costUSD)]
+                })]
     }
 
     /// The report for people: one line per (model, route), then the totals.
@@ -38,9 +43,26 @@ extension UsageReport {
         let lines = [header] + rows.map(cells) + [cells(total)]
         var widths = header.map(\.count)
         for line in lines { for (i, c) in line.enumerated() { widths[i] = max(widths[i], c.count) } }
-        return lines.enumerated().map { n, line in
+        let table = lines.enumerated().map { n, line in
             let text = line.enumerated().map { i, c in c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }.joined(separator: "  ")
             return n == lines.count - 1 ? String(repeating: "-", count: text.count) + "\n" + text : text
+        }.joined(separator: "\n")
+        return keyRows.isEmpty ? table : table + "\n\n" + keyTable()
+    }
+
+    /// Usage and spend per client key.
+    func keyTable() -> String {
+        let header = ["key", "requests", "errors", "tokens in/out", "p50 ms", "accepted", "cost $"]
+        let lines = [header] + keyRows.map { k in
+            [TerminalText.visible(String(k.model.prefix(48))), "\(k.requests)", String(format: "%.1f%%", k.errorRate * 100),
+             "\(k.promptTokens)/\(k.completionTokens)", k.latency.percentile(0.5).map { String(format: "%.0f", $0) } ?? "-",
+             k.acceptanceRate.map { String(format: "%.0f%% of %d", $0 * 100, k.accepted + k.rejected + k.edited) } ?? "-",
+             String(format: "%.4f", k.costUSD)]
+        }
+        var widths = header.map(\.count)
+        for line in lines { for (i, c) in line.enumerated() { widths[i] = max(widths[i], c.count) } }
+        return lines.map { line in
+            line.enumerated().map { i, c in c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }.joined(separator: "  ")
         }.joined(separator: "\n")
     }
 }

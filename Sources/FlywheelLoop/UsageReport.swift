@@ -57,6 +57,9 @@ public struct UsageReport: Sendable {
     }
 
     public private(set) var rows: [Row] = []
+    /// The same figures per client key (requests made with a key only; a virtual key's or `auth.keys`' id in
+    /// `model`, route "*"), so usage and spend can be read per key.
+    public private(set) var keyRows: [Row] = []
     public private(set) var total = Row(model: "*", route: "*", variant: nil)
     /// Requests the report read (every one the filter selects).
     public private(set) var requestsRead = 0
@@ -77,6 +80,7 @@ public struct UsageReport: Sendable {
     /// in, the upstream rates it replaced out), nil when nothing does.
     public init(queries: any LogQueries, filter: RequestFilter, baselineFor: (String) -> Price?) throws {
         var byKey: [String: Row] = [:]
+        var byClientKey: [String: Row] = [:]
         var totalLatency = LatencyDigest()
         var totalTTFT = LatencyDigest()
         try queries.forEachRequest(RequestQuery(filter: filter, limit: 500, includeFeedback: true)) { item in
@@ -117,8 +121,25 @@ public struct UsageReport: Sendable {
             default: break
             }
             byKey[key] = row
+            if let clientKey = r.clientKeyID {
+                var k = byClientKey[clientKey] ?? Row(model: clientKey, route: "*", variant: nil)
+                k.requests += 1
+                if r.status >= 400 || r.errorType != nil { k.errors += 1 }
+                k.promptTokens += prompt
+                k.completionTokens += completion
+                k.latency.add(r.latencyMillis)
+                k.costUSD += r.costUSD ?? 0
+                switch verdict {
+                case .accepted?: k.accepted += 1
+                case .rejected?: k.rejected += 1
+                case .edited?: k.edited += 1
+                default: break
+                }
+                byClientKey[clientKey] = k
+            }
             requestsRead += 1
         }
+        keyRows = byClientKey.values.sorted { $0.model < $1.model }
         rows = byKey.values.sorted { ($0.model, $0.route, $0.variant ?? "") < ($1.model, $1.route, $1.variant ?? "") }
         for row in rows { total.merge(row) }
         total.latency = totalLatency

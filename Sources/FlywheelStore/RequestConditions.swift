@@ -22,6 +22,7 @@ struct RequestConditions {
         if filter.createdBefore != nil { clauses.append("created_at < ?") }
         if filter.episode != nil { clauses.append("episode_id = ?") }
         if filter.variant != nil { clauses.append("variant = ?") }
+        if filter.clientKey != nil { clauses.append("client_key_id = ?") }
         if let shadows = filter.shadows { clauses.append(shadows ? "shadow_of IS NOT NULL" : "shadow_of IS NULL") }
         self.whereClause = clauses.isEmpty ? "" : " WHERE " + clauses.joined(separator: " AND ")
     }
@@ -46,6 +47,7 @@ struct RequestConditions {
         try next(filter.createdBefore) { v, i throws(SQLiteError) in try s.bind(v, at: i) }
         try next(filter.episode) { v, i throws(SQLiteError) in try s.bind(v, at: i) }
         try next(filter.variant) { v, i throws(SQLiteError) in try s.bind(v, at: i) }
+        try next(filter.clientKey) { v, i throws(SQLiteError) in try s.bind(v, at: i) }
         return index
     }
 }

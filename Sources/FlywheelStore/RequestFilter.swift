@@ -19,6 +19,8 @@ public struct RequestFilter: Sendable, Equatable {
     public var variant: String?
     /// Only shadow runs (true), only requests clients sent (false), or both (nil).
     public var shadows: Bool?
+    /// Only the requests made with this client key (a configured key's id or a virtual key's id).
+    public var clientKey: String?
 
     public init(model: String? = nil, route: String? = nil, tag: String? = nil, status: Int? = nil,
                 errorsOnly: Bool = false, createdFrom: Int64? = nil, createdBefore: Int64? = nil) {

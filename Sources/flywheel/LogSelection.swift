@@ -30,6 +30,9 @@ struct LogSelection: ParsableArguments {
     @Option(name: .long, help: "Only requests a traffic policy sent to this target (its variant).")
     var variant: String?
 
+    @Option(name: .long, help: "Only requests made with this client key (its id: a virtual key's or auth.keys' id).")
+    var key: String?
+
     @Option(name: .long, help: "Shadow runs (a policy's second answer, never returned): include (default), exclude or only.")
     var shadows: String = "include"
 
@@ -38,6 +41,7 @@ struct LogSelection: ParsableArguments {
         var filter = RequestFilter(model: model, route: route, tag: tag)
         filter.episode = episode
         filter.variant = variant
+        filter.clientKey = key
         switch shadows {
         case "include": filter.shadows = nil
         case "exclude": filter.shadows = false
