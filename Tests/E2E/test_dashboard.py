@@ -114,3 +114,29 @@ def test_an_open_dashboard_does_not_hold_the_shutdown(start_flywheel, fake):
     assert fw.stop(timeout=60) == 0
     assert got["ended"].wait(30) and got["error"] is None, got["error"]
     assert "draining" in fw.stderr()
+
+
+def test_with_an_admin_key_a_browser_logs_in_with_the_form_and_the_cookie_carries_the_live_view(start_flywheel, fake):
+    """The admin key guards the dashboard: the browser is shown the login form, posts the key once, and from then
+    on its HttpOnly cookie opens the page and its event stream (the key is never in an address or a script)."""
+    pytest.importorskip("websocket")
+    from browser import Browser
+    admin_key = "dashboard-admin-key-0123456789"
+    cfg = base_config(fake.url, fake.url)
+    cfg["auth"] = {"admin_key": admin_key}
+    fw = start_flywheel(cfg)
+    send(fw, 3, ["hello", "there"], "before", 4)
+    assert httpx.get(f"{fw.base_url}/dashboard/data").status_code == 401
+    browser = Browser()
+    try:
+        browser.open(fw.base_url + "/")
+        browser.wait_for("document.getElementById('key') !== null", what="the login form")
+        browser.evaluate(f"document.getElementById('key').value = {json.dumps(admin_key)}; document.querySelector('form').submit(); true")
+        browser.wait_for("document.body && Number(document.body.dataset.updates || 0) >= 1", what="the dashboard after logging in")
+        assert browser.evaluate("document.getElementById('c-total').textContent") == "3"
+        assert browser.evaluate("document.cookie") == ""  # HttpOnly: no script can read the session
+        assert admin_key not in browser.evaluate("location.href")
+        send(fw, 2, ["again"], "after", 5)
+        browser.wait_for("document.getElementById('c-total').textContent === '5'", what="live updates over the cookie")
+    finally:
+        browser.close()

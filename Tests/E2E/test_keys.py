@@ -225,10 +225,13 @@ def test_the_admin_key_opens_the_dashboard_metrics_and_reload_and_client_keys_do
     admin = {"authorization": f"Bearer {ADMIN_KEY}"}
     with fw.http() as c:
         page = c.get("/")
-        assert page.status_code == 401 and page.headers["www-authenticate"].startswith("Basic")
-        assert "<form" in page.text and "/login" in page.text
-        assert c.get("/", headers={"authorization": f"Bearer {CONFIG_KEY}"}).status_code == 401
-        assert c.get("/?key=" + CONFIG_KEY).status_code == 401
+        assert page.status_code == 303 and page.headers["location"] == "/login"
+        page = c.get("/login")
+        assert page.status_code == 200 and "<form" in page.text and 'action="/login"' in page.text
+        assert c.get("/", headers={"authorization": f"Bearer {CONFIG_KEY}"}).status_code == 303
+        assert c.get("/?key=" + CONFIG_KEY).status_code == 303
+        r = c.get("/dashboard/data", headers={"authorization": f"Bearer {CONFIG_KEY}"})
+        assert_openai_error(r.status_code, r.headers, r.content, expect_status=401, code="admin_key_required")
         assert c.get("/", auth=("admin", ADMIN_KEY)).status_code == 200  # a browser's Basic prompt
         assert c.get("/dashboard/data", headers=admin).status_code == 200
         r = c.get("/metrics")
@@ -238,7 +241,7 @@ def test_the_admin_key_opens_the_dashboard_metrics_and_reload_and_client_keys_do
         r = c.post("/v1/chat/completions", headers=admin, json={"model": "gpt-4o-mini", "messages": user_msg("x")})
         assert_openai_error(r.status_code, r.headers, r.content, expect_status=401, code="invalid_api_key")
         # The login form: a wrong key gets the form again, the right one an HttpOnly SameSite=Strict cookie.
-        assert c.post("/login", data={"key": "wrong"}).status_code == 401
+        assert c.post("/login", data={"key": "wrong"}).status_code == 403
         r = c.post("/login", data={"key": ADMIN_KEY})
         assert r.status_code == 303 and r.headers["location"] == "/"
         cookie = r.headers["set-cookie"]

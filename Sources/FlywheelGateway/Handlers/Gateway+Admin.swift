@@ -74,7 +74,7 @@ extension Gateway {
                                                    type: "invalid_request_error", code: "admin_key_not_configured").response(requestID: request.requestID))
         }
         guard request.http.body.count <= 4096, let key = Self.queryValue("key", in: body), access.matches(key) else {
-            return request.writer.send(loginPageResponse(status: 401, requestID: request.requestID, next: "/", failed: true))
+            return request.writer.send(loginPageResponse(status: 403, requestID: request.requestID, next: "/", failed: true))
         }
         let session = access.newSession(nowSeconds: WallClock.unixMillis() / 1000)
         var headers = HTTPHeaders()
@@ -99,7 +99,6 @@ extension Gateway {
         headers.add("Content-Type", "text/html; charset=utf-8")
         headers.add("Cache-Control", "no-store")
         headers.add("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
-        if status == 401 { headers.add("WWW-Authenticate", "Basic realm=\"Flywheel admin\", charset=\"UTF-8\"") }
         headers.add("x-request-id", requestID)
         let note = failed ? "<p class=\"bad\">That is not the admin key.</p>" : ""
         let html = """

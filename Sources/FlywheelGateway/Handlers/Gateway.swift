@@ -154,8 +154,13 @@ public final class Gateway: HTTPResponder {
         }
         if let refusal = checkAccess(endpoint.access, &incoming) {
             if endpoint.access == .dashboard, path == "/", refusal.status == 401, admin.withLock({ $0.isConfigured }) {
-                // A browser gets its ways in: its own Basic prompt, or the login form in the body.
-                return writer.send(loginPageResponse(status: 401, requestID: requestID, next: "/", failed: false))
+                // A browser is sent to the login form (HTTP Basic with the admin key as password works too, for
+                // tools and for browsers given the credentials).
+                var headers = HTTPHeaders()
+                headers.add("Location", "/login")
+                headers.add("Cache-Control", "no-store")
+                headers.add("x-request-id", requestID)
+                return writer.send(HTTPResponse(status: 303, headers: headers))
             }
             if endpoint.logged {
                 let context = requestContext(incoming, endpoint: path)
