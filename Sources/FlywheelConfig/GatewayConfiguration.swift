@@ -322,11 +322,22 @@ extension GatewayConfiguration {
         } catch let error as DecodingError {
             throw ConfigurationError("\(source): \(ConfigFile.describe(error))")
         } catch {
-            throw ConfigurationError("\(source): \(error)")
+            throw ConfigurationError("\(source): \(withoutQuotedLine("\(error)"))")
         }
         let config = try file.resolve(environment: environment, source: source, readOnly: readOnly)
         try config.validate()
         return config
+    }
+
+    /// A YAML syntax error without the offending line the parser quotes under it (and its caret): that line may
+    /// hold a secret (`admin_key: ...`), and the message reaches the daemon's output and `POST /admin/reload`'s
+    /// answer. The line and column stay.
+    static func withoutQuotedLine(_ text: String) -> String {
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        if lines.count >= 3, let caret = lines.last, caret.contains("^"), caret.allSatisfy({ $0 == " " || $0 == "^" }) {
+            lines.removeLast(2)
+        }
+        return lines.joined(separator: " ").trimmingCharacters(in: .whitespaces)
     }
 
     /// Checks cross-references and ranges; throws the first problem found.

@@ -94,6 +94,11 @@ def test_model_rules_rate_limits_and_budgets_answer_403_and_429_with_retry_after
     assert ei.value.status_code == 403 and ei.value.code == "model_not_allowed"
     assert fw.wait_logged(ei.value.response.headers["x-request-id"])["error"]["type"] == "model_not_allowed"
 
+    # Its model list shows only what it may use.
+    ids = [m.id for m in fw.client(api_key=mini["key"]).models.list()]
+    assert "gpt-4o-mini" in ids and "renamed-model" not in ids
+    with pytest.raises(openai.NotFoundError):
+        fw.client(api_key=mini["key"]).models.retrieve("renamed-model")
     chat(fw, mini["key"])  # the second request of the minute
     with pytest.raises(openai.RateLimitError) as ei:
         chat(fw, mini["key"])
@@ -315,6 +320,13 @@ def test_secrets_never_reach_the_log_outputs_metrics_or_errors(start_flywheel, f
             for method, path in (("GET", "/metrics"), ("GET", "/dashboard/data"), ("GET", "/"), ("POST", "/admin/reload")):
                 r = c.request(method, path, headers=headers)
                 seen.append(r.text + json.dumps({k: v for k, v in r.headers.items() if k != "set-cookie"}))
+        # A reload of a file whose broken line holds a secret: the error names the place, never the line.
+        good = fw.config_path.read_text()
+        fw.config_path.write_text(good + f"\nextra: [{ADMIN_KEY}\n")
+        r = c.post("/admin/reload", headers={"authorization": f"Bearer {ADMIN_KEY}"})
+        assert r.status_code == 400
+        seen.append(r.text)
+        fw.config_path.write_text(good)
         r = c.post("/login", data={"key": ADMIN_KEY})
         seen.append(r.text + r.headers["set-cookie"])
         seen.append(c.post("/login", data={"key": ADMIN_KEY + "x"}).text)

@@ -150,6 +150,12 @@ final class ConfigurationTests: XCTestCase {
             ("feedback: {webhook_secret: s, signature_tolerance: 0}", [:], "signature_tolerance"),
             ("feedback: {wait_timeout: 0}", [:], "wait_timeout"),
             ("auth:\n  keys:\n    - {id: a, key: }\n", [:], "no value"),
+            ("auth: {admin_key: short}", [:], "at least 16"),
+            ("auth: {admin_key: \"\"}", [:], "at least 16"),
+            ("auth: {admin_key_env: UNSET}", [:], "is not set"),
+            ("auth: {metrics_require_admin: true}", [:], "needs auth.admin_key"),
+            ("auth: {admin_key: same-key-0123456789, keys: [{id: a, key: same-key-0123456789}]}", [:], "cannot be the admin key"),
+            ("auth: {allow_opn: true}", [:], "unknown key"),
         ]
         for (yaml, environment, needle) in cases {
             XCTAssertThrowsError(try GatewayConfiguration.parse(yaml: yaml, environment: environment), yaml) { error in
@@ -157,6 +163,18 @@ final class ConfigurationTests: XCTestCase {
             }
         }
         XCTAssertEqual(try GatewayConfiguration.parse(yaml: "feedback: {webhook_secret: s, signature_tolerance: 60}").feedback.signatureTolerance, 60)
+        // A syntax error names the line and column but never quotes the line (it may hold a secret).
+        for yaml in ["auth:\n  admin_key: secret-admin-0123456789: x\n", "auth:\n  admin_key: [secret-admin-0123456789\n"] {
+            XCTAssertThrowsError(try GatewayConfiguration.parse(yaml: yaml)) { error in
+                XCTAssertFalse("\(error)".contains("secret-admin"), "\(error)")
+                XCTAssertTrue("\(error)".contains("2:") || "\(error)".contains("3:"), "\(error)")
+            }
+        }
+        let auth = try? GatewayConfiguration.parse(yaml: "auth: {admin_key_env: A, metrics_require_admin: true, allow_open: true}",
+                                                   environment: ["A": "admin-0123456789abcdef"]).auth
+        XCTAssertEqual(auth?.adminKey, "admin-0123456789abcdef")
+        XCTAssertEqual(auth?.metricsRequireAdmin, true)
+        XCTAssertEqual(auth?.allowOpen, true)
     }
 }
 

@@ -5,11 +5,14 @@ extension Gateway {
     /// Model ids longer than this are refused before any lookup.
     static let maxModelIDBytes = 256
 
-    /// `GET /v1/models`: local models, routed names and the upstreams' own lists, merged.
+    /// `GET /v1/models`: local models, routed names and the upstreams' own lists, merged; for a virtual key with
+    /// `--models`, only those it may use.
     func listModels(_ request: GatewayRequest) {
         let writer = request.writer
         let requestID = request.requestID
+        let key = request.clientKey
         catalog.list(loop: writer.eventLoop) { models, complete in
+            let models = key.map { key in models.filter { key.allows($0["id"]?.stringValue ?? "") } } ?? models
             if models.isEmpty && !complete {
                 return writer.send(OpenAIError.upstreamUnavailable("The upstream's model list could not be fetched.").response(requestID: requestID))
             }
@@ -24,8 +27,9 @@ extension Gateway {
         guard let id = request.pathRest.flatMap(Self.percentDecoded), !id.isEmpty, id.utf8.count <= Self.maxModelIDBytes else {
             return writer.send(OpenAIError.invalidRequest("The model id in the path is not valid.", param: "model").response(requestID: requestID))
         }
+        let key = request.clientKey
         catalog.list(loop: writer.eventLoop) { models, complete in
-            if let model = models.first(where: { $0["id"]?.stringValue == id }) {
+            if let model = models.first(where: { $0["id"]?.stringValue == id }), key?.allows(id) ?? true {
                 return writer.send(HTTPResponse.json(model, requestID: requestID))
             }
             if !complete {
