@@ -19,7 +19,10 @@ struct KeysCommand: ParsableCommand {
 
 /// The key store of `db`: a Flywheel log, created when missing (so a key can exist before the daemon's first
 /// start); another SQLite file is never written to.
-private func openKeys(_ db: String) throws -> SQLiteAPIKeyStore {
+private func openKeys(_ db: String, create: Bool = false) throws -> SQLiteAPIKeyStore {
+    guard create || FileManager.default.fileExists(atPath: db) else {
+        throw ValidationError("no log at \(db): give the daemon's --db")
+    }
     if FileManager.default.fileExists(atPath: db) {
         do {
             _ = try SQLiteLogReader(path: db)
@@ -128,7 +131,7 @@ struct KeysCreateCommand: ParsableCommand {
 
     func run() throws {
         let expiresAt = try expires.map { try ExpiryParser.millis($0, now: Date()) }
-        let store = try openKeys(db)
+        let store = try openKeys(db, create: true)
         guard let issued = VirtualKeyCredential.issue() else {
             Console.error("flywheel: the system's random source failed; no key was created")
             throw ExitCode(1)
