@@ -108,6 +108,8 @@ struct ConfigFile: Decodable {
         var batch_size: Int?
         var flush_interval: Double?
         var cache_mb: Int?
+        var max_size_mb: Int?
+        var feedback_durability: String?
     }
     struct FeedbackSection: Decodable {
         var webhook_secret: String?
@@ -172,6 +174,8 @@ struct ConfigFile: Decodable {
             c.log.batchSize = l.batch_size ?? c.log.batchSize
             c.log.flushInterval = l.flush_interval ?? c.log.flushInterval
             c.log.cacheMB = l.cache_mb ?? c.log.cacheMB
+            c.log.maxSizeMB = l.max_size_mb
+            c.log.feedbackDurability = l.feedback_durability ?? c.log.feedbackDurability
         }
         if let f = feedback {
             c.feedback.webhookSecret = try secret(f.webhook_secret, f.webhook_secret_env, "feedback.webhook_secret")

@@ -18,7 +18,8 @@ enum ConfigKeyChecker {
         ].map { ($0, Shape.any) })),
         "auth": .mapping(["keys": .list(.mapping(["id": .any, "key": .any, "key_env": .any])),
                            "admin_key": .any, "admin_key_env": .any, "metrics_require_admin": .any, "allow_open": .any]),
-        "log": .mapping(["path": .any, "queue_capacity": .any, "batch_size": .any, "flush_interval": .any, "cache_mb": .any]),
+        "log": .mapping(["path": .any, "queue_capacity": .any, "batch_size": .any, "flush_interval": .any, "cache_mb": .any,
+                            "max_size_mb": .any, "feedback_durability": .any]),
         "feedback": .mapping(["webhook_secret": .any, "webhook_secret_env": .any, "max_body_bytes": .any,
                               "signature_tolerance": .any, "wait_timeout": .any, "source_weights": .mapOf(.any)]),
         "upstreams": .list(.mapping([

@@ -219,6 +219,11 @@ public struct GatewayConfiguration: Sendable, Equatable {
         public var flushInterval = 0.05
         /// MiB of SQLite page cache for the log writer; it fills as the log grows.
         public var cacheMB = 32
+        /// A cap on the database file in MiB (nil: none); reaching it is handled like a full disk.
+        public var maxSizeMB: Int? = nil
+        /// `full`: commits carrying feedback fsync the WAL before the 200 (survives power loss); `normal`: as
+        /// request rows (survives a process crash; the last commits may be lost on power loss).
+        public var feedbackDurability = "full"
     }
 
     public struct Feedback: Sendable, Equatable {
@@ -397,6 +402,10 @@ extension GatewayConfiguration {
             throw ConfigurationError("log: queue_capacity, batch_size and flush_interval must be positive")
         }
         guard log.cacheMB >= 1, log.cacheMB <= 65536 else { throw ConfigurationError("log.cache_mb must be 1...65536") }
+        if let mb = log.maxSizeMB, mb < 1 || mb > 1 << 24 { throw ConfigurationError("log.max_size_mb must be 1...16777216") }
+        guard ["full", "normal"].contains(log.feedbackDurability) else {
+            throw ConfigurationError("log.feedback_durability must be full or normal")
+        }
         if let secret = feedback.webhookSecret, secret.allSatisfy({ $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" }) {
             // An empty key would verify signatures anyone can compute.
             throw ConfigurationError("feedback.webhook_secret is empty: give a secret, or remove the key to accept unsigned feedback")

@@ -40,7 +40,10 @@ public final class Daemon: Sendable {
         do {
             return try SQLiteLogWriter(path: configuration.log.path, capacity: configuration.log.queueCapacity,
                                        maxBatch: configuration.log.batchSize, flushInterval: configuration.log.flushInterval,
-                                       cacheKiB: configuration.log.cacheMB << 10)
+                                       cacheKiB: configuration.log.cacheMB << 10,
+                                       feedbackDurability: FeedbackDurability(rawValue: configuration.log.feedbackDurability) ?? .full,
+                                       maxSizeBytes: configuration.log.maxSizeMB.map { Int64($0) << 20 },
+                                       report: { Self.say($0) })
         } catch {
             throw ConfigurationError("cannot open the log database \(configuration.log.path): \(error)")
         }
@@ -209,11 +212,14 @@ public final class Daemon: Sendable {
         try next.validatePoliciesAndTargets()
         let models = try reloadLocalModels(settings.localModels)
         policies.adopt(settings.policies)
+        // The log's size cap: raising it (or lifting it) lets a writer stopped by the cap write again at once.
+        log.setMaxSize(bytes: settings.log.maxSizeMB.map { Int64($0) << 20 })
         // The splits in force after the reload (a promotion can outlive an unchanged configuration).
         let inForce = gateway.policiesInForce
         let policies = inForce.isEmpty ? "none"
             : inForce.map { p in "\(p.model) → " + PolicySplit.describe(p.variants) }.joined(separator: "; ")
-        return ["local models: \(models)", "policies: \(policies)"]
+        let cap = settings.log.maxSizeMB.map { "\($0) MiB" } ?? "none"
+        return ["local models: \(models)", "policies: \(policies)", "log size cap: \(cap)"]
     }
 
     /// Starts accepting; returns the URL clients should use.

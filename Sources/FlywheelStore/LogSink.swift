@@ -21,7 +21,7 @@ public protocol LogSink: AnyObject, Sendable {
 
     /// Stores `feedback` and calls `completion` exactly once with the outcome.
     ///
-    /// Failures: `.unknownRequest`, `.idempotencyConflict`, `.busy`, `.backend`; `.overloaded` and `.closed`
+    /// Failures: `.unknownRequest`, `.idempotencyConflict`, `.busy`, `.storageUnavailable`, `.backend`; `.overloaded` and `.closed`
     /// are answered at once, on the calling thread.
     ///
     /// Bounding the wait: with a `deadline`, the completion is called no later than the deadline — with
@@ -52,6 +52,10 @@ public protocol LogSink: AnyObject, Sendable {
     var writeErrorCount: Int { get }
     /// The most recent error behind `writeErrorCount`, for logs.
     var lastWriteError: StoreError? { get }
+    /// Whether the storage takes writes now (see `LogHealth`).
+    var health: LogHealth { get }
+    /// Caps the stored log at `bytes` (nil: no cap); reaching the cap is handled like a full disk.
+    func setMaxSize(bytes: Int64?)
 }
 
 extension LogSink {

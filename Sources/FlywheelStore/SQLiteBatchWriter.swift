@@ -36,7 +36,23 @@ final class SQLiteBatchWriter: @unchecked Sendable {
         }
     }
 
-    private enum Step { case work, sleep, wait(UInt64), exit }
+    private enum Step { case work, sleep, wait(UInt64), refuse(UInt64), exit }
+
+    // While the storage refuses writes (disk full, read-only, I/O errors). Writer thread only.
+    /// Rows of the write that failed, retried first (at most `maxBatch`: no more rows are taken meanwhile, so
+    /// the rest wait in the bounded queue, which drops and counts beyond its capacity).
+    private var held: [RequestRecord] = []
+    /// When the next attempt is due (uptime nanoseconds) after a failed one; nil when the last write worked or
+    /// the retry is due.
+    private var retryAt: UInt64?
+    private var backoff = SQLiteBatchWriter.initialBackoff
+    /// When the current failure began and the drop count then, for the recovery message; nil when healthy.
+    private var failingSince: (nanos: UInt64, dropped: Int)?
+    /// The connection's `synchronous` setting is FULL now (for a commit that carries feedback).
+    private var synchronousFull = false
+
+    static let initialBackoff = 0.05
+    static let maxBackoff = 2.0
 
     /// The writer thread's body: loop until `close()` and the queue is drained, then checkpoint and close.
     func run() {
@@ -49,17 +65,32 @@ final class SQLiteBatchWriter: @unchecked Sendable {
         var lastDrain: UInt64 = 0
         while true {
             let now = DispatchTime.now().uptimeNanoseconds
-            let step = core.state.withLock { s -> Step in
+            let retryAt = self.retryAt
+            let holding = !held.isEmpty
+            let (step, maxSize) = core.state.withLock { s -> (Step, Int64??) in
+                let maxSize: Int64?? = s.maxSizeChanged ? .some(s.requestedMaxSize) : nil
+                s.maxSizeChanged = false
+                if let retryAt, now < retryAt, !s.closing, maxSize == nil {
+                    // The storage failed and the retry is not due: refuse feedback and release flushes at once
+                    // (nothing can be stored durably now); request rows stay queued.
+                    s.writerIdle = true
+                    controls.append(contentsOf: s.controls)
+                    s.controls.removeAll()
+                    s.pendingFeedback = 0
+                    return (.refuse(retryAt - now), maxSize)
+                }
                 // Group commit: request rows wait for the interval (or a full batch) so that one transaction
                 // carries many of them; feedback, flush and close are served at once.
                 let elapsed = now &- lastDrain
-                if elapsed < intervalNanos, s.controls.isEmpty, !s.closing, s.queue.count < maxBatch {
+                if !holding, elapsed < intervalNanos, s.controls.isEmpty, !s.closing, s.queue.count < maxBatch {
                     s.writerIdle = true
-                    return .wait(intervalNanos - elapsed)
+                    return (.wait(intervalNanos - elapsed), maxSize)
                 }
                 s.writerIdle = false
-                s.queue.drain(into: &batch, max: maxBatch)
-                s.dequeuedTotal += UInt64(batch.count)
+                if !holding {
+                    s.queue.drain(into: &batch, max: maxBatch)
+                    s.dequeuedTotal += UInt64(batch.count)
+                }
                 var taken = 0
                 while taken < s.controls.count, s.controls[taken].after <= s.dequeuedTotal { taken += 1 }
                 if taken > 0 {
@@ -69,26 +100,47 @@ final class SQLiteBatchWriter: @unchecked Sendable {
                     }
                     s.controls.removeFirst(taken)
                 }
-                if batch.isEmpty && controls.isEmpty {
-                    if s.closing { return .exit }
+                if batch.isEmpty && controls.isEmpty && !holding {
+                    if s.closing { return (.exit, maxSize) }
                     s.writerIdle = true
-                    return .sleep
+                    return (.sleep, maxSize)
                 }
-                return .work
+                return (.work, maxSize)
+            }
+            if let maxSize {
+                applyMaxSize(maxSize)
+                self.retryAt = nil  // a new cap may be room: try again now
             }
             switch step {
             case .sleep:
                 _ = core.wakeup.wait(timeout: .now() + core.flushInterval)
             case .wait(let nanos):
                 _ = core.wakeup.wait(timeout: .now() + .nanoseconds(Int(nanos)))
+            case .refuse(let nanos):
+                refuse(controls)
+                controls.removeAll(keepingCapacity: true)
+                _ = core.wakeup.wait(timeout: .now() + .nanoseconds(Int(min(nanos, UInt64(Int.max)))))
             case .exit:
                 shutDown()
                 return
             case .work:
                 lastDrain = now
-                process(batch, controls)
+                let rows = holding ? held : batch
+                process(rows, controls)
                 batch.removeAll(keepingCapacity: true)
                 controls.removeAll(keepingCapacity: true)
+                if failingSince != nil && !held.isEmpty && core.isClosing { abandonOnClose() }
+            }
+        }
+    }
+
+    /// Answers feedback `.storageUnavailable` and releases flush barriers without writing anything.
+    private func refuse(_ controls: [WriterControl]) {
+        let reason = StoreError.storageUnavailable(core.health.withLock { $0.lastFailure } ?? "the log cannot be written")
+        for control in controls {
+            switch control {
+            case let .feedback(ticket, _): if ticket.beginWriting() { ticket.answer(.failure(reason)) }
+            case let .barrier(_, semaphore): semaphore.signal()
             }
         }
     }
@@ -97,9 +149,18 @@ final class SQLiteBatchWriter: @unchecked Sendable {
         // Feedback whose deadline already answered its caller is skipped: that caller was told it failed.
         var tickets: [FeedbackTicket] = []
         for case let .feedback(ticket, _) in controls where ticket.beginWriting() { tickets.append(ticket) }
+        // Feedback is acknowledged only after this commit: with `full` durability the commit fsyncs the WAL.
+        setSynchronous(full: core.feedbackDurability == .full && !tickets.isEmpty)
         let outcome = write(batch, tickets.map(\.record))
         if outcome.written > 0 { core.written.wrappingAdd(outcome.written, ordering: .relaxed) }
         core.recordWriteErrors(outcome.failed, last: outcome.lastError.map(StoreError.init))
+        if let failure = outcome.storageFailure {
+            held = outcome.unwritten
+            storageFailed(failure)
+        } else if outcome.attempted {
+            held = []
+            if failingSince != nil { recovered(written: batch.count) }
+        }
         for (ticket, result) in zip(tickets, outcome.feedbackResults) { ticket.answer(result) }
         for case let .barrier(_, semaphore) in controls { semaphore.signal() }
     }
@@ -108,13 +169,21 @@ final class SQLiteBatchWriter: @unchecked Sendable {
         var written = 0
         var failed = 0
         var lastError: SQLiteError?
+        /// One per feedback submitted to `write`.
         var feedbackResults: [Result<FeedbackSubmission, StoreError>] = []
+        /// The storage refused the write: `unwritten` are the request rows to hold and retry.
+        var storageFailure: SQLiteError?
+        var unwritten: [RequestRecord] = []
+        /// Something was written to the storage (or tried): an empty write proves nothing about it.
+        var attempted = true
     }
 
     /// Requests first, then feedback, in one transaction. If anything fails with a SQLite error the
-    /// transaction is rolled back and every row is retried on its own, so one bad row costs only itself.
+    /// transaction is rolled back and every row is retried on its own, so one bad row costs only itself;
+    /// when the storage itself refuses (full, read-only, I/O error) nothing is retried now: the rows are
+    /// handed back to be held, and the feedback is answered `.storageUnavailable`.
     private func write(_ batch: [RequestRecord], _ feedback: [FeedbackRecord]) -> Outcome {
-        if batch.isEmpty && feedback.isEmpty { return Outcome() }
+        if batch.isEmpty && feedback.isEmpty { return Outcome(attempted: false) }
         do throws(SQLiteError) {
             try begin()
             for (i, record) in batch.enumerated() {
@@ -131,6 +200,10 @@ final class SQLiteBatchWriter: @unchecked Sendable {
             return Outcome(written: batch.count, feedbackResults: results)
         } catch {
             rollbackIfOpen()
+            if error.storageFailure != nil {
+                return Outcome(feedbackResults: feedback.map { _ in .failure(StoreError(error)) },
+                               storageFailure: error, unwritten: batch)
+            }
             return writeOneByOne(batch, feedback, batchError: error)
         }
     }
@@ -140,7 +213,7 @@ final class SQLiteBatchWriter: @unchecked Sendable {
         // A lock held elsewhere past the busy timeout (only given up on while closing) would make every
         // row wait the full timeout again; fail the rest at once instead.
         var giveUp: SQLiteError? = batchError.isBusy ? batchError : nil
-        for record in batch {
+        for (index, record) in batch.enumerated() {
             if let giveUp {
                 outcome.failed += 1
                 outcome.lastError = giveUp
@@ -149,6 +222,11 @@ final class SQLiteBatchWriter: @unchecked Sendable {
             do throws(SQLiteError) {
                 try insert(record)
                 outcome.written += 1
+            } catch where error.storageFailure != nil {
+                // The storage gave out part way: hold this row and the rest for the retry.
+                outcome.storageFailure = error
+                outcome.unwritten = Array(batch[index...])
+                break
             } catch {
                 outcome.failed += 1
                 outcome.lastError = error
@@ -156,8 +234,8 @@ final class SQLiteBatchWriter: @unchecked Sendable {
             }
         }
         for item in feedback {
-            if let giveUp {
-                outcome.feedbackResults.append(.failure(StoreError(giveUp)))
+            if let failure = outcome.storageFailure ?? giveUp {
+                outcome.feedbackResults.append(.failure(StoreError(failure)))
                 continue
             }
             do throws(SQLiteError) {
@@ -167,10 +245,98 @@ final class SQLiteBatchWriter: @unchecked Sendable {
                 outcome.feedbackResults.append(result)
             } catch {
                 rollbackIfOpen()
+                if error.storageFailure != nil { outcome.storageFailure = error }
                 outcome.feedbackResults.append(.failure(StoreError(error)))
             }
         }
         return outcome
+    }
+
+    /// A write failed for lack of storage: count it, say so once per failure, and schedule the retry.
+    private func storageFailed(_ error: SQLiteError) {
+        let reason = error.storageFailure ?? .ioError
+        let now = DispatchTime.now().uptimeNanoseconds
+        let first = failingSince == nil
+        if first {
+            failingSince = (now, core.dropped.load(ordering: .relaxed))
+            backoff = Self.initialBackoff
+        } else {
+            backoff = min(backoff * 2, Self.maxBackoff)
+        }
+        retryAt = now + UInt64(backoff * 1e9)
+        let held = held.count
+        core.health.withLock { h in
+            h.healthy = false
+            h.heldRows = held
+            h.storageErrors[reason.rawValue, default: 0] += 1
+            h.lastFailure = error.description
+        }
+        if first {
+            core.report("flywheel: warning: cannot write the log \(connection.path) (\(reason.rawValue): \(error)); "
+                + "serving on: request rows wait in memory (up to \(core.capacity + core.maxBatch), then they are dropped "
+                + "and counted), feedback is refused with 503 and Retry-After; retrying with backoff")
+        }
+    }
+
+    /// A write worked after failures: the log is healthy again; say what happened meanwhile.
+    private func recovered(written: Int) {
+        guard let since = failingSince else { return }
+        failingSince = nil
+        retryAt = nil
+        backoff = Self.initialBackoff
+        core.health.withLock { h in
+            h.healthy = true
+            h.heldRows = 0
+        }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - since.nanos) / 1e9
+        let dropped = core.dropped.load(ordering: .relaxed) - since.dropped
+        core.report("flywheel: the log \(connection.path) is writing again after \(String(format: "%.1f", seconds)) s; "
+            + "\(written) held rows written, \(dropped) dropped meanwhile (queue full)")
+    }
+
+    /// `close()` while the storage still refuses writes: give up on what is held and queued rather than retry
+    /// forever; the rows are counted as write errors and feedback is refused.
+    private func abandonOnClose() {
+        let (queued, controls) = core.state.withLock { s -> (Int, [WriterControl]) in
+            let n = s.queue.count
+            var rest: [RequestRecord] = []
+            s.queue.drain(into: &rest, max: n)
+            s.dequeuedTotal += UInt64(n)
+            let controls = s.controls
+            s.controls.removeAll()
+            s.pendingFeedback = 0
+            return (n, controls)
+        }
+        let lost = held.count + queued
+        core.recordWriteErrors(lost, last: core.lastError.withLock { $0 })
+        held = []
+        refuse(controls)
+        core.report("flywheel: warning: closing with the log \(connection.path) still unwritable: \(lost) request rows lost")
+    }
+
+    /// `PRAGMA synchronous` FULL for a commit that carries feedback (with `feedback_durability: full`), NORMAL
+    /// otherwise. In WAL mode FULL syncs the WAL at every commit; NORMAL only at checkpoints.
+    private func setSynchronous(full: Bool) {
+        guard full != synchronousFull else { return }
+        do throws(SQLiteError) {
+            try connection.execute(full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL")
+            synchronousFull = full
+        } catch {
+            // Leaves the setting as it was; the write that follows reports any real trouble.
+        }
+    }
+
+    /// Caps the database at `bytes` (`PRAGMA max_page_count`; nil lifts the cap). Writes that would grow it
+    /// beyond fail with SQLITE_FULL, which the writer handles like a full disk. SQLite never sets the cap below
+    /// the current size: a smaller cap means "full now".
+    func applyMaxSize(_ bytes: Int64?) {
+        do throws(SQLiteError) {
+            let pageSize = max(512, try connection.scalarInt64("PRAGMA page_size"))
+            let pages = bytes.map { max(1, $0 / pageSize) } ?? 0xFFFF_FFFE
+            _ = try connection.scalarInt64("PRAGMA max_page_count = \(pages)")
+        } catch {
+            core.report("flywheel: warning: cannot set the log's size cap: \(error)")
+        }
     }
 
     /// `BEGIN IMMEDIATE`, waiting out other writers: each attempt waits the busy timeout, and a busy

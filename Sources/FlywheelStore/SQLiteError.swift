@@ -19,6 +19,18 @@ struct SQLiteError: Error, Sendable, Equatable, CustomStringConvertible {
     /// `SQLITE_BUSY` / `SQLITE_LOCKED`: another connection holds the lock.
     var isBusy: Bool { primaryCode == 5 || primaryCode == 6 }
 
+    /// The storage itself refused the write (full, read-only, failing), not this row or statement: the writer
+    /// holds its rows and retries later instead of giving them up one by one.
+    var storageFailure: StorageFailure? {
+        switch primaryCode {
+        case 13: return .diskFull   // SQLITE_FULL
+        case 8: return .readOnly    // SQLITE_READONLY
+        case 10: return .ioError    // SQLITE_IOERR (and its extended codes)
+        case 14: return .cantOpen   // SQLITE_CANTOPEN
+        default: return nil
+        }
+    }
+
     /// `SQLITE_CONSTRAINT_UNIQUE` or `SQLITE_CONSTRAINT_PRIMARYKEY`.
     var isUniqueViolation: Bool { code == 2067 || code == 1555 }
 }
@@ -29,6 +41,8 @@ extension StoreError {
     init(_ error: SQLiteError) {
         if error.isBusy {
             self = .busy(error.description)
+        } else if error.storageFailure != nil {
+            self = .storageUnavailable(error.description)
         } else if error.isUniqueViolation {
             self = .duplicateID(error.description)
         } else {

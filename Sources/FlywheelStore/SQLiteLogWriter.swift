@@ -13,11 +13,18 @@ import Synchronization
 /// thread and should be short (the next batch waits for them). Called from a completion, `flush()` returns
 /// at once and `close()` only starts the shutdown (waiting there would be the writer waiting on itself).
 ///
-/// Durability: a graceful `close()` loses nothing. After a `kill -9` (or power loss) committed rows survive
-/// (WAL; with `synchronous=NORMAL` a power loss may roll back the last few commits, never corrupt), but the
-/// in-memory queue is gone: at most `capacity` requests not yet committed — normally only what arrived
-/// in the last batch interval (well under `flushInterval` of traffic) — plus feedback still pending,
-/// whose callers were not yet answered.
+/// Durability: a graceful `close()` loses nothing. After a `kill -9` committed rows survive (WAL), but the
+/// in-memory queue is gone: at most `capacity` + `maxBatch` requests not yet committed — normally only what
+/// arrived in the last batch interval (well under `flushInterval` of traffic) — plus feedback still pending,
+/// whose callers were not yet answered. Acknowledged feedback is never among them: it is answered after its
+/// commit. On power loss or an OS crash, commits with `synchronous=NORMAL` (request rows, and feedback with
+/// `FeedbackDurability.normal`) may be rolled back, the last ones first, never corrupted; feedback with
+/// `.full` was fsynced before it was acknowledged.
+///
+/// Storage failures (disk full, `maxSizeBytes` reached, read-only, I/O errors) do not stop the writer: see
+/// `LogHealth`. It holds the failed batch, keeps taking rows into its bounded queue (dropping and counting
+/// beyond it), refuses feedback with `.storageUnavailable`, retries with backoff (50 ms doubling to 2 s),
+/// says so once through `report`, and says so again when it writes again.
 public final class SQLiteLogWriter: LogSink {
     private let core: WriterCore
 
@@ -32,13 +39,18 @@ public final class SQLiteLogWriter: LogSink {
     ///   - flushInterval: seconds an idle writer sleeps before checking the queue on its own.
     /// - Throws: `StoreError` (`.backend`, `.busy`, `.schemaTooNew`).
     /// - Parameter cacheKiB: the writer connection's SQLite page cache (it fills as the log grows).
+    /// - Parameter feedbackDurability: whether commits carrying feedback fsync the WAL before it is acknowledged.
+    /// - Parameter maxSizeBytes: a cap on the database file (`PRAGMA max_page_count`); reaching it is a full disk.
+    /// - Parameter report: where storage failures and recoveries are said (one line each).
     public init(path: String, capacity: Int = 10_000, maxBatch: Int = 1_000, flushInterval: Double = 0.05,
-                cacheKiB: Int = 32 << 10) throws(StoreError) {
+                cacheKiB: Int = 32 << 10, feedbackDurability: FeedbackDurability = .full, maxSizeBytes: Int64? = nil,
+                report: @escaping @Sendable (String) -> Void = { _ in }) throws(StoreError) {
         precondition(capacity > 0 && maxBatch > 0 && flushInterval > 0, "SQLiteLogWriter limits must be positive")
         let connection = try StoreDatabase.openForWriting(path: path, cacheKiB: cacheKiB)
         let core = WriterCore(capacity: capacity, maxBatch: maxBatch, flushInterval: flushInterval,
-                              feedbackCapacity: Self.feedbackCapacity)
+                              feedbackCapacity: Self.feedbackCapacity, feedbackDurability: feedbackDurability, report: report)
         let batchWriter = try translatingSQLiteErrors { () throws(SQLiteError) in try SQLiteBatchWriter(connection: connection, core: core) }
+        if let maxSizeBytes { batchWriter.applyMaxSize(maxSizeBytes) }
         self.core = core
         let thread = Thread { batchWriter.run() }
         thread.name = "flywheel-log-writer"
@@ -108,6 +120,22 @@ public final class SQLiteLogWriter: LogSink {
 
     /// The most recent error behind `writeErrorCount`, for logs.
     public var lastWriteError: StoreError? { core.lastError.withLock { $0 } }
+
+    /// Whether the storage takes writes now, rows held for the retry, and failures by reason.
+    public var health: LogHealth { core.health.withLock { $0 } }
+
+    /// Caps the database file at `bytes` (nil: no cap), applied by the writer thread before its next write; a
+    /// writer waiting out a full disk retries at once. A cap below the current size means "full now".
+    public func setMaxSize(bytes: Int64?) {
+        let wake = core.state.withLock { s -> Bool in
+            s.requestedMaxSize = bytes
+            s.maxSizeChanged = true
+            let wake = s.writerIdle
+            s.writerIdle = false
+            return wake
+        }
+        if wake { core.wakeup.signal() }
+    }
 
     /// Blocks until everything enqueued or submitted before the call is committed (or has failed and been
     /// counted). Returns at once after `close()`.

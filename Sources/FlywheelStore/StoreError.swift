@@ -10,6 +10,9 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     case unknownRequest(String)
     /// The idempotency key was already used for different feedback (another request, signal or payload).
     case idempotencyConflict(String)
+    /// The storage refuses writes (disk full, read-only, I/O errors): nothing can be stored durably now. The
+    /// writer retries on its own; ask again later.
+    case storageUnavailable(String)
     /// The writer's feedback queue is full.
     case overloaded
     /// The writer has been closed.
@@ -35,6 +38,8 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
             return "no logged request with id '\(id)'"
         case let .idempotencyConflict(key):
             return "idempotency key '\(key)' was already used for different feedback"
+        case let .storageUnavailable(message):
+            return "the log cannot be written now: \(message)"
         case .overloaded:
             return "the log writer's feedback queue is full"
         case .closed:

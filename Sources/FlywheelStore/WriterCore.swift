@@ -12,17 +12,25 @@ final class WriterCore: Sendable {
     let written = Atomic<Int>(0)
     let writeErrors = Atomic<Int>(0)
     let lastError = Mutex<StoreError?>(nil)
+    /// Whether the storage takes writes now; updated by the writer thread (see `LogHealth`).
+    let health = Mutex(LogHealth())
 
     let capacity: Int
     let maxBatch: Int
     let flushInterval: Double
     let feedbackCapacity: Int
+    let feedbackDurability: FeedbackDurability
+    /// Where the writer says that the storage failed and that it recovered (once each, not per row).
+    let report: @Sendable (String) -> Void
 
-    init(capacity: Int, maxBatch: Int, flushInterval: Double, feedbackCapacity: Int) {
+    init(capacity: Int, maxBatch: Int, flushInterval: Double, feedbackCapacity: Int,
+         feedbackDurability: FeedbackDurability = .full, report: @escaping @Sendable (String) -> Void = { _ in }) {
         self.capacity = capacity
         self.maxBatch = maxBatch
         self.flushInterval = flushInterval
         self.feedbackCapacity = feedbackCapacity
+        self.feedbackDurability = feedbackDurability
+        self.report = report
         self.state = Mutex(WriterState(queue: RingBuffer(capacity: capacity)))
     }
 

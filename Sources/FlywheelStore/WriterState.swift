@@ -20,4 +20,7 @@ struct WriterState: Sendable {
     var finished = false
     /// Callers of `close()` waiting for `finished`.
     var closeWaiters: [DispatchSemaphore] = []
+    /// A new size cap (`setMaxSize(bytes:)`, nil for none) for the writer to apply; `maxSizeChanged` says one is waiting.
+    var requestedMaxSize: Int64?
+    var maxSizeChanged = false
 }

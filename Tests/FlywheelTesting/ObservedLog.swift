@@ -57,4 +57,6 @@ public final class ObservedLog: LogSink {
     public var writtenCount: Int { writer.writtenCount }
     public var writeErrorCount: Int { writer.writeErrorCount }
     public var lastWriteError: StoreError? { writer.lastWriteError }
+    public var health: LogHealth { writer.health }
+    public func setMaxSize(bytes: Int64?) { writer.setMaxSize(bytes: bytes) }
 }

@@ -77,6 +77,12 @@ extension Gateway {
         case .idempotencyConflict(let message):
             return OpenAIError(status: 409, message: "Idempotency-Key reused for different feedback: \(message)",
                                type: "invalid_request_error", code: "idempotency_conflict").response(requestID: requestID)
+        case .storageUnavailable:
+            // Not acknowledged: it could not be stored durably. The writer retries the storage on its own.
+            var response = OpenAIError.overloaded("The feedback log cannot be written now (disk full, read-only or failing storage); "
+                + "retry later (with the same Idempotency-Key, if you sent one).").response(requestID: requestID)
+            response.headers.add("Retry-After", "5")
+            return response
         case .overloaded, .closed, .busy, .deadlineExceeded:
             return retryLater("The feedback log is busy or closing; retry shortly (with the same Idempotency-Key, if you sent one).", requestID: requestID)
         default:

@@ -256,6 +256,10 @@ public final class Gateway: HTTPResponder {
         var gauges = GatewayMetrics.Gauges(logQueueDepth: log.queueDepth, logDropped: log.droppedCount,
                                            logWritten: log.writtenCount, logWriteErrors: log.writeErrorCount,
                                            openConnections: connections)
+        let health = log.health
+        gauges.logHealthy = health.healthy
+        gauges.logHeldRows = health.heldRows
+        gauges.logStorageErrors = health.storageErrors
         if let inference {
             let counts = inference.counts
             gauges.localActive = counts.active

@@ -117,6 +117,10 @@ public final class GatewayMetrics: Sendable {
         public var logWritten: Int
         public var logWriteErrors: Int
         public var openConnections: Int
+        /// Whether the log's storage takes writes, rows held in memory for the retry, and failed writes by reason.
+        public var logHealthy = true
+        public var logHeldRows = 0
+        public var logStorageErrors: [String: Int] = [:]
         /// Local inference, when local models are served: generations running, waiting, and tokens so far.
         public var localActive: Int?
         public var localQueued: Int?
@@ -190,6 +194,13 @@ public final class GatewayMetrics: Sendable {
         scalar("flywheel_log_dropped_total", "counter", "Log rows dropped because the queue was full.", gauges.logDropped)
         scalar("flywheel_log_written_total", "counter", "Log rows committed.", gauges.logWritten)
         scalar("flywheel_log_write_errors_total", "counter", "Log rows that failed to insert.", gauges.logWriteErrors)
+        scalar("flywheel_log_healthy", "gauge", "1 while the log's storage takes writes; 0 while it refuses them (disk full, read-only, I/O errors).",
+               gauges.logHealthy ? 1 : 0)
+        scalar("flywheel_log_held_rows", "gauge", "Log rows of a failed write held in memory for the retry.", gauges.logHeldRows)
+        out += "# HELP flywheel_log_storage_errors_total Log writes the storage refused, by reason.\n# TYPE flywheel_log_storage_errors_total counter\n"
+        for reason in ["disk_full", "read_only", "io_error", "cant_open"] {
+            out += "flywheel_log_storage_errors_total{reason=\"\(reason)\"} \(gauges.logStorageErrors[reason] ?? 0)\n"
+        }
         if let active = gauges.localActive, let queued = gauges.localQueued {
             scalar("flywheel_local_generations_active", "gauge", "Local generations holding a slot.", active)
             scalar("flywheel_local_generations_queued", "gauge", "Local generations waiting for a slot.", queued)
