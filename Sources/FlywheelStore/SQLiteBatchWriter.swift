@@ -290,8 +290,9 @@ final class SQLiteBatchWriter: @unchecked Sendable {
         }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - since.nanos) / 1e9
         let dropped = core.dropped.load(ordering: .relaxed) - since.dropped
-        core.report("flywheel: the log \(connection.path) is writing again after \(String(format: "%.1f", seconds)) s; "
-            + "\(written) held rows written, \(dropped) dropped meanwhile (queue full)")
+        let waiting = written + core.state.withLock { $0.queue.count }
+        core.report("flywheel: the log \(connection.path) is writing again after \(String(format: "%.1f", seconds)) s: "
+            + "the \(waiting) request rows kept in memory meanwhile are being written; \(dropped) were dropped (queue full)")
     }
 
     /// `close()` while the storage still refuses writes: give up on what is held and queued rather than retry
