@@ -17,8 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import re
+import shutil
 import signal
+import subprocess
 import sqlite3
 import sys
 import tempfile
@@ -27,7 +31,9 @@ import time
 import uuid
 from pathlib import Path
 
-from conftest import Flywheel, base_config, flywheel_path
+import pytest
+
+from conftest import Flywheel, base_config, flywheel_path, wait_logged
 from fake_upstream import FakeUpstream
 from helpers import httpx, poll, user_msg
 
@@ -187,6 +193,75 @@ def test_kill_9_under_mixed_load_loses_no_acknowledged_feedback(flywheel_bin, tm
     total = con.execute("SELECT count(*) FROM feedback").fetchone()[0]
     con.close()
     assert total >= sum(r["acked_feedback"] for r in results)
+
+
+def strace_or_skip(tmp_path: Path) -> str:
+    strace = shutil.which("strace")
+    if not strace:
+        pytest.skip("strace is not installed")
+    probe = subprocess.run([strace, "-qq", "-e", "trace=fsync", "-o", str(tmp_path / "probe.trace"), "true"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"strace cannot trace here: {probe.stderr.strip()}")
+    return strace
+
+
+def wal_syncs(trace: Path, start: float, end: float) -> int:
+    """fsync/fdatasync calls on the log's WAL that strace saw between two wall-clock times."""
+    count = 0
+    for line in trace.read_text().splitlines():
+        m = re.match(r"^\d+\s+(\d+\.\d+) (?:fsync|fdatasync)\(\d+<([^>]*)>", line)
+        if m and m.group(2).endswith("-wal") and start <= float(m.group(1)) <= end:
+            count += 1
+    return count
+
+
+@pytest.mark.parametrize("durability", ["full", "normal"])
+def test_feedback_durability_full_fsyncs_the_wal_before_the_200_and_normal_does_not(flywheel_bin, tmp_path, fake, durability):
+    """What `log.feedback_durability` means on disk. In WAL mode a commit is appended to the -wal file; with
+    synchronous=NORMAL the WAL is fsynced only at checkpoints, so a commit survives the process dying (the kernel
+    has the pages) but the last ones may roll back on power loss; with FULL the WAL is fsynced before the commit
+    returns, and the 200 is sent only after that. strace shows the fsyncs; request rows stay NORMAL either way."""
+    strace = strace_or_skip(tmp_path)
+    trace = tmp_path / "daemon.trace"
+    wrapper = tmp_path / "flywheel-under-strace"
+    wrapper.write_text(f'#!/bin/sh\nexec {strace} -f -qq -ttt -y -e trace=fsync,fdatasync -o {trace} {flywheel_bin} "$@"\n')
+    wrapper.chmod(0o755)
+    db = tmp_path / "durable.db"
+    cfg = config(fake.url, db)
+    cfg["log"]["feedback_durability"] = durability
+    fw = Flywheel(wrapper, tmp_path, "durable", cfg, ["--db", str(db)], None)
+    try:
+        with httpx.Client(base_url=fw.base_url, timeout=20) as client:
+            def chat(text: str) -> str:
+                r = client.post("/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": user_msg(text)})
+                assert r.status_code == 200, r.text
+                return r.headers["x-request-id"]
+            ids = [chat(f"to be rated {i}") for i in range(5)]
+            for rid in ids:
+                wait_logged(flywheel_bin, db, rid)  # not fw.wait_logged: its CLI would run under strace too
+            feedback_start = time.time()
+            for rid in ids:
+                r = client.post("/v1/feedback", json={"request_id": rid, "signal": "accepted"})
+                assert r.status_code == 200, r.text
+            feedback_end = time.time()
+            more = [chat(f"request rows only {i}") for i in range(5)]
+            for rid in more:
+                wait_logged(flywheel_bin, db, rid)
+            requests_end = time.time()
+    finally:
+        # SIGTERM to strace would only detach it; the daemon is its child. strace exits with the daemon's code.
+        children = Path(f"/proc/{fw.proc.pid}/task/{fw.proc.pid}/children").read_text().split()
+        for child in children:
+            os.kill(int(child), signal.SIGTERM)
+        rc = fw.wait(30)
+    assert children and rc == 0, fw.stderr()[-2000:]
+    during_feedback = wal_syncs(trace, feedback_start, feedback_end)
+    if durability == "full":
+        assert during_feedback >= 5, f"{during_feedback} WAL syncs for 5 feedback commits"
+    else:
+        assert during_feedback == 0, f"{during_feedback} WAL syncs with feedback_durability: normal"
+    assert wal_syncs(trace, feedback_end, requests_end) == 0, "request rows must stay synchronous=NORMAL"
 
 
 def main() -> None:
