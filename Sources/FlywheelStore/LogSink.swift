@@ -35,7 +35,8 @@ public protocol LogSink: AnyObject, Sendable {
                         completion: @escaping @Sendable (Result<FeedbackSubmission, StoreError>) -> Void)
 
     /// Blocks until everything enqueued or submitted before the call is stored (or has failed and been
-    /// counted). Returns at once after `close()`.
+    /// counted). Returns at once after `close()`, and while the storage refuses writes (`health.healthy` false:
+    /// the rows then wait in memory for the retry).
     func flush()
 
     /// Stops accepting work, stores everything accepted, releases the backend, and returns when done.

@@ -123,6 +123,22 @@ final class ConfigurationTests: XCTestCase {
         }
     }
 
+    func testLogDurabilityAndSizeCapParseAndAreChecked() throws {
+        let c = try GatewayConfiguration.parse(yaml: "log: {feedback_durability: normal, max_size_mb: 512}")
+        XCTAssertEqual(c.log.feedbackDurability, "normal")
+        XCTAssertEqual(c.log.maxSizeMB, 512)
+        let defaults = try GatewayConfiguration.parse(yaml: "log: {path: x.db}")
+        XCTAssertEqual(defaults.log.feedbackDurability, "full", "acknowledged feedback survives power loss by default")
+        XCTAssertNil(defaults.log.maxSizeMB)
+        for (yaml, expected) in [("log: {feedback_durability: sometimes}", "log.feedback_durability"),
+                                 ("log: {max_size_mb: 0}", "log.max_size_mb"),
+                                 ("log: {max_size_mb: -5}", "log.max_size_mb")] {
+            XCTAssertThrowsError(try GatewayConfiguration.parse(yaml: yaml), yaml) { error in
+                XCTAssertTrue("\(error)".contains(expected), "\(yaml): \(error)")
+            }
+        }
+    }
+
     func testLocalModelFlagParsesNameAndPath() throws {
         XCTAssertEqual(try GatewayConfiguration.LocalModelSettings(flag: "bot=/m/a=b.gguf"), .init(name: "bot", path: "/m/a=b.gguf"))
         XCTAssertThrowsError(try GatewayConfiguration.LocalModelSettings(flag: "bot"))

@@ -7,6 +7,22 @@ final class GatewayMetricsTests: XCTestCase {
         metrics.render(.init(logQueueDepth: 0, logDropped: 0, logWritten: 0, logWriteErrors: 0, openConnections: 0))
     }
 
+    func testTheLogsHealthIsExposedWithEveryStorageReason() {
+        var gauges = GatewayMetrics.Gauges(logQueueDepth: 7, logDropped: 3, logWritten: 0, logWriteErrors: 0, openConnections: 0)
+        let healthy = GatewayMetrics().render(gauges)
+        XCTAssertTrue(healthy.contains("\nflywheel_log_healthy 1\n"))
+        XCTAssertTrue(healthy.contains("flywheel_log_storage_errors_total{reason=\"disk_full\"} 0\n"), "every reason is listed from the start")
+        gauges.logHealthy = false
+        gauges.logHeldRows = 5
+        gauges.logStorageErrors = ["disk_full": 4, "io_error": 1]
+        let failing = GatewayMetrics().render(gauges)
+        for line in ["flywheel_log_healthy 0", "flywheel_log_held_rows 5", "flywheel_log_queue_depth 7", "flywheel_log_dropped_total 3",
+                     "flywheel_log_storage_errors_total{reason=\"disk_full\"} 4", "flywheel_log_storage_errors_total{reason=\"io_error\"} 1",
+                     "flywheel_log_storage_errors_total{reason=\"read_only\"} 0", "flywheel_log_storage_errors_total{reason=\"cant_open\"} 0"] {
+            XCTAssertTrue(failing.contains("\n" + line + "\n"), line)
+        }
+    }
+
     func testCRLFAndQuotesInAModelNameCannotBreakALine() {
         let metrics = GatewayMetrics()
         metrics.requestStarted()
