@@ -74,11 +74,13 @@ final class SQLiteBatchWriter: @unchecked Sendable {
                     // The storage failed and the retry is not due: refuse feedback and release flushes at once
                     // (nothing can be stored durably now); request rows stay queued.
                     s.writerIdle = true
+                    s.refusing = true
                     controls.append(contentsOf: s.controls)
                     s.controls.removeAll()
                     s.pendingFeedback = 0
                     return (.refuse(retryAt - now), maxSize)
                 }
+                s.refusing = false
                 // Group commit: request rows wait for the interval (or a full batch) so that one transaction
                 // carries many of them; feedback, flush and close are served at once.
                 let elapsed = now &- lastDrain

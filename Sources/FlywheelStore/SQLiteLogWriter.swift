@@ -68,7 +68,7 @@ public final class SQLiteLogWriter: LogSink {
             s.enqueuedTotal &+= 1
             // Rows alone wake the writer only once a whole batch is waiting; otherwise it comes by itself
             // within `flushInterval` (group commit, and no wake-up system call per request).
-            let wake = s.writerIdle && s.queue.count >= core.maxBatch
+            let wake = s.writerIdle && !s.refusing && s.queue.count >= core.maxBatch
             if wake { s.writerIdle = false }
             return (true, wake)
         }

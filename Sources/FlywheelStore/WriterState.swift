@@ -14,6 +14,9 @@ struct WriterState: Sendable {
     var dequeuedTotal: UInt64 = 0
     /// The writer is (about to be) waiting on `WriterCore.wakeup`; the next submitter signals it.
     var writerIdle = false
+    /// The writer is waiting out a storage failure's backoff: rows alone do not wake it (feedback does, to be
+    /// refused at once).
+    var refusing = false
     /// `close()` was called: no new work is accepted; the writer drains and stops.
     var closing = false
     /// The writer thread has committed everything, closed the database and exited.
