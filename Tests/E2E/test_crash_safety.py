@@ -130,6 +130,7 @@ def crash_round(binary: Path, workdir: Path, fake_url: str, round_no: int, kill_
     db = workdir / "crash.db"
     fw = Flywheel(binary, workdir, "crash", config(fake_url, db), ["--db", str(db)], None)
     load = Load(fw, threads, seed=round_no)
+    started = time.monotonic()
     load.start()
     try:
         poll(lambda: len(load.feedback) >= kill_after or load.unexpected, timeout=60, interval=0.001,
@@ -142,6 +143,7 @@ def crash_round(binary: Path, workdir: Path, fake_url: str, round_no: int, kill_
                  what=f"{tail_requests} more answered requests")
     finally:
         load.killing.set()
+        load_seconds = time.monotonic() - started
         fw.proc.send_signal(signal.SIGKILL)
         fw.wait(10)
         load.join()
@@ -179,7 +181,8 @@ def crash_round(binary: Path, workdir: Path, fake_url: str, round_no: int, kill_
     assert rc == 0, fw.stderr()[-2000:]
     return {"round": round_no, "acked_requests": len(load.requests), "acked_feedback": len(load.feedback),
             "lost_feedback": 0, "lost_requests": len(lost_requests),
-            "answered_after_last_acked_feedback": len(load.requests) - len(covered)}
+            "answered_after_last_acked_feedback": len(load.requests) - len(covered),
+            "requests_per_s": round(len(load.requests) / load_seconds, 1)}
 
 
 def test_kill_9_under_mixed_load_loses_no_acknowledged_feedback(flywheel_bin, tmp_path, fake):
@@ -290,6 +293,9 @@ def main() -> None:
           f"{sum(r['lost_feedback'] for r in rows)} | {sum(r['lost_requests'] for r in rows)} "
           f"({max(r['lost_requests'] for r in rows)}) | "
           f"{sum(r['answered_after_last_acked_feedback'] for r in rows)} ({max(r['answered_after_last_acked_feedback'] for r in rows)}) |")
+    rate = sum(r["acked_requests"] for r in rows) / sum(r["acked_requests"] / r["requests_per_s"] for r in rows)
+    print(f"\nmean request rate {rate:.0f}/s; lost requests per round at most {max(r['lost_requests'] for r in rows)}, "
+          f"i.e. {1000 * max(r['lost_requests'] for r in rows) / rate:.0f} ms of that traffic")
     print(f"database: {work / 'crash.db'}")
 
 
