@@ -189,3 +189,37 @@ def test_a_file_system_that_turns_read_only_keeps_the_daemon_serving(start_flywh
         assert "request rows lost" in fw.stderr()
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_immutable_log_files_refuse_writes_and_the_daemon_recovers_when_they_are_writable_again(start_flywheel, fake, tmp_path):
+    """`chattr +i` is a read-only switch that root cannot write through, even on descriptors opened before it."""
+    probe = tmp_path / "probe"
+    probe.write_text("x")
+    if subprocess.run(["chattr", "+i", str(probe)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not supported on this file system")
+    subprocess.run(["chattr", "-i", str(probe)], check=True)
+    cfg = base_config(fake.url, fake.url)
+    fw = start_flywheel(dict(cfg, log={"path": "x", "flush_interval": 0.01}), name="immutable")
+    before = chat(fw, "before the files turn read-only")
+    fw.wait_logged(before)
+    files = [str(fw.db), str(fw.db) + "-wal"]
+    subprocess.run(["chattr", "+i", *files], check=True)
+    try:
+        during: list[str] = []
+        m = until_unhealthy(fw, lambda: during.append(chat(fw, "while read-only")))
+        assert sum(v for k, v in m.items() if k.startswith("flywheel_log_storage_errors_total")) >= 1, m
+        for i in range(5):
+            during.append(chat(fw, f"still serving {i}"))
+        assert_refused_feedback(fw, before)
+        assert fw.stderr().count("cannot write the log") == 1, fw.stderr()
+    finally:
+        subprocess.run(["chattr", "-i", *files], check=True)
+    poll(lambda: metrics(fw).get("flywheel_log_healthy") == 1, timeout=20, what="flywheel_log_healthy back to 1")
+    poll(lambda: set(during) <= stored_ids(fw.db), timeout=10, what="every row answered while read-only in the log")
+    assert "is writing again" in fw.stderr()
+    assert feedback(fw, before, "immutable-after").status_code == 200
+    con = sqlite3.connect(fw.db, timeout=10)
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        con.close()
