@@ -29,6 +29,9 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "flywheel", targets: ["flywheel"]),
+        // For the libFuzzer package under Fuzz/ only (it depends on this one by path): the parsers it drives.
+        .library(name: "FlywheelFuzzable",
+                 targets: ["FlywheelHTTP", "FlywheelJSON", "FlywheelEngine", "FlywheelTokenizer", "FlywheelChatTemplate"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

@@ -11,8 +11,11 @@ import Glibc
 /// or values, chunk extensions must match the grammar and stay small, and the body length must be unambiguous
 /// (Content-Length and Transfer-Encoding together, differing Content-Lengths, an empty Transfer-Encoding,
 /// `chunked` not last or repeated, or Transfer-Encoding on HTTP/1.0 are 400; other codings are 501).
-struct HTTPParser {
-    enum Event {
+///
+/// `@_spi(Fuzzing)`: the libFuzzer harness under Fuzz/ drives it directly; everything else reaches it through
+/// `HTTPServer`.
+@_spi(Fuzzing) public struct HTTPParser {
+    public enum Event {
         /// Nothing complete yet; append more bytes.
         case needMore
         /// The head asked for `Expect: 100-continue` and its body has not started: send "100 Continue" now.
@@ -57,9 +60,9 @@ struct HTTPParser {
     private var chunkExtensionBytes = 0
     /// Body bytes the current request has announced so far: its Content-Length, or the sum of the chunk sizes
     /// read. 0 between requests. The owner reserves memory for them before they arrive.
-    private(set) var announcedBodyBytes = 0
+    public private(set) var announcedBodyBytes = 0
 
-    init(maxHeaderBytes: Int, maxBodyBytes: Int, bodyLimit: (@Sendable (String, String) -> Int?)? = nil) {
+    public init(maxHeaderBytes: Int, maxBodyBytes: Int, bodyLimit: (@Sendable (String, String) -> Int?)? = nil) {
         self.maxHeaderBytes = maxHeaderBytes
         self.maxBodyBytes = maxBodyBytes
         self.bodyLimit = bodyLimit
@@ -67,16 +70,16 @@ struct HTTPParser {
     }
 
     /// Bytes received but not consumed by a complete request yet.
-    var bufferedByteCount: Int { buffer.count - readIndex }
+    public var bufferedByteCount: Int { buffer.count - readIndex }
 
     /// True once any byte of the next request has arrived (and until that request is complete).
-    var hasPartialRequest: Bool {
+    public var hasPartialRequest: Bool {
         if case .head = state { return readIndex < buffer.count }
         return true
     }
 
     /// Body bytes that arrive while nothing else is buffered go straight into the body (one copy, not two).
-    mutating func append(_ bytes: UnsafeRawBufferPointer) {
+    public mutating func append(_ bytes: UnsafeRawBufferPointer) {
         var rest = bytes
         if readIndex == buffer.count {
             switch state {
@@ -99,7 +102,7 @@ struct HTTPParser {
         buffer.append(contentsOf: rest)
     }
 
-    mutating func append(_ bytes: some Sequence<UInt8>) {
+    public mutating func append(_ bytes: some Sequence<UInt8>) {
         Array(bytes).withUnsafeBytes { append($0) }
     }
 
@@ -131,7 +134,7 @@ struct HTTPParser {
     }
 
     /// Advances as far as the buffered bytes allow.
-    mutating func next() throws(HTTPParserError) -> Event {
+    public mutating func next() throws(HTTPParserError) -> Event {
         while true {
             switch state {
             case .head:

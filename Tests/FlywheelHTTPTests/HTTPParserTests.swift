@@ -1,4 +1,4 @@
-@testable import FlywheelHTTP
+@_spi(Fuzzing) @testable import FlywheelHTTP
 import XCTest
 
 final class HTTPParserTests: XCTestCase {
