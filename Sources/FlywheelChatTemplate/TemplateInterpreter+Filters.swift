@@ -121,6 +121,12 @@ extension TemplateInterpreter {
         }
     }
 
+    /// `width` spaces (none for a negative width), refused before they are built when they could never be printed.
+    func spaces(_ width: Int) throws(ChatTemplateError) -> String {
+        try checkSize(width)
+        return String(repeating: " ", count: max(0, width))
+    }
+
     func checkReplacementSize(_ text: String, _ old: String, _ new: String, count: Int) throws(ChatTemplateError) {
         guard new.utf8.count > old.utf8.count else { return }
         var occurrences = old.isEmpty ? text.unicodeScalars.count + 1
@@ -137,7 +143,7 @@ extension TemplateInterpreter {
     ) throws(ChatTemplateError) -> String {
         var indent: String?
         switch argument(1, "indent") {
-        case let .int(width)?: indent = String(repeating: " ", count: max(0, width))
+        case let .int(width)?: indent = try spaces(width)
         case let .string(text)?: indent = text
         case nil, .none?: indent = nil
         case let other?: throw .runtime(message: "tojson indent must be an int or string, not \(other.typeName)", line: line)
@@ -237,7 +243,7 @@ extension TemplateInterpreter {
     private func indent(_ text: String, _ argument: (Int, String) -> ChatTemplateValue?, line: Int) throws(ChatTemplateError) -> String {
         var prefix = "    "
         switch argument(0, "width") {
-        case let .int(width)?: prefix = String(repeating: " ", count: max(0, width))
+        case let .int(width)?: prefix = try spaces(width)
         case let .string(custom)?: prefix = custom
         default: break
         }

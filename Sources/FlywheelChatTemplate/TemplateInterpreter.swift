@@ -425,12 +425,14 @@ final class TemplateInterpreter {
             guard let times = count.integerValue else { throw failure }
             let (size, overflow) = text.utf8.count.multipliedReportingOverflow(by: max(0, times))
             try checkSize(overflow ? Int.max : size)
-            return .string(String(repeating: text, count: max(0, times)))
+            // An empty text repeated 10**18 times is empty, but String(repeating:count:) would loop that often.
+            return .string(text.isEmpty ? "" : String(repeating: text, count: max(0, times)))
         case let ("*", .array(items), count), let ("*", count, .array(items)):
             guard let times = count.integerValue else { throw failure }
             let (size, overflow) = items.count.multipliedReportingOverflow(by: max(0, times))
             try checkCount(overflow ? Int.max : size)
-            return .array(Array([[ChatTemplateValue]](repeating: items, count: max(0, times)).joined()))
+            // Likewise: an empty list times 10**18 must not allocate 10**18 empty copies first.
+            return .array(items.isEmpty ? [] : Array([[ChatTemplateValue]](repeating: items, count: max(0, times)).joined()))
         default: break
         }
         if let a = left.integerValue, let b = right.integerValue {

@@ -131,6 +131,26 @@ final class TemplateInterpreterTests: XCTestCase {
         }
     }
 
+    /// Found while fuzzing: the width was turned into spaces before any size check (a 100 TB allocation).
+    func testHugeIndentWidthIsRefusedBeforeItIsBuilt() {
+        for source in ["{{ 'a'|indent(99999999999999) }}", "{{ [1]|tojson(indent=99999999999999) }}"] {
+            XCTAssertThrowsError(try render(source), source) { error in
+                guard case .limitExceeded? = error as? ChatTemplateError else { return XCTFail("\(source): \(error)") }
+            }
+        }
+        XCTAssertEqual(try render("{{ 'a\\nb'|indent(2) }}|{{ [1]|tojson(indent=1) }}|{{ 'x'|indent(-3, true) }}"),
+                       "a\n  b|[\n 1\n]|x")
+    }
+
+    /// Found while fuzzing: an empty string times 10**18 looped 10**18 times, an empty list allocated 10**18 copies.
+    func testRepeatingSomethingEmptyAnyNumberOfTimesIsEmptyAtOnce() throws {
+        XCTAssertEqual(try render("[{{ '' * 999999999999999999 }}]{{ ([] * 999999999999999999)|length }}"), "[]0")
+        XCTAssertEqual(try render("{{ 'ab' * 2 }}{{ [1] * 3 }}{{ 'x' * -1 }}"), "abab[1, 1, 1]")
+        XCTAssertThrowsError(try render("{{ 'a' * 999999999999999999 }}")) { error in
+            guard case .limitExceeded? = error as? ChatTemplateError else { return XCTFail("\(error)") }
+        }
+    }
+
     func testHugeRangeIsRefused() {
         XCTAssertThrowsError(try render("{{ range(10000000)|length }}")) { error in
             guard case .limitExceeded? = error as? ChatTemplateError else { return XCTFail("\(error)") }
