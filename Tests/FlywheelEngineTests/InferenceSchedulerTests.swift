@@ -344,12 +344,15 @@ final class InferenceSchedulerTests: XCTestCase {
         var limits = InferenceScheduler.Limits()
         limits.slots = 1
         let scheduler = InferenceScheduler(limits: limits)
-        let model = CountingModel()
+        // The running generation never ends by itself (token 15 is barred and the context is long), so however
+        // slowly this thread reaches shutdown(), the generation is still running then.
+        let model = CountingModel(contextLength: 1 << 22)
         let running = EventLog(), queued = EventLog()
         var p = SamplingParameters()
         p.temperature = 0
         p.logitBias = [15: -1000]
-        _ = try scheduler.submit(model: model, request: GenerationRequest(promptTokens: [0], sampling: p), onEvent: running.handler)
+        _ = try scheduler.submit(model: model, request: GenerationRequest(promptTokens: [0], maxTokens: 1 << 21, sampling: p),
+                                 onEvent: running.handler)
         _ = try scheduler.submit(model: model, request: GenerationRequest.greedy([0]), onEvent: queued.handler)
         scheduler.shutdown()
         running.wait(); queued.wait()
