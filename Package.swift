@@ -58,6 +58,8 @@ let package = Package(
         .target(name: "FlywheelJSON", swiftSettings: strict),
         // The daemon's configuration: YAML (Yams) -> typed, validated values. Imports no other Flywheel module,
         // so commands that only read the log need not import the gateway.
+        // The daemon's own output: levelled lines in text or JSON, escaped, written off the caller's thread; access log.
+        .target(name: "FlywheelOutput", swiftSettings: strict),
         .target(name: "FlywheelConfig", dependencies: [.product(name: "Yams", package: "Yams")], swiftSettings: strict),
         // OpenAI wire format, route table, exchanges -> outcome -> ledger, feedback, metrics.
         .target(
@@ -69,7 +71,7 @@ let package = Package(
         .target(
             name: "FlywheelDaemon",
             dependencies: ["FlywheelGateway", "FlywheelConfig", "FlywheelHTTP", "FlywheelSockets", "FlywheelUpstream", "FlywheelStore",
-                           "FlywheelEngine", "FlywheelLoop"],
+                           "FlywheelEngine", "FlywheelLoop", "FlywheelOutput"],
             swiftSettings: strict),
         // The flywheel's offline side: reports, export, eval, promotion (and next drift) over the log. Reads the store,
         // never imports the gateway.
@@ -81,7 +83,7 @@ let package = Package(
         .executableTarget(
             name: "flywheel",
             dependencies: ["FlywheelDaemon", "FlywheelGateway", "FlywheelConfig", "FlywheelInspect", "FlywheelLoop", "FlywheelStore", "FlywheelEngine",
-                           "FlywheelChatTemplate", "CLinux",
+                           "FlywheelChatTemplate", "CLinux", "FlywheelOutput",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         // Int8 (Q8_0) matrix kernels and the compute thread pool the engine runs them on.
@@ -131,6 +133,7 @@ let package = Package(
         .testTarget(name: "FlywheelStoreTests", dependencies: ["FlywheelStore"], swiftSettings: strict),
         .testTarget(name: "FlywheelJSONTests", dependencies: ["FlywheelJSON"], swiftSettings: strict),
         .testTarget(name: "FlywheelConfigTests", dependencies: ["FlywheelConfig"], swiftSettings: strict),
+        .testTarget(name: "FlywheelOutputTests", dependencies: ["FlywheelOutput"], swiftSettings: strict),
         .testTarget(name: "FlywheelLoopTests", dependencies: ["FlywheelLoop", "FlywheelStore"], swiftSettings: strict),
         .testTarget(name: "FlywheelInspectTests", dependencies: ["FlywheelInspect"], swiftSettings: strict),
         .testTarget(

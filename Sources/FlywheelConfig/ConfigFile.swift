@@ -1,4 +1,5 @@
 import Foundation
+import Yams
 
 /// The YAML file's shape, decoded as is and then resolved into a `GatewayConfiguration`.
 /// Kept apart so the runtime configuration never carries `*_env` indirections.
@@ -93,6 +94,21 @@ struct ConfigFile: Decodable {
         var shutdown_grace: Double?
         var max_response_bytes: Int?
         var max_buffered_body_bytes: Int?
+        var log_level: String?
+        var log_format: String?
+        var access_log: AccessLogSection?
+    }
+    /// `access_log: true` (the daemon's output), `false`, or a file path.
+    struct AccessLogSection: Decodable {
+        var destination: String?
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.singleValueContainer()
+            if let on = try? container.decode(Bool.self) {
+                destination = on ? "-" : nil
+            } else {
+                destination = try container.decode(String.self)
+            }
+        }
     }
     struct AuthSection: Decodable {
         var keys: [KeySection]?
@@ -159,6 +175,9 @@ struct ConfigFile: Decodable {
             c.server.shutdownGrace = s.shutdown_grace ?? c.server.shutdownGrace
             c.server.maxResponseBytes = s.max_response_bytes ?? c.server.maxResponseBytes
             c.server.maxBufferedBodyBytes = s.max_buffered_body_bytes ?? c.server.maxBufferedBodyBytes
+            c.server.logLevel = s.log_level ?? c.server.logLevel
+            c.server.logFormat = s.log_format ?? c.server.logFormat
+            c.server.accessLog = s.access_log?.destination
         }
         for k in auth?.keys ?? [] {
             let key = try secret(k.key, k.key_env, "auth.keys.\(k.id)")
@@ -306,6 +325,24 @@ struct ConfigFile: Decodable {
             throw ConfigurationError("\(what): environment variable \(env) is empty")
         }
         return value
+    }
+
+    /// A YAML syntax error as one line: where and what, without the quoted source line Yams adds, which can hold
+    /// a secret (an unclosed quote after `api_key:`) that must not reach the daemon's output.
+    static func describe(_ error: YamlError) -> String {
+        func at(_ mark: Mark) -> String { "line \(mark.line), column \(mark.column)" }
+        func within(_ context: YamlError.Context?) -> String {
+            context.map { "\($0.text) at \(at($0.mark)): " } ?? ""
+        }
+        switch error {
+        case let .scanner(context, problem, mark, _): return "invalid YAML at \(at(mark)): \(within(context))\(problem)"
+        case let .parser(context, problem, mark, _): return "invalid YAML at \(at(mark)): \(within(context))\(problem)"
+        case let .composer(context, problem, mark, _): return "invalid YAML at \(at(mark)): \(within(context))\(problem)"
+        case let .reader(problem, offset, _, _): return "unreadable YAML at byte \(offset.map(String.init) ?? "?"): \(problem)"
+        case let .duplicatedKeysInMapping(duplicates, context):
+            return "duplicate key(s) \(duplicates.sorted().joined(separator: ", ")) in the mapping at \(at(context.mark))"
+        default: return "invalid YAML"
+        }
     }
 
     /// A decoding error as one line naming the YAML path.

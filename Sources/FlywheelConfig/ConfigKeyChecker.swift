@@ -15,6 +15,7 @@ enum ConfigKeyChecker {
         "server": .mapping(Dictionary(uniqueKeysWithValues: [
             "listen", "event_loops", "max_body_bytes", "max_header_bytes", "max_connections", "request_timeout",
             "idle_timeout", "write_timeout", "shutdown_grace", "max_response_bytes", "max_buffered_body_bytes",
+            "log_level", "log_format", "access_log",
         ].map { ($0, Shape.any) })),
         "auth": .mapping(["keys": .list(.mapping(["id": .any, "key": .any, "key_env": .any])),
                            "admin_key": .any, "admin_key_env": .any, "metrics_require_admin": .any, "allow_open": .any]),

@@ -188,7 +188,17 @@ public struct GatewayConfiguration: Sendable, Equatable {
         /// Request-body bytes being received across all connections at once; a new body that would go beyond
         /// it gets 503 with `Retry-After` (0 turns the budget off).
         public var maxBufferedBodyBytes = 256 << 20
+        /// The daemon's output: `debug`, `info`, `warn` or `error` and up.
+        public var logLevel = "info"
+        /// `text` (time level message key=value) or `json` (one object per line).
+        public var logFormat = "text"
+        /// One line per request: nil off, "-" in the daemon's output, else a file appended to.
+        public var accessLog: String? = nil
     }
+
+    /// The names `server.log_level` and `server.log_format` accept.
+    public static let logLevelNames = ["debug", "info", "warn", "error"]
+    public static let logFormatNames = ["text", "json"]
 
     public struct Auth: Sendable, Equatable {
         /// When non-empty, clients must present one of these as `Authorization: Bearer <key>`.
@@ -326,6 +336,8 @@ extension GatewayConfiguration {
             throw error
         } catch let error as DecodingError {
             throw ConfigurationError("\(source): \(ConfigFile.describe(error))")
+        } catch let error as YamlError {
+            throw ConfigurationError("\(source): \(ConfigFile.describe(error))")
         } catch {
             throw ConfigurationError("\(source): \(withoutQuotedLine("\(error)"))")
         }
@@ -397,6 +409,15 @@ extension GatewayConfiguration {
         }
         guard server.requestTimeout > 0, server.idleTimeout > 0, server.shutdownGrace >= 0 else {
             throw ConfigurationError("server: timeouts must be positive")
+        }
+        guard Self.logLevelNames.contains(server.logLevel) else {
+            throw ConfigurationError("server.log_level must be one of \(Self.logLevelNames.joined(separator: ", ")), got '\(server.logLevel.prefix(64))'")
+        }
+        guard Self.logFormatNames.contains(server.logFormat) else {
+            throw ConfigurationError("server.log_format must be text or json, got '\(server.logFormat.prefix(64))'")
+        }
+        if let path = server.accessLog, path.isEmpty {
+            throw ConfigurationError("server.access_log: give true, false or a file path")
         }
         guard log.queueCapacity > 0, log.batchSize > 0, log.flushInterval > 0 else {
             throw ConfigurationError("log: queue_capacity, batch_size and flush_interval must be positive")

@@ -4,6 +4,7 @@ import FlywheelEngine
 import FlywheelGateway
 import FlywheelHTTP
 import FlywheelLoop
+import FlywheelOutput
 import FlywheelStore
 import FlywheelUpstream
 import Synchronization
@@ -12,8 +13,17 @@ import Synchronization
 /// HTTP server, started and stopped in the order that loses nothing (stop accepting, drain requests, stop
 /// upstreams, stop inference, flush the log). The one place that knows every part; the CLI only calls it.
 public final class Daemon: Sendable {
-    public let configuration: GatewayConfiguration
+    /// The configuration in force: as started, then as each successful reload left it (settings that need a
+    /// restart keep their start-up values).
+    public var configuration: GatewayConfiguration { current.withLock { $0 } }
+    private let current: Mutex<GatewayConfiguration>
     public let gateway: Gateway
+    /// Where the daemon says what it does (and the access log, when on).
+    public let output: DaemonOutput
+    /// Reads the configuration again for a reload (the file, with the command line's flags on top).
+    private let source: (@Sendable () throws -> GatewayConfiguration)?
+    /// One reload at a time (SIGHUP and `POST /admin/reload` may race).
+    private let reloading = Mutex<Void>(())
     private let http: HTTPServer
     private let upstreams: UpstreamPool
     private let log: any LogSink
@@ -25,8 +35,6 @@ public final class Daemon: Sendable {
     private let dashboardJob: DashboardJob
     /// The log's virtual keys, polled and swapped into the gateway.
     private let keySync: KeySync
-    /// One reload at a time (SIGHUP and `POST /admin/reload`).
-    private let reloading = Mutex<Void>(())
     /// What the start-up says about authentication.
     public let authSummary: String
     /// The facade running local models, as the gateway holds it: created at start when some are configured, or
@@ -34,6 +42,18 @@ public final class Daemon: Sendable {
     private var inference: LocalInference? { gateway.inference }
     /// The local models served now, in configuration order.
     public var localModels: [LocalModel] { inference?.models ?? [] }
+
+    /// A line from a part below the daemon that words its own ("flywheel: [warning: ]..."; the log writer's
+    /// storage reports), said on the process's output at the level it names.
+    static func say(_ line: String, to output: DaemonOutput = .standardError) {
+        var text = Substring(line)
+        if text.hasPrefix("flywheel: ") { text = text.dropFirst("flywheel: ".count) }
+        if text.hasPrefix("warning: ") {
+            output.warn(String(text.dropFirst("warning: ".count)))
+        } else {
+            output.info(String(text))
+        }
+    }
 
     /// Opens the log the configuration names: SQLite at `log.path`.
     public static func openLog(_ configuration: GatewayConfiguration) throws -> any LogSink {
@@ -50,13 +70,18 @@ public final class Daemon: Sendable {
     }
 
     /// Builds the daemon; loads every configured local model first (mapping the files), so a bad
-    /// model file fails start-up with a message naming it. `openLog` opens the log sink (tests wrap it).
-    public init(configuration: GatewayConfiguration,
-                openLog: (GatewayConfiguration) throws -> any LogSink = Daemon.openLog) throws {
+    /// model file fails start-up with a message naming it. `source` reads the configuration again for `reload()`
+    /// (nil: only `reload(_:)` with a configuration in hand). `openLog` opens the log sink (tests wrap it).
+    public init(configuration: GatewayConfiguration, output: DaemonOutput = .standardError,
+                openLog: (GatewayConfiguration) throws -> any LogSink = Daemon.openLog,
+                source: (@Sendable () throws -> GatewayConfiguration)? = nil) throws {
         try configuration.validate()
         try configuration.checkPolicyTargets()
         if let drift = configuration.drift { try DriftWatch.checkRanges(drift) }
-        self.configuration = configuration
+        self.current = Mutex(configuration)
+        self.output = output
+        self.source = source
+        try Self.configureOutput(output, configuration)
         let address = try ListenAddress(parsing: configuration.server.listen)
         let log = try openLog(configuration)
         var inference: LocalInference?
@@ -71,7 +96,7 @@ public final class Daemon: Sendable {
         let upstreams = UpstreamPool()
         let gateway = Gateway(configuration: configuration, upstreams: upstreams, log: log,
                               localModels: inference.map(LocalModelAdapter.entries(for:)) ?? [], inference: inference)
-        let keySync = KeySync(gateway: gateway, path: configuration.log.path) { Self.say($0) }
+        let keySync = KeySync(gateway: gateway, path: configuration.log.path) { output.log($0, $1) }
         let virtualKeys = keySync.load() ?? 0
         do {
             authSummary = try Self.checkOpenness(configuration, address: address, virtualKeys: virtualKeys)
@@ -82,18 +107,17 @@ public final class Daemon: Sendable {
         }
         var http = HTTPServerConfiguration(host: address.host, port: address.port)
         if let loops = configuration.server.eventLoops { http.eventLoopCount = max(1, loops) }
-        http.maxBodyBytes = configuration.server.maxBodyBytes
-        http.maxBufferedBodyBytes = configuration.server.maxBufferedBodyBytes
-        http.bodyLimit = Gateway.bodyLimit(feedbackMaxBytes: configuration.feedback.maxBodyBytes)
-        http.maxHeaderBytes = configuration.server.maxHeaderBytes
-        http.maxConnections = configuration.server.maxConnections
-        http.requestTimeout = configuration.server.requestTimeout
-        http.idleTimeout = configuration.server.idleTimeout
-        http.writeTimeout = configuration.server.writeTimeout
-        http.report = { Self.say("flywheel: " + $0) }
+        http.limits = Self.httpLimits(configuration)
+        // Feedback's body limit as the configuration in force says (it can change with a reload).
+        let defaultFeedbackLimit = configuration.feedback.maxBodyBytes
+        http.bodyLimit = { [weak gateway] method, path in
+            Gateway.bodyLimit(feedbackMaxBytes: gateway?.configuration.feedback.maxBodyBytes ?? defaultFeedbackLimit)(method, path)
+        }
         http.errorRenderer = { status, message in
             OpenAIError.forHTTPStatus(status, message: message).response(requestID: RequestID.newUUIDv7())
         }
+        http.accessObserver = { [output] record in output.access(Self.accessFields(record)) }
+        http.report = { [output] line in output.warn(line) }
         let server = HTTPServer(configuration: http, responder: gateway)
         do {
             // Each event loop drives its own curl multi handle: no thread hop on the request path.
@@ -111,15 +135,24 @@ public final class Daemon: Sendable {
         self.http = server
         self.upstreams = upstreams
         self.log = log
-        self.policies = PolicySync(gateway: gateway, path: configuration.log.path) { Self.say($0) }
+        self.policies = PolicySync(gateway: gateway, path: configuration.log.path) { output.log($0, $1) }
         self.driftWatch = configuration.drift.map { settings in
             DriftWatch(settings: settings, path: configuration.log.path, gateway: gateway,
                        tokenizer: { [weak gateway] in settings.localModel.flatMap { gateway?.localTokenizer(named: $0) } },
-                       say: { Self.say($0) })
+                       say: { output.log($0, $1) })
         }
         self.dashboardJob = DashboardJob(gateway: gateway, configuration: configuration)
         self.keySync = keySync
         policies.adopt(configuration.policies)
+        // `POST /admin/reload` runs the reload SIGHUP runs (on a queue of its own, never an event loop).
+        if source != nil {
+            gateway.setReloader { [weak self] in
+                guard let self else { return [] }
+                let result = self.reload()
+                if let error = result.error { throw ConfigurationError(error) }
+                return result.applied + result.needRestart.map { "needs a restart, still the old value: \($0)" }
+            }
+        }
     }
 
     /// With no key at all (no `auth.keys`, no virtual key in the log, revoked ones included) the gateway serves
@@ -142,15 +175,34 @@ public final class Daemon: Sendable {
         host == "localhost" || host == "::1" || host.hasPrefix("127.")
     }
 
-    /// The reload `POST /admin/reload` runs: `reload` reads the configuration again and applies it with
-    /// `reload(_:)`, the path SIGHUP takes (which runs one reload at a time).
-    public func setReloader(_ reload: @escaping @Sendable () throws -> [String]) {
-        gateway.setReloader(reload)
+    /// The HTTP server's limits as the configuration gives them.
+    static func httpLimits(_ c: GatewayConfiguration) -> HTTPServerLimits {
+        HTTPServerLimits(maxHeaderBytes: c.server.maxHeaderBytes, maxBodyBytes: c.server.maxBodyBytes,
+                         maxBufferedBodyBytes: c.server.maxBufferedBodyBytes, maxConnections: c.server.maxConnections,
+                         requestTimeout: c.server.requestTimeout, idleTimeout: c.server.idleTimeout,
+                         writeTimeout: c.server.writeTimeout)
     }
 
-    /// A line for the operator on the daemon's stderr.
-    static func say(_ line: String) {
-        FileHandle.standardError.write(Data((line + "\n").utf8))
+    /// Level, format and access log as `c` says; throws (changing nothing) when the access log cannot be opened.
+    static func configureOutput(_ output: DaemonOutput, _ c: GatewayConfiguration) throws {
+        do {
+            try output.setAccessLog(c.server.accessLog)
+        } catch {
+            throw ConfigurationError("server.access_log: \(error)")
+        }
+        output.configure(level: LogLevel(name: c.server.logLevel) ?? .info, format: LogFormat(rawValue: c.server.logFormat) ?? .text)
+    }
+
+    /// One access-log line's fields: no header value, no query string, no body.
+    static func accessFields(_ r: HTTPAccessRecord) -> [(String, String)] {
+        var fields: [(String, String)] = [
+            ("remote", r.remoteAddress), ("method", r.method), ("path", r.path), ("status", String(r.status)),
+            ("bytes", String(r.bodyBytes)), ("duration_ms", String(format: "%.3f", Double(r.durationNanos) / 1e6)),
+            ("request_id", r.requestID ?? "-"),
+        ]
+        fields += r.notes
+        if r.ending != .completed { fields.append(("ending", r.ending.rawValue)) }
+        return fields
     }
 
     private static func specs(_ models: [GatewayConfiguration.LocalModelSettings]) -> [LocalModelSpec] {
@@ -198,28 +250,86 @@ public final class Daemon: Sendable {
         return summary
     }
 
-    /// Applies a configuration read again (SIGHUP): its local models (as `reloadLocalModels`) and its traffic
-    /// policies, whose targets must be among those models or the routes running now (routes change only at a
-    /// restart). Checks everything first; on any error nothing changes. Returns what changed, one line each.
-    public func reload(_ settings: GatewayConfiguration) throws -> [String] {
-        try reloading.withLock { _ in try reloadNow(settings) }
+    /// The reload path of `SIGHUP` and `POST /admin/reload`: reads the configuration again (`source`), checks
+    /// it whole, loads new local models, then applies everything in one step per part: routes and upstreams,
+    /// client keys, webhook secret, prices and request limits (one `GatewaySettings` swap), the HTTP server's
+    /// limits, local models, policies, output level, format and access log. A request keeps the settings it
+    /// arrived with; no connection is dropped. A bad configuration (YAML, validation, a model file) changes
+    /// nothing. Says what happened on the daemon's output and returns it. Blocks while models load: call it
+    /// off the event loops.
+    public func reload() -> ReloadResult {
+        guard let source else {
+            return ReloadResult(error: "this daemon was started without a configuration source to read again")
+        }
+        let settings: GatewayConfiguration
+        do {
+            settings = try source()
+        } catch {
+            return report(ReloadResult(error: "\(error)"))
+        }
+        return reload(settings)
     }
 
-    private func reloadNow(_ settings: GatewayConfiguration) throws -> [String] {
-        var next = configuration
-        next.localModels = settings.localModels
-        next.policies = settings.policies
-        try next.validatePoliciesAndTargets()
-        let models = try reloadLocalModels(settings.localModels)
-        policies.adopt(settings.policies)
+    /// `reload()` with the configuration already read.
+    public func reload(_ settings: GatewayConfiguration) -> ReloadResult {
+        report(reloading.withLock { _ in apply(settings) })
+    }
+
+    private func report(_ result: ReloadResult) -> ReloadResult {
+        if let error = result.error {
+            output.error("reload failed, still serving the previous configuration: \(error)")
+            return result
+        }
+        for line in result.applied { output.info("reloaded \(line)") }
+        for line in result.needRestart { output.warn("changed in the file but needs a restart, still using the old value: \(line)") }
+        output.info("reloaded", [("changes", String(result.applied.count)), ("need_restart", String(result.needRestart.count))])
+        return result
+    }
+
+    private func apply(_ read: GatewayConfiguration) -> ReloadResult {
+        let old = configuration
+        let next = read.keepingRestartOnlySettings(of: old)
+        do {
+            try next.validate()
+            try next.checkPolicyTargets()
+        } catch {
+            return ReloadResult(error: "\(error)")
+        }
+        let changes = read.changes(from: old)
+        // The access log first: a file that cannot be opened refuses the reload before anything changed.
+        if next.server.accessLog != old.server.accessLog || next.server.accessLog.map({ $0 != "-" }) == true {
+            do {
+                try output.setAccessLog(next.server.accessLog)
+            } catch {
+                return ReloadResult(error: "server.access_log: \(error)")
+            }
+        }
+        // TLS: reload the listener's certificate and key here (fallible: on an error return before anything
+        // else changes, after putting the access log back: `try? output.setAccessLog(old.server.accessLog)`).
+        let models: String
+        do {
+            models = try reloadLocalModels(next.localModels)
+        } catch {
+            try? output.setAccessLog(old.server.accessLog)
+            return ReloadResult(error: "\(error)")
+        }
+        // Nothing below can fail.
+        gateway.apply(next)
+        http.updateLimits(Self.httpLimits(next))
+        policies.adopt(next.policies)
         // The log's size cap: raising it (or lifting it) lets a writer stopped by the cap write again at once.
-        log.setMaxSize(bytes: settings.log.maxSizeMB.map { Int64($0) << 20 })
+        log.setMaxSize(bytes: next.log.maxSizeMB.map { Int64($0) << 20 })
+        output.configure(level: LogLevel(name: next.server.logLevel) ?? .info, format: LogFormat(rawValue: next.server.logFormat) ?? .text)
+        current.withLock { $0 = next }
         // The splits in force after the reload (a promotion can outlive an unchanged configuration).
         let inForce = gateway.policiesInForce
         let policies = inForce.isEmpty ? "none"
             : inForce.map { p in "\(p.model) → " + PolicySplit.describe(p.variants) }.joined(separator: "; ")
-        let cap = settings.log.maxSizeMB.map { "\($0) MiB" } ?? "none"
-        return ["local models: \(models)", "policies: \(policies)", "log size cap: \(cap)"]
+        var result = ReloadResult()
+        let cap = next.log.maxSizeMB.map { "\($0) MiB" } ?? "none"
+        result.applied = changes.applied + ["local models: \(models)", "policies: \(policies)", "log size cap: \(cap)"]
+        result.needRestart = changes.needRestart
+        return result
     }
 
     /// Starts accepting; returns the URL clients should use.
@@ -263,5 +373,6 @@ public final class Daemon: Sendable {
         // Generations still running after the grace period end with an error (their clients are gone).
         inference?.shutdown()
         log.close()
+        output.flush()
     }
 }

@@ -12,13 +12,16 @@ import Synchronization
 final class DashboardJob: Sendable {
     private let gateway: Gateway
     private let path: String
-    private let rates: @Sendable (String) -> UsageReport.Price?
+    /// The savings' rates, from the prices and policies in force (both change with a reload).
+    private var rates: @Sendable (String) -> UsageReport.Price? {
+        let c = gateway.configuration
+        return UsageReport.upstreamRates(prices: c.prices, policies: c.policies)
+    }
     private let loop = BackgroundLoop(name: "flywheel-dashboard", interval: 5)
 
     init(gateway: Gateway, configuration: GatewayConfiguration) {
         self.gateway = gateway
         self.path = configuration.log.path
-        self.rates = UsageReport.upstreamRates(prices: configuration.prices, policies: configuration.policies)
     }
 
     func start() {

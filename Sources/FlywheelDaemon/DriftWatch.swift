@@ -1,3 +1,4 @@
+import FlywheelOutput
 import Dispatch
 import FlywheelConfig
 import FlywheelGateway
@@ -15,7 +16,7 @@ final class DriftWatch: Sendable {
     private let path: String
     private let gateway: Gateway
     private var metrics: GatewayMetrics { gateway.metrics }
-    private let say: @Sendable (String) -> Void
+    private let say: @Sendable (LogLevel, String) -> Void
     /// The tokenizer of `drift.local_model`, looked up at each check (a reload may replace the model).
     private let tokenizer: @Sendable () -> (@Sendable (String) -> [Int32])?
     private let loop: BackgroundLoop
@@ -31,7 +32,7 @@ final class DriftWatch: Sendable {
     }
 
     init(settings: GatewayConfiguration.DriftWatch, path: String, gateway: Gateway,
-         tokenizer: @escaping @Sendable () -> (@Sendable (String) -> [Int32])? = { nil }, say: @escaping @Sendable (String) -> Void) {
+         tokenizer: @escaping @Sendable () -> (@Sendable (String) -> [Int32])? = { nil }, say: @escaping @Sendable (LogLevel, String) -> Void) {
         self.tokenizer = tokenizer
         self.settings = settings
         self.path = path
@@ -92,14 +93,14 @@ final class DriftWatch: Sendable {
             if result.status != state.lastStatus {
                 let moved = result.signals.filter { $0.status > .ok }.map { "\($0.name) \(String(format: "%.3f", $0.score ?? 0))" }
                 let line = "drift \(result.status.rawValue.uppercased()) over \(current.total) requests" + (moved.isEmpty ? "" : ": " + moved.joined(separator: ", "))
-                say(result.status > .ok ? "flywheel: warning: \(line)" : "flywheel: \(line)")
+                say(result.status > .ok ? .warn : .info, line)
                 if result.status > .ok, let url = settings.webhook {
                     Webhook.post(url, event: "drift", result.json.objectValue ?? JSONObject(), what: "drift", say: say)
                 }
                 state.lastStatus = result.status
             }
         } catch {
-            say("flywheel: warning: drift check failed: \(error)")
+            say(.warn, "drift check failed: \(error)")
             state.reader = nil
         }
     }

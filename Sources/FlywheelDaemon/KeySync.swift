@@ -1,3 +1,4 @@
+import FlywheelOutput
 import FlywheelGateway
 import FlywheelStore
 import Foundation
@@ -13,9 +14,9 @@ final class KeySync: Sendable {
     private let store: KeyStoreAccess
     private let lastSeen = Atomic<Int64>(-1)
     private let loop: BackgroundLoop
-    private let say: @Sendable (String) -> Void
+    private let say: @Sendable (LogLevel, String) -> Void
 
-    init(gateway: Gateway, path: String, interval: Double = 0.25, say: @escaping @Sendable (String) -> Void) {
+    init(gateway: Gateway, path: String, interval: Double = 0.25, say: @escaping @Sendable (LogLevel, String) -> Void) {
         self.gateway = gateway
         self.store = KeyStoreAccess(path: path)
         self.loop = BackgroundLoop(name: "flywheel-keys", interval: interval)
@@ -35,16 +36,16 @@ final class KeySync: Sendable {
                 gateway.setVirtualKeys(keys) { id in
                     do { return try store.spend(keyID: id) } catch { failed = error; return 0 }
                 }
-                if let failed { say("flywheel: warning: cannot sum the spend of a key from the log (\(failed)); its budget counts from 0") }
+                if let failed { say(.warn, "cannot sum the spend of a key from the log (\(failed)); its budget counts from 0") }
                 if before >= 0 {
                     let live = keys.filter { $0.revokedAtMillis == nil }.count
-                    say("flywheel: virtual keys changed: \(live) active, \(keys.count - live) revoked")
+                    say(.info, "virtual keys changed: \(live) active, \(keys.count - live) revoked")
                 }
                 lastSeen.store(marker, ordering: .relaxed)
                 return keys.count
             }
         } catch {
-            say("flywheel: warning: cannot read the virtual keys (\(error)); the keys in force stay")
+            say(.warn, "cannot read the virtual keys (\(error)); the keys in force stay")
             return nil
         }
     }

@@ -1,3 +1,4 @@
+import FlywheelOutput
 import Dispatch
 import FlywheelConfig
 import FlywheelGateway
@@ -18,9 +19,9 @@ final class PolicySync: Sendable {
     private let lastSeen = Atomic<Int64>(-1)
     private let loop: BackgroundLoop
     /// Called with each line worth telling the operator (a change applied, a store problem).
-    private let say: @Sendable (String) -> Void
+    private let say: @Sendable (LogLevel, String) -> Void
 
-    init(gateway: Gateway, path: String, interval: Double = 1, say: @escaping @Sendable (String) -> Void) {
+    init(gateway: Gateway, path: String, interval: Double = 1, say: @escaping @Sendable (LogLevel, String) -> Void) {
         self.gateway = gateway
         self.path = path
         self.store = StoreAccess(path: path)
@@ -46,7 +47,7 @@ final class PolicySync: Sendable {
                 }
             }
         } catch {
-            say("flywheel: warning: cannot record the configured policies in the log (\(error)); serving them as configured")
+            say(.warn, "cannot record the configured policies in the log (\(error)); serving them as configured")
             return gateway.setPolicies(policies)
         }
         lastSeen.store(-1, ordering: .relaxed)
@@ -69,7 +70,7 @@ final class PolicySync: Sendable {
                     for change in try store.changes(model: policy.model, limit: 50) {
                         if PolicySplit.fits(change, policy) { latest[policy.model] = change; break }
                         if change.id > lastSeen.load(ordering: .relaxed) {
-                            say("flywheel: warning: policy change \(change.id) for \(policy.model) cannot be applied (its split does not fit the policy); skipped")
+                            say(.warn, "policy change \(change.id) for \(policy.model) cannot be applied (its split does not fit the policy); skipped")
                         }
                     }
                 }
@@ -78,7 +79,7 @@ final class PolicySync: Sendable {
                 if lastSeen.load(ordering: .relaxed) >= 0 {
                     for (old, new) in zip(policies, effective) where latest[old.model].map({ $0.id > lastSeen.load(ordering: .relaxed) }) == true {
                         let change = latest[old.model]!
-                        say("flywheel: policy \(new.model): \(change.action) by \(change.source): \(PolicySplit.describe(new.variants))"
+                        say(.info, "policy \(new.model): \(change.action) by \(change.source): \(PolicySplit.describe(new.variants))"
                             + (change.reason.map { " (\($0))" } ?? ""))
                     }
                 }
@@ -87,7 +88,7 @@ final class PolicySync: Sendable {
             }
             return applied
         } catch {
-            say("flywheel: warning: cannot read policy changes (\(error)); the split in force stays")
+            say(.warn, "cannot read policy changes (\(error)); the split in force stays")
             return false
         }
     }

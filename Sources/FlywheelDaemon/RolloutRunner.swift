@@ -1,3 +1,4 @@
+import FlywheelOutput
 import FlywheelConfig
 import FlywheelJSON
 import FlywheelLoop
@@ -20,7 +21,7 @@ struct RolloutRunner {
     /// Checks the rollouts that are due; true when one recorded a change.
     mutating func check(_ policies: [GatewayConfiguration.TrafficPolicy],
                         changes: ((SQLitePolicyChangeStore) throws -> Void) throws -> Void,
-                        say: @Sendable (String) -> Void) -> Bool {
+                        say: @Sendable (LogLevel, String) -> Void) -> Bool {
         var changed = false
         let now = Date()
         for policy in policies {
@@ -30,7 +31,7 @@ struct RolloutRunner {
             do {
                 if try checkOne(policy, rollout, now: now, changes: changes, say: say) { changed = true }
             } catch {
-                say("flywheel: warning: rollout of \(policy.model) not checked: \(error)")
+                say(.warn, "rollout of \(policy.model) not checked: \(error)")
             }
         }
         return changed
@@ -38,7 +39,7 @@ struct RolloutRunner {
 
     private mutating func checkOne(_ policy: GatewayConfiguration.TrafficPolicy, _ rollout: GatewayConfiguration.TrafficPolicy.Rollout,
                                    now: Date, changes: ((SQLitePolicyChangeStore) throws -> Void) throws -> Void,
-                                   say: @Sendable (String) -> Void) throws -> Bool {
+                                   say: @Sendable (LogLevel, String) -> Void) throws -> Bool {
         if reader == nil { reader = try SQLiteLogReader(path: path) }
         if evals == nil { evals = try SQLiteEvalStore(path: path) }
         let target = rollout.target ?? policy.variants[0].target
@@ -77,7 +78,7 @@ struct RolloutRunner {
             let kind = why.prefix { !$0.isNumber }
             if lastHold[policy.model] != String(kind) {
                 lastHold[policy.model] = String(kind)
-                say("flywheel: rollout of \(target) for \(policy.model): holding at \(weight.percentText)%: \(why)")
+                say(.info, "rollout of \(target) for \(policy.model): holding at \(weight.percentText)%: \(why)")
             }
             return false
         case .done, .halted:
@@ -97,9 +98,9 @@ struct RolloutRunner {
                                           action: action, reason: reason, source: "daemon:rollout", evalRun: eval?.id))
         }
         if action == "rollout_rollback" {
-            say("flywheel: warning: rollout of \(target) for \(policy.model) rolled back to 0%: \(reason)")
+            say(.warn, "rollout of \(target) for \(policy.model) rolled back to 0%: \(reason)")
         } else {
-            say("flywheel: rollout of \(target) for \(policy.model): \(reason)")
+            say(.info, "rollout of \(target) for \(policy.model): \(reason)")
         }
         if let url = rollout.webhook {
             let weight = next.first { $0.target == target }?.weight ?? 0

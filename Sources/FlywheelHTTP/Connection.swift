@@ -54,6 +54,13 @@ final class Connection: EventLoopHandler {
     private var responseStarted = false
     private var isStreaming = false
     private var isChunked = false
+    // For the access log (only kept when the server has an observer).
+    private var accessMethod = "-"
+    private var accessPath = "-"
+    private var accessStartedNanos: UInt64 = 0
+    private var responseStatus = 0
+    private var responseBodyBytes = 0
+    private var responseRequestID: String?
 
     // Timers (CLOCK_MONOTONIC ns; 0 = not running).
     private var requestStartedNanos: UInt64 = 0
@@ -69,9 +76,9 @@ final class Connection: EventLoopHandler {
         self.transport = transport
         self.context = context
         self.remoteAddress = remoteAddress
-        let configuration = context.server.configuration
-        parser = HTTPParser(maxHeaderBytes: configuration.maxHeaderBytes, maxBodyBytes: configuration.maxBodyBytes,
-                            bodyLimit: configuration.bodyLimit)
+        let limits = context.server.limits
+        parser = HTTPParser(maxHeaderBytes: limits.maxHeaderBytes, maxBodyBytes: limits.maxBodyBytes,
+                            bodyLimit: context.server.configuration.bodyLimit)
         lastActivityNanos = MonotonicClock.now()
     }
 
@@ -126,7 +133,7 @@ final class Connection: EventLoopHandler {
         case .reading:
             if requestStartedNanos != 0 {
                 if server.requestTimeoutNanos > 0 && now &- requestStartedNanos > server.requestTimeoutNanos {
-                    sendProtocolError(status: 408, message: "request not received within \(server.configuration.requestTimeout) s")
+                    sendProtocolError(status: 408, message: "request not received within \(Double(server.requestTimeoutNanos) / 1e9) s")
                     return
                 }
             } else if output.isEmpty {
@@ -258,6 +265,14 @@ final class Connection: EventLoopHandler {
         isHTTP10 = request.version == .http1_0
         responseStarted = false
         isStreaming = false
+        if server.configuration.accessObserver != nil {
+            accessMethod = request.method
+            accessPath = request.path
+            accessStartedNanos = request.receivedAtNanos
+            responseStatus = 0
+            responseBodyBytes = 0
+            responseRequestID = nil
+        }
         let writer = HTTPResponseWriter(connection: LoopBound(self, loop: loop), server: server)
         self.writer = writer
         server.inFlight.add(1, ordering: .relaxed)
@@ -271,6 +286,7 @@ final class Connection: EventLoopHandler {
         responseStarted = true
         noteResponseConnectionHeader(response.headers)
         let bodyAllowed = HTTPResponseHead.allowsBody(response.status)
+        noteResponse(status: response.status, headers: response.headers, bodyBytes: bodyAllowed && !isHeadRequest ? response.body.count : 0)
         var head = takeHeadBuffer()
         HTTPResponseHead.write(
             status: response.status, headers: response.headers,
@@ -286,6 +302,7 @@ final class Connection: EventLoopHandler {
         responseStarted = true
         isStreaming = true
         noteResponseConnectionHeader(headers)
+        noteResponse(status: status, headers: headers, bodyBytes: 0)
         let bodyAllowed = HTTPResponseHead.allowsBody(status)
         isChunked = bodyAllowed && !isHTTP10
         if !isChunked && bodyAllowed { keepAlive = false } // close-delimited body
@@ -299,6 +316,7 @@ final class Connection: EventLoopHandler {
 
     func writeChunk(_ bytes: [UInt8], from sender: HTTPResponseWriter) {
         guard phase == .responding, writer === sender, isStreaming, !bytes.isEmpty, !isHeadRequest else { return }
+        responseBodyBytes += bytes.count
         if isChunked {
             var prefix = context.chunkPrefixBuffer
             context.chunkPrefixBuffer = []
@@ -336,6 +354,27 @@ final class Connection: EventLoopHandler {
         }
     }
 
+    // MARK: Access log
+
+    private func noteResponse(status: Int, headers: HTTPHeaders, bodyBytes: Int) {
+        guard server.configuration.accessObserver != nil else { return }
+        responseStatus = status
+        responseBodyBytes = bodyBytes
+        responseRequestID = headers["x-request-id"]
+    }
+
+    /// Hands the request's access record to the server's observer, once per request.
+    private func reportAccess(_ ending: HTTPAccessRecord.Ending, writer: HTTPResponseWriter?) {
+        guard let observer = server.configuration.accessObserver else { return }
+        let record = HTTPAccessRecord(
+            remoteAddress: remoteAddress, method: accessMethod, path: accessPath, status: responseStatus,
+            bodyBytes: responseBodyBytes, durationNanos: MonotonicClock.now() &- accessStartedNanos,
+            requestID: responseRequestID, notes: writer?.notesForAccessLog ?? [], ending: ending)
+        accessMethod = "-"
+        accessPath = "-"
+        observer(record)
+    }
+
     // MARK: Shutdown
 
     /// The shutdown's grace period ran out. A response in progress gets its `onClose` callbacks with
@@ -357,6 +396,7 @@ final class Connection: EventLoopHandler {
             if phase == .responding, let unfinished = writer {
                 writer = nil
                 isStreaming = false
+                reportAccess(.serverShutdown, writer: unfinished)
                 server.inFlight.subtract(1, ordering: .relaxed)
                 unfinished.markClosed(.serverShutdown)
                 closeAfterFlush()
@@ -394,6 +434,7 @@ final class Connection: EventLoopHandler {
         writer = nil
         isStreaming = false
         closeCallbacks.removeAll()
+        reportAccess(.completed, writer: finished)
         finished.markFinished()
         server.inFlight.subtract(1, ordering: .relaxed)
         if keepAlive && !server.isDraining.load(ordering: .relaxed) {
@@ -421,6 +462,18 @@ final class Connection: EventLoopHandler {
         var response = server.configuration.errorRenderer(status, message)
         if status == 503 && !response.headers.contains("Retry-After") {
             response.headers.add("Retry-After", Self.retryAfterSeconds)
+        }
+        if server.configuration.accessObserver != nil {
+            if writer == nil {
+                // A request that never reached the responder (unparseable, too large, too slow, over a limit).
+                accessMethod = "-"
+                accessPath = "-"
+                accessStartedNanos = requestStartedNanos != 0 ? requestStartedNanos : MonotonicClock.now()
+                responseRequestID = nil
+            }
+            responseStatus = status
+            responseBodyBytes = response.body.count
+            if writer == nil { reportAccess(.completed, writer: nil) }
         }
         var head = takeHeadBuffer()
         HTTPResponseHead.write(
@@ -524,6 +577,7 @@ final class Connection: EventLoopHandler {
         if let finished = writer {
             // An error response replaced an exchange the responder still owned; the client will not see it.
             writer = nil
+            reportAccess(.completed, writer: finished)
             server.inFlight.subtract(1, ordering: .relaxed)
             finished.markFinished()
         }
@@ -567,6 +621,7 @@ final class Connection: EventLoopHandler {
             server.inFlight.subtract(1, ordering: .relaxed)
             let reason: HTTPCloseReason = shutdownNotified || server.isForceClosing.load(ordering: .relaxed)
                 ? .serverShutdown : .clientDisconnected
+            reportAccess(reason == .serverShutdown ? .serverShutdown : .clientGone, writer: abandoned)
             abandoned.markClosed(reason)
             let callbacks = closeCallbacks
             closeCallbacks = []

@@ -15,6 +15,8 @@ public final class HTTPResponseWriter: Sendable {
     private let connection: LoopBound<Connection>
     private let server: HTTPServerState
     private let status = Atomic<UInt8>(Status.open.rawValue)
+    /// Fields the responder adds to this request's access-log line.
+    private let accessNotes = Mutex<[(String, String)]>([])
 
     init(connection: LoopBound<Connection>, server: HTTPServerState) {
         self.connection = connection
@@ -94,6 +96,18 @@ public final class HTTPResponseWriter: Sendable {
             loop.execute { connection.value.abort(from: self) }
         }
     }
+
+    /// Whether the server keeps an access log; when false, `noteForAccessLog` need not be called. Any thread.
+    public var recordsAccess: Bool { server.configuration.accessObserver != nil }
+
+    /// Adds `key=value` to the request's access-log line (model, route, key id...); never a secret. Any thread;
+    /// notes added after the response ended are not seen.
+    public func noteForAccessLog(_ key: String, _ value: String) {
+        guard recordsAccess else { return }
+        accessNotes.withLock { $0.append((key, value)) }
+    }
+
+    var notesForAccessLog: [(String, String)] { accessNotes.withLock { $0 } }
 
     /// The event loop that owns the connection (responders are called on it; calls made there act at once).
     /// Any thread.

@@ -48,6 +48,15 @@ public final class HTTPServer: Sendable {
         }
     }
 
+    /// The limits in force now.
+    public var limits: HTTPServerLimits { state.limits }
+
+    /// Changes the limits while the server runs (a configuration reload); no connection is dropped. The timeouts
+    /// and caps hold for every connection from its next check, header and body sizes for new connections.
+    public func updateLimits(_ limits: HTTPServerLimits) {
+        state.setLimits(limits)
+    }
+
     /// The server's event loops, one per thread, available right after `init` (their threads run from `start`
     /// until `shutdown`). Empty only if creating them failed (out of descriptors); `start` then throws that error.
     /// Tasks given to a loop's `execute` before `start` run once it starts.
@@ -235,7 +244,7 @@ public final class HTTPServer: Sendable {
         let remote = address.description
         let open = server.openConnections.add(1, ordering: .relaxed).newValue
         let here = contexts[0]
-        if open > server.configuration.maxConnections {
+        if open > server.maxConnections.load(ordering: .relaxed) {
             Connection.open(socket: socket, context: here.value, remoteAddress: remote, rejectStatus: 503)
             return
         }

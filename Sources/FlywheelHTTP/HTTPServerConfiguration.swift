@@ -42,6 +42,9 @@ public struct HTTPServerConfiguration: Sendable {
     /// that accepting stopped for lack of file descriptors (or kernel memory) and that it resumed. Called on the
     /// accepting loop's thread; must return quickly. Nil: not said.
     public var report: (@Sendable (_ line: String) -> Void)? = nil
+    /// Called on the connection's loop once per request when its response ends (an access log); nil: nothing is
+    /// recorded, at no cost. It must not block: queue the line and return.
+    public var accessObserver: (@Sendable (HTTPAccessRecord) -> Void)? = nil
 
     public init(host: String = "127.0.0.1", port: UInt16 = 8080) {
         self.host = host

@@ -2,13 +2,21 @@ import FlywheelSockets
 import Synchronization
 
 /// State shared by all loops of one server: configuration, responder, counters, shutdown flags.
-/// Thread-safe: immutable lets and atomics only.
+/// Thread-safe: immutable lets, atomics and the limits behind a lock.
 final class HTTPServerState: Sendable {
+    /// As the server was created; the limits in it may since have changed (`limits`).
     let configuration: HTTPServerConfiguration
     let responder: any HTTPResponder
-    let requestTimeoutNanos: UInt64
-    let idleTimeoutNanos: UInt64
-    let writeTimeoutNanos: UInt64
+    /// The limits in force (`HTTPServer.updateLimits`); the hot ones are mirrored in atomics below.
+    private let currentLimits: Mutex<HTTPServerLimits>
+    private let requestTimeout = Atomic<UInt64>(0)
+    private let idleTimeout = Atomic<UInt64>(0)
+    private let writeTimeout = Atomic<UInt64>(0)
+    let maxConnections = Atomic<Int>(0)
+    private let maxBufferedBodyBytes = Atomic<Int>(0)
+    var requestTimeoutNanos: UInt64 { requestTimeout.load(ordering: .relaxed) }
+    var idleTimeoutNanos: UInt64 { idleTimeout.load(ordering: .relaxed) }
+    var writeTimeoutNanos: UInt64 { writeTimeout.load(ordering: .relaxed) }
 
     /// Accepted sockets not yet closed (including ones answering 503 or lingering before close).
     let openConnections = Atomic<Int>(0)
@@ -29,15 +37,27 @@ final class HTTPServerState: Sendable {
     init(configuration: HTTPServerConfiguration, responder: any HTTPResponder) {
         self.configuration = configuration
         self.responder = responder
-        requestTimeoutNanos = MonotonicClock.nanoseconds(configuration.requestTimeout)
-        idleTimeoutNanos = MonotonicClock.nanoseconds(configuration.idleTimeout)
-        writeTimeoutNanos = MonotonicClock.nanoseconds(configuration.writeTimeout)
+        currentLimits = Mutex(configuration.limits)
+        setLimits(configuration.limits)
+    }
+
+    /// The limits in force. Any thread.
+    var limits: HTTPServerLimits { currentLimits.withLock { $0 } }
+
+    /// Replaces the limits; see `HTTPServerLimits` for when each takes effect. Any thread.
+    func setLimits(_ limits: HTTPServerLimits) {
+        currentLimits.withLock { $0 = limits }
+        requestTimeout.store(MonotonicClock.nanoseconds(limits.requestTimeout), ordering: .relaxed)
+        idleTimeout.store(MonotonicClock.nanoseconds(limits.idleTimeout), ordering: .relaxed)
+        writeTimeout.store(MonotonicClock.nanoseconds(limits.writeTimeout), ordering: .relaxed)
+        maxConnections.store(limits.maxConnections, ordering: .relaxed)
+        maxBufferedBodyBytes.store(limits.maxBufferedBodyBytes, ordering: .relaxed)
     }
 
     /// Reserves `count` more body bytes from the server-wide budget; false (nothing reserved) if that would
     /// pass `maxBufferedBodyBytes`. Any thread.
     func reserveBodyBytes(_ count: Int) -> Bool {
-        let limit = configuration.maxBufferedBodyBytes
+        let limit = maxBufferedBodyBytes.load(ordering: .relaxed)
         guard limit > 0 else {
             bufferedBodyBytes.add(count, ordering: .relaxed)
             return true

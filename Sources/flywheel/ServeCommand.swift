@@ -3,6 +3,7 @@ import ArgumentParser
 import Foundation
 import CLinux
 import FlywheelDaemon
+import FlywheelOutput
 
 struct ServeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -36,14 +37,26 @@ struct ServeCommand: ParsableCommand {
     @Flag(name: .long, help: "Listen on a non-loopback address even when no API key exists (as auth.allow_open: true).")
     var allowOpen = false
 
+    @Option(name: .long, help: "The daemon's output: debug, info, warn or error and up (overrides server.log_level).")
+    var logLevel: String?
+
+    @Option(name: .long, help: "The daemon's output as text (time level message key=value) or json, one object per line (overrides server.log_format).")
+    var logFormat: String?
+
     func run() throws {
-        let environment = ProcessInfo.processInfo.environment
-        var settings: GatewayConfiguration
-        do {
-            settings = try config.map { try GatewayConfiguration.load(path: $0, environment: environment) } ?? GatewayConfiguration()
-        } catch {
-            Console.error("flywheel: error: \(error)")
-            throw ExitCode(StartupExit.configuration)
+        let output = DaemonOutput.standardError
+        if let logFormat, let format = LogFormat(rawValue: logFormat) { output.configure(level: output.level, format: format) }
+        /// Says `message` as an error, waits for it to be written, and exits with `code`.
+        func fail(_ message: String, _ code: Int32) -> ExitCode {
+            output.error(message)
+            output.flush()
+            return ExitCode(code)
+        }
+        for (flag, value, names) in [("--log-level", logLevel, GatewayConfiguration.logLevelNames),
+                                     ("--log-format", logFormat, GatewayConfiguration.logFormatNames)] {
+            if let value, !names.contains(value) {
+                throw ValidationError("\(flag) must be one of \(names.joined(separator: ", ")), got '\(value)'")
+            }
         }
         let locals: [GatewayConfiguration.LocalModelSettings]
         do {
@@ -51,11 +64,16 @@ struct ServeCommand: ParsableCommand {
         } catch {
             throw ValidationError("\(error)")
         }
-        settings.applyOverrides(listen: listen, database: db, upstreamURL: upstreamURL,
-                                upstreamKey: environment[upstreamKeyEnv], localModels: locals, threads: threads)
-        if allowOpen { settings.auth.allowOpen = true }
+        let settings: GatewayConfiguration
+        do {
+            settings = try readSettings(locals: locals)
+        } catch let error as ConfigurationError {
+            throw fail("\(error)", StartupExit.configuration)
+        } catch {
+            throw error
+        }
         if settings.routes.isEmpty && settings.localModels.isEmpty {
-            throw ValidationError("Nothing to route to: pass --upstream-url URL or --local-model NAME=PATH, or give routes or local_models in --config.")
+            throw ValidationError(Self.nothingToRoute)
         }
         // Block the termination signals before any thread exists, so only our waiter ever receives them.
         TerminationSignals.block()
@@ -63,67 +81,62 @@ struct ServeCommand: ParsableCommand {
         // burst: without this, each request's allocations grow and shrink a heap with mprotect calls.
         fw_tune_malloc(64 << 20, 16 << 20)
         let server: Daemon
+        let source: @Sendable () throws -> GatewayConfiguration = { [self] in
+            let next = try readSettings(locals: locals)
+            if next.routes.isEmpty && next.localModels.isEmpty { throw ConfigurationError(Self.nothingToRoute) }
+            return next
+        }
         do {
-            server = try Daemon(configuration: settings)
+            server = try Daemon(configuration: settings, output: output, source: source)
         } catch {
             // A bad config value or model file is not a usage mistake: the message alone, no usage text.
-            Console.error("flywheel: error: \(error)")
-            throw ExitCode(StartupExit.configuration)
+            throw fail("\(error)", StartupExit.configuration)
         }
         let url: String
         do {
             url = try server.start()
         } catch {
-            Console.error("flywheel: error: cannot start listening on \(settings.server.listen): \(error)")
-            throw ExitCode(StartupExit.unavailable)
+            throw fail("cannot start listening on \(settings.server.listen): \(error)", StartupExit.unavailable)
         }
-        Console.error("flywheel: listening on \(url)")
-        Console.error("flywheel: \(server.authSummary)")
-        let config = self.config
-        server.setReloader { [weak server] in
-            guard let server else { return [] }
-            return try server.reload(Self.settings(config: config, environment: environment, locals: locals))
+        output.info("listening on \(url)")
+        if server.authSummary.hasPrefix("warning: ") {
+            output.warn(String(server.authSummary.dropFirst("warning: ".count)))
+        } else {
+            output.info(server.authSummary)
         }
         for model in server.localModels {
-            Console.error("flywheel: local model '\(model.name)' from \(model.path): \(model.summary)")
+            output.info("local model '\(model.name)' from \(model.path): \(model.summary)")
             if let problem = model.chatTemplateProblem {
-                Console.error("flywheel: warning: \(problem); chat requests for '\(model.name)' will be refused")
+                output.warn("\(problem); chat requests for '\(model.name)' will be refused")
             }
         }
         for policy in settings.policies where server.localModels.contains(where: { $0.name == policy.model }) {
-            Console.error("flywheel: warning: the traffic policy for '\(policy.model)' takes every request for that name; the local model '\(policy.model)' answers only as one of its targets")
+            output.warn("the traffic policy for '\(policy.model)' takes every request for that name; the local model '\(policy.model)' answers only as one of its targets")
         }
-        Console.error("flywheel: logging to \(settings.log.path); routes: \((server.localModels.map(\.name) + settings.routes.map(\.model)).joined(separator: ", "))")
+        output.info("logging to \(settings.log.path); routes: \((server.localModels.map(\.name) + settings.routes.map(\.model)).joined(separator: ", "))")
         var signal = TerminationSignals.wait()
         while signal == SIGHUP {
-            reload(server, environment: environment, locals: locals)
+            _ = server.reload()
             signal = TerminationSignals.wait()
         }
-        Console.error("flywheel: received \(signal == SIGINT ? "SIGINT" : "SIGTERM"), draining (up to \(settings.server.shutdownGrace) s)")
+        output.info("received \(signal == SIGINT ? "SIGINT" : "SIGTERM"), draining (up to \(server.configuration.server.shutdownGrace) s)")
         TerminationSignals.unblock()
         server.shutdown()
-        Console.error("flywheel: stopped")
+        output.info("stopped")
+        output.flush()
     }
 
-    /// SIGHUP: reads the configuration again and serves its `local_models` (plus the `--local-model` flags) and
-    /// its `policies` without a restart. Anything else in the file takes effect at the next start. A failure
-    /// changes nothing.
-    private func reload(_ server: Daemon, environment: [String: String], locals: [GatewayConfiguration.LocalModelSettings]) {
-        do {
-            let settings = try Self.settings(config: config, environment: environment, locals: locals)
-            for line in try server.reload(settings) { Console.error("flywheel: reloaded \(line)") }
-        } catch {
-            Console.error("flywheel: reload failed, still serving the previous local models and policies: \(error)")
-        }
-    }
-}
+    static let nothingToRoute = "Nothing to route to: pass --upstream-url URL or --local-model NAME=PATH, or give routes or local_models in --config."
 
-extension ServeCommand {
-    /// The configuration as a reload reads it: the file again, with the `--local-model` flags.
-    static func settings(config: String?, environment: [String: String],
-                         locals: [GatewayConfiguration.LocalModelSettings]) throws -> GatewayConfiguration {
+    /// The configuration file (if any) with the flags on top: at start, and again for every reload.
+    private func readSettings(locals: [GatewayConfiguration.LocalModelSettings]) throws -> GatewayConfiguration {
+        let environment = ProcessInfo.processInfo.environment
         var settings = try config.map { try GatewayConfiguration.load(path: $0, environment: environment) } ?? GatewayConfiguration()
-        settings.applyOverrides(listen: nil, database: nil, upstreamURL: nil, upstreamKey: nil, localModels: locals, threads: nil)
+        settings.applyOverrides(listen: listen, database: db, upstreamURL: upstreamURL,
+                                upstreamKey: environment[upstreamKeyEnv], localModels: locals, threads: threads)
+        if let logLevel { settings.server.logLevel = logLevel }
+        if let logFormat { settings.server.logFormat = logFormat }
+        if allowOpen { settings.auth.allowOpen = true }
         return settings
     }
 }

@@ -35,7 +35,7 @@ from helpers import httpx, poll
 REPO_ROOT = Path(__file__).resolve().parents[2]
 UPSTREAM_KEY = "sk-upstream-secret-from-env"
 CLIENT_KEY = "sk-client-key-must-not-leak"
-LISTEN_RE = re.compile(r"flywheel: listening on http://127\.0\.0\.1:(\d+)")
+LISTEN_RE = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
 START_TIMEOUT = 20.0
 CLI_TIMEOUT = 15.0
 LOG_TIMEOUT = 5.0   # contract: a finished request is in the log within ~1 s
@@ -171,7 +171,7 @@ class Flywheel:
                             f"cmd: {' '.join(self.cmd)}\nstderr:\n{self.stderr()}", pytrace=False)
             time.sleep(0.02)
         self.proc.kill()
-        pytest.fail(f"flywheel did not print 'flywheel: listening on http://127.0.0.1:PORT' within "
+        pytest.fail(f"flywheel did not print 'listening on http://127.0.0.1:PORT' within "
                     f"{START_TIMEOUT}s.\ncmd: {' '.join(self.cmd)}\nstderr:\n{self.stderr()}", pytrace=False)
 
     # --- addresses and clients

@@ -54,7 +54,7 @@ CHATML = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
-LISTEN_RE = re.compile(r"flywheel: listening on (http://\S+)")
+LISTEN_RE = re.compile(r"listening on (http://\S+)")
 T0 = time.monotonic()
 
 
@@ -328,7 +328,7 @@ class Daemon:
         self.write_config(models)
         mark = len(self.lines)
         self.proc.send_signal(signal.SIGHUP)
-        line = self.wait_for(re.compile(r"flywheel: (reloaded|reload failed)"), mark)
+        line = self.wait_for(re.compile(r"(reloaded changes=|reload failed)"), mark)
         if "reload failed" in line:
             raise SmokeFailure(line)
 

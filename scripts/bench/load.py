@@ -59,7 +59,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parents[2]
-LISTEN_RE = re.compile(r"flywheel: listening on http://[^:]+:(\d+)")
+LISTEN_RE = re.compile(r"listening on http://[^:]+:(\d+)")
 WORDS = ("the quick brown fox jumps over the lazy dog while a flywheel keeps spinning and "
          "every request teaches the small model something new about the product ").split()
 # llama.cpp's end-of-generation names (Flywheel's tokenizer uses the same rule).

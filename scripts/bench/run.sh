@@ -105,7 +105,7 @@ if [[ $DIRECT_ONLY == 0 ]]; then
       >"$OUT/flywheel.stdout" 2>"$OUT/flywheel.stderr" &
   FW_PID=$!
   deadline=$((SECONDS + 20))
-  until grep -q "flywheel: listening on http://127.0.0.1:" "$OUT/flywheel.stderr" 2>/dev/null; do
+  until grep -q "listening on http://127.0.0.1:" "$OUT/flywheel.stderr" 2>/dev/null; do
     kill -0 "$FW_PID" 2>/dev/null || { echo "flywheel exited early:"; cat "$OUT/flywheel.stderr"; FW_PID=""; exit 1; }
     (( SECONDS < deadline )) || { echo "flywheel did not start within 20 s"; cat "$OUT/flywheel.stderr"; exit 1; }
     sleep 0.05

@@ -25,8 +25,9 @@ extension Gateway {
     /// 413 for a feedback body over `feedback.max_body_bytes`, in any shape. The daemon's HTTP server refuses
     /// such bodies from their head already (`bodyLimit`); this holds for a gateway served without that limit.
     func feedbackTooLarge(_ request: GatewayRequest) -> HTTPResponse? {
-        guard request.http.body.count > configuration.feedback.maxBodyBytes else { return nil }
-        return OpenAIError(status: 413, message: "Feedback bodies are limited to \(configuration.feedback.maxBodyBytes) bytes.",
+        let limit = request.settings.configuration.feedback.maxBodyBytes
+        guard request.http.body.count > limit else { return nil }
+        return OpenAIError(status: 413, message: "Feedback bodies are limited to \(limit) bytes.",
                            type: "invalid_request_error", code: "request_too_large").response(requestID: request.requestID)
     }
 
@@ -37,11 +38,12 @@ extension Gateway {
                          respond: @escaping @Sendable (Result<FeedbackSubmission, StoreError>) -> HTTPResponse) {
         let writer = request.writer
         let requestID = request.requestID
-        let answer = FeedbackAnswer(writer: writer, requestID: requestID, waitTimeout: configuration.feedback.waitTimeout)
+        let waitTimeout = request.settings.configuration.feedback.waitTimeout
+        let answer = FeedbackAnswer(writer: writer, requestID: requestID, waitTimeout: waitTimeout)
         let log = ledger.log
         // The same deadline for the store: feedback answered 503 is then never written behind the client's back
         // (unless the writer had already started on it; a retry with the same Idempotency-Key is then a duplicate).
-        let deadline = DispatchTime.now() + configuration.feedback.waitTimeout
+        let deadline = DispatchTime.now() + waitTimeout
         let submit: @Sendable () -> Void = {
             log.submitFeedback(feedback, deadline: deadline) { result in answer.send(respond(result)) }
         }

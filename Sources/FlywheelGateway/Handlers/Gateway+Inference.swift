@@ -45,6 +45,8 @@ extension Gateway {
             requestText: String(decoding: http.body, as: UTF8.self))
         context.tags = Self.parseTags(http.headers["x-flywheel-tags"])
         context.clientKeyID = request.clientKeyID
+        context.settings = request.settings
+        if request.writer.recordsAccess { context.accessLog = request.writer }
         return context
     }
 
@@ -144,12 +146,13 @@ extension Gateway {
     func dispatch(_ target: String, object: JSONObject, body: [UInt8], endpoint: InferenceEndpoint, context: RequestContext,
                   writer: any ResponseSink, fallback: Fallback? = nil) {
         var context = context
+        let settings = context.settings ?? self.settings
         if let (entry, inference) = localModel(named: target) {
             context.route = "local"
             return serveLocally(object, entry: entry, inference: inference, endpoint: endpoint, context: context, writer: writer,
                                 fallback: fallback)
         }
-        guard let route = router.route(forModel: target) else {
+        guard let route = settings.router.route(forModel: target) else {
             // A policy's target can vanish with a reload; without a policy the name is simply unknown.
             if let fallback, fallback.handOver("unavailable") { return }
             let error: OpenAIError = context.decision == nil ? .modelNotFound(target)
@@ -170,7 +173,7 @@ extension Gateway {
         let upstreamRequest = UpstreamRequest(method: "POST", path: endpoint.upstreamPath, headers: headers, body: upstreamBody,
                                               endpoints: route.endpoints, timeouts: route.timeouts, retry: route.retry)
         let exchange = ProxyExchange(ledger: ledger, writer: writer, context: context,
-                                     maxResponseBytes: configuration.server.maxResponseBytes, fallback: fallback)
+                                     maxResponseBytes: settings.configuration.server.maxResponseBytes, fallback: fallback)
         exchange.start(upstreamRequest, client: upstreams.client(for: writer.eventLoop))
     }
 

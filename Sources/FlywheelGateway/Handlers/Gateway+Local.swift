@@ -22,7 +22,7 @@ extension Gateway {
         }
         let chat = endpoint == .chatCompletions
         do throws(OpenAIError) {
-            let options = try LocalGenerationOptions(object, chat: chat, maxTokensLimit: configuration.inference.maxTokensLimit)
+            let options = try LocalGenerationOptions(object, chat: chat, maxTokensLimit: (context.settings ?? settings).configuration.inference.maxTokensLimit)
             if let bad = options.sampling.logitBias.keys.first(where: { Int($0) >= entry.vocabularySize }) {
                 throw .invalidRequest("'logit_bias' names token \(bad), but the vocabulary has \(entry.vocabularySize) tokens.", param: "logit_bias", code: OpenAIError.localModelLimit)
             }

@@ -10,8 +10,9 @@ import Synchronization
 /// route table, the endpoint's access check, then its handler. Never blocks the loop: upstream work runs on
 /// the loop's own curl multi handle, generations on the inference thread, log rows on the writer thread.
 public final class Gateway: HTTPResponder {
-    let configuration: GatewayConfiguration
-    let router: ModelRouter
+    /// The configuration's routes, keys, prices and limits in force; swapped whole by `apply` (a reload).
+    /// A request reads it once, when it arrives, and keeps that one to its end.
+    private let current: Mutex<GatewaySettings>
     let upstreams: UpstreamPool
     let ledger: RequestLedger
     public let metrics: GatewayMetrics
@@ -21,7 +22,6 @@ public final class Gateway: HTTPResponder {
     let admin: Mutex<AdminAccess>
     /// Runs the daemon's reload (the one SIGHUP runs) for `POST /admin/reload`; set by the daemon.
     let reloader = Mutex<(@Sendable () throws -> [String])?>(nil)
-    let signature: WebhookSignature?
     /// Models served in process, by request name, and the facade that runs them (nil when there is none);
     /// local models take precedence over routes. Swapped as a whole by `setLocalModels` (a reload).
     private let local: Mutex<(models: [String: LocalModelAdapter], inference: LocalInference?)>
@@ -38,21 +38,37 @@ public final class Gateway: HTTPResponder {
 
     public init(configuration: GatewayConfiguration, upstreams: UpstreamPool, log: any LogSink, metrics: GatewayMetrics = GatewayMetrics(),
                 localModels: [LocalModelAdapter] = [], inference: LocalInference? = nil) {
-        self.configuration = configuration
-        self.router = ModelRouter(configuration: configuration)
+        let settings = GatewaySettings(configuration)
+        self.current = Mutex(settings)
         self.upstreams = upstreams
         self.metrics = metrics
-        self.ledger = RequestLedger(log: log, metrics: metrics, prices: PriceTable(configuration.prices))
+        self.ledger = RequestLedger(log: log, metrics: metrics, prices: settings.prices)
         self.authenticator = APIKeyAuthenticator(keys: configuration.auth.keys)
         self.admin = Mutex(AdminAccess(adminKey: configuration.auth.adminKey, metricsRequireAdmin: configuration.auth.metricsRequireAdmin))
-        self.signature = configuration.feedback.webhookSecret.map {
-            WebhookSignature(secret: $0, tolerance: configuration.feedback.signatureTolerance)
-        }
         let locals = Dictionary(localModels.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         self.local = Mutex((locals, inference))
-        self.catalog = ModelCatalog(localNames: localModels.map(\.name), router: router, upstreams: upstreams)
+        self.catalog = ModelCatalog(localNames: localModels.map(\.name), router: settings.router, upstreams: upstreams)
         self.policies = PolicyTable(configuration.policies)
         self.routes = Self.routeTable()
+    }
+
+    /// The settings in force now. A request reads them once (`GatewayRequest.settings`); this is for work that
+    /// belongs to no request.
+    public var settings: GatewaySettings { current.withLock { $0 } }
+    /// The configuration in force now (routes, keys, prices, limits as last applied).
+    public var configuration: GatewayConfiguration { settings.configuration }
+    var router: ModelRouter { settings.router }
+
+    /// Serves `configuration`'s routes, upstreams, webhook secret, prices and request limits from now on (a
+    /// reload): one swap, so each request sees the old set or the new one, never a mix; requests already running
+    /// finish on the set they started with. Then the configured client keys and admin key (`setAuth`). Local
+    /// models and policies have their own setters.
+    public func apply(_ configuration: GatewayConfiguration) {
+        let settings = GatewaySettings(configuration)
+        current.withLock { $0 = settings }
+        setAuth(configuration.auth)
+        ledger.setPrices(settings.prices)
+        catalog.setRouter(settings.router)
     }
 
     /// Every endpoint the gateway answers. Handlers get the gateway passed in, so the table holds no reference
@@ -140,7 +156,7 @@ public final class Gateway: HTTPResponder {
         let requestID = RequestID.resolve(clientValue: request.headers["x-request-id"])
         let path = Self.normalized(request.path)
         let endpoint: RouteTable.Endpoint
-        var incoming = GatewayRequest(http: request, requestID: requestID, writer: writer)
+        var incoming = GatewayRequest(http: request, requestID: requestID, writer: writer, settings: settings)
         switch routes.match(method: request.method, path: path) {
         case .notFound:
             return writer.send(OpenAIError.notFound(path: request.path).response(requestID: requestID))
@@ -152,7 +168,9 @@ public final class Gateway: HTTPResponder {
             endpoint = found
             incoming.pathRest = rest
         }
-        if let refusal = checkAccess(endpoint.access, &incoming) {
+        let refusal = checkAccess(endpoint.access, &incoming)
+        if let keyID = incoming.clientKeyID, writer.recordsAccess { writer.noteForAccessLog("key_id", keyID) }
+        if let refusal {
             if endpoint.access == .dashboard, path == "/", refusal.status == 401, admin.withLock({ $0.isConfigured }) {
                 // A browser is sent to the login form (HTTP Basic with the admin key as password works too, for
                 // tools and for browsers given the credentials).
@@ -195,9 +213,9 @@ public final class Gateway: HTTPResponder {
             case .notLoopback: return .adminOnlyOnLoopback()
             case .unconfigured: return checkAccess(.browser, &request)
             }
-        case .webhook where signature != nil:
+        case .webhook where request.settings.signature != nil:
             // Webhooks prove themselves by signing the exact bytes they sent.
-            guard let signature else { return nil }
+            guard let signature = request.settings.signature else { return nil }
             switch signature.verify(header: request.http.headers["x-flywheel-signature"], body: request.http.body,
                                     nowSeconds: WallClock.unixMillis() / 1000) {
             case .valid: return nil

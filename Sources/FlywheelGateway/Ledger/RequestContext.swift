@@ -22,6 +22,10 @@ struct RequestContext: Sendable {
     var decision: PolicyDecision?
     /// For a shadow run: the request it shadows. Shadow runs are logged but kept out of the request metrics.
     var shadowOf: String?
+    /// The gateway's settings when the request arrived (routes, prices, limits); nil: the ones in force.
+    var settings: GatewaySettings?
+    /// The client's response writer when the server keeps an access log: the ledger notes model and route there.
+    var accessLog: HTTPResponseWriter?
     /// Called once the ledger has written the request's end (a shadow run frees its place with it).
     var onFinish: (@Sendable () -> Void)?
 

@@ -2,6 +2,7 @@ import FlywheelHTTP
 import FlywheelSockets
 import FlywheelJSON
 import FlywheelStore
+import Synchronization
 
 /// The one place a request's end is written down: turns a `RequestOutcome` into the log row and the metrics,
 /// and tells feedback waiting for the request that its row is queued. Every exchange ends here, exactly once.
@@ -9,7 +10,8 @@ import FlywheelStore
 final class RequestLedger: Sendable {
     let log: any LogSink
     let metrics: GatewayMetrics
-    let prices: PriceTable
+    /// The prices in force, for rows whose context carries none of its own (see `RequestContext.settings`).
+    private let prices: Mutex<PriceTable>
     let inFlight = InFlightRequests()
     /// The dashboard's live tail.
     let recent = RecentRequests()
@@ -19,8 +21,11 @@ final class RequestLedger: Sendable {
     init(log: any LogSink, metrics: GatewayMetrics, prices: PriceTable) {
         self.log = log
         self.metrics = metrics
-        self.prices = prices
+        self.prices = Mutex(prices)
     }
+
+    /// The prices of rows from now on (a reload); requests already running keep the ones they started with.
+    func setPrices(_ table: PriceTable) { prices.withLock { $0 = table } }
 
     /// A logged request started: it counts as in flight, and feedback for its id waits for its row.
     func begin(_ context: RequestContext) {
@@ -39,6 +44,11 @@ final class RequestLedger: Sendable {
         log.enqueue(row)
         if let key = context.clientKeyID, context.shadowOf == nil {
             keyUsage.record(keyID: key, tokens: row.totalTokens ?? 0, costUSD: row.costUSD ?? 0, now: Int64(now / 1_000_000_000))
+        }
+        if context.shadowOf == nil, let access = context.accessLog {
+            access.noteForAccessLog("model", row.modelRequested ?? "-")
+            access.noteForAccessLog("route", row.route ?? "-")
+            if let target = row.variant ?? row.upstream { access.noteForAccessLog("target", target) }
         }
         inFlight.end(context.requestID)
         context.onFinish?()
@@ -69,6 +79,7 @@ final class RequestLedger: Sendable {
         r.promptTokens = outcome.usage.prompt
         r.completionTokens = outcome.usage.completion
         r.totalTokens = outcome.usage.total ?? outcome.usage.sum
+        let prices = context.settings?.prices ?? self.prices.withLock { $0 }
         r.costUSD = prices.cost(requestedModel: context.modelRequested, servedModel: r.modelServed,
                                 promptTokens: r.promptTokens, completionTokens: r.completionTokens)
         if let error = outcome.error {

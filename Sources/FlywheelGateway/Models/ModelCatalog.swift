@@ -15,7 +15,8 @@ final class ModelCatalog: Sendable {
     static let fetchSeconds = 5.0
 
     private let localNames: Mutex<[String]>
-    private let router: ModelRouter
+    /// The routes in force, and how many reloads replaced them (a fetch for older routes is not cached).
+    private let current: Mutex<(router: ModelRouter, generation: Int)>
     private let upstreams: UpstreamPool
 
     private struct Cached {
@@ -27,27 +28,28 @@ final class ModelCatalog: Sendable {
 
     init(localNames: [String], router: ModelRouter, upstreams: UpstreamPool) {
         self.localNames = Mutex(localNames)
-        self.router = router
+        self.current = Mutex((router, 0))
         self.upstreams = upstreams
     }
 
     /// The merged list; `complete` is false when an upstream's list could not be had (and none was cached).
     func list(loop: HTTPEventLoop, _ completion: @escaping @Sendable (_ models: [JSON], _ complete: Bool) -> Void) {
+        let (router, generation) = current.withLock { $0 }
         let wildcards = router.wildcardRoutes
-        guard !wildcards.isEmpty else { return completion(merged(), true) }
+        guard !wildcards.isEmpty else { return completion(merged(router), true) }
         let remaining = Atomic<Int>(wildcards.count)
         let complete = Atomic<Bool>(true)
         for (index, route) in wildcards {
-            refresh(index: index, route: route, loop: loop) { [self] ok in
+            refresh(index: index, route: route, generation: generation, loop: loop) { [self] ok in
                 if !ok { complete.store(false, ordering: .relaxed) }
                 if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
-                    completion(merged(), complete.load(ordering: .relaxed))
+                    completion(merged(router), complete.load(ordering: .relaxed))
                 }
             }
         }
     }
 
-    private func refresh(index: Int, route: ResolvedRoute, loop: HTTPEventLoop, _ done: @escaping @Sendable (Bool) -> Void) {
+    private func refresh(index: Int, route: ResolvedRoute, generation: Int, loop: HTTPEventLoop, _ done: @escaping @Sendable (Bool) -> Void) {
         let now = MonotonicClock.now()
         enum Step { case fresh, wait, fetch }
         let step = cache.withLock { table -> Step in
@@ -77,9 +79,10 @@ final class ModelCatalog: Sendable {
                let data = (try? JSONParser.parse(response.body))?["data"]?.arrayValue {
                 models = data.filter { $0["id"]?.stringValue != nil }
             }
+            let stale = current.withLock { $0.generation != generation }
             let waiters = cache.withLock { table -> [@Sendable (Bool) -> Void] in
                 var entry = table[index] ?? Cached()
-                if let models {
+                if let models, !stale {
                     entry.models = models
                     entry.fetchedAtNanos = MonotonicClock.now()
                 }
@@ -95,7 +98,7 @@ final class ModelCatalog: Sendable {
     }
 
     /// Local models first, then exact routes, then what upstreams list, each id once.
-    private func merged() -> [JSON] {
+    private func merged(_ router: ModelRouter) -> [JSON] {
         var seen = Set<String>()
         var out: [JSON] = []
         for name in localNames.withLock({ $0 }).sorted() where seen.insert(name).inserted {
@@ -113,6 +116,18 @@ final class ModelCatalog: Sendable {
             }
         }
         return out
+    }
+
+    /// The routes changed (a reload): the cached upstream lists belong to the old routes' positions.
+    func setRouter(_ router: ModelRouter) {
+        current.withLock { $0 = (router, $0.generation + 1) }
+        // Forget the lists, but keep the waiters of a fetch in progress: it still answers them.
+        cache.withLock { table in
+            for index in table.keys {
+                table[index]!.models = []
+                table[index]!.fetchedAtNanos = nil
+            }
+        }
     }
 
     /// The local models changed (a reload).

@@ -76,6 +76,8 @@ struct GatewayRequest: Sendable {
     var http: HTTPRequest
     var requestID: String
     var writer: HTTPResponseWriter
+    /// The gateway's settings when the request arrived: it keeps them to its end, even across a reload.
+    var settings: GatewaySettings
     /// The Flywheel key's id when keys are configured and the client presented one.
     var clientKeyID: String?
     /// The key itself (limits, models) when the client presented a valid one.
