@@ -50,6 +50,14 @@ extension GatewayConfiguration {
         let prices = Self.namedChanges(old.prices.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
                                        self.prices.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
         if !prices.isEmpty { c.applied.append("prices: \(prices)") }
+        switch (old.auth.adminKey, auth.adminKey) {
+        case (nil, nil): break
+        case (nil, _): c.applied.append("auth.admin_key: set")
+        case (_, nil): c.applied.append("auth.admin_key: removed (admin endpoints answer loopback peers only)")
+        case (let a, let b): if a != b { c.applied.append("auth.admin_key: changed") }
+        }
+        scalar("auth.metrics_require_admin", old.auth.metricsRequireAdmin, auth.metricsRequireAdmin)
+        scalar("auth.allow_open", old.auth.allowOpen, auth.allowOpen, restart: true)
         switch (old.feedback.webhookSecret, feedback.webhookSecret) {
         case (nil, nil): break
         case (nil, _): c.applied.append("feedback.webhook_secret: set")
@@ -91,7 +99,8 @@ extension GatewayConfiguration {
     }
 
     /// This configuration with the settings only a restart applies (listen address, event loops, log, the
-    /// engine's threads and slots, upstream TLS, the drift watch) taken from `running`: what a reload serves.
+    /// engine's threads and slots, upstream TLS, the drift watch, `auth.allow_open`) taken from `running`: what a
+    /// reload serves.
     public func keepingRestartOnlySettings(of running: GatewayConfiguration) -> GatewayConfiguration {
         var next = self
         next.server.listen = running.server.listen
@@ -104,6 +113,7 @@ extension GatewayConfiguration {
         next.inference.maxTokensLimit = maxTokens
         next.upstreamTLS = running.upstreamTLS
         next.drift = running.drift
+        next.auth.allowOpen = running.auth.allowOpen
         return next
     }
 
