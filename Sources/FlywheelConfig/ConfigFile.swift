@@ -1,5 +1,4 @@
 import Foundation
-import Yams
 
 /// The YAML file's shape, decoded as is and then resolved into a `GatewayConfiguration`.
 /// Kept apart so the runtime configuration never carries `*_env` indirections.
@@ -325,24 +324,6 @@ struct ConfigFile: Decodable {
             throw ConfigurationError("\(what): environment variable \(env) is empty")
         }
         return value
-    }
-
-    /// A YAML syntax error as one line: where and what, without the quoted source line Yams adds, which can hold
-    /// a secret (an unclosed quote after `api_key:`) that must not reach the daemon's output.
-    static func describe(_ error: YamlError) -> String {
-        func at(_ mark: Mark) -> String { "line \(mark.line), column \(mark.column)" }
-        func within(_ context: YamlError.Context?) -> String {
-            context.map { "\($0.text) at \(at($0.mark)): " } ?? ""
-        }
-        switch error {
-        case let .scanner(context, problem, mark, _): return "invalid YAML at \(at(mark)): \(within(context))\(problem)"
-        case let .parser(context, problem, mark, _): return "invalid YAML at \(at(mark)): \(within(context))\(problem)"
-        case let .composer(context, problem, mark, _): return "invalid YAML at \(at(mark)): \(within(context))\(problem)"
-        case let .reader(problem, offset, _, _): return "unreadable YAML at byte \(offset.map(String.init) ?? "?"): \(problem)"
-        case let .duplicatedKeysInMapping(duplicates, context):
-            return "duplicate key(s) \(duplicates.sorted().joined(separator: ", ")) in the mapping at \(at(context.mark))"
-        default: return "invalid YAML"
-        }
     }
 
     /// A decoding error as one line naming the YAML path.

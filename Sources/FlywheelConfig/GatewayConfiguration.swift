@@ -336,8 +336,6 @@ extension GatewayConfiguration {
             throw error
         } catch let error as DecodingError {
             throw ConfigurationError("\(source): \(ConfigFile.describe(error))")
-        } catch let error as YamlError {
-            throw ConfigurationError("\(source): \(ConfigFile.describe(error))")
         } catch {
             throw ConfigurationError("\(source): \(withoutQuotedLine("\(error)"))")
         }

@@ -44,6 +44,9 @@ struct ServeCommand: ParsableCommand {
     var logFormat: String?
 
     func run() throws {
+        // Block the termination signals before any thread exists (the output's writer is the first), so only our
+        // waiter ever receives them.
+        TerminationSignals.block()
         let output = DaemonOutput.standardError
         if let logFormat, let format = LogFormat(rawValue: logFormat) { output.configure(level: output.level, format: format) }
         /// Says `message` as an error, waits for it to be written, and exits with `code`.
@@ -75,8 +78,6 @@ struct ServeCommand: ParsableCommand {
         if settings.routes.isEmpty && settings.localModels.isEmpty {
             throw ValidationError(Self.nothingToRoute)
         }
-        // Block the termination signals before any thread exists, so only our waiter ever receives them.
-        TerminationSignals.block()
         // Keep freed memory in glibc's per-thread arenas instead of returning it to the kernel after every
         // burst: without this, each request's allocations grow and shrink a heap with mprotect calls.
         fw_tune_malloc(64 << 20, 16 << 20)

@@ -64,7 +64,7 @@ final class ConfigurationChangesTests: XCTestCase {
     func testAYAMLErrorNamesThePlaceButNeverQuotesTheLine() {
         XCTAssertThrowsError(try parse("upstreams:\n  - {name: u, base_url: \"http://x\", api_key: \"sk-do-not-print\n")) { error in
             let text = "\(error)"
-            XCTAssertTrue(text.contains("invalid YAML at line"), text)
+            XCTAssertTrue(text.contains("3:") || text.contains("2:"), text)
             XCTAssertFalse(text.contains("sk-do-not-print"), text)
         }
     }
