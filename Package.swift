@@ -71,12 +71,15 @@ let package = Package(
         .target(
             name: "FlywheelDaemon",
             dependencies: ["FlywheelGateway", "FlywheelConfig", "FlywheelHTTP", "FlywheelSockets", "FlywheelUpstream", "FlywheelStore",
-                           "FlywheelEngine", "FlywheelLoop", "FlywheelOutput"],
+                           "FlywheelEngine", "FlywheelLoop", "FlywheelOutput", "FlywheelRedaction", "FlywheelJSON"],
             swiftSettings: strict),
         // The flywheel's offline side: reports, export, eval, promotion (and next drift) over the log. Reads the store,
         // never imports the gateway.
-        .target(name: "FlywheelLoop", dependencies: ["FlywheelStore", "FlywheelJSON", "FlywheelInspect", "FlywheelConfig", "FlywheelUpstream", "COpenSSL"],
+        .target(name: "FlywheelLoop", dependencies: ["FlywheelStore", "FlywheelJSON", "FlywheelInspect", "FlywheelConfig", "FlywheelUpstream", "COpenSSL",
+                                                     "FlywheelRedaction"],
                 swiftSettings: strict),
+        // The PII scrubber shared by `flywheel export` and the log's write-time redaction (`log.redact: pii`).
+        .target(name: "FlywheelRedaction", swiftSettings: strict),
         // Reading the log for operators: `tail` and `show` formatting and follow mode.
         .target(name: "FlywheelInspect", dependencies: ["FlywheelStore", "FlywheelJSON"], swiftSettings: strict),
         // The command line: one file per subcommand, no logic.
@@ -135,6 +138,8 @@ let package = Package(
         .testTarget(name: "FlywheelConfigTests", dependencies: ["FlywheelConfig"], swiftSettings: strict),
         .testTarget(name: "FlywheelOutputTests", dependencies: ["FlywheelOutput"], swiftSettings: strict),
         .testTarget(name: "FlywheelLoopTests", dependencies: ["FlywheelLoop", "FlywheelStore"], swiftSettings: strict),
+        .testTarget(name: "FlywheelRedactionTests", dependencies: ["FlywheelRedaction"], swiftSettings: strict),
+        .testTarget(name: "FlywheelDaemonTests", dependencies: ["FlywheelDaemon", "FlywheelStore", "FlywheelConfig"], swiftSettings: strict),
         .testTarget(name: "FlywheelInspectTests", dependencies: ["FlywheelInspect"], swiftSettings: strict),
         .testTarget(
             name: "FlywheelGatewayTests",

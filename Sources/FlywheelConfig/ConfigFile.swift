@@ -70,6 +70,7 @@ struct ConfigFile: Decodable {
         var context_length: Int?
         var chat_template: String?
         var chat_template_file: String?
+        var retention_days: RetentionPeriod?
     }
     struct InferenceSection: Decodable {
         var threads: Int?
@@ -125,6 +126,11 @@ struct ConfigFile: Decodable {
         var cache_mb: Int?
         var max_size_mb: Int?
         var feedback_durability: String?
+        var retention_days: RetentionPeriod?
+        var retention_days_with_feedback: RetentionPeriod?
+        var prune_interval: Double?
+        var prune_batch_size: Int?
+        var redact: String?
     }
     struct FeedbackSection: Decodable {
         var webhook_secret: String?
@@ -152,6 +158,7 @@ struct ConfigFile: Decodable {
         var upstream: String?
         var upstream_model: String?
         var name: String?
+        var retention_days: RetentionPeriod?
     }
     struct PriceSection: Decodable { var input: Double; var output: Double }
 
@@ -194,6 +201,16 @@ struct ConfigFile: Decodable {
             c.log.cacheMB = l.cache_mb ?? c.log.cacheMB
             c.log.maxSizeMB = l.max_size_mb
             c.log.feedbackDurability = l.feedback_durability ?? c.log.feedbackDurability
+            c.log.retentionDays = l.retention_days ?? c.log.retentionDays
+            c.log.retentionDaysWithFeedback = l.retention_days_with_feedback
+            c.log.pruneInterval = l.prune_interval ?? c.log.pruneInterval
+            c.log.pruneBatchSize = l.prune_batch_size ?? c.log.pruneBatchSize
+            if let r = l.redact {
+                guard let mode = LogRedaction(rawValue: r) else {
+                    throw ConfigurationError("\(source): log.redact must be one of \(LogRedaction.allCases.map(\.rawValue).joined(separator: ", ")), got '\(r.prefix(64))'")
+                }
+                c.log.redact = mode
+            }
         }
         if let f = feedback {
             c.feedback.webhookSecret = try secret(f.webhook_secret, f.webhook_secret_env, "feedback.webhook_secret")
@@ -222,7 +239,7 @@ struct ConfigFile: Decodable {
         for (i, r) in (routes ?? []).enumerated() {
             let names = r.upstreams ?? r.upstream.map { [$0] } ?? []
             guard !names.isEmpty else { throw ConfigurationError("\(source): routes[\(i)] (\(r.model)) needs upstreams") }
-            c.routes.append(.init(model: r.model, upstreams: names, upstreamModel: r.upstream_model, name: r.name))
+            c.routes.append(.init(model: r.model, upstreams: names, upstreamModel: r.upstream_model, name: r.name, retentionDays: r.retention_days))
         }
         for m in local_models ?? [] {
             var template = m.chat_template
@@ -236,7 +253,9 @@ struct ConfigFile: Decodable {
                     throw ConfigurationError("\(source): local_models.\(m.name).chat_template_file: cannot read \(file)")
                 }
             }
-            c.localModels.append(.init(name: m.name, path: m.path, contextLength: m.context_length, chatTemplate: template))
+            var local = GatewayConfiguration.LocalModelSettings(name: m.name, path: m.path, contextLength: m.context_length, chatTemplate: template)
+            local.retentionDays = m.retention_days
+            c.localModels.append(local)
         }
         if let i = inference {
             c.inference.threads = i.threads

@@ -18,9 +18,11 @@ enum ConfigKeyChecker {
             "log_level", "log_format", "access_log",
         ].map { ($0, Shape.any) })),
         "auth": .mapping(["keys": .list(.mapping(["id": .any, "key": .any, "key_env": .any])),
-                           "admin_key": .any, "admin_key_env": .any, "metrics_require_admin": .any, "allow_open": .any]),
+                          "admin_key": .any, "admin_key_env": .any, "metrics_require_admin": .any, "allow_open": .any]),
         "log": .mapping(["path": .any, "queue_capacity": .any, "batch_size": .any, "flush_interval": .any, "cache_mb": .any,
-                            "max_size_mb": .any, "feedback_durability": .any]),
+                         "max_size_mb": .any, "feedback_durability": .any,
+                         "retention_days": .any, "retention_days_with_feedback": .any, "prune_interval": .any, "prune_batch_size": .any,
+                         "redact": .any]),
         "feedback": .mapping(["webhook_secret": .any, "webhook_secret_env": .any, "max_body_bytes": .any,
                               "signature_tolerance": .any, "wait_timeout": .any, "source_weights": .mapOf(.any)]),
         "upstreams": .list(.mapping([
@@ -29,10 +31,10 @@ enum ConfigKeyChecker {
             "retries": .mapping(["max": .any, "initial_backoff": .any, "max_backoff": .any]),
         ])),
         "upstream_tls": .mapping(["ca_bundle": .any, "verify": .any]),
-        "routes": .list(.mapping(["model": .any, "upstreams": .any, "upstream": .any, "upstream_model": .any, "name": .any])),
+        "routes": .list(.mapping(["model": .any, "upstreams": .any, "upstream": .any, "upstream_model": .any, "name": .any, "retention_days": .any])),
         "prices": .mapOf(.mapping(["input": .any, "output": .any])),
         "local_models": .list(.mapping([
-            "name": .any, "path": .any, "context_length": .any, "chat_template": .any, "chat_template_file": .any,
+            "name": .any, "path": .any, "context_length": .any, "chat_template": .any, "chat_template_file": .any, "retention_days": .any,
         ])),
         "inference": .mapping([
             "threads": .any, "slots": .any, "max_queued": .any, "prompt_chunk": .any, "prompt_chunk_while_decoding": .any, "kv_cache_mb": .any, "max_tokens_limit": .any,

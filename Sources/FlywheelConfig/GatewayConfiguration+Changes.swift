@@ -85,10 +85,16 @@ extension GatewayConfiguration {
         // Wait for a restart.
         scalar("server.listen", o.listen, s.listen, restart: true)
         optional("server.event_loops", o.eventLoops, s.eventLoops, restart: true)
+        // Retention and the size cap take effect now; the rest of `log` waits for a restart.
+        scalar("log.retention_days", old.log.retentionDays, log.retentionDays)
+        optional("log.retention_days_with_feedback", old.log.retentionDaysWithFeedback, log.retentionDaysWithFeedback)
+        scalar("log.prune_batch_size", old.log.pruneBatchSize, log.pruneBatchSize)
         var oldLog = old.log, newLog = log
-        oldLog.maxSizeMB = nil
-        newLog.maxSizeMB = nil
-        if oldLog != newLog { c.needRestart.append("log (path, queue, batching, cache, feedback_durability)") }
+        oldLog.maxSizeMB = nil; newLog.maxSizeMB = nil
+        oldLog.retentionDays = .forever; newLog.retentionDays = .forever
+        oldLog.retentionDaysWithFeedback = nil; newLog.retentionDaysWithFeedback = nil
+        oldLog.pruneBatchSize = 0; newLog.pruneBatchSize = 0
+        if oldLog != newLog { c.needRestart.append("log (path, queue, batching, cache, feedback_durability, prune_interval, redact)") }
         var oldInference = old.inference, newInference = inference
         oldInference.maxTokensLimit = 0
         newInference.maxTokensLimit = 0
@@ -105,9 +111,12 @@ extension GatewayConfiguration {
         var next = self
         next.server.listen = running.server.listen
         next.server.eventLoops = running.server.eventLoops
-        let maxSize = next.log.maxSizeMB
+        let live = next.log
         next.log = running.log
-        next.log.maxSizeMB = maxSize
+        next.log.maxSizeMB = live.maxSizeMB
+        next.log.retentionDays = live.retentionDays
+        next.log.retentionDaysWithFeedback = live.retentionDaysWithFeedback
+        next.log.pruneBatchSize = live.pruneBatchSize
         let maxTokens = next.inference.maxTokensLimit
         next.inference = running.inference
         next.inference.maxTokensLimit = maxTokens

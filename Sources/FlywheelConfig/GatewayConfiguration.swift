@@ -145,6 +145,8 @@ public struct GatewayConfiguration: Sendable, Equatable {
         public var contextLength: Int? = nil
         /// A Jinja chat template used instead of the file's `tokenizer.chat_template`.
         public var chatTemplate: String? = nil
+        /// How long its requests are kept, instead of `log.retention_days`.
+        public var retentionDays: RetentionPeriod? = nil
 
         public init(name: String, path: String, contextLength: Int? = nil, chatTemplate: String? = nil) {
             self.name = name
@@ -234,6 +236,17 @@ public struct GatewayConfiguration: Sendable, Equatable {
         /// `full`: commits carrying feedback fsync the WAL before the 200 (survives power loss); `normal`: as
         /// request rows (survives a process crash; the last commits may be lost on power loss).
         public var feedbackDurability = "full"
+        /// Requests older than this are pruned (routes and local models may override it).
+        public var retentionDays: RetentionPeriod = .forever
+        /// Rows with feedback (the training data) are kept this long when it is longer than their own
+        /// retention; nil: as long as any other row.
+        public var retentionDaysWithFeedback: RetentionPeriod? = nil
+        /// Seconds between prune passes (the first runs at start).
+        public var pruneInterval = 3_600.0
+        /// Rows examined per prune transaction.
+        public var pruneBatchSize = 2_000
+        /// What is done to content before it is stored.
+        public var redact: LogRedaction = .none
     }
 
     public struct Feedback: Sendable, Equatable {
@@ -283,6 +296,8 @@ public struct GatewayConfiguration: Sendable, Equatable {
         public var upstreamModel: String?
         /// Name recorded in the log's `route` column; defaults to "upstream".
         public var name: String?
+        /// How long the requests this route serves are kept, instead of `log.retention_days`.
+        public var retentionDays: RetentionPeriod? = nil
     }
 
     /// USD per one million tokens.
@@ -425,6 +440,7 @@ extension GatewayConfiguration {
         guard ["full", "normal"].contains(log.feedbackDurability) else {
             throw ConfigurationError("log.feedback_durability must be full or normal")
         }
+        try validateRetention()
         if let secret = feedback.webhookSecret, secret.allSatisfy({ $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" }) {
             // An empty key would verify signatures anyone can compute.
             throw ConfigurationError("feedback.webhook_secret is empty: give a secret, or remove the key to accept unsigned feedback")

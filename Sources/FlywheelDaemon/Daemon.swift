@@ -37,6 +37,8 @@ public final class Daemon: Sendable {
     private let keySync: KeySync
     /// What the start-up says about authentication.
     public let authSummary: String
+    /// Retention: prune passes on the log writer, when some retention is configured and the log can prune.
+    private let retentionJob: RetentionJob?
     /// The facade running local models, as the gateway holds it: created at start when some are configured, or
     /// by the first reload that adds one.
     private var inference: LocalInference? { gateway.inference }
@@ -55,15 +57,21 @@ public final class Daemon: Sendable {
         }
     }
 
-    /// Opens the log the configuration names: SQLite at `log.path`.
+    /// Opens the log the configuration names: SQLite at `log.path`, redacting rows as `log.redact` says.
     public static func openLog(_ configuration: GatewayConfiguration) throws -> any LogSink {
+        try openLog(configuration, redactor: configuration.log.redact == .pii ? LogRedactor() : nil)
+    }
+
+    static func openLog(_ configuration: GatewayConfiguration, redactor: LogRedactor?) throws -> any LogSink {
+        var rewrite: (@Sendable (inout RequestRecord) -> Void)?
+        if let redactor { rewrite = { (record: inout RequestRecord) in redactor.redact(&record) } }
         do {
             return try SQLiteLogWriter(path: configuration.log.path, capacity: configuration.log.queueCapacity,
                                        maxBatch: configuration.log.batchSize, flushInterval: configuration.log.flushInterval,
                                        cacheKiB: configuration.log.cacheMB << 10,
                                        feedbackDurability: FeedbackDurability(rawValue: configuration.log.feedbackDurability) ?? .full,
                                        maxSizeBytes: configuration.log.maxSizeMB.map { Int64($0) << 20 },
-                                       report: { Self.say($0) })
+                                       report: { Self.say($0) }, rewrite: rewrite)
         } catch {
             throw ConfigurationError("cannot open the log database \(configuration.log.path): \(error)")
         }
@@ -73,7 +81,7 @@ public final class Daemon: Sendable {
     /// model file fails start-up with a message naming it. `source` reads the configuration again for `reload()`
     /// (nil: only `reload(_:)` with a configuration in hand). `openLog` opens the log sink (tests wrap it).
     public init(configuration: GatewayConfiguration, output: DaemonOutput = .standardError,
-                openLog: (GatewayConfiguration) throws -> any LogSink = Daemon.openLog,
+                openLog: ((GatewayConfiguration) throws -> any LogSink)? = nil,
                 source: (@Sendable () throws -> GatewayConfiguration)? = nil) throws {
         try configuration.validate()
         try configuration.checkPolicyTargets()
@@ -83,7 +91,8 @@ public final class Daemon: Sendable {
         self.source = source
         try Self.configureOutput(output, configuration)
         let address = try ListenAddress(parsing: configuration.server.listen)
-        let log = try openLog(configuration)
+        let redactor = configuration.log.redact == .pii ? LogRedactor() : nil
+        let log = try openLog?(configuration) ?? Self.openLog(configuration, redactor: redactor)
         var inference: LocalInference?
         if !configuration.localModels.isEmpty {
             do {
@@ -143,6 +152,8 @@ public final class Daemon: Sendable {
         }
         self.dashboardJob = DashboardJob(gateway: gateway, configuration: configuration)
         self.keySync = keySync
+        self.retentionJob = (log as? any LogPruning).map { RetentionJob(log: $0, configuration: configuration, metrics: gateway.metrics) { Self.say($0) } }
+        if let redactor { gateway.metrics.setRedactionCounts { redactor.counts } }
         policies.adopt(configuration.policies)
         // `POST /admin/reload` runs the reload SIGHUP runs (on a queue of its own, never an event loop).
         if source != nil {
@@ -321,6 +332,8 @@ public final class Daemon: Sendable {
         log.setMaxSize(bytes: next.log.maxSizeMB.map { Int64($0) << 20 })
         output.configure(level: LogLevel(name: next.server.logLevel) ?? .info, format: LogFormat(rawValue: next.server.logFormat) ?? .text)
         current.withLock { $0 = next }
+        // Retention rules apply from the next pass (routes' and local models' own come with them).
+        retentionJob?.adopt(next)
         // The splits in force after the reload (a promotion can outlive an unchanged configuration).
         let inForce = gateway.policiesInForce
         let policies = inForce.isEmpty ? "none"
@@ -350,6 +363,7 @@ public final class Daemon: Sendable {
         keySync.start()
         driftWatch?.start()
         dashboardJob.start()
+        retentionJob?.start()
         return "http://\(host):\(http.port)"
     }
 
@@ -368,6 +382,7 @@ public final class Daemon: Sendable {
         keySync.shutdown()
         driftWatch?.shutdown()
         dashboardJob.shutdown()
+        retentionJob?.shutdown()
         http.shutdown(gracePeriod: configuration.server.shutdownGrace)
         upstreams.shutdown()
         // Generations still running after the grace period end with an error (their clients are gone).

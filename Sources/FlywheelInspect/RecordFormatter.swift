@@ -40,13 +40,17 @@ public enum RecordFormatter {
         o["metadata"] = r.metadataJSON.flatMap { try? JSONParser.parse($0, limits: .depthOnly) } ?? .null
         o["client_key_id"] = .optional(r.clientKeyID)
         o["attempts"] = .int(Int64(r.attempts))
-        o["request"] = embedded(r.requestJSON)
+        o["content_withheld"] = .bool(r.contentWithheld)
+        o["request"] = r.contentWithheld ? .null : embedded(r.requestJSON)
         o["response"] = r.responseJSON.map(embedded) ?? .null
         o["response_truncated"] = .bool(r.responseTruncated)
         o["incomplete"] = .bool(r.incomplete)
         o["feedback"] = .array(feedback.map(json))
         return .object(o)
     }
+
+    /// What `tail` and `show` print in place of a metadata-only row's content.
+    static let withheldNote = "(content withheld: logged with x-flywheel-log: metadata)"
 
     public static func json(_ f: FeedbackRecord) -> JSON {
         [
@@ -75,6 +79,8 @@ public enum RecordFormatter {
         var snippet: String
         if let error = r.errorMessage ?? r.errorType {
             snippet = "error: " + error
+        } else if r.contentWithheld {
+            snippet = Self.withheldNote
         } else {
             let prompt = promptSnippet(r.requestJSON)
             let answer = r.responseJSON.flatMap(answerSnippet)
@@ -123,8 +129,13 @@ public enum RecordFormatter {
         field("client key", r.clientKeyID)
         field("incomplete", r.incomplete ? "yes: the response ended early (client gone or server stopping); logged as far as it got" : nil)
         field("truncated", r.responseTruncated ? "yes: the logged response was cut at the size cap; the client got all of it" : nil)
-        out += "\nrequest:\n" + TerminalText.visible(pretty(r.requestJSON), multiline: true) + "\n"
-        out += "\nresponse:\n" + (r.responseJSON.map { TerminalText.visible(pretty($0), multiline: true) } ?? "(none)") + "\n"
+        field("content", r.contentWithheld ? "withheld: the client asked for metadata only (x-flywheel-log: metadata)" : nil)
+        if r.contentWithheld {
+            out += "\nrequest:\n\(Self.withheldNote)\n\nresponse:\n\(Self.withheldNote)\n"
+        } else {
+            out += "\nrequest:\n" + TerminalText.visible(pretty(r.requestJSON), multiline: true) + "\n"
+            out += "\nresponse:\n" + (r.responseJSON.map { TerminalText.visible(pretty($0), multiline: true) } ?? "(none)") + "\n"
+        }
         out += "\nfeedback:\n"
         if feedback.isEmpty { out += "(none)\n" }
         for f in feedback { out += "  " + line(f) + "\n" }

@@ -6,7 +6,7 @@ enum RequestColumns {
         "model_requested", "model_served", "route", "upstream", "stream", "status", "error_type",
         "error_message", "request_json", "response_json", "latency_ms", "ttft_ms", "upstream_ms",
         "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd", "attempts", "response_truncated",
-        "incomplete", "episode_id", "variant", "decision", "shadow_of",
+        "incomplete", "episode_id", "variant", "decision", "shadow_of", "content_withheld",
     ]
 
     static let insertSQL =
@@ -49,6 +49,7 @@ enum RequestColumns {
         try s.bind(record.variant, at: 30)
         try s.bind(record.decisionJSON, at: 31)
         try s.bind(record.shadowOf, at: 32)
+        try s.bind(record.contentWithheld, at: 33)
     }
 
     /// Decodes the current row of a statement that selected `selectList`.
@@ -81,6 +82,7 @@ enum RequestColumns {
         r.variant = s.optionalString(30)
         r.decisionJSON = s.optionalString(31)
         r.shadowOf = s.optionalString(32)
+        r.contentWithheld = s.int64(33) != 0
         return StoredRequest(rowID: s.int64(0), record: r)
     }
 }

@@ -11,7 +11,10 @@ struct RequestConditions {
     init(_ filter: RequestFilter, extra: [String] = []) {
         self.filter = filter
         var clauses = extra
-        if filter.model != nil { clauses.append("(model_requested = ? OR model_served = ?)") }
+        // The unary `+` keeps the planner from answering this OR from the two model indexes and sorting all of the
+        // model's rows: paged queries walk `row_id` or `(created_at, id)` and stop early. The newest page of a model
+        // uses the indexes its own way (`SQLiteLogReader.latestRequests`).
+        if filter.model != nil { clauses.append("(+model_requested = ? OR +model_served = ?)") }
         if filter.route != nil { clauses.append("route = ?") }
         // Tags are a JSON array per row; a tag match is a scan of the rows the other conditions leave,
         // which keeps the write path at one row per request (no tag table to maintain).

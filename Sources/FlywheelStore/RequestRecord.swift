@@ -60,6 +60,9 @@ public struct RequestRecord: Sendable, Equatable {
     /// For a shadow run (the same request run on a policy's shadow target, never returned): the id of the
     /// request it shadowed.
     public var shadowOf: String?
+    /// The client asked for metadata only (`x-flywheel-log: metadata`): `requestJSON` is empty and the
+    /// response and error text were never stored.
+    public var contentWithheld: Bool
 
     /// Everything not given is nil, empty, false or 0.
     public init(id: String, createdAtMillis: Int64, method: String, endpoint: String,
@@ -96,5 +99,6 @@ public struct RequestRecord: Sendable, Equatable {
         self.variant = nil
         self.decisionJSON = nil
         self.shadowOf = nil
+        self.contentWithheld = false
     }
 }

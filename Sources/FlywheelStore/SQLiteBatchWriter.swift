@@ -51,6 +51,12 @@ final class SQLiteBatchWriter: @unchecked Sendable {
     /// The connection's `synchronous` setting is FULL now (for a commit that carries feedback).
     private var synchronousFull = false
 
+    /// The prune pass being run, a batch per turn of the loop (writer thread only).
+    private var activePrune: (job: PruneJob, pruner: LogPruner)?
+    /// Turns of the loop since the last prune batch, and how many a backlog may hold one off.
+    private var turnsSincePrune = 0
+    private static let pruneTurnsUnderBacklog = 8
+
     static let initialBackoff = 0.05
     static let maxBackoff = 2.0
 
@@ -67,7 +73,14 @@ final class SQLiteBatchWriter: @unchecked Sendable {
             let now = DispatchTime.now().uptimeNanoseconds
             let retryAt = self.retryAt
             let holding = !held.isEmpty
+            var pruning = activePrune != nil
+            var newPrune: PruneJob?
             let (step, maxSize) = core.state.withLock { s -> (Step, Int64??) in
+                if let job = s.pendingPrune {
+                    newPrune = job
+                    s.pendingPrune = nil
+                    pruning = true
+                }
                 let maxSize: Int64?? = s.maxSizeChanged ? .some(s.requestedMaxSize) : nil
                 s.maxSizeChanged = false
                 if let retryAt, now < retryAt, !s.closing, maxSize == nil {
@@ -82,9 +95,10 @@ final class SQLiteBatchWriter: @unchecked Sendable {
                 }
                 s.refusing = false
                 // Group commit: request rows wait for the interval (or a full batch) so that one transaction
-                // carries many of them; feedback, flush and close are served at once.
+                // carries many of them; feedback, flush and close are served at once, and so is a prune pass
+                // (its batches alternate with whatever has queued).
                 let elapsed = now &- lastDrain
-                if !holding, elapsed < intervalNanos, s.controls.isEmpty, !s.closing, s.queue.count < maxBatch {
+                if !holding, elapsed < intervalNanos, s.controls.isEmpty, !s.closing, s.queue.count < maxBatch, !pruning {
                     s.writerIdle = true
                     return (.wait(intervalNanos - elapsed), maxSize)
                 }
@@ -104,11 +118,13 @@ final class SQLiteBatchWriter: @unchecked Sendable {
                 }
                 if batch.isEmpty && controls.isEmpty && !holding {
                     if s.closing { return (.exit, maxSize) }
+                    if pruning { return (.work, maxSize) }
                     s.writerIdle = true
                     return (.sleep, maxSize)
                 }
                 return (.work, maxSize)
             }
+            if let newPrune { activePrune = (newPrune, LogPruner(plan: newPrune.plan)) }
             if let maxSize {
                 applyMaxSize(maxSize)
                 self.retryAt = nil  // a new cap may be room: try again now
@@ -123,16 +139,70 @@ final class SQLiteBatchWriter: @unchecked Sendable {
                 controls.removeAll(keepingCapacity: true)
                 _ = core.wakeup.wait(timeout: .now() + .nanoseconds(Int(min(nanos, UInt64(Int.max)))))
             case .exit:
+                endPrune(interrupted: true)
                 shutDown()
                 return
             case .work:
                 lastDrain = now
+                // Write-time redaction runs once per row, here: rows held after a storage failure are already done.
+                if !holding, let rewrite = core.rewrite { for i in batch.indices { rewrite(&batch[i]) } }
                 let rows = holding ? held : batch
                 process(rows, controls)
                 batch.removeAll(keepingCapacity: true)
                 controls.removeAll(keepingCapacity: true)
                 if failingSince != nil && !held.isEmpty && core.isClosing { abandonOnClose() }
+                // One prune batch per turn, after whatever had queued: requests and feedback never wait for more
+                // than one short prune transaction. Behind a backlog (a quarter of the queue or more) the pass
+                // yields: a batch only every `pruneTurnsUnderBacklog` turns, so retention never costs dropped rows
+                // and still ends. While the storage fails, the pass waits with the rows.
+                turnsSincePrune += 1
+                if activePrune != nil, failingSince == nil,
+                   turnsSincePrune >= Self.pruneTurnsUnderBacklog || core.state.withLock({ $0.queue.count }) < core.capacity / 4 {
+                    turnsSincePrune = 0
+                    pruneBatch()
+                }
             }
+        }
+    }
+
+    /// Runs the active prune pass's next batch in its own transaction; ends the pass after its last batch.
+    private func pruneBatch() {
+        guard var active = activePrune else { return }
+        let before = active.pruner
+        do throws(SQLiteError) {
+            try begin()
+            try active.pruner.step(connection)
+            try run(Self.commitSQL)
+        } catch {
+            rollbackIfOpen()
+            active.pruner = before
+            active.pruner.interrupt(StoreError(error))
+        }
+        let delta = (active.pruner.result.requests - before.result.requests, active.pruner.result.feedback - before.result.feedback)
+        if delta.0 > 0 { core.prunedRequests.wrappingAdd(delta.0, ordering: .relaxed) }
+        if delta.1 > 0 { core.prunedFeedback.wrappingAdd(delta.1, ordering: .relaxed) }
+        activePrune = active
+        active.job.progress?(active.pruner.result)
+        if active.pruner.done { endPrune(interrupted: false) }
+    }
+
+    /// Answers the active (and a still pending) prune pass; `interrupted` when the writer is closing.
+    private func endPrune(interrupted: Bool) {
+        let pending = core.state.withLock { s -> PruneJob? in
+            let job = s.pendingPrune
+            s.pendingPrune = nil
+            s.pruneInProgress = false
+            return job
+        }
+        if var active = activePrune {
+            activePrune = nil
+            if interrupted && !active.pruner.done { active.pruner.interrupt(nil) }
+            active.job.completion(active.pruner.result)
+        }
+        if let pending {
+            var result = PruneResult()
+            result.interrupted = true
+            pending.completion(result)
         }
     }
 

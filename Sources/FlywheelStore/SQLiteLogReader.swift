@@ -21,11 +21,39 @@ public final class SQLiteLogReader: LogQueries {
     }
 
     public func latestRequests(limit: Int, filter: RequestFilter) throws(StoreError) -> [StoredRequest] {
+        if let model = filter.model { return try latestRequests(limit: limit, model: model, filter: filter) }
         let conditions = RequestConditions(filter)
         let sql = "SELECT * FROM (SELECT \(RequestColumns.selectList) FROM requests\(conditions.whereClause) ORDER BY row_id DESC LIMIT ?) ORDER BY row_id ASC"
         return try queryRequests(sql) { s throws(SQLiteError) in
             let next = try conditions.bind(s, from: 1)
             try s.bind(Int64(max(0, limit)), at: next)
+        }
+    }
+
+    /// The newest rows of a model, requested or served: the newest `limit` of each side, walked backwards on its
+    /// own index (`requests_model_requested`, `requests_model_served`), then merged. One `OR` over both columns
+    /// would walk the whole table for a model with few rows (or none), newest first.
+    private func latestRequests(limit: Int, model: String, filter: RequestFilter) throws(StoreError) -> [StoredRequest] {
+        var rest = filter
+        rest.model = nil
+        let conditions = RequestConditions(rest, extra: ["model_requested = ?"])
+        let served = RequestConditions(rest, extra: ["model_served = ?"])
+        let sql = """
+            SELECT * FROM (SELECT \(RequestColumns.selectList) FROM requests WHERE row_id IN (
+                SELECT row_id FROM (SELECT row_id FROM requests\(conditions.whereClause) ORDER BY row_id DESC LIMIT ?)
+                UNION ALL
+                SELECT row_id FROM (SELECT row_id FROM requests\(served.whereClause) ORDER BY row_id DESC LIMIT ?))
+            ORDER BY row_id DESC LIMIT ?) ORDER BY row_id ASC
+            """
+        let limit = Int64(max(0, limit))
+        return try queryRequests(sql) { s throws(SQLiteError) in
+            try s.bind(model, at: 1)
+            var next = try conditions.bind(s, from: 2)
+            try s.bind(limit, at: next)
+            try s.bind(model, at: next + 1)
+            next = try served.bind(s, from: next + 2)
+            try s.bind(limit, at: next)
+            try s.bind(limit, at: next + 1)
         }
     }
 
@@ -37,6 +65,15 @@ public final class SQLiteLogReader: LogQueries {
             let next = try conditions.bind(s, from: 2)
             try s.bind(Int64(max(0, limit)), at: next)
         }
+    }
+
+    /// What a prune pass with `plan` would delete now, counted without deleting (`flywheel prune --dry-run`).
+    public func prunable(_ plan: RetentionPlan) throws(StoreError) -> PruneResult {
+        var pruner = LogPruner(plan: plan, dryRun: true)
+        try translatingSQLiteErrors { () throws(SQLiteError) in
+            while !pruner.done { try pruner.step(connection) }
+        }
+        return pruner.result
     }
 
     public func request(id: String) throws(StoreError) -> RequestRecord? {

@@ -42,13 +42,17 @@ public final class SQLiteLogWriter: LogSink {
     /// - Parameter feedbackDurability: whether commits carrying feedback fsync the WAL before it is acknowledged.
     /// - Parameter maxSizeBytes: a cap on the database file (`PRAGMA max_page_count`); reaching it is a full disk.
     /// - Parameter report: where storage failures and recoveries are said (one line each).
+    /// - Parameter rewrite: applied to every request row on the writer thread before it is stored (the daemon's
+    ///   write-time redaction); it must not block.
     public init(path: String, capacity: Int = 10_000, maxBatch: Int = 1_000, flushInterval: Double = 0.05,
                 cacheKiB: Int = 32 << 10, feedbackDurability: FeedbackDurability = .full, maxSizeBytes: Int64? = nil,
-                report: @escaping @Sendable (String) -> Void = { _ in }) throws(StoreError) {
+                report: @escaping @Sendable (String) -> Void = { _ in },
+                rewrite: (@Sendable (inout RequestRecord) -> Void)? = nil) throws(StoreError) {
         precondition(capacity > 0 && maxBatch > 0 && flushInterval > 0, "SQLiteLogWriter limits must be positive")
         let connection = try StoreDatabase.openForWriting(path: path, cacheKiB: cacheKiB)
         let core = WriterCore(capacity: capacity, maxBatch: maxBatch, flushInterval: flushInterval,
-                              feedbackCapacity: Self.feedbackCapacity, feedbackDurability: feedbackDurability, report: report)
+                              feedbackCapacity: Self.feedbackCapacity, feedbackDurability: feedbackDurability, report: report,
+                              rewrite: rewrite)
         let batchWriter = try translatingSQLiteErrors { () throws(SQLiteError) in try SQLiteBatchWriter(connection: connection, core: core) }
         if let maxSizeBytes { batchWriter.applyMaxSize(maxSizeBytes) }
         self.core = core
@@ -170,4 +174,26 @@ public final class SQLiteLogWriter: LogSink {
         core.wakeup.signal()
         if waiting { semaphore.wait() }
     }
+}
+
+extension SQLiteLogWriter: LogPruning {
+    /// Starts a prune pass on the writer thread; see `LogPruning.prune(_:progress:completion:)`.
+    @discardableResult
+    public func prune(_ plan: RetentionPlan, progress: (@Sendable (PruneResult) -> Void)? = nil,
+                      completion: @escaping @Sendable (PruneResult) -> Void) -> Bool {
+        let job = PruneJob(plan: plan, progress: progress, completion: completion)
+        let (accepted, wake) = core.state.withLock { s -> (Bool, Bool) in
+            guard !s.closing, !s.pruneInProgress else { return (false, false) }
+            s.pendingPrune = job
+            s.pruneInProgress = true
+            let wake = s.writerIdle
+            s.writerIdle = false
+            return (true, wake)
+        }
+        if wake { core.wakeup.signal() }
+        return accepted
+    }
+
+    public var prunedRequestCount: Int { core.prunedRequests.load(ordering: .relaxed) }
+    public var prunedFeedbackCount: Int { core.prunedFeedback.load(ordering: .relaxed) }
 }

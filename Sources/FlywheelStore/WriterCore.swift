@@ -14,6 +14,11 @@ final class WriterCore: Sendable {
     let lastError = Mutex<StoreError?>(nil)
     /// Whether the storage takes writes now; updated by the writer thread (see `LogHealth`).
     let health = Mutex(LogHealth())
+    /// Request and feedback rows deleted by prune passes since start.
+    let prunedRequests = Atomic<Int>(0)
+    let prunedFeedback = Atomic<Int>(0)
+    /// Applied to every request row on the writer thread before it is stored (write-time redaction).
+    let rewrite: (@Sendable (inout RequestRecord) -> Void)?
 
     let capacity: Int
     let maxBatch: Int
@@ -24,7 +29,9 @@ final class WriterCore: Sendable {
     let report: @Sendable (String) -> Void
 
     init(capacity: Int, maxBatch: Int, flushInterval: Double, feedbackCapacity: Int,
-         feedbackDurability: FeedbackDurability = .full, report: @escaping @Sendable (String) -> Void = { _ in }) {
+         feedbackDurability: FeedbackDurability = .full, report: @escaping @Sendable (String) -> Void = { _ in },
+         rewrite: (@Sendable (inout RequestRecord) -> Void)? = nil) {
+        self.rewrite = rewrite
         self.capacity = capacity
         self.maxBatch = maxBatch
         self.flushInterval = flushInterval

@@ -26,4 +26,17 @@ struct WriterState: Sendable {
     /// A new size cap (`setMaxSize(bytes:)`, nil for none) for the writer to apply; `maxSizeChanged` says one is waiting.
     var requestedMaxSize: Int64?
     var maxSizeChanged = false
+    /// A prune pass submitted and not yet taken by the writer.
+    var pendingPrune: PruneJob?
+    /// A prune pass is pending or running (at most one at a time).
+    var pruneInProgress = false
+}
+
+/// A prune pass as submitted to the writer: the plan and whom to tell.
+struct PruneJob: Sendable {
+    var plan: RetentionPlan
+    /// Called on the writer thread after each batch's commit, with the totals so far.
+    var progress: (@Sendable (PruneResult) -> Void)?
+    /// Called once, on the writer thread, when the pass ends (done or interrupted).
+    var completion: @Sendable (PruneResult) -> Void
 }

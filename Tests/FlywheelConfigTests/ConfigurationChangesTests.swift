@@ -46,7 +46,7 @@ final class ConfigurationChangesTests: XCTestCase {
         inference: {slots: 4, max_tokens_limit: 100}
         """)
         let c = new.changes(from: old)
-        XCTAssertEqual(c.needRestart, ["server.listen: 127.0.0.1:8080 → 0.0.0.0:9000", "log (path, queue, batching, cache, feedback_durability)",
+        XCTAssertEqual(c.needRestart, ["server.listen: 127.0.0.1:8080 → 0.0.0.0:9000", "log (path, queue, batching, cache, feedback_durability, prune_interval, redact)",
                                        "inference (threads, slots, queue, prompt chunks, kv_cache_mb)"])
         XCTAssertEqual(c.applied, ["inference.max_tokens_limit: 4096 → 100"])
         let served = new.keepingRestartOnlySettings(of: old)
@@ -54,6 +54,22 @@ final class ConfigurationChangesTests: XCTestCase {
         XCTAssertEqual(served.log.path, old.log.path)
         XCTAssertEqual(served.inference.slots, old.inference.slots)
         XCTAssertEqual(served.inference.maxTokensLimit, 100)
+    }
+
+    func testRetentionChangesApplyAtOnceAndTheRestOfLogWaits() throws {
+        let old = try parse(base)
+        let new = try parse(base + """
+
+        log: {retention_days: 30, retention_days_with_feedback: forever, prune_batch_size: 500}
+        """)
+        let c = new.changes(from: old)
+        XCTAssertEqual(c.needRestart, [])
+        XCTAssertEqual(Set(c.applied), ["log.retention_days: forever → 30", "log.retention_days_with_feedback: unset → forever",
+                                        "log.prune_batch_size: 2000 → 500"])
+        let served = new.keepingRestartOnlySettings(of: old)
+        XCTAssertEqual(served.log.retentionDays, .days(30))
+        XCTAssertEqual(served.log.retentionDaysWithFeedback, .forever)
+        XCTAssertEqual(served.log.pruneBatchSize, 500)
     }
 
     func testNoChangeSaysNothing() throws {

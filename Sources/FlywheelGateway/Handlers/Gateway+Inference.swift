@@ -47,6 +47,8 @@ extension Gateway {
         context.clientKeyID = request.clientKeyID
         context.settings = request.settings
         if request.writer.recordsAccess { context.accessLog = request.writer }
+        context.logMode = LogMode(header: http.headers[LogMode.header])
+        if context.logMode != .full { context.requestText = "" }
         return context
     }
 
@@ -55,6 +57,7 @@ extension Gateway {
     func serveInference(_ request: GatewayRequest, endpoint: InferenceEndpoint) {
         let context = requestContext(request, endpoint: endpoint.rawValue)
         ledger.begin(context)
+        if context.logMode == .invalid { return ledger.reject(context, LogMode.invalidHeaderError, writer: request.writer) }
         let body = request.http.body
         guard body.count >= Self.offloadParseBytes else {
             return continueInference(request, endpoint: endpoint, context: context, parsed: Self.parseBody(body))

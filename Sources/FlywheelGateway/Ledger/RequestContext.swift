@@ -18,6 +18,8 @@ struct RequestContext: Sendable {
     var metadataJSON: String?
     var clientKeyID: String?
     var episodeID: String?
+    /// What the log may keep of this request (`x-flywheel-log`).
+    var logMode: LogMode = .full
     /// What a traffic policy decided, when one applies to the requested model.
     var decision: PolicyDecision?
     /// For a shadow run: the request it shadows. Shadow runs are logged but kept out of the request metrics.
@@ -51,6 +53,7 @@ struct RequestContext: Sendable {
         r.variant = decision?.target
         r.decisionJSON = decision?.json.serializedString()
         r.shadowOf = shadowOf
+        r.contentWithheld = logMode != .full
         return r
     }
 }

@@ -91,6 +91,13 @@ final class RequestLedger: Sendable {
         } else if outcome.status >= 400 {
             r.errorType = "upstream_status_\(outcome.status)"
         }
+        if r.contentWithheld {
+            // Metadata only: the body, the answer and any error text (which may quote either) are never stored.
+            r.requestJSON = ""
+            r.responseJSON = nil
+            r.responseTruncated = false
+            r.errorMessage = nil
+        }
         return r
     }
 }

@@ -20,6 +20,10 @@ public final class GatewayMetrics: Sendable {
     private let policyFallbacks = Mutex<[[String]: UInt64]>([:])
     private let shadowRuns = Mutex<[[String]: UInt64]>([:])
     /// The latest drift check: each signal's score and status (0 ok, 1 warn, 2 alert), the verdict, its time.
+    /// Retention and redaction figures (see `GatewayMetrics+Retention`); nil until the daemon publishes some.
+    private let logHygiene = Mutex<LogHygieneFigures?>(nil)
+    /// Reads the write-time redaction's counts by kind, when `log.redact` is on.
+    private let redactionCounts = Mutex<(@Sendable () -> [String: Int])?>(nil)
     private let drift = Mutex<(signals: [(name: String, score: Double?, status: Int?)], status: Int, at: Double)?>(nil)
     /// The last drift checks, oldest first (at most `driftHistory`), for the dashboard.
     private let driftChecks = Mutex<[(at: Double, status: Int, scores: [String: Double])]>([])
@@ -75,6 +79,16 @@ public final class GatewayMetrics: Sendable {
     /// Counts a hand-over from a failing target to the policy's next one.
     public func policyFallback(policy: String, from: String, reason: String) {
         Self.count(policyFallbacks, [policy, from, reason].map(Self.labelValue))
+    }
+
+    /// Publishes the log's retention and redaction figures (the daemon's prune job, after each pass).
+    public func setLogHygiene(_ figures: LogHygieneFigures) {
+        logHygiene.withLock { $0 = figures }
+    }
+
+    /// Where `/metrics` reads the write-time redaction's counts from (set once by the daemon).
+    public func setRedactionCounts(_ counts: @escaping @Sendable () -> [String: Int]) {
+        redactionCounts.withLock { $0 = counts }
     }
 
     /// Records the latest drift check (statuses: 0 ok, 1 warn, 2 alert; nil for a skipped signal).
@@ -201,6 +215,12 @@ public final class GatewayMetrics: Sendable {
         for reason in ["disk_full", "read_only", "io_error", "cant_open"] {
             out += "flywheel_log_storage_errors_total{reason=\"\(reason)\"} \(gauges.logStorageErrors[reason] ?? 0)\n"
         }
+        var hygiene = logHygiene.withLock { $0 }
+        if let counts = redactionCounts.withLock({ $0 }) {
+            if hygiene == nil { hygiene = LogHygieneFigures() }
+            hygiene?.redactions = counts()
+        }
+        hygiene?.render(into: &out, escape: escape)
         if let active = gauges.localActive, let queued = gauges.localQueued {
             scalar("flywheel_local_generations_active", "gauge", "Local generations holding a slot.", active)
             scalar("flywheel_local_generations_queued", "gauge", "Local generations waiting for a slot.", queued)

@@ -1,5 +1,6 @@
 import Foundation
 import FlywheelJSON
+import FlywheelRedaction
 import FlywheelStore
 
 /// Writes a training set from the log: reads requests page by page, keeps the chat completions the options
@@ -136,6 +137,8 @@ public final class DatasetExporter {
     private func select(_ item: RequestWithFeedback) -> Example? {
         let r = item.record
         guard r.endpoint == "/v1/chat/completions" else { drop("not_chat_completion"); return nil }
+        // Logged with `x-flywheel-log: metadata`: there is no content to export.
+        guard !r.contentWithheld else { drop("content_withheld"); return nil }
         if !options.includeFailed {
             guard r.status < 400, r.errorType == nil else { drop("failed"); return nil }
             guard !r.incomplete else { drop("incomplete"); return nil }
@@ -328,7 +331,7 @@ public final class DatasetExporter {
         // counts come from the writing pass.
         var scratch = PIIScrubber()
         try queries.forEachRequest(RequestQuery(filter: options.filter, limit: 500, includeFeedback: false)) { item in
-            guard item.record.endpoint == "/v1/chat/completions", let messages = item.record.chatPrompt?.messages else { return }
+            guard item.record.endpoint == "/v1/chat/completions", !item.record.contentWithheld, let messages = item.record.chatPrompt?.messages else { return }
             let prompt = options.scrubPII ? messages.map { Self.scrubbed($0, with: &scratch) } : messages
             keys.insert(Self.promptKey(prompt))
             if keys.count > count * 4 + 1024 { keys = Set(keys.sorted().prefix(count)) }

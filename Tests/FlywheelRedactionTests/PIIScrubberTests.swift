@@ -1,5 +1,5 @@
 import XCTest
-@testable import FlywheelLoop
+import FlywheelRedaction
 
 final class PIIScrubberTests: XCTestCase {
     func testEachKindIsReplacedByItsPlaceholderAndCounted() {

@@ -1,9 +1,10 @@
 import Foundation
 
-/// Replaces personal data and secrets in exported text with typed placeholders (`<EMAIL>`, `<PHONE>`,
+/// Replaces personal data and secrets in text (`flywheel export --scrub-pii`, and the log at write time with
+/// `log.redact: pii`) with typed placeholders (`<EMAIL>`, `<PHONE>`,
 /// `<CARD>`, `<IBAN>`, `<IP>`, `<SECRET>`), counting what it replaced for the manifest. Card numbers are
 /// replaced only when they pass the Luhn check, so order numbers and ids stay.
-struct PIIScrubber {
+public struct PIIScrubber {
     private struct Rule {
         let kind: String
         let pattern: NSRegularExpression
@@ -11,9 +12,9 @@ struct PIIScrubber {
     }
 
     private let rules: [Rule]
-    private(set) var counts: [String: Int] = [:]
+    public private(set) var counts: [String: Int] = [:]
 
-    init() {
+    public init() {
         func rule(_ kind: String, _ pattern: String, accept: (@Sendable (String) -> Bool)? = nil) -> Rule {
             // The patterns are constants of this file: a failure to compile is a programmer error.
             Rule(kind: kind, pattern: try! NSRegularExpression(pattern: pattern), accept: accept)
@@ -33,7 +34,7 @@ struct PIIScrubber {
         ]
     }
 
-    mutating func scrub(_ text: String) -> String {
+    public mutating func scrub(_ text: String) -> String {
         guard !text.isEmpty else { return text }
         var current = text
         for rule in rules {
@@ -59,7 +60,7 @@ struct PIIScrubber {
         return current
     }
 
-    static func passesLuhn(_ text: String) -> Bool {
+    public static func passesLuhn(_ text: String) -> Bool {
         let digits = text.compactMap(\.wholeNumberValue)
         guard (13...19).contains(digits.count) else { return false }
         var sum = 0
