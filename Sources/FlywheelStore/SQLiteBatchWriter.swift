@@ -73,13 +73,15 @@ final class SQLiteBatchWriter: @unchecked Sendable {
             let now = DispatchTime.now().uptimeNanoseconds
             let retryAt = self.retryAt
             let holding = !held.isEmpty
-            var pruning = activePrune != nil
+            // A pass keeps the loop turning only while the storage takes writes (else it waits with the rows).
+            let healthy = failingSince == nil
+            var pruning = activePrune != nil && healthy
             var newPrune: PruneJob?
             let (step, maxSize) = core.state.withLock { s -> (Step, Int64??) in
                 if let job = s.pendingPrune {
                     newPrune = job
                     s.pendingPrune = nil
-                    pruning = true
+                    pruning = healthy
                 }
                 let maxSize: Int64?? = s.maxSizeChanged ? .some(s.requestedMaxSize) : nil
                 s.maxSizeChanged = false
