@@ -144,12 +144,18 @@ public final class SQLiteAPIKeyStore {
         try translatingSQLiteErrors { () throws(SQLiteError) in try connection.scalarInt64("SELECT coalesce(max(id), 0) FROM api_key_changes") }
     }
 
-    /// Requests, tokens and spend per key id over the whole log (shadow runs, which no client asked for, left out).
+    /// Requests, tokens and spend per key id over the key's life: the log's rows plus what retention pruned of
+    /// them (shadow runs, which no client asked for, left out).
     public func usage() throws(StoreError) -> [String: APIKeyUsage] {
         try translatingSQLiteErrors { () throws(SQLiteError) in
             try connection.withStatement("""
-                SELECT client_key_id, count(*), coalesce(sum(total_tokens), 0), coalesce(sum(cost_usd), 0) FROM requests
-                WHERE client_key_id IS NOT NULL AND shadow_of IS NULL GROUP BY client_key_id
+                SELECT key_id, sum(n), sum(tokens), sum(cost) FROM (
+                    SELECT client_key_id AS key_id, count(*) AS n, coalesce(sum(total_tokens), 0) AS tokens,
+                           coalesce(sum(cost_usd), 0) AS cost
+                    FROM requests WHERE client_key_id IS NOT NULL AND shadow_of IS NULL GROUP BY client_key_id
+                    UNION ALL
+                    SELECT key_id, requests, total_tokens, cost_usd FROM key_pruned_usage)
+                GROUP BY key_id
                 """) { s throws(SQLiteError) in
                 var out: [String: APIKeyUsage] = [:]
                 while try s.step() { out[s.string(0)] = APIKeyUsage(requests: s.int(1), totalTokens: s.int(2), costUSD: s.double(3)) }
@@ -158,10 +164,14 @@ public final class SQLiteAPIKeyStore {
         }
     }
 
-    /// The spend logged for `id` (shadow runs left out): the daemon's starting point for its budget.
+    /// The spend of `id` over its life (shadow runs left out): its logged rows plus what retention pruned of them.
+    /// The daemon's starting point for its budget.
     public func spend(keyID id: String) throws(StoreError) -> Double {
         try translatingSQLiteErrors { () throws(SQLiteError) in
-            try connection.withStatement("SELECT coalesce(sum(cost_usd), 0) FROM requests WHERE client_key_id = ? AND shadow_of IS NULL") { s throws(SQLiteError) in
+            try connection.withStatement("""
+                SELECT (SELECT coalesce(sum(cost_usd), 0) FROM requests WHERE client_key_id = ?1 AND shadow_of IS NULL)
+                     + (SELECT coalesce(sum(cost_usd), 0) FROM key_pruned_usage WHERE key_id = ?1)
+                """) { s throws(SQLiteError) in
                 try s.bind(id, at: 1)
                 return try s.step() ? s.double(0) : 0
             }

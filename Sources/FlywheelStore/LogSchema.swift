@@ -174,6 +174,16 @@ public enum LogSchema {
         Migration(version: 11, summary: "index requests by model_served", sql: """
             CREATE INDEX requests_model_served ON requests(model_served);
             """),
+        // What retention pruned of each key's requests: a budget is spend over the key's life, and the daemon sums
+        // it from the log at start-up, so a pruned row's cost moves here in the same transaction that deletes it.
+        Migration(version: 12, summary: "per-key usage of pruned requests", sql: """
+            CREATE TABLE key_pruned_usage (
+                key_id       TEXT    PRIMARY KEY,
+                requests     INTEGER NOT NULL DEFAULT 0,
+                total_tokens INTEGER NOT NULL DEFAULT 0,
+                cost_usd     REAL    NOT NULL DEFAULT 0
+            ) WITHOUT ROWID;
+            """),
     ]
 
     /// Brings a read-write connection up to the last of `migrations` (by default this build's list; tests

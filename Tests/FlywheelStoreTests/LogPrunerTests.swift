@@ -85,6 +85,32 @@ final class LogPrunerTests: XCTestCase {
         check.close()
     }
 
+    func testPrunedKeyedRowsStillCountTowardTheirKeysSpendAndUsage() throws {
+        let path = try Support.databasePath(self)
+        let writer = try SQLiteLogWriter(path: path)
+        var old = Support.record("old", model: "m", at: 1_000)
+        old.clientKeyID = "k1"; old.costUSD = 0.25; old.totalTokens = 10
+        var oldShadow = Support.record("old-shadow", model: "m", at: 1_000)
+        oldShadow.clientKeyID = "k1"; oldShadow.costUSD = 9; oldShadow.shadowOf = "old"
+        var recent = Support.record("recent", model: "m", at: 20_000)
+        recent.clientKeyID = "k1"; recent.costUSD = 0.5; recent.totalTokens = 20
+        var unkeyed = Support.record("unkeyed", model: "m", at: 1_000)
+        unkeyed.costUSD = 3
+        for r in [old, oldShadow, recent, unkeyed] { writer.enqueue(r) }
+        writer.flush()
+        let store = try SQLiteAPIKeyStore(path: path)
+        XCTAssertEqual(try store.spend(keyID: "k1"), 0.75, accuracy: 1e-9)
+
+        let everythingOld = RetentionPlan(scanBefore: 10_000, batchSize: 2) { _, _ in 10_000 }
+        XCTAssertEqual(try XCTUnwrap(prune(writer, everythingOld)).requests, 3)
+        XCTAssertEqual(try ids(path), ["recent"])
+        // A budget is spend over the key's life: what retention deleted still counts, the shadow run still not.
+        XCTAssertEqual(try store.spend(keyID: "k1"), 0.75, accuracy: 1e-9)
+        XCTAssertEqual(try store.usage()["k1"], APIKeyUsage(requests: 2, totalTokens: 30, costUSD: 0.75))
+        XCTAssertEqual(try store.usage().count, 1)
+        writer.close()
+    }
+
     func testDryRunCountsWhatAPassWouldDeleteAndDeletesNothing() throws {
         let path = try Support.databasePath(self)
         let writer = try SQLiteLogWriter(path: path)
