@@ -59,26 +59,19 @@ final class KeyLimiter: Sendable {
                 e.headers = ["retry-after": "3600", "x-should-retry": "false"]
                 return e
             }
-            if let rpm = limits.requestsPerMinute {
-                let used = w.sum(w.requests, now)
-                if used >= rpm {
-                    let wait = w.secondsUntilBelow(rpm, w.requests, now)
-                    var e = OpenAIError(status: 429, message: "Rate limit reached for API key \(key.id) on requests per minute: limit \(rpm), used \(used). Try again in \(wait) s.",
-                                        type: "requests", code: "rate_limit_exceeded")
-                    e.headers = ["retry-after": "\(wait)"]
-                    return e
-                }
+            // Over requests or tokens per minute: wait until enough of the window's oldest seconds leave it.
+            func overPerMinute(_ limit: Int?, _ values: [Int], _ unit: String) -> OpenAIError? {
+                guard let limit else { return nil }
+                let used = w.sum(values, now)
+                guard used >= limit else { return nil }
+                let wait = w.secondsUntilBelow(limit, values, now)
+                var e = OpenAIError(status: 429, message: "Rate limit reached for API key \(key.id) on \(unit) per minute: limit \(limit), used \(used). Try again in \(wait) s.",
+                                    type: unit, code: "rate_limit_exceeded")
+                e.headers = ["retry-after": "\(wait)"]
+                return e
             }
-            if let tpm = limits.tokensPerMinute {
-                let used = w.sum(w.tokens, now)
-                if used >= tpm {
-                    let wait = w.secondsUntilBelow(tpm, w.tokens, now)
-                    var e = OpenAIError(status: 429, message: "Rate limit reached for API key \(key.id) on tokens per minute: limit \(tpm), used \(used). Try again in \(wait) s.",
-                                        type: "tokens", code: "rate_limit_exceeded")
-                    e.headers = ["retry-after": "\(wait)"]
-                    return e
-                }
-            }
+            if let e = overPerMinute(limits.requestsPerMinute, w.requests, "requests") { return e }
+            if let e = overPerMinute(limits.tokensPerMinute, w.tokens, "tokens") { return e }
             w.requests[w.bucket(now)] += 1
             return nil
         }
