@@ -48,8 +48,9 @@ let package = Package(
         .target(name: "FlywheelTimers", swiftSettings: strict),
         // Sockets, addresses, system calls, epoll event loops with timers, clocks. Knows nothing of HTTP.
         .target(name: "FlywheelSockets", dependencies: ["CLinux", "FlywheelTimers"], swiftSettings: strict),
-        // HTTP/1.1 parsing and writing over a transport, the server, SSE framing. Knows nothing of OpenAI.
-        .target(name: "FlywheelHTTP", dependencies: ["FlywheelSockets"], swiftSettings: strict),
+        // HTTP/1.1 parsing and writing over a transport (TCP, or TLS through OpenSSL), the server, SSE framing.
+        // Knows nothing of OpenAI.
+        .target(name: "FlywheelHTTP", dependencies: ["FlywheelSockets", "COpenSSL"], swiftSettings: strict),
         // libcurl multi client on the event loops: pooled connections, streaming, timeouts, retries, fallbacks.
         .target(name: "FlywheelUpstream", dependencies: ["CCurl", "FlywheelTimers"], swiftSettings: strict),
         // The SQLite log: schema, migrations, background batch writer, queries.
@@ -129,7 +130,7 @@ let package = Package(
             path: "Tests/FlywheelTesting", swiftSettings: strict),
         .testTarget(name: "FlywheelTimersTests", dependencies: ["FlywheelTimers"], swiftSettings: strict),
         .testTarget(name: "FlywheelSocketsTests", dependencies: ["FlywheelSockets"], swiftSettings: strict),
-        .testTarget(name: "FlywheelHTTPTests", dependencies: ["FlywheelHTTP", "FlywheelSockets"], swiftSettings: strict),
+        .testTarget(name: "FlywheelHTTPTests", dependencies: ["FlywheelHTTP", "FlywheelSockets", "COpenSSL"], swiftSettings: strict),
         .testTarget(
             name: "FlywheelUpstreamTests", dependencies: ["FlywheelUpstream", "FlywheelTimers", "FlywheelTesting"],
             swiftSettings: strict),

@@ -3,7 +3,8 @@ import FlywheelSockets
 import Glibc
 #endif
 
-/// One accepted client connection speaking HTTP/1.1 over a `Transport` (a plain socket today). Owned by its
+/// One accepted client connection speaking HTTP/1.1 over a `Transport` (a plain socket, or TLS once
+/// `TLSHandshake` is done). Owned by its
 /// event loop: every method runs on that loop's thread (writers from other threads hop there first).
 ///
 /// Requests are handled one at a time, in order: the next pipelined request is parsed only after the current
@@ -89,15 +90,40 @@ final class Connection: EventLoopHandler {
         do {
             try socket.setNoDelay()
             try context.loop.register(connection, descriptor: socket.descriptor, events: [.input, .readHangup])
-            connection.interest = [.input, .readHangup]
         } catch {
-            socket.close()
-            context.server.openConnections.subtract(1, ordering: .relaxed)
-            connection.phase = .closed
+            connection.abandonUnregistered()
             return
         }
+        connection.begin(rejectStatus: rejectStatus, rejectMessage: nil)
+    }
+
+    /// Takes over a transport whose descriptor the current loop already watches for another handler (a finished
+    /// TLS handshake), keeping its registration. Otherwise as `open`; `rejectMessage` replaces the default words.
+    static func adopt(transport: any Transport, context: HTTPLoopContext, remoteAddress: String,
+                      rejectStatus: Int? = nil, rejectMessage: String? = nil) {
+        let connection = Connection(transport: transport, context: context, remoteAddress: remoteAddress)
+        do {
+            try context.loop.replaceHandler(descriptor: transport.descriptor, with: connection, events: [.input, .readHangup])
+        } catch {
+            context.loop.deregister(descriptor: transport.descriptor)
+            connection.abandonUnregistered()
+            return
+        }
+        connection.begin(rejectStatus: rejectStatus, rejectMessage: rejectMessage)
+        // A TLS client may have sent its first request with its last handshake bytes; OpenSSL may hold it already.
+        if connection.phase == .reading && transport.hasBufferedInput { connection.readInput() }
+    }
+
+    private func abandonUnregistered() {
+        transport.close()
+        context.server.openConnections.subtract(1, ordering: .relaxed)
+        phase = .closed
+    }
+
+    private func begin(rejectStatus: Int?, rejectMessage: String?) {
+        interest = [.input, .readHangup]
         if let status = rejectStatus {
-            connection.sendProtocolError(status: status, message: "the server is at its connection limit")
+            sendProtocolError(status: status, message: rejectMessage ?? "the server is at its connection limit")
         }
     }
 
@@ -443,11 +469,14 @@ final class Connection: EventLoopHandler {
             lastActivityNanos = now
             // A pipelined request's time starts now: it could not be read while the previous one was answered.
             requestStartedNanos = parser.hasPartialRequest ? now : 0
+            let resumed = readPaused
             if readPaused {
                 readPaused = false
                 updateInterest()
             }
             processInput()
+            // Reading stopped while the transport may still hold input (TLS) that no readiness event will report.
+            if resumed && phase != .closed && transport.hasBufferedInput { readInput() }
         } else {
             closeAfterFlush()
         }

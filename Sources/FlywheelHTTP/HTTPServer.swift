@@ -128,6 +128,28 @@ public final class HTTPServer: Sendable {
     /// Requests handed to the responder whose response has not ended.
     public var inFlightCount: Int { state.inFlight.load(ordering: .relaxed) }
 
+    /// True when the server speaks HTTPS (it was configured with a `TLSContext`).
+    public var isTLS: Bool { state.configuration.tls != nil }
+
+    /// The TLS context new connections are accepted with now.
+    public var tlsContext: TLSContext? { state.tlsContext.withLock { $0 } }
+
+    /// Accepts new connections with `context` from now on; established connections keep the context they were
+    /// accepted with. Returns false (and changes nothing) on a plain-HTTP server: TLS is switched on at start.
+    @discardableResult
+    public func replaceTLSContext(_ context: TLSContext) -> Bool {
+        guard isTLS else { return false }
+        state.tlsContext.withLock { $0 = context }
+        return true
+    }
+
+    /// TLS sessions alive (handshaking, or under a connection); 0 on a plain server. Every one is freed when its
+    /// connection closes, so this falls back to 0 when the server is idle.
+    public var tlsSessionCount: Int { state.tlsSessions.count }
+
+    /// TLS handshakes that failed or timed out since start (including plain HTTP sent to the TLS port).
+    public var tlsHandshakeFailureCount: Int { state.tlsSessions.failedHandshakes.load(ordering: .relaxed) }
+
     /// Request-body bytes reserved right now by connections still receiving a body
     /// (bounded by `HTTPServerConfiguration.maxBufferedBodyBytes`).
     public var bufferedBodyByteCount: Int { state.bufferedBodyBytes.load(ordering: .relaxed) }
@@ -244,18 +266,31 @@ public final class HTTPServer: Sendable {
         let remote = address.description
         let open = server.openConnections.add(1, ordering: .relaxed).newValue
         let here = contexts[0]
+        // TLS: the context in force now, so a reload applies from the next accepted connection on.
+        let tls = server.configuration.tls == nil ? nil : server.tlsContext.withLock { $0 }
         if open > server.maxConnections.load(ordering: .relaxed) {
-            Connection.open(socket: socket, context: here.value, remoteAddress: remote, rejectStatus: 503)
+            begin(socket, tls: tls, context: here.value, remoteAddress: remote, rejectStatus: 503)
             return
         }
         let target = contexts[next]
         next = (next + 1) % contexts.count
         if target.loop === here.loop {
-            Connection.open(socket: socket, context: target.value, remoteAddress: remote)
+            begin(socket, tls: tls, context: target.value, remoteAddress: remote, rejectStatus: nil)
         } else {
             target.loop.execute {
-                Connection.open(socket: socket, context: target.value, remoteAddress: remote)
+                begin(socket, tls: tls, context: target.value, remoteAddress: remote, rejectStatus: nil)
             }
+        }
+    }
+
+    /// On the connection's loop: plain HTTP at once, or a TLS handshake first.
+    private static func begin(_ socket: Socket, tls: TLSContext?, context: HTTPLoopContext, remoteAddress: String,
+                              rejectStatus: Int?) {
+        if let tls {
+            TLSHandshake.start(socket: socket, tls: tls, context: context, remoteAddress: remoteAddress,
+                               rejectStatus: rejectStatus)
+        } else {
+            Connection.open(socket: socket, context: context, remoteAddress: remoteAddress, rejectStatus: rejectStatus)
         }
     }
 }

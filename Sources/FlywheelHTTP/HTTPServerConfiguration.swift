@@ -35,6 +35,10 @@ public struct HTTPServerConfiguration: Sendable {
     /// Seconds `HTTPServer.shutdown` waits, after its grace period, for the final bytes that responders wrote
     /// when told `.serverShutdown` (see `HTTPResponseWriter.onClose`) to reach their clients.
     public var shutdownFlushTimeout: Double
+    /// Serve HTTPS with this context (nil: plain HTTP). `HTTPServer.replaceTLSContext` swaps it while running.
+    public var tls: TLSContext? = nil
+    /// Seconds a TLS client has from connecting to finishing its handshake; then it is closed.
+    public var tlsHandshakeTimeout: Double = 10
     /// Renders protocol-level errors this module produces itself (400, 408, 413, 431, 501, 503, 505...).
     /// Default: text/plain. The server adds `Retry-After` to its 503s unless the rendered response has one.
     public var errorRenderer: @Sendable (_ status: Int, _ message: String) -> HTTPResponse

@@ -17,6 +17,11 @@ final class HTTPServerState: Sendable {
     var requestTimeoutNanos: UInt64 { requestTimeout.load(ordering: .relaxed) }
     var idleTimeoutNanos: UInt64 { idleTimeout.load(ordering: .relaxed) }
     var writeTimeoutNanos: UInt64 { writeTimeout.load(ordering: .relaxed) }
+    let tlsHandshakeTimeoutNanos: UInt64
+    /// The TLS context new connections are accepted with (nil: plain HTTP); replaced by a reload.
+    let tlsContext: Mutex<TLSContext?>
+    /// `SSL` objects alive, and handshakes that failed.
+    let tlsSessions = TLSSessionCounter()
 
     /// Accepted sockets not yet closed (including ones answering 503 or lingering before close).
     let openConnections = Atomic<Int>(0)
@@ -37,6 +42,8 @@ final class HTTPServerState: Sendable {
     init(configuration: HTTPServerConfiguration, responder: any HTTPResponder) {
         self.configuration = configuration
         self.responder = responder
+        tlsHandshakeTimeoutNanos = MonotonicClock.nanoseconds(configuration.tlsHandshakeTimeout)
+        tlsContext = Mutex(configuration.tls)
         currentLimits = Mutex(configuration.limits)
         setLimits(configuration.limits)
     }
@@ -79,7 +86,9 @@ final class HTTPServerState: Sendable {
 
     /// The loop tick: often enough to enforce the shortest timeout within a quarter of it, at most 250 ms.
     var tickNanos: UInt64 {
-        let positive = [requestTimeoutNanos, idleTimeoutNanos, writeTimeoutNanos].filter { $0 > 0 }
+        var timeouts = [requestTimeoutNanos, idleTimeoutNanos, writeTimeoutNanos]
+        if configuration.tls != nil { timeouts.append(tlsHandshakeTimeoutNanos) }
+        let positive = timeouts.filter { $0 > 0 }
         let shortest: UInt64 = positive.min() ?? 1_000_000_000
         return min(250_000_000, max(10_000_000, shortest / 4))
     }

@@ -3,7 +3,7 @@ import FlywheelSockets
 import Glibc
 #endif
 
-/// The byte stream under a `Connection`: plain TCP today (`Socket`), TLS later. The connection owns its
+/// The byte stream under a `Connection`: plain TCP (`Socket`) or TLS (`TLSTransport`). The connection owns its
 /// transport and calls it only on its event loop's thread; the loop watches `descriptor` for readiness.
 ///
 /// Results follow `SystemCall`: `.wouldBlock` means "not now, wait for readiness", errors name what failed.
@@ -19,6 +19,10 @@ protocol Transport {
     /// Writes the buffers in order, gathered; returns how many bytes were taken (possibly fewer than all).
     func write(_ vectors: UnsafeMutableBufferPointer<iovec>) throws(SocketError) -> IOResult<Int>
 
+    /// Input the transport holds itself (TLS: decrypted bytes inside OpenSSL) that the descriptor's readiness will
+    /// not announce. A read that returns less than its buffer leaves none; a full one may.
+    var hasBufferedInput: Bool { get }
+
     /// Ends our sending side (a TLS transport sends close_notify first); reading stays possible. Errors ignored.
     func shutdownWrite()
 
@@ -27,6 +31,8 @@ protocol Transport {
 }
 
 extension Transport {
+    var hasBufferedInput: Bool { false }
+
     /// Writes one buffer; returns how many bytes were taken.
     @inline(__always)
     func write(_ bytes: UnsafeRawBufferPointer) throws(SocketError) -> IOResult<Int> {

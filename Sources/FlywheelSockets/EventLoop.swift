@@ -170,6 +170,18 @@ public final class EventLoop: @unchecked Sendable {
         try epoll.modify(descriptor, events: events, token: Self.token(descriptor, registration.generation))
     }
 
+    /// Gives a registered descriptor to another handler with new interest, keeping its registration (one
+    /// `epoll_ctl MOD`): e.g. a TLS handshake handing its socket to the connection it became.
+    package func replaceHandler(descriptor: Int32, with handler: any EventLoopHandler, events: EpollEvents) throws(SocketError) {
+        preconditionInEventLoop()
+        let slot = Int(descriptor)
+        guard slot < handlers.count, let registration = handlers[slot] else {
+            throw SocketError(call: "epoll_ctl EPOLL_CTL_MOD", errno: ENOENT)
+        }
+        handlers[slot] = Registration(handler: handler, generation: registration.generation)
+        try epoll.modify(descriptor, events: events, token: Self.token(descriptor, registration.generation))
+    }
+
     /// Forgets the handler. The caller closes the descriptor next, which removes it from the epoll set
     /// (we never duplicate descriptors), so no `EPOLL_CTL_DEL` is needed.
     package func deregister(descriptor: Int32) {
