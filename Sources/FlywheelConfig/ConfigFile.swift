@@ -97,6 +97,7 @@ struct ConfigFile: Decodable {
         var log_level: String?
         var log_format: String?
         var access_log: AccessLogSection?
+        var tls: TLSSection?
     }
     /// `access_log: true` (the daemon's output), `false`, or a file path.
     struct AccessLogSection: Decodable {
@@ -109,6 +110,13 @@ struct ConfigFile: Decodable {
                 destination = try container.decode(String.self)
             }
         }
+    }
+    struct TLSSection: Decodable {
+        var cert_file: String?
+        var key_file: String?
+        var client_ca_file: String?
+        var client_auth: String?
+        var handshake_timeout: Double?
     }
     struct AuthSection: Decodable {
         var keys: [KeySection]?
@@ -184,6 +192,18 @@ struct ConfigFile: Decodable {
             c.server.logLevel = s.log_level ?? c.server.logLevel
             c.server.logFormat = s.log_format ?? c.server.logFormat
             c.server.accessLog = s.access_log?.destination
+            if let t = s.tls {
+                var tls = GatewayConfiguration.TLS(certFile: t.cert_file ?? "", keyFile: t.key_file ?? "")
+                tls.clientCAFile = t.client_ca_file
+                if let mode = t.client_auth {
+                    guard let parsed = GatewayConfiguration.TLS.ClientAuth(rawValue: mode) else {
+                        throw ConfigurationError("\(source): server.tls.client_auth must be none, optional or require (got '\(mode)')")
+                    }
+                    tls.clientAuth = parsed
+                }
+                tls.handshakeTimeout = t.handshake_timeout ?? tls.handshakeTimeout
+                c.server.tls = tls
+            }
         }
         for k in auth?.keys ?? [] {
             let key = try secret(k.key, k.key_env, "auth.keys.\(k.id)")

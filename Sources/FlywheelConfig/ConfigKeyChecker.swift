@@ -16,7 +16,10 @@ enum ConfigKeyChecker {
             "listen", "event_loops", "max_body_bytes", "max_header_bytes", "max_connections", "request_timeout",
             "idle_timeout", "write_timeout", "shutdown_grace", "max_response_bytes", "max_buffered_body_bytes",
             "log_level", "log_format", "access_log",
-        ].map { ($0, Shape.any) })),
+        ].map { ($0, Shape.any) }).merging([
+            "tls": .mapping(["cert_file": .any, "key_file": .any, "client_ca_file": .any, "client_auth": .any,
+                             "handshake_timeout": .any]),
+        ]) { $1 }),
         "auth": .mapping(["keys": .list(.mapping(["id": .any, "key": .any, "key_env": .any])),
                           "admin_key": .any, "admin_key_env": .any, "metrics_require_admin": .any, "allow_open": .any]),
         "log": .mapping(["path": .any, "queue_capacity": .any, "batch_size": .any, "flush_interval": .any, "cache_mb": .any,

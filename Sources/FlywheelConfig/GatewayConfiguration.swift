@@ -196,6 +196,25 @@ public struct GatewayConfiguration: Sendable, Equatable {
         public var logFormat = "text"
         /// One line per request: nil off, "-" in the daemon's output, else a file appended to.
         public var accessLog: String? = nil
+        /// HTTPS on the listener (`server.tls`); nil: plain HTTP.
+        public var tls: TLS? = nil
+    }
+
+    /// `server.tls`: the listener's certificate and key, and optionally client certificates (mutual TLS). The files
+    /// are read at start and again on SIGHUP.
+    public struct TLS: Sendable, Equatable {
+        public enum ClientAuth: String, Sendable, CaseIterable { case none, optional, require }
+        public var certFile: String
+        public var keyFile: String
+        public var clientCAFile: String? = nil
+        public var clientAuth = ClientAuth.none
+        /// Seconds a client has to finish its TLS handshake.
+        public var handshakeTimeout = 10.0
+
+        public init(certFile: String, keyFile: String) {
+            self.certFile = certFile
+            self.keyFile = keyFile
+        }
     }
 
     /// The names `server.log_level` and `server.log_format` accept.
@@ -432,6 +451,7 @@ extension GatewayConfiguration {
         if let path = server.accessLog, path.isEmpty {
             throw ConfigurationError("server.access_log: give true, false or a file path")
         }
+        if let tls = server.tls { try tls.validate() }
         guard log.queueCapacity > 0, log.batchSize > 0, log.flushInterval > 0 else {
             throw ConfigurationError("log: queue_capacity, batch_size and flush_interval must be positive")
         }
@@ -600,5 +620,26 @@ public struct ListenAddress: Sendable, Equatable {
         if hostPart.isEmpty { hostPart = "0.0.0.0" }
         self.host = String(hostPart)
         self.port = port
+    }
+}
+
+extension GatewayConfiguration.TLS {
+    /// Shapes only; the files themselves are read (and checked: present, readable, PEM, key matching the
+    /// certificate) when the daemon builds its TLS context.
+    public func validate() throws {
+        guard !certFile.isEmpty, !keyFile.isEmpty else {
+            throw ConfigurationError("server.tls needs cert_file and key_file (PEM files)")
+        }
+        guard handshakeTimeout > 0, handshakeTimeout <= 300 else {
+            throw ConfigurationError("server.tls.handshake_timeout must be more than 0 and at most 300 seconds")
+        }
+        switch (clientAuth, clientCAFile) {
+        case (.none, .some):
+            throw ConfigurationError("server.tls.client_ca_file is set but client_auth is none: set client_auth to require or optional, or remove client_ca_file")
+        case (.optional, nil), (.require, nil):
+            throw ConfigurationError("server.tls.client_auth \(clientAuth.rawValue) needs client_ca_file (the CAs client certificates must chain to)")
+        default:
+            break
+        }
     }
 }

@@ -91,6 +91,8 @@ public final class Daemon: Sendable {
         self.source = source
         try Self.configureOutput(output, configuration)
         let address = try ListenAddress(parsing: configuration.server.listen)
+        // The certificate and key are read before anything else opens, so a bad file fails start-up alone.
+        let tls = try configuration.server.tls.map(Self.makeTLSContext)
         let redactor = configuration.log.redact == .pii ? LogRedactor() : nil
         let log = try openLog?(configuration) ?? Self.openLog(configuration, redactor: redactor)
         var inference: LocalInference?
@@ -122,6 +124,8 @@ public final class Daemon: Sendable {
         http.bodyLimit = { [weak gateway] method, path in
             Gateway.bodyLimit(feedbackMaxBytes: gateway?.configuration.feedback.maxBodyBytes ?? defaultFeedbackLimit)(method, path)
         }
+        http.tls = tls
+        if let settings = configuration.server.tls { http.tlsHandshakeTimeout = settings.handshakeTimeout }
         http.errorRenderer = { status, message in
             OpenAIError.forHTTPStatus(status, message: message).response(requestID: RequestID.newUUIDv7())
         }
@@ -315,8 +319,8 @@ public final class Daemon: Sendable {
                 return ReloadResult(error: "server.access_log: \(error)")
             }
         }
-        // TLS: reload the listener's certificate and key here (fallible: on an error return before anything
-        // else changes, after putting the access log back: `try? output.setAccessLog(old.server.accessLog)`).
+        // TLS: the listener's files are read again below (`reloadTLS`); a certificate that does not load keeps the
+        // previous one in force, says so, and does not hold up the rest of the reload.
         let models: String
         do {
             models = try reloadLocalModels(next.localModels)
@@ -341,6 +345,7 @@ public final class Daemon: Sendable {
         var result = ReloadResult()
         let cap = next.log.maxSizeMB.map { "\($0) MiB" } ?? "none"
         result.applied = changes.applied + ["local models: \(models)", "policies: \(policies)", "log size cap: \(cap)"]
+            + [reloadTLS(read.server.tls)].compactMap { $0 }
         result.needRestart = changes.needRestart
         return result
     }
@@ -364,7 +369,46 @@ public final class Daemon: Sendable {
         driftWatch?.start()
         dashboardJob.start()
         retentionJob?.start()
-        return "http://\(host):\(http.port)"
+        return "\(http.isTLS ? "https" : "http")://\(host):\(http.port)"
+    }
+
+    // MARK: TLS on the listener
+
+    /// Reads `server.tls`'s files into a server context; a `ConfigurationError` names the file and the problem.
+    static func makeTLSContext(_ settings: GatewayConfiguration.TLS) throws -> TLSContext {
+        let mode = TLSClientAuthentication(rawValue: settings.clientAuth.rawValue) ?? .require
+        let files = TLSConfiguration(certificateFile: settings.certFile, privateKeyFile: settings.keyFile,
+                                     clientCAFile: settings.clientCAFile, clientAuthentication: mode)
+        do {
+            return try TLSContext(files)
+        } catch {
+            throw ConfigurationError("server.tls: \(error)")
+        }
+    }
+
+    /// The certificate in force, for the operator's start-up output (nil: plain HTTP).
+    public var tlsCertificateSummary: String? { http.tlsContext?.certificateSummary }
+
+    /// SIGHUP: reads the certificate, key and client CAs again (from `settings`, the configuration as read
+    /// again) for connections accepted from now on; established ones keep theirs. A file that does not load
+    /// leaves the previous context in force (and the rest of the reload goes ahead). TLS itself is switched on or
+    /// off only at a restart. Returns one line for the operator saying which of these happened (nil: no TLS before
+    /// or after, nothing to say). Part of `reload`, so SIGHUP and /admin/reload both do it.
+    func reloadTLS(_ settings: GatewayConfiguration.TLS?) -> String? {
+        guard http.isTLS else {
+            return settings == nil ? nil : "tls: server.tls takes effect at the next start (this daemon serves plain HTTP)"
+        }
+        guard let settings else {
+            return "tls: server.tls was removed; HTTPS goes on with the previous certificate until the next start"
+        }
+        do {
+            try settings.validate()
+            let context = try Self.makeTLSContext(settings)
+            http.replaceTLSContext(context)
+            return "tls certificate for new connections: \(context.certificateSummary)"
+        } catch {
+            return "tls: NOT reloaded, new connections keep the previous certificate: \(error)"
+        }
     }
 
     public var port: UInt16 { http.port }

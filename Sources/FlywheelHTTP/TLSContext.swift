@@ -81,8 +81,13 @@ public final class TLSContext: @unchecked Sendable {
                     "certificate file \(configuration.certificateFile) holds no usable PEM certificate (\(Self.drainErrors()))")
             }
             guard SSL_CTX_use_PrivateKey_file(context, configuration.privateKeyFile, SSL_FILETYPE_PEM) == 1 else {
+                let reasons = Self.drainErrors()
+                if reasons.contains("mismatch") {
+                    throw TLSContextError(description:
+                        "key file \(configuration.privateKeyFile) does not match the certificate in \(configuration.certificateFile)")
+                }
                 throw TLSContextError(description:
-                    "key file \(configuration.privateKeyFile) holds no usable unencrypted PEM private key (\(Self.drainErrors()))")
+                    "key file \(configuration.privateKeyFile) holds no usable unencrypted PEM private key (\(reasons))")
             }
             guard SSL_CTX_check_private_key(context) == 1 else {
                 _ = Self.drainErrors()
