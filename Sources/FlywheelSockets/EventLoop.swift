@@ -280,6 +280,12 @@ public final class EventLoop: @unchecked Sendable {
 
     private func run() {
         threadID.store(pthread_self(), ordering: .releasing)
+        // Writes that do not pass MSG_NOSIGNAL (OpenSSL's, for TLS connections) to a vanished peer must fail with
+        // EPIPE on this thread, not kill the process, whatever the embedding program does with SIGPIPE.
+        var pipeSignal = sigset_t()
+        sigemptyset(&pipeSignal)
+        sigaddset(&pipeSignal, SIGPIPE)
+        pthread_sigmask(SIG_BLOCK, &pipeSignal, nil)
         var now = MonotonicClock.now()
         var nextTick = now &+ tickNanos
         while !stopRequested.load(ordering: .acquiring) {
