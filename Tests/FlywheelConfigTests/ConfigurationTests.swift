@@ -258,4 +258,30 @@ final class PolicyConfigurationTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("'claude-3' is neither a local model nor routed"), "\(error)")
         }
     }
+
+    func testServerTLSParsesAndItsShapesAreChecked() throws {
+        let c = try GatewayConfiguration.parse(yaml: """
+        server:
+          tls: {cert_file: /c.pem, key_file: /k.pem, client_ca_file: /ca.pem, client_auth: require, handshake_timeout: 3}
+        """)
+        var expected = GatewayConfiguration.TLS(certFile: "/c.pem", keyFile: "/k.pem")
+        expected.clientCAFile = "/ca.pem"
+        expected.clientAuth = .require
+        expected.handshakeTimeout = 3
+        XCTAssertEqual(c.server.tls, expected)
+        XCTAssertNil(try GatewayConfiguration.parse(yaml: "server: {listen: 127.0.0.1:0}").server.tls)
+        let refused: [(String, String)] = [
+            ("tls: {cert_file: /c.pem}", "server.tls needs cert_file and key_file"),
+            ("tls: {cert_file: /c.pem, key_file: /k.pem, client_auth: maybe}", "client_auth must be none, optional or require"),
+            ("tls: {cert_file: /c.pem, key_file: /k.pem, client_auth: optional}", "client_auth optional needs client_ca_file"),
+            ("tls: {cert_file: /c.pem, key_file: /k.pem, client_ca_file: /ca.pem}", "client_ca_file is set but client_auth is none"),
+            ("tls: {cert_file: /c.pem, key_file: /k.pem, handshake_timeout: 0}", "handshake_timeout must be more than 0"),
+            ("tls: {cert_file: /c.pem, key_file: /k.pem, certfile: /x}", "unknown key 'certfile' in server.tls"),
+        ]
+        for (yaml, message) in refused {
+            XCTAssertThrowsError(try GatewayConfiguration.parse(yaml: "server:\n  " + yaml)) { error in
+                XCTAssertTrue("\(error)".contains(message), "\(yaml): \(error)")
+            }
+        }
+    }
 }
