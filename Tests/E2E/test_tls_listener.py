@@ -242,6 +242,20 @@ def test_alpn_offers_http11(start_tls, certs, fake):
         assert read_responses(s, 1)[0][0] == 200
 
 
+def test_a_returning_client_resumes_its_session_from_a_ticket(start_tls, certs, fake):
+    fw = start_tls(tls_config(certs, fake.url))
+    context = certs.trust("a")
+    with tls_socket(fw.port, context) as first:
+        first.sendall(HEALTH)
+        assert read_responses(first, 1)[0][0] == 200  # TLS 1.3 tickets arrive after the handshake
+        session = first.session
+    raw = socket.create_connection(("127.0.0.1", fw.port), timeout=10)
+    with context.wrap_socket(raw, server_hostname="127.0.0.1", session=session) as second:
+        assert second.session_reused, "the server did not resume the session (tickets off?)"
+        second.sendall(HEALTH)
+        assert read_responses(second, 1)[0][0] == 200
+
+
 def test_mtls_require_accepts_the_cas_clients_and_refuses_others(start_tls, certs, fake):
     fw = start_tls(tls_config(certs, fake.url, client_ca_file=str(certs.dir / "ca.pem"), client_auth="require"))
     ok = fw.tls_client(certs.trust("a", client="client"))

@@ -65,5 +65,14 @@ for scheme in http https; do
     fresh=$(rate "$url" -H "Connection: close")
     fresh2=$(rate "$url" -H "Connection: close")
     echo "$scheme: keep-alive ${keep} req/s; new connections ${fresh} /s, again ${fresh2} /s; RSS after warm-up ${warm} KiB, after all $(rss_kib) KiB"
+    if [ "$scheme" = https ]; then
+        # Memory over many more handshakes: RSS after each further round of new connections.
+        line="https: RSS (KiB) after each further ${DURATION} of new connections:"
+        for _ in $(seq "${ROUNDS:-5}"); do
+            wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -H "Connection: close" "$url" > "$work/wrk.out"
+            line+=" $(rss_kib) ($(awk '/requests in/ {print $1}' "$work/wrk.out") connections)"
+        done
+        echo "$line"
+    fi
     kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 done
