@@ -32,27 +32,32 @@ server:
 EOF
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$pid/status"; }
+# The daemon's CPU time so far (user + system), in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 
 start() {  # $1: http or https
     local args=(serve --listen 127.0.0.1:0 --db "$work/bench.db" --upstream-url http://127.0.0.1:9/v1)
     [ "$1" = https ] && args+=(--config "$work/tls.yaml")
-    "$BIN" "${args[@]}" 2> "$work/stderr" &
+    "$BIN" "${args[@]}" 2> "$work/$1.stderr" &
     pid=$!
     for _ in $(seq 100); do
-        port=$(grep -oE 'listening on https?://127\.0\.0\.1:[0-9]+' "$work/stderr" | grep -oE '[0-9]+$' || true)
+        port=$(grep -oE 'listening on https?://127\.0\.0\.1:[0-9]+' "$work/$1.stderr" | grep -oE '[0-9]+$' || true)
         [ -n "$port" ] && return
         sleep 0.1
     done
-    echo "the daemon did not start:" >&2; cat "$work/stderr" >&2; exit 1
+    echo "the daemon did not start:" >&2; cat "$work/$1.stderr" >&2; exit 1
 }
 
-rate() {  # url [extra wrk args...]: requests/s, and the error count
-    local out
+rate() {  # url [extra wrk args...]: requests/s, the daemon's CPU µs per request, and errors if any
+    local out before after
+    before=$(cpu_ticks)
     out=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "$@")
-    local rps errors
+    after=$(cpu_ticks)
+    local rps count errors
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    count=$(echo "$out" | awk '/requests in/ {print $1}')
     errors=$(echo "$out" | awk '/Socket errors/ {print $0}')
-    echo "$rps${errors:+ ($errors)}"
+    echo "$rps/s, daemon CPU $(( (after - before) * 1000000 / $(getconf CLK_TCK) / count )) µs each${errors:+ ($errors)}"
 }
 
 for scheme in http https; do
@@ -64,7 +69,7 @@ for scheme in http https; do
     keep=$(rate "$url")
     fresh=$(rate "$url" -H "Connection: close")
     fresh2=$(rate "$url" -H "Connection: close")
-    echo "$scheme: keep-alive ${keep} req/s; new connections ${fresh} /s, again ${fresh2} /s; RSS after warm-up ${warm} KiB, after all $(rss_kib) KiB"
+    echo "$scheme: keep-alive requests ${keep}; new connections ${fresh}, again ${fresh2}; RSS after warm-up ${warm} KiB, after all $(rss_kib) KiB"
     if [ "$scheme" = https ]; then
         # Memory over many more handshakes: RSS after each further round of new connections.
         line="https: RSS (KiB) after each further ${DURATION} of new connections:"
