@@ -216,6 +216,20 @@ final class TLSServerTests: XCTestCase {
         XCTAssertFalse(plain.replaceTLSContext(try files.context("b")))
     }
 
+    func testOverTheConnectionLimitATLSClientGetsA503AfterItsHandshake() throws {
+        let server = try startTLSServer { $0.maxConnections = 1 }
+        defer { server.shutdown(gracePeriod: 1) }
+        let first = try TLSTestClient(port: server.port)
+        try first.send("GET /first HTTP/1.1\r\n\r\n")
+        XCTAssertEqual(try first.readResponses(1)[0].status, 200)
+        let second = try TLSTestClient(port: server.port)
+        let refused = try second.readResponses(1)[0]
+        XCTAssertEqual(refused.status, 503)
+        XCTAssertTrue(second.sawEndOfStream())
+        try first.send("GET /again HTTP/1.1\r\n\r\n")
+        XCTAssertEqual(try first.readResponses(1)[0].status, 200)
+    }
+
     func testContextErrorsNameTheFileAndTheProblem() throws {
         func failure(_ configuration: TLSConfiguration) -> String {
             do {
