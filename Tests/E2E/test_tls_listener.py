@@ -391,6 +391,22 @@ def test_sighup_reloads_the_certificate_for_new_connections_and_a_bad_one_keeps_
     certs.use("a")
 
 
+def test_admin_reload_reloads_the_certificate_too(start_tls, certs, fake):
+    certs.use("a")
+    fw = start_tls(tls_config(certs, fake.url))
+    both = certs.trust("a", "b")
+    certs.use("b")
+    try:
+        with httpx.Client(base_url=fw.base_url, verify=both, timeout=20) as http:
+            r = http.post("/admin/reload")  # loopback, no admin key configured
+        assert r.status_code == 200, r.text
+        assert any("tls certificate for new connections" in line and "O=server-b" in line
+                   for line in r.json()["reloaded"]), r.text
+        assert serial_seen(fw.port, both) == certs.der("b")
+    finally:
+        certs.use("a")
+
+
 @pytest.mark.parametrize("change,message", [
     ({"cert_file": "/nonexistent/cert.pem"}, "certificate file /nonexistent/cert.pem: No such file or directory"),
     ({"key_file": "KEY_OF_B"}, "does not match the certificate"),
