@@ -232,6 +232,24 @@ def test_pipelined_requests_over_tls_are_answered_in_order(start_tls, certs, fak
         assert all(b'"ok"' in body for _, body in answers[:40] + answers[41:])
 
 
+def test_tls_12_clients_get_a_forward_secret_aead_cipher(start_tls, certs, fake):
+    fw = start_tls(tls_config(certs, fake.url))
+    context = certs.trust("a")
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    with tls_socket(fw.port, context) as s:
+        assert s.version() == "TLSv1.2"
+        name, _, _ = s.cipher()
+        assert name.startswith("ECDHE-") and ("GCM" in name or "CHACHA20" in name), name
+        s.sendall(HEALTH)
+        assert read_responses(s, 1)[0][0] == 200
+    # A client that offers only CBC ciphers finds nothing in common.
+    legacy = certs.trust("a")
+    legacy.maximum_version = ssl.TLSVersion.TLSv1_2
+    legacy.set_ciphers("ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA")
+    with pytest.raises(ssl.SSLError):
+        tls_socket(fw.port, legacy).close()
+
+
 def test_alpn_offers_http11(start_tls, certs, fake):
     fw = start_tls(tls_config(certs, fake.url))
     context = certs.trust("a")
