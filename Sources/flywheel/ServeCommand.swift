@@ -105,7 +105,7 @@ struct ServeCommand: ParsableCommand {
         } else {
             output.info(server.authSummary)
         }
-        if let certificate = server.tlsCertificateSummary { Console.error("flywheel: tls certificate: \(certificate)") }
+        if let certificate = server.tlsCertificateSummary { output.info("tls certificate: \(certificate)") }
         for model in server.localModels {
             output.info("local model '\(model.name)' from \(model.path): \(model.summary)")
             if let problem = model.chatTemplateProblem {

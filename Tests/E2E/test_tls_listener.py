@@ -19,7 +19,7 @@ import pytest
 from conftest import Flywheel, Launcher, upstream_cfg
 from helpers import httpx, poll, user_msg
 
-HTTPS_LISTEN_RE = re.compile(r"flywheel: listening on https://127\.0\.0\.1:(\d+)")
+HTTPS_LISTEN_RE = re.compile(r"listening on https://127\.0\.0\.1:(\d+)")
 HEALTH = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 
@@ -171,7 +171,7 @@ def serial_seen(port: int, context: ssl.SSLContext) -> bytes:
 
 def test_openai_sdk_over_https_plain_and_streaming(start_tls, certs, fake):
     fw = start_tls(tls_config(certs, fake.url))
-    assert "flywheel: tls certificate: subject /CN=127.0.0.1/O=server-a" in fw.stderr()
+    assert "tls certificate: subject /CN=127.0.0.1/O=server-a" in fw.stderr()
     client = fw.tls_client(certs.trust("a"))
     r = client.chat.completions.create(model="gpt-4o-mini", messages=user_msg("over https"))
     assert r.choices[0].message.content == "echo: over https"
