@@ -144,6 +144,9 @@ public final class Daemon: Sendable {
             throw error
         }
         gateway.setConnectionCounter { [weak server] in server?.openConnectionCount ?? 0 }
+        if server.isTLS {
+            gateway.setTLSCounter { [weak server] in (server?.tlsSessionCount ?? 0, server?.tlsHandshakeFailureCount ?? 0) }
+        }
         self.gateway = gateway
         self.http = server
         self.upstreams = upstreams

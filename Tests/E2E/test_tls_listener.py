@@ -213,6 +213,7 @@ def test_keep_alive_carries_many_requests_and_streams_on_one_tls_connection(star
     # The server agrees: this client's connection is the only one open.
     metrics = http.get(fw.base_url + "/metrics").text
     assert re.search(r"(?m)^flywheel_open_connections 1$", metrics), metrics[-2000:]
+    assert re.search(r"(?m)^flywheel_tls_sessions 1$", metrics), metrics[-2000:]
     assert CountingContext.connections == 1
     http.close()
 
@@ -329,6 +330,11 @@ def test_garbage_handshakes_are_closed_and_many_concurrent_handshakes_work(start
         with socket.create_connection(("127.0.0.1", fw.port), timeout=10) as s:
             s.sendall(data)
             assert closed_by_server(s), f"garbage {data[:8]!r} was not closed"
+    with tls_socket(fw.port, certs.trust("a")) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        metrics = read_responses(s, 1)[0][1].decode()
+    failed = re.search(r"(?m)^flywheel_tls_handshake_failures_total (\d+)$", metrics)
+    assert failed and int(failed.group(1)) >= len(closed_at_once), metrics[-2000:]
     # Incomplete records (a header announcing 64 KiB, one byte) wait for more: the handshake deadline's job.
     for data in (b"\x16\x03\x03\xff\xff" + b"\x00" * 300, b"\x16"):
         with socket.create_connection(("127.0.0.1", fw.port), timeout=10) as s:

@@ -35,6 +35,8 @@ public final class Gateway: HTTPResponder {
     private let routes: RouteTable
     /// Reads the HTTP server's open-connection count for `/metrics`; set once the server exists.
     let connectionCounter = Mutex<(@Sendable () -> Int)?>(nil)
+    /// The listener's TLS sessions alive and failed handshakes, when it speaks HTTPS.
+    let tlsCounter = Mutex<(@Sendable () -> (sessions: Int, handshakeFailures: Int))?>(nil)
 
     public init(configuration: GatewayConfiguration, upstreams: UpstreamPool, log: any LogSink, metrics: GatewayMetrics = GatewayMetrics(),
                 localModels: [LocalModelAdapter] = [], inference: LocalInference? = nil) {
@@ -150,6 +152,11 @@ public final class Gateway: HTTPResponder {
     /// Where `/metrics` reads the number of open client connections.
     public func setConnectionCounter(_ counter: @escaping @Sendable () -> Int) {
         connectionCounter.withLock { $0 = counter }
+    }
+
+    /// Where `/metrics` reads the listener's TLS figures (set only when it speaks HTTPS).
+    public func setTLSCounter(_ counter: @escaping @Sendable () -> (sessions: Int, handshakeFailures: Int)) {
+        tlsCounter.withLock { $0 = counter }
     }
 
     public func respond(to request: HTTPRequest, writer: HTTPResponseWriter) {
@@ -278,6 +285,7 @@ public final class Gateway: HTTPResponder {
         gauges.logHealthy = health.healthy
         gauges.logHeldRows = health.heldRows
         gauges.logStorageErrors = health.storageErrors
+        gauges.tls = tlsCounter.withLock { $0 }?()
         if let inference {
             let counts = inference.counts
             gauges.localActive = counts.active

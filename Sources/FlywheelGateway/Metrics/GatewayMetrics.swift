@@ -142,6 +142,8 @@ public final class GatewayMetrics: Sendable {
         public var localGeneratedTokens: Int?
         /// Batched steps, token rows in them and KV cache bytes held by the local engine.
         public var localBatching: (steps: Int, rows: Int, cacheBytes: Int)?
+        /// TLS sessions alive and handshakes failed since start, when the listener speaks HTTPS.
+        public var tls: (sessions: Int, handshakeFailures: Int)?
         public init(logQueueDepth: Int, logDropped: Int, logWritten: Int, logWriteErrors: Int, openConnections: Int) {
             self.logQueueDepth = logQueueDepth
             self.logDropped = logDropped
@@ -204,6 +206,11 @@ public final class GatewayMetrics: Sendable {
         }
         scalar("flywheel_in_flight_requests", "gauge", "Requests being handled now.", inFlight.load(ordering: .relaxed))
         scalar("flywheel_open_connections", "gauge", "Client connections open now.", gauges.openConnections)
+        if let tls = gauges.tls {
+            scalar("flywheel_tls_sessions", "gauge", "TLS sessions alive now (handshaking or under a connection).", tls.sessions)
+            scalar("flywheel_tls_handshake_failures_total", "counter",
+                   "TLS handshakes that failed or timed out (plain HTTP sent to the TLS port included).", tls.handshakeFailures)
+        }
         scalar("flywheel_log_queue_depth", "gauge", "Log rows waiting for the background writer.", gauges.logQueueDepth)
         scalar("flywheel_log_dropped_total", "counter", "Log rows dropped because the queue was full.", gauges.logDropped)
         scalar("flywheel_log_written_total", "counter", "Log rows committed.", gauges.logWritten)
