@@ -87,7 +87,7 @@ def test_model_rules_rate_limits_and_budgets_answer_403_and_429_with_retry_after
     budget = create_key(fw, "--name", "budget", "--budget-usd", "0.0000001")
     for k in (mini, tokens, budget):
         wait_in_force(fw, k["key"])
-    chat(fw, mini["key"])  # 1 of mini's 2 a minute
+    mini_answered = [chat(fw, mini["key"])]  # 1 of mini's 2 a minute
 
     with pytest.raises(openai.PermissionDeniedError) as ei:
         chat(fw, mini["key"], model="renamed-model")
@@ -99,7 +99,7 @@ def test_model_rules_rate_limits_and_budgets_answer_403_and_429_with_retry_after
     assert "gpt-4o-mini" in ids and "renamed-model" not in ids
     with pytest.raises(openai.NotFoundError):
         fw.client(api_key=mini["key"]).models.retrieve("renamed-model")
-    chat(fw, mini["key"])  # the second request of the minute
+    mini_answered.append(chat(fw, mini["key"]))  # the second request of the minute
     with pytest.raises(openai.RateLimitError) as ei:
         chat(fw, mini["key"])
     e = ei.value
@@ -114,11 +114,16 @@ def test_model_rules_rate_limits_and_budgets_answer_403_and_429_with_retry_after
     assert ei.value.body["type"] == "tokens" and 1 <= int(ei.value.response.headers["retry-after"]) <= 60
 
     # The budget: the first request's cost (priced by the daemon's table) spends it.
-    chat(fw, budget["key"])
+    spent = chat(fw, budget["key"])
     with pytest.raises(openai.RateLimitError) as ei:
         chat(fw, budget["key"])
     assert ei.value.code == "budget_exceeded" and ei.value.response.headers["retry-after"]
     assert ei.value.response.headers["x-should-retry"] == "false"
+    # Rows are committed in the background (group commit): the report reads the log once these are there.
+    fw.wait_logged(spent.headers["x-request-id"])
+    fw.wait_logged(ei.value.response.headers["x-request-id"])
+    for answered in mini_answered:
+        fw.wait_logged(answered.headers["x-request-id"])
     # Per-key usage and spend in the report.
     p = fw.cli("report", "--db", str(fw.db), "--json")
     assert p.returncode == 0, p.stderr
