@@ -256,6 +256,7 @@ def test_the_admin_key_opens_the_dashboard_metrics_and_reload_and_client_keys_do
         assert r.status_code == 303 and r.headers["location"] == "/"
         cookie = r.headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and ADMIN_KEY not in cookie
+        assert "Secure" not in cookie  # plain HTTP: a Secure cookie would never come back (test_tls_listener: HTTPS)
     with fw.http() as browser:
         browser.cookies.set("flywheel_admin", cookie.split(";")[0].split("=", 1)[1])
         assert browser.get("/dashboard/data").status_code == 200

@@ -431,6 +431,17 @@ def test_admin_reload_reloads_the_certificate_too(start_tls, certs, fake):
         certs.use("a")
 
 
+def test_the_admin_session_cookie_is_secure_over_https(start_tls, certs, fake):
+    cfg = tls_config(certs, fake.url)
+    cfg["auth"] = {"keys": [{"id": "app", "key": "sk-client-0123"}], "admin_key": "admin-key-0123456789abcdef"}
+    fw = start_tls(cfg)
+    with httpx.Client(base_url=fw.base_url, verify=certs.trust("a"), timeout=20) as http:
+        r = http.post("/login", data={"key": "admin-key-0123456789abcdef"})
+    assert r.status_code == 303, r.text
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "; Secure" in cookie, cookie
+
+
 @pytest.mark.parametrize("change,message", [
     ({"cert_file": "/nonexistent/cert.pem"}, "certificate file /nonexistent/cert.pem: No such file or directory"),
     ({"key_file": "KEY_OF_B"}, "does not match the certificate"),

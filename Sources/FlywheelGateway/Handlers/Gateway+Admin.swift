@@ -80,7 +80,7 @@ extension Gateway {
         var headers = HTTPHeaders()
         headers.add("Location", "/")
         headers.add("Cache-Control", "no-store")
-        headers.add("Set-Cookie", "\(AdminAccess.cookieName)=\(session); Path=/; Max-Age=\(AdminAccess.sessionSeconds); HttpOnly; SameSite=Strict")
+        headers.add("Set-Cookie", "\(AdminAccess.cookieName)=\(session); Path=/; Max-Age=\(AdminAccess.sessionSeconds); HttpOnly; SameSite=Strict\(cookieSecurity)")
         headers.add("x-request-id", request.requestID)
         request.writer.send(HTTPResponse(status: 303, headers: headers))
     }
@@ -89,7 +89,7 @@ extension Gateway {
     func logOut(_ request: GatewayRequest) {
         var headers = HTTPHeaders()
         headers.add("Location", "/login")
-        headers.add("Set-Cookie", "\(AdminAccess.cookieName)=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict")
+        headers.add("Set-Cookie", "\(AdminAccess.cookieName)=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict\(cookieSecurity)")
         headers.add("x-request-id", request.requestID)
         request.writer.send(HTTPResponse(status: 303, headers: headers))
     }

@@ -154,10 +154,14 @@ public final class Gateway: HTTPResponder {
         connectionCounter.withLock { $0 = counter }
     }
 
-    /// Where `/metrics` reads the listener's TLS figures (set only when it speaks HTTPS).
+    /// Where `/metrics` reads the listener's TLS figures; set only when it speaks HTTPS, which also makes the
+    /// admin session cookie `Secure` (a browser then never sends it over plain HTTP).
     public func setTLSCounter(_ counter: @escaping @Sendable () -> (sessions: Int, handshakeFailures: Int)) {
         tlsCounter.withLock { $0 = counter }
     }
+
+    /// The admin session cookie's last attribute: `; Secure` when the listener speaks HTTPS.
+    var cookieSecurity: String { tlsCounter.withLock { $0 } == nil ? "" : "; Secure" }
 
     public func respond(to request: HTTPRequest, writer: HTTPResponseWriter) {
         let requestID = RequestID.resolve(clientValue: request.headers["x-request-id"])
