@@ -107,25 +107,12 @@ public final class LineWriter: Sendable {
                     text += line
                     text += "\n"
                 }
-                writeAll(text)
+                writeAll(text, to: descriptor)
                 state.withLock { $0.writing = false }
             }
         }
     }
 
-    private func writeAll(_ text: String) {
-        var bytes = Array(text.utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { Glibc.write(descriptor, $0.baseAddress! + offset, $0.count - offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                return  // the reader went away: nothing useful to do
-            }
-            offset += n
-        }
-        bytes.removeAll()
-    }
 }
 
 /// A problem opening the daemon's output (an access log file that cannot be written).
