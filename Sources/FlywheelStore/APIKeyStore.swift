@@ -191,14 +191,6 @@ public final class SQLiteAPIKeyStore {
     }
 
     private func transaction<T>(_ body: () throws -> T) throws -> T {
-        try translatingSQLiteErrors { () throws(SQLiteError) in try connection.execute("BEGIN IMMEDIATE") }
-        do {
-            let result = try body()
-            try translatingSQLiteErrors { () throws(SQLiteError) in try connection.execute("COMMIT") }
-            return result
-        } catch {
-            try? translatingSQLiteErrors { () throws(SQLiteError) in try connection.execute("ROLLBACK") }
-            throw error
-        }
+        try connection.writeTransaction(body)
     }
 }

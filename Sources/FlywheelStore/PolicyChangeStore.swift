@@ -74,15 +74,7 @@ public final class SQLitePolicyChangeStore {
     /// Runs `body` in one write transaction (`BEGIN IMMEDIATE`): what it reads is still the newest when what it
     /// records lands, so two `promote`s at once cannot both build on the same split. Rolled back if it throws.
     public func transaction<T>(_ body: () throws -> T) throws -> T {
-        try translatingSQLiteErrors { () throws(SQLiteError) in try connection.execute("BEGIN IMMEDIATE") }
-        do {
-            let result = try body()
-            try translatingSQLiteErrors { () throws(SQLiteError) in try connection.execute("COMMIT") }
-            return result
-        } catch {
-            try? translatingSQLiteErrors { () throws(SQLiteError) in try connection.execute("ROLLBACK") }
-            throw error
-        }
+        try connection.writeTransaction(body)
     }
 
     /// The newest change of each model: the splits in force.

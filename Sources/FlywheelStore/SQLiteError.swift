@@ -59,3 +59,20 @@ func translatingSQLiteErrors<T>(_ body: () throws(SQLiteError) -> T) throws(Stor
         throw StoreError(error)
     }
 }
+
+extension SQLiteConnection {
+    /// Runs `body` in one write transaction (`BEGIN IMMEDIATE`, so what it reads is still the newest when what it
+    /// records lands); committed if it returns, rolled back if it throws. The stores' read-modify-write steps
+    /// (policy changes, API keys) go through it.
+    func writeTransaction<T>(_ body: () throws -> T) throws -> T {
+        try translatingSQLiteErrors { () throws(SQLiteError) in try execute("BEGIN IMMEDIATE") }
+        do {
+            let result = try body()
+            try translatingSQLiteErrors { () throws(SQLiteError) in try execute("COMMIT") }
+            return result
+        } catch {
+            try? translatingSQLiteErrors { () throws(SQLiteError) in try execute("ROLLBACK") }
+            throw error
+        }
+    }
+}
