@@ -61,7 +61,8 @@ final class DriftWatch: Sendable {
         do {
             if state.reader == nil { state.reader = try SQLiteLogReader(path: path) }
             let now = Date()
-            let filter = RequestFilter(model: settings.model)
+            var filter = RequestFilter(model: settings.model)
+            filter.excludedTags = RequestFilter.evaluationTags  // golden-set replays are not traffic
             let tokenize = tokenizer()
             let baseline: (observations: [DriftObservation], total: Int)
             if let file = settings.baseline {

@@ -19,6 +19,10 @@ struct RequestConditions {
         // Tags are a JSON array per row; a tag match is a scan of the rows the other conditions leave,
         // which keeps the write path at one row per request (no tag table to maintain).
         if filter.tag != nil { clauses.append("EXISTS (SELECT 1 FROM json_each(requests.tags) WHERE json_each.value = ?)") }
+        if !filter.excludedTags.isEmpty {
+            let marks = Array(repeating: "?", count: filter.excludedTags.count).joined(separator: ", ")
+            clauses.append("NOT EXISTS (SELECT 1 FROM json_each(requests.tags) WHERE json_each.value IN (\(marks)))")
+        }
         if filter.status != nil { clauses.append("status = ?") }
         if filter.errorsOnly { clauses.append("(status >= 400 OR error_type IS NOT NULL)") }
         if filter.createdFrom != nil { clauses.append("created_at >= ?") }
@@ -45,6 +49,10 @@ struct RequestConditions {
         }
         try next(filter.route) { v, i throws(SQLiteError) in try s.bind(v, at: i) }
         try next(filter.tag) { v, i throws(SQLiteError) in try s.bind(v, at: i) }
+        for tag in filter.excludedTags {
+            try s.bind(tag, at: index)
+            index += 1
+        }
         try next(filter.status) { v, i throws(SQLiteError) in try s.bind(v, at: i) }
         try next(filter.createdFrom) { v, i throws(SQLiteError) in try s.bind(v, at: i) }
         try next(filter.createdBefore) { v, i throws(SQLiteError) in try s.bind(v, at: i) }

@@ -5,6 +5,8 @@ public struct RequestFilter: Sendable, Equatable {
     public var route: String?
     /// Matches requests whose `tags` contain this tag exactly.
     public var tag: String?
+    /// Leaves out requests carrying any of these tags (e.g. an evaluation's own requests, tagged `eval`).
+    public var excludedTags: [String] = []
     /// Matches this HTTP status exactly.
     public var status: Int?
     /// Only failures: status >= 400 or an error type recorded.
@@ -21,6 +23,10 @@ public struct RequestFilter: Sendable, Equatable {
     public var shadows: Bool?
     /// Only the requests made with this client key (a configured key's id or a virtual key's id).
     public var clientKey: String?
+
+    /// The tags `flywheel eval` puts on its own requests and on its judge's (`eval:<run>` comes with `eval`).
+    /// Those requests replay a golden set: they are not traffic, so exports and drift checks leave them out.
+    public static let evaluationTags = ["eval", "eval-judge"]
 
     public init(model: String? = nil, route: String? = nil, tag: String? = nil, status: Int? = nil,
                 errorsOnly: Bool = false, createdFrom: Int64? = nil, createdBefore: Int64? = nil) {

@@ -29,7 +29,12 @@ struct DriftSelection: ParsableArguments {
     }
 
     /// The requests these options select (a command may narrow it further).
-    var filter: RequestFilter { RequestFilter(model: model, tag: tag) }
+    /// `flywheel eval`'s own requests are golden-set replays, not traffic: left out.
+    var filter: RequestFilter {
+        var filter = RequestFilter(model: model, tag: tag)
+        filter.excludedTags = RequestFilter.evaluationTags
+        return filter
+    }
 
     /// The baseline's and the window's observations, each a uniform sample of its cap; a time range that cannot
     /// be read is a usage error.

@@ -43,6 +43,9 @@ struct ExportCommand: ParsableCommand {
     @Flag(name: .long, help: "Also take answers of the local route.")
     var includeLocal = false
 
+    @Flag(name: .long, help: "Also take the requests of `flywheel eval` runs and their judges (tagged eval, eval-judge): golden-set replays, left out by default.")
+    var includeEvals = false
+
     @Flag(name: .long, help: "Also take failed, incomplete and truncated requests.")
     var includeFailed = false
 
@@ -80,6 +83,7 @@ struct ExportCommand: ParsableCommand {
         guard (1...65_536).contains(dedupeMemoryMb) else { throw ValidationError("--dedupe-memory-mb must be 1...65536") }
         var options = ExportOptions(format: format)
         options.filter = try log.filter()
+        if !includeEvals { options.filter.excludedTags = RequestFilter.evaluationTags }
         options.acceptedOnly = acceptedOnly
         options.excludeRejected = excludeRejected
         options.correctedOnly = correctedOnly

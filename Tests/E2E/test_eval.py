@@ -142,6 +142,43 @@ def test_a_golden_set_is_checked_and_judged_in_both_orders_and_stored(setup, tmp
     assert "eval-judge" in jrow["tags"]
 
 
+def test_an_evaluations_own_requests_stay_out_of_exports_and_drift_unless_asked_for(setup, tmp_path):
+    """A golden-set replay is not traffic: its requests (and its judge's) would put frontier answers to golden
+    prompts, unreviewed, into the next training set, and make a drift check see the golden set as traffic."""
+    fw, up, judge = setup
+    app = []
+    for i in range(3):
+        r = httpx.post(f"{fw.base_url}/v1/chat/completions", timeout=30,
+                       json={"model": "gpt-4o", "messages": [{"role": "user", "content": f"app question {i}"}]})
+        assert r.status_code == 200
+        app.append(r.headers["x-request-id"])
+    p, s = evaluate(fw, "--dataset", str(golden(tmp_path / "golden.jsonl", bad_lines=False)), "--candidate", "gpt-4o",
+                    "--judge", "judge-fair")
+    assert p.returncode == 0, p.stderr
+    items = sqlite3.connect(fw.db).execute("SELECT result FROM eval_items WHERE run_id = ?", (s["run_id"],)).fetchall()
+    evals = [json.loads(r[0])["candidate"]["request_id"] for r in items]
+    judged = [o["request_id"] for r in items for o in json.loads(r[0])["judge"]["orders"]]
+    for rid in app + evals + judged:
+        fw.wait_logged(rid)
+
+    def exported(*flags: str) -> set[str]:
+        out = tmp_path / f"sft{len(flags)}.jsonl"
+        p = run_cli(fw.binary, "export", "--db", str(fw.db), "--format", "sft", "--out", str(out),
+                    "--validation-fraction", "0", "--keep-duplicates", *flags)
+        assert p.returncode == 0, p.stderr
+        manifest = json.loads(out.with_name(out.stem + ".manifest.json").read_text())
+        assert manifest["options"]["excluded_tags"] == ([] if flags else ["eval", "eval-judge"])
+        return {json.loads(line)["flywheel_request_id"] for line in out.read_text().splitlines()}
+
+    assert exported() == set(app)
+    assert exported("--include-evals") == set(app) | set(evals) | set(judged)
+    # drift: the window holds the 3 app requests only (fewer than 30: not judged, and it says how many it saw)
+    baseline = tmp_path / "sft0.jsonl"
+    p = run_cli(fw.binary, "drift", "--db", str(fw.db), "--baseline", str(baseline), "--window", "1h", "--json")
+    assert p.returncode == 2, p.stderr
+    assert json.loads(p.stdout)["window_requests"] == 3
+
+
 def test_a_failed_gate_exits_3_and_is_recorded(setup, tmp_path):
     fw, _, _ = setup
     data = golden(tmp_path / "golden.jsonl", bad_lines=False)

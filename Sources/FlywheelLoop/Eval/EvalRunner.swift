@@ -1,5 +1,6 @@
 import Foundation
 import FlywheelJSON
+import FlywheelStore
 import FlywheelUpstream
 import Synchronization
 
@@ -181,7 +182,7 @@ public final class EvalRunner: Sendable {
         if let tools = item.tools { body["tools"] = tools }
         if let t = options.temperature { body["temperature"] = .double(t) }
         if let m = options.maxTokens { body["max_tokens"] = .int(Int64(m)) }
-        return call(JSON.object(body).serialized(), tag: "eval", attempts: 3, client: client)
+        return call(JSON.object(body).serialized(), tag: RequestFilter.evaluationTags[0], attempts: 3, client: client)
     }
 
     private func call(_ body: [UInt8], tag: String, attempts: Int, client: BlockingHTTPClient) -> Answer {
@@ -230,7 +231,7 @@ public final class EvalRunner: Sendable {
             var asked = 0
             while verdict == nil && asked <= options.judgeRetries {
                 asked += 1
-                last = call(JSON.object(body).serialized(), tag: "eval-judge", attempts: 2, client: client)
+                last = call(JSON.object(body).serialized(), tag: RequestFilter.evaluationTags[1], attempts: 2, client: client)
                 if let reply = last.message { verdict = PairwiseJudge.verdict(in: EvalChecks.text(reply["content"])) }
             }
             var o = JSONObject()

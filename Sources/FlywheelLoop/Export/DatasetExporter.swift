@@ -108,6 +108,7 @@ public final class DatasetExporter {
         optionsJSON["model"] = .optional(options.filter.model)
         optionsJSON["route"] = .optional(options.filter.route)
         optionsJSON["tag"] = .optional(options.filter.tag)
+        optionsJSON["excluded_tags"] = .array(options.filter.excludedTags.map { .string($0) })
         optionsJSON["episode"] = .optional(options.filter.episode)
         optionsJSON["since_ms"] = .optional(options.filter.createdFrom.map(Int.init))
         optionsJSON["until_ms"] = .optional(options.filter.createdBefore.map(Int.init))
