@@ -171,6 +171,37 @@ def test_split_and_holdout_are_by_prompt_and_the_same_every_run(traffic, tmp_pat
     assert not (prompts["train"] & prompts["validation"]) and not (prompts["train"] & prompts["holdout"])
 
 
+def test_the_holdout_holds_n_of_the_prompts_the_export_takes(gw, tmp_path):
+    """--holdout N is N prompts of this export: prompts it leaves out (here rejected answers) do not use up the
+    golden set. The first export finds the four lowest prompt keys; those answers are then rejected, and an
+    export that leaves rejections out must still hold out four (other) prompts."""
+    import uuid
+    fw = gw.fw
+    tag = f"holdout-{uuid.uuid4().hex[:8]}"
+    ids = {}
+    for i in range(12):
+        ticket = f"ticket {i}: the {['printer', 'invoice', 'login', 'parcel'][i % 4]} broke on {['monday', 'friday', 'sunday'][i % 3]}"
+        ids[ticket] = chat(fw, user_msg(ticket), tag)
+    for rid in ids.values():
+        fw.wait_logged(rid)
+
+    def holdout(*args: str) -> list[str]:
+        d = tmp_path / f"h{len(list(tmp_path.iterdir()))}"
+        d.mkdir()
+        out, manifest = export(fw, d, "sft", tag, "--holdout", "4", *args)
+        rows = read_jsonl(d / "sft.holdout.jsonl")
+        assert manifest["files"]["holdout"]["rows"] == len(rows)
+        return [r["messages"][0]["content"] for r in rows]
+
+    first = holdout()
+    assert len(first) == 4
+    for ticket in first:
+        feedback(fw, ids[ticket], "rejected")
+    second = holdout("--exclude-rejected")
+    assert len(second) == 4 and not set(second) & set(first)
+    assert holdout("--exclude-rejected") == second  # the same every run
+
+
 def test_an_empty_log_and_a_bad_format_are_handled(gw, tmp_path):
     p = run_cli(gw.fw.binary, "export", "--format", "csv", "--out", str(tmp_path / "x.jsonl"), "--db", str(gw.fw.db))
     assert p.returncode != 0 and "--format" in p.stderr

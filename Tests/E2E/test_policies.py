@@ -348,6 +348,35 @@ def test_invalid_requests_are_refused_not_sent_to_the_fallback_and_errors_carry_
     assert twice.status_code == 400 and "once" in twice.json()["error"]["message"]
 
 
+def test_a_policys_answers_are_priced_as_the_target_that_gave_them_not_as_the_name_the_app_sent(start_flywheel, up):
+    """Apps send the frontier's name; when the policy sends a request to the local model, the logged cost is the
+    local model's rate (here none, then a price of its own), and the upstream target's answers cost its rate."""
+    cfg = policy_config(up.url)
+    cfg["prices"] = {"support-bot": {"input": 100.0, "output": 100.0}, "gpt-4o": {"input": 2.5, "output": 10.0}}
+    fw = start_flywheel(cfg)
+
+    def rows(n: int, tag: str) -> dict[str, list[dict]]:
+        ids = [ask(fw, user=f"{tag}{i}", headers={"x-flywheel-tags": tag}).headers["x-request-id"] for i in range(n)]
+        out: dict[str, list[dict]] = {}
+        for rid in ids:
+            row = fw.wait_logged(rid)
+            out.setdefault(row["variant"], []).append(row)
+        return out
+
+    first = rows(24, "a")
+    assert first.keys() == {"tiny", "gpt-4o"}
+    assert all(r["cost_usd"] is None for r in first["tiny"])  # no price for the local model: no cost
+    for r in first["gpt-4o"]:
+        assert abs(r["cost_usd"] - (r["usage"]["prompt_tokens"] * 2.5 + r["usage"]["completion_tokens"] * 10.0) / 1e6) < 1e-12
+    cfg["prices"]["tiny"] = {"input": 0.01, "output": 0.02}
+    before = fw.stderr()
+    fw.config_path.write_text(yaml_dump(dict(cfg, log={"path": str(fw.db)})))
+    fw.send(signal.SIGHUP)
+    poll(lambda: "reloaded changes=" in fw.stderr()[len(before):], timeout=60, what="the reload")
+    for r in rows(24, "b")["tiny"]:
+        assert abs(r["cost_usd"] - (r["usage"]["prompt_tokens"] * 0.01 + r["usage"]["completion_tokens"] * 0.02) / 1e6) < 1e-15
+
+
 def test_the_report_splits_by_variant_and_prices_local_answers_at_the_policys_upstream_rates(start_flywheel, up, tmp_path):
     cfg = policy_config(up.url)
     cfg["prices"] = {"gpt-4o": {"input": 2.5, "output": 10.0}}

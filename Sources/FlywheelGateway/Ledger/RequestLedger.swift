@@ -80,7 +80,9 @@ final class RequestLedger: Sendable {
         r.completionTokens = outcome.usage.completion
         r.totalTokens = outcome.usage.total ?? outcome.usage.sum
         let prices = context.settings?.prices ?? self.prices.withLock { $0 }
-        r.costUSD = prices.cost(requestedModel: context.modelRequested, servedModel: r.modelServed,
+        // A policy's target answered: priced as that target (a local model's own rate, or the upstream model it
+        // routed to), not as the name the app sent, which is usually the frontier model the target replaces.
+        r.costUSD = prices.cost(requestedModel: r.variant ?? context.modelRequested, servedModel: r.modelServed,
                                 promptTokens: r.promptTokens, completionTokens: r.completionTokens)
         if let error = outcome.error {
             r.errorType = error.code ?? error.type

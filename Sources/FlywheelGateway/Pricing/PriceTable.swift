@@ -6,8 +6,8 @@ public struct PriceTable: Sendable {
 
     public init(_ prices: [String: GatewayConfiguration.Price]) { self.prices = prices }
 
-    /// The cost in USD, priced by the requested model's name first, then by the served model's; nil when
-    /// neither has a price or usage is unknown.
+    /// The cost in USD, priced by the requested model's name first (the caller passes a policy's target in its
+    /// place), then by the served model's; nil when neither has a price or usage is unknown.
     public func cost(requestedModel: String?, servedModel: String?, promptTokens: Int?, completionTokens: Int?) -> Double? {
         guard promptTokens != nil || completionTokens != nil else { return nil }
         let price = requestedModel.flatMap { prices[$0] } ?? servedModel.flatMap { prices[$0] }

@@ -325,18 +325,20 @@ public final class DatasetExporter {
         return .object(out)
     }
 
-    /// The `count` lowest prompt keys among the requests the filter selects: the holdout, the same every run.
+    /// The holdout: the `count` lowest prompt keys among the examples this export takes (the writing pass's own
+    /// selection), so `--holdout N` gives N prompts whatever the options leave out (local answers, rejections,
+    /// failures), and the same N every run of the same options on the same log.
     private func lowestPromptKeys(_ count: Int) throws -> Set<UInt64> {
         var keys = Set<UInt64>()
-        // A scrubber of its own (its rules compiled once for the pass): this pass only finds the keys, the PII
-        // counts come from the writing pass.
-        var scratch = PIIScrubber()
-        try queries.forEachRequest(RequestQuery(filter: options.filter, limit: 500, includeFeedback: false)) { item in
-            guard item.record.endpoint == "/v1/chat/completions", !item.record.contentWithheld, let messages = item.record.chatPrompt?.messages else { return }
-            let prompt = options.scrubPII ? messages.map { Self.scrubbed($0, with: &scratch) } : messages
-            keys.insert(Self.promptKey(prompt))
+        try queries.forEachRequest(RequestQuery(filter: options.filter, limit: 500, includeFeedback: true)) { item in
+            guard let example = select(item) else { return }
+            keys.insert(example.promptKey)
             if keys.count > count * 4 + 1024 { keys = Set(keys.sorted().prefix(count)) }
         }
+        // The writing pass counts what it drops, the unreadable rows and the PII it replaces.
+        dropped = [:]
+        badRows = []
+        scrubber = PIIScrubber()
         return Set(keys.sorted().prefix(count))
     }
 }
