@@ -147,15 +147,18 @@ def build_tokenizer(arch: str, texts: list[str], vocab_size: int):
                                    chat_template=CHATML, clean_up_tokenization_spaces=False)
 
 
-def build_model(arch: str, tokenizer, seed: int):
+def build_model(arch: str, tokenizer, seed: int, *, hidden: int = 128, layers: int = 2, intermediate: int = 256,
+                heads: int = 4, init: float = 0.05, noisy_biases: bool = True):
+    """A random-weight model for `tokenizer`; the defaults are the smoke run's (a few hundred thousand
+    parameters), the demo passes larger sizes. Sizes must be whole Q8_0 blocks (multiples of 32)."""
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
 
-    common = dict(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+    common = dict(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
+                  num_attention_heads=heads, num_key_value_heads=2, max_position_embeddings=512,
                   eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
                   bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
-                  pad_token_id=tokenizer.pad_token_id, initializer_range=0.05)
+                  pad_token_id=tokenizer.pad_token_id, initializer_range=init)
     if arch == "qwen2":  # as Qwen2.5's small models: tied embeddings, q/k/v biases
         config = Qwen2Config(tie_word_embeddings=True, rms_norm_eps=1e-6, **common)
     else:  # as Llama 3's: separate output matrix, no biases
@@ -163,7 +166,7 @@ def build_model(arch: str, tokenizer, seed: int):
     config.rope_parameters = {"rope_type": "default", "rope_theta": 10000.0 if arch == "llama" else 1000000.0}
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    if arch == "qwen2":  # zero-initialised biases would leave the bias path untested
+    if arch == "qwen2" and noisy_biases:  # zero-initialised biases would leave the bias path untested
         with torch.no_grad():
             for layer in model.model.layers:
                 for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):

@@ -1,0 +1,552 @@
+"""One turn of the flywheel on a real task, and a second turn with drift, on a CPU with nothing downloaded.
+
+    scripts/demo [--quick] [--flywheel BIN] [--workdir DIR] [--json FILE]
+
+A support desk (app.py) triages tickets (task.py) through `flywheel serve`, which sends them to a frontier
+stand-in (frontier.py) that charges per token and gets some of the company's rules wrong. The desk's agents
+accept, correct or regenerate the answers. Then, with Flywheel's own commands:
+
+  turn 1   export (corrections applied, golden set held out) -> a tokenizer built for the task and a model of a
+           few million random weights, fine-tuned with TRL on the CPU (and, for comparison, the same model on
+           the frontier's raw answers) -> GGUF -> hot-loaded by the running daemon (POST /admin/reload) ->
+           `flywheel eval` on the golden set, against the frontier -> the policy's progressive rollout moves
+           the traffic by itself -> `flywheel report`: cost and acceptance, before and after
+  turn 2   a new kind of ticket appears -> `flywheel drift` flags it -> the local model's acceptance falls and
+           the rollout's guardrail moves the traffic back by itself -> the new traffic is exported, the model
+           retrained, evaluated (also on the new kind alone) and promoted again
+
+Every step is timed; the figures and whether each target was met are printed at the end (and written as JSON
+with --json). Exit status 0 when every target was met, 1 otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(REPO, "deploy", "train"))
+
+import task  # noqa: E402
+from app import App  # noqa: E402
+from frontier import MODEL, Frontier  # noqa: E402
+
+TARGET = "ticket-router"
+PRICES = {MODEL: {"input": 2.0, "output": 8.0},  # USD per 1M tokens, a frontier model's list price
+          TARGET: {"input": 0.01, "output": 0.01}}  # the CPU the local model runs on, as a price per token
+FULL = dict(collect=2000, holdout=200, vocab=1024, hidden=192, layers=3, intermediate=512, heads=6, epochs=6,
+            epochs2=3, lr=1e-3, latency=0.3, concurrency=12, tail=600, drift_share=0.5, collect2=1200,
+            holdout2=300, steps=[10, 50, 95], step_seconds=5, window_seconds=30, min_requests=40, min_feedback=20)
+QUICK = dict(FULL, collect=1000, holdout=100, epochs=8, epochs2=3, latency=0.1, tail=300, collect2=600, holdout2=200)
+LISTEN_RE = re.compile(r"listening on (http://\S+)")
+
+
+class DemoFailure(Exception):
+    pass
+
+
+def say(message: str) -> None:
+    print(f"demo: {message}", flush=True)
+
+
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Timer:
+    """Times the named steps of the run, printed as they end and in the summary."""
+
+    def __init__(self):
+        self.steps: list[tuple[str, float]] = []
+
+    def __call__(self, name: str):
+        timer = self
+
+        class Step:
+            def __enter__(self):
+                self.start = time.monotonic()
+                say(f"{name} ...")
+
+            def __exit__(self, kind, value, tb):
+                took = time.monotonic() - self.start
+                timer.steps.append((name, took))
+                say(f"{name}: {'done' if kind is None else 'FAILED'} in {took:.1f} s")
+                return False
+
+        return Step()
+
+
+class Daemon:
+    """`flywheel serve` with the demo's configuration (JSON, which is YAML), reloaded with POST /admin/reload."""
+
+    def __init__(self, binary: str, workdir: str, config: dict):
+        self.binary, self.workdir = binary, workdir
+        self.path = os.path.join(workdir, "flywheel.yaml")
+        self.db = os.path.join(workdir, "flywheel.db")
+        self.config = config
+        self.write()
+        self.lines: list[str] = []
+        self.cond = threading.Condition()
+        self.log = open(os.path.join(workdir, "daemon.log"), "w")
+        self.proc = subprocess.Popen([binary, "serve", "--config", self.path, "--db", self.db],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+        self.url = LISTEN_RE.search(self.wait_for(LISTEN_RE, 60)).group(1)
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self.log.write(line)
+            self.log.flush()
+            with self.cond:
+                self.lines.append(line.rstrip("\n"))
+                self.cond.notify_all()
+        with self.cond:
+            self.cond.notify_all()
+
+    def wait_for(self, pattern: re.Pattern, timeout: float, after: int = 0) -> str:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for line in self.lines[after:]:
+                    if pattern.search(line):
+                        return line
+                after = len(self.lines)
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise DemoFailure(f"flywheel never printed /{pattern.pattern}/; last lines:\n  "
+                                      + "\n  ".join(self.lines[-15:]))
+                self.cond.wait(1.0)
+
+    def write(self) -> None:
+        with open(self.path, "w") as f:
+            json.dump(self.config, f, indent=2)
+
+    def reload(self) -> dict:
+        from app import httpx
+        self.write()
+        r = httpx.post(self.url + "/admin/reload", timeout=120)
+        if r.status_code != 200:
+            raise DemoFailure(f"reload refused: {r.status_code} {r.text}")
+        return r.json()
+
+    def cli(self, *args: str, ok=(0,)) -> subprocess.CompletedProcess:
+        p = subprocess.run([self.binary, *args], capture_output=True, text=True, timeout=900)
+        if p.returncode not in ok:
+            raise DemoFailure(f"flywheel {' '.join(args)} exited {p.returncode}:\n{p.stderr[-3000:]}")
+        return p
+
+    def split(self) -> dict[str, float]:
+        """The split in force: the newest policy change's weights by target."""
+        p = self.cli("promotions", MODEL, "--db", self.db, "--json", "--limit", "1")
+        last = json.loads(p.stdout.splitlines()[0])
+        return {v["target"]: float(v["weight"]) for v in last["variants"]}
+
+    def changes(self) -> list[dict]:
+        p = self.cli("promotions", MODEL, "--db", self.db, "--json", "--limit", "200")
+        return [json.loads(line) for line in p.stdout.splitlines()]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def find_flywheel(given: str | None) -> str:
+    candidates = [given] if given else [os.path.join(REPO, ".build", "release", "flywheel"),
+                                        os.path.join(REPO, ".build", "debug", "flywheel")]
+    for c in candidates:
+        if c and os.path.isfile(c) and os.access(c, os.X_OK):
+            return os.path.abspath(c)
+    raise DemoFailure(f"no flywheel binary at {' or '.join(candidates)}: run scripts/setup (or swift build), "
+                      "or pass --flywheel BIN")
+
+
+def endless(seed: int, drift_share: float = 0.0):
+    import random
+    rng = random.Random(seed)
+    while True:
+        yield task.ticket(rng, drift=rng.random() < drift_share)
+
+
+class Traffic:
+    """The desk sending tickets in the background until stopped."""
+
+    def __init__(self, desk: App, tickets, concurrency: int):
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=desk.run, args=(tickets,),
+                                       kwargs=dict(concurrency=concurrency, until=self.stop_event.is_set), daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join()
+
+
+def wait_until(condition, timeout: float, what: str, desk: App | None = None, every: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if desk is not None and desk.tally.failures:
+            raise DemoFailure(f"the desk's requests failed while waiting for {what}: {desk.tally.failures[:3]}")
+        time.sleep(every)
+    raise DemoFailure(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+# ---------------------------------------------------------------- models
+
+def build_base(workdir: str, export: str, size: dict, seed: int) -> str:
+    """A tokenizer trained on the export's text and a model of random weights for it, saved as a Hugging Face
+    directory."""
+    from smoke import build_model, build_tokenizer, export_texts
+    from train import load_export
+
+    rows = load_export(export)
+    tokenizer = build_tokenizer("qwen2", export_texts(rows) + [task.render(t, p) for t in task.TEAMS for p in task.PRIORITIES],
+                                size["vocab"])
+    model = build_model("qwen2", tokenizer, seed, hidden=size["hidden"], layers=size["layers"],
+                        intermediate=size["intermediate"], heads=size["heads"], init=0.02, noisy_biases=False)
+    out = os.path.join(workdir, "models", "base")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def fine_tune(base: str, export: str, out: str, epochs: float, lr: float, seed: int) -> None:
+    from train import train
+    train(base, export, out, epochs=epochs, lr=lr, no_lora=True, cpu=True, batch_size=16, grad_accum=1,
+          max_length=256, seed=seed, logging_steps=1000)
+
+
+def to_gguf(model_dir: str, path: str) -> str:
+    from to_gguf import convert
+    convert(model_dir, path, "q8_0", name=os.path.basename(path).removesuffix(".gguf"))
+    return path
+
+
+def parameters(model_dir: str) -> int:
+    from safetensors import safe_open
+    with safe_open(os.path.join(model_dir, "model.safetensors"), "np") as f:
+        return sum(int(__import__("numpy").prod(f.get_slice(k).get_shape())) for k in f.keys())
+
+
+# ---------------------------------------------------------------- the run
+
+def run(a) -> dict:
+    size = QUICK if a.quick else FULL
+    binary = find_flywheel(a.flywheel)
+    import torch
+    torch.set_num_threads(a.threads)
+    workdir = a.workdir or tempfile.mkdtemp(prefix="flywheel-demo-")
+    os.makedirs(os.path.join(workdir, "data"), exist_ok=True)
+    os.makedirs(os.path.join(workdir, "models"), exist_ok=True)
+    say(f"{'quick' if a.quick else 'full'} run in {workdir} with {binary}")
+    timer = Timer()
+    results: dict = {"mode": "quick" if a.quick else "full", "workdir": workdir, "sizes": size}
+    frontier = Frontier(seed=a.seed, latency=size["latency"])
+    say(f"frontier stand-in at {frontier.url} ({MODEL}: ${PRICES[MODEL]['input']} / ${PRICES[MODEL]['output']} per 1M "
+        f"tokens in / out, {size['latency'] * 1000:.0f} ms)")
+    config = {
+        "server": {"listen": "127.0.0.1:0", "access_log": False},
+        "upstreams": [{"name": "frontier", "base_url": frontier.url, "timeouts": {"first_byte": 30, "total": 60}}],
+        "routes": [{"model": MODEL, "upstreams": ["frontier"]}],
+        "prices": PRICES,
+        "inference": {"slots": 4},
+        "local_models": [],
+        "policies": [],
+    }
+    daemon = Daemon(binary, workdir, config)
+    desk = App(daemon.url, model=MODEL, seed=a.seed)
+    try:
+        turn_one(a, size, daemon, desk, frontier, timer, results, workdir)
+        turn_two(a, size, daemon, desk, frontier, timer, results, workdir)
+    finally:
+        desk.close()
+        daemon.stop()
+        frontier.stop()
+    results["steps"] = [{"step": n, "seconds": round(s, 1)} for n, s in timer.steps]
+    return results
+
+
+def data(workdir: str, name: str) -> str:
+    return os.path.join(workdir, "data", name)
+
+
+def export(daemon: Daemon, out: str, holdout: int, *, corrections: bool, since: str | None = None) -> dict:
+    args = ["export", "--db", daemon.db, "--format", "sft", "--out", out, "--holdout", str(holdout),
+            "--validation-fraction", "0.05", "--model", MODEL]
+    if corrections:
+        args += ["--apply-corrections", "--exclude-rejected"]
+    if since:
+        args += ["--since", since]
+    p = daemon.cli(*args)
+    say(p.stderr.strip().splitlines()[-1])
+    with open(out.removesuffix(".jsonl") + ".manifest.json") as f:
+        return json.load(f)
+
+
+def evaluate(daemon: Daemon, dataset: str, candidate: str, *, gate: float | None = None, baseline: str | None = None) -> dict:
+    args = ["eval", "--gateway", daemon.url, "--db", daemon.db, "--dataset", dataset, "--candidate", candidate,
+            "--concurrency", "8", "--json"]
+    if gate is not None:
+        args += ["--min-pass-rate", str(gate)]
+    if baseline:
+        args += ["--baseline", baseline]
+    p = daemon.cli(*args, ok=(0, 3))
+    summary = json.loads(p.stdout)
+    line = f"eval {candidate} on {os.path.basename(dataset)}: {summary['candidate']['passed']}/{summary['candidate']['checked']} " \
+           f"({summary['candidate']['pass_rate'] * 100:.1f}%)"
+    if baseline:
+        b = summary["baseline"]
+        line += f"; {baseline}: {b['passed']}/{b['checked']} ({b['pass_rate'] * 100:.1f}%)"
+    say(line + f"; status {summary['status']}")
+    return summary
+
+
+def report(daemon: Daemon, since: float, until: float) -> dict:
+    """The desk's traffic between two times: requests, acceptance and cost per 1,000 requests, per variant."""
+    p = daemon.cli("report", "--db", daemon.db, "--config", daemon.path, "--model", MODEL, "--tag", "desk",
+                   "--since", iso(since), "--until", iso(until), "--json")
+    r = json.loads(p.stdout)
+    total = r["total"]
+    per_1k = total["cost_usd"] / total["requests"] * 1000 if total["requests"] else None
+    return {"requests": total["requests"], "cost_usd": total["cost_usd"], "cost_per_1k_requests_usd": per_1k,
+            "acceptance": total["feedback"]["acceptance_rate"], "saved_usd": total.get("saved_usd"),
+            "rows": [{k: row[k] for k in ("variant", "route", "requests", "cost_usd")} | {"acceptance": row["feedback"]["acceptance_rate"]}
+                     for row in r["rows"]]}
+
+
+def policy(size: dict, local_weight: float) -> dict:
+    return {"model": MODEL, "sticky": ["episode"], "fallback": [MODEL],
+            "variants": [{"target": TARGET, "weight": local_weight}, {"target": MODEL, "weight": 100 - local_weight}],
+            "rollout": {"target": TARGET, "steps": size["steps"], "step_seconds": size["step_seconds"],
+                        "window_seconds": size["window_seconds"], "check_seconds": 1, "min_requests": size["min_requests"],
+                        "min_feedback": size["min_feedback"], "max_error_rate": 0.02, "max_acceptance_drop": 0.1,
+                        "max_p95_latency_ms": 2000}}
+
+
+def local_share(served) -> float:
+    return sum(s.variant == TARGET for s in served) / max(1, len(served))
+
+
+def rollout_to_the_top(daemon: Daemon, desk: App, size: dict, timer: Timer, name: str, tickets) -> tuple[list, float, float]:
+    """Runs the desk's traffic while the rollout climbs its steps by itself, then `tail` more requests at the
+    last step; returns those requests and the times they started and ended."""
+    top = size["steps"][-1]
+    traffic = Traffic(desk, tickets, size["concurrency"])
+    try:
+        with timer(name):
+            wait_until(lambda: daemon.split().get(TARGET, 0) >= top - 0.01, 300, f"the rollout to reach {top}%", desk)
+            time.sleep(2)  # the daemon applies a new split within a second
+        start_index, started = len(desk.tally.served), time.time()
+        wait_until(lambda: len(desk.tally.served) - start_index >= size["tail"], 300, "the requests at the last step", desk)
+        ended = time.time()
+    finally:
+        traffic.stop()
+    if desk.tally.failures:
+        raise DemoFailure(f"the desk's requests failed: {desk.tally.failures[:3]}")
+    return desk.tally.window(start_index), started, ended
+
+
+def turn_one(a, size, daemon: Daemon, desk: App, frontier: Frontier, timer: Timer, results: dict, workdir: str) -> None:
+    say("turn 1: the desk's traffic goes to the frontier")
+    before_start = time.time()
+    with timer("traffic to the frontier"):
+        desk.run(task.tickets(a.seed, size["collect"]), concurrency=size["concurrency"])
+    if desk.tally.failures:
+        raise DemoFailure(f"the desk's requests failed: {desk.tally.failures[:3]}")
+    time.sleep(1.1)
+    before_end = time.time()
+    served = desk.tally.window()
+    results["before"] = report(daemon, before_start, before_end)
+    results["before"]["frontier_wrong"] = round(frontier.error_rate(), 4)
+    fb = {k: sum(s.feedback == k for s in served) for k in ("accepted", "edited", "regenerated", "none")}
+    results["before"]["feedback"] = fb
+    say(f"{len(served)} requests; the frontier was wrong on {frontier.error_rate() * 100:.1f}%; feedback {fb}")
+
+    train_file, raw_file = data(workdir, "turn1.jsonl"), data(workdir, "turn1-raw.jsonl")
+    with timer("export (corrections applied, golden set held out)"):
+        results["export1"] = export(daemon, train_file, size["holdout"], corrections=True)["files"]
+        export(daemon, raw_file, size["holdout"], corrections=False)
+    golden = train_file.removesuffix(".jsonl") + ".holdout.jsonl"
+    with timer("tokenizer and random-weight model"):
+        base = build_base(workdir, train_file, size, a.seed)
+        results["parameters"] = parameters(base)
+        say(f"model: {results['parameters']:,} parameters (qwen2, {size['layers']} layers, d={size['hidden']})")
+    with timer("fine-tune on the corrected export (TRL, CPU)"):
+        fine_tune(base, train_file, os.path.join(workdir, "models", "turn1"), size["epochs"], size["lr"], a.seed)
+    with timer("fine-tune on the raw frontier answers (for comparison)"):
+        fine_tune(base, raw_file, os.path.join(workdir, "models", "turn1-raw"), size["epochs"], size["lr"], a.seed)
+    with timer("convert to GGUF"):
+        ggufs = {name: to_gguf(os.path.join(workdir, "models", d), os.path.join(workdir, "models", d + ".gguf"))
+                 for name, d in ((TARGET + "-untrained", "base"), (TARGET + "-raw", "turn1-raw"), (TARGET, "turn1"))}
+    with timer("hot-load into the running daemon"):
+        daemon.config["local_models"] = [{"name": n, "path": p} for n, p in ggufs.items()]
+        daemon.config["policies"] = [policy(size, 0)]
+        results["reload1"] = daemon.reload()
+    with timer("flywheel eval on the golden set"):
+        results["eval_untrained"] = evaluate(daemon, golden, TARGET + "-untrained")
+        results["eval_raw"] = evaluate(daemon, golden, TARGET + "-raw")
+        results["eval1"] = evaluate(daemon, golden, TARGET, gate=0.8, baseline=MODEL)
+    if results["eval1"]["status"] != "passed":
+        raise DemoFailure("the turn-1 model failed its gate (80% on the golden set), so the rollout would never start")
+    shares, started, ended = rollout_to_the_top(daemon, desk, size, timer, "progressive rollout (by the daemon)",
+                                                endless(a.seed + 1))
+    results["after1"] = report(daemon, started, ended)
+    results["after1"]["local_share"] = local_share(shares)
+    results["after1"]["desk_right"] = sum(s.right for s in shares) / len(shares)
+    results["rollout1"] = [c for c in reversed(daemon.changes()) if c["source"] == "daemon:rollout"]
+    say(f"at the last step: {results['after1']['local_share'] * 100:.1f}% of {len(shares)} requests answered locally")
+
+
+def turn_two(a, size, daemon: Daemon, desk: App, frontier: Frontier, timer: Timer, results: dict, workdir: str) -> None:
+    say(f"turn 2: a new kind of ticket appears ({size['drift_share'] * 100:.0f}% of the traffic: deliveries)")
+    drift_start = time.time()
+    time.sleep(1.1)
+    mark = len(desk.tally.served)
+    traffic = Traffic(desk, endless(a.seed + 2, size["drift_share"]), size["concurrency"])
+    try:
+        with timer("guardrail rollback (by the daemon)"):
+            wait_until(lambda: any(c["action"] == "rollout_rollback" for c in daemon.changes()[:3]), 600,
+                       "the rollout's guardrails to move the traffic back", desk)
+        rollback = next(c for c in daemon.changes() if c["action"] == "rollout_rollback")
+        results["rollback"] = {"reason": rollback["reason"], "at": rollback["created_at"],
+                               "requests_since_drift": len(desk.tally.served) - mark}
+        say(f"rolled back: {rollback['reason']}")
+        with timer("flywheel drift"):
+            p = daemon.cli("drift", "--db", daemon.db, "--baseline", data(workdir, "turn1.jsonl"), "--window", iso(drift_start),
+                           "--model", MODEL, "--json", ok=(0, 2, 3, 4))
+            verdict = json.loads(p.stdout)
+            results["drift"] = {"exit": p.returncode, "status": verdict["status"],
+                                "flagged": [s["name"] for s in verdict["signals"] if s["status"] in ("warn", "alert")]}
+            say(f"drift: {verdict['status']} (exit {p.returncode}); flagged {results['drift']['flagged']}")
+        new_start = len(desk.tally.served)
+        with timer("traffic back on the frontier"):
+            wait_until(lambda: len(desk.tally.served) - new_start >= size["collect2"], 900, "the new traffic", desk)
+    finally:
+        traffic.stop()
+    wrong_new = [s for s in desk.tally.window(mark) if s.ticket.drift and s.variant == TARGET]
+    results["local_on_new_kind_before_retraining"] = {
+        "requests": len(wrong_new), "right": sum(s.right for s in wrong_new)}
+
+    train_file = data(workdir, "turn2.jsonl")
+    with timer("export the new traffic (all of the log)"):
+        results["export2"] = export(daemon, train_file, size["holdout2"], corrections=True)["files"]
+    golden = train_file.removesuffix(".jsonl") + ".holdout.jsonl"
+    golden_new = data(workdir, "turn2.holdout-new-kind.jsonl")
+    with open(golden) as src, open(golden_new, "w") as dst:
+        for line in src:
+            user = next(m["content"] for m in json.loads(line)["messages"] if m["role"] == "user")
+            seen = task.read(user if isinstance(user, str) else "")
+            if seen is not None and seen.drift:
+                dst.write(line)
+    with timer("retrain from the turn-1 model (TRL, CPU)"):
+        fine_tune(os.path.join(workdir, "models", "turn1"), train_file, os.path.join(workdir, "models", "turn2"),
+                  size["epochs2"], size["lr"], a.seed)
+    with timer("convert and hot-load"):
+        path = to_gguf(os.path.join(workdir, "models", "turn2"), os.path.join(workdir, "models", "turn2.gguf"))
+        daemon.config["local_models"] = [m if m["name"] != TARGET else {"name": TARGET, "path": path}
+                                         for m in daemon.config["local_models"]]
+        results["reload2"] = daemon.reload()
+    with timer("flywheel eval (new kind, then the whole golden set)"):
+        results["eval2_new_kind"] = evaluate(daemon, golden_new, TARGET)
+        results["eval2"] = evaluate(daemon, golden, TARGET, gate=0.8, baseline=MODEL)
+    if results["eval2"]["status"] != "passed":
+        raise DemoFailure("the retrained model failed its gate (80% on the golden set): nothing to promote")
+    p = daemon.cli("promote", MODEL, "--db", daemon.db, "--route", TARGET, "--weight", str(size["steps"][0]),
+                   "--reason", f"retrained on the drifted traffic; golden set {results['eval2']['candidate']['pass_rate'] * 100:.1f}%")
+    say(p.stdout.strip())
+    shares, started, ended = rollout_to_the_top(daemon, desk, size, timer, "rollout again (by the daemon)",
+                                                endless(a.seed + 3, size["drift_share"]))
+    results["after2"] = report(daemon, started, ended)
+    results["after2"]["local_share"] = local_share(shares)
+    new_kind = [s for s in shares if s.ticket.drift and s.variant == TARGET]
+    results["after2"]["local_right_on_new_kind"] = sum(s.right for s in new_kind) / max(1, len(new_kind))
+
+
+# ---------------------------------------------------------------- the verdict
+
+def targets(r: dict) -> list[tuple[str, bool, str]]:
+    pr = lambda s: s["candidate"]["pass_rate"]  # noqa: E731
+    return [
+        ("untrained model near 0 on the golden set", pr(r["eval_untrained"]) <= 0.05, f"{pr(r['eval_untrained']) * 100:.1f}%"),
+        ("turn 1 model >= 80% exact match on the golden set", pr(r["eval1"]) >= 0.8, f"{pr(r['eval1']) * 100:.1f}%"),
+        ("trained with corrections beats trained on raw frontier answers", pr(r["eval1"]) > pr(r["eval_raw"]),
+         f"{pr(r['eval1']) * 100:.1f}% vs {pr(r['eval_raw']) * 100:.1f}%"),
+        (">= 90% of the traffic served locally after turn 1", r["after1"]["local_share"] >= 0.9,
+         f"{r['after1']['local_share'] * 100:.1f}%"),
+        ("cost per 1,000 requests falls", (r["after1"]["cost_per_1k_requests_usd"] or 1e9) < (r["before"]["cost_per_1k_requests_usd"] or 0),
+         f"${r['before']['cost_per_1k_requests_usd']:.4f} -> ${r['after1']['cost_per_1k_requests_usd']:.4f}"),
+        ("drift flagged", r["drift"]["status"] in ("warn", "alert"), f"{r['drift']['status']} ({', '.join(r['drift']['flagged'])})"),
+        ("guardrail rolled back by itself", bool(r.get("rollback")), r.get("rollback", {}).get("reason", "-")),
+        ("retrained model >= 80% on the new kind", pr(r["eval2_new_kind"]) >= 0.8, f"{pr(r['eval2_new_kind']) * 100:.1f}%"),
+        ("retrained model >= 80% on the whole golden set", pr(r["eval2"]) >= 0.8, f"{pr(r['eval2']) * 100:.1f}%"),
+        (">= 90% served locally again after turn 2", r["after2"]["local_share"] >= 0.9, f"{r['after2']['local_share'] * 100:.1f}%"),
+    ]
+
+
+def summary(r: dict) -> bool:
+    print("\n== the flywheel, one turn and a second with drift ==")
+    pr = lambda s: s["candidate"]["pass_rate"] * 100  # noqa: E731
+    b, a1, a2 = r["before"], r["after1"], r["after2"]
+    print(f"model: {r['parameters']:,} parameters, trained from random weights on this CPU")
+    print(f"golden set ({r['eval1']['items']} held-out tickets), exact match: untrained {pr(r['eval_untrained']):.1f}%, "
+          f"raw frontier answers {pr(r['eval_raw']):.1f}%, with corrections {pr(r['eval1']):.1f}%; "
+          f"the frontier itself {r['eval1']['baseline']['pass_rate'] * 100:.1f}%")
+    print(f"cost per 1,000 requests: ${b['cost_per_1k_requests_usd']:.4f} before, ${a1['cost_per_1k_requests_usd']:.4f} after turn 1, "
+          f"${a2['cost_per_1k_requests_usd']:.4f} after turn 2")
+    print(f"acceptance: {(b['acceptance'] or 0) * 100:.1f}% before, {(a1['acceptance'] or 0) * 100:.1f}% after turn 1, "
+          f"{(a2['acceptance'] or 0) * 100:.1f}% after turn 2")
+    print(f"served locally: {a1['local_share'] * 100:.1f}% after turn 1, {a2['local_share'] * 100:.1f}% after turn 2")
+    print("steps:")
+    for s in r["steps"]:
+        print(f"  {s['seconds']:7.1f} s  {s['step']}")
+    print("targets:")
+    ok = True
+    for name, met, value in targets(r):
+        ok &= met
+        print(f"  [{'x' if met else ' '}] {name}: {value}")
+    r["targets"] = [{"target": n, "met": m, "value": v} for n, m, v in targets(r)]
+    return ok
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description="One turn of the flywheel (and a second with drift) on a CPU, no download")
+    p.add_argument("--quick", action="store_true", help="fewer requests, a smaller model, shorter waits (CI)")
+    p.add_argument("--flywheel", help="the flywheel binary (default: .build/release/flywheel, else .build/debug)")
+    p.add_argument("--workdir", help="where the log, the data sets and the models go (default: a new temp dir, kept)")
+    p.add_argument("--json", help="also write the results as JSON to this file")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--threads", type=int, default=max(1, min(os.cpu_count() or 1, 4)), help="torch threads")
+    a = p.parse_args()
+    started = time.monotonic()
+    try:
+        results = run(a)
+    except DemoFailure as e:
+        print(f"demo: FAILED: {e}", file=sys.stderr)
+        return 1
+    ok = summary(results)
+    results["total_seconds"] = round(time.monotonic() - started, 1)
+    print(f"total: {results['total_seconds']:.0f} s; everything is in {results['workdir']}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(results, f, indent=2, default=str)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
