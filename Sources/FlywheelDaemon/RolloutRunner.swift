@@ -46,13 +46,20 @@ struct RolloutRunner {
         let current = PolicySplit.normalized(policy.variants)
         let weight = current.first { $0.target == target }?.weight ?? 0
         var lastChange: PolicyChange?
+        var decisive: PolicyChange?
         var halted = false
         try changes { store in
             let recent = try store.changes(model: policy.model, limit: 200)
             lastChange = recent.first
-            // A rollback by the guardrails holds until an operator promotes or the configuration changes; an
-            // operator's rollback does not restart it.
-            halted = recent.first { ["promote", "config", "rollout_rollback"].contains($0.action) }?.action == "rollout_rollback"
+            // The rollout stops after its guardrails' rollback and after an operator stopped it (a rollback, or a
+            // promotion that set the target to 0), until an operator promotes the target or the configuration
+            // changes: otherwise its next check would take the step the operator just undid.
+            decisive = recent.first { ["promote", "config", "rollout_rollback", "rollback"].contains($0.action) }
+            switch decisive?.action {
+            case "rollout_rollback", "rollback": halted = true
+            case "promote": halted = (PolicySplit.decode(decisive!.variantsJSON)?.first { $0.target == target }?.weight ?? 0) <= 0.005
+            default: halted = false
+            }
         }
         let window = rollout.windowSeconds ?? rollout.stepSeconds
         let stats = try reader!.variantStats(model: policy.model, since: Int64((now.timeIntervalSince1970 - window) * 1000))
@@ -81,7 +88,15 @@ struct RolloutRunner {
                 say(.info, "rollout of \(target) for \(policy.model): holding at \(weight.percentText)%: \(why)")
             }
             return false
-        case .done, .halted:
+        case .halted:
+            // Said once per stop: the guardrails' own rollback was printed when it happened.
+            if let stop = decisive, stop.action != "rollout_rollback", lastHold[policy.model] != "stopped \(stop.id)" {
+                lastHold[policy.model] = "stopped \(stop.id)"
+                say(.info, "rollout of \(target) for \(policy.model): stopped by the operator's \(stop.action) (change \(stop.id)); "
+                    + "promote the target to resume it")
+            }
+            return false
+        case .done:
             return false
         case .advance(let to, let why):
             next = try PolicySplit.setting(target, to: to, in: current)

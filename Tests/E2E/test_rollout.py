@@ -106,6 +106,33 @@ def test_a_rollout_waits_for_an_eval_climbs_the_steps_and_rolls_back_on_errors(e
     assert "step to 20%" not in fw.stderr().split("rolled back to 0%")[1]
 
 
+def test_an_operators_rollback_or_promotion_to_zero_stops_the_rollout_and_a_promotion_resumes_it(env, tmp_path):
+    """Without the stop, the rollout's next check would take again the step the operator just undid."""
+    fw, _, _ = env
+    pass_eval(fw, tmp_path)
+    poll(lambda: "step to 20%" in fw.stderr(), timeout=30, what="the first step")
+
+    def split() -> dict[str, float]:
+        last = json.loads(run_cli(fw.binary, "promotions", "support-bot", "--db", str(fw.db), "--json", "-n", "1").stdout)
+        return {v["target"]: v["weight"] for v in last["variants"]}
+
+    p = run_cli(fw.binary, "rollback", "support-bot", "--db", str(fw.db))
+    assert p.returncode == 0, p.stderr
+    poll(lambda: "stopped by the operator's rollback" in fw.stderr(), timeout=30, what="the rollout stopping")
+    traffic(fw, 20, "held")  # checks keep running while traffic flows
+    assert split()["gpt-4o-candidate"] == 0 and fw.stderr().count("rollout_step by daemon:rollout") == 1
+    # A promotion resumes it from the share it sets; a promotion to 0 stops it again.
+    p = run_cli(fw.binary, "promote", "support-bot", "--db", str(fw.db), "--route", "gpt-4o-candidate", "--weight", "20")
+    assert p.returncode == 0, p.stderr
+    poll(lambda: traffic(fw, 10, "resumed") and "step to 50%" in fw.stderr(), timeout=60,
+         what="the next step after the promotion")  # traffic for the step's min_requests
+    p = run_cli(fw.binary, "promote", "support-bot", "--db", str(fw.db), "--route", "gpt-4o-candidate", "--weight", "0")
+    assert p.returncode == 0, p.stderr
+    poll(lambda: "stopped by the operator's promote" in fw.stderr(), timeout=30, what="the rollout stopping again")
+    traffic(fw, 20, "held-again")
+    assert split()["gpt-4o-candidate"] == 0 and fw.stderr().count("rollout_step by daemon:rollout") == 2  # 20%, then 50%
+
+
 def test_falling_acceptance_rolls_the_candidate_back(env, tmp_path):
     fw, _, hook = env
     pass_eval(fw, tmp_path)
