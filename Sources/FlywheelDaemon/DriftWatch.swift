@@ -54,7 +54,8 @@ final class DriftWatch: Sendable {
     private struct State {
         var reader: SQLiteLogReader?
         var exportBaseline: (observations: [DriftObservation], total: Int)?
-        var lastStatus: DriftStatus?
+        /// The last verdict said: -1 not judged, 0 ok, 1 warn, 2 alert.
+        var lastVerdict: Int?
     }
 
     private func check(_ state: inout State) {
@@ -83,7 +84,9 @@ final class DriftWatch: Sendable {
             result.baselineCount = baseline.total
             result.windowCount = current.total
             func rank(_ s: DriftStatus) -> Int? { switch s { case .ok: 0; case .warn: 1; case .alert: 2; case .skipped: nil } }
-            metrics.setDrift(signals: result.signals.map { ($0.name, $0.score, rank($0.status)) }, status: rank(result.status) ?? 0,
+            // Too few requests on a side is no verdict at all, not "ok": -1, said as such.
+            let verdict = result.judged ? rank(result.status) ?? 0 : -1
+            metrics.setDrift(signals: result.signals.map { ($0.name, $0.score, rank($0.status)) }, status: verdict,
                              at: now.timeIntervalSince1970)
             // The window's outliers for the dashboard, against the same baseline.
             let outliers = OutlierRanking.rank(window: current.observations, baseline: baseline.observations, limit: 10)
@@ -91,14 +94,18 @@ final class DriftWatch: Sendable {
                 ["id": .string(o.requestID), "score": .double((o.score * 100).rounded() / 100), "reasons": .array(o.reasons.map(JSON.string)),
                  "preview": .string(String(o.preview.prefix(120)))]
             }))
-            if result.status != state.lastStatus {
+            if verdict != state.lastVerdict, !result.judged {
+                say(.info, "drift NOT JUDGED: too few requests (\(current.total) in the window, \(baseline.total) in the baseline; "
+                    + "at least \(thresholds.minObservations) a side)")
+                state.lastVerdict = verdict
+            } else if verdict != state.lastVerdict {
                 let moved = result.signals.filter { $0.status > .ok }.map { "\($0.name) \(String(format: "%.3f", $0.score ?? 0))" }
                 let line = "drift \(result.status.rawValue.uppercased()) over \(current.total) requests" + (moved.isEmpty ? "" : ": " + moved.joined(separator: ", "))
                 say(result.status > .ok ? .warn : .info, line)
                 if result.status > .ok, let url = settings.webhook {
                     Webhook.post(url, event: "drift", result.json.objectValue ?? JSONObject(), what: "drift", say: say)
                 }
-                state.lastStatus = result.status
+                state.lastVerdict = verdict
             }
         } catch {
             say(.warn, "drift check failed: \(error)")

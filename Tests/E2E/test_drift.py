@@ -109,6 +109,21 @@ def test_the_daemon_checks_drift_on_a_schedule_publishes_it_and_calls_the_webhoo
         hook.stop()
 
 
+def test_the_daemon_says_not_judged_when_a_side_has_too_few_requests_never_ok(start_flywheel, fake, tmp_path):
+    from conftest import base_config
+    from helpers import poll
+    baseline = tmp_path / "train.jsonl"
+    baseline.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"route ticket {i}: the printer broke"},
+                                                         {"role": "assistant", "content": "hardware"}]}) + "\n" for i in range(50)))
+    cfg = base_config(fake.url, fake.url)
+    cfg["drift"] = {"baseline": str(baseline), "window": "1h", "interval": 1}
+    fw = start_flywheel(cfg)
+    poll(lambda: "drift NOT JUDGED: too few requests (0 in the window, 50 in the baseline" in fw.stderr(), timeout=60,
+         what="the first check")
+    assert "drift OK" not in fw.stderr()
+    assert "flywheel_drift_status -1" in httpx.get(f"{fw.base_url}/metrics").text
+
+
 def test_outliers_rank_what_the_baseline_never_saw_first(gw, tmp_path):
     fw = gw.fw
     traffic(fw, "o-train", EN, ["route_ticket"], 80, seed=7)

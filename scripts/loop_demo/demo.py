@@ -46,7 +46,10 @@ PRICES = {MODEL: {"input": 2.0, "output": 8.0},  # USD per 1M tokens, a frontier
 FULL = dict(collect=2000, holdout=200, vocab=1024, hidden=192, layers=3, intermediate=512, heads=6, epochs=6,
             epochs2=3, lr=1e-3, latency=0.3, concurrency=12, tail=600, drift_share=0.5, collect2=1200,
             holdout2=300, steps=[10, 50, 95], step_seconds=5, window_seconds=30, min_requests=40, min_feedback=20)
-QUICK = dict(FULL, collect=1000, holdout=100, epochs=8, epochs2=3, latency=0.1, tail=300, collect2=600, holdout2=200)
+# Quick: a wider guardrail window with fewer verdicts needed, so that a slow machine (fewer requests a second)
+# still gives the 5% comparison group enough feedback to judge by.
+QUICK = dict(FULL, collect=1000, holdout=100, epochs=8, epochs2=3, latency=0.1, tail=300, collect2=600, holdout2=200,
+             window_seconds=60, min_feedback=10)
 LISTEN_RE = re.compile(r"listening on (http://\S+)")
 
 
@@ -227,9 +230,29 @@ def build_base(workdir: str, export: str, size: dict, seed: int) -> str:
 
 
 def fine_tune(base: str, export: str, out: str, epochs: float, lr: float, seed: int) -> None:
+    """train.py's full fine-tune on the CPU; the trainer's progress goes to models/train.log, its summary here."""
+    import contextlib
+    import io
+    import warnings
+
+    import datasets
+    import transformers
     from train import train
-    train(base, export, out, epochs=epochs, lr=lr, no_lora=True, cpu=True, batch_size=16, grad_accum=1,
-          max_length=256, seed=seed, logging_steps=1000)
+
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    captured = io.StringIO()
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+            warnings.simplefilter("ignore")
+            train(base, export, out, epochs=epochs, lr=lr, no_lora=True, cpu=True, batch_size=16, grad_accum=1,
+                  max_length=256, seed=seed, logging_steps=50)
+    finally:
+        with open(os.path.join(os.path.dirname(out), "train.log"), "a") as f:
+            f.write(captured.getvalue())
+    for line in captured.getvalue().splitlines():
+        if line.startswith("train: trained") or line.startswith("train: validation"):
+            say(line.removeprefix("train: "))
 
 
 def to_gguf(model_dir: str, path: str) -> str:

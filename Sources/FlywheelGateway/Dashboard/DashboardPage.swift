@@ -163,7 +163,7 @@ enum DashboardPage {
                   names.map((name) => ({ name, values: snap.drift.history.map((h) => h.scores[name] == null ? null : h.scores[name]) })), "score");
         const last = snap.drift.history[snap.drift.history.length - 1];
         const verdict = document.createElement("b"); verdict.className = "s" + last.status;
-        text(verdict, " now: " + ["ok", "warn", "alert"][last.status]);
+        text(verdict, " now: " + (last.status < 0 ? "not judged (too few requests)" : ["ok", "warn", "alert"][last.status]));
         $("legend-drift").appendChild(verdict);
       } else {
         text($("legend-drift"), "No drift check yet (configure a drift section).");

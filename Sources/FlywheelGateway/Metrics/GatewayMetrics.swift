@@ -102,7 +102,7 @@ public final class GatewayMetrics: Sendable {
         }
     }
 
-    /// The drift checks so far, oldest first: time, verdict (0 ok, 1 warn, 2 alert) and each signal's score.
+    /// The drift checks so far, oldest first: time, verdict (-1 not judged, 0 ok, 1 warn, 2 alert) and each signal's score.
     public var driftHistory: [(at: Double, status: Int, scores: [String: Double])] { driftChecks.withLock { $0 } }
 
     /// Requests answered since start, by model, route and status.
@@ -198,7 +198,7 @@ public final class GatewayMetrics: Sendable {
             for s in d.signals { if let score = s.score { out += "flywheel_drift_score{signal=\"\(escape(s.name))\"} \(score)\n" } }
             out += "# HELP flywheel_drift_signal_status The latest drift check's verdict per signal: 0 ok, 1 warn, 2 alert.\n# TYPE flywheel_drift_signal_status gauge\n"
             for s in d.signals { if let status = s.status { out += "flywheel_drift_signal_status{signal=\"\(escape(s.name))\"} \(status)\n" } }
-            out += "# HELP flywheel_drift_status The latest drift check's verdict: 0 ok, 1 warn, 2 alert.\n# TYPE flywheel_drift_status gauge\nflywheel_drift_status \(d.status)\n"
+            out += "# HELP flywheel_drift_status The latest drift check's verdict: -1 not judged (too few requests), 0 ok, 1 warn, 2 alert.\n# TYPE flywheel_drift_status gauge\nflywheel_drift_status \(d.status)\n"
             out += "# HELP flywheel_drift_last_check_timestamp_seconds When the latest drift check ran.\n# TYPE flywheel_drift_last_check_timestamp_seconds gauge\nflywheel_drift_last_check_timestamp_seconds \(Int(d.at))\n"
         }
         func scalar(_ name: String, _ type: String, _ help: String, _ value: Int) {
