@@ -6,9 +6,6 @@ let strict: [SwiftSetting] = [
 ]
 let optimizedHot: [SwiftSetting] = strict + [
     .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
-    // Debug builds (the test suites' daemon) optimize the engine as well, every check kept: unoptimized, the int8
-    // kernels and the forward pass are tens of times slower, too slow to serve a model under an E2E test's load.
-    .unsafeFlags(["-O"], .when(configuration: .debug)),
 ]
 
 // The AVX2 kernels are compiled for Haswell-class x86-64 CPUs and only called after a CPU check at run

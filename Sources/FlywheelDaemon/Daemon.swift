@@ -346,9 +346,10 @@ public final class Daemon: Sendable {
         let policies = inForce.isEmpty ? "none"
             : inForce.map { p in "\(p.model) → " + PolicySplit.describe(p.variants) }.joined(separator: "; ")
         var result = ReloadResult()
-        let cap = next.log.maxSizeMB.map { "\($0) MiB" } ?? "none"
-        result.applied = changes.applied + ["local models: \(models)", "policies: \(policies)", "log size cap: \(cap)"]
-            + [reloadTLS(read.server.tls)].compactMap { $0 }
+        // The cap is said when it changed (the models and the splits in force are said every time).
+        let cap = next.log.maxSizeMB == old.log.maxSizeMB ? nil : "log size cap: " + (next.log.maxSizeMB.map { "\($0) MiB" } ?? "none")
+        result.applied = changes.applied + ["local models: \(models)", "policies: \(policies)"]
+            + [cap, reloadTLS(read.server.tls)].compactMap { $0 }
         result.needRestart = changes.needRestart
         return result
     }

@@ -40,7 +40,7 @@ struct ExportCommand: ParsableCommand {
     @Flag(name: .long, help: "An edited answer replaces the logged one.")
     var applyCorrections = false
 
-    @Flag(name: .long, help: "Also take answers of the local route.")
+    @Flag(name: .long, help: "Also take answers of the local route (without it, only local answers users corrected are taken: as their corrections with --apply-corrections, or as preference pairs).")
     var includeLocal = false
 
     @Flag(name: .long, help: "Also take the requests of `flywheel eval` runs and their judges (tagged eval, eval-judge): golden-set replays, left out by default.")

@@ -202,6 +202,47 @@ def test_the_holdout_holds_n_of_the_prompts_the_export_takes(gw, tmp_path):
     assert holdout("--exclude-rejected") == second  # the same every run
 
 
+def test_local_answers_are_left_out_but_their_corrections_are_taken(start_flywheel, fake, tmp_path):
+    """The local model's own answers are not training material; what users corrected in them is: as the corrected
+    answer with --apply-corrections, and as a preference pair (the correction over the local answer)."""
+    from conftest import REPO_ROOT, base_config
+    cfg = base_config(fake.url, fake.url)
+    cfg["local_models"] = [{"name": "tiny", "path": str(REPO_ROOT / "Tests" / "FlywheelEngineTests" / "Fixtures" / "model-qwen2-q8.gguf")}]
+    fw = start_flywheel(cfg)
+
+    def ask(model: str, text: str) -> str:
+        r = httpx.post(f"{fw.base_url}/v1/chat/completions", timeout=60,
+                       json={"model": model, "max_tokens": 4, "messages": user_msg(text)})
+        assert r.status_code == 200, r.text
+        return r.headers["x-request-id"]
+
+    ids = {"upstream": ask("gpt-4o-mini", "route ticket: the vpn is down"), "corrected": ask("tiny", "route ticket: refund"),
+           "accepted": ask("tiny", "route ticket: printer"), "silent": ask("tiny", "route ticket: password")}
+    feedback(fw, ids["corrected"], "edited", correction="team: billing")
+    feedback(fw, ids["accepted"], "accepted")
+    for rid in ids.values():
+        fw.wait_logged(rid)
+
+    def exported(fmt: str, *flags: str) -> tuple[dict, dict]:
+        d = tmp_path / f"{fmt}{len(list(tmp_path.iterdir()))}"
+        d.mkdir()
+        out = d / f"{fmt}.jsonl"
+        p = run_cli(fw.binary, "export", "--format", fmt, "--out", str(out), "--db", str(fw.db), "--validation-fraction", "0", *flags)
+        assert p.returncode == 0, p.stderr
+        manifest = json.loads((d / f"{fmt}.manifest.json").read_text())
+        return {r["flywheel_request_id"]: r for r in read_jsonl(out)}, manifest
+
+    rows, manifest = exported("sft", "--apply-corrections")
+    assert set(rows) == {ids["upstream"], ids["corrected"]} and manifest["dropped"]["local_route"] == 2
+    assert rows[ids["corrected"]]["messages"][-1] == {"role": "assistant", "content": "team: billing"}
+    rows, manifest = exported("sft")  # without corrections applied, a corrected local row would teach its own answer
+    assert set(rows) == {ids["upstream"]} and manifest["dropped"]["local_route"] == 3
+    rows, _ = exported("dpo")
+    assert rows[ids["corrected"]]["preferred_output"] == [{"role": "assistant", "content": "team: billing"}]
+    rows, _ = exported("sft", "--include-local")
+    assert set(rows) == set(ids.values())
+
+
 def test_an_empty_log_and_a_bad_format_are_handled(gw, tmp_path):
     p = run_cli(gw.fw.binary, "export", "--format", "csv", "--out", str(tmp_path / "x.jsonl"), "--db", str(gw.fw.db))
     assert p.returncode != 0 and "--format" in p.stderr

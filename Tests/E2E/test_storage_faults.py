@@ -152,6 +152,11 @@ def test_the_size_cap_fills_like_a_disk_and_raising_it_on_reload_recovers(start_
     poll(lambda: set(answered) <= stored_ids(fw.db), timeout=10, what="every answered request in the log")
     assert "is writing again" in fw.stderr()
     assert feedback(fw, first, "fb-after-cap").status_code == 200
+    # A reload that leaves the cap as it is does not report it as changed.
+    before = len(fw.stderr())
+    fw.send(signal.SIGHUP)
+    poll(lambda: "reloaded changes=" in fw.stderr()[before:], timeout=10, what="the second reload")
+    assert "log size cap" not in fw.stderr()[before:]
 
 
 def test_a_file_system_that_turns_read_only_keeps_the_daemon_serving(start_flywheel, fake, tmp_path):

@@ -11,7 +11,7 @@ The simulator knows each ticket's truth (task.Ticket); Flywheel only sees what a
 """
 from __future__ import annotations
 
-import random
+import hashlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -66,17 +66,19 @@ class App:
         self.model = model
         self.client = openai.OpenAI(base_url=self.base_url + "/v1", api_key=api_key, max_retries=3, timeout=60)
         self.http = httpx.Client(base_url=self.base_url, timeout=60, headers={"authorization": f"Bearer {api_key}"})
-        self.rng = random.Random(seed)
-        self.rng_lock = threading.Lock()
+        self.seed = seed
+        self.tickets_taken = 0  # numbers the desk's tickets in the order they are taken, across runs
         self.tally = Tally()
 
     def close(self) -> None:
         self.http.close()
         self.client.close()
 
-    def _roll(self) -> float:
-        with self.rng_lock:
-            return self.rng.random()
+    def _roll(self, episode: str, attempt: int) -> float:
+        """The agent's reaction as a number in [0, 1): a hash of the seed, the ticket and the attempt, so that a
+        run's feedback does not depend on which thread answered first."""
+        digest = hashlib.sha256(f"{self.seed}\0{episode}\0{attempt}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
 
     def feedback(self, request_id: str, signal: str, **extra) -> None:
         for attempt in range(5):
@@ -89,9 +91,10 @@ class App:
             time.sleep(float(r.headers.get("retry-after", "0.2")))
         raise RuntimeError(f"feedback {signal} for {request_id}: still 503")
 
-    def handle(self, t: task.Ticket) -> None:
-        """One ticket: asked, judged by the agent, fed back; a regenerated answer is asked again."""
-        episode = f"ticket-{abs(hash((t.text, time.monotonic_ns()))) % 10**12:012d}"
+    def handle(self, t: task.Ticket, number: int) -> None:
+        """One ticket (the desk's `number`-th): asked, judged by the agent, fed back; a regenerated answer is
+        asked again in the same episode."""
+        episode = f"ticket-{self.seed}-{number}"
         regenerates = None
         for attempt in range(3):
             headers = {"x-flywheel-episode": episode, "x-flywheel-tags": self.tags}
@@ -106,7 +109,7 @@ class App:
             variant = raw.headers.get("x-flywheel-variant") or completion.model
             answer = completion.choices[0].message.content or ""
             right = task.parse(answer) == (t.team, t.priority)
-            roll = self._roll()
+            roll = self._roll(episode, attempt)
             if right:
                 kind = "accepted" if roll < FEEDBACK["accept_right"] else "none"
             elif roll < FEEDBACK["correct_wrong"]:
@@ -138,10 +141,12 @@ class App:
                     return
                 with source_lock:
                     t = next(source, None)
+                    number = self.tickets_taken
+                    self.tickets_taken += 1
                 if t is None:
                     return
                 try:
-                    self.handle(t)
+                    self.handle(t, number)
                 except Exception as e:  # noqa: BLE001: reported by the caller
                     self.tally.fail(f"{type(e).__name__}: {e}")
                     if len(self.tally.failures) > 20:

@@ -23,7 +23,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import math
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -43,13 +45,14 @@ from frontier import MODEL, Frontier  # noqa: E402
 TARGET = "ticket-router"
 PRICES = {MODEL: {"input": 2.0, "output": 8.0},  # USD per 1M tokens, a frontier model's list price
           TARGET: {"input": 0.01, "output": 0.01}}  # the CPU the local model runs on, as a price per token
-FULL = dict(collect=2000, holdout=200, vocab=1024, hidden=192, layers=3, intermediate=512, heads=6, epochs=6,
+FULL = dict(collect=2000, holdout=200, vocab=1024, hidden=256, layers=4, intermediate=672, heads=8, epochs=5,
             epochs2=3, lr=1e-3, latency=0.3, concurrency=12, tail=600, drift_share=0.5, collect2=1200,
-            holdout2=300, steps=[10, 50, 95], step_seconds=5, window_seconds=30, min_requests=40, min_feedback=20)
+            holdout2=300, steps=[10, 50, 95], step_seconds=5, window_seconds=30, min_requests=40, min_feedback=20,
+            max_p95_ms=2000)
 # Quick: a wider guardrail window with fewer verdicts needed, so that a slow machine (fewer requests a second)
 # still gives the 5% comparison group enough feedback to judge by.
-QUICK = dict(FULL, collect=1000, holdout=100, epochs=8, epochs2=3, latency=0.1, tail=300, collect2=600, holdout2=200,
-             window_seconds=60, min_feedback=10)
+QUICK = dict(FULL, collect=1000, holdout=100, hidden=192, layers=3, intermediate=512, heads=6, epochs=8, epochs2=3,
+             latency=0.1, tail=300, collect2=600, holdout2=300, window_seconds=60, min_feedback=10, max_p95_ms=10000)
 LISTEN_RE = re.compile(r"listening on (http://\S+)")
 
 
@@ -63,6 +66,16 @@ def say(message: str) -> None:
 
 def iso(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def epoch(stamp: str) -> float:
+    """Unix seconds of Flywheel's ISO 8601 timestamps (2026-12-01T02:56:54.815Z)."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def prompt_of(line: str) -> str:
+    """An export line's prompt (everything before the answer), as a comparable key."""
+    return json.dumps(json.loads(line)["messages"][:-1], sort_keys=True)
 
 
 class Timer:
@@ -88,6 +101,13 @@ class Timer:
         return Step()
 
 
+def _die_with_parent() -> None:
+    """In the daemon's child process before exec: SIGTERM when the demo dies, however it dies (Linux prctl)."""
+    import ctypes
+    import signal as sig
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(sig.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
 class Daemon:
     """`flywheel serve` with the demo's configuration (JSON, which is YAML), reloaded with POST /admin/reload."""
 
@@ -100,10 +120,15 @@ class Daemon:
         self.lines: list[str] = []
         self.cond = threading.Condition()
         self.log = open(os.path.join(workdir, "daemon.log"), "w")
-        self.proc = subprocess.Popen([binary, "serve", "--config", self.path, "--db", self.db],
+        self.proc = subprocess.Popen([binary, "serve", "--config", self.path, "--db", self.db], preexec_fn=_die_with_parent,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        threading.Thread(target=self._read, daemon=True).start()
-        self.url = LISTEN_RE.search(self.wait_for(LISTEN_RE, 60)).group(1)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        try:
+            self.url = LISTEN_RE.search(self.wait_for(LISTEN_RE, 60)).group(1)
+        except BaseException:
+            self.stop()
+            raise
 
     def _read(self) -> None:
         for line in self.proc.stderr:
@@ -164,24 +189,18 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.reader.join(10)  # the rest of its output, before the file closes
         self.log.close()
 
 
 def find_flywheel(given: str | None) -> str:
     candidates = [given] if given else [os.path.join(REPO, ".build", "release", "flywheel"),
                                         os.path.join(REPO, ".build", "debug", "flywheel")]
-    for c in candidates:
-        if c and os.path.isfile(c) and os.access(c, os.X_OK):
-            return os.path.abspath(c)
+    found = [c for c in candidates if c and os.path.isfile(c) and os.access(c, os.X_OK)]
+    if found:  # the newer build, so that a stale release binary is not picked over a fresh debug one
+        return os.path.abspath(max(found, key=os.path.getmtime))
     raise DemoFailure(f"no flywheel binary at {' or '.join(candidates)}: run scripts/setup (or swift build), "
                       "or pass --flywheel BIN")
-
-
-def endless(seed: int, drift_share: float = 0.0):
-    import random
-    rng = random.Random(seed)
-    while True:
-        yield task.ticket(rng, drift=rng.random() < drift_share)
 
 
 class Traffic:
@@ -269,7 +288,8 @@ def parameters(model_dir: str) -> int:
 
 # ---------------------------------------------------------------- the run
 
-def run(a) -> dict:
+def run(a, results: dict) -> None:
+    """The whole run; `results` fills as it goes, so that a failure still leaves what was measured."""
     size = QUICK if a.quick else FULL
     binary = find_flywheel(a.flywheel)
     import torch
@@ -277,9 +297,10 @@ def run(a) -> dict:
     workdir = a.workdir or tempfile.mkdtemp(prefix="flywheel-demo-")
     os.makedirs(os.path.join(workdir, "data"), exist_ok=True)
     os.makedirs(os.path.join(workdir, "models"), exist_ok=True)
-    say(f"{'quick' if a.quick else 'full'} run in {workdir} with {binary}")
+    built = datetime.fromtimestamp(os.path.getmtime(binary)).strftime("%Y-%m-%d %H:%M")
+    say(f"{'quick' if a.quick else 'full'} run in {workdir} with {binary} (built {built})")
     timer = Timer()
-    results: dict = {"mode": "quick" if a.quick else "full", "workdir": workdir, "sizes": size}
+    results.update({"mode": "quick" if a.quick else "full", "workdir": workdir, "sizes": size, "binary": binary})
     frontier = Frontier(seed=a.seed, latency=size["latency"])
     say(f"frontier stand-in at {frontier.url} ({MODEL}: ${PRICES[MODEL]['input']} / ${PRICES[MODEL]['output']} per 1M "
         f"tokens in / out, {size['latency'] * 1000:.0f} ms)")
@@ -292,17 +313,19 @@ def run(a) -> dict:
         "local_models": [],
         "policies": [],
     }
-    daemon = Daemon(binary, workdir, config)
-    desk = App(daemon.url, model=MODEL, seed=a.seed)
+    daemon = desk = None
     try:
+        daemon = Daemon(binary, workdir, config)
+        desk = App(daemon.url, model=MODEL, seed=a.seed)
         turn_one(a, size, daemon, desk, frontier, timer, results, workdir)
         turn_two(a, size, daemon, desk, frontier, timer, results, workdir)
     finally:
-        desk.close()
-        daemon.stop()
+        results["steps"] = [{"step": n, "seconds": round(s, 1)} for n, s in timer.steps]
+        if desk is not None:
+            desk.close()
+        if daemon is not None:
+            daemon.stop()
         frontier.stop()
-    results["steps"] = [{"step": n, "seconds": round(s, 1)} for n, s in timer.steps]
-    return results
 
 
 def data(workdir: str, name: str) -> str:
@@ -317,14 +340,14 @@ def export(daemon: Daemon, out: str, holdout: int, *, corrections: bool, since: 
     if since:
         args += ["--since", since]
     p = daemon.cli(*args)
-    say(p.stderr.strip().splitlines()[-1])
+    say((p.stderr.strip().splitlines() or ["flywheel export: done"])[-1])
     with open(out.removesuffix(".jsonl") + ".manifest.json") as f:
         return json.load(f)
 
 
 def evaluate(daemon: Daemon, dataset: str, candidate: str, *, gate: float | None = None, baseline: str | None = None) -> dict:
     args = ["eval", "--gateway", daemon.url, "--db", daemon.db, "--dataset", dataset, "--candidate", candidate,
-            "--concurrency", "8", "--json"]
+            "--concurrency", "8", "--max-tokens", "40", "--json"]  # as the desk asks: an answer is ~15 tokens
     if gate is not None:
         args += ["--min-pass-rate", str(gate)]
     if baseline:
@@ -342,15 +365,18 @@ def evaluate(daemon: Daemon, dataset: str, candidate: str, *, gate: float | None
 
 def report(daemon: Daemon, since: float, until: float) -> dict:
     """The desk's traffic between two times: requests, acceptance and cost per 1,000 requests, per variant."""
-    p = daemon.cli("report", "--db", daemon.db, "--config", daemon.path, "--model", MODEL, "--tag", "desk",
-                   "--since", iso(since), "--until", iso(until), "--json")
-    r = json.loads(p.stdout)
+    args = ["report", "--db", daemon.db, "--config", daemon.path, "--model", MODEL, "--tag", "desk",
+            "--since", iso(since), "--until", iso(until)]
+    r = json.loads(daemon.cli(*args, "--json").stdout)
+    table = daemon.cli(*args).stdout.rstrip()
     total = r["total"]
     per_1k = total["cost_usd"] / total["requests"] * 1000 if total["requests"] else None
-    return {"requests": total["requests"], "cost_usd": total["cost_usd"], "cost_per_1k_requests_usd": per_1k,
+    local = sum(row["requests"] for row in r["rows"] if row["route"] == "local")
+    return {"requests": total["requests"], "local_share_logged": local / total["requests"] if total["requests"] else None,
+            "cost_usd": total["cost_usd"], "cost_per_1k_requests_usd": per_1k,
             "acceptance": total["feedback"]["acceptance_rate"], "saved_usd": total.get("saved_usd"),
             "rows": [{k: row[k] for k in ("variant", "route", "requests", "cost_usd")} | {"acceptance": row["feedback"]["acceptance_rate"]}
-                     for row in r["rows"]]}
+                     for row in r["rows"]], "table": table}
 
 
 def policy(size: dict, local_weight: float) -> dict:
@@ -359,7 +385,16 @@ def policy(size: dict, local_weight: float) -> dict:
             "rollout": {"target": TARGET, "steps": size["steps"], "step_seconds": size["step_seconds"],
                         "window_seconds": size["window_seconds"], "check_seconds": 1, "min_requests": size["min_requests"],
                         "min_feedback": size["min_feedback"], "max_error_rate": 0.02, "max_acceptance_drop": 0.1,
-                        "max_p95_latency_ms": 2000}}
+                        "max_p95_latency_ms": size["max_p95_ms"]}}
+
+
+def wrong_references(golden: str) -> int:
+    """Golden-set lines whose reference answer is not the policy's (a frontier mistake nobody corrected): the exact
+    match a perfect model could reach is 1 - this / lines."""
+    with open(golden) as f:
+        rows = [json.loads(line)["messages"] for line in f]
+    return sum(task.truth(m) is None or task.parse(m[-1].get("content") or "") != (task.truth(m).team, task.truth(m).priority)
+               for m in rows)
 
 
 def local_share(served) -> float:
@@ -370,11 +405,14 @@ def rollout_to_the_top(daemon: Daemon, desk: App, size: dict, timer: Timer, name
     """Runs the desk's traffic while the rollout climbs its steps by itself, then `tail` more requests at the
     last step; returns those requests and the times they started and ended."""
     top = size["steps"][-1]
+    applied = re.compile(re.escape(f"policy {MODEL}: rollout_step by daemon:rollout: {TARGET} {top}%"))
+    mark = len(daemon.lines)
+    since = time.time()
     traffic = Traffic(desk, tickets, size["concurrency"])
     try:
         with timer(name):
             wait_until(lambda: daemon.split().get(TARGET, 0) >= top - 0.01, 300, f"the rollout to reach {top}%", desk)
-            time.sleep(2)  # the daemon applies a new split within a second
+            daemon.wait_for(applied, 60, after=mark)  # the split in force on the request path
         start_index, started = len(desk.tally.served), time.time()
         wait_until(lambda: len(desk.tally.served) - start_index >= size["tail"], 300, "the requests at the last step", desk)
         ended = time.time()
@@ -382,6 +420,9 @@ def rollout_to_the_top(daemon: Daemon, desk: App, size: dict, timer: Timer, name
         traffic.stop()
     if desk.tally.failures:
         raise DemoFailure(f"the desk's requests failed: {desk.tally.failures[:3]}")
+    rollbacks = [c for c in daemon.changes() if c["action"] == "rollout_rollback" and epoch(c["created_at"]) >= since]
+    if rollbacks:
+        raise DemoFailure(f"the guardrails rolled the model back during the rollout: {rollbacks[0]['reason']}")
     return desk.tally.window(start_index), started, ended
 
 
@@ -406,6 +447,7 @@ def turn_one(a, size, daemon: Daemon, desk: App, frontier: Frontier, timer: Time
         results["export1"] = export(daemon, train_file, size["holdout"], corrections=True)["files"]
         export(daemon, raw_file, size["holdout"], corrections=False)
     golden = train_file.removesuffix(".jsonl") + ".holdout.jsonl"
+    results["golden1_wrong_references"] = wrong_references(golden)
     with timer("tokenizer and random-weight model"):
         base = build_base(workdir, train_file, size, a.seed)
         results["parameters"] = parameters(base)
@@ -428,7 +470,7 @@ def turn_one(a, size, daemon: Daemon, desk: App, frontier: Frontier, timer: Time
     if results["eval1"]["status"] != "passed":
         raise DemoFailure("the turn-1 model failed its gate (80% on the golden set), so the rollout would never start")
     shares, started, ended = rollout_to_the_top(daemon, desk, size, timer, "progressive rollout (by the daemon)",
-                                                endless(a.seed + 1))
+                                                task.tickets(a.seed + 1))
     results["after1"] = report(daemon, started, ended)
     results["after1"]["local_share"] = local_share(shares)
     results["after1"]["desk_right"] = sum(s.right for s in shares) / len(shares)
@@ -438,15 +480,17 @@ def turn_one(a, size, daemon: Daemon, desk: App, frontier: Frontier, timer: Time
 
 def turn_two(a, size, daemon: Daemon, desk: App, frontier: Frontier, timer: Timer, results: dict, workdir: str) -> None:
     say(f"turn 2: a new kind of ticket appears ({size['drift_share'] * 100:.0f}% of the traffic: deliveries)")
-    drift_start = time.time()
-    time.sleep(1.1)
+    # The drift starts on a whole second, after the last turn-1 request: `--window` then holds only drifted traffic.
+    drift_start = math.ceil(time.time()) + 1
+    time.sleep(max(0.0, drift_start - time.time()))
     mark = len(desk.tally.served)
-    traffic = Traffic(desk, endless(a.seed + 2, size["drift_share"]), size["concurrency"])
+    traffic = Traffic(desk, task.tickets(a.seed + 2, drift_share=size["drift_share"]), size["concurrency"])
     try:
         with timer("guardrail rollback (by the daemon)"):
-            wait_until(lambda: any(c["action"] == "rollout_rollback" for c in daemon.changes()[:3]), 600,
-                       "the rollout's guardrails to move the traffic back", desk)
-        rollback = next(c for c in daemon.changes() if c["action"] == "rollout_rollback")
+            def rollback_since_drift():
+                return next((c for c in daemon.changes()
+                             if c["action"] == "rollout_rollback" and epoch(c["created_at"]) >= drift_start), None)
+            rollback = wait_until(rollback_since_drift, 600, "the rollout's guardrails to move the traffic back", desk)
         results["rollback"] = {"reason": rollback["reason"], "at": rollback["created_at"],
                                "requests_since_drift": len(desk.tally.served) - mark}
         say(f"rolled back: {rollback['reason']}")
@@ -462,21 +506,31 @@ def turn_two(a, size, daemon: Daemon, desk: App, frontier: Frontier, timer: Time
             wait_until(lambda: len(desk.tally.served) - new_start >= size["collect2"], 900, "the new traffic", desk)
     finally:
         traffic.stop()
-    wrong_new = [s for s in desk.tally.window(mark) if s.ticket.drift and s.variant == TARGET]
+    local_new = [s for s in desk.tally.window(mark) if s.ticket.drift and s.variant == TARGET]
     results["local_on_new_kind_before_retraining"] = {
-        "requests": len(wrong_new), "right": sum(s.right for s in wrong_new)}
+        "requests": len(local_new), "right": sum(s.right for s in local_new)}
 
     train_file = data(workdir, "turn2.jsonl")
     with timer("export the new traffic (all of the log)"):
         results["export2"] = export(daemon, train_file, size["holdout2"], corrections=True)["files"]
-    golden = train_file.removesuffix(".jsonl") + ".holdout.jsonl"
-    golden_new = data(workdir, "turn2.holdout-new-kind.jsonl")
-    with open(golden) as src, open(golden_new, "w") as dst:
-        for line in src:
-            user = next(m["content"] for m in json.loads(line)["messages"] if m["role"] == "user")
-            seen = task.read(user if isinstance(user, str) else "")
-            if seen is not None and seen.drift:
-                dst.write(line)
+    # The retrained model starts from the turn-1 model: a turn-2 golden prompt it was trained on in turn 1 would be
+    # memory, not skill. Those prompts leave the golden set (each export holds out its own lowest prompt hashes).
+    seen_in_turn1 = set()
+    for name in ("turn1.jsonl", "turn1.validation.jsonl"):
+        with open(data(workdir, name)) as f:
+            seen_in_turn1 |= {prompt_of(line) for line in f}
+    golden = data(workdir, "turn2.golden.jsonl")
+    golden_new = data(workdir, "turn2.golden-new-kind.jsonl")
+    with open(train_file.removesuffix(".jsonl") + ".holdout.jsonl") as src:
+        lines = src.readlines()
+    kept = [line for line in lines if prompt_of(line) not in seen_in_turn1]
+    results["turn2_golden_removed_as_seen_in_turn1"] = len(lines) - len(kept)
+    with open(golden, "w") as all_kinds, open(golden_new, "w") as new_kind:
+        for line in kept:
+            all_kinds.write(line)
+            if task.is_new_kind(json.loads(line)["messages"]):
+                new_kind.write(line)
+    say(f"turn-2 golden set: {len(kept)} prompts ({len(lines) - len(kept)} left out: the turn-1 model was trained on them)")
     with timer("retrain from the turn-1 model (TRL, CPU)"):
         fine_tune(os.path.join(workdir, "models", "turn1"), train_file, os.path.join(workdir, "models", "turn2"),
                   size["epochs2"], size["lr"], a.seed)
@@ -494,7 +548,7 @@ def turn_two(a, size, daemon: Daemon, desk: App, frontier: Frontier, timer: Time
                    "--reason", f"retrained on the drifted traffic; golden set {results['eval2']['candidate']['pass_rate'] * 100:.1f}%")
     say(p.stdout.strip())
     shares, started, ended = rollout_to_the_top(daemon, desk, size, timer, "rollout again (by the daemon)",
-                                                endless(a.seed + 3, size["drift_share"]))
+                                                task.tickets(a.seed + 3, drift_share=size["drift_share"]))
     results["after2"] = report(daemon, started, ended)
     results["after2"]["local_share"] = local_share(shares)
     new_kind = [s for s in shares if s.ticket.drift and s.variant == TARGET]
@@ -530,11 +584,21 @@ def summary(r: dict) -> bool:
     print(f"golden set ({r['eval1']['items']} held-out tickets), exact match: untrained {pr(r['eval_untrained']):.1f}%, "
           f"raw frontier answers {pr(r['eval_raw']):.1f}%, with corrections {pr(r['eval1']):.1f}%; "
           f"the frontier itself {r['eval1']['baseline']['pass_rate'] * 100:.1f}%")
+    print(f"golden set references that are frontier mistakes nobody corrected: {r['golden1_wrong_references']} of "
+          f"{r['eval1']['items']}")
     print(f"cost per 1,000 requests: ${b['cost_per_1k_requests_usd']:.4f} before, ${a1['cost_per_1k_requests_usd']:.4f} after turn 1, "
-          f"${a2['cost_per_1k_requests_usd']:.4f} after turn 2")
+          f"${a2['cost_per_1k_requests_usd']:.4f} after turn 2 (the local model priced at an assumed "
+          f"${PRICES[TARGET]['input']} per 1M tokens for its CPU: `prices` in the config)")
     print(f"acceptance: {(b['acceptance'] or 0) * 100:.1f}% before, {(a1['acceptance'] or 0) * 100:.1f}% after turn 1, "
           f"{(a2['acceptance'] or 0) * 100:.1f}% after turn 2")
-    print(f"served locally: {a1['local_share'] * 100:.1f}% after turn 1, {a2['local_share'] * 100:.1f}% after turn 2")
+    print(f"served locally (x-flywheel-variant; the log's route): {a1['local_share'] * 100:.1f}% "
+          f"({a1['local_share_logged'] * 100:.1f}%) after turn 1, {a2['local_share'] * 100:.1f}% ({a2['local_share_logged'] * 100:.1f}%) after turn 2")
+    print(f"turn 2: the local model answered {r['local_on_new_kind_before_retraining']['requests']} tickets of the new kind before "
+          f"the rollback, {r['local_on_new_kind_before_retraining']['right']} right; {r['turn2_golden_removed_as_seen_in_turn1']} "
+          "turn-2 golden prompts left out as seen in turn-1 training")
+    for title, window in (("before", b), ("after turn 1", a1), ("after turn 2", a2)):
+        print(f"flywheel report, the desk's traffic {title}:")
+        print("  " + window["table"].replace("\n", "\n  "))
     print("steps:")
     for s in r["steps"]:
         print(f"  {s['seconds']:7.1f} s  {s['step']}")
@@ -549,25 +613,30 @@ def summary(r: dict) -> bool:
 
 def main() -> int:
     p = argparse.ArgumentParser(description="One turn of the flywheel (and a second with drift) on a CPU, no download")
-    p.add_argument("--quick", action="store_true", help="fewer requests, a smaller model, shorter waits (CI)")
+    p.add_argument("--quick", action="store_true", help="fewer requests, a smaller model, fewer epochs, a faster frontier (CI)")
     p.add_argument("--flywheel", help="the flywheel binary (default: .build/release/flywheel, else .build/debug)")
     p.add_argument("--workdir", help="where the log, the data sets and the models go (default: a new temp dir, kept)")
     p.add_argument("--json", help="also write the results as JSON to this file")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--threads", type=int, default=max(1, min(os.cpu_count() or 1, 4)), help="torch threads")
     a = p.parse_args()
+    # SIGTERM (a CI timeout, an operator) unwinds like Ctrl-C: the daemon and the frontier are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
+    results: dict = {}
+    ok = False
     try:
-        results = run(a)
+        run(a, results)
+        ok = summary(results)
     except DemoFailure as e:
+        results["failure"] = str(e)
         print(f"demo: FAILED: {e}", file=sys.stderr)
-        return 1
-    ok = summary(results)
-    results["total_seconds"] = round(time.monotonic() - started, 1)
-    print(f"total: {results['total_seconds']:.0f} s; everything is in {results['workdir']}")
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(results, f, indent=2, default=str)
+    finally:
+        results["total_seconds"] = round(time.monotonic() - started, 1)
+        if a.json:  # also after a failure: what was measured up to it
+            with open(a.json, "w") as f:
+                json.dump(results, f, indent=2, default=str)
+    print(f"total: {results['total_seconds']:.0f} s; everything is in {results.get('workdir')}")
     return 0 if ok else 1
 
 

@@ -170,9 +170,13 @@ def ticket(rng: random.Random, *, drift: bool = False) -> Ticket:
     return Ticket(text=text, team=team, priority=label(topic_priority, cue), kind=kind, drift=drift)
 
 
-def tickets(seed: int, count: int, *, drift_share: float = 0.0) -> list[Ticket]:
+def tickets(seed: int, count: int | None = None, *, drift_share: float = 0.0):
+    """`count` tickets (None: endless) from `seed`, a share of them of the second turn's new kind."""
     rng = random.Random(seed)
-    return [ticket(rng, drift=rng.random() < drift_share) for _ in range(count)]
+    made = 0
+    while count is None or made < count:
+        made += 1
+        yield ticket(rng, drift=rng.random() < drift_share)
 
 
 def messages(t: Ticket) -> list[dict]:
@@ -200,3 +204,14 @@ def read(text: str) -> Ticket | None:
     if cue == "urgent" and kind is None:
         kind = "security"
     return Ticket(text=text, team=team, priority=label(topic_priority, cue), kind=kind, drift=team == "logistics")
+
+
+def truth(messages: list[dict]) -> Ticket | None:
+    """The policy's answer for an export line's (or a request's) user message, as the desk knows it."""
+    user = next((m.get("content") for m in messages if m.get("role") == "user"), None)
+    return read(user) if isinstance(user, str) else None
+
+
+def is_new_kind(messages: list[dict]) -> bool:
+    t = truth(messages)
+    return t is not None and t.drift

@@ -145,7 +145,6 @@ public final class DatasetExporter {
             guard !r.incomplete else { drop("incomplete"); return nil }
             guard !r.responseTruncated else { drop("truncated"); return nil }
         }
-        if !options.includeLocal, r.route == "local" { drop("local_route"); return nil }
         guard let (messages, tools) = r.chatPrompt, !messages.isEmpty, let message = r.chatAnswer else {
             drop("unreadable_row")
             if badRows.count < 100 { badRows.append(r.id) }
@@ -163,6 +162,13 @@ public final class DatasetExporter {
             case .comment: break
             }
             if let w = f.weight { maxWeight = max(maxWeight ?? w, w) }
+        }
+        // A local answer is the model's own output, not something to learn from; a user's correction of it is
+        // (the mistakes it corrects are the ones the next model must not make): taken as the corrected answer
+        // (sft with --apply-corrections) or as a preference pair (dpo formats).
+        if !options.includeLocal, r.route == "local", correction == nil || (options.format == .sft && !options.applyCorrections) {
+            drop("local_route")
+            return nil
         }
         if options.acceptedOnly, verdict != .accepted { drop("not_accepted"); return nil }
         if options.excludeRejected, verdict == .rejected, options.format == .sft { drop("rejected"); return nil }
