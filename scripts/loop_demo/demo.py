@@ -366,7 +366,7 @@ def evaluate(daemon: Daemon, dataset: str, candidate: str, *, gate: float | None
 def report(daemon: Daemon, since: float, until: float) -> dict:
     """The desk's traffic between two times: requests, acceptance and cost per 1,000 requests, per variant."""
     args = ["report", "--db", daemon.db, "--config", daemon.path, "--model", MODEL, "--tag", "desk",
-            "--since", iso(since), "--until", iso(until)]
+            "--since", iso(since), "--until", iso(math.ceil(until))]
     r = json.loads(daemon.cli(*args, "--json").stdout)
     table = daemon.cli(*args).stdout.rstrip()
     total = r["total"]
