@@ -47,6 +47,7 @@ struct ConfigFile: Decodable {
         var window_seconds: Double?
         var check_seconds: Double?
         var max_acceptance_drop: Double?
+        var min_acceptance: Double?
         var min_feedback: Int?
         var max_error_rate: Double?
         var max_p95_latency_ms: Double?
@@ -334,6 +335,7 @@ struct ConfigFile: Decodable {
                 rollout.windowSeconds = r.window_seconds
                 rollout.checkSeconds = r.check_seconds ?? rollout.checkSeconds
                 rollout.maxAcceptanceDrop = r.max_acceptance_drop ?? rollout.maxAcceptanceDrop
+                rollout.minAcceptance = r.min_acceptance
                 rollout.minFeedback = r.min_feedback ?? rollout.minFeedback
                 rollout.maxErrorRate = r.max_error_rate ?? rollout.maxErrorRate
                 rollout.maxP95LatencyMillis = r.max_p95_latency_ms

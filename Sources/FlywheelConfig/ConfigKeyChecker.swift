@@ -51,7 +51,7 @@ enum ConfigKeyChecker {
             "shadow": .mapping(["target": .any, "rate": .any, "max_concurrent": .any]),
             "rollout": .mapping(Dictionary(uniqueKeysWithValues: [
                 "target", "steps", "step_seconds", "min_requests", "window_seconds", "check_seconds", "max_acceptance_drop",
-                "min_feedback", "max_error_rate", "max_p95_latency_ms", "min_eval_win_rate", "webhook",
+                "min_acceptance", "min_feedback", "max_error_rate", "max_p95_latency_ms", "min_eval_win_rate", "webhook",
             ].map { ($0, Shape.any) })),
         ])),
     ])

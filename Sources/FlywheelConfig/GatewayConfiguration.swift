@@ -111,6 +111,9 @@ public struct GatewayConfiguration: Sendable, Equatable {
             public var checkSeconds: Double = 10
             /// The target's acceptance rate may be at most this below the other variants'.
             public var maxAcceptanceDrop: Double? = 0.05
+            /// The target's own acceptance rate may not fall below this (once it has `minFeedback` verdicts): a floor
+            /// that needs no comparison group, so it still guards at 100%.
+            public var minAcceptance: Double? = nil
             /// Feedback verdicts each side needs before acceptance is compared.
             public var minFeedback = 20
             public var maxErrorRate: Double? = 0.02
@@ -557,7 +560,8 @@ extension GatewayConfiguration {
                 guard r.stepSeconds > 0, r.checkSeconds > 0, (r.windowSeconds ?? 1) > 0, r.minRequests >= 1, r.minFeedback >= 1 else {
                     throw ConfigurationError("\(place): rollout step_seconds, check_seconds, window_seconds, min_requests and min_feedback must be positive")
                 }
-                for (name, value) in [("max_acceptance_drop", r.maxAcceptanceDrop), ("max_error_rate", r.maxErrorRate), ("min_eval_win_rate", r.minEvalWinRate)] {
+                for (name, value) in [("max_acceptance_drop", r.maxAcceptanceDrop), ("min_acceptance", r.minAcceptance), ("max_error_rate", r.maxErrorRate),
+                                      ("min_eval_win_rate", r.minEvalWinRate)] {
                     if let value, !(0...1).contains(value) { throw ConfigurationError("\(place): rollout.\(name) must be 0...1") }
                 }
                 if let w = r.webhook, !(w.hasPrefix("http://") || w.hasPrefix("https://")) {

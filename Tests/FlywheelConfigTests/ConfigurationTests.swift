@@ -245,12 +245,20 @@ final class PolicyConfigurationTests: XCTestCase {
             ("- {model: m, variants: [{target: gpt-4o}, {target: gpt-4o-mini}], rollout: {steps: [50, 20]}}", "rising"),
             ("- {model: m, variants: [{target: gpt-4o}, {target: gpt-4o-mini}], rollout: {target: x}}", "not one of its variants"),
             ("- {model: m, variants: [{target: gpt-4o}, {target: gpt-4o-mini}], rollout: {webhook: ftp://x}}", "webhook"),
+            ("- {model: m, variants: [{target: gpt-4o}, {target: gpt-4o-mini}], rollout: {min_acceptance: 1.5}}", "rollout.min_acceptance must be 0...1"),
         ]
         for (yaml, expected) in cases {
             XCTAssertThrowsError(try GatewayConfiguration.parse(yaml: base + "policies:\n" + yaml), yaml) { error in
                 XCTAssertTrue("\(error)".contains(expected), "\(yaml): \(error)")
             }
         }
+    }
+
+    func testARolloutsAcceptanceFloorIsReadAndOffByDefault() throws {
+        let floored = try GatewayConfiguration.parse(yaml: base + "policies: [{model: m, variants: [{target: gpt-4o}, {target: gpt-4o-mini}], rollout: {min_acceptance: 0.85}}]")
+        XCTAssertEqual(floored.policies.first?.rollout?.minAcceptance, 0.85)
+        let plain = try GatewayConfiguration.parse(yaml: base + "policies: [{model: m, variants: [{target: gpt-4o}, {target: gpt-4o-mini}], rollout: {}}]")
+        XCTAssertNil(plain.policies.first?.rollout?.minAcceptance)
     }
 
     func testATargetThatIsNeitherLocalNorRoutedIsRefused() throws {

@@ -64,4 +64,15 @@ final class RolloutJudgeTests: XCTestCase {
             return XCTFail("too few verdicts to judge")
         }
     }
+
+    func testAnAcceptanceFloorGuardsWithoutAComparisonGroup() {
+        var floored = rollout()
+        floored.minAcceptance = 0.8
+        // At 100% the other variants get nothing: the drop guardrail cannot judge, the floor can.
+        guard case .rollback(let why) = decide(weight: 100, target: stats(40, accepted: 7, verdicts: 10), floored),
+              why.contains("below 80%") else { return XCTFail("floor at 100%") }
+        XCTAssertEqual(decide(weight: 100, target: stats(40, accepted: 7, verdicts: 10)), .done)  // no floor: nothing judges it
+        XCTAssertEqual(decide(weight: 100, target: stats(40, accepted: 9, verdicts: 10), floored), .done)  // above it
+        XCTAssertEqual(decide(weight: 100, target: stats(40, accepted: 0, verdicts: 4), floored), .done)  // too few verdicts
+    }
 }

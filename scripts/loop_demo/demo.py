@@ -385,6 +385,7 @@ def policy(size: dict, local_weight: float) -> dict:
             "rollout": {"target": TARGET, "steps": size["steps"], "step_seconds": size["step_seconds"],
                         "window_seconds": size["window_seconds"], "check_seconds": 1, "min_requests": size["min_requests"],
                         "min_feedback": size["min_feedback"], "max_error_rate": 0.02, "max_acceptance_drop": 0.1,
+                        "min_acceptance": 0.85,
                         "max_p95_latency_ms": size["max_p95_ms"]}}
 
 

@@ -53,6 +53,9 @@ public enum RolloutJudge {
                     return .rollback("p95 latency \(Int(p95)) ms is above \(Int(max)) ms")
                 }
             }
+            if let floor = r.minAcceptance, x.target.verdicts >= r.minFeedback, let mine = x.target.acceptanceRate, mine < floor {
+                return .rollback("acceptance \(pct(mine)) over \(x.target.verdicts) verdicts is below \(pct(floor))")
+            }
             if let drop = r.maxAcceptanceDrop, x.target.verdicts >= r.minFeedback, x.others.verdicts >= r.minFeedback,
                let mine = x.target.acceptanceRate, let theirs = x.others.acceptanceRate, theirs - mine > drop {
                 return .rollback("acceptance \(pct(mine)) is more than \(pct(drop)) below the other variants' \(pct(theirs))")
