@@ -170,6 +170,14 @@ public final class GGUFFile: Sendable {
         }
     }
 
+    /// Lets the pages of tensor `name`'s bytes leave resident memory (see `GGUFMapping.release`): for a tensor
+    /// the model has copied into memory of its own. Its bytes stay readable.
+    func releaseTensorPages(_ name: String) {
+        guard let info = tensor(named: name), let byteCount = info.byteCount else { return }
+        let start = dataOffset + info.offset
+        mapping.release(start ..< start + byteCount)
+    }
+
     // MARK: Parsing helpers
 
     private static func readValue(

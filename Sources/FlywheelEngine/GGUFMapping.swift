@@ -58,6 +58,18 @@ final class GGUFMapping: @unchecked Sendable {
         storage = .allocated
     }
 
+    /// Tells the kernel that the mapped pages wholly inside `range` (byte offsets) will not be read soon, so they
+    /// leave the process's resident memory (`MADV_DONTNEED`; a later read maps them in again from the file). For
+    /// tensors the model copied elsewhere at load. Does nothing to a heap copy.
+    func release(_ range: Range<Int>) {
+        guard storage == .mapped, let base = bytes.baseAddress, !range.isEmpty else { return }
+        let page = max(4096, Int(sysconf(Int32(_SC_PAGESIZE))))
+        let start = (Int(bitPattern: base) + range.lowerBound + page - 1) / page * page
+        let end = (Int(bitPattern: base) + range.upperBound) / page * page
+        guard end > start, let address = UnsafeMutableRawPointer(bitPattern: start) else { return }
+        _ = madvise(address, end - start, Int32(MADV_DONTNEED))
+    }
+
     deinit {
         switch storage {
         case .mapped:

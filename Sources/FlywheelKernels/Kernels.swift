@@ -37,6 +37,15 @@ public enum Kernels {
         _ w: Q8Matrix, _ x: UnsafeRawPointer, into out: UnsafeMutablePointer<Float>, rows: Range<Int>
     ) {
         #if arch(x86_64)
+        if w.layout == .rowGroups {
+            // Only the AVX2 kernels read row groups (every fast path implies AVX2).
+            if KernelPath.active != .portable {
+                AVX2Kernels.matVecGrouped(base: w.base, blocks: w.columns / Q8Block.count, x: x, into: out, rows: rows)
+                return
+            }
+            PortableKernels.matVec(w, x, into: out, rows: rows)
+            return
+        }
         switch KernelPath.active {
         case .avx512vnni:
             AVX512Kernels.matVec(
@@ -61,6 +70,16 @@ public enum Kernels {
         into out: UnsafeMutablePointer<Float>, outStride: Int, rows: Range<Int>
     ) {
         #if arch(x86_64)
+        if w.layout == .rowGroups {
+            if KernelPath.active != .portable {
+                AVX2Kernels.matMulGrouped(
+                    base: w.base, blocks: w.columns / Q8Block.count, x: x, xStride: w.rowStride, batch: batch,
+                    into: out, outStride: outStride, rows: rows)
+                return
+            }
+            PortableKernels.matMul(w, x, batch: batch, into: out, outStride: outStride, rows: rows)
+            return
+        }
         switch KernelPath.active {
         case .avx512vnni:
             AVX512Kernels.matMul(

@@ -9,13 +9,21 @@
 public enum PortableKernels {
     /// Dot product of two Q8_0 rows of `blocks` blocks each.
     public static func dot(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, blocks: Int) -> Float {
+        rowDot(scale: a, quants: a + 2, step: Q8Block.byteCount, b, blocks: blocks)
+    }
+
+    /// Dot product of a weight row whose block j keeps its scale at `scale + j * step` and its quants at
+    /// `quants + j * step` (either `Q8Layout`) with a quantized activation row `b`.
+    @inline(__always)
+    static func rowDot(
+        scale: UnsafeRawPointer, quants: UnsafeRawPointer, step: Int, _ b: UnsafeRawPointer, blocks: Int
+    ) -> Float {
         var sum: Float = 0
         for block in 0 ..< blocks {
-            let pa = a + block &* Q8Block.byteCount
             let pb = b + block &* Q8Block.byteCount
-            let da = halfToFloat(pa.loadUnaligned(as: UInt16.self))
+            let da = halfToFloat((scale + block &* step).loadUnaligned(as: UInt16.self))
             let db = halfToFloat(pb.loadUnaligned(as: UInt16.self))
-            sum += da * db * Float(blockSum(pa + 2, pb + 2))
+            sum += da * db * Float(blockSum(quants + block &* step, pb + 2))
         }
         return sum
     }
@@ -53,7 +61,10 @@ public enum PortableKernels {
         _ w: Q8Matrix, _ x: UnsafeRawPointer, into out: UnsafeMutablePointer<Float>, rows: Range<Int>
     ) {
         let blocks = w.columns / Q8Block.count
-        for r in rows { out[r] = dot(w.row(r), x, blocks: blocks) }
+        for r in rows {
+            let row = w.blocks(ofRow: r)
+            out[r] = rowDot(scale: row.scale, quants: row.quants, step: row.step, x, blocks: blocks)
+        }
     }
 
     /// `out[b * outStride + r] = W[r] · x[b]` for `r` in `rows`, `b` in `0 ..< batch`.
@@ -65,8 +76,11 @@ public enum PortableKernels {
         let blocks = w.columns / Q8Block.count
         let xStride = w.rowStride
         for r in rows {
-            let row = w.row(r)
-            for b in 0 ..< batch { out[b &* outStride &+ r] = dot(row, x + b &* xStride, blocks: blocks) }
+            let row = w.blocks(ofRow: r)
+            for b in 0 ..< batch {
+                out[b &* outStride &+ r] = rowDot(
+                    scale: row.scale, quants: row.quants, step: row.step, x + b &* xStride, blocks: blocks)
+            }
         }
     }
 

@@ -154,6 +154,30 @@ final class ModelInferenceTests: XCTestCase {
         }
     }
 
+    func testRowGroupsGiveTheSameLogitsAsRows() throws {
+        for name in ModelReference.names {
+            let reference = try ModelReference(name)
+            var results: [[Float]] = []
+            for layout in [Q8Layout.rows, .rowGroups] {
+                let context = try InferenceContext(
+                    model: LlamaModel(path: reference.path, layout: layout), maxTokens: 64,
+                    pool: ComputePool(threadCount: 2), batchCapacity: 64)
+                try context.evaluate(reference.tokens, allLogits: true)  // matMul
+                var logits = context.logitsArray()
+                try context.evaluate([reference.generated[0]])  // matVec
+                logits += context.logitsArray()
+                results.append(logits)
+            }
+            if Kernels.activePath == .avx512vnni {
+                // Rows run on the AVX-512 kernels, row groups on the AVX2 ones: the same sums in another order.
+                XCTAssertLessThan(maxDifference(results[0], results[1]), 1e-3, name)
+            } else {
+                // The same kernel family sums every output in the same order in either layout.
+                XCTAssertEqual(results[0].map(\.bitPattern), results[1].map(\.bitPattern), name)
+            }
+        }
+    }
+
     func testAttentionTilesAndChunksDoNotChangeTheLogits() throws {
         // Tiles of 3 tokens and chunks of 8 positions split the fixtures' short prompts the way the
         // defaults (8 and 64) split long ones.

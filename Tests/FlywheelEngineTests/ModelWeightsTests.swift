@@ -60,12 +60,14 @@ final class ModelWeightsTests: XCTestCase {
 
     func testQ8MatricesAreUsedInPlaceAndF16MatricesAreQuantizedAtLoad() throws {
         // Q8_0: the embedding row is the file's bytes; F16: within Q8_0 rounding of the file's values.
-        let q8 = try LlamaModel(path: GGUFFixture.url("model-llama-q8.gguf").path)
+        let q8 = try LlamaModel(path: GGUFFixture.url("model-llama-q8.gguf").path, layout: .rows)
         let q8Row = try q8.file.withTensorBytes("token_embd.weight") { bytes in
             Array(bytes.prefix(Q8Block.rowByteCount(64) * 4).suffix(Q8Block.rowByteCount(64)))
         }
         let embedded = Array(UnsafeRawBufferPointer(start: q8.weights.tokenEmbedding.row(3), count: q8Row.count))
         XCTAssertEqual(embedded, q8Row)
+        let fileBase = try q8.file.withTensorBytes("token_embd.weight") { $0.baseAddress! }
+        XCTAssertEqual(q8.weights.tokenEmbedding.base, fileBase)
 
         let f16 = try LlamaModel(path: GGUFFixture.url("model-qwen2-f16.gguf").path)
         let d = f16.config.embeddingLength
@@ -76,6 +78,45 @@ final class ModelWeightsTests: XCTestCase {
         row.withUnsafeMutableBufferPointer { f16.weights.embed(token: 5, into: $0.baseAddress!) }
         let scale = fileRow.map(abs).max()!
         for (mine, theirs) in zip(row, fileRow) { XCTAssertEqual(mine, theirs, accuracy: scale / 127) }
+    }
+
+    func testRowGroupsAreACopyOfTheFileWithTheSameRowsAndTheTiedOutputStaysTied() throws {
+        let path = try GGUFFixture.url("model-llama-q8.gguf").path
+        let rows = try LlamaModel(path: path, layout: .rows)
+        let grouped = try LlamaModel(path: path, layout: .rowGroups)
+        XCTAssertEqual(grouped.weights.layout, .rowGroups)
+        XCTAssertEqual(grouped.weights.layers[0].gate.layout, .rowGroups)
+        let fileBase = try grouped.file.withTensorBytes("token_embd.weight") { $0.baseAddress! }
+        XCTAssertNotEqual(grouped.weights.tokenEmbedding.base, fileBase)
+        let d = rows.config.embeddingLength
+        var a = [Float](repeating: 0, count: d), b = a
+        for token in [0, 3, rows.config.vocabularySize - 1] {
+            rows.weights.embed(token: token, into: &a)
+            grouped.weights.embed(token: token, into: &b)
+            XCTAssertEqual(a, b, "token \(token)")
+        }
+        for (x, y) in [(rows.weights.layers[1].down, grouped.weights.layers[1].down),
+                       (rows.weights.output, grouped.weights.output)] {
+            var u = [Float](repeating: 0, count: x.columns), v = u
+            for r in [0, 1, 2, 3, 5, x.rows - 1] {
+                x.dequantizeRow(r, into: &u)
+                y.dequantizeRow(r, into: &v)
+                XCTAssertEqual(u, v, "row \(r)")
+            }
+        }
+        XCTAssertEqual(grouped.weights.isOutputTied, rows.weights.isOutputTied)
+        if grouped.weights.isOutputTied { XCTAssertEqual(grouped.weights.output.base, grouped.weights.tokenEmbedding.base) }
+        // Requantized types go straight into groups.
+        let f16 = try LlamaModel(path: try GGUFFixture.url("model-qwen2-f16.gguf").path, layout: .rowGroups)
+        let f16Rows = try LlamaModel(path: try GGUFFixture.url("model-qwen2-f16.gguf").path, layout: .rows)
+        let m = f16.weights.layers[0].query, n = f16Rows.weights.layers[0].query
+        XCTAssertEqual(m.layout, .rowGroups)
+        var u = [Float](repeating: 0, count: m.columns), v = u
+        for r in 0 ..< m.rows {
+            m.dequantizeRow(r, into: &u)
+            n.dequantizeRow(r, into: &v)
+            XCTAssertEqual(u, v, "row \(r)")
+        }
     }
 
     func testQwen2BiasesAreLoaded() throws {

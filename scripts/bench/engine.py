@@ -34,26 +34,36 @@ def make_prompt(words: int) -> str:
     return " ".join(PROMPT_WORDS[i % len(PROMPT_WORDS)] for i in range(words))
 
 
-def disable_llama_cpp_extra_buffers():
-    """llama.cpp built natively on a CPU that reports AMX repacks Q8_0 weights for AMX tiles; on VMs whose
-    kernel does not grant the AMX tile state that dies with SIGILL at the first matrix product. With
-    use_extra_bufts off llama.cpp uses its regular CPU kernels (AVX2 / AVX-512 / VNNI as built)."""
+def cpu_advertises_amx() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return "amx_tile" in f.read()
+    except OSError:
+        return False
+
+
+def set_llama_cpp_extra_buffers(enabled: bool):
+    """llama.cpp's extra buffer types repack weights at load for its own kernels (Q8_0 rows interleaved for
+    AVX2, AMX tiles). Built natively on a CPU that reports AMX, on VMs whose kernel does not grant the AMX
+    tile state, that dies with SIGILL at the first matrix product: `--extra-bufts auto` turns them off there
+    only. Off, llama.cpp uses its regular CPU kernels (AVX2 / AVX-512 / VNNI as built)."""
     import llama_cpp
     import llama_cpp.llama as high_level
-    default = llama_cpp.llama_model_default_params
+    default = getattr(llama_cpp, "_flywheel_default_model_params", llama_cpp.llama_model_default_params)
+    llama_cpp._flywheel_default_model_params = default
 
     def params():
         p = default()
         if hasattr(p, "use_extra_bufts"):
-            p.use_extra_bufts = False
+            p.use_extra_bufts = enabled
         return p
     llama_cpp.llama_model_default_params = params
     high_level.llama_cpp.llama_model_default_params = params
 
 
-def run_llama_cpp(path, prompt, n_predict, threads, n_ctx):
+def run_llama_cpp(path, prompt, n_predict, threads, n_ctx, extra_bufts):
     import llama_cpp
-    disable_llama_cpp_extra_buffers()
+    set_llama_cpp_extra_buffers(extra_bufts)
     llm = llama_cpp.Llama(model_path=path, n_threads=threads, n_threads_batch=threads, n_ctx=n_ctx,
                           n_batch=512, verbose=False, logits_all=False)
     tokens = llm.tokenize(prompt.encode(), add_bos=False, special=True)
@@ -112,15 +122,20 @@ def main():
     ap.add_argument("--ctx", type=int, default=1024)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--extra-bufts", choices=["auto", "on", "off"], default="auto",
+                    help="llama.cpp's use_extra_bufts (weight repacking at load): auto = on unless the CPU advertises "
+                         "AMX (SIGILL on VMs without the tile state)")
     ap.add_argument("--baseline", help="a second flywheel binary (e.g. an earlier commit's) run in the same "
                                        "alternation, reported as a ratio to it")
     a = ap.parse_args()
 
     prompt = make_prompt(a.prompt_words)
+    extra_bufts = a.extra_bufts == "on" or (a.extra_bufts == "auto" and not cpu_advertises_amx())
+    print(f"llama.cpp extra buffer types (weight repacking): {'on' if extra_bufts else 'off'}")
     results = []
     for path in a.models:
         best = {"llama.cpp": None, "flywheel": None, "baseline": None}
-        runners = [("llama.cpp", lambda: run_llama_cpp(path, prompt, a.n_predict, a.threads, a.ctx)),
+        runners = [("llama.cpp", lambda: run_llama_cpp(path, prompt, a.n_predict, a.threads, a.ctx, extra_bufts)),
                    ("flywheel", lambda: run_flywheel(a.flywheel, path, prompt, a.n_predict, a.threads, a.ctx))]
         if a.baseline:
             runners.append(("baseline", lambda: run_flywheel(a.baseline, path, prompt, a.n_predict, a.threads, a.ctx)))
@@ -134,7 +149,7 @@ def main():
                     b["prompt_tps"] = max(b["prompt_tps"], r["prompt_tps"])
                     b["decode_tps"] = max(b["decode_tps"], r["decode_tps"])
         lc, fw = best["llama.cpp"], best["flywheel"]
-        row = {"model": os.path.basename(path), "threads": a.threads, "llama.cpp": lc, "flywheel": fw,
+        row = {"model": os.path.basename(path), "threads": a.threads, "llama_extra_bufts": extra_bufts, "llama.cpp": lc, "flywheel": fw,
                "prompt_ratio": fw["prompt_tps"] / lc["prompt_tps"], "decode_ratio": fw["decode_tps"] / lc["decode_tps"]}
         results.append(row)
         print(f"{row['model']}: {a.threads} threads, prompt {lc['prompt_tokens']}/{fw['prompt_tokens']} tokens, "

@@ -35,9 +35,10 @@ public struct ModelWeights: Sendable {
     /// Matrices converted at load time.
     private let ownedStorage: [QuantizedStorage]
 
-    /// Loads and checks every tensor `config` needs. Throws `ModelError`.
-    public init(file: GGUFFile, config: ModelConfig) throws {
-        var loader = Loader(file: file)
+    /// Loads and checks every tensor `config` needs, keeping the matrices in `layout` where their rows allow it
+    /// (the layout the active kernels read fastest by default). Throws `ModelError`.
+    public init(file: GGUFFile, config: ModelConfig, layout: Q8Layout = Q8Matrix.preferredLayout) throws {
+        var loader = Loader(file: file, layout: layout)
         let d = config.embeddingLength
         let f = config.feedForwardLength
         let q = config.queryLength
@@ -95,38 +96,55 @@ public struct ModelWeights: Sendable {
 
     /// Writes row `token` of the embedding, dequantized, to `out` (d floats).
     public func embed(token: Int, into out: UnsafeMutablePointer<Float>) {
-        Q8Block.dequantize(tokenEmbedding.row(token), count: tokenEmbedding.columns, into: out)
+        tokenEmbedding.dequantizeRow(token, into: out)
     }
+
+    /// The layout the layers' matrices are kept in (`Q8Matrix.preferredLayout` at load, where the shapes allow
+    /// it; a matrix whose rows are not a multiple of 4 stays row-major).
+    public var layout: Q8Layout { layers.first?.gate.layout ?? output.layout }
 
     /// Reads tensors out of a file, checking names, shapes and types.
     private struct Loader {
         let file: GGUFFile
         var ownedStorage: [QuantizedStorage] = []
         var matrixTypes: [GGUFTensorType: Int] = [:]
+        /// The layout matrices are put in where their rows allow it.
+        let layout: Q8Layout
 
-        init(file: GGUFFile) { self.file = file }
+        init(file: GGUFFile, layout: Q8Layout) {
+            self.file = file
+            self.layout = layout
+        }
 
-        /// A (rows, columns) matrix: GGUF shape [columns, rows]. Q8_0 is used in place; any other type
-        /// with a layout is requantized to Q8_0 row by row.
+        /// A (rows, columns) matrix: GGUF shape [columns, rows]. Q8_0 is used in place, or copied into
+        /// row groups where `layout` is `.rowGroups` (and the rows allow it); any other type with a layout is
+        /// requantized to Q8_0 row by row, into that layout.
         mutating func matrix(_ name: String, rows: Int, columns: Int) throws -> Q8Matrix {
             let info = try tensor(name, shape: [columns, rows])
             let type = info.type
-            guard let layout = type.layout else { throw ModelError.unsupportedTensorType(tensor: name, type: type) }
+            guard let blockLayout = type.layout else { throw ModelError.unsupportedTensorType(tensor: name, type: type) }
             matrixTypes[type, default: 0] += 1
+            let layout: Q8Layout = rows % Q8Matrix.groupRows == 0 ? self.layout : .rows
             if type == .q8_0 {
                 // The pointer outlives the closure on purpose: it points into the file's mapping, which
                 // lives as long as the GGUFFile that ModelWeights holds.
                 let base = try file.withTensorBytes(name) { $0.baseAddress! }
-                return Q8Matrix(base: base, rows: rows, columns: columns)
+                let stored = Q8Matrix(base: base, rows: rows, columns: columns)
+                guard layout == .rowGroups else { return stored }
+                let storage = QuantizedStorage(copying: stored, layout: layout)
+                ownedStorage.append(storage)
+                file.releaseTensorPages(name)  // read once; the copy is what runs
+                return storage.matrix
             }
             // The reader checked at open that rows are whole blocks and that rows * rowBytes bytes lie
             // inside the file; ModelConfig checked that columns are whole Q8_0 blocks.
-            let rowBytes = columns / layout.blockSize * layout.blockBytes
+            let rowBytes = columns / blockLayout.blockSize * blockLayout.blockBytes
             let storage = try file.withTensorBytes(name) { bytes in
-                QuantizedStorage(rows: rows, columns: columns) { row, out in
+                QuantizedStorage(rows: rows, columns: columns, layout: layout) { row, out in
                     Dequantization.dequantize(type, bytes.baseAddress! + row * rowBytes, count: columns, into: out)
                 }
             }
+            file.releaseTensorPages(name)
             ownedStorage.append(storage)
             return storage.matrix
         }

@@ -1,6 +1,7 @@
 import FlywheelKernels
 
-/// Heap memory holding Q8_0 rows that the model made itself (from weights of any other type, at load time).
+/// Heap memory holding a Q8_0 matrix that the model made itself at load time: requantized from weights of
+/// any other type, or a Q8_0 matrix of the file copied into the layout the kernels read fastest.
 ///
 /// Written only inside `init`, before the object is shared, and freed in `deinit`; in between it is
 /// read-only, so sharing it across threads is safe. That is why it is `@unchecked Sendable`.
@@ -8,17 +9,48 @@ final class QuantizedStorage: @unchecked Sendable {
     let matrix: Q8Matrix
     private let memory: UnsafeMutableRawPointer
 
-    /// Quantizes `rows` rows of `columns` floats, produced one row at a time by `fillRow(row, buffer)`.
-    init(rows: Int, columns: Int, fillRow: (Int, UnsafeMutablePointer<Float>) -> Void) {
+    /// Quantizes `rows` rows of `columns` floats, produced one row at a time by `fillRow(row, buffer)`, into
+    /// `layout` (`.rowGroups` needs `rows` a multiple of 4).
+    init(rows: Int, columns: Int, layout: Q8Layout, fillRow: (Int, UnsafeMutablePointer<Float>) -> Void) {
         let rowBytes = Q8Block.rowByteCount(columns)
         memory = UnsafeMutableRawPointer.allocate(byteCount: max(1, rows * rowBytes), alignment: 64)
         let row = UnsafeMutablePointer<Float>.allocate(capacity: columns)
         defer { row.deallocate() }
-        for r in 0 ..< rows {
-            fillRow(r, row)
-            Q8Block.quantize(row, count: columns, into: memory + r * rowBytes)
+        switch layout {
+        case .rows:
+            for r in 0 ..< rows {
+                fillRow(r, row)
+                Q8Block.quantize(row, count: columns, into: memory + r * rowBytes)
+            }
+            matrix = Q8Matrix(base: UnsafeRawPointer(memory), rows: rows, columns: columns)
+        case .rowGroups:
+            // Four rows at a time into a row-major scratch, then into their group (which takes the same bytes).
+            let groupRows = Q8Matrix.groupRows
+            let scratch = UnsafeMutableRawPointer.allocate(byteCount: groupRows * rowBytes, alignment: 64)
+            defer { scratch.deallocate() }
+            for group in 0 ..< rows / groupRows {
+                for i in 0 ..< groupRows {
+                    fillRow(group * groupRows + i, row)
+                    Q8Block.quantize(row, count: columns, into: scratch + i * rowBytes)
+                }
+                _ = Q8Matrix(base: UnsafeRawPointer(scratch), rows: groupRows, columns: columns)
+                    .regrouped(into: memory + group * groupRows * rowBytes)
+            }
+            matrix = Q8Matrix(base: UnsafeRawPointer(memory), rows: rows, columns: columns, layout: .rowGroups)
         }
-        matrix = Q8Matrix(base: UnsafeRawPointer(memory), rows: rows, columns: columns)
+    }
+
+    /// A copy of the row-major Q8_0 matrix `source` in `layout`.
+    init(copying source: Q8Matrix, layout: Q8Layout) {
+        precondition(source.layout == .rows, "copies start from row-major matrices")
+        memory = UnsafeMutableRawPointer.allocate(byteCount: max(1, source.byteCount), alignment: 64)
+        switch layout {
+        case .rows:
+            memory.copyMemory(from: source.base, byteCount: source.byteCount)
+            matrix = Q8Matrix(base: UnsafeRawPointer(memory), rows: source.rows, columns: source.columns)
+        case .rowGroups:
+            matrix = source.regrouped(into: memory)
+        }
     }
 
     deinit { memory.deallocate() }

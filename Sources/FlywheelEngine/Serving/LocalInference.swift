@@ -15,8 +15,11 @@ public final class LocalInference: Sendable {
     public var limits: InferenceScheduler.Limits { scheduler.limits }
     /// Threads the matrix work of each step is spread over.
     public var threadCount: Int { pool.threadCount }
-    /// The kernel implementation chosen for this CPU ("avx2", "portable" ...), for start-up logs.
-    public var kernels: String { Kernels.activePath.description }
+    /// The kernel implementation chosen for this CPU ("avx2", "portable" ...) and, where the kernels read them
+    /// so, that weight rows are interleaved in groups of 4 at load, for start-up logs.
+    public var kernels: String {
+        Kernels.activePath.description + (Q8Matrix.preferredLayout == .rowGroups ? " (weight rows in groups of 4)" : "")
+    }
 
     /// The served models with the specs they were loaded from (so a reload can tell what changed).
     private let served: Mutex<[(spec: LocalModelSpec, model: LocalModel)]>
