@@ -43,6 +43,17 @@ enum KernelBench {
                                        xStride: w.rowStride, batch: b, into: out, outStride: stride, rows: rows) }
             ))
         }
+        if Kernels.activePath != .portable {
+            // The AVX2 kernels on the same matrices in row groups (the layout the AVX2 path loads models in).
+            paths.append((
+                "avx2-grp",
+                { w, x, out, rows in
+                    AVX2Kernels.matVecGrouped(base: grouped(w).base, blocks: w.columns / 32, x: x, into: out, rows: rows) },
+                { w, x, b, out, stride, rows in
+                    AVX2Kernels.matMulGrouped(base: grouped(w).base, blocks: w.columns / 32, x: x, xStride: w.rowStride,
+                                              batch: b, into: out, outStride: stride, rows: rows) }
+            ))
+        }
         if Kernels.activePath == .avx512vnni {
             paths.append((
                 "avx512",
@@ -77,11 +88,14 @@ enum KernelBench {
         if quick || mulOnly || decodeOnly || shapesOnly { paths.removeFirst() }
         if shapesOnly {
             // (rows, columns): attn_q/o, ffn_gate/up, ffn_down, the tied output (Qwen2.5-0.5B shape).
-            let shapes = [(896, 896), (4864, 896), (896, 4864), (151936, 896)]
+            // `shapes smol`: the SmolLM2-135M shapes instead (576 columns: q/o, k/v, gate/up, down, output).
+            let shapes = arguments.contains("smol")
+                ? [(576, 576), (192, 576), (1536, 576), (576, 1536), (49152, 576)]
+                : [(896, 896), (4864, 896), (896, 4864), (151936, 896)]
             for (rows, columns) in shapes {
                 let copies = max(1, (256 << 20) / (rows * Q8Block.rowByteCount(columns)))
                 let matrix = RandomMatrix(rows: rows * copies, columns: columns, seed: 9)
-                for (name, matVec, _) in paths {
+                for (name, matVec, matMul) in paths {
                     var next = 0
                     let rate = measure(bytes: rows * Q8Block.rowByteCount(columns), minimumSeconds: 1) {
                         // One copy per call, in turn, so each call reads memory as decode does.
@@ -91,7 +105,16 @@ enum KernelBench {
                             matVec(matrix.matrix, xs.base, out, (first + r.lowerBound) ..< (first + r.upperBound))
                         }
                     }
-                    print(pad(name, 9) + "2T  matVec \(rows)x\(columns) cold: \(f(rate)) GB/s")
+                    // 8 tokens at once (a decode step of 8 streams), GB/s of weights.
+                    let rate8 = measure(bytes: rows * Q8Block.rowByteCount(columns), minimumSeconds: 1) {
+                        let first = next * rows
+                        next = (next + 1) % copies
+                        split(pool2, rows) { r in
+                            matMul(matrix.matrix, xs.base, 8, out, rows * copies,
+                                   (first + r.lowerBound) ..< (first + r.upperBound))
+                        }
+                    }
+                    print(pad(name, 9) + "2T  \(rows)x\(columns) cold: matVec \(f(rate)) GB/s, matMul B=8 \(f(rate8)) GB/s")
                 }
             }
             return
@@ -295,6 +318,20 @@ enum KernelBench {
 }
 
 /// A Q8_0 matrix of random quants in -127...127 and random small scales, owned by the benchmark.
+/// Row-group copies of the benchmark's matrices, made the first time a path asks for one (before timing starts:
+/// `measure` runs its body once untimed).
+nonisolated(unsafe) private var groupedCopies: [UnsafeRawPointer: Q8Matrix] = [:]
+
+/// `matrix` in the row-group layout (a copy, kept for the run).
+func grouped(_ matrix: Q8Matrix) -> Q8Matrix {
+    if let copy = groupedCopies[matrix.base] { return copy }
+    let rows = matrix.rows & ~3
+    let memory = UnsafeMutableRawPointer.allocate(byteCount: max(1, rows * matrix.rowStride), alignment: 64)
+    let copy = Q8Matrix(base: matrix.base, rows: rows, columns: matrix.columns).regrouped(into: memory)
+    groupedCopies[matrix.base] = copy
+    return copy
+}
+
 final class RandomMatrix {
     let base: UnsafeMutableRawPointer
     let matrix: Q8Matrix

@@ -146,7 +146,7 @@ public enum AVX2Kernels {
         (p + (8 &+ i &* 32)).loadUnaligned(as: __m256i.self)
     }
 
-    /// Where row `r`'s scales and quants start (block 0), and the step from one block to the next.
+    /// Where row `r`'s scales and quants start (block 0).
     @inline(__always)
     static func weightRow(
         _ base: UnsafeRawPointer, rowStride: Int, grouped: Bool, blocks: Int, _ r: Int
@@ -204,7 +204,10 @@ public enum AVX2Kernels {
                into: out, outStride: outStride, rows: rows)
     }
 
-    /// Both layouts' matMul: rows side by side (`rowStride` apart) or in groups of four (`grouped`).
+    /// Both layouts' matMul: rows one after another (`rowStride` apart) or in groups of four (`grouped`). Inlined
+    /// into each entry point with `grouped` a constant, so each layout's tiles are compiled with its offsets as
+    /// constants where it has them (no closure here: a closure kept `grouped` a variable, and the tiles, short of
+    /// registers, kept accumulators on the stack: 8 streams decoded 30% slower).
     @inline(__always)
     static func matMul(
         _ base: UnsafeRawPointer, rowStride: Int, grouped: Bool, blocks: Int, x: UnsafeRawPointer, xStride: Int,
@@ -212,88 +215,100 @@ public enum AVX2Kernels {
     ) {
         guard batch > 0, !rows.isEmpty else { return }
         let step = grouped ? groupBlockBytes : blockBytes
-        // A row alone, for every token: what the tiles leave.
-        func single(_ r: Int) {
-            let row = weightRow(base, rowStride: rowStride, grouped: grouped, blocks: blocks, r)
-            for b in 0 ..< batch {
-                out[b &* outStride &+ r] = rowDot(row.scale, row.quants, step: step, x + b &* xStride, blocks: blocks)
-            }
-        }
         let fullBatch = batch & ~3
         // Scales are laid out for 4-token tiles; the last 1 to 3 tokens get a stride of their own count.
         let tailTokens = batch &- fullBatch
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, blocks &* batch)) { buffer in
-            // xScales[j * fullBatch + b]: the scale of activation b's block j, so a tile reads 4 at once;
-            // then tailScales[j * tailTokens + t] for the tokens after fullBatch.
-            let xScales = buffer.baseAddress!
-            let tailScales = xScales + blocks &* fullBatch
-            for b in 0 ..< batch {
-                for j in 0 ..< blocks {
-                    let scale = halfScale(x + (b &* xStride &+ j &* blockBytes))[0]
-                    if b < fullBatch {
-                        xScales[j &* fullBatch &+ b] = scale
-                    } else {
-                        tailScales[j &* tailTokens &+ (b &- fullBatch)] = scale
-                    }
+        // xScales[j * fullBatch + b]: the scale of activation b's block j, so a tile reads 4 at once; then
+        // tailScales[j * tailTokens + t] for the tokens after fullBatch.
+        let xScales = UnsafeMutablePointer<Float>.allocate(capacity: max(1, blocks &* batch))
+        defer { xScales.deallocate() }
+        let tailScales = xScales + blocks &* fullBatch
+        for b in 0 ..< batch {
+            for j in 0 ..< blocks {
+                let scale = halfScale(x + (b &* xStride &+ j &* blockBytes))[0]
+                if b < fullBatch {
+                    xScales[j &* fullBatch &+ b] = scale
+                } else {
+                    tailScales[j &* tailTokens &+ (b &- fullBatch)] = scale
                 }
             }
-            var r = rows.lowerBound
-            // A pair of rows must sit in one group.
-            if grouped && r & 1 != 0 {
-                single(r)
-                r &+= 1
+        }
+        var r = rows.lowerBound
+        // A pair of rows must sit in one group; a row alone takes every token by itself.
+        if grouped && r & 1 != 0 {
+            singleRow(base, rowStride: rowStride, grouped: grouped, blocks: blocks, r, x, xStride, batch, out, outStride)
+            r &+= 1
+        }
+        let tail = x + fullBatch &* xStride
+        while r &+ 2 <= rows.upperBound {
+            let row = weightRow(base, rowStride: rowStride, grouped: grouped, blocks: blocks, r)
+            // The first tile of each row pair prefetches: rows one after another, the pair four rows ahead at the
+            // same offset (as matVec does); in groups, the group's stream 1 KiB ahead, by the group's first pair.
+            // The other tiles find the two rows in L1.
+            var pair = RowPair(
+                s0: row.scale, q0: row.quants, step: step, scaleDelta: grouped ? 2 : rowStride,
+                quantDelta: grouped ? 32 : rowStride,
+                prefetchFrom: grouped ? row.scale + groupPrefetchDistance : row.scale + rowStride &* 4,
+                prefetchDelta: grouped ? 64 : rowStride, prefetch: !grouped || r & 3 == 0)
+            var b = 0
+            while b < fullBatch {
+                tile2x4(pair, blocks, x + b &* xStride, xStride, xScales + b, fullBatch, out + (b &* outStride &+ r),
+                        outStride)
+                pair.prefetch = false
+                b &+= 4
             }
-            let tail = x + fullBatch &* xStride
-            while r &+ 2 <= rows.upperBound {
-                let row0 = weightRow(base, rowStride: rowStride, grouped: grouped, blocks: blocks, r)
-                let row1 = weightRow(base, rowStride: rowStride, grouped: grouped, blocks: blocks, r &+ 1)
-                // The first tile of each row pair prefetches: side by side, the pair four rows ahead at the same
-                // offset (as matVec does); in groups, the group's stream 1 KiB ahead, by the group's first pair.
-                // The other tiles find the two rows in L1.
-                var pair = RowPair(
-                    s0: row0.scale, q0: row0.quants, s1: row1.scale, q1: row1.quants, step: step,
-                    prefetch0: grouped ? row0.scale + groupPrefetchDistance : row0.scale + rowStride &* 4,
-                    prefetch1: grouped ? row0.scale + (groupPrefetchDistance &+ 64) : row1.scale + rowStride &* 4,
-                    prefetch: !grouped || r & 3 == 0)
-                var b = 0
-                while b < fullBatch {
-                    tile2x4(pair, blocks, x + b &* xStride, xStride, xScales + b, fullBatch, out + (b &* outStride &+ r),
-                            outStride)
-                    pair.prefetch = false
-                    b &+= 4
-                }
-                let o = out + (fullBatch &* outStride &+ r)
-                switch tailTokens {
-                case 3:
-                    tile2x2(pair, blocks, tail, xStride, tailScales, 3, o, outStride)
-                    pair.prefetch = false
-                    tile2x1(pair, blocks, tail + 2 &* xStride, tailScales + 2, 3, o + 2 &* outStride)
-                case 2:
-                    tile2x2(pair, blocks, tail, xStride, tailScales, 2, o, outStride)
-                case 1:
-                    tile2x1(pair, blocks, tail, tailScales, 1, o)
-                default:
-                    break
-                }
-                r &+= 2
+            let o = out + (fullBatch &* outStride &+ r)
+            switch tailTokens {
+            case 3:
+                tile2x2(pair, blocks, tail, xStride, tailScales, 3, o, outStride)
+                pair.prefetch = false
+                tile2x1(pair, blocks, tail + 2 &* xStride, tailScales + 2, 3, o + 2 &* outStride)
+            case 2:
+                tile2x2(pair, blocks, tail, xStride, tailScales, 2, o, outStride)
+            case 1:
+                tile2x1(pair, blocks, tail, tailScales, 1, o)
+            default:
+                break
             }
-            if r < rows.upperBound { single(r) }
+            r &+= 2
+        }
+        if r < rows.upperBound {
+            singleRow(base, rowStride: rowStride, grouped: grouped, blocks: blocks, r, x, xStride, batch, out, outStride)
         }
     }
 
-    /// Two weight rows for a tile: each row's scale and quants of block 0, the step between blocks, and what to
-    /// prefetch (at the same block offsets) while the tile runs.
+    /// Row `r` times every token: what the tiles leave.
+    @inline(never)
+    static func singleRow(
+        _ base: UnsafeRawPointer, rowStride: Int, grouped: Bool, blocks: Int, _ r: Int, _ x: UnsafeRawPointer,
+        _ xStride: Int, _ batch: Int, _ out: UnsafeMutablePointer<Float>, _ outStride: Int
+    ) {
+        let row = weightRow(base, rowStride: rowStride, grouped: grouped, blocks: blocks, r)
+        let step = grouped ? groupBlockBytes : blockBytes
+        for b in 0 ..< batch {
+            out[b &* outStride &+ r] = rowDot(row.scale, row.quants, step: step, x + b &* xStride, blocks: blocks)
+        }
+    }
+
+    /// Two weight rows for a tile: row 0's scale and quants of block 0, where row 1's are (`scaleDelta`,
+    /// `quantDelta` further), the step between blocks, and what to prefetch (at the same block offsets) while the
+    /// tile runs.
     struct RowPair {
-        let s0: UnsafeRawPointer, q0: UnsafeRawPointer, s1: UnsafeRawPointer, q1: UnsafeRawPointer
-        let step: Int
-        let prefetch0: UnsafeRawPointer, prefetch1: UnsafeRawPointer
+        let s0: UnsafeRawPointer, q0: UnsafeRawPointer
+        let step: Int, scaleDelta: Int, quantDelta: Int
+        let prefetchFrom: UnsafeRawPointer, prefetchDelta: Int
         var prefetch: Bool
 
         @inline(__always)
         func prefetch(at offset: Int) {
-            fw_prefetch(prefetch0 + offset)
-            fw_prefetch(prefetch1 + offset)
+            fw_prefetch(prefetchFrom + offset)
+            fw_prefetch(prefetchFrom + (offset &+ prefetchDelta))
         }
+
+        @inline(__always) func quants0(_ o: Int) -> __m256i { (q0 + o).loadUnaligned(as: __m256i.self) }
+        @inline(__always) func quants1(_ o: Int) -> __m256i { (q0 + (o &+ quantDelta)).loadUnaligned(as: __m256i.self) }
+        @inline(__always) func scale0(_ o: Int) -> Float { halfScale(s0 + o)[0] }
+        @inline(__always) func scale1(_ o: Int) -> Float { halfScale(s0 + (o &+ scaleDelta))[0] }
     }
 
     /// Two weight rows by two activation rows (the tail of a batch).
@@ -310,9 +325,9 @@ public enum AVX2Kernels {
             if w.prefetch { w.prefetch(at: o) }
             let s = xScales + j &* xScaleStride
             let q0 = quants(x0 + ox), q1 = quants(x1 + ox)
-            let v0 = (w.q0 + o).loadUnaligned(as: __m256i.self), v1 = (w.q1 + o).loadUnaligned(as: __m256i.self)
+            let v0 = w.quants0(o), v1 = w.quants1(o)
             let abs0 = _mm256_sign_epi8(v0, v0), abs1 = _mm256_sign_epi8(v1, v1)
-            let d0 = halfScale(w.s0 + o)[0], d1 = halfScale(w.s1 + o)[0]
+            let d0 = w.scale0(o), d1 = w.scale1(o)
             a00 = _mm256_fmadd_ps(_mm256_set1_ps(s[0] * d0), signedProduct(abs0, v0, q0), a00)
             a01 = _mm256_fmadd_ps(_mm256_set1_ps(s[1] * d0), signedProduct(abs0, v0, q1), a01)
             a10 = _mm256_fmadd_ps(_mm256_set1_ps(s[0] * d1), signedProduct(abs1, v1, q0), a10)
@@ -336,9 +351,9 @@ public enum AVX2Kernels {
             if w.prefetch { w.prefetch(at: o) }
             let dx = xScales[j &* xScaleStride]
             let q = quants(x0 + j &* blockBytes)
-            let v0 = (w.q0 + o).loadUnaligned(as: __m256i.self), v1 = (w.q1 + o).loadUnaligned(as: __m256i.self)
-            a0 = _mm256_fmadd_ps(_mm256_set1_ps(dx * halfScale(w.s0 + o)[0]), signedProduct(_mm256_sign_epi8(v0, v0), v0, q), a0)
-            a1 = _mm256_fmadd_ps(_mm256_set1_ps(dx * halfScale(w.s1 + o)[0]), signedProduct(_mm256_sign_epi8(v1, v1), v1, q), a1)
+            let v0 = w.quants0(o), v1 = w.quants1(o)
+            a0 = _mm256_fmadd_ps(_mm256_set1_ps(dx * w.scale0(o)), signedProduct(_mm256_sign_epi8(v0, v0), v0, q), a0)
+            a1 = _mm256_fmadd_ps(_mm256_set1_ps(dx * w.scale1(o)), signedProduct(_mm256_sign_epi8(v1, v1), v1, q), a1)
         }
         out[0] = horizontalSum(a0)
         out[1] = horizontalSum(a1)
@@ -357,8 +372,8 @@ public enum AVX2Kernels {
             let ox = j &* blockBytes
             if w.prefetch { w.prefetch(at: o) }
             let dx = UnsafeRawPointer(xScales + j &* xScaleStride).loadUnaligned(as: SIMD4<Float>.self)
-            rowStep(w.s0 + o, w.q0 + o, x0 + ox, x1 + ox, x2 + ox, x3 + ox, dx, &a00, &a01, &a02, &a03)
-            rowStep(w.s1 + o, w.q1 + o, x0 + ox, x1 + ox, x2 + ox, x3 + ox, dx, &a10, &a11, &a12, &a13)
+            rowStep(w.scale0(o), w.quants0(o), x0 + ox, x1 + ox, x2 + ox, x3 + ox, dx, &a00, &a01, &a02, &a03)
+            rowStep(w.scale1(o), w.quants1(o), x0 + ox, x1 + ox, x2 + ox, x3 + ox, dx, &a10, &a11, &a12, &a13)
         }
         storeSums(a00, a01, a02, a03, row: out, stride: outStride)
         storeSums(a10, a11, a12, a13, row: out + 1, stride: outStride)
@@ -366,14 +381,13 @@ public enum AVX2Kernels {
 
     @inline(__always)
     static func rowStep(
-        _ ps: UnsafeRawPointer, _ pq: UnsafeRawPointer, _ p0: UnsafeRawPointer, _ p1: UnsafeRawPointer,
+        _ dw: Float, _ w: __m256i, _ p0: UnsafeRawPointer, _ p1: UnsafeRawPointer,
         _ p2: UnsafeRawPointer, _ p3: UnsafeRawPointer, _ dx: SIMD4<Float>,
         _ a0: inout __m256, _ a1: inout __m256, _ a2: inout __m256, _ a3: inout __m256
     ) {
-        let w = pq.loadUnaligned(as: __m256i.self)
         let aw = _mm256_sign_epi8(w, w)
         // dx * dw, the same product `matVec` forms, so the sums match it bit for bit.
-        let d = dx * SIMD4<Float>(repeating: halfScale(ps)[0])
+        let d = dx * SIMD4<Float>(repeating: dw)
         a0 = _mm256_fmadd_ps(_mm256_set1_ps(d[0]), signedProduct(aw, w, quants(p0)), a0)
         a1 = _mm256_fmadd_ps(_mm256_set1_ps(d[1]), signedProduct(aw, w, quants(p1)), a1)
         a2 = _mm256_fmadd_ps(_mm256_set1_ps(d[2]), signedProduct(aw, w, quants(p2)), a2)
