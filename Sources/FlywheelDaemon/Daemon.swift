@@ -44,6 +44,11 @@ public final class Daemon: Sendable {
     private var inference: LocalInference? { gateway.inference }
     /// The local models served now, in configuration order.
     public var localModels: [LocalModel] { inference?.models ?? [] }
+    /// How local models run, for the start-up line ("kernels avx2 (weight rows in groups of 4), 2 threads"); nil
+    /// without local models.
+    public var localInferenceSummary: String? {
+        inference.map { "kernels \($0.kernels), \($0.threadCount) thread\($0.threadCount == 1 ? "" : "s")" }
+    }
 
     /// A line from a part below the daemon that words its own ("flywheel: [warning: ]..."; the log writer's
     /// storage reports), said on the process's output at the level it names.

@@ -106,6 +106,7 @@ struct ServeCommand: ParsableCommand {
             output.info(server.authSummary)
         }
         if let certificate = server.tlsCertificateSummary { output.info("tls certificate: \(certificate)") }
+        if let inference = server.localInferenceSummary { output.info("local inference: \(inference)") }
         for model in server.localModels {
             output.info("local model '\(model.name)' from \(model.path): \(model.summary)")
             if let problem = model.chatTemplateProblem {

@@ -7,6 +7,7 @@ their text is gibberish, but it is deterministic, so the tests compare runs with
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import time
@@ -142,6 +143,16 @@ def test_stop_string_cuts_the_output_before_it(local):
 def test_local_models_are_listed(local):
     ids = {m.id for m in local.client().models.list().data}
     assert {"tiny-qwen", "tiny-llama", "short-qwen", "gpt-4o-mini"} <= ids
+
+
+def test_start_up_says_how_local_models_run(local):
+    # Which kernels (and, on the AVX2 path, the row-group layout of the weights) and how many threads.
+    line = next(l for l in local.stderr().splitlines() if "local inference: kernels " in l)
+    flags = open("/proc/cpuinfo").read()
+    cap = os.environ.get("FLYWHEEL_KERNELS", "").lower()
+    avx2_path = " avx2 " in flags and cap != "portable" and (cap == "avx2" or " avx512_vnni " not in flags)
+    assert ("avx2 (weight rows in groups of 4)" in line) == avx2_path, line
+    assert "thread" in line, line
 
 
 @pytest.mark.parametrize("extra,param", [
