@@ -54,14 +54,6 @@ def _quiet_log(level, text, user_data):
     pass
 
 
-def cpu_advertises_amx() -> bool:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return "amx_tile" in f.read()
-    except OSError:
-        return True
-
-
 class LlamaCpp:
     """One model loaded with llama.cpp; `run(S, ...)` measures S sequences decoding together."""
 
@@ -75,7 +67,7 @@ class LlamaCpp:
         # SIGILL on VMs that do not grant the tile state; without the extra buffer types llama.cpp uses its
         # regular CPU kernels (AVX2/AVX-512/VNNI). That also turns off its CPU weight repacking (interleaved
         # rows for batched matmuls), so `auto` keeps them on when the CPU does not advertise AMX.
-        self.extra_bufts = extra_bufts == "on" or (extra_bufts == "auto" and not cpu_advertises_amx())
+        self.extra_bufts = extra_bufts == "on" or (extra_bufts == "auto" and not load.cpu_advertises_amx())
         if hasattr(mp, "use_extra_bufts"):
             mp.use_extra_bufts = self.extra_bufts
         self.model = L.llama_model_load_from_file(path.encode(), mp)

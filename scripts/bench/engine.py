@@ -25,6 +25,10 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import load  # noqa: E402  (scripts/bench/load.py: shared helpers)
 
 PROMPT_WORDS = ("the quick brown fox jumps over the lazy dog while a flywheel keeps spinning and "
                 "every request teaches the small model something new about the product ").split()
@@ -32,14 +36,6 @@ PROMPT_WORDS = ("the quick brown fox jumps over the lazy dog while a flywheel ke
 
 def make_prompt(words: int) -> str:
     return " ".join(PROMPT_WORDS[i % len(PROMPT_WORDS)] for i in range(words))
-
-
-def cpu_advertises_amx() -> bool:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return "amx_tile" in f.read()
-    except OSError:
-        return False
 
 
 def set_llama_cpp_extra_buffers(enabled: bool):
@@ -130,7 +126,7 @@ def main():
     a = ap.parse_args()
 
     prompt = make_prompt(a.prompt_words)
-    extra_bufts = a.extra_bufts == "on" or (a.extra_bufts == "auto" and not cpu_advertises_amx())
+    extra_bufts = a.extra_bufts == "on" or (a.extra_bufts == "auto" and not load.cpu_advertises_amx())
     print(f"llama.cpp extra buffer types (weight repacking): {'on' if extra_bufts else 'off'}")
     results = []
     for path in a.models:

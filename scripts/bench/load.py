@@ -67,6 +67,16 @@ EOG_NAMES = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftex
 VISIBLE_RE = re.compile(r"^[!-~\u0120\u2581]+$")   # printable ASCII, GPT-2's 'Ġ' (space), SentencePiece's '▁'
 
 
+def cpu_advertises_amx() -> bool:
+    """Whether /proc/cpuinfo lists AMX tiles (llama.cpp's weight repacking for AMX dies with SIGILL on VMs that
+    do not grant the tile state; unreadable counts as yes, the safe side)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return "amx_tile" in f.read()
+    except OSError:
+        return True
+
+
 def make_prompt(words: int, nonce: int | None = None) -> str:
     text = " ".join(WORDS[i % len(WORDS)] for i in range(words))
     return text if nonce is None else f"{nonce % 1000000:06d} {text}"
