@@ -1,4 +1,4 @@
-import FlywheelEngine
+@testable import FlywheelEngine
 import FlywheelKernels
 import XCTest
 
@@ -116,6 +116,23 @@ final class ModelWeightsTests: XCTestCase {
             m.dequantizeRow(r, into: &u)
             n.dequantizeRow(r, into: &v)
             XCTAssertEqual(u, v, "row \(r)")
+        }
+    }
+
+    func testWithoutMemoryForCopiesQ8KeepsTheFilesRowsAndOtherTypesFailNamingTheTensor() throws {
+        let q8 = try GGUFFile(path: try GGUFFixture.url("model-llama-q8.gguf").path)
+        let refused: QuantizedStorage.Allocator = { _ in nil }
+        let weights = try ModelWeights(file: q8, config: ModelConfig(file: q8), layout: .rowGroups, allocate: refused)
+        XCTAssertEqual(weights.layout, .rows)
+        let fileBase = try q8.withTensorBytes("blk.0.ffn_gate.weight") { $0.baseAddress! }
+        XCTAssertEqual(weights.layers[0].gate.base, fileBase)
+
+        let f16 = try GGUFFile(path: try GGUFFixture.url("model-qwen2-f16.gguf").path)
+        XCTAssertThrowsError(try ModelWeights(file: f16, config: ModelConfig(file: f16), layout: .rows, allocate: refused)) {
+            guard case let .outOfMemory(tensor, bytes)? = $0 as? ModelError else { return XCTFail("\($0)") }
+            XCTAssertEqual(tensor, "token_embd.weight")
+            XCTAssertGreaterThan(bytes, 0)
+            XCTAssertTrue("\($0)".contains("not enough memory to load tensor 'token_embd.weight'"), "\($0)")
         }
     }
 

@@ -16,6 +16,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable, Sendable {
     /// A tensor's ggml type is one the engine cannot load: matrices may be any type with a layout
     /// (`GGUFTensorType.supported`), vectors F32, F16 or BF16.
     case unsupportedTensorType(tensor: String, type: GGUFTensorType)
+    /// Converting tensor `tensor` at load needed `bytes` bytes of memory the system would not give.
+    case outOfMemory(tensor: String, bytes: Int)
 
     public var description: String {
         switch self {
@@ -31,6 +33,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable, Sendable {
             return "model: missing tensor \"\(name)\""
         case let .wrongShape(tensor, expected, found):
             return "model: tensor \"\(tensor)\" has shape \(found), expected \(expected)"
+        case let .outOfMemory(tensor, bytes):
+            return "not enough memory to load tensor '\(tensor)': its Q8_0 form needs \(bytes) bytes"
         case let .unsupportedTensorType(tensor, type):
             let matrices = GGUFTensorType.supported.map(\.name).joined(separator: ", ")
             return "model: tensor \"\(tensor)\" has type \(type), which the engine cannot load (matrices: \(matrices); vectors: F32, F16, BF16)"

@@ -38,7 +38,13 @@ public struct ModelWeights: Sendable {
     /// Loads and checks every tensor `config` needs, keeping the matrices in `layout` where their rows allow it
     /// (the layout the active kernels read fastest by default). Throws `ModelError`.
     public init(file: GGUFFile, config: ModelConfig, layout: Q8Layout = Q8Matrix.preferredLayout) throws {
-        var loader = Loader(file: file, layout: layout)
+        try self.init(file: file, config: config, layout: layout, allocate: QuantizedStorage.systemAllocator)
+    }
+
+    /// `init(file:config:layout:)` taking memory for converted matrices from `allocate` (tests give one that
+    /// fails).
+    init(file: GGUFFile, config: ModelConfig, layout: Q8Layout, allocate: @escaping QuantizedStorage.Allocator) throws {
+        var loader = Loader(file: file, layout: layout, allocate: allocate)
         let d = config.embeddingLength
         let f = config.feedForwardLength
         let q = config.queryLength
@@ -110,10 +116,13 @@ public struct ModelWeights: Sendable {
         var matrixTypes: [GGUFTensorType: Int] = [:]
         /// The layout matrices are put in where their rows allow it.
         let layout: Q8Layout
+        /// Memory for the matrices made at load.
+        let allocate: QuantizedStorage.Allocator
 
-        init(file: GGUFFile, layout: Q8Layout) {
+        init(file: GGUFFile, layout: Q8Layout, allocate: @escaping QuantizedStorage.Allocator) {
             self.file = file
             self.layout = layout
+            self.allocate = allocate
         }
 
         /// A (rows, columns) matrix: GGUF shape [columns, rows]. Q8_0 is used in place, or copied into
@@ -130,8 +139,9 @@ public struct ModelWeights: Sendable {
                 // lives as long as the GGUFFile that ModelWeights holds.
                 let base = try file.withTensorBytes(name) { $0.baseAddress! }
                 let stored = Q8Matrix(base: base, rows: rows, columns: columns)
-                guard layout == .rowGroups else { return stored }
-                let storage = QuantizedStorage(copying: stored, layout: layout)
+                // Without memory for the copy the file's rows serve as they are (the kernels take either layout).
+                guard layout == .rowGroups, let storage = QuantizedStorage(copying: stored, layout: layout, allocate: allocate)
+                else { return stored }
                 ownedStorage.append(storage)
                 file.releaseTensorPages(name)  // read once; the copy is what runs
                 return storage.matrix
@@ -139,10 +149,13 @@ public struct ModelWeights: Sendable {
             // The reader checked at open that rows are whole blocks and that rows * rowBytes bytes lie
             // inside the file; ModelConfig checked that columns are whole Q8_0 blocks.
             let rowBytes = columns / blockLayout.blockSize * blockLayout.blockBytes
-            let storage = try file.withTensorBytes(name) { bytes in
-                QuantizedStorage(rows: rows, columns: columns, layout: layout) { row, out in
+            let converted = try file.withTensorBytes(name) { bytes in
+                QuantizedStorage(rows: rows, columns: columns, layout: layout, allocate: allocate) { row, out in
                     Dequantization.dequantize(type, bytes.baseAddress! + row * rowBytes, count: columns, into: out)
                 }
+            }
+            guard let storage = converted else {
+                throw ModelError.outOfMemory(tensor: name, bytes: rows * Q8Block.rowByteCount(columns))
             }
             file.releaseTensorPages(name)
             ownedStorage.append(storage)

@@ -1,3 +1,10 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import FlywheelKernels
 
 /// Heap memory holding a Q8_0 matrix that the model made itself at load time: requantized from weights of
@@ -5,15 +12,30 @@ import FlywheelKernels
 ///
 /// Written only inside `init`, before the object is shared, and freed in `deinit`; in between it is
 /// read-only, so sharing it across threads is safe. That is why it is `@unchecked Sendable`.
+///
+/// The memory comes from `allocate` (64-byte aligned, released with `free`); when it cannot be had the
+/// initializers return nil, so a model too big for the machine is a clear error or keeps the file's layout
+/// instead of aborting the process.
 final class QuantizedStorage: @unchecked Sendable {
+    /// Returns `bytes` bytes aligned to 64 that `free` releases, or nil.
+    typealias Allocator = @Sendable (Int) -> UnsafeMutableRawPointer?
+
+    /// `posix_memalign`.
+    static let systemAllocator: Allocator = { bytes in
+        var memory: UnsafeMutableRawPointer?
+        return posix_memalign(&memory, 64, max(1, bytes)) == 0 ? memory : nil
+    }
+
     let matrix: Q8Matrix
     private let memory: UnsafeMutableRawPointer
 
     /// Quantizes `rows` rows of `columns` floats, produced one row at a time by `fillRow(row, buffer)`, into
     /// `layout` (`.rowGroups` needs `rows` a multiple of 4).
-    init(rows: Int, columns: Int, layout: Q8Layout, fillRow: (Int, UnsafeMutablePointer<Float>) -> Void) {
+    init?(rows: Int, columns: Int, layout: Q8Layout, allocate: Allocator = systemAllocator,
+          fillRow: (Int, UnsafeMutablePointer<Float>) -> Void) {
         let rowBytes = Q8Block.rowByteCount(columns)
-        memory = UnsafeMutableRawPointer.allocate(byteCount: max(1, rows * rowBytes), alignment: 64)
+        guard let memory = allocate(rows * rowBytes) else { return nil }
+        self.memory = memory
         let row = UnsafeMutablePointer<Float>.allocate(capacity: columns)
         defer { row.deallocate() }
         switch layout {
@@ -41,9 +63,10 @@ final class QuantizedStorage: @unchecked Sendable {
     }
 
     /// A copy of the row-major Q8_0 matrix `source` in `layout`.
-    init(copying source: Q8Matrix, layout: Q8Layout) {
+    init?(copying source: Q8Matrix, layout: Q8Layout, allocate: Allocator = systemAllocator) {
         precondition(source.layout == .rows, "copies start from row-major matrices")
-        memory = UnsafeMutableRawPointer.allocate(byteCount: max(1, source.byteCount), alignment: 64)
+        guard let memory = allocate(source.byteCount) else { return nil }
+        self.memory = memory
         switch layout {
         case .rows:
             memory.copyMemory(from: source.base, byteCount: source.byteCount)
@@ -53,5 +76,5 @@ final class QuantizedStorage: @unchecked Sendable {
         }
     }
 
-    deinit { memory.deallocate() }
+    deinit { free(memory) }
 }
