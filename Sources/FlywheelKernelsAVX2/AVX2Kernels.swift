@@ -107,8 +107,9 @@ public enum AVX2Kernels {
                 let xq = quants(px)
                 fw_prefetch(p + groupPrefetchDistance)
                 fw_prefetch(p + (groupPrefetchDistance &+ 64))
-                // The four weight scales times the activation's: dw * dx per row, as `accumulate` forms it.
-                let d = _mm_mul_ps(fourScales(p), _mm_broadcastss_ps(halfScale(px)))
+                // The four weight scales (`halfScale` converts all four halves it loads) times the activation's:
+                // dw * dx per row, as `accumulate` forms it.
+                let d = _mm_mul_ps(halfScale(p), _mm_broadcastss_ps(halfScale(px)))
                 acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d[0]), blockProduct(groupQuants(p, 0), xq), acc0)
                 acc1 = _mm256_fmadd_ps(_mm256_set1_ps(d[1]), blockProduct(groupQuants(p, 1), xq), acc1)
                 acc2 = _mm256_fmadd_ps(_mm256_set1_ps(d[2]), blockProduct(groupQuants(p, 2), xq), acc2)
@@ -132,12 +133,6 @@ public enum AVX2Kernels {
     ) {
         matMul(base, rowStride: 0, grouped: true, blocks: blocks, x: x, xStride: xStride, batch: batch, into: out,
                outStride: outStride, rows: rows)
-    }
-
-    /// The 4 scales of a row-group block as floats.
-    @inline(__always)
-    static func fourScales(_ p: UnsafeRawPointer) -> __m128 {
-        _mm_cvtph_ps(_mm_cvtsi64_si128(p.loadUnaligned(as: Int64.self)))
     }
 
     /// The quants of row `i` (0...3) of a row-group block.
