@@ -93,10 +93,11 @@ final class AVX2KernelsTests: XCTestCase {
     func testMatMulIsBitIdenticalToOneMatVecPerActivationRow() {
         var random = TestRandom(state: 34)
         let w = Q8TestRows.random(rows: 11, blocks: 6, quants: -128 ... 127, &random)
-        let xs = Q8TestRows.random(rows: 9, blocks: 6, &random)
+        let xs = Q8TestRows.random(rows: 41, blocks: 6, &random)
         w.withMatrix { matrix, _ in xs.bytes.withUnsafeBytes { px in
-            // Batches of every tail (1...3 tokens after whole tiles of 4).
-            for batch in [1, 2, 3, 4, 5, 6, 7, 9] {
+            // Batches of every tail (1...3 tokens after whole tiles of 4), and of the 16-bit tiles of 8 tokens in
+            // spans of 16 (the last span takes up to 23).
+            for batch in [1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 15, 16, 17, 23, 24, 27, 31, 32, 41] {
                 for rows in [0 ..< 11, 2 ..< 9, 4 ..< 8, 10 ..< 11] {
                     let outStride = 12
                     var mul = [Float](repeating: .nan, count: batch * outStride)
