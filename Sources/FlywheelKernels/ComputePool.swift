@@ -65,6 +65,30 @@ public final class ComputePool: Sendable {
         }
     }
 
+    /// Calls `body` with every piece of `0 ..< total`: `perThread` pieces per thread, in multiples of
+    /// `granularity`, which the threads take one at a time as they finish the last. A thread slowed by
+    /// something outside the work (another process on its core, a page fault) then holds up the others by
+    /// one piece at most, where with a fixed `slice` each the others wait for its whole share. Pieces go out
+    /// in order but may finish in any order; `body` must write only what its range owns.
+    public func run(pieces total: Int, granularity: Int = 1, perThread: Int = 4, _ body: (Range<Int>) -> Void) {
+        let units = (total + granularity - 1) / granularity
+        guard units > 0 else { return }
+        if threadCount == 1 { body(0 ..< total); return }
+        let pieces = min(units, threadCount * max(1, perThread))
+        let state = shared
+        // Published to the workers by `dispatch`'s sequentially consistent bump of the generation.
+        state.nextPiece.store(0, ordering: .relaxed)
+        run { _, _ in
+            while true {
+                let piece = state.nextPiece.add(1, ordering: .relaxed).oldValue
+                if piece >= pieces { return }
+                let start = units * piece / pieces * granularity
+                let end = min(total, units * (piece + 1) / pieces * granularity)
+                if start < end { body(start ..< end) }
+            }
+        }
+    }
+
     /// Stops and joins the worker threads. Later `run`s do all the work on the calling thread.
     /// Idempotent; must not be called while a `run` is in progress.
     public func shutdown() {

@@ -35,6 +35,9 @@ final class ComputePoolState: @unchecked Sendable {
     /// Workers still busy with the current generation's task.
     let pending = Atomic<Int>(0)
     private let padding2: (Int, Int, Int, Int, Int, Int, Int, Int) = (0, 0, 0, 0, 0, 0, 0, 0)
+    /// The next piece of a `run(pieces:)` to hand out. Reset by the caller before it dispatches.
+    let nextPiece = Atomic<Int>(0)
+    private let padding3: (Int, Int, Int, Int, Int, Int, Int, Int) = (0, 0, 0, 0, 0, 0, 0, 0)
     let mutex: UnsafeMutablePointer<pthread_mutex_t>
     let condition: UnsafeMutablePointer<pthread_cond_t>
 

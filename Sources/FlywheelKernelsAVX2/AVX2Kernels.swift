@@ -254,13 +254,25 @@ public enum AVX2Kernels {
         _ xStride: Int, _ count: Int, _ xScales: UnsafeMutablePointer<Float>, _ wide: UnsafeRawPointer,
         _ table: UnsafeMutablePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ outStride: Int, _ rows: Range<Int>
     ) {
-        let chunks = count >> 3
         let byteTokens = count & ~3
         let tailTokens = count &- byteTokens
+        // Long rows: the whole 8s first, over all rows (see `segmentedProducts`); the rest below takes the tokens
+        // after them (reading the weights a second time only when there are such tokens).
+        var chunks = count >> 3
+        var first = 0
+        if chunks > 0 && blocks > segmentThreshold {
+            segmentedProducts(
+                base, rowStride: rowStride, grouped: grouped, step: step, blocks: blocks, chunks: chunks, xScales,
+                count, wide, table, out, outStride, rows)
+            first = chunks << 3
+            chunks = 0
+            if first == count { return }
+        }
         var r = rows.lowerBound
         // A pair of rows must sit in one group; a row alone takes every token by itself.
         if grouped && r & 1 != 0 {
-            singleRow(base, rowStride: rowStride, grouped: grouped, blocks: blocks, r, x, xStride, count, out, outStride)
+            singleRow(base, rowStride: rowStride, grouped: grouped, blocks: blocks, r, x + first &* xStride, xStride,
+                      count &- first, out + first &* outStride, outStride)
             r &+= 1
         }
         let tail = x + byteTokens &* xStride
@@ -282,7 +294,7 @@ public enum AVX2Kernels {
                 pair.prefetch = false
                 tile1x8(pair, second: true, blocks, w, scales, count, table, o + 1, outStride)
             }
-            var b = chunks << 3
+            var b = first + (chunks << 3)
             if b < byteTokens {
                 tile2x4(pair, blocks, x + b &* xStride, xStride, xScales + b, count, out + (b &* outStride &+ r),
                         outStride)
@@ -306,7 +318,8 @@ public enum AVX2Kernels {
             r &+= 2
         }
         if r < rows.upperBound {
-            singleRow(base, rowStride: rowStride, grouped: grouped, blocks: blocks, r, x, xStride, count, out, outStride)
+            singleRow(base, rowStride: rowStride, grouped: grouped, blocks: blocks, r, x + first &* xStride, xStride,
+                      count &- first, out + first &* outStride, outStride)
         }
     }
 
@@ -378,32 +391,84 @@ public enum AVX2Kernels {
         _ xScaleStride: Int, _ table: UnsafeMutablePointer<Float>, _ out: UnsafeMutablePointer<Float>,
         _ outStride: Int
     ) {
-        for j in 0 ..< blocks {
-            let o = j &* w.step
-            let dw = second ? w.scale1(o) : w.scale0(o)
-            let dx = UnsafeRawPointer(xScales + j &* xScaleStride).loadUnaligned(as: SIMD8<Float>.self)
-            UnsafeMutableRawPointer(table + j &* 8).storeBytes(of: dx * SIMD8(repeating: dw), as: SIMD8<Float>.self)
-        }
+        let s = second ? w.s0 + w.scaleDelta : w.s0
+        let q = second ? w.q0 + w.quantDelta : w.q0
+        fillTable(table, s, step: w.step, blocks, xScales, xScaleStride)
+        var a = Accumulators8()
         // The loop twice, with and without prefetches: a test inside it cost a spilled accumulator and eight
         // register moves per block.
         if w.prefetch {
-            products1x8(w, second: second, prefetch: true, blocks, x, table, out, outStride)
+            products1x8(q, step: w.step, blocks, x, table, prefetch: true, w.prefetchFrom, w.prefetchDelta, &a)
         } else {
-            products1x8(w, second: second, prefetch: false, blocks, x, table, out, outStride)
+            products1x8(q, step: w.step, blocks, x, table, prefetch: false, w.prefetchFrom, 0, &a)
+        }
+        storeSums(a.a0, a.a1, a.a2, a.a3, row: out, stride: outStride)
+        storeSums(a.a4, a.a5, a.a6, a.a7, row: out + 4 &* outStride, stride: outStride)
+    }
+
+    /// The 8 tokens' accumulators of a `tile1x8`.
+    struct Accumulators8 {
+        var a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps()
+        var a4 = _mm256_setzero_ps(), a5 = _mm256_setzero_ps(), a6 = _mm256_setzero_ps(), a7 = _mm256_setzero_ps()
+
+        init() {}
+
+        @inline(__always)
+        init(_ a0: __m256, _ a1: __m256, _ a2: __m256, _ a3: __m256, _ a4: __m256, _ a5: __m256, _ a6: __m256,
+             _ a7: __m256) {
+            (self.a0, self.a1, self.a2, self.a3, self.a4, self.a5, self.a6, self.a7) = (a0, a1, a2, a3, a4, a5, a6, a7)
+        }
+
+        @inline(__always)
+        init(loading p: UnsafePointer<Float>) {
+            let r = UnsafeRawPointer(p)
+            a0 = r.load(as: __m256.self); a1 = r.load(fromByteOffset: 32, as: __m256.self)
+            a2 = r.load(fromByteOffset: 64, as: __m256.self); a3 = r.load(fromByteOffset: 96, as: __m256.self)
+            a4 = r.load(fromByteOffset: 128, as: __m256.self); a5 = r.load(fromByteOffset: 160, as: __m256.self)
+            a6 = r.load(fromByteOffset: 192, as: __m256.self); a7 = r.load(fromByteOffset: 224, as: __m256.self)
+        }
+
+        @inline(__always)
+        func store(to p: UnsafeMutablePointer<Float>) {
+            let r = UnsafeMutableRawPointer(p)
+            r.storeBytes(of: a0, as: __m256.self); r.storeBytes(of: a1, toByteOffset: 32, as: __m256.self)
+            r.storeBytes(of: a2, toByteOffset: 64, as: __m256.self); r.storeBytes(of: a3, toByteOffset: 96, as: __m256.self)
+            r.storeBytes(of: a4, toByteOffset: 128, as: __m256.self)
+            r.storeBytes(of: a5, toByteOffset: 160, as: __m256.self)
+            r.storeBytes(of: a6, toByteOffset: 192, as: __m256.self)
+            r.storeBytes(of: a7, toByteOffset: 224, as: __m256.self)
         }
     }
 
+    /// `table[j * 8 + t]` = token t's scale in block j times the weight row's (scales at `s`, `step` apart).
+    @inline(__always)
+    static func fillTable(
+        _ table: UnsafeMutablePointer<Float>, _ s: UnsafeRawPointer, step: Int, _ blocks: Int,
+        _ xScales: UnsafePointer<Float>, _ xScaleStride: Int
+    ) {
+        for j in 0 ..< blocks {
+            let dw = halfScale(s + j &* step)[0]
+            let dx = UnsafeRawPointer(xScales + j &* xScaleStride).loadUnaligned(as: SIMD8<Float>.self)
+            UnsafeMutableRawPointer(table + j &* 8).storeBytes(of: dx * SIMD8(repeating: dw), as: SIMD8<Float>.self)
+        }
+    }
+
+    /// The inner loop of the 16-bit tiles: one weight row's `blocks` blocks (quants at `q`, `step` apart) times 8
+    /// widened tokens at `x`, added to `a`; with `prefetch`, the lines at `from` and `from + delta` (same offsets).
     @inline(__always)
     static func products1x8(
-        _ w: RowPair, second: Bool, prefetch: Bool, _ blocks: Int, _ x: UnsafeRawPointer,
-        _ table: UnsafeMutablePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ outStride: Int
+        _ q: UnsafeRawPointer, step: Int, _ blocks: Int, _ x: UnsafeRawPointer, _ table: UnsafeMutablePointer<Float>,
+        prefetch: Bool, _ from: UnsafeRawPointer, _ delta: Int, _ a: inout Accumulators8
     ) {
-        var a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0
+        var a0 = a.a0, a1 = a.a1, a2 = a.a2, a3 = a.a3, a4 = a.a4, a5 = a.a5, a6 = a.a6, a7 = a.a7
         for j in 0 ..< blocks {
-            let o = j &* w.step
-            if prefetch { w.prefetch(at: o) }
-            let q = second ? w.quants1(o) : w.quants0(o)
-            let even = _mm256_srai_epi16(_mm256_slli_epi16(q, 8), 8), odd = _mm256_srai_epi16(q, 8)
+            let o = j &* step
+            if prefetch {
+                fw_prefetch(from + o)
+                fw_prefetch(from + (o &+ delta))
+            }
+            let w = (q + o).loadUnaligned(as: __m256i.self)
+            let even = _mm256_srai_epi16(_mm256_slli_epi16(w, 8), 8), odd = _mm256_srai_epi16(w, 8)
             let px = x + j &* 512
             let d = UnsafePointer(table + j &* 8)
             a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(d), wideProduct(even, odd, px), a0)
@@ -415,9 +480,66 @@ public enum AVX2Kernels {
             a6 = _mm256_fmadd_ps(_mm256_broadcast_ss(d + 6), wideProduct(even, odd, px + 384), a6)
             a7 = _mm256_fmadd_ps(_mm256_broadcast_ss(d + 7), wideProduct(even, odd, px + 448), a7)
         }
-        storeSums(a0, a1, a2, a3, row: out, stride: outStride)
-        storeSums(a4, a5, a6, a7, row: out + 4 &* outStride, stride: outStride)
+        a = Accumulators8(a0, a1, a2, a3, a4, a5, a6, a7)
     }
+
+    /// The 16-bit tiles for rows too long for a span's widened activations to stay in L1 (`segmentThreshold`):
+    /// columns in segments of `segmentBlocks` as the outer loop and every row of `rows` inside, each row's 8-token
+    /// accumulators kept in `acc` between segments. Every accumulator sees its blocks in order, so the sums are
+    /// the same bits; the segment's activations (8 KiB per 8 tokens) stay in L1 while all the rows pass. Weights
+    /// are still read once, a segment of each row (or group) at a time, and the same segment of the next group of
+    /// rows is prefetched.
+    @inline(__always)
+    static func segmentedProducts(
+        _ base: UnsafeRawPointer, rowStride: Int, grouped: Bool, step: Int, blocks: Int, chunks: Int,
+        _ xScales: UnsafeMutablePointer<Float>, _ count: Int, _ wide: UnsafeRawPointer,
+        _ table: UnsafeMutablePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ outStride: Int, _ rows: Range<Int>
+    ) {
+        let perRow = chunks &* 64
+        let acc = UnsafeMutablePointer<Float>.allocate(capacity: rows.count &* perRow)
+        defer { acc.deallocate() }
+        acc.initialize(repeating: 0, count: rows.count &* perRow)
+        let ahead = grouped ? blocks &* groupBlockBytes : rowStride &* 4
+        var first = 0
+        while first < blocks {
+            let n = min(segmentBlocks, blocks &- first)
+            for r in rows {
+                let row = weightRow(base, rowStride: rowStride, grouped: grouped, blocks: blocks, r)
+                let s = row.scale + first &* step, q = row.quants + first &* step
+                // In groups, the group's first row prefetches the next group's segment (both lines of a block);
+                // rows one after another, each the row four ahead.
+                let prefetch = !grouped || r & 3 == 0
+                let from = s + ahead
+                for c in 0 ..< chunks {
+                    fillTable(table, s, step: step, n, xScales + (first &* count &+ c &* 8), count)
+                    let cell = acc + ((r &- rows.lowerBound) &* perRow &+ c &* 64)
+                    var a = Accumulators8(loading: cell)
+                    let x = wide + (c &* blocks &+ first) &* 512
+                    if prefetch && c == 0 {
+                        products1x8(q, step: step, n, x, table, prefetch: true, from, grouped ? 64 : 0, &a)
+                    } else {
+                        products1x8(q, step: step, n, x, table, prefetch: false, from, 0, &a)
+                    }
+                    a.store(to: cell)
+                }
+            }
+            first &+= n
+        }
+        for r in rows {
+            for c in 0 ..< chunks {
+                let a = Accumulators8(loading: acc + ((r &- rows.lowerBound) &* perRow &+ c &* 64))
+                let o = out + (c &* 8 &* outStride &+ r)
+                storeSums(a.a0, a.a1, a.a2, a.a3, row: o, stride: outStride)
+                storeSums(a.a4, a.a5, a.a6, a.a7, row: o + 4 &* outStride, stride: outStride)
+            }
+        }
+    }
+
+    /// Rows longer than this many blocks take `segmentedProducts`: 8 tokens' widened activations of 32 blocks are
+    /// 16 KiB, half of a Zen 3's L1 (the weights stream through the other half).
+    public static let segmentThreshold = 32
+    /// Blocks per column segment in `segmentedProducts`.
+    static let segmentBlocks = 16
 
     /// A block's product with one widened activation block at `px` (even bytes, then odd), as 8 floats.
     @inline(__always)

@@ -91,9 +91,19 @@ final class AVX2KernelsTests: XCTestCase {
     }
 
     func testMatMulIsBitIdenticalToOneMatVecPerActivationRow() {
+        checkMatMulAgainstMatVec(blocks: 6)
+    }
+
+    /// Rows longer than `AVX2Kernels.segmentThreshold` blocks, whose 16-bit tiles go in column segments.
+    func testMatMulOfLongRowsIsBitIdenticalToOneMatVecPerActivationRow() {
+        XCTAssertGreaterThan(37, AVX2Kernels.segmentThreshold)
+        checkMatMulAgainstMatVec(blocks: 37)
+    }
+
+    func checkMatMulAgainstMatVec(blocks: Int) {
         var random = TestRandom(state: 34)
-        let w = Q8TestRows.random(rows: 11, blocks: 6, quants: -128 ... 127, &random)
-        let xs = Q8TestRows.random(rows: 41, blocks: 6, &random)
+        let w = Q8TestRows.random(rows: 11, blocks: blocks, quants: -128 ... 127, &random)
+        let xs = Q8TestRows.random(rows: 41, blocks: blocks, &random)
         w.withMatrix { matrix, _ in xs.bytes.withUnsafeBytes { px in
             // Batches of every tail (1...3 tokens after whole tiles of 4), and of the 16-bit tiles of 8 tokens in
             // spans of 16 (the last span takes up to 23).
@@ -101,12 +111,12 @@ final class AVX2KernelsTests: XCTestCase {
                 for rows in [0 ..< 11, 2 ..< 9, 4 ..< 8, 10 ..< 11] {
                     let outStride = 12
                     var mul = [Float](repeating: .nan, count: batch * outStride)
-                    AVX2Kernels.matMul(base: matrix.base, rowStride: matrix.rowStride, blocks: 6, x: px.baseAddress!,
+                    AVX2Kernels.matMul(base: matrix.base, rowStride: matrix.rowStride, blocks: blocks, x: px.baseAddress!,
                                        xStride: xs.rowStride, batch: batch, into: &mul, outStride: outStride, rows: rows)
                     var vec = [Float](repeating: .nan, count: batch * outStride)
                     vec.withUnsafeMutableBufferPointer { vec in
                         for b in 0 ..< batch {
-                            AVX2Kernels.matVec(base: matrix.base, rowStride: matrix.rowStride, blocks: 6,
+                            AVX2Kernels.matVec(base: matrix.base, rowStride: matrix.rowStride, blocks: blocks,
                                                x: px.baseAddress! + b * xs.rowStride,
                                                into: vec.baseAddress! + b * outStride, rows: rows)
                         }

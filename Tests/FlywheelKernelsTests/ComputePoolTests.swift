@@ -1,4 +1,5 @@
 import XCTest
+import Synchronization
 @testable import FlywheelKernels
 #if canImport(Glibc)
 import Glibc
@@ -106,5 +107,56 @@ final class ComputePoolTests: XCTestCase {
             if name != "." && name != ".." { count += 1 }
         }
         return count
+    }
+
+    func testPiecesCoverEveryElementOnceInMultiplesOfTheGranularity() {
+        for threads in [1, 2, 3] {
+            let pool = ComputePool(threadCount: threads)
+            for (total, granularity) in [(1001, 4), (8, 4), (3, 4), (0, 4), (37, 1)] {
+                let marks = UnsafeMutablePointer<Int>.allocate(capacity: max(1, total))
+                marks.initialize(repeating: 0, count: max(1, total))
+                defer { marks.deallocate() }
+                let misaligned = Mutex(0)
+                for _ in 0 ..< 50 {
+                    pool.run(pieces: total, granularity: granularity) { range in
+                        if range.lowerBound % granularity != 0 { misaligned.withLock { $0 += 1 } }
+                        for i in range { marks[i] += 1 }
+                    }
+                }
+                XCTAssertEqual(Array(UnsafeBufferPointer(start: marks, count: total)),
+                               [Int](repeating: 50, count: total), "\(threads) threads, \(total) by \(granularity)")
+                XCTAssertEqual(misaligned.withLock { $0 }, 0)
+            }
+        }
+    }
+
+    /// The point of pieces: a thread held up inside its first piece does not hold the others' work. Whichever thread
+    /// takes piece 0 waits there until every other piece is done, so the other thread must take all of them (with a
+    /// fixed share each, this would wait forever: the wait gives up after a minute and the test fails).
+    func testAThreadHeldUpLeavesItsRemainingPiecesToTheOthers() {
+        let pool = ComputePool(threadCount: 2)
+        let done = Atomic<Int>(0)
+        let takers = Mutex<[Int: [Int]]>([:])
+        let gaveUp = Atomic<Bool>(false)
+        pool.run(pieces: 8, perThread: 4) { range in
+            let me = Int(bitPattern: UInt(pthread_self()))
+            takers.withLock { $0[me, default: []].append(range.lowerBound) }
+            if range.lowerBound == 0 {
+                let deadline = Date().addingTimeInterval(60)
+                while done.load(ordering: .acquiring) < 7 {
+                    if Date() > deadline { gaveUp.store(true, ordering: .relaxed); break }
+                    sched_yield()
+                }
+            } else {
+                done.add(1, ordering: .releasing)
+            }
+        }
+        XCTAssertFalse(gaveUp.load(ordering: .relaxed))
+        let byThread = takers.withLock { $0 }
+        XCTAssertEqual(byThread.values.flatMap { $0 }.sorted(), Array(0 ..< 8))
+        // The thread that held piece 0 took nothing else; the other took the other seven.
+        let holder = byThread.values.first { $0.contains(0) }
+        XCTAssertEqual(holder, [0])
+        XCTAssertEqual(byThread.values.map(\.count).sorted(), [1, 7])
     }
 }

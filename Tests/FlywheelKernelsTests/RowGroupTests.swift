@@ -90,7 +90,18 @@ final class RowGroupTests: XCTestCase {
 
     func testAVX2MatMulOnRowGroupsIsBitIdenticalToRowsForEveryBatchTail() throws {
         try XCTSkipUnless(KernelPath.cpuSupportsAVX2, "CPU has no AVX2")
-        let f = Fixture(tokens: 41, seed: 44)
+        try checkAVX2MatMulOnRowGroups(blocks: 7)
+    }
+
+    /// Rows longer than `AVX2Kernels.segmentThreshold` blocks, whose 16-bit tiles go in column segments.
+    func testAVX2MatMulOnLongRowGroupsIsBitIdenticalToRowsForEveryBatchTail() throws {
+        try XCTSkipUnless(KernelPath.cpuSupportsAVX2, "CPU has no AVX2")
+        XCTAssertGreaterThan(37, AVX2Kernels.segmentThreshold)
+        try checkAVX2MatMulOnRowGroups(blocks: 37)
+    }
+
+    func checkAVX2MatMulOnRowGroups(blocks: Int) throws {
+        let f = Fixture(blocks: blocks, tokens: 41, seed: 44)
         defer { f.release() }
         f.w.withMatrix { matrix, _ in f.xs.bytes.withUnsafeBytes { px in
             // Every byte-tile tail, and the 16-bit tiles of 8 in spans of 16 (the last span up to 23 tokens).
@@ -98,16 +109,16 @@ final class RowGroupTests: XCTestCase {
                 for rows in [0 ..< 12, 1 ..< 12, 3 ..< 10, 2 ..< 6, 11 ..< 12, 5 ..< 7] {
                     let outStride = 13
                     var plain = [Float](repeating: .nan, count: batch * outStride), grouped = plain
-                    AVX2Kernels.matMul(base: matrix.base, rowStride: matrix.rowStride, blocks: 7, x: px.baseAddress!,
+                    AVX2Kernels.matMul(base: matrix.base, rowStride: matrix.rowStride, blocks: blocks, x: px.baseAddress!,
                                        xStride: f.xs.rowStride, batch: batch, into: &plain, outStride: outStride,
                                        rows: rows)
-                    AVX2Kernels.matMulGrouped(base: f.grouped, blocks: 7, x: px.baseAddress!, xStride: f.xs.rowStride,
+                    AVX2Kernels.matMulGrouped(base: f.grouped, blocks: blocks, x: px.baseAddress!, xStride: f.xs.rowStride,
                                               batch: batch, into: &grouped, outStride: outStride, rows: rows)
                     XCTAssertEqual(plain.map(\.bitPattern), grouped.map(\.bitPattern), "batch \(batch) rows \(rows)")
                     // And the same as one grouped matVec per token (what decode alone runs).
                     for b in 0 ..< batch {
                         var vec = [Float](repeating: .nan, count: 12)
-                        AVX2Kernels.matVecGrouped(base: f.grouped, blocks: 7, x: px.baseAddress! + b * f.xs.rowStride,
+                        AVX2Kernels.matVecGrouped(base: f.grouped, blocks: blocks, x: px.baseAddress! + b * f.xs.rowStride,
                                                   into: &vec, rows: rows)
                         for r in rows {
                             XCTAssertEqual(grouped[b * outStride + r].bitPattern, vec[r].bitPattern, "b \(b) r \(r)")

@@ -385,8 +385,7 @@ final class ForwardPass {
     /// W (d, n) @ xq (B, n)ᵀ -> (B, d)
     private func projectAndAccumulate(_ w: Q8Matrix, batch: Int) {
         let d = config.embeddingLength
-        pool.run { thread, threads in
-            let rows = ComputePool.slice(d, index: thread, count: threads, granularity: 4)
+        pool.run(pieces: d, granularity: 4) { rows in
             product(w, batch: batch, into: scratch.projected, outStride: d, rows: rows)
             for b in 0 ..< batch {
                 for r in rows { scratch.residual[b * d + r] += scratch.projected[b * d + r] }
@@ -398,8 +397,7 @@ final class ForwardPass {
     /// W1, W3 (f, d) @ xq (B, d)ᵀ -> (B, f)
     private func gatedFeedForward(_ w: LayerWeights, batch: Int) {
         let f = config.feedForwardLength
-        pool.run { thread, threads in
-            let rows = ComputePool.slice(f, index: thread, count: threads, granularity: 4)
+        pool.run(pieces: f, granularity: 4) { rows in
             product(w.gate, batch: batch, into: scratch.gate, outStride: f, rows: rows)
             product(w.up, batch: batch, into: scratch.up, outStride: f, rows: rows)
             for b in 0 ..< batch {
@@ -426,8 +424,7 @@ final class ForwardPass {
         quantize(scratch.normalized, rows: count, columns: d)
         let vocab = config.vocabularySize
         let output = weights.output
-        pool.run { thread, threads in
-            let slice = ComputePool.slice(vocab, index: thread, count: threads, granularity: 4)
+        pool.run(pieces: vocab, granularity: 4) { slice in
             product(output, batch: count, into: out, outStride: vocab, rows: slice)
         }
     }
