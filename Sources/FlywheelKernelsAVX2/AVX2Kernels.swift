@@ -2,10 +2,11 @@
 internal import _Builtin_intrinsics.intel
 internal import CFlywheelKernels
 
-/// Q8_0 kernels for x86-64 CPUs with AVX2, FMA and F16C, written the way ggml does them: per block,
-/// `vpsignb` moves the weight's sign onto the activation so `vpmaddubsw` can multiply unsigned by
-/// signed bytes, `vpmaddwd` widens the pair sums to 32 bits, and one `vfmadd` applies the product
-/// of the two f16 scales.
+/// Q8_0 kernels for x86-64 CPUs with AVX2, FMA and F16C. Per block, `vpsignb` moves the weight's
+/// sign onto the activation so `vpmaddubsw` can multiply unsigned by signed bytes, `vpmaddwd`
+/// widens the pair sums to 32 bits, and one `vfmadd` applies the product of the two f16 scales.
+/// Products of 8 tokens at once (`matMul`'s `tile1x8`) use 16-bit operands instead, with the same
+/// 32-bit lane sums, so every kernel gives the same bits for a row.
 ///
 /// This module is compiled for Haswell-class CPUs: calling anything here on a CPU without AVX2,
 /// FMA and F16C is an illegal instruction. `FlywheelKernels` checks the CPU once and only then
@@ -183,13 +184,13 @@ public enum AVX2Kernels {
     /// `out[b * outStride + r] = W[r] · x[b]` for `r` in `rows` and `b` in `0 ..< batch`, where
     /// activation row `b` starts at `x + b * xStride`.
     ///
-    /// Tiles of 2 weight rows by 4 activation rows keep 8 accumulators in registers: each weight
-    /// block is loaded and made absolute once for four tokens, the activation blocks come from L1,
-    /// and the activation scales are converted to floats once per call rather than once per pair.
-    /// The last batch % 4 tokens take 2 x 2 and 2 x 1 tiles on the same two rows while they are in
-    /// L1, so a batch of 2, 3 or 7 (continuous batching's decode steps) still streams the weights
-    /// from memory once. Every output is summed in the same order as `matVec` and `dot`, so results
-    /// are bit-identical.
+    /// Every whole 8 tokens take `tile1x8`: one weight row by 8 tokens in 16-bit products, the fastest
+    /// form without VNNI (see there). The rest take byte tiles: 2 weight rows by 4 tokens keep 8
+    /// accumulators in registers, each weight block loaded and made absolute once for four tokens; the
+    /// last batch % 4 tokens take 2 x 2 and 2 x 1 tiles on the same two rows while they are in L1, so a
+    /// batch of 2, 3 or 7 (continuous batching's decode steps) still streams the weights from memory
+    /// once. The activation scales are converted to floats once per call rather than once per pair.
+    /// Every output is summed in the same order as `matVec` and `dot`, so results are bit-identical.
     @inline(never)
     public static func matMul(
         base: UnsafeRawPointer, rowStride: Int, blocks: Int, x: UnsafeRawPointer, xStride: Int, batch: Int,
@@ -296,8 +297,8 @@ public enum AVX2Kernels {
             }
             var b = first + (chunks << 3)
             if b < byteTokens {
-                tile2x4(pair, blocks, x + b &* xStride, xStride, xScales + b, count, out + (b &* outStride &+ r),
-                        outStride)
+                tile2x4(pair, blocks, x + b &* xStride, xStride, xScales + b, count, table,
+                        out + (b &* outStride &+ r), outStride)
                 pair.prefetch = false
                 b &+= 4
             }
@@ -383,8 +384,8 @@ public enum AVX2Kernels {
     /// Lane k then holds bytes 4k...4k+3's products, the same integer `blockProduct` gives, so the sums are
     /// bit-identical to `matVec`'s. That is one multiply-pipe operation fewer per token and block, and the scale
     /// products come from a table filled first (`dx * dw`, `matVec`'s product) as broadcast loads, where
-    /// extracting them from a register took two shuffles each: 2.8 -> 1.9 cycles per token and block in a
-    /// loop of the same instructions on a Zen 3.
+    /// extracting them from a register took two shuffles each. On a Zen 3 (`vpmaddubsw`, `vpmaddwd`, `vpsignb`
+    /// and FMAs all share two pipes), `kernel-bench mul`: 35 -> 50 k tokens/s on one thread at B=32.
     @inline(__always)
     static func tile1x8(
         _ w: RowPair, second: Bool, _ blocks: Int, _ x: UnsafeRawPointer, _ xScales: UnsafePointer<Float>,
@@ -484,11 +485,12 @@ public enum AVX2Kernels {
     }
 
     /// The 16-bit tiles for rows too long for a span's widened activations to stay in L1 (`segmentThreshold`):
-    /// columns in segments of `segmentBlocks` as the outer loop and every row of `rows` inside, each row's 8-token
-    /// accumulators kept in `acc` between segments. Every accumulator sees its blocks in order, so the sums are
-    /// the same bits; the segment's activations (8 KiB per 8 tokens) stay in L1 while all the rows pass. Weights
-    /// are still read once, a segment of each row (or group) at a time, and the same segment of the next group of
-    /// rows is prefetched.
+    /// rows in blocks of `segmentRows`, and in each, columns in segments of `segmentBlocks` as the outer loop and
+    /// the block's rows inside, each row's 8-token accumulators kept in `acc` between segments (at most 32 KiB, so
+    /// they stay in cache however many rows the call has). Every accumulator sees its blocks in order, so the sums
+    /// are the same bits; a segment's activations (8 KiB per 8 tokens) stay in L1 while the rows pass. Weights
+    /// are still read once, a segment of each row (or group) at a time; the row (group) four rows on is
+    /// prefetched at the same segment, and past the block's end its first rows at the next segment.
     @inline(__always)
     static func segmentedProducts(
         _ base: UnsafeRawPointer, rowStride: Int, grouped: Bool, step: Int, blocks: Int, chunks: Int,
@@ -496,45 +498,55 @@ public enum AVX2Kernels {
         _ table: UnsafeMutablePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ outStride: Int, _ rows: Range<Int>
     ) {
         let perRow = chunks &* 64
-        let acc = UnsafeMutablePointer<Float>.allocate(capacity: rows.count &* perRow)
+        let capacity = min(rows.count, segmentRows) &* perRow
+        let acc = UnsafeMutablePointer<Float>.allocate(capacity: capacity)
         defer { acc.deallocate() }
-        acc.initialize(repeating: 0, count: rows.count &* perRow)
-        let ahead = grouped ? blocks &* groupBlockBytes : rowStride &* 4
-        var first = 0
-        while first < blocks {
-            let n = min(segmentBlocks, blocks &- first)
-            for r in rows {
-                let row = weightRow(base, rowStride: rowStride, grouped: grouped, blocks: blocks, r)
-                let s = row.scale + first &* step, q = row.quants + first &* step
-                // In groups, the group's first row prefetches the next group's segment (both lines of a block);
-                // rows one after another, each the row four ahead.
-                let prefetch = !grouped || r & 3 == 0
-                let from = s + ahead
-                for c in 0 ..< chunks {
-                    fillTable(table, s, step: step, n, xScales + (first &* count &+ c &* 8), count)
-                    let cell = acc + ((r &- rows.lowerBound) &* perRow &+ c &* 64)
-                    var a = Accumulators8(loading: cell)
-                    let x = wide + (c &* blocks &+ first) &* 512
-                    if prefetch && c == 0 {
-                        products1x8(q, step: step, n, x, table, prefetch: true, from, grouped ? 64 : 0, &a)
-                    } else {
-                        products1x8(q, step: step, n, x, table, prefetch: false, from, 0, &a)
+        var lo = rows.lowerBound
+        while lo < rows.upperBound {
+            let hi = min(rows.upperBound, lo &+ segmentRows)
+            acc.update(repeating: 0, count: (hi &- lo) &* perRow)
+            var first = 0
+            while first < blocks {
+                let n = min(segmentBlocks, blocks &- first)
+                for r in lo ..< hi {
+                    let row = weightRow(base, rowStride: rowStride, grouped: grouped, blocks: blocks, r)
+                    let s = row.scale + first &* step, q = row.quants + first &* step
+                    // In groups, the group's first row prefetches for the group (both lines of each block); rows
+                    // one after another, each for one row.
+                    let prefetch = !grouped || r & 3 == 0
+                    let next = r &+ 4 < hi || first &+ n >= blocks ? r &+ 4 : lo &+ (r &+ 4 &- hi)
+                    let nextFirst = r &+ 4 < hi || first &+ n >= blocks ? first : first &+ n
+                    let from = weightRow(base, rowStride: rowStride, grouped: grouped, blocks: blocks, next).scale
+                        + nextFirst &* step
+                    for c in 0 ..< chunks {
+                        fillTable(table, s, step: step, n, xScales + (first &* count &+ c &* 8), count)
+                        let cell = acc + ((r &- lo) &* perRow &+ c &* 64)
+                        var a = Accumulators8(loading: cell)
+                        let x = wide + (c &* blocks &+ first) &* 512
+                        if prefetch && c == 0 {
+                            products1x8(q, step: step, n, x, table, prefetch: true, from, grouped ? 64 : 0, &a)
+                        } else {
+                            products1x8(q, step: step, n, x, table, prefetch: false, from, 0, &a)
+                        }
+                        a.store(to: cell)
                     }
-                    a.store(to: cell)
+                }
+                first &+= n
+            }
+            for r in lo ..< hi {
+                for c in 0 ..< chunks {
+                    let a = Accumulators8(loading: acc + ((r &- lo) &* perRow &+ c &* 64))
+                    let o = out + (c &* 8 &* outStride &+ r)
+                    storeSums(a.a0, a.a1, a.a2, a.a3, row: o, stride: outStride)
+                    storeSums(a.a4, a.a5, a.a6, a.a7, row: o + 4 &* outStride, stride: outStride)
                 }
             }
-            first &+= n
-        }
-        for r in rows {
-            for c in 0 ..< chunks {
-                let a = Accumulators8(loading: acc + ((r &- rows.lowerBound) &* perRow &+ c &* 64))
-                let o = out + (c &* 8 &* outStride &+ r)
-                storeSums(a.a0, a.a1, a.a2, a.a3, row: o, stride: outStride)
-                storeSums(a.a4, a.a5, a.a6, a.a7, row: o + 4 &* outStride, stride: outStride)
-            }
+            lo = hi
         }
     }
 
+    /// Rows per block in `segmentedProducts` (a multiple of 4, so blocks of rows keep to groups).
+    static let segmentRows = 64
     /// Rows longer than this many blocks take `segmentedProducts`: 8 tokens' widened activations of 32 blocks are
     /// 16 KiB, half of a Zen 3's L1 (the weights stream through the other half).
     public static let segmentThreshold = 32
@@ -597,10 +609,34 @@ public enum AVX2Kernels {
         out[1] = horizontalSum(a1)
     }
 
+    /// Two weight rows by 4 activation rows. The 8 scale products of each block (`dx * dw`, as `matVec` forms
+    /// them) go into `table` first and come back as broadcast loads: taken out of a register, each cost two
+    /// shuffles on the pipes the products need.
     @inline(__always)
     static func tile2x4(
         _ w: RowPair, _ blocks: Int, _ x0: UnsafeRawPointer, _ xStride: Int,
-        _ xScales: UnsafePointer<Float>, _ xScaleStride: Int, _ out: UnsafeMutablePointer<Float>, _ outStride: Int
+        _ xScales: UnsafePointer<Float>, _ xScaleStride: Int, _ table: UnsafeMutablePointer<Float>,
+        _ out: UnsafeMutablePointer<Float>, _ outStride: Int
+    ) {
+        for j in 0 ..< blocks {
+            let o = j &* w.step
+            let dx = UnsafeRawPointer(xScales + j &* xScaleStride).loadUnaligned(as: SIMD4<Float>.self)
+            let t = UnsafeMutableRawPointer(table + j &* 8)
+            t.storeBytes(of: dx * SIMD4(repeating: w.scale0(o)), as: SIMD4<Float>.self)
+            t.storeBytes(of: dx * SIMD4(repeating: w.scale1(o)), toByteOffset: 16, as: SIMD4<Float>.self)
+        }
+        // As in `tile1x8`: the loop with and without prefetches.
+        if w.prefetch {
+            products2x4(w, prefetch: true, blocks, x0, xStride, table, out, outStride)
+        } else {
+            products2x4(w, prefetch: false, blocks, x0, xStride, table, out, outStride)
+        }
+    }
+
+    @inline(__always)
+    static func products2x4(
+        _ w: RowPair, prefetch: Bool, _ blocks: Int, _ x0: UnsafeRawPointer, _ xStride: Int,
+        _ table: UnsafeMutablePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ outStride: Int
     ) {
         let x1 = x0 + xStride, x2 = x1 + xStride, x3 = x2 + xStride
         var a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00
@@ -608,28 +644,27 @@ public enum AVX2Kernels {
         for j in 0 ..< blocks {
             let o = j &* w.step
             let ox = j &* blockBytes
-            if w.prefetch { w.prefetch(at: o) }
-            let dx = UnsafeRawPointer(xScales + j &* xScaleStride).loadUnaligned(as: SIMD4<Float>.self)
-            rowStep(w.scale0(o), w.quants0(o), x0 + ox, x1 + ox, x2 + ox, x3 + ox, dx, &a00, &a01, &a02, &a03)
-            rowStep(w.scale1(o), w.quants1(o), x0 + ox, x1 + ox, x2 + ox, x3 + ox, dx, &a10, &a11, &a12, &a13)
+            if prefetch { w.prefetch(at: o) }
+            let d = UnsafePointer(table + j &* 8)
+            rowStep(w.quants0(o), x0 + ox, x1 + ox, x2 + ox, x3 + ox, d, &a00, &a01, &a02, &a03)
+            rowStep(w.quants1(o), x0 + ox, x1 + ox, x2 + ox, x3 + ox, d + 4, &a10, &a11, &a12, &a13)
         }
         storeSums(a00, a01, a02, a03, row: out, stride: outStride)
         storeSums(a10, a11, a12, a13, row: out + 1, stride: outStride)
     }
 
+    /// One weight row's block times 4 tokens' blocks, with the 4 scale products at `d`.
     @inline(__always)
     static func rowStep(
-        _ dw: Float, _ w: __m256i, _ p0: UnsafeRawPointer, _ p1: UnsafeRawPointer,
-        _ p2: UnsafeRawPointer, _ p3: UnsafeRawPointer, _ dx: SIMD4<Float>,
+        _ w: __m256i, _ p0: UnsafeRawPointer, _ p1: UnsafeRawPointer, _ p2: UnsafeRawPointer,
+        _ p3: UnsafeRawPointer, _ d: UnsafePointer<Float>,
         _ a0: inout __m256, _ a1: inout __m256, _ a2: inout __m256, _ a3: inout __m256
     ) {
         let aw = _mm256_sign_epi8(w, w)
-        // dx * dw, the same product `matVec` forms, so the sums match it bit for bit.
-        let d = dx * SIMD4<Float>(repeating: dw)
-        a0 = _mm256_fmadd_ps(_mm256_set1_ps(d[0]), signedProduct(aw, w, quants(p0)), a0)
-        a1 = _mm256_fmadd_ps(_mm256_set1_ps(d[1]), signedProduct(aw, w, quants(p1)), a1)
-        a2 = _mm256_fmadd_ps(_mm256_set1_ps(d[2]), signedProduct(aw, w, quants(p2)), a2)
-        a3 = _mm256_fmadd_ps(_mm256_set1_ps(d[3]), signedProduct(aw, w, quants(p3)), a3)
+        a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(d), signedProduct(aw, w, quants(p0)), a0)
+        a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(d + 1), signedProduct(aw, w, quants(p1)), a1)
+        a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(d + 2), signedProduct(aw, w, quants(p2)), a2)
+        a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(d + 3), signedProduct(aw, w, quants(p3)), a3)
     }
 
     /// Quantizes `count` floats (a multiple of 32) into Q8_0 blocks at `out`: per block
