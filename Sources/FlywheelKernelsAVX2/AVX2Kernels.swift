@@ -403,8 +403,7 @@ public enum AVX2Kernels {
         } else {
             products1x8(q, step: w.step, blocks, x, table, prefetch: false, w.prefetchFrom, 0, &a)
         }
-        storeSums(a.a0, a.a1, a.a2, a.a3, row: out, stride: outStride)
-        storeSums(a.a4, a.a5, a.a6, a.a7, row: out + 4 &* outStride, stride: outStride)
+        a.storeSums(to: out, stride: outStride)
     }
 
     /// The 8 tokens' accumulators of a `tile1x8`.
@@ -422,11 +421,22 @@ public enum AVX2Kernels {
 
         @inline(__always)
         init(loading p: UnsafePointer<Float>) {
+            // Unaligned loads: the accumulators live in a Float allocation, aligned to 16 bytes only.
             let r = UnsafeRawPointer(p)
-            a0 = r.load(as: __m256.self); a1 = r.load(fromByteOffset: 32, as: __m256.self)
-            a2 = r.load(fromByteOffset: 64, as: __m256.self); a3 = r.load(fromByteOffset: 96, as: __m256.self)
-            a4 = r.load(fromByteOffset: 128, as: __m256.self); a5 = r.load(fromByteOffset: 160, as: __m256.self)
-            a6 = r.load(fromByteOffset: 192, as: __m256.self); a7 = r.load(fromByteOffset: 224, as: __m256.self)
+            a0 = r.loadUnaligned(as: __m256.self); a1 = r.loadUnaligned(fromByteOffset: 32, as: __m256.self)
+            a2 = r.loadUnaligned(fromByteOffset: 64, as: __m256.self)
+            a3 = r.loadUnaligned(fromByteOffset: 96, as: __m256.self)
+            a4 = r.loadUnaligned(fromByteOffset: 128, as: __m256.self)
+            a5 = r.loadUnaligned(fromByteOffset: 160, as: __m256.self)
+            a6 = r.loadUnaligned(fromByteOffset: 192, as: __m256.self)
+            a7 = r.loadUnaligned(fromByteOffset: 224, as: __m256.self)
+        }
+
+        /// The 8 lane sums to `out[0]`, `out[stride]`, ... `out[7 * stride]`.
+        @inline(__always)
+        func storeSums(to out: UnsafeMutablePointer<Float>, stride: Int) {
+            AVX2Kernels.storeSums(a0, a1, a2, a3, row: out, stride: stride)
+            AVX2Kernels.storeSums(a4, a5, a6, a7, row: out + 4 &* stride, stride: stride)
         }
 
         @inline(__always)
@@ -514,10 +524,10 @@ public enum AVX2Kernels {
                     // In groups, the group's first row prefetches for the group (both lines of each block); rows
                     // one after another, each for one row.
                     let prefetch = !grouped || r & 3 == 0
-                    let next = r &+ 4 < hi || first &+ n >= blocks ? r &+ 4 : lo &+ (r &+ 4 &- hi)
-                    let nextFirst = r &+ 4 < hi || first &+ n >= blocks ? first : first &+ n
+                    let wraps = r &+ 4 >= hi && first &+ n < blocks
+                    let next = wraps ? lo &+ (r &+ 4 &- hi) : r &+ 4
                     let from = weightRow(base, rowStride: rowStride, grouped: grouped, blocks: blocks, next).scale
-                        + nextFirst &* step
+                        + (wraps ? first &+ n : first) &* step
                     for c in 0 ..< chunks {
                         fillTable(table, s, step: step, n, xScales + (first &* count &+ c &* 8), count)
                         let cell = acc + ((r &- lo) &* perRow &+ c &* 64)
@@ -535,10 +545,8 @@ public enum AVX2Kernels {
             }
             for r in lo ..< hi {
                 for c in 0 ..< chunks {
-                    let a = Accumulators8(loading: acc + ((r &- lo) &* perRow &+ c &* 64))
-                    let o = out + (c &* 8 &* outStride &+ r)
-                    storeSums(a.a0, a.a1, a.a2, a.a3, row: o, stride: outStride)
-                    storeSums(a.a4, a.a5, a.a6, a.a7, row: o + 4 &* outStride, stride: outStride)
+                    Accumulators8(loading: acc + ((r &- lo) &* perRow &+ c &* 64))
+                        .storeSums(to: out + (c &* 8 &* outStride &+ r), stride: outStride)
                 }
             }
             lo = hi
