@@ -82,9 +82,8 @@ public final class ComputePool: Sendable {
             while true {
                 let piece = state.nextPiece.add(1, ordering: .relaxed).oldValue
                 if piece >= pieces { return }
-                let start = units * piece / pieces * granularity
-                let end = min(total, units * (piece + 1) / pieces * granularity)
-                if start < end { body(start ..< end) }
+                let range = ComputePool.slice(total, index: piece, count: pieces, granularity: granularity)
+                if !range.isEmpty { body(range) }
             }
         }
     }
